@@ -1,0 +1,234 @@
+//! The sealed key backup: the user's secrets and trust decisions, sealed under `backup_key`.
+//!
+//! ```text
+//! sealed   = 0x01 (format version) | nonce (24) | XChaCha20-Poly1305(backup_key, nonce, contents, AAD)
+//! AAD      = "sealroom/v1/backup" | 0x01 | username_len: u8 | username (UTF-8)
+//! contents = 0x01 (contents version) | record*
+//! record   = tag: u8 | len: u32 big-endian | value (len bytes)
+//!   0x01 identity secret: 32 bytes; exactly once
+//!   0x02 pinned peer: name_len: u8 | username | public key (32) | flags: u8 (bit 0: verified)
+//!   0x03 settings: UTF-8 text (the client's own JSON); at most once
+//!   other tags: kept verbatim and written back, so an older client re-sealing a backup made
+//!   by a newer one loses nothing.
+//! ```
+
+use std::collections::BTreeMap;
+
+use zeroize::Zeroizing;
+
+use crate::identity::{IdentitySecret, PublicKey, KEY_LEN};
+use crate::kdf::{random_bytes, xopen, xseal};
+use crate::password::BackupKey;
+use crate::payload::Reader;
+use crate::{Error, Result};
+
+/// The sealed format version.
+pub const BACKUP_VERSION: u8 = 0x01;
+/// The contents format version.
+pub const CONTENTS_VERSION: u8 = 0x01;
+/// AAD label of the key backup.
+pub const AAD_LABEL_BACKUP: &[u8] = b"sealroom/v1/backup";
+/// Largest sealed backup a client produces or accepts (1 MiB).
+pub const MAX_SEALED_BACKUP: usize = 1 << 20;
+
+const TAG_IDENTITY: u8 = 0x01;
+const TAG_PIN: u8 = 0x02;
+const TAG_SETTINGS: u8 = 0x03;
+const FLAG_VERIFIED: u8 = 0x01;
+
+/// A peer's identity key as this user first saw it (trust on first use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin {
+    /// The pinned key.
+    pub public_key: PublicKey,
+    /// The user compared safety numbers and marked the key verified.
+    pub verified: bool,
+    /// Flag bits this build does not know, kept as found.
+    pub other_flags: u8,
+}
+
+/// What the key backup holds.
+pub struct BackupContents {
+    /// The user's X25519 identity secret.
+    pub identity: IdentitySecret,
+    /// Pinned peer keys, by username.
+    pub pins: BTreeMap<String, Pin>,
+    /// The client's settings (opaque text, JSON by convention).
+    pub settings: Option<String>,
+    /// Records of newer versions, kept verbatim: (tag, value).
+    pub unknown: Vec<(u8, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for BackupContents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupContents")
+            .field("identity", &self.identity)
+            .field("pins", &self.pins)
+            .field("settings", &self.settings.as_ref().map(|s| s.len()))
+            .field("unknown", &self.unknown.len())
+            .finish()
+    }
+}
+
+impl BackupContents {
+    /// Contents holding only an identity.
+    pub fn new(identity: IdentitySecret) -> Self {
+        BackupContents { identity, pins: BTreeMap::new(), settings: None, unknown: Vec::new() }
+    }
+
+    /// Serializes the contents (the plaintext that gets sealed).
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(64 + self.pins.len() * 64));
+        out.push(CONTENTS_VERSION);
+        record(&mut out, TAG_IDENTITY, &self.identity.to_bytes()[..])?;
+        for (name, pin) in &self.pins {
+            if name.is_empty() || name.len() > 255 {
+                return Err(Error::Malformed("pinned username"));
+            }
+            let mut value = Vec::with_capacity(1 + name.len() + KEY_LEN + 1);
+            value.push(name.len() as u8);
+            value.extend_from_slice(name.as_bytes());
+            value.extend_from_slice(pin.public_key.as_bytes());
+            value.push(pin.other_flags & !FLAG_VERIFIED | if pin.verified { FLAG_VERIFIED } else { 0 });
+            record(&mut out, TAG_PIN, &value)?;
+        }
+        if let Some(settings) = &self.settings {
+            record(&mut out, TAG_SETTINGS, settings.as_bytes())?;
+        }
+        for (tag, value) in &self.unknown {
+            record(&mut out, *tag, value)?;
+        }
+        Ok(out)
+    }
+
+    /// Parses serialized contents.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != CONTENTS_VERSION {
+            return Err(Error::UnsupportedVersion { what: "key backup contents", version });
+        }
+        let mut identity = None;
+        let mut pins = BTreeMap::new();
+        let mut settings = None;
+        let mut unknown = Vec::new();
+        while !r.is_empty() {
+            let tag = r.u8()?;
+            let len = r.u32()? as usize;
+            let value = r.take(len)?;
+            match tag {
+                TAG_IDENTITY => {
+                    let arr: [u8; KEY_LEN] =
+                        value.try_into().map_err(|_| Error::Malformed("backup identity"))?;
+                    if identity.replace(IdentitySecret::from_bytes(arr)).is_some() {
+                        return Err(Error::Malformed("backup has two identities"));
+                    }
+                }
+                TAG_PIN => {
+                    let mut v = Reader::new(value);
+                    let name_len = v.u8()? as usize;
+                    let name = std::str::from_utf8(v.take(name_len)?)
+                        .map_err(|_| Error::Malformed("pinned username"))?
+                        .to_owned();
+                    let public_key = PublicKey::from(v.array::<KEY_LEN>()?);
+                    let flags = v.u8()?;
+                    if !v.is_empty() || name.is_empty() {
+                        return Err(Error::Malformed("pin record"));
+                    }
+                    let pin = Pin {
+                        public_key,
+                        verified: flags & FLAG_VERIFIED != 0,
+                        other_flags: flags & !FLAG_VERIFIED,
+                    };
+                    if pins.insert(name, pin).is_some() {
+                        return Err(Error::Malformed("backup pins a user twice"));
+                    }
+                }
+                TAG_SETTINGS => {
+                    let text = std::str::from_utf8(value).map_err(|_| Error::Malformed("backup settings"))?;
+                    if settings.replace(text.to_owned()).is_some() {
+                        return Err(Error::Malformed("backup has two settings records"));
+                    }
+                }
+                other => unknown.push((other, value.to_vec())),
+            }
+        }
+        let identity = identity.ok_or(Error::Malformed("backup without identity"))?;
+        Ok(BackupContents { identity, pins, settings, unknown })
+    }
+}
+
+fn record(out: &mut Vec<u8>, tag: u8, value: &[u8]) -> Result<()> {
+    let len = u32::try_from(value.len()).map_err(|_| Error::TooLarge {
+        what: "backup record",
+        max: u32::MAX as usize,
+        actual: value.len(),
+    })?;
+    out.push(tag);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(value);
+    Ok(())
+}
+
+/// The AAD of a user's key backup.
+pub fn backup_aad(username: &str) -> Result<Vec<u8>> {
+    if username.is_empty() || username.len() > 255 {
+        return Err(Error::Malformed("username"));
+    }
+    let mut aad = Vec::with_capacity(AAD_LABEL_BACKUP.len() + 2 + username.len());
+    aad.extend_from_slice(AAD_LABEL_BACKUP);
+    aad.push(BACKUP_VERSION);
+    aad.push(username.len() as u8);
+    aad.extend_from_slice(username.as_bytes());
+    Ok(aad)
+}
+
+/// Seals `contents` for `username` under `key` with a random nonce.
+pub fn seal_backup(key: &BackupKey, username: &str, contents: &BackupContents) -> Result<Vec<u8>> {
+    let mut nonce = [0u8; 24];
+    random_bytes(&mut nonce)?;
+    seal_backup_with_nonce(key, username, contents, &nonce)
+}
+
+/// [`seal_backup`] with a caller-chosen nonce. Only for known-answer tests.
+#[doc(hidden)]
+pub fn seal_backup_with_nonce(
+    key: &BackupKey,
+    username: &str,
+    contents: &BackupContents,
+    nonce: &[u8; 24],
+) -> Result<Vec<u8>> {
+    let plaintext = contents.encode()?;
+    let aad = backup_aad(username)?;
+    let ct = xseal(&key.0, nonce, &aad, &plaintext)?;
+    let mut sealed = Vec::with_capacity(25 + ct.len());
+    sealed.push(BACKUP_VERSION);
+    sealed.extend_from_slice(nonce);
+    sealed.extend_from_slice(&ct);
+    if sealed.len() > MAX_SEALED_BACKUP {
+        return Err(Error::TooLarge { what: "key backup", max: MAX_SEALED_BACKUP, actual: sealed.len() });
+    }
+    Ok(sealed)
+}
+
+/// Unseals a key backup. A wrong password (so a wrong key), another user's backup or any
+/// altered byte gives [`Error::Decryption`].
+pub fn unseal_backup(key: &BackupKey, username: &str, sealed: &[u8]) -> Result<BackupContents> {
+    if sealed.len() > MAX_SEALED_BACKUP {
+        return Err(Error::TooLarge { what: "key backup", max: MAX_SEALED_BACKUP, actual: sealed.len() });
+    }
+    if sealed.len() < 1 + 24 + 16 {
+        return Err(Error::InvalidLength { what: "sealed key backup", expected: 41, actual: sealed.len() });
+    }
+    if sealed[0] != BACKUP_VERSION {
+        return Err(Error::UnsupportedVersion { what: "key backup", version: sealed[0] });
+    }
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&sealed[1..25]);
+    let aad = backup_aad(username)?;
+    let plaintext = Zeroizing::new(xopen(&key.0, &nonce, &aad, &sealed[25..])?);
+    BackupContents::decode(&plaintext).map_err(|e| match e {
+        Error::UnsupportedVersion { .. } => e,
+        _ => Error::Decryption,
+    })
+}

@@ -1,0 +1,345 @@
+//! Round trips of every construction, each with its tamper twins.
+
+use crate::*;
+
+fn keypair(seed: u8) -> (IdentitySecret, PublicKey) {
+    let s = IdentitySecret::from_bytes([seed; 32]);
+    let p = s.public_key();
+    (s, p)
+}
+
+fn file_ref() -> FileRef {
+    FileRef {
+        blob_id: "b_01HZX3".into(),
+        file_key: FileKey::from_bytes([9; 32]),
+        ciphertext_sha256: [7; 32],
+        size: 123_456,
+        name: "Résumé (final).pdf".into(),
+        mime: "application/pdf".into(),
+    }
+}
+
+#[test]
+fn both_sides_derive_the_same_pair_key_and_others_do_not() {
+    let (a, ap) = keypair(1);
+    let (b, bp) = keypair(2);
+    let (c, _) = keypair(3);
+    assert_eq!(a.pair_key(&bp).unwrap(), b.pair_key(&ap).unwrap());
+    assert_ne!(a.pair_key(&bp).unwrap(), c.pair_key(&ap).unwrap());
+    assert_eq!(pair_info(&ap, &bp), pair_info(&bp, &ap));
+}
+
+#[test]
+fn message_round_trip_and_every_tamper_fails() {
+    let (a, ap) = keypair(1);
+    let (b, bp) = keypair(2);
+    let key = a.pair_key(&bp).unwrap();
+    let header = MessageHeader { client_msg_id: [0x42; 16], sent_at_ms: 1_732_000_000_000 };
+    for payload in
+        [Payload::Text("Grüße 👋 — привет".into()), Payload::Text(String::new()), Payload::File(file_ref())]
+    {
+        let env = seal_message(&key, &ap, &bp, &header, &payload).unwrap();
+        let opened = open_message(&b.pair_key(&ap).unwrap(), &ap, &bp, &env).unwrap();
+        assert_eq!(opened.payload, payload);
+        assert_eq!(opened.header, header);
+        assert_eq!(MessageHeader::parse(&env).unwrap(), header);
+
+        // Wrong direction (a reflected message), wrong key, wrong recipient.
+        assert_eq!(open_message(&key, &bp, &ap, &env).unwrap_err(), Error::Decryption);
+        let (_, cp) = keypair(3);
+        assert_eq!(open_message(&key, &ap, &cp, &env).unwrap_err(), Error::Decryption);
+        assert_eq!(
+            open_message(&PairKey::from_bytes([0; 32]), &ap, &bp, &env).unwrap_err(),
+            Error::Decryption
+        );
+        // Flip each byte after the version byte: header fields are in the AAD, the rest is
+        // nonce, ciphertext or tag.
+        for i in 1..env.len() {
+            let mut bad = env.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(open_message(&key, &ap, &bp, &bad).unwrap_err(), Error::Decryption, "byte {i}");
+        }
+        let mut bad = env.clone();
+        bad[0] = 2;
+        assert_eq!(
+            open_message(&key, &ap, &bp, &bad).unwrap_err(),
+            Error::UnsupportedVersion { what: "envelope", version: 2 }
+        );
+        // Truncated anywhere, or extended.
+        for cut in [0, 1, 48, 49, env.len() - 17, env.len() - 1] {
+            assert!(open_message(&key, &ap, &bp, &env[..cut]).is_err());
+        }
+        let mut longer = env.clone();
+        longer.push(0);
+        assert!(open_message(&key, &ap, &bp, &longer).is_err());
+    }
+}
+
+#[test]
+fn envelope_lengths_come_in_buckets() {
+    let (a, ap) = keypair(1);
+    let (_, bp) = keypair(2);
+    let key = a.pair_key(&bp).unwrap();
+    let header = MessageHeader { client_msg_id: [1; 16], sent_at_ms: 0 };
+    let len = |n: usize| seal_message(&key, &ap, &bp, &header, &Payload::Text("x".repeat(n))).unwrap().len();
+    assert_eq!(len(0), MIN_ENVELOPE_LEN);
+    assert_eq!(len(250), MIN_ENVELOPE_LEN);
+    assert_eq!(len(251), ENVELOPE_HEADER_LEN + 512 + TAG_LEN);
+    assert_eq!(len(MAX_TEXT_BYTES), MAX_ENVELOPE_LEN);
+    assert!(matches!(
+        seal_message(&key, &ap, &bp, &header, &Payload::Text("x".repeat(MAX_TEXT_BYTES + 1))),
+        Err(Error::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn payload_decoding_refuses_garbage() {
+    assert!(Payload::decode(&[]).is_err());
+    assert_eq!(
+        Payload::decode(&[0x09]).unwrap_err(),
+        Error::UnsupportedVersion { what: "payload type", version: 9 }
+    );
+    let mut text = Payload::Text("hi".into()).encode().unwrap();
+    text.push(0);
+    assert!(Payload::decode(&text).is_err(), "trailing byte");
+    assert!(Payload::decode(&[0x01, 0xff, 0xff, 0xff, 0xff, b'a']).is_err(), "length beyond data");
+    assert!(Payload::decode(&[0x01, 0, 0, 0, 2, 0xc3, 0x28]).is_err(), "invalid UTF-8");
+    let file = Payload::File(file_ref()).encode().unwrap();
+    for cut in 0..file.len() {
+        assert!(Payload::decode(&file[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut bad_id = file_ref();
+    bad_id.blob_id = "has space".into();
+    assert!(Payload::File(bad_id).encode().is_err());
+    assert!(unpad(&[0u8; 256]).is_err());
+    assert!(unpad(&[1u8, 0, 0]).is_err());
+    assert_eq!(unpad(&pad(b"abc").unwrap()).unwrap(), b"abc");
+}
+
+#[test]
+fn an_authentic_payload_of_an_unknown_type_says_so() {
+    // A newer client's payload (tag 0x05, say a reaction) decrypts but is reported as
+    // unsupported, not as tampering.
+    let (a, ap) = keypair(1);
+    let (_, bp) = keypair(2);
+    let key = a.pair_key(&bp).unwrap();
+    let header = MessageHeader { client_msg_id: [1; 16], sent_at_ms: 5 };
+    let padded = pad(&[0x05, 1, 2, 3]).unwrap();
+    let aad = message_aad(&ap, &bp, &header);
+    let nonce = [3u8; 24];
+    let ct = crate::kdf::xseal(key.expose_bytes(), &nonce, &aad, &padded).unwrap();
+    let mut env =
+        seal_message_with_nonce(&key, &ap, &bp, &header, &Payload::Text(String::new()), &nonce).unwrap();
+    env.truncate(ENVELOPE_HEADER_LEN);
+    env.extend_from_slice(&ct);
+    assert_eq!(
+        open_message(&key, &ap, &bp, &env).unwrap_err(),
+        Error::UnsupportedVersion { what: "payload type", version: 5 }
+    );
+}
+
+fn contents() -> BackupContents {
+    let mut c = BackupContents::new(IdentitySecret::from_bytes([5; 32]));
+    c.pins.insert("bob".into(), Pin { public_key: PublicKey::from([8; 32]), verified: true, other_flags: 0 });
+    c.pins.insert(
+        "carol".into(),
+        Pin { public_key: PublicKey::from([9; 32]), verified: false, other_flags: 0x40 },
+    );
+    c.settings = Some(r#"{"theme":"dark"}"#.into());
+    c.unknown.push((0x77, vec![1, 2, 3]));
+    c
+}
+
+#[test]
+fn backup_round_trip_keeps_everything_including_unknown_records() {
+    let keys = PasswordKeys::from_master(&[1; 32]);
+    let sealed = seal_backup(&keys.backup_key, "alice", &contents()).unwrap();
+    let back = unseal_backup(&keys.backup_key, "alice", &sealed).unwrap();
+    assert_eq!(back.identity.public_key(), contents().identity.public_key());
+    assert_eq!(back.pins, contents().pins);
+    assert_eq!(back.settings, contents().settings);
+    assert_eq!(back.unknown, vec![(0x77, vec![1, 2, 3])]);
+    assert_eq!(&back.encode().unwrap()[..], &contents().encode().unwrap()[..]);
+}
+
+#[test]
+fn backup_refuses_wrong_password_other_user_and_any_altered_byte() {
+    let keys = PasswordKeys::from_master(&[1; 32]);
+    let other = PasswordKeys::from_master(&[2; 32]);
+    let sealed = seal_backup(&keys.backup_key, "alice", &contents()).unwrap();
+    assert_eq!(unseal_backup(&other.backup_key, "alice", &sealed).unwrap_err(), Error::Decryption);
+    assert_eq!(unseal_backup(&keys.backup_key, "mallory", &sealed).unwrap_err(), Error::Decryption);
+    for i in 1..sealed.len() {
+        let mut bad = sealed.clone();
+        bad[i] ^= 0x20;
+        assert_eq!(
+            unseal_backup(&keys.backup_key, "alice", &bad).unwrap_err(),
+            Error::Decryption,
+            "byte {i}"
+        );
+    }
+    let mut bad = sealed.clone();
+    bad[0] = 9;
+    assert!(matches!(unseal_backup(&keys.backup_key, "alice", &bad), Err(Error::UnsupportedVersion { .. })));
+    for cut in [0, 1, 24, 40, sealed.len() - 1] {
+        assert!(unseal_backup(&keys.backup_key, "alice", &sealed[..cut]).is_err());
+    }
+}
+
+#[test]
+fn backup_contents_decoding_refuses_garbage() {
+    assert!(BackupContents::decode(&[]).is_err());
+    assert!(matches!(BackupContents::decode(&[2]), Err(Error::UnsupportedVersion { .. })));
+    assert!(BackupContents::decode(&[1]).is_err(), "no identity");
+    let good = contents().encode().unwrap();
+    for cut in 1..good.len() {
+        // Some prefixes end at a record boundary after the identity: those decode, with fewer
+        // records. None may panic, and none may claim more than was there.
+        if let Ok(c) = BackupContents::decode(&good[..cut]) {
+            assert!(c.pins.len() <= 2);
+        }
+    }
+    let mut two_ids = vec![1u8];
+    for _ in 0..2 {
+        two_ids.extend_from_slice(&[1, 0, 0, 0, 32]);
+        two_ids.extend_from_slice(&[3; 32]);
+    }
+    assert!(BackupContents::decode(&two_ids).is_err());
+}
+
+#[test]
+fn attachment_round_trips_at_every_boundary() {
+    let key = FileKey::from_bytes([4; 32]);
+    for len in
+        [0, 1, 15, 16, 17, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE, 3 * CHUNK_SIZE + 7]
+    {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let (blob, hash) = encrypt_attachment(&key, &data).unwrap();
+        assert_eq!(blob.len() as u64, encrypted_size(len as u64), "len {len}");
+        assert_eq!(decrypt_attachment(&key, &blob, Some(&hash)).unwrap(), data, "len {len}");
+        // Fed in odd pieces, the streams agree with the one-shot functions.
+        let mut enc = StreamEncryptor::new(&key);
+        let mut out = Vec::new();
+        for piece in data.chunks(7919) {
+            enc.push(piece, &mut out).unwrap();
+        }
+        // Nonce-deterministic, so the streamed blob equals the one-shot blob.
+        assert_eq!(enc.finish(&mut out).unwrap(), hash);
+        assert_eq!(out, blob);
+        let mut dec = StreamDecryptor::new(&key);
+        let mut plain = Vec::new();
+        for piece in blob.chunks(4099) {
+            dec.push(piece, &mut plain).unwrap();
+        }
+        assert_eq!(dec.finish(Some(&hash), &mut plain).unwrap(), hash);
+        assert_eq!(plain, data);
+    }
+}
+
+#[test]
+fn attachment_detects_truncation_reordering_duplication_and_tampering() {
+    let key = FileKey::from_bytes([4; 32]);
+    let data: Vec<u8> = (0..3 * CHUNK_SIZE + 100).map(|i| (i * 7) as u8).collect();
+    let (blob, hash) = encrypt_attachment(&key, &data).unwrap();
+    let c = ENCRYPTED_CHUNK_SIZE;
+    let chunk = |i: usize| &blob[i * c..((i + 1) * c).min(blob.len())];
+    let fails = |b: &[u8]| decrypt_attachment(&key, b, None).unwrap_err() == Error::Decryption;
+
+    assert!(fails(&blob[..3 * c]), "truncated at a chunk boundary");
+    assert!(fails(&blob[..c]), "truncated to one chunk");
+    assert!(fails(&blob[..blob.len() - 1]), "truncated inside the last chunk");
+    assert!(fails(&[]), "empty blob");
+    assert!(fails(&[chunk(1), chunk(0), chunk(2), chunk(3)].concat()), "reordered");
+    assert!(fails(&[chunk(0), chunk(0), chunk(1), chunk(2), chunk(3)].concat()), "duplicated");
+    assert!(fails(&[&blob[..], chunk(3)].concat()), "appended");
+    for i in [0, 100, c - 1, c, 2 * c + 5, blob.len() - 1] {
+        let mut bad = blob.clone();
+        bad[i] ^= 1;
+        assert!(fails(&bad), "flipped byte {i}");
+    }
+    assert!(fails(&encrypt_attachment(&key, &[]).unwrap().0[..15]), "empty file cut");
+    assert!(decrypt_attachment(&FileKey::from_bytes([5; 32]), &blob, None).is_err(), "wrong key");
+    assert_eq!(decrypt_attachment(&key, &blob, Some(&[0; 32])).unwrap_err(), Error::Decryption, "hash");
+    assert_eq!(decrypt_attachment(&key, &blob, Some(&hash)).unwrap(), data);
+    // A full empty last chunk after a full chunk is not something the encryptor makes.
+    let mut enc = StreamEncryptor::with_chunk_size(&key, 4);
+    let mut fake = Vec::new();
+    enc.push(&[1, 2, 3, 4], &mut fake).unwrap();
+    enc.push(&[5], &mut fake).unwrap();
+    enc.finish(&mut fake).unwrap();
+    let mut dec = StreamDecryptor::with_chunk_size(&key, 4);
+    let mut out = Vec::new();
+    dec.push(&fake, &mut out).unwrap();
+    assert_eq!(dec.finish(None, &mut out).unwrap().len(), 32);
+    assert_eq!(out, vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_failed_stream_refuses_more_input() {
+    let key = FileKey::from_bytes([4; 32]);
+    let (mut blob, _) = encrypt_attachment(&key, &vec![0u8; 2 * CHUNK_SIZE]).unwrap();
+    blob[3] ^= 1;
+    let mut dec = StreamDecryptor::new(&key);
+    let mut out = Vec::new();
+    assert_eq!(dec.push(&blob, &mut out).unwrap_err(), Error::Decryption);
+    assert!(out.is_empty(), "no unauthenticated plaintext is released");
+    assert_eq!(dec.push(&[0], &mut out).unwrap_err(), Error::StreamFinished);
+}
+
+#[test]
+fn safety_numbers_are_symmetric_and_change_with_keys_or_names() {
+    let (_, ap) = keypair(1);
+    let (_, bp) = keypair(2);
+    let (_, cp) = keypair(3);
+    let ab = SafetyNumber::compute("alice", &ap, "bob", &bp).unwrap();
+    assert_eq!(ab, SafetyNumber::compute("bob", &bp, "alice", &ap).unwrap());
+    assert_eq!(ab.digits().len(), 60);
+    assert!(ab.digits().bytes().all(|b| b.is_ascii_digit()));
+    assert_eq!(ab.groups().len(), 12);
+    assert_eq!(ab.to_string().len(), 60 + 11);
+    assert_ne!(ab, SafetyNumber::compute("alice", &ap, "bob", &cp).unwrap());
+    assert_ne!(ab, SafetyNumber::compute("alice", &cp, "bob", &bp).unwrap());
+    assert_ne!(ab, SafetyNumber::compute("alicf", &ap, "bob", &bp).unwrap());
+    assert!(SafetyNumber::compute("", &ap, "bob", &bp).is_err());
+}
+
+#[test]
+fn password_keys_are_distinct_and_deterministic() {
+    let k1 = PasswordKeys::from_master(&[1; 32]);
+    let k2 = PasswordKeys::from_master(&[1; 32]);
+    assert_eq!(k1.auth_key.as_bytes(), k2.auth_key.as_bytes());
+    assert_ne!(k1.auth_key.as_bytes(), k1.backup_key.expose_bytes());
+}
+
+/// No secret type prints its bytes, whatever formatting is asked for.
+#[test]
+fn debug_output_never_contains_secrets() {
+    let secret_bytes = [0xabu8; 32];
+    let hex_secret = hex::encode(secret_bytes);
+    let keys = PasswordKeys::from_master(&secret_bytes);
+    let auth_hex = hex::encode(keys.auth_key.as_bytes());
+    let backup_hex = hex::encode(keys.backup_key.expose_bytes());
+    let id = IdentitySecret::from_bytes(secret_bytes);
+    let shared = id.diffie_hellman(&keypair(2).1).unwrap();
+    let shared_hex = hex::encode(shared.as_bytes());
+    let mut contents = BackupContents::new(id.clone());
+    contents.settings = Some("secret-setting-value".into());
+    let printed = [
+        format!("{id:?} {id:#?}"),
+        format!("{keys:?} {:?} {:?}", keys.auth_key, keys.backup_key),
+        format!("{:?}", PairKey::from_bytes(secret_bytes)),
+        format!("{:?}", FileKey::from_bytes(secret_bytes)),
+        format!("{:?}", file_ref()),
+        format!("{shared:?}"),
+        format!("{contents:?}"),
+        format!("{:?}", StreamEncryptor::new(&FileKey::from_bytes(secret_bytes))),
+        format!("{:?}", StreamDecryptor::new(&FileKey::from_bytes(secret_bytes))),
+    ]
+    .join("\n");
+    for needle in [&hex_secret, &auth_hex, &backup_hex, &shared_hex, "171", "0xab", "secret-setting-value"] {
+        assert!(!printed.contains(needle), "{needle} leaked in:\n{printed}");
+    }
+    // The FileRef's key is redacted too (its bytes are 9s).
+    assert!(!printed.contains("9, 9, 9"));
+    assert!(printed.contains("IdentitySecret(..)"));
+}

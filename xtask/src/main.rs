@@ -1,0 +1,208 @@
+//! `cargo xtask …`: Sealroom's own build, run and test orchestration.
+//!
+//! Each command installs what it needs on a fresh machine (the wasm32 target, wasm-bindgen-cli,
+//! Chromium + chromedriver from Debian's packages) and skips what is already there, so the
+//! README's two commands work from a clean clone.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+mod setup;
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  run          build the server (and web client) and start it on the embedded SQLite default;
+               extra arguments go to `sealroom serve` (e.g. cargo xtask run -- --bind 0.0.0.0:8080)
+  test         install what the tests need, then run every test: native, browser, end-to-end
+  setup        only install the toolchain (wasm32 target, wasm-bindgen-cli, chromium, chromedriver)
+  bench        criterion benchmarks of the crypto core (native)
+  bench-wasm   the crypto benchmarks timed in headless Chromium
+  vectors      regenerate crates/crypto/tests/vectors/v1.json from the code
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("run") => run(&args[1..]),
+        Some("setup") => setup::ensure_all(),
+        Some("bench") => bench(),
+        Some("bench-wasm") => bench_wasm(),
+        Some("vectors") => vectors(),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub(crate) fn step(msg: &str) {
+    eprintln!("\x1b[1;34m==>\x1b[0m {msg}");
+}
+
+/// Runs a command in the workspace root, inheriting output.
+pub(crate) fn cmd(program: &str, args: &[&str]) -> Result {
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("could not start `{program}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+/// Running totals of the test runners' "test result:" lines.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Tally {
+    /// Runs a cargo test command, echoing its output live while counting its results.
+    fn cargo(&mut self, label: &str, args: &[&str]) -> Result {
+        step(label);
+        let started = Instant::now();
+        let mut child = Command::new("cargo")
+            .args(args)
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("could not start cargo: {e}"))?;
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines().map_while(std::result::Result::ok) {
+                println!("{line}");
+                self.count(&line);
+            }
+        }
+        let status = child.wait().map_err(|e| e.to_string())?;
+        eprintln!("    ({label}: {:.0?})", started.elapsed());
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{label} failed"))
+        }
+    }
+
+    fn count(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else { return };
+        for part in rest.split([';', '.']) {
+            let mut words = part.split_whitespace();
+            if let (Some(n), Some(what)) = (words.next(), words.next()) {
+                if let Ok(n) = n.parse::<u64>() {
+                    match what {
+                        "passed" => self.passed += n,
+                        "failed" => self.failed += n,
+                        "ignored" => self.ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn test() -> Result {
+    let started = Instant::now();
+    setup::ensure_all()?;
+    let mut tally = Tally::default();
+    let result = (|| {
+        tally
+            .cargo("native tests (whole workspace)", &["test", "--workspace", "--all-targets", "--locked"])?;
+        tally.cargo("doc tests", &["test", "--workspace", "--doc", "--locked"])?;
+        tally.cargo(
+            "crypto in headless Chromium (wasm-bindgen-test)",
+            &[
+                "test",
+                "-p",
+                "sealroom-crypto",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--test",
+                "wasm",
+                "--locked",
+            ],
+        )?;
+        step("crypto vectors re-derived independently (argon2-cffi, libsodium, OpenSSL)");
+        let python = setup::ensure_python_venv()?;
+        cmd(&python, &["docs/verify_vectors.py"])?;
+        tally.passed += 1;
+        Ok(())
+    })();
+    eprintln!("    (all tests: {:.0?})", started.elapsed());
+    println!("summary: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.ignored);
+    result
+}
+
+fn run(extra: &[String]) -> Result {
+    let _ = extra;
+    Err("the relay is not built yet (issue 3)".into())
+}
+
+fn bench() -> Result {
+    setup::ensure_all()?;
+    cmd("cargo", &["bench", "-p", "sealroom-crypto", "--bench", "crypto"])
+}
+
+fn bench_wasm() -> Result {
+    setup::ensure_all()?;
+    step("crypto benchmarks in headless Chromium (release build)");
+    cmd(
+        "cargo",
+        &[
+            "test",
+            "--release",
+            "-p",
+            "sealroom-crypto",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--features",
+            "bench-wasm",
+            "--test",
+            "wasm_bench",
+            "--",
+            "--nocapture",
+        ],
+    )
+}
+
+fn vectors() -> Result {
+    step("regenerating crates/crypto/tests/vectors/v1.json");
+    let status = Command::new("cargo")
+        .args(["test", "-p", "sealroom-crypto", "--lib", "vector_file_is_what_the_code_produces"])
+        .env("SEALROOM_WRITE_VECTORS", "1")
+        .current_dir(root())
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("vector generation failed".into())
+    }
+}

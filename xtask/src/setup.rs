@@ -1,0 +1,145 @@
+//! Installs the toolchain the project needs, skipping whatever is already there.
+//!
+//! Versions are the tested recipe for these machines: wasm-bindgen-cli must equal the
+//! `wasm-bindgen` in Cargo.lock; Chromium and chromedriver come from Debian's packages.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::{cmd, root, step, Result};
+
+/// Everything the tests need.
+pub fn ensure_all() -> Result {
+    ensure_wasm_target()?;
+    ensure_wasm_bindgen()?;
+    ensure_chromium()?;
+    Ok(())
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn cargo_bin(name: &str) -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from(".cargo"));
+    home.join("bin").join(name)
+}
+
+pub fn ensure_wasm_target() -> Result {
+    let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+        return Ok(());
+    }
+    step("installing the wasm32-unknown-unknown target");
+    cmd("rustup", &["target", "add", "wasm32-unknown-unknown"])
+}
+
+/// The wasm-bindgen version pinned in Cargo.lock.
+fn locked_wasm_bindgen() -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    Err("wasm-bindgen is not in Cargo.lock".into())
+}
+
+pub fn ensure_wasm_bindgen() -> Result {
+    let version = locked_wasm_bindgen()?;
+    let bin = cargo_bin("wasm-bindgen");
+    let have = output(&bin.to_string_lossy(), &["--version"]).unwrap_or_default();
+    if have.trim() == format!("wasm-bindgen {version}") && cargo_bin("wasm-bindgen-test-runner").exists() {
+        return Ok(());
+    }
+    step(&format!("installing wasm-bindgen-cli {version} (about 2 minutes)"));
+    if cmd("cargo", &["install", "wasm-bindgen-cli", "--version", &version, "--locked"]).is_ok() {
+        return Ok(());
+    }
+    // wasm-bindgen-cli 0.2.130's own lock file pins webpki-roots 1.0.11, which the registry
+    // here does not serve. Unpack the downloaded .crate, re-lock that one crate, install.
+    step("retrying wasm-bindgen-cli with webpki-roots re-locked to a served version");
+    let cache = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cargo_bin("").parent().map(PathBuf::from).unwrap_or_default())
+        .join("registry")
+        .join("cache");
+    let file = format!("wasm-bindgen-cli-{version}.crate");
+    let krate = std::fs::read_dir(&cache)
+        .map_err(|e| format!("{}: {e}", cache.display()))?
+        .filter_map(|d| d.ok())
+        .map(|d| d.path().join(&file))
+        .find(|p| p.exists())
+        .ok_or_else(|| format!("{file} was not downloaded"))?;
+    let tmp = std::env::temp_dir().join(format!("sealroom-wbg-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    let unpack = |args: &[&str], dir: &PathBuf| -> Result {
+        let status =
+            Command::new(args[0]).args(&args[1..]).current_dir(dir).status().map_err(|e| e.to_string())?;
+        status.success().then_some(()).ok_or_else(|| format!("`{}` failed", args.join(" ")))
+    };
+    unpack(&["tar", "xzf", &krate.to_string_lossy()], &tmp)?;
+    let src = tmp.join(format!("wasm-bindgen-cli-{version}"));
+    unpack(&["cargo", "update", "-p", "webpki-roots", "--precise", "1.0.10"], &src)?;
+    unpack(&["cargo", "install", "--path", ".", "--locked"], &src)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+pub fn ensure_chromium() -> Result {
+    let have = |p: &str| std::path::Path::new(p).exists();
+    if have("/usr/bin/chromium") && have("/usr/bin/chromedriver") {
+        return Ok(());
+    }
+    step("installing chromium and chromium-driver from Debian's packages");
+    let sudo: &[&str] =
+        if output("id", &["-u"]).map(|s| s.trim() == "0").unwrap_or(false) { &[] } else { &["sudo"] };
+    let apt = |args: &[&str]| -> Result {
+        let mut full: Vec<&str> = sudo.to_vec();
+        full.push("apt-get");
+        full.extend_from_slice(args);
+        let status = Command::new(full[0])
+            .args(&full[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("apt-get: {e}"))?;
+        status.success().then_some(()).ok_or_else(|| format!("apt-get {} failed", args.join(" ")))
+    };
+    apt(&["update", "-qq"])?;
+    apt(&["install", "-y", "-qq", "chromium", "chromium-driver"])
+}
+
+/// A project-local Python venv with the independent crypto implementations that
+/// `docs/verify_vectors.py` checks the vectors with. Returns the venv's python.
+pub fn ensure_python_venv() -> Result<String> {
+    let venv = root().join(".tools").join("pyvenv");
+    let python = venv.join("bin").join("python");
+    let python_s = python.to_string_lossy().into_owned();
+    let ready = output(&python_s, &["-c", "import argon2, nacl, cryptography"]).is_some();
+    if ready {
+        return Ok(python_s);
+    }
+    step("creating .tools/pyvenv with argon2-cffi, pynacl, cryptography (from PyPI)");
+    cmd("python3", &["-m", "venv", &venv.to_string_lossy()])?;
+    cmd(
+        &python_s,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "argon2-cffi",
+            "pynacl",
+            "cryptography",
+        ],
+    )?;
+    Ok(python_s)
+}
