@@ -1,0 +1,52 @@
+//! The client's error type.
+
+use sealroom_protocol::ApiError;
+
+/// What can go wrong in the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The relay refused the request, with a stable code.
+    #[error("{}: {}", .0.error, .0.message)]
+    Api(ApiError),
+    /// The relay could not be reached or the connection failed.
+    #[error("cannot reach the server: {0}")]
+    Http(reqwest::Error),
+    /// The WebSocket failed.
+    #[error("connection failed: {0}")]
+    WebSocket(String),
+    /// Encryption or decryption failed (decryption failures never say why).
+    #[error("{0}")]
+    Crypto(#[from] sealroom_crypto::Error),
+    /// The key backup did not open with this password: a wrong password, or it was altered.
+    #[error("the key backup does not open with this password (wrong password, or it was altered)")]
+    BackupUnreadable,
+    /// A peer's identity key differs from the one pinned for them.
+    #[error(
+        "{peer}'s identity key has changed. Pinned safety number: {old_safety_number}; new: {new_safety_number}. \
+         Compare the new number with {peer} before accepting it (--accept-new-key)"
+    )]
+    KeyChanged {
+        /// The peer.
+        peer: String,
+        /// Safety number with the pinned key.
+        old_safety_number: String,
+        /// Safety number with the new key.
+        new_safety_number: String,
+    },
+    /// The relay answered something this client does not understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The caller gave an invalid argument.
+    #[error("{0}")]
+    Usage(String),
+    /// Nothing arrived in time.
+    #[error("timed out")]
+    Timeout,
+}
+
+impl From<sealroom_protocol::BytesError> for ClientError {
+    fn from(e: sealroom_protocol::BytesError) -> Self {
+        ClientError::Usage(e.to_string())
+    }
+}

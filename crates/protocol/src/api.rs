@@ -1,0 +1,259 @@
+//! REST requests and responses (all under `/api/`). Times are Unix milliseconds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bytes::{AuthKeyBytes, ClientMsgId, Envelope, IdentityKey, Salt, SealedBackup};
+use crate::ids::{MessageId, UserId};
+use crate::username::Username;
+
+/// Argon2id cost parameters, stored with the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Passes.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+/// `POST /api/prelogin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreloginRequest {
+    /// Who is about to log in.
+    pub username: Username,
+}
+
+/// The salt and parameters to derive `auth_key` with. An unknown user gets a stable fake salt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreloginResponse {
+    /// Argon2id salt.
+    pub salt: Salt,
+    /// Argon2id parameters.
+    pub kdf: KdfParams,
+}
+
+/// `POST /api/register`: creates the account and logs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The new name.
+    pub username: Username,
+    /// HKDF(Argon2id(password), "sealroom/v1/auth").
+    pub auth_key: AuthKeyBytes,
+    /// The Argon2id salt the client chose.
+    pub salt: Salt,
+    /// The Argon2id parameters the client used.
+    pub kdf: KdfParams,
+    /// The X25519 identity public key.
+    pub identity_key: IdentityKey,
+    /// The sealed key backup.
+    pub key_backup: SealedBackup,
+}
+
+/// `POST /api/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Who.
+    pub username: Username,
+    /// The credential derived from the password.
+    pub auth_key: AuthKeyBytes,
+}
+
+/// The logged-in user, with the sealed key backup to unseal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    /// Server id.
+    pub id: UserId,
+    /// Name.
+    pub username: Username,
+    /// X25519 identity public key.
+    pub identity_key: IdentityKey,
+    /// The sealed key backup.
+    pub key_backup: SealedBackup,
+    /// Its version: updates must name it (`PUT /api/me/key-backup`).
+    pub key_backup_version: i64,
+    /// Account creation time.
+    pub created_at: i64,
+}
+
+/// Answer to register, login and password change. Browsers also get the token as an
+/// HttpOnly, SameSite=Strict cookie and can ignore `token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionResponse {
+    /// The JWT, for `Authorization: Bearer`.
+    pub token: String,
+    /// This session's id.
+    pub session_id: String,
+    /// When the token expires.
+    pub expires_at: i64,
+    /// The user.
+    pub user: Me,
+}
+
+/// `POST /api/password`: re-authenticates with the current `auth_key`, then atomically
+/// replaces the credential, KDF salt/params and key backup; other sessions are revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// The current credential.
+    pub auth_key: AuthKeyBytes,
+    /// The new credential.
+    pub new_auth_key: AuthKeyBytes,
+    /// The new salt.
+    pub new_salt: Salt,
+    /// The new parameters.
+    pub new_kdf: KdfParams,
+    /// The backup re-sealed under the new password.
+    pub new_key_backup: SealedBackup,
+}
+
+/// `PUT /api/me/key-backup`: replaces the backup if `expected_version` is the stored one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyBackupRequest {
+    /// The new sealed backup.
+    pub key_backup: SealedBackup,
+    /// The version this update was based on.
+    pub expected_version: i64,
+}
+
+/// The stored backup's version after an update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyBackupVersion {
+    /// New version.
+    pub key_backup_version: i64,
+}
+
+/// A user in the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// Name.
+    pub username: Username,
+    /// X25519 identity public key.
+    pub identity_key: IdentityKey,
+}
+
+/// `GET /api/users?prefix=…&limit=…`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSearchResponse {
+    /// Matches, by name.
+    pub users: Vec<UserInfo>,
+}
+
+/// A stored message as the relay hands it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageOut {
+    /// Server-assigned, strictly increasing.
+    pub id: MessageId,
+    /// Sender (taken from the sender's session, never from what it sent).
+    pub from: Username,
+    /// Recipient.
+    pub to: Username,
+    /// The sender's id for it.
+    pub client_msg_id: ClientMsgId,
+    /// The ciphertext.
+    pub envelope: Envelope,
+    /// When the relay stored it.
+    pub ts: i64,
+}
+
+/// One row of the conversation list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    /// The other participant.
+    pub peer: Username,
+    /// Their identity key.
+    pub peer_identity_key: IdentityKey,
+    /// The newest message this user can still see.
+    pub last_message: Option<MessageOut>,
+    /// Messages from the peer after this user's read marker.
+    pub unread: u32,
+    /// The peer has a live connection.
+    pub peer_online: bool,
+    /// When the peer was last connected (none if never, or online now).
+    pub peer_last_seen: Option<i64>,
+    /// Up to where the peer's clients have received this user's messages.
+    pub peer_delivered_up_to: MessageId,
+    /// Up to where the peer has read.
+    pub peer_read_up_to: MessageId,
+    /// Up to where this user has read.
+    pub read_up_to: MessageId,
+    /// Pinned to the top by this user.
+    pub pinned: bool,
+    /// Closed by this user (reopens on the next message).
+    pub hidden: bool,
+    /// Time of the last message, or of creation.
+    pub last_activity: i64,
+}
+
+/// `GET /api/conversations`: pinned first, then by last activity, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationsResponse {
+    /// The list.
+    pub conversations: Vec<ConversationSummary>,
+}
+
+/// `GET /api/conversations/{peer}/messages?before=&after=&limit=`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Only messages with a smaller id (a page further back).
+    pub before: Option<MessageId>,
+    /// Only messages with a larger id (catching up).
+    pub after: Option<MessageId>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<u32>,
+}
+
+/// A page of history, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryResponse {
+    /// Messages, ascending by id.
+    pub messages: Vec<MessageOut>,
+    /// More exist in the direction asked.
+    pub has_more: bool,
+    /// The peer's delivery marker for this user's messages.
+    pub peer_delivered_up_to: MessageId,
+    /// The peer's read marker.
+    pub peer_read_up_to: MessageId,
+}
+
+/// `POST /api/conversations/{peer}/read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkReadRequest {
+    /// Everything up to this id is read.
+    pub up_to: MessageId,
+}
+
+/// `POST /api/conversations/{peer}/clear`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClearRequest {
+    /// Also delete for the peer (their live clients get `chat_cleared`).
+    #[serde(default)]
+    pub for_both: bool,
+}
+
+/// `PUT /api/conversations/{peer}/flags`: omitted fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationFlags {
+    /// Pin to the top.
+    pub pinned: Option<bool>,
+    /// Close (hide until the next message).
+    pub hidden: Option<bool>,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// "ok".
+    pub status: String,
+    /// Server version.
+    pub version: String,
+}

@@ -1,0 +1,240 @@
+//! Literal-JSON tests: a change of the wire format is a visible change here.
+
+use serde_json::json;
+
+use crate::*;
+
+fn round_trip<T>(value: &T, literal: serde_json::Value)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    assert_eq!(serde_json::to_value(value).unwrap(), literal, "serialize");
+    assert_eq!(&serde_json::from_value::<T>(literal).unwrap(), value, "deserialize");
+}
+
+fn alice() -> Username {
+    Username::parse("alice").unwrap()
+}
+fn bob() -> Username {
+    Username::parse("bob").unwrap()
+}
+const KEY_B64: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+const ID_B64: &str = "AgICAgICAgICAgICAgICAg==";
+
+fn message() -> MessageOut {
+    MessageOut {
+        id: MessageId(7),
+        from: alice(),
+        to: bob(),
+        client_msg_id: ClientMsgId([2; 16]),
+        envelope: Envelope::new(vec![1, 2, 3]).unwrap(),
+        ts: 1_732_000_000_000,
+    }
+}
+
+#[test]
+fn client_frames() {
+    round_trip(
+        &ClientFrame::Send {
+            to: bob(),
+            client_msg_id: ClientMsgId([2; 16]),
+            envelope: Envelope::new(vec![0xff, 0]).unwrap(),
+        },
+        json!({"type": "send", "to": "bob", "client_msg_id": ID_B64, "envelope": "/wA="}),
+    );
+    round_trip(&ClientFrame::Hello { protocol: 1 }, json!({"type": "hello", "protocol": 1}));
+    round_trip(&ClientFrame::Sync { since: MessageId(41) }, json!({"type": "sync", "since": 41}));
+    round_trip(&ClientFrame::Typing { to: bob() }, json!({"type": "typing", "to": "bob"}));
+    round_trip(
+        &ClientFrame::Delivered { peer: alice(), up_to: MessageId(9) },
+        json!({"type": "delivered", "peer": "alice", "up_to": 9}),
+    );
+    round_trip(
+        &ClientFrame::Read { peer: alice(), up_to: MessageId(9) },
+        json!({"type": "read", "peer": "alice", "up_to": 9}),
+    );
+}
+
+#[test]
+fn server_frames() {
+    round_trip(
+        &ServerFrame::Hello { protocol: 1, user: alice(), session_id: "s1".into(), server_time: 5 },
+        json!({"type": "hello", "protocol": 1, "user": "alice", "session_id": "s1", "server_time": 5}),
+    );
+    round_trip(
+        &ServerFrame::Ack { client_msg_id: ClientMsgId([2; 16]), id: MessageId(7), ts: 8 },
+        json!({"type": "ack", "client_msg_id": ID_B64, "id": 7, "ts": 8}),
+    );
+    round_trip(
+        &ServerFrame::Message { message: message() },
+        json!({"type": "message", "message": {"id": 7, "from": "alice", "to": "bob", "client_msg_id": ID_B64,
+               "envelope": "AQID", "ts": 1_732_000_000_000_i64}}),
+    );
+    round_trip(
+        &ServerFrame::Synced { up_to: MessageId(7), more: false },
+        json!({"type": "synced", "up_to": 7, "more": false}),
+    );
+    round_trip(
+        &ServerFrame::Presence { user: bob(), online: false, last_seen: Some(99) },
+        json!({"type": "presence", "user": "bob", "online": false, "last_seen": 99}),
+    );
+    round_trip(&ServerFrame::Typing { from: bob() }, json!({"type": "typing", "from": "bob"}));
+    round_trip(
+        &ServerFrame::Delivered { by: bob(), peer: alice(), up_to: MessageId(3) },
+        json!({"type": "delivered", "by": "bob", "peer": "alice", "up_to": 3}),
+    );
+    round_trip(
+        &ServerFrame::Read { by: bob(), peer: alice(), up_to: MessageId(3) },
+        json!({"type": "read", "by": "bob", "peer": "alice", "up_to": 3}),
+    );
+    round_trip(
+        &ServerFrame::ChatCleared { by: alice(), peer: bob(), for_both: true, up_to: MessageId(7) },
+        json!({"type": "chat_cleared", "by": "alice", "peer": "bob", "for_both": true, "up_to": 7}),
+    );
+    round_trip(
+        &ServerFrame::SessionRevoked { reason: "logged out".into() },
+        json!({"type": "session_revoked", "reason": "logged out"}),
+    );
+    round_trip(
+        &ServerFrame::Error {
+            code: ErrorCode::UnknownRecipient,
+            message: "no such user".into(),
+            client_msg_id: None,
+        },
+        json!({"type": "error", "code": "unknown_recipient", "message": "no such user"}),
+    );
+}
+
+#[test]
+fn rest_bodies() {
+    round_trip(
+        &RegisterRequest {
+            username: alice(),
+            auth_key: AuthKeyBytes([1; 32]),
+            salt: Salt([3; 16]),
+            kdf: KdfParams { m_kib: 65536, t: 3, p: 1 },
+            identity_key: IdentityKey([1; 32]),
+            key_backup: SealedBackup::new(vec![9, 9]).unwrap(),
+        },
+        json!({"username": "alice", "auth_key": KEY_B64, "salt": "AwMDAwMDAwMDAwMDAwMDAw==",
+               "kdf": {"m_kib": 65536, "t": 3, "p": 1}, "identity_key": KEY_B64, "key_backup": "CQk="}),
+    );
+    round_trip(
+        &PreloginResponse { salt: Salt([3; 16]), kdf: KdfParams { m_kib: 65536, t: 3, p: 1 } },
+        json!({"salt": "AwMDAwMDAwMDAwMDAwMDAw==", "kdf": {"m_kib": 65536, "t": 3, "p": 1}}),
+    );
+    round_trip(
+        &LoginRequest { username: alice(), auth_key: AuthKeyBytes([1; 32]) },
+        json!({"username": "alice", "auth_key": KEY_B64}),
+    );
+    round_trip(&ClearRequest { for_both: true }, json!({"for_both": true}));
+    round_trip(
+        &ConversationFlags { pinned: Some(true), hidden: None },
+        json!({"pinned": true, "hidden": null}),
+    );
+    round_trip(
+        &UpdateKeyBackupRequest { key_backup: SealedBackup::new(vec![1]).unwrap(), expected_version: 3 },
+        json!({"key_backup": "AQ==", "expected_version": 3}),
+    );
+    round_trip(
+        &ApiError::new(ErrorCode::UsernameTaken, "that name is taken"),
+        json!({"error": "username_taken", "message": "that name is taken"}),
+    );
+    round_trip(
+        &ConversationSummary {
+            peer: bob(),
+            peer_identity_key: IdentityKey([1; 32]),
+            last_message: Some(message()),
+            unread: 2,
+            peer_online: true,
+            peer_last_seen: None,
+            peer_delivered_up_to: MessageId(7),
+            peer_read_up_to: MessageId(6),
+            read_up_to: MessageId(5),
+            pinned: false,
+            hidden: false,
+            last_activity: 10,
+        },
+        json!({"peer": "bob", "peer_identity_key": KEY_B64, "last_message": {"id": 7, "from": "alice", "to": "bob",
+               "client_msg_id": ID_B64, "envelope": "AQID", "ts": 1_732_000_000_000_i64}, "unread": 2,
+               "peer_online": true, "peer_last_seen": null, "peer_delivered_up_to": 7, "peer_read_up_to": 6,
+               "read_up_to": 5, "pinned": false, "hidden": false, "last_activity": 10}),
+    );
+}
+
+#[test]
+fn every_error_code_has_its_wire_name_and_a_status() {
+    use ErrorCode::*;
+    for code in [
+        InvalidJson,
+        UnknownFrame,
+        InvalidField,
+        InvalidBase64,
+        InvalidLength,
+        InvalidUsername,
+        UsernameTaken,
+        InvalidCredentials,
+        Unauthorized,
+        SessionRevoked,
+        TokenExpired,
+        BadOrigin,
+        NotFound,
+        UnknownRecipient,
+        FrameTooLarge,
+        EnvelopeTooLarge,
+        PayloadTooLarge,
+        RateLimited,
+        StaleBackupVersion,
+        KdfParamsRejected,
+        UnsupportedProtocol,
+        Internal,
+    ] {
+        assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
+        assert!((400..600).contains(&code.http_status()));
+    }
+}
+
+#[test]
+fn bad_frames_get_specific_codes() {
+    let code = |text: &str| parse_client_frame(text).unwrap_err().error;
+    assert_eq!(code("{not json"), ErrorCode::InvalidJson);
+    assert_eq!(code(""), ErrorCode::InvalidJson);
+    assert_eq!(code(r#"{"type":"teleport"}"#), ErrorCode::UnknownFrame);
+    assert_eq!(code(r#"{"kind":"send"}"#), ErrorCode::InvalidField);
+    assert_eq!(code(r#"{"type":5}"#), ErrorCode::InvalidField);
+    assert_eq!(code(r#"[1,2]"#), ErrorCode::InvalidField);
+    assert_eq!(code(r#"{"type":"sync","since":"yesterday"}"#), ErrorCode::InvalidField);
+    assert_eq!(code(r#"{"type":"sync"}"#), ErrorCode::InvalidField);
+    let send = |to: &str, id: &str, env: &str| {
+        format!(r#"{{"type":"send","to":"{to}","client_msg_id":"{id}","envelope":"{env}"}}"#)
+    };
+    assert_eq!(code(&send("bob", ID_B64, "@@@")), ErrorCode::InvalidBase64);
+    assert_eq!(code(&send("bob", "AQID", "AQID")), ErrorCode::InvalidLength);
+    assert_eq!(code(&send("b", ID_B64, "AQID")), ErrorCode::InvalidUsername);
+    assert_eq!(code(&send(&"x".repeat(10_000), ID_B64, "AQID")), ErrorCode::InvalidUsername);
+    assert_eq!(code(&send("bob", ID_B64, &"A".repeat(200_000))), ErrorCode::InvalidLength);
+    // A client cannot name a sender: unknown fields are refused, not ignored.
+    let spoof = format!(
+        r#"{{"type":"send","from":"alice","to":"bob","client_msg_id":"{ID_B64}","envelope":"AQID"}}"#
+    );
+    assert_eq!(code(&spoof), ErrorCode::InvalidField);
+}
+
+#[test]
+fn usernames() {
+    assert_eq!(Username::parse("Alice_01").unwrap().as_str(), "alice_01");
+    for bad in ["", "ab", "1abc", "_abc", "al ice", "alice!", "ålice", &"a".repeat(33), "alice\0"] {
+        assert!(Username::parse(bad).is_err(), "{bad:?}");
+    }
+    assert!(Username::parse(&"a".repeat(32)).is_ok());
+}
+
+#[test]
+fn byte_newtypes_check_lengths() {
+    assert!(IdentityKey::from_b64(KEY_B64).is_ok());
+    assert!(matches!(IdentityKey::from_b64("AQID"), Err(BytesError::Length { expected: 32, actual: 3, .. })));
+    assert!(matches!(IdentityKey::from_b64("%%%"), Err(BytesError::Base64 { .. })));
+    assert!(Envelope::new(vec![0; MAX_ENVELOPE_BYTES]).is_ok());
+    assert!(Envelope::new(vec![0; MAX_ENVELOPE_BYTES + 1]).is_err());
+    assert_eq!(format!("{:?}", Envelope::new(vec![7; 10]).unwrap()), "Envelope(10 bytes)");
+}

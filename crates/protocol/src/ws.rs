@@ -1,0 +1,172 @@
+//! WebSocket frames on `/ws`: JSON text frames, internally tagged by `type`, snake_case.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::MessageOut;
+use crate::bytes::{ClientMsgId, Envelope};
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::MessageId;
+use crate::username::Username;
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Optional: states the protocol version the client speaks.
+    Hello {
+        /// Must be [`crate::PROTOCOL_VERSION`].
+        protocol: u32,
+    },
+    /// Store and relay a message. The sender is always the session's user.
+    Send {
+        /// Recipient.
+        to: Username,
+        /// The client's id for it; a resend with the same id is stored once.
+        client_msg_id: ClientMsgId,
+        /// The ciphertext.
+        envelope: Envelope,
+    },
+    /// Everything after `since` (in batches; each ends with `synced`).
+    Sync {
+        /// The last id this client has.
+        since: MessageId,
+    },
+    /// "I am typing" to `to` (never stored; rate-limited).
+    Typing {
+        /// Who should see it.
+        to: Username,
+    },
+    /// This client has received the peer's messages up to `up_to`.
+    Delivered {
+        /// The conversation's other participant.
+        peer: Username,
+        /// Highest id received.
+        up_to: MessageId,
+    },
+    /// This user has read the peer's messages up to `up_to`.
+    Read {
+        /// The conversation's other participant.
+        peer: Username,
+        /// Highest id read.
+        up_to: MessageId,
+    },
+}
+
+/// What the relay sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame of every connection.
+    Hello {
+        /// Protocol version.
+        protocol: u32,
+        /// The session's user.
+        user: Username,
+        /// The session's id.
+        session_id: String,
+        /// The server's clock.
+        server_time: i64,
+    },
+    /// A `send` was durably stored (or had been already: same id as the first time).
+    Ack {
+        /// The client's id.
+        client_msg_id: ClientMsgId,
+        /// The server's id.
+        id: MessageId,
+        /// Stored at.
+        ts: i64,
+    },
+    /// A message to or from this user (live, or in a sync batch).
+    Message {
+        /// The message.
+        message: MessageOut,
+    },
+    /// End of a sync batch.
+    Synced {
+        /// Highest id sent in this batch (or `since` if none).
+        up_to: MessageId,
+        /// Another batch follows after `sync {since: up_to}`.
+        more: bool,
+    },
+    /// A user sharing a conversation with this one went online or offline.
+    Presence {
+        /// Who.
+        user: Username,
+        /// Online now.
+        online: bool,
+        /// When last seen, if offline.
+        last_seen: Option<i64>,
+    },
+    /// `from` is typing to this user.
+    Typing {
+        /// Who types.
+        from: Username,
+    },
+    /// `by` has received messages of the conversation with `peer` up to `up_to`.
+    Delivered {
+        /// The receiving user.
+        by: Username,
+        /// The other participant.
+        peer: Username,
+        /// Highest id.
+        up_to: MessageId,
+    },
+    /// `by` has read the conversation with `peer` up to `up_to`.
+    Read {
+        /// The reading user.
+        by: Username,
+        /// The other participant.
+        peer: Username,
+        /// Highest id.
+        up_to: MessageId,
+    },
+    /// `by` cleared the conversation with `peer` (for both, or only for themself).
+    ChatCleared {
+        /// Who cleared.
+        by: Username,
+        /// The other participant.
+        peer: Username,
+        /// Deleted for both.
+        for_both: bool,
+        /// Messages up to this id are gone.
+        up_to: MessageId,
+    },
+    /// This session was logged out or replaced; the connection closes next.
+    SessionRevoked {
+        /// Why, for people.
+        reason: String,
+    },
+    /// A frame was refused; the connection stays open unless the code says otherwise.
+    Error {
+        /// Stable code.
+        code: ErrorCode,
+        /// For people.
+        message: String,
+        /// The `send` this refers to, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<ClientMsgId>,
+    },
+}
+
+impl ServerFrame {
+    /// An error frame from an API error.
+    pub fn error(e: ApiError, client_msg_id: Option<ClientMsgId>) -> Self {
+        ServerFrame::Error { code: e.error, message: e.message, client_msg_id }
+    }
+}
+
+const CLIENT_TYPES: &[&str] = &["hello", "send", "sync", "typing", "delivered", "read"];
+
+/// Parses a client frame, telling apart bad JSON, an unknown `type`, and bad fields.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| crate::error::classify_json_error(&e))?;
+    match value.get("type") {
+        Some(serde_json::Value::String(t)) if CLIENT_TYPES.contains(&t.as_str()) => {}
+        Some(serde_json::Value::String(_)) => {
+            return Err(ApiError::new(ErrorCode::UnknownFrame, "unknown frame type"));
+        }
+        _ => return Err(ApiError::new(ErrorCode::InvalidField, "frame needs a string field `type`")),
+    }
+    serde_json::from_value(value).map_err(|e| crate::error::classify_json_error(&e))
+}

@@ -1,0 +1,263 @@
+//! Credentials and sessions: Argon2id over the client's `auth_key`, HS256 JWTs bound to a
+//! session row (so logout takes effect at once), and the `AuthUser` extractor.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+
+use actix_web::{web, FromRequest, HttpRequest};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{
+    decode, encode, errors::ErrorKind, Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Validation,
+};
+use rand_core::{OsRng, RngCore};
+use sealroom_protocol::{ErrorCode, Username};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::error::{Result, ServerError};
+use crate::{db, now_ms, AppState};
+
+/// Name of the browser session cookie.
+pub const COOKIE: &str = "sealroom_session";
+
+/// The server's secret: signs JWTs and derives fake prelogin salts. Never logged.
+pub struct ServerSecret(Vec<u8>);
+
+impl std::fmt::Debug for ServerSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerSecret(..)")
+    }
+}
+
+impl ServerSecret {
+    /// From `SEALROOM_JWT_SECRET` if set (at least 32 bytes), else from `<data_dir>/jwt_secret`,
+    /// generating that file (mode 0600) on first start.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
+        if let Ok(s) = std::env::var("SEALROOM_JWT_SECRET") {
+            anyhow::ensure!(s.len() >= 32, "SEALROOM_JWT_SECRET must be at least 32 characters");
+            return Ok(ServerSecret(s.into_bytes()));
+        }
+        let path = data_dir.join("jwt_secret");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let bytes = hex::decode(text.trim()).map_err(|_| {
+                    anyhow::anyhow!("{} is not hex; delete it to generate a new one", path.display())
+                })?;
+                anyhow::ensure!(bytes.len() >= 32, "{} is too short", path.display());
+                Ok(ServerSecret(bytes))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = vec![0u8; 64];
+                OsRng.fill_bytes(&mut bytes);
+                write_private(&path, hex::encode(&bytes).as_bytes())?;
+                tracing::info!(path = %path.display(), "generated a new JWT secret");
+                Ok(ServerSecret(bytes))
+            }
+            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// A stable fake salt for a username that has no account, so `prelogin` does not reveal
+    /// which names exist.
+    pub fn fake_salt(&self, username: &str) -> [u8; 16] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(b"sealroom prelogin fake salt\0");
+        mac.update(username.as_bytes());
+        let out = mac.finalize().into_bytes();
+        let mut salt = [0u8; 16];
+        salt.copy_from_slice(&out[..16]);
+        salt
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, contents).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))
+}
+
+/// Argon2id for the stored credential. `auth_key` is already a 256-bit key from the client's
+/// production Argon2id, so these parameters only need to make a dump useless, not slow
+/// guessing of a low-entropy secret: OWASP's minimum (19 MiB, t=2) keeps logins cheap.
+fn hasher() -> Argon2<'static> {
+    let params = Params::new(19_456, 2, 1, None).expect("constant Argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// PHC string of Argon2id(auth_key) with a fresh salt.
+pub fn hash_auth_key(auth_key: &[u8]) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    hasher()
+        .hash_password(auth_key, &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServerError::Internal(format!("argon2: {e}")))
+}
+
+/// Checks `auth_key` against a stored hash; with `None` it burns the same time and fails, so
+/// an unknown username answers as slowly as a wrong password.
+pub fn verify_auth_key(auth_key: &[u8], stored: Option<&str>) -> bool {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let dummy = DUMMY.get_or_init(|| hash_auth_key(&[0u8; 32]).unwrap_or_default());
+    let (hash, real) = match stored {
+        Some(h) => (h, true),
+        None => (dummy.as_str(), false),
+    };
+    let ok = PasswordHash::new(hash).map(|h| hasher().verify_password(auth_key, &h).is_ok()).unwrap_or(false);
+    ok && real
+}
+
+/// JWT claims.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id (a string, as JWT's `sub` is).
+    pub sub: String,
+    /// Username.
+    pub usr: String,
+    /// Session id.
+    pub sid: String,
+    /// Issued at (seconds).
+    pub iat: i64,
+    /// Expires (seconds).
+    pub exp: i64,
+}
+
+/// A new random session id.
+pub fn new_session_id() -> String {
+    let mut b = [0u8; 16];
+    OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Signs a token for a session.
+pub fn issue_token(
+    secret: &ServerSecret,
+    user: i64,
+    username: &str,
+    sid: &str,
+    expires_at_ms: i64,
+) -> Result<String> {
+    let claims = Claims {
+        sub: user.to_string(),
+        usr: username.to_owned(),
+        sid: sid.to_owned(),
+        iat: now_ms() / 1000,
+        exp: expires_at_ms / 1000,
+    };
+    encode(&Header::new(JwtAlg::HS256), &claims, &EncodingKey::from_secret(&secret.0))
+        .map_err(|e| ServerError::Internal(format!("jwt: {e}")))
+}
+
+/// Verifies signature and expiry.
+pub fn decode_token(secret: &ServerSecret, token: &str) -> Result<Claims> {
+    let mut v = Validation::new(JwtAlg::HS256);
+    v.leeway = 0;
+    v.set_required_spec_claims(&["exp", "sub"]);
+    decode::<Claims>(token, &DecodingKey::from_secret(&secret.0), &v).map(|d| d.claims).map_err(|e| {
+        match e.kind() {
+            ErrorKind::ExpiredSignature => {
+                ServerError::api(ErrorCode::TokenExpired, "the session has expired; log in again")
+            }
+            _ => ServerError::api(ErrorCode::Unauthorized, "invalid session token"),
+        }
+    })
+}
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    /// User id.
+    pub id: i64,
+    /// Name.
+    pub username: Username,
+    /// Session id.
+    pub session_id: String,
+    /// When the session expires (ms).
+    pub expires_at: i64,
+}
+
+/// Where the token came from: browsers use the cookie and must pass the Origin check.
+fn token_of(req: &HttpRequest, state: &AppState) -> Result<String> {
+    if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let text = h.to_str().unwrap_or_default();
+        return text.strip_prefix("Bearer ").map(|t| t.trim().to_owned()).ok_or_else(|| {
+            ServerError::api(ErrorCode::Unauthorized, "Authorization must be `Bearer <token>`")
+        });
+    }
+    if let Some(c) = req.cookie(COOKIE) {
+        check_origin(req, state)?;
+        return Ok(c.value().to_owned());
+    }
+    Err(ServerError::api(ErrorCode::Unauthorized, "log in first"))
+}
+
+/// A cookie-authenticated request must come from the relay's own origin (or a configured
+/// one): SameSite=Strict already keeps other sites' requests cookie-less; this also refuses
+/// cross-origin WebSockets, which SameSite does not cover everywhere.
+pub fn check_origin(req: &HttpRequest, state: &AppState) -> Result<()> {
+    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else { return Ok(()) };
+    let origin = origin.to_str().unwrap_or_default();
+    let host = req.connection_info().host().to_owned();
+    let own =
+        origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host.as_str());
+    if own || state.config.allowed_origins.iter().any(|o| o == origin) {
+        Ok(())
+    } else {
+        Err(ServerError::api(ErrorCode::BadOrigin, "requests from this origin are not allowed"))
+    }
+}
+
+/// Resolves a token to its live session.
+pub async fn authenticate(state: &web::Data<AppState>, token: &str) -> Result<AuthUser> {
+    let claims = decode_token(&state.secret, token)?;
+    let pool = state.pool.clone();
+    let sid = claims.sid.clone();
+    let session = web::block(move || -> Result<Option<db::SessionRow>> {
+        let mut conn = pool.get()?;
+        Ok(db::session(&mut conn, &sid)?)
+    })
+    .await??;
+    match session {
+        Some(s)
+            if s.revoked_at.is_none() && claims.sub == s.user_id.to_string() && s.expires_at > now_ms() =>
+        {
+            let username = Username::parse(&claims.usr)
+                .map_err(|_| ServerError::api(ErrorCode::Unauthorized, "invalid session token"))?;
+            Ok(AuthUser { id: s.user_id, username, session_id: claims.sid, expires_at: s.expires_at })
+        }
+        _ => Err(ServerError::api(ErrorCode::SessionRevoked, "this session was logged out")),
+    }
+}
+
+impl FromRequest for AuthUser {
+    type Error = ServerError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| ServerError::Internal("app state missing".into()))?;
+            let token = token_of(&req, &state)?;
+            authenticate(&state, &token).await
+        })
+    }
+}

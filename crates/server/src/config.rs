@@ -1,0 +1,143 @@
+//! Typed configuration from flags and `SEALROOM_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Sealroom relay: accounts, sessions and an end-to-end encrypted message relay. It stores
+/// only ciphertext and public keys; it never sees a password, a private key or a plaintext.
+#[derive(Debug, Parser)]
+#[command(name = "sealroom", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `serve` (also accepted without the word `serve`).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the relay (the default).
+    Serve(ServeArgs),
+}
+
+/// Options of `sealroom serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the chosen address is printed).
+    #[arg(long, env = "SEALROOM_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Directory for the database, attachment blobs and the generated JWT secret.
+    #[arg(long, env = "SEALROOM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// SQLite database path or URL [default: <data-dir>/sealroom.db].
+    #[arg(long, env = "SEALROOM_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Directory of the built web client, served at `/` [default: ./web/dist if it exists].
+    #[arg(long, env = "SEALROOM_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
+    /// Session lifetime: seconds, or a number with s, m, h or d (e.g. 12h, 7d).
+    #[arg(long, env = "SEALROOM_TOKEN_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub token_ttl: Duration,
+
+    /// A new login signs the user's other sessions out (the predecessor apps' behaviour).
+    /// Off by default, so many tabs and devices work at once.
+    #[arg(long, env = "SEALROOM_SINGLE_SESSION")]
+    pub single_session: bool,
+
+    /// Mark the session cookie `Secure` (set this when serving over HTTPS).
+    #[arg(long, env = "SEALROOM_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// Extra browser origins allowed to use the cookie session (e.g. http://localhost:8081 for
+    /// `trunk serve`). The relay's own origin is always allowed.
+    #[arg(long = "allowed-origin", env = "SEALROOM_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Login and register attempts allowed per client IP per minute.
+    #[arg(long, env = "SEALROOM_AUTH_RATE_PER_IP", default_value_t = 30)]
+    pub auth_rate_per_ip: u32,
+
+    /// Login attempts allowed per username per minute.
+    #[arg(long, env = "SEALROOM_AUTH_RATE_PER_USER", default_value_t = 10)]
+    pub auth_rate_per_user: u32,
+
+    /// Seconds without any frame or pong before a WebSocket is dropped.
+    #[arg(long, env = "SEALROOM_WS_IDLE_TIMEOUT", default_value_t = 60)]
+    pub ws_idle_timeout: u64,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `sealroom_server=debug`.
+    #[arg(long, env = "SEALROOM_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl ServeArgs {
+    /// The database URL, defaulting into the data dir.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("sealroom.db").to_string_lossy().into_owned())
+    }
+
+    /// The web dir, defaulting to ./web/dist when it exists.
+    pub fn web_dir(&self) -> Option<PathBuf> {
+        self.web_dir.clone().or_else(|| {
+            let d = PathBuf::from("web/dist");
+            d.join("index.html").exists().then_some(d)
+        })
+    }
+}
+
+/// `90`, `90s`, `15m`, `12h`, `7d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (num, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("`{text}` is not a duration like 90s, 15m, 12h or 7d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{text}`: unit must be s, m, h or d")),
+    };
+    if secs == 0 || secs > 366 * 86_400 {
+        return Err(format!("`{text}`: must be between 1 second and 366 days"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        for bad in ["", "0", "7w", "-1", "1000d", "h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cli_parses_with_and_without_serve() {
+        let cli = Cli::try_parse_from(["sealroom", "--bind", "127.0.0.1:0", "--single-session"]).unwrap();
+        assert!(cli.serve.single_session);
+        let cli = Cli::try_parse_from(["sealroom", "serve", "--token-ttl", "12h"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Serve(a)) if a.token_ttl == Duration::from_secs(43_200)));
+        assert!(Cli::try_parse_from(["sealroom", "--bind", "nonsense"]).is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! The server's error type: API errors go to the client as they are; everything else is
+//! logged and becomes a bare `internal` error, so database and I/O details never leak.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use sealroom_protocol::{ApiError, ErrorCode};
+
+/// Any failure of a handler or service.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A failure the client caused or must know about, with its stable code.
+    #[error("{0}")]
+    Api(#[from] ApiError),
+    /// A database failure.
+    #[error("database: {0}")]
+    Db(#[from] diesel::result::Error),
+    /// The connection pool could not hand out a connection.
+    #[error("pool: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    /// Too many attempts: retry after this many seconds.
+    #[error("rate limited for {0} s")]
+    RateLimited(u64),
+    /// A blocking task was cancelled.
+    #[error("blocking task failed")]
+    Blocking,
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<actix_web::error::BlockingError> for ServerError {
+    fn from(_: actix_web::error::BlockingError) -> Self {
+        ServerError::Blocking
+    }
+}
+
+impl ServerError {
+    /// Shorthand for an API error.
+    pub fn api(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerError::Api(ApiError::new(code, message))
+    }
+
+    /// What the client sees.
+    pub fn sanitized(&self) -> ApiError {
+        match self {
+            ServerError::Api(e) => e.clone(),
+            ServerError::RateLimited(secs) => {
+                ApiError::new(ErrorCode::RateLimited, format!("too many attempts; try again in {secs} s"))
+            }
+            other => {
+                tracing::error!(error = %other, "internal error");
+                ApiError::new(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}
+
+impl ResponseError for ServerError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ServerError::Api(e) => {
+                StatusCode::from_u16(e.error.http_status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            ServerError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = self.sanitized();
+        crate::metrics::METRICS.error(body.error);
+        let mut resp = HttpResponse::build(self.status_code());
+        if let ServerError::RateLimited(secs) = self {
+            resp.insert_header(("Retry-After", secs.to_string()));
+        }
+        resp.json(body)
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = ServerError> = std::result::Result<T, E>;

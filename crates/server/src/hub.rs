@@ -1,0 +1,154 @@
+//! The hub: who is connected, and fan-out of frames to their live connections.
+//!
+//! Actor-less: a map behind a mutex, held only for map operations (never across an await).
+//! Each connection has a bounded outbound queue; a client too slow to drain it is dropped (it
+//! reconnects and syncs, losing nothing, since every message is stored before it is relayed).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sealroom_protocol::ServerFrame;
+use tokio::sync::mpsc;
+
+/// Outbound queue length per connection.
+pub const QUEUE: usize = 512;
+
+/// Something for a connection's writer.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A serialized frame.
+    Frame(Arc<str>),
+    /// Send this frame, then close with the given close code and reason.
+    Close(Arc<str>, u16, &'static str),
+}
+
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    session_id: String,
+    tx: mpsc::Sender<Outbound>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    users: HashMap<i64, Vec<Conn>>,
+    next_id: u64,
+    closing: bool,
+}
+
+/// Live connections by user.
+#[derive(Debug, Default)]
+pub struct Hub {
+    inner: Mutex<Inner>,
+}
+
+/// Serializes a frame once for any number of recipients.
+pub fn encode(frame: &ServerFrame) -> Arc<str> {
+    // Serializing our own enum of strings, integers and byte newtypes cannot fail.
+    Arc::from(
+        serde_json::to_string(frame).unwrap_or_else(|_| {
+            String::from(r#"{"type":"error","code":"internal","message":"internal error"}"#)
+        }),
+    )
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the map inconsistent (every operation
+        // is a single insert/remove), so recover from poisoning rather than fail every call.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a connection; returns its id and whether the user just came online. `None` while
+    /// the server is shutting down.
+    pub fn register(&self, user: i64, session_id: &str, tx: mpsc::Sender<Outbound>) -> Option<(u64, bool)> {
+        let mut inner = self.lock();
+        if inner.closing {
+            return None;
+        }
+        inner.next_id += 1;
+        let id = inner.next_id;
+        let conns = inner.users.entry(user).or_default();
+        let first = conns.is_empty();
+        conns.push(Conn { id, session_id: session_id.to_owned(), tx });
+        Some((id, first))
+    }
+
+    /// Removes a connection; returns whether the user now has no connection at all (also when
+    /// the hub had already dropped this one).
+    pub fn unregister(&self, user: i64, conn: u64) -> bool {
+        let mut inner = self.lock();
+        let Some(conns) = inner.users.get_mut(&user) else { return true };
+        conns.retain(|c| c.id != conn);
+        if conns.is_empty() {
+            inner.users.remove(&user);
+            return true;
+        }
+        false
+    }
+
+    /// Whether the user has a live connection.
+    pub fn is_online(&self, user: i64) -> bool {
+        self.lock().users.get(&user).is_some_and(|c| !c.is_empty())
+    }
+
+    /// Sends to every connection of `user` except `except`. A full queue drops that connection.
+    pub fn send_to_user(&self, user: i64, frame: &Arc<str>, except: Option<u64>) {
+        let mut inner = self.lock();
+        let Some(conns) = inner.users.get_mut(&user) else { return };
+        conns.retain(|c| {
+            if Some(c.id) == except {
+                return true;
+            }
+            match c.tx.try_send(Outbound::Frame(frame.clone())) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(user, conn = c.id, "dropping a connection that does not keep up");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+
+    /// Sends `session_revoked` to every connection of these sessions, then closes them.
+    pub fn revoke_sessions(&self, user: i64, session_ids: &[String], reason: &str) {
+        let frame = encode(&ServerFrame::SessionRevoked { reason: reason.to_owned() });
+        let mut inner = self.lock();
+        let Some(conns) = inner.users.get_mut(&user) else { return };
+        conns.retain(|c| {
+            if session_ids.contains(&c.session_id) {
+                let _ = c.tx.try_send(Outbound::Close(frame.clone(), 4001, "session revoked"));
+                false
+            } else {
+                true
+            }
+        });
+        if conns.is_empty() {
+            inner.users.remove(&user);
+        }
+    }
+
+    /// Shutdown: refuses new connections and tells every open one to go away (1001), so
+    /// clients reconnect (to this server once it is back, or another).
+    pub fn close_all(&self) {
+        let mut inner = self.lock();
+        inner.closing = true;
+        let frame = encode(&ServerFrame::Error {
+            code: sealroom_protocol::ErrorCode::Internal,
+            message: "server shutting down; reconnect shortly".into(),
+            client_msg_id: None,
+        });
+        for conns in inner.users.values() {
+            for c in conns {
+                let _ = c.tx.try_send(Outbound::Close(frame.clone(), 1001, "server shutting down"));
+            }
+        }
+        inner.users.clear();
+    }
+
+    /// Number of open connections.
+    pub fn connection_count(&self) -> usize {
+        self.lock().users.values().map(Vec::len).sum()
+    }
+}

@@ -1,0 +1,180 @@
+//! Sealroom's relay.
+//!
+//! Accounts with hashed credentials and expiring JWT sessions, a WebSocket relay of
+//! ciphertext with offline sync and receipts, and SQLite storage of opaque blobs. It must never
+//! see a key or a plaintext: it does not depend on `sealroom-crypto` at all, and handles
+//! envelopes and key backups only as bytes with a length.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use clap::Parser;
+//! let cli = sealroom_server::config::Cli::parse_from(["sealroom", "--bind", "127.0.0.1:0"]);
+//! sealroom_server::serve(cli.serve).await
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod config;
+#[allow(missing_docs)]
+pub mod db;
+pub mod error;
+pub mod hub;
+pub mod metrics;
+pub mod ratelimit;
+mod routes;
+#[allow(missing_docs)]
+pub mod schema;
+pub mod service;
+mod ws;
+
+use std::time::Duration;
+
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, App, HttpServer};
+
+use crate::config::ServeArgs;
+
+/// Content-Security-Policy of every response: the web client runs under it.
+pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+     img-src 'self' blob: data:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; \
+     base-uri 'none'; form-action 'self'; object-src 'none'";
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub struct AppState {
+    /// The database.
+    pub pool: db::DbPool,
+    /// Configuration.
+    pub config: ServeArgs,
+    /// JWT signing key.
+    pub secret: auth::ServerSecret,
+    /// Live connections.
+    pub hub: hub::Hub,
+    /// Login/register attempts per IP.
+    pub auth_ip_limit: ratelimit::RateLimiter,
+    /// Login attempts per username.
+    pub auth_user_limit: ratelimit::RateLimiter,
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Opens storage and runs the relay until SIGINT or SIGTERM, then drains connections.
+/// Prints `listening on http://ADDR` once bound (port 0 picks a free port).
+pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
+    create_private_dir(&config.data_dir)?;
+    let secret = auth::ServerSecret::load(&config.data_dir)?;
+    let pool = db::open(&config.database_url())?;
+    let window = Duration::from_secs(60);
+    let state = web::Data::new(AppState {
+        pool,
+        secret,
+        hub: hub::Hub::default(),
+        auth_ip_limit: ratelimit::RateLimiter::new(config.auth_rate_per_ip, window),
+        auth_user_limit: ratelimit::RateLimiter::new(config.auth_rate_per_user, window),
+        config: config.clone(),
+    });
+    let web_dir = config.web_dir();
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        let json = web::JsonConfig::default()
+            .limit(sealroom_protocol::MAX_JSON_BODY_BYTES)
+            .error_handler(routes::json_error);
+        let query = web::QueryConfig::default().error_handler(routes::query_error);
+        let mut app = App::new()
+            .app_data(app_state.clone())
+            .app_data(json)
+            .app_data(query)
+            .wrap(
+                DefaultHeaders::new()
+                    .add(("Content-Security-Policy", CSP))
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Referrer-Policy", "no-referrer"))
+                    .add(("X-Frame-Options", "DENY"))
+                    .add(("Cache-Control", "no-store")),
+            )
+            .configure(routes::configure)
+            .route("/ws", web::get().to(ws::handshake))
+            .route("/healthz", web::get().to(routes::healthz))
+            .route("/metrics", web::get().to(routes::metrics));
+        if let Some(dir) = web_dir.clone() {
+            let index = dir.join("index.html");
+            app =
+                app.service(actix_files::Files::new("/", dir).index_file("index.html").default_handler(
+                    web::to(move |req: actix_web::HttpRequest| {
+                        let index = index.clone();
+                        async move {
+                            actix_files::NamedFile::open_async(index).await.map(|f| f.into_response(&req))
+                        }
+                    }),
+                ));
+        }
+        app
+    })
+    .disable_signals()
+    .shutdown_timeout(10)
+    .bind(config.bind)?;
+    for addr in server.addrs() {
+        println!("listening on http://{addr}");
+    }
+    tracing::info!(
+        database = %config.database_url(),
+        web = ?config.web_dir(),
+        single_session = config.single_session,
+        "sealroom relay started"
+    );
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!(connections = state.hub.connection_count(), "shutting down: draining connections");
+        state.hub.close_all();
+        // Give writers a moment to flush their close frames.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        handle.stop(true).await;
+    });
+    server.await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

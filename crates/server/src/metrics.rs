@@ -1,0 +1,79 @@
+//! Prometheus metrics, by hand: a few counters and gauges.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use sealroom_protocol::ErrorCode;
+
+/// The process's metrics.
+pub static METRICS: Metrics = Metrics::new();
+
+/// Counters and gauges.
+#[derive(Debug)]
+pub struct Metrics {
+    connections: AtomicI64,
+    messages_relayed: AtomicU64,
+    logins: AtomicU64,
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    const fn new() -> Self {
+        Metrics {
+            connections: AtomicI64::new(0),
+            messages_relayed: AtomicU64::new(0),
+            logins: AtomicU64::new(0),
+            errors: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A WebSocket connected (+1) or closed (-1).
+    pub fn connections(&self, delta: i64) {
+        self.connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A message was stored and relayed.
+    pub fn relayed(&self) {
+        self.messages_relayed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A login or registration succeeded.
+    pub fn login(&self) {
+        self.logins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An error was returned to a client.
+    pub fn error(&self, code: ErrorCode) {
+        if let Ok(mut m) = self.errors.lock() {
+            *m.entry(code.as_str()).or_default() += 1;
+        }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP sealroom_connections Open WebSocket connections.");
+        let _ = writeln!(out, "# TYPE sealroom_connections gauge");
+        let _ = writeln!(out, "sealroom_connections {}", self.connections.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP sealroom_messages_relayed_total Messages stored and relayed.");
+        let _ = writeln!(out, "# TYPE sealroom_messages_relayed_total counter");
+        let _ = writeln!(
+            out,
+            "sealroom_messages_relayed_total {}",
+            self.messages_relayed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# HELP sealroom_logins_total Successful logins and registrations.");
+        let _ = writeln!(out, "# TYPE sealroom_logins_total counter");
+        let _ = writeln!(out, "sealroom_logins_total {}", self.logins.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP sealroom_errors_total Errors returned to clients, by code.");
+        let _ = writeln!(out, "# TYPE sealroom_errors_total counter");
+        if let Ok(m) = self.errors.lock() {
+            for (code, n) in m.iter() {
+                let _ = writeln!(out, "sealroom_errors_total{{code=\"{code}\"}} {n}");
+            }
+        }
+        out
+    }
+}

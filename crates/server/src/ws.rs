@@ -1,0 +1,252 @@
+//! `GET /ws`: one WebSocket per tab or device.
+//!
+//! Authenticated at the handshake (Bearer token for native clients; the session cookie plus
+//! an Origin check for browsers). One `select!` loop per connection over client frames, the
+//! hub's outbound queue and a heartbeat tick. A bad frame gets an `error` frame and the
+//! connection lives on; only abuse (a frame over the hard cap, a flood) closes it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
+use sealroom_protocol::{
+    parse_client_frame, ApiError, ClientFrame, ErrorCode, ServerFrame, Username, PROTOCOL_VERSION,
+};
+use tokio::sync::mpsc;
+
+use crate::auth::{self, AuthUser};
+use crate::error::{Result, ServerError};
+use crate::hub::{encode, Outbound, QUEUE};
+use crate::metrics::METRICS;
+use crate::{now_ms, service, AppState};
+
+/// How often the server pings.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Frames above this are refused with `frame_too_large` (the connection stays).
+const SOFT_FRAME_LIMIT: usize = sealroom_protocol::MAX_FRAME_BYTES;
+/// Frames above this close the connection (1009): the codec cannot skip them.
+const HARD_FRAME_LIMIT: usize = 1 << 20;
+/// Frame budget: a burst of this many, refilled at `FRAME_RATE` per second.
+const FRAME_BURST: f64 = 200.0;
+const FRAME_RATE: f64 = 50.0;
+/// Refused frames in a row (over the budget) before the connection is closed as a flood.
+const FLOOD_CLOSE_AFTER: u32 = 500;
+/// Minimum gap between relayed typing notices per peer.
+const TYPING_GAP: Duration = Duration::from_millis(1500);
+
+/// The WebSocket handshake.
+pub async fn handshake(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let token = if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        h.to_str().unwrap_or_default().strip_prefix("Bearer ").map(str::to_owned)
+    } else if let Some(c) = req.cookie(auth::COOKIE) {
+        auth::check_origin(&req, &state)?;
+        Some(c.value().to_owned())
+    } else {
+        None
+    };
+    let token = token.ok_or_else(|| ServerError::api(ErrorCode::Unauthorized, "log in first"))?;
+    let user = auth::authenticate(&state, &token).await?;
+    let (response, session, stream) =
+        actix_ws::handle(&req, body).map_err(|e| ServerError::api(ErrorCode::InvalidField, e.to_string()))?;
+    let stream = stream
+        .max_frame_size(HARD_FRAME_LIMIT)
+        .aggregate_continuations()
+        .max_continuation_size(HARD_FRAME_LIMIT);
+    actix_web::rt::spawn(run(state, user, session, stream));
+    Ok(response)
+}
+
+struct Budget {
+    tokens: f64,
+    at: Instant,
+    refused: u32,
+}
+
+impl Budget {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * FRAME_RATE).min(FRAME_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused = 0;
+            true
+        } else {
+            self.refused += 1;
+            false
+        }
+    }
+}
+
+async fn run(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::AggregatedMessageStream,
+) {
+    let (tx, mut rx) = mpsc::channel::<Outbound>(QUEUE);
+    let Some((conn_id, first)) = state.hub.register(user.id, &user.session_id, tx) else {
+        let _ = session
+            .close(Some(CloseReason { code: CloseCode::Away, description: Some("shutting down".into()) }))
+            .await;
+        return;
+    };
+    METRICS.connections(1);
+    tracing::info!(user = user.id, conn = conn_id, "websocket connected");
+    if first {
+        let _ = service::broadcast_presence(&state, user.id, &user.username, true).await;
+    }
+    let hello = ServerFrame::Hello {
+        protocol: PROTOCOL_VERSION,
+        user: user.username.clone(),
+        session_id: user.session_id.clone(),
+        server_time: now_ms(),
+    };
+    let mut close: Option<CloseReason> = None;
+    if session.text(encode(&hello).to_string()).await.is_ok() {
+        close = serve(&state, &user, conn_id, &mut session, &mut stream, &mut rx).await;
+    }
+    let _ = session.close(close).await;
+    METRICS.connections(-1);
+    tracing::info!(user = user.id, conn = conn_id, "websocket closed");
+    if state.hub.unregister(user.id, conn_id) {
+        let _ = service::broadcast_presence(&state, user.id, &user.username, false).await;
+    }
+}
+
+/// The connection's loop; returns how to close.
+async fn serve(
+    state: &web::Data<AppState>,
+    user: &AuthUser,
+    conn_id: u64,
+    session: &mut actix_ws::Session,
+    stream: &mut actix_ws::AggregatedMessageStream,
+    rx: &mut mpsc::Receiver<Outbound>,
+) -> Option<CloseReason> {
+    let idle = Duration::from_secs(state.config.ws_idle_timeout);
+    let mut last_heard = Instant::now();
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut budget = Budget { tokens: FRAME_BURST, at: Instant::now(), refused: 0 };
+    let mut typing: HashMap<Username, Instant> = HashMap::new();
+    loop {
+        tokio::select! {
+            msg = stream.recv() => {
+                last_heard = Instant::now();
+                let reply = match msg {
+                    Some(Ok(AggregatedMessage::Text(text))) => {
+                        if !budget.take() {
+                            if budget.refused > FLOOD_CLOSE_AFTER {
+                                return Some(CloseReason { code: CloseCode::Policy, description: Some("flooding".into()) });
+                            }
+                            vec![ServerFrame::error(ApiError::new(ErrorCode::RateLimited, "too many frames; slow down"), None)]
+                        } else if text.len() > SOFT_FRAME_LIMIT {
+                            vec![ServerFrame::error(ApiError::new(ErrorCode::FrameTooLarge,
+                                format!("frames are limited to {SOFT_FRAME_LIMIT} bytes")), None)]
+                        } else {
+                            handle(state, user, conn_id, &text, &mut typing).await
+                        }
+                    }
+                    Some(Ok(AggregatedMessage::Binary(_))) => vec![ServerFrame::error(
+                        ApiError::new(ErrorCode::InvalidJson, "binary frames are not supported; send JSON text"), None)],
+                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                        if session.pong(&bytes).await.is_err() { return None; }
+                        vec![]
+                    }
+                    Some(Ok(AggregatedMessage::Pong(_))) => vec![],
+                    Some(Ok(AggregatedMessage::Close(_))) | None => return None,
+                    Some(Err(actix_ws::ProtocolError::Overflow)) => {
+                        METRICS.error(ErrorCode::FrameTooLarge);
+                        return Some(CloseReason { code: CloseCode::Size, description: Some("frame too large".into()) });
+                    }
+                    Some(Err(_)) => return Some(CloseReason { code: CloseCode::Protocol, description: None }),
+                };
+                for frame in reply {
+                    if let ServerFrame::Error { code, .. } = &frame { METRICS.error(*code); }
+                    if session.text(encode(&frame).to_string()).await.is_err() { return None; }
+                }
+            }
+            out = rx.recv() => match out {
+                Some(Outbound::Frame(text)) => {
+                    if session.text(text.to_string()).await.is_err() { return None; }
+                }
+                Some(Outbound::Close(text, code, why)) => {
+                    let _ = session.text(text.to_string()).await;
+                    return Some(CloseReason { code: CloseCode::Other(code), description: Some(why.into()) });
+                }
+                // The hub dropped us (too slow, or shutting down without a frame).
+                None => return Some(CloseReason { code: CloseCode::Again, description: Some("reconnect".into()) }),
+            },
+            _ = tick.tick() => {
+                if last_heard.elapsed() > idle {
+                    return Some(CloseReason { code: CloseCode::Away, description: Some("idle timeout".into()) });
+                }
+                if session.ping(b"").await.is_err() { return None; }
+            }
+        }
+    }
+}
+
+/// One client frame → the frames to answer with (on this connection).
+async fn handle(
+    state: &web::Data<AppState>,
+    user: &AuthUser,
+    conn_id: u64,
+    text: &str,
+    typing: &mut HashMap<Username, Instant>,
+) -> Vec<ServerFrame> {
+    let frame = match parse_client_frame(text) {
+        Ok(f) => f,
+        Err(e) => return vec![ServerFrame::error(e, None)],
+    };
+    if user.expires_at <= now_ms() {
+        return vec![ServerFrame::error(
+            ApiError::new(ErrorCode::TokenExpired, "the session has expired"),
+            None,
+        )];
+    }
+    let result: Result<Vec<ServerFrame>> = match frame {
+        ClientFrame::Hello { protocol } if protocol == PROTOCOL_VERSION => Ok(vec![]),
+        ClientFrame::Hello { protocol } => Err(ServerError::api(
+            ErrorCode::UnsupportedProtocol,
+            format!("this server speaks protocol {PROTOCOL_VERSION}, not {protocol}"),
+        )),
+        ClientFrame::Send { to, client_msg_id, envelope } => {
+            match service::send(state, user, to, client_msg_id, envelope, Some(conn_id)).await {
+                Ok(m) => Ok(vec![ServerFrame::Ack { client_msg_id, id: m.id, ts: m.ts }]),
+                Err(e) => return vec![ServerFrame::error(e.sanitized(), Some(client_msg_id))],
+            }
+        }
+        ClientFrame::Sync { since } => service::sync(state, user, since).await.map(|(messages, more)| {
+            let up_to = messages.last().map_or(since, |m| m.id);
+            let mut frames: Vec<ServerFrame> =
+                messages.into_iter().map(|message| ServerFrame::Message { message }).collect();
+            frames.push(ServerFrame::Synced { up_to, more });
+            frames
+        }),
+        ClientFrame::Typing { to } => {
+            let now = Instant::now();
+            let recent = typing.get(&to).is_some_and(|t| now.duration_since(*t) < TYPING_GAP);
+            if recent {
+                Ok(vec![])
+            } else {
+                typing.insert(to.clone(), now);
+                if typing.len() > 1000 {
+                    typing.retain(|_, t| now.duration_since(*t) < TYPING_GAP);
+                }
+                service::typing(state, user, to).await.map(|()| vec![])
+            }
+        }
+        ClientFrame::Delivered { peer, up_to } => {
+            service::mark(state, user, peer, up_to, false).await.map(|()| vec![])
+        }
+        ClientFrame::Read { peer, up_to } => {
+            service::mark(state, user, peer, up_to, true).await.map(|()| vec![])
+        }
+    };
+    result.unwrap_or_else(|e| vec![ServerFrame::error(e.sanitized(), None)])
+}
