@@ -1,1 +1,266 @@
+//! Test harness: the real `sealroom` binary on `127.0.0.1:0` with a fresh data dir, real
+//! native clients, and the real `sealroom-cli`.
+//!
+//! Binaries are built once per test process with `cargo build --workspace --bins` (a no-op
+//! when `cargo xtask test` has just built them), so a test never runs a stale relay.
+// A test harness: failing loudly with a message is its job.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sealroom_client::{Client, Connection, Session};
+use sealroom_protocol::ServerFrame;
+
+/// The workspace's `target/debug` (or wherever this test binary lives).
+fn bin_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the binaries failed");
+        let exe = std::env::current_exe().expect("test binary path");
+        // target/debug/deps/<test> → target/debug
+        exe.parent().and_then(Path::parent).expect("target dir layout").to_path_buf()
+    })
+    .clone()
+}
+
+/// Path of a workspace binary.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} was not built", p.display());
+    p
+}
+
+/// A running relay.
+#[derive(Debug)]
+pub struct TestServer {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Holds the data dir and the server log.
+    pub root: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl TestServer {
+    /// A relay with default settings and a fresh data dir.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A relay with extra command-line flags.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        let mut s = TestServer {
+            child: None,
+            url: String::new(),
+            root,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    /// The server's log (stderr), all runs appended.
+    pub fn log_path(&self) -> PathBuf {
+        self.root.path().join("server.log")
+    }
+
+    fn spawn(&mut self) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
+        let mut child = Command::new(bin("sealroom"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(self.data_dir())
+            .args(["--log", "info,sealroom_server=debug"])
+            .args(&self.extra)
+            .env_remove("SEALROOM_JWT_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("sealroom starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        self.url = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            panic!("the relay did not start:\n{log}")
+        });
+        self.child = Some(child);
+    }
+
+    /// Stops the relay with SIGTERM (graceful drain) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts again on the same data dir (a new port).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// A client for this relay.
+    pub fn client(&self) -> Client {
+        Client::new(&self.url).expect("valid URL")
+    }
+
+    /// `ws://…/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("{}/ws", self.url.replacen("http://", "ws://", 1))
+    }
+
+    /// Registers a user with the password `pw-<name>`.
+    pub async fn register(&self, name: &str) -> Session {
+        self.client().register(name, &format!("pw-{name}")).await.expect("register")
+    }
+
+    /// Every file under the data dir plus the log, as (path, bytes).
+    pub fn all_stored_bytes(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if let Ok(b) = std::fs::read(&p) {
+                    out.push((p, b));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.root.path(), &mut out);
+        out
+    }
+
+    /// Runs `sealroom-cli --server URL --user USER ARGS…` with `SEALROOM_PASSWORD=password`.
+    pub fn cli(&self, user: &str, password: &str, args: &[&str]) -> Output {
+        self.cli_env(user, password, args, &[])
+    }
+
+    /// Like [`TestServer::cli`] with extra environment.
+    pub fn cli_env(&self, user: &str, password: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new(bin("sealroom-cli"))
+            .args(["--server", &self.url, "--user", user])
+            .args(args)
+            .env("SEALROOM_PASSWORD", password)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("sealroom-cli runs")
+    }
+
+    /// Runs a raw SQL statement against the stored database with Python's sqlite3 (the relay
+    /// should be stopped): how tests play a malicious or broken server.
+    pub fn sql(&self, statement: &str) {
+        let db = self.data_dir().join("sealroom.db");
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()",
+            ])
+            .arg(&db)
+            .arg(statement)
+            .output()
+            .expect("python3 runs");
+        assert!(out.status.success(), "sql failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Reads frames until one matches, failing after 10 s.
+pub async fn expect_frame(
+    conn: &mut Connection,
+    what: &str,
+    mut pred: impl FnMut(&ServerFrame) -> bool,
+) -> ServerFrame {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match conn.next_within(left).await {
+            Ok(f) if pred(&f) => return f,
+            Ok(_) => continue,
+            Err(e) => panic!("waiting for {what}: {e}"),
+        }
+    }
+}
+
+/// Asserts no frame matching `pred` arrives within `within`.
+pub async fn expect_no_frame(
+    conn: &mut Connection,
+    within: Duration,
+    mut pred: impl FnMut(&ServerFrame) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match conn.next_within(left).await {
+            Ok(f) if pred(&f) => panic!("unexpected frame {f:?}"),
+            Ok(_) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Plain REST helper for raw requests (bad-input tests).
+pub async fn raw(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<(&str, &str)>,
+) -> (reqwest::StatusCode, serde_json::Value, reqwest::header::HeaderMap) {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some((ctype, text)) = body {
+        req = req.header("content-type", ctype).body(text.to_owned());
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null), headers)
+}

@@ -144,7 +144,7 @@ pub fn classify_json_error(e: &serde_json::Error) -> ApiError {
         ErrorCode::InvalidBase64
     } else if text.contains("expected") && text.contains("bytes, got") {
         ErrorCode::InvalidLength
-    } else if text.contains("username") {
+    } else if text.starts_with("invalid username") {
         ErrorCode::InvalidUsername
     } else {
         ErrorCode::InvalidField

@@ -218,6 +218,8 @@ fn bad_frames_get_specific_codes() {
         r#"{{"type":"send","from":"alice","to":"bob","client_msg_id":"{ID_B64}","envelope":"AQID"}}"#
     );
     assert_eq!(code(&spoof), ErrorCode::InvalidField);
+    // An unknown field next to a username field is a field error, not a username error.
+    assert_eq!(code(r#"{"type":"typing","to":"bob","username":"x"}"#), ErrorCode::InvalidField);
 }
 
 #[test]

@@ -63,11 +63,12 @@ pub struct ServeArgs {
     #[arg(long = "allowed-origin", env = "SEALROOM_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
-    /// Login and register attempts allowed per client IP per minute.
+    /// Failed logins plus registrations allowed per client IP per minute (all login, register
+    /// and password calls are also capped at 20 times this per IP).
     #[arg(long, env = "SEALROOM_AUTH_RATE_PER_IP", default_value_t = 30)]
     pub auth_rate_per_ip: u32,
 
-    /// Login attempts allowed per username per minute.
+    /// Failed logins allowed per username per minute.
     #[arg(long, env = "SEALROOM_AUTH_RATE_PER_USER", default_value_t = 10)]
     pub auth_rate_per_user: u32,
 

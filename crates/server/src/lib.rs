@@ -53,10 +53,13 @@ pub struct AppState {
     pub secret: auth::ServerSecret,
     /// Live connections.
     pub hub: hub::Hub,
-    /// Login/register attempts per IP.
+    /// Failed logins and registrations per client IP.
     pub auth_ip_limit: ratelimit::RateLimiter,
-    /// Login attempts per username.
+    /// Failed logins (and password changes) per username.
     pub auth_user_limit: ratelimit::RateLimiter,
+    /// Every login/register/password call per client IP: bounds the Argon2id work one client
+    /// can make the server do.
+    pub auth_ip_total: ratelimit::RateLimiter,
 }
 
 /// Unix time in milliseconds.
@@ -80,6 +83,7 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
         hub: hub::Hub::default(),
         auth_ip_limit: ratelimit::RateLimiter::new(config.auth_rate_per_ip, window),
         auth_user_limit: ratelimit::RateLimiter::new(config.auth_rate_per_user, window),
+        auth_ip_total: ratelimit::RateLimiter::new(config.auth_rate_per_ip.saturating_mul(20), window),
         config: config.clone(),
     });
     let web_dir = config.web_dir();

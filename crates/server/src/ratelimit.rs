@@ -20,8 +20,27 @@ impl RateLimiter {
 
     /// Counts a hit for `key`; `Err(seconds)` when over the limit (retry after that long).
     pub fn check(&self, key: &str) -> Result<(), u64> {
+        self.limited(key)?;
+        self.hit(key);
+        Ok(())
+    }
+
+    /// `Err(seconds)` if `key` is over the limit now, without counting anything.
+    pub fn limited(&self, key: &str) -> Result<(), u64> {
         let now = Instant::now();
-        let Ok(mut hits) = self.hits.lock() else { return Ok(()) };
+        let Ok(hits) = self.hits.lock() else { return Ok(()) };
+        match hits.get(key) {
+            Some((start, n)) if now.duration_since(*start) < self.window && *n >= self.limit => {
+                Err(self.window.saturating_sub(now.duration_since(*start)).as_secs().max(1))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a hit for `key`.
+    pub fn hit(&self, key: &str) {
+        let now = Instant::now();
+        let Ok(mut hits) = self.hits.lock() else { return };
         if hits.len() > 100_000 {
             let window = self.window;
             hits.retain(|_, (start, _)| now.duration_since(*start) < window);
@@ -30,12 +49,7 @@ impl RateLimiter {
         if now.duration_since(entry.0) >= self.window {
             *entry = (now, 0);
         }
-        if entry.1 >= self.limit {
-            let left = self.window.saturating_sub(now.duration_since(entry.0));
-            return Err(left.as_secs().max(1));
-        }
-        entry.1 += 1;
-        Ok(())
+        entry.1 = entry.1.saturating_add(1);
     }
 }
 
@@ -52,5 +66,15 @@ mod tests {
         assert!(rl.check("b").is_ok());
         std::thread::sleep(Duration::from_millis(220));
         assert!(rl.check("a").is_ok());
+    }
+
+    #[test]
+    fn limited_does_not_count() {
+        let rl = RateLimiter::new(1, Duration::from_secs(60));
+        for _ in 0..5 {
+            assert!(rl.limited("a").is_ok());
+        }
+        rl.hit("a");
+        assert!(rl.limited("a").is_err());
     }
 }

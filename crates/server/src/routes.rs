@@ -160,7 +160,9 @@ async fn register(
     state: web::Data<AppState>,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse> {
-    limit(&state.auth_ip_limit, &client_ip(&req))?;
+    let ip = client_ip(&req);
+    limit(&state.auth_ip_total, &ip)?;
+    limit(&state.auth_ip_limit, &ip)?;
     let body = body.into_inner();
     check_kdf(&body.kdf)?;
     if body.key_backup.as_bytes().is_empty() {
@@ -199,15 +201,21 @@ async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
-    limit(&state.auth_ip_limit, &client_ip(&req))?;
-    limit(&state.auth_user_limit, body.username.as_str())?;
+    let ip = client_ip(&req);
+    limit(&state.auth_ip_total, &ip)?;
+    state.auth_ip_limit.limited(&ip).map_err(ServerError::RateLimited)?;
+    state.auth_user_limit.limited(body.username.as_str()).map_err(ServerError::RateLimited)?;
     let name = body.username.clone();
     let row = with_db(&state, move |conn| Ok(db::user_by_name(conn, name.as_str())?)).await?;
     let stored = row.as_ref().map(|u| u.auth_hash.clone());
     let ok = web::block(move || auth::verify_auth_key(&body.auth_key.0, stored.as_deref())).await?;
     match row {
         Some(user) if ok => start_session(&state, user, false).await,
-        _ => Err(ServerError::api(ErrorCode::InvalidCredentials, "wrong username or password")),
+        _ => {
+            state.auth_ip_limit.hit(&ip);
+            state.auth_user_limit.hit(body.username.as_str());
+            Err(ServerError::api(ErrorCode::InvalidCredentials, "wrong username or password"))
+        }
     }
 }
 
@@ -237,7 +245,7 @@ async fn change_password(
     user: AuthUser,
     body: web::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse> {
-    limit(&state.auth_user_limit, user.username.as_str())?;
+    state.auth_user_limit.limited(user.username.as_str()).map_err(ServerError::RateLimited)?;
     let body = body.into_inner();
     check_kdf(&body.new_kdf)?;
     if body.new_key_backup.as_bytes().is_empty() {
@@ -254,6 +262,7 @@ async fn change_password(
     })
     .await?;
     if !ok {
+        state.auth_user_limit.hit(user.username.as_str());
         return Err(ServerError::api(ErrorCode::InvalidCredentials, "the current password is wrong"));
     }
     let new_hash = new_hash.ok_or_else(|| ServerError::Internal("hashing failed".into()))?;

@@ -28,8 +28,8 @@ const SOFT_FRAME_LIMIT: usize = sealroom_protocol::MAX_FRAME_BYTES;
 /// Frames above this close the connection (1009): the codec cannot skip them.
 const HARD_FRAME_LIMIT: usize = 1 << 20;
 /// Frame budget: a burst of this many, refilled at `FRAME_RATE` per second.
-const FRAME_BURST: f64 = 200.0;
-const FRAME_RATE: f64 = 50.0;
+const FRAME_BURST: f64 = 1000.0;
+const FRAME_RATE: f64 = 200.0;
 /// Refused frames in a row (over the budget) before the connection is closed as a flood.
 const FLOOD_CLOSE_AFTER: u32 = 500;
 /// Minimum gap between relayed typing notices per peer.
@@ -139,16 +139,21 @@ async fn serve(
                 last_heard = Instant::now();
                 let reply = match msg {
                     Some(Ok(AggregatedMessage::Text(text))) => {
-                        if !budget.take() {
-                            if budget.refused > FLOOD_CLOSE_AFTER {
-                                return Some(CloseReason { code: CloseCode::Policy, description: Some("flooding".into()) });
-                            }
-                            vec![ServerFrame::error(ApiError::new(ErrorCode::RateLimited, "too many frames; slow down"), None)]
-                        } else if text.len() > SOFT_FRAME_LIMIT {
+                        if text.len() > SOFT_FRAME_LIMIT {
                             vec![ServerFrame::error(ApiError::new(ErrorCode::FrameTooLarge,
                                 format!("frames are limited to {SOFT_FRAME_LIMIT} bytes")), None)]
                         } else {
-                            handle(state, user, conn_id, &text, &mut typing).await
+                            match parse_client_frame(&text) {
+                                Err(e) => vec![ServerFrame::error(e, None)],
+                                Ok(frame) if !budget.take() => {
+                                    if budget.refused > FLOOD_CLOSE_AFTER {
+                                        return Some(CloseReason { code: CloseCode::Policy, description: Some("flooding".into()) });
+                                    }
+                                    let id = match frame { ClientFrame::Send { client_msg_id, .. } => Some(client_msg_id), _ => None };
+                                    vec![ServerFrame::error(ApiError::new(ErrorCode::RateLimited, "too many frames; slow down"), id)]
+                                }
+                                Ok(frame) => handle(state, user, conn_id, frame, &mut typing).await,
+                            }
                         }
                     }
                     Some(Ok(AggregatedMessage::Binary(_))) => vec![ServerFrame::error(
@@ -196,13 +201,9 @@ async fn handle(
     state: &web::Data<AppState>,
     user: &AuthUser,
     conn_id: u64,
-    text: &str,
+    frame: ClientFrame,
     typing: &mut HashMap<Username, Instant>,
 ) -> Vec<ServerFrame> {
-    let frame = match parse_client_frame(text) {
-        Ok(f) => f,
-        Err(e) => return vec![ServerFrame::error(e, None)],
-    };
     if user.expires_at <= now_ms() {
         return vec![ServerFrame::error(
             ApiError::new(ErrorCode::TokenExpired, "the session has expired"),

@@ -1,0 +1,127 @@
+//! Nobody reads, clears or writes into a conversation they are not part of, nobody sends as
+//! someone else, and a logged-out token is dead everywhere at once.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use sealroom_crypto::Payload;
+use sealroom_protocol::{ClientFrame, ErrorCode, HistoryQuery, MessageId, ServerFrame};
+use sealroom_tests::{expect_frame, raw, TestServer};
+
+#[tokio::test]
+async fn a_third_user_cannot_read_clear_or_send_into_a_pair_conversation() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    let mut carol = server.register("carol").await;
+    alice.send_text("bob", "for bob only", false).await.unwrap();
+    let before = bob.history_raw("alice", &HistoryQuery::default()).await.unwrap();
+
+    // Carol has no conversation with bob or alice: every conversation endpoint is 404.
+    for path in ["bob/messages", "alice/messages"] {
+        let (status, body, _) =
+            raw(Method::GET, &format!("{}/api/conversations/{path}", server.url), Some(carol.token()), None)
+                .await;
+        assert_eq!((status.as_u16(), body["error"].as_str()), (404, Some("not_found")), "{path}");
+    }
+    for peer in ["bob", "alice"] {
+        let (status, _, _) = raw(
+            Method::POST,
+            &format!("{}/api/conversations/{peer}/clear", server.url),
+            Some(carol.token()),
+            Some(("application/json", r#"{"for_both":true}"#)),
+        )
+        .await;
+        assert_eq!(status, 404);
+        let (status, _, _) = raw(
+            Method::POST,
+            &format!("{}/api/conversations/{peer}/read", server.url),
+            Some(carol.token()),
+            Some(("application/json", r#"{"up_to":999}"#)),
+        )
+        .await;
+        assert_eq!(status, 404);
+    }
+    // Carol's sync sees nothing of theirs.
+    let mut ws = carol.connect().await.unwrap();
+    ws.send(&ClientFrame::Sync { since: MessageId(0) }).await.unwrap();
+    let f = ws.next_within(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(f, ServerFrame::Synced { up_to: MessageId(0), more: false });
+
+    // Carol cannot name a sender: a `from` field is refused and nothing is stored.
+    let (cmid, env) =
+        carol.encrypt_to(&"bob".parse().unwrap(), &Payload::Text("spoof".into()), false).await.unwrap();
+    let spoof = serde_json::json!({"type": "send", "from": "alice", "to": "bob", "client_msg_id": cmid, "envelope": env});
+    ws.send_raw(spoof.to_string()).await.unwrap();
+    let f = expect_frame(&mut ws, "error", |f| matches!(f, ServerFrame::Error { .. })).await;
+    assert!(matches!(f, ServerFrame::Error { code: ErrorCode::InvalidField, .. }), "{f:?}");
+    // Sending to bob works, but lands in carol↔bob, stamped as carol.
+    let id = ws.send_and_wait("bob".parse().unwrap(), cmid, env).await.unwrap();
+    let bob_view = bob.history_raw("carol", &HistoryQuery::default()).await.unwrap();
+    assert_eq!(bob_view.messages.len(), 1);
+    assert_eq!((bob_view.messages[0].id, bob_view.messages[0].from.as_str()), (id, "carol"));
+    assert_eq!(
+        bob.history_raw("alice", &HistoryQuery::default()).await.unwrap(),
+        before,
+        "alice↔bob untouched"
+    );
+
+    // Bob's client decrypts alice's message with alice's key only; carol's message opens as carol's.
+    let h = bob.history("carol", 10).await.unwrap();
+    assert_eq!(h[0].payload, Payload::Text("spoof".into()));
+    let h = bob.history("alice", 10).await.unwrap();
+    assert_eq!(h[0].payload, Payload::Text("for bob only".into()));
+    // Even if a malicious relay relabelled alice's envelope as carol's, bob's client refuses it.
+    let mut relabelled = before.messages[0].clone();
+    relabelled.from = "carol".parse().unwrap();
+    assert!(bob.decrypt(&relabelled).await.is_err());
+    let _ = alice;
+}
+
+#[tokio::test]
+async fn a_logged_out_token_stops_working_at_once_on_rest_and_websocket() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let token = alice.token().to_owned();
+    let mut ws = alice.connect().await.unwrap();
+    let (status, _, _) = raw(Method::GET, &format!("{}/api/me", server.url), Some(&token), None).await;
+    assert_eq!(status, 200);
+    alice.logout().await.unwrap();
+
+    // The open socket is told, then closed.
+    let f =
+        expect_frame(&mut ws, "session_revoked", |f| matches!(f, ServerFrame::SessionRevoked { .. })).await;
+    assert!(matches!(f, ServerFrame::SessionRevoked { .. }));
+    assert!(ws.next_within(Duration::from_secs(5)).await.is_err(), "closed after session_revoked");
+
+    let (status, body, _) = raw(Method::GET, &format!("{}/api/me", server.url), Some(&token), None).await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (401, Some("session_revoked")));
+    let err = sealroom_client::Connection::open_url(&server.ws_url(), Some(&token)).await.unwrap_err();
+    assert!(err.to_string().contains("session_revoked"), "{err}");
+    // A forged or garbled token is refused too, and no token at all.
+    let (status, body, _) =
+        raw(Method::GET, &format!("{}/api/me", server.url), Some("abc.def.ghi"), None).await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (401, Some("unauthorized")));
+    assert!(sealroom_client::Connection::open_url(&server.ws_url(), None).await.is_err());
+}
+
+#[tokio::test]
+async fn browsers_use_the_cookie_and_other_origins_are_refused() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let cookie = format!("sealroom_session={}", alice.token());
+    let get = |origin: Option<&'static str>| {
+        let mut req =
+            reqwest::Client::new().get(format!("{}/api/me", server.url)).header("cookie", cookie.clone());
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send()
+    };
+    assert_eq!(get(None).await.unwrap().status(), 200);
+    let own: &'static str = Box::leak(server.url.clone().into_boxed_str());
+    assert_eq!(get(Some(own)).await.unwrap().status(), 200);
+    let evil = get(Some("http://evil.example")).await.unwrap();
+    assert_eq!(evil.status(), 403);
+    assert_eq!(evil.json::<serde_json::Value>().await.unwrap()["error"], "bad_origin");
+}

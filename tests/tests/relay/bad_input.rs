@@ -1,0 +1,327 @@
+//! Every kind of bad input gets its stable error code, the connection and the server keep
+//! working, and nothing already stored is lost or altered.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use sealroom_crypto::Payload;
+use sealroom_protocol::{ClientFrame, ErrorCode, HistoryQuery, MessageId, ServerFrame};
+use sealroom_tests::{raw, TestServer};
+
+const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+const SALT: &str = "AAAAAAAAAAAAAAAAAAAAAA==";
+
+/// (what, method, url, body, expected status, expected code)
+type Case<B> = (&'static str, Method, String, Option<B>, u16, &'static str);
+
+fn register_body(username: &str, key: &str, kdf_m: u32) -> String {
+    serde_json::json!({"username": username, "auth_key": key, "salt": SALT, "kdf": {"m_kib": kdf_m, "t": 3, "p": 1},
+                       "identity_key": KEY, "key_backup": "AQID"})
+    .to_string()
+}
+
+#[tokio::test]
+async fn bad_rest_input_gets_stable_codes_and_changes_nothing() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    alice.send_text("bob", "x", false).await.unwrap_err(); // bob does not exist yet
+    let _bob = server.register("bob").await;
+    alice.send_text("bob", "kept safe", false).await.unwrap();
+    let before = alice.history_raw("bob", &HistoryQuery::default()).await.unwrap();
+    let u = |p: &str| format!("{}{p}", server.url);
+    let json = "application/json";
+    let huge_name = "a".repeat(10_000);
+    let cases: Vec<Case<String>> = vec![
+        ("malformed JSON", Method::POST, u("/api/login"), Some("{nope".into()), 400, "invalid_json"),
+        ("empty body", Method::POST, u("/api/login"), Some(String::new()), 400, "invalid_json"),
+        (
+            "wrong field type",
+            Method::POST,
+            u("/api/login"),
+            Some(r#"{"username":5,"auth_key":"x"}"#.into()),
+            400,
+            "invalid_field",
+        ),
+        (
+            "missing field",
+            Method::POST,
+            u("/api/login"),
+            Some(r#"{"username":"alice"}"#.into()),
+            400,
+            "invalid_field",
+        ),
+        (
+            "unknown field",
+            Method::POST,
+            u("/api/prelogin"),
+            Some(r#"{"username":"alice","admin":true}"#.into()),
+            400,
+            "invalid_field",
+        ),
+        (
+            "invalid base64",
+            Method::POST,
+            u("/api/login"),
+            Some(r#"{"username":"alice","auth_key":"!!!"}"#.into()),
+            400,
+            "invalid_base64",
+        ),
+        (
+            "short key",
+            Method::POST,
+            u("/api/login"),
+            Some(r#"{"username":"alice","auth_key":"AQID"}"#.into()),
+            400,
+            "invalid_length",
+        ),
+        (
+            "absurd username",
+            Method::POST,
+            u("/api/register"),
+            Some(register_body(&huge_name, KEY, 65536)),
+            400,
+            "invalid_username",
+        ),
+        (
+            "username with spaces",
+            Method::POST,
+            u("/api/register"),
+            Some(register_body("al ice", KEY, 65536)),
+            400,
+            "invalid_username",
+        ),
+        (
+            "taken username",
+            Method::POST,
+            u("/api/register"),
+            Some(register_body("ALICE", KEY, 65536)),
+            409,
+            "username_taken",
+        ),
+        (
+            "weak KDF",
+            Method::POST,
+            u("/api/register"),
+            Some(register_body("dave", KEY, 1024)),
+            400,
+            "kdf_params_rejected",
+        ),
+        (
+            "oversize body",
+            Method::POST,
+            u("/api/register"),
+            Some(format!("{{\"username\":\"{}\"}}", "a".repeat(2_000_000))),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "wrong password",
+            Method::POST,
+            u("/api/login"),
+            Some(format!(r#"{{"username":"alice","auth_key":"{KEY}"}}"#)),
+            401,
+            "invalid_credentials",
+        ),
+        (
+            "unknown user login",
+            Method::POST,
+            u("/api/login"),
+            Some(format!(r#"{{"username":"nobody","auth_key":"{KEY}"}}"#)),
+            401,
+            "invalid_credentials",
+        ),
+        ("no token", Method::GET, u("/api/conversations"), None, 401, "unauthorized"),
+        ("unknown endpoint", Method::GET, u("/api/teleport"), None, 404, "not_found"),
+    ];
+    for (what, method, url, body, status, code) in cases {
+        let (s, b, _) = raw(method, &url, None, body.as_deref().map(|b| (json, b))).await;
+        assert_eq!((s.as_u16(), b["error"].as_str()), (status, Some(code)), "{what}: {b}");
+        assert!(b["message"].as_str().is_some_and(|m| !m.is_empty()), "{what} has a message");
+    }
+    let token = alice.token().to_owned();
+    let authed: Vec<Case<&str>> = vec![
+        ("bad peer name", Method::GET, u("/api/conversations/A%20B/messages"), None, 400, "invalid_username"),
+        ("unknown peer", Method::GET, u("/api/conversations/nobody/messages"), None, 404, "not_found"),
+        (
+            "bad query",
+            Method::GET,
+            u("/api/conversations/bob/messages?limit=lots"),
+            None,
+            400,
+            "invalid_field",
+        ),
+        (
+            "before and after",
+            Method::GET,
+            u("/api/conversations/bob/messages?before=5&after=1"),
+            None,
+            400,
+            "invalid_field",
+        ),
+        ("bad search prefix", Method::GET, u("/api/users?prefix=%25%25"), None, 400, "invalid_field"),
+        (
+            "empty backup",
+            Method::PUT,
+            u("/api/me/key-backup"),
+            Some(r#"{"key_backup":"","expected_version":1}"#),
+            400,
+            "invalid_length",
+        ),
+        ("unknown user", Method::GET, u("/api/users/nobody"), None, 404, "not_found"),
+        (
+            "flags wrong type",
+            Method::PUT,
+            u("/api/conversations/bob/flags"),
+            Some(r#"{"pinned":"yes"}"#),
+            400,
+            "invalid_field",
+        ),
+    ];
+    for (what, method, url, body, status, code) in authed {
+        let (s, b, _) = raw(method, &url, Some(&token), body.map(|b| (json, b))).await;
+        assert_eq!((s.as_u16(), b["error"].as_str()), (status, Some(code)), "{what}: {b}");
+    }
+    // Still serving, nothing lost or altered.
+    let (s, _, _) = raw(Method::GET, &u("/healthz"), None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(alice.history_raw("bob", &HistoryQuery::default()).await.unwrap(), before);
+    server.client().login("alice", "pw-alice").await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_websocket_frames_get_error_frames_and_the_connection_lives_on() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let kept = alice.send_text("bob", "kept safe", false).await.unwrap();
+    let before = alice.history_raw("bob", &HistoryQuery::default()).await.unwrap();
+    let mut bob_ws = bob.connect().await.unwrap();
+    let mut ws = alice.connect().await.unwrap();
+    let (cmid, env) =
+        alice.encrypt_to(&"bob".parse().unwrap(), &Payload::Text("later".into()), false).await.unwrap();
+    let id = serde_json::to_value(cmid).unwrap();
+    let big_envelope = sealroom_protocol::encode_b64(&vec![7u8; 70_000]);
+    let cases: Vec<(&str, String, ErrorCode)> = vec![
+        ("malformed JSON", "{\"type\":".into(), ErrorCode::InvalidJson),
+        ("not an object", "[1,2,3]".into(), ErrorCode::InvalidField),
+        ("unknown frame type", r#"{"type":"teleport"}"#.into(), ErrorCode::UnknownFrame),
+        ("wrong field type", r#"{"type":"sync","since":"yesterday"}"#.into(), ErrorCode::InvalidField),
+        (
+            "invalid base64",
+            format!(r#"{{"type":"send","to":"bob","client_msg_id":{id},"envelope":"%%%"}}"#),
+            ErrorCode::InvalidBase64,
+        ),
+        (
+            "short client_msg_id",
+            r#"{"type":"send","to":"bob","client_msg_id":"AQID","envelope":"AQID"}"#.into(),
+            ErrorCode::InvalidLength,
+        ),
+        (
+            "oversize envelope",
+            format!(r#"{{"type":"send","to":"bob","client_msg_id":{id},"envelope":"{big_envelope}"}}"#),
+            ErrorCode::InvalidLength,
+        ),
+        (
+            "absurd username",
+            format!(r#"{{"type":"typing","to":"{}"}}"#, "z".repeat(5000)),
+            ErrorCode::InvalidUsername,
+        ),
+        (
+            "oversize frame",
+            format!(r#"{{"type":"sync","since":1,"pad":"{}"}}"#, "x".repeat(200_000)),
+            ErrorCode::FrameTooLarge,
+        ),
+        ("wrong protocol", r#"{"type":"hello","protocol":99}"#.into(), ErrorCode::UnsupportedProtocol),
+        ("typing a stranger", r#"{"type":"typing","to":"bob_two"}"#.into(), ErrorCode::NotFound),
+    ];
+    for (what, text, code) in cases {
+        ws.send_raw(text).await.unwrap();
+        match ws.next_within(Duration::from_secs(10)).await {
+            Ok(ServerFrame::Error { code: got, message, .. }) => {
+                assert_eq!(got, code, "{what}: {message}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("{what}: expected an error frame, got {other:?}"),
+        }
+    }
+    // Unknown recipient: the error names the client_msg_id it refers to.
+    ws.send(&ClientFrame::Send { to: "nobody".parse().unwrap(), client_msg_id: cmid, envelope: env.clone() })
+        .await
+        .unwrap();
+    match ws.next_within(Duration::from_secs(10)).await.unwrap() {
+        ServerFrame::Error { code: ErrorCode::UnknownRecipient, client_msg_id: Some(c), .. } => {
+            assert_eq!(c, cmid)
+        }
+        other => panic!("expected unknown_recipient, got {other:?}"),
+    }
+    // Sending to yourself, and an empty envelope.
+    let empty = sealroom_protocol::Envelope::new(vec![]).unwrap();
+    ws.send(&ClientFrame::Send { to: "bob".parse().unwrap(), client_msg_id: cmid, envelope: empty })
+        .await
+        .unwrap();
+    assert!(matches!(
+        ws.next_within(Duration::from_secs(10)).await.unwrap(),
+        ServerFrame::Error { code: ErrorCode::InvalidLength, .. }
+    ));
+    ws.send(&ClientFrame::Send { to: "alice".parse().unwrap(), client_msg_id: cmid, envelope: env.clone() })
+        .await
+        .unwrap();
+    assert!(matches!(
+        ws.next_within(Duration::from_secs(10)).await.unwrap(),
+        ServerFrame::Error { code: ErrorCode::InvalidField, .. }
+    ));
+
+    // The same connection still works.
+    let new_id = ws.send_and_wait("bob".parse().unwrap(), cmid, env).await.unwrap();
+    assert!(new_id > kept);
+    ws.send(&ClientFrame::Sync { since: kept }).await.unwrap();
+    let mut saw = false;
+    loop {
+        match ws.next_within(Duration::from_secs(10)).await.unwrap() {
+            ServerFrame::Message { message } if message.id == new_id => saw = true,
+            ServerFrame::Synced { .. } => break,
+            _ => {}
+        }
+    }
+    assert!(saw);
+    // Bob was not disturbed: he got exactly the valid message.
+    sealroom_tests::expect_frame(
+        &mut bob_ws,
+        "the valid message",
+        |f| matches!(f, ServerFrame::Message { message } if message.id == new_id),
+    )
+    .await;
+    let after =
+        alice.history_raw("bob", &HistoryQuery { before: Some(new_id), ..Default::default() }).await.unwrap();
+    assert_eq!(after.messages, before.messages, "nothing stored before was altered");
+    let _ = MessageId(0);
+}
+
+#[tokio::test]
+async fn an_abusive_frame_closes_only_that_connection() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let mut bob_ws = bob.connect().await.unwrap();
+    let mut ws = alice.connect().await.unwrap();
+    // 2 MiB: past the codec's hard cap, the connection is closed with 1009.
+    ws.send_raw("x".repeat(2 << 20)).await.unwrap();
+    let err = loop {
+        match ws.next_within(Duration::from_secs(10)).await {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert!(err.to_string().contains("1009") || err.to_string().contains("closed"), "{err}");
+    // Everyone else, and alice on a new connection, carry on.
+    let id = alice.send_text("bob", "still here", false).await.unwrap();
+    sealroom_tests::expect_frame(
+        &mut bob_ws,
+        "message",
+        |f| matches!(f, ServerFrame::Message { message } if message.id == id),
+    )
+    .await;
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sealroom_errors_total{code=\"frame_too_large\"}"), "{metrics}");
+    assert!(metrics.contains("sealroom_messages_relayed_total 1"), "{metrics}");
+}

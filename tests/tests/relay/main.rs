@@ -1,0 +1,9 @@
+//! End-to-end tests of the relay, the native client and the CLI: a real `sealroom` process
+//! on 127.0.0.1:0 with a fresh data dir per test.
+#![allow(clippy::unwrap_used, clippy::panic)] // test code: failures should panic with context
+
+mod access;
+mod bad_input;
+mod cli;
+mod messaging;
+mod sessions;
