@@ -161,8 +161,12 @@ fn test() -> Result {
 }
 
 fn run(extra: &[String]) -> Result {
-    let _ = extra;
-    Err("the relay is not built yet (issue 3)".into())
+    let extra: Vec<&str> = extra.iter().map(String::as_str).skip_while(|a| *a == "--").collect();
+    step("building the relay (release) and starting it; Ctrl-C stops it");
+    let mut args =
+        vec!["run", "--release", "--locked", "-p", "sealroom-server", "--bin", "sealroom", "--", "serve"];
+    args.extend(extra);
+    cmd("cargo", &args)
 }
 
 fn bench() -> Result {
