@@ -187,6 +187,11 @@ async fn serve(
                 None => return Some(CloseReason { code: CloseCode::Again, description: Some("reconnect".into()) }),
             },
             _ = tick.tick() => {
+                if user.expires_at <= now_ms() {
+                    let frame = ServerFrame::SessionRevoked { reason: "the session expired; log in again".into() };
+                    let _ = session.text(encode(&frame).to_string()).await;
+                    return Some(CloseReason { code: CloseCode::Other(4001), description: Some("session expired".into()) });
+                }
                 if last_heard.elapsed() > idle {
                     return Some(CloseReason { code: CloseCode::Away, description: Some("idle timeout".into()) });
                 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)] // test code: failures should panic with context
 
 mod access;
+mod architecture;
 mod bad_input;
 mod cli;
 mod messaging;

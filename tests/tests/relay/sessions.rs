@@ -118,3 +118,49 @@ async fn a_stale_key_backup_write_is_refused_and_the_client_merges() {
     let pins: Vec<&String> = fresh.pins().keys().collect();
     assert_eq!(pins, ["bob", "carol"], "neither tab overwrote the other's pin");
 }
+
+#[tokio::test]
+async fn an_expired_session_is_refused_and_its_socket_closed() {
+    let server = TestServer::start_with(&["--token-ttl", "2s"]);
+    let alice = server.register("alice").await;
+    let mut ws = alice.connect().await.unwrap();
+    // The relay checks expiry on its heartbeat tick (every 15 s) and on every request.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body, _) =
+        raw(Method::GET, &format!("{}/api/me", server.url), Some(alice.token()), None).await;
+    assert_eq!(status, 401);
+    assert!(matches!(body["error"].as_str(), Some("token_expired" | "session_revoked")), "{body}");
+    let f = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match ws.next().await {
+                Ok(ServerFrame::SessionRevoked { reason }) => return Some(reason),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    })
+    .await
+    .expect("closed within a heartbeat");
+    assert!(f.is_some_and(|r| r.contains("expired")));
+}
+
+#[tokio::test]
+async fn sigterm_drains_connections_and_the_relay_comes_back_with_everything() {
+    let mut server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let _bob = server.register("bob").await;
+    let id = alice.send_text("bob", "before shutdown", false).await.unwrap();
+    let mut ws = alice.connect().await.unwrap();
+    server.stop(); // SIGTERM, waits for exit
+    let closed = ws.next_within(Duration::from_secs(5)).await;
+    match closed {
+        Ok(ServerFrame::Error { message, .. }) => assert!(message.contains("shutting down"), "{message}"),
+        Err(e) => assert!(e.to_string().contains("closed") || e.to_string().contains("1001"), "{e}"),
+        Ok(other) => panic!("unexpected {other:?}"),
+    }
+    let log = std::fs::read_to_string(server.log_path()).unwrap();
+    assert!(log.contains("draining connections") && log.contains("stopped"), "{log}");
+    server.restart();
+    let mut alice = server.client().login("alice", "pw-alice").await.unwrap();
+    assert_eq!(alice.history("bob", 5).await.unwrap()[0].id, id);
+}
