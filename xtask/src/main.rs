@@ -149,6 +149,10 @@ fn test() -> Result {
                 "--locked",
             ],
         )?;
+        tally.cargo(
+            "web client in headless Chromium (wasm-bindgen-test: helpers and the mounted app)",
+            &["test", "-p", "sealroom-web", "--target", "wasm32-unknown-unknown", "--test", "web", "--locked"],
+        )?;
         step("crypto vectors re-derived independently (argon2-cffi, libsodium, OpenSSL)");
         let python = setup::ensure_python_venv()?;
         cmd(&python, &["docs/verify_vectors.py"])?;
@@ -162,6 +166,7 @@ fn test() -> Result {
 
 fn run(extra: &[String]) -> Result {
     let extra: Vec<&str> = extra.iter().map(String::as_str).skip_while(|a| *a == "--").collect();
+    setup::build_web(true)?;
     step("building the relay (release) and starting it; Ctrl-C stops it");
     let mut args =
         vec!["run", "--release", "--locked", "-p", "sealroom-server", "--bin", "sealroom", "--", "serve"];

@@ -13,7 +13,73 @@ pub fn ensure_all() -> Result {
     ensure_wasm_target()?;
     ensure_wasm_bindgen()?;
     ensure_chromium()?;
+    ensure_web_tools()?;
     Ok(())
+}
+
+/// trunk's version: 0.22 needs a newer rustc than these machines have.
+const TRUNK_VERSION: &str = "0.21.14";
+/// wasm-opt from npm's binaryen 132 (Debian's binaryen 108 breaks the module in the browser).
+const BINARYEN_NPM: &str = "132.0.0";
+
+fn tools_bin() -> PathBuf {
+    root().join(".tools").join("node_modules").join(".bin")
+}
+
+/// trunk and wasm-opt, for building the web client.
+pub fn ensure_web_tools() -> Result {
+    ensure_wasm_target()?;
+    ensure_wasm_bindgen()?;
+    let trunk = cargo_bin("trunk");
+    let have = output(&trunk.to_string_lossy(), &["--version"]).unwrap_or_default();
+    if have.trim() != format!("trunk {TRUNK_VERSION}") {
+        step(&format!("installing trunk {TRUNK_VERSION} (7-13 minutes on 2 cores, once)"));
+        cmd("cargo", &["install", "trunk", "--version", TRUNK_VERSION, "--locked"])?;
+    }
+    let wasm_opt = tools_bin().join("wasm-opt");
+    let have = output(&wasm_opt.to_string_lossy(), &["--version"]).unwrap_or_default();
+    if !have.contains("version 132") {
+        step(&format!("installing wasm-opt (binaryen {BINARYEN_NPM}) into .tools from npm"));
+        let prefix = root().join(".tools");
+        cmd(
+            "npm",
+            &[
+                "install",
+                "--prefix",
+                &prefix.to_string_lossy(),
+                "--no-audit",
+                "--no-fund",
+                "--silent",
+                &format!("binaryen@{BINARYEN_NPM}"),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Builds web/ into web/dist with trunk (release: optimized and wasm-opt'ed).
+pub fn build_web(release: bool) -> Result {
+    ensure_web_tools()?;
+    step(&format!("building the web client with trunk ({})", if release { "release" } else { "debug" }));
+    let path = format!(
+        "{}:{}:{}",
+        tools_bin().display(),
+        cargo_bin("").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut args = vec!["build"];
+    if release {
+        args.push("--release");
+    }
+    let status = Command::new(cargo_bin("trunk"))
+        .args(&args)
+        .current_dir(root())
+        .env("PATH", path)
+        .env("TRUNK_SKIP_VERSION_CHECK", "true")
+        .env("NO_COLOR", "true")
+        .status()
+        .map_err(|e| format!("could not start trunk: {e}"))?;
+    status.success().then_some(()).ok_or_else(|| "trunk build failed".to_owned())
 }
 
 fn output(program: &str, args: &[&str]) -> Option<String> {

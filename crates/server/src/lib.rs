@@ -28,6 +28,7 @@ mod routes;
 #[allow(missing_docs)]
 pub mod schema;
 pub mod service;
+pub mod webapp;
 mod ws;
 
 use std::time::Duration;
@@ -86,7 +87,10 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
         auth_ip_total: ratelimit::RateLimiter::new(config.auth_rate_per_ip.saturating_mul(20), window),
         config: config.clone(),
     });
-    let web_dir = config.web_dir();
+    let web_client = match config.web_dir() {
+        Some(dir) => Some(web::Data::new(webapp::WebApp::load(&dir)?)),
+        None => None,
+    };
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         let json = web::JsonConfig::default()
@@ -109,17 +113,14 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
             .route("/ws", web::get().to(ws::handshake))
             .route("/healthz", web::get().to(routes::healthz))
             .route("/metrics", web::get().to(routes::metrics));
-        if let Some(dir) = web_dir.clone() {
-            let index = dir.join("index.html");
-            app =
-                app.service(actix_files::Files::new("/", dir).index_file("index.html").default_handler(
-                    web::to(move |req: actix_web::HttpRequest| {
-                        let index = index.clone();
-                        async move {
-                            actix_files::NamedFile::open_async(index).await.map(|f| f.into_response(&req))
-                        }
-                    }),
-                ));
+        if let Some(client) = web_client.clone() {
+            let dir = client.dir.clone();
+            app = app
+                .app_data(client)
+                .route(webapp::BOOT_PATH, web::get().to(webapp::boot))
+                .route("/", web::get().to(webapp::index))
+                .route("/index.html", web::get().to(webapp::index))
+                .service(actix_files::Files::new("/", dir).default_handler(web::to(webapp::index)));
         }
         app
     })

@@ -1,0 +1,243 @@
+//! The web client in real headless Chromium, driven through chromedriver, against a real
+//! relay serving `web/dist` (built by `cargo xtask test` with trunk).
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)] // test code
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use sealroom_tests::TestServer;
+
+const ENTER: &str = "\u{E007}";
+
+fn web_dist() -> PathBuf {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/dist");
+    assert!(
+        dist.join("index.html").exists(),
+        "web/dist is not built: run `cargo xtask test` (it builds the web client with trunk first)"
+    );
+    dist
+}
+
+/// chromedriver on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child =
+            Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()))
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts (apt-get install chromium-driver)");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("{url}/status")).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Driver { child, url }
+    }
+
+    /// A browser with a fresh profile.
+    async fn browser(&self, profile: &Path) -> Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--no-first-run", "--window-size=1200,800",
+                         format!("--user-data-dir={}", profile.display())]
+            }),
+        );
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_css(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
+}
+
+/// Polls until the element's text contains `needle`.
+async fn wait_text(c: &Client, css: &str, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(els) = c.find_all(Locator::Css(css)).await {
+            for e in els {
+                if e.text().await.unwrap_or_default().contains(needle) {
+                    return;
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            let body = c.find(Locator::Css("body")).await.unwrap().text().await.unwrap_or_default();
+            panic!("no {css} containing {needle:?}; page shows:\n{body}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn wait_gone(c: &Client, css: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.find_all(Locator::Css(css)).await.unwrap_or_default().is_empty() {
+        assert!(Instant::now() < deadline, "{css} is still there");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn sign_up(c: &Client, url: &str, name: &str) {
+    c.goto(url).await.unwrap();
+    wait_css(c, "form.card").await;
+    c.find(Locator::XPath("//button[text()='Create an account']")).await.unwrap().click().await.unwrap();
+    wait_text(c, "form.card button.primary", "Create account").await;
+    fill_credentials(c, name).await;
+    wait_css(c, ".sidebar").await;
+}
+
+async fn sign_in(c: &Client, url: &str, name: &str) {
+    c.goto(url).await.unwrap();
+    wait_css(c, "form.card").await;
+    fill_credentials(c, name).await;
+    wait_css(c, ".sidebar").await;
+}
+
+async fn fill_credentials(c: &Client, name: &str) {
+    // The fields are labelled, as a screen reader finds them.
+    c.find(Locator::XPath("//label[text()='Username']")).await.unwrap();
+    c.find(Locator::XPath("//label[text()='Password']")).await.unwrap();
+    c.find(Locator::Id("username")).await.unwrap().send_keys(name).await.unwrap();
+    c.find(Locator::Id("password")).await.unwrap().send_keys(&format!("pw-{name}-long")).await.unwrap();
+    c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+}
+
+async fn send(c: &Client, text: &str) {
+    let input = wait_css(c, "textarea[aria-label='Message']").await;
+    input.send_keys(text).await.unwrap();
+    input.send_keys(ENTER).await.unwrap();
+}
+
+#[tokio::test]
+async fn two_people_chat_in_real_browsers() {
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    let b = driver.browser(&profiles.path().join("bob")).await;
+
+    // The page is served under the strict CSP and still works.
+    let resp = reqwest::get(&server.url).await.unwrap();
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval'") && csp.contains("frame-ancestors 'none'"));
+    assert!(!resp.text().await.unwrap().contains("import init"), "no inline script");
+
+    sign_up(&a, &server.url, "alice").await;
+    sign_up(&b, &server.url, "bob").await;
+
+    // Alice finds bob and writes; bob's list updates live with preview, unread count, online dot.
+    a.find(Locator::Id("find")).await.unwrap().send_keys("bo").await.unwrap();
+    wait_text(&a, ".found .row", "bob").await;
+    a.find(Locator::Css(".found .row")).await.unwrap().click().await.unwrap();
+    wait_text(&a, ".chat-head", "bob").await;
+    send(&a, "hello bob — grüße 👋").await;
+    wait_text(&a, ".msg.mine .text", "hello bob — grüße 👋").await;
+    wait_text(&a, ".msg.mine .state", "✓").await; // sent or already delivered
+
+    wait_text(&b, ".conv .preview", "hello bob").await;
+    wait_text(&b, ".conv .badge", "1").await;
+    wait_css(&b, ".conv .dot.on").await;
+    b.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
+    wait_text(&b, ".msg.theirs .text", "hello bob — grüße 👋").await;
+    wait_gone(&b, ".conv .badge").await;
+    // Alice sees bob has read it.
+    wait_text(&a, ".msg.mine .state", "read").await;
+
+    send(&b, "hi alice, all good?").await;
+    wait_text(&a, ".msg.theirs .text", "hi alice, all good?").await;
+    send(&a, "yes — see you at 5").await;
+    wait_text(&b, ".msg.theirs .text", "see you at 5").await;
+    wait_css(&a, ".divider").await;
+
+    // Search highlights matches in the decrypted history, with a count.
+    a.find(Locator::Css("button[aria-label='Search in chat']")).await.unwrap().click().await.unwrap();
+    a.find(Locator::Id("chat-search")).await.unwrap().send_keys("ALL").await.unwrap();
+    wait_text(&a, ".msg mark", "all").await;
+    wait_text(&a, ".searchbar .count", "1 of 1").await;
+
+    // "Show ciphertext" reveals the stored envelope.
+    a.find(Locator::XPath("(//button[text()='Show ciphertext'])[1]")).await.unwrap().click().await.unwrap();
+    let cipher = wait_css(&a, ".cipher code").await.text().await.unwrap();
+    assert!(cipher.len() > 400 && !cipher.contains("hello"), "{cipher}");
+
+    let shot = a.screenshot().await.unwrap();
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("chat-view.png"), &shot).unwrap();
+    assert!(shot.len() > 10_000 && shot.starts_with(b"\x89PNG"));
+
+    // Bob clears for both; alice's view empties live.
+    b.find(Locator::Css("button[aria-label='Clear chat']")).await.unwrap().click().await.unwrap();
+    b.find(Locator::XPath("//button[text()='Clear for me and alice']")).await.unwrap().click().await.unwrap();
+    wait_gone(&b, ".msg").await;
+    wait_gone(&a, ".msg").await;
+
+    send(&a, "after the clear").await;
+    wait_text(&b, ".msg.theirs .text", "after the clear").await;
+
+    // A fresh browser profile: sign in, keys come back from the sealed backup, history decrypts.
+    a.close().await.unwrap();
+    let a2 = driver.browser(&profiles.path().join("alice-2")).await;
+    sign_in(&a2, &server.url, "alice").await;
+    wait_text(&a2, ".conv .preview", "after the clear").await;
+    a2.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
+    wait_text(&a2, ".msg.mine .text", "after the clear").await;
+
+    // A wrong password is a clear inline error.
+    let c = driver.browser(&profiles.path().join("mallory")).await;
+    c.goto(&server.url).await.unwrap();
+    c.find(Locator::Id("username")).await.unwrap().send_keys("alice").await.unwrap();
+    c.find(Locator::Id("password")).await.unwrap().send_keys("not her password").await.unwrap();
+    c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+    wait_text(&c, ".error", "Wrong username or password").await;
+
+    for client in [a2, b, c] {
+        client.close().await.unwrap();
+    }
+    drop(driver);
+
+    // Nothing the browsers sent is readable on the server.
+    let mut server = server;
+    server.stop();
+    for (path, bytes) in server.all_stored_bytes() {
+        for needle in ["hello bob", "hi alice", "see you at 5", "after the clear", "pw-alice-long"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds {needle:?}",
+                path.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Sealroom's web client: a Leptos CSR app. Keys are made and used here, in the browser;
+//! the relay sees only public keys, sealed backups and envelopes.
+#![deny(missing_docs)]
+
+pub mod api;
+mod auth;
+mod chat;
+mod sidebar;
+pub mod state;
+pub mod text;
+
+use leptos::prelude::*;
+
+pub use state::App as AppState;
+
+/// The root component.
+#[component]
+pub fn App() -> impl IntoView {
+    let app = state::App::new();
+    provide_context(app);
+    // Theme: follow the system unless the user chose; the choice is kept locally (not secret).
+    let stored = web_sys::window()
+        .and_then(|w| w.local_storage().ok().flatten())
+        .and_then(|s| s.get_item("theme").ok().flatten());
+    app.dark.set(stored.map(|t| t == "dark"));
+    Effect::new(move |_| {
+        let theme = match app.dark.get() {
+            Some(true) => "dark",
+            Some(false) => "light",
+            None => "system",
+        };
+        if let Some(root) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
+            let _ = root.set_attribute("data-theme", theme);
+        }
+    });
+    // Title badge while hidden.
+    Effect::new(move |_| {
+        let n = app.hidden_unread.get();
+        if let Some(d) = web_sys::window().and_then(|w| w.document()) {
+            d.set_title(&if n > 0 { format!("({n}) Sealroom") } else { "Sealroom".into() });
+        }
+    });
+    let on_visible = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
+        let visible = web_sys::window()
+            .and_then(|w| w.document())
+            .is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Visible);
+        if visible && app.me.get_untracked().is_some() {
+            app.on_visible();
+        }
+    });
+    if let Some(d) = web_sys::window().and_then(|w| w.document()) {
+        use wasm_bindgen::JsCast;
+        let _ = d.add_event_listener_with_callback("visibilitychange", on_visible.as_ref().unchecked_ref());
+    }
+    on_visible.forget();
+
+    view! {
+        {move || match app.screen.get() {
+            state::Screen::SignIn | state::Screen::SignUp => view! { <auth::AuthScreen/> }.into_any(),
+            state::Screen::Chats => view! { <Messenger/> }.into_any(),
+        }}
+    }
+}
+
+/// The signed-in layout: conversation list beside the open chat.
+#[component]
+fn Messenger() -> impl IntoView {
+    let app = expect_context::<state::App>();
+    view! {
+        <div class="shell" class:chat-open=move || app.active.get().is_some()>
+            <Show when=move || !app.online.get()>
+                <div class="banner offline" role="status">"Offline — reconnecting… Messages you write are queued."</div>
+            </Show>
+            {move || app.notice.get().map(|n| view! {
+                <div class="banner notice" role="alert">
+                    <span>{n}</span>
+                    <button class="link" on:click=move |_| app.notice.set(None) aria-label="Dismiss">"✕"</button>
+                </div>
+            })}
+            <sidebar::Sidebar/>
+            <chat::ChatPane/>
+        </div>
+    }
+}

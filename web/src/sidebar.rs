@@ -1,0 +1,144 @@
+//! The conversation list with user search, unread counts, presence and a context menu.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::state::{now, App, Conv};
+use crate::text::{last_seen, time_label};
+
+/// Left column.
+#[component]
+pub fn Sidebar() -> impl IntoView {
+    let app = expect_context::<App>();
+    let query = RwSignal::new(String::new());
+    let menu = RwSignal::new(None::<String>);
+    let open = move |peer: String| {
+        query.set(String::new());
+        menu.set(None);
+        spawn_local(app.open_chat(peer));
+    };
+    let visible = move || app.convs.get().into_iter().filter(|c| !c.hidden).collect::<Vec<Conv>>();
+    view! {
+        <aside class="sidebar" aria-label="Conversations">
+            <header class="me">
+                <span class="avatar" aria-hidden="true">{move || initial(&app.me.get().unwrap_or_default())}</span>
+                <strong class="grow">{move || app.me.get().unwrap_or_default()}</strong>
+                <button class="icon" aria-label="Toggle dark theme" title="Theme" on:click=move |_| {
+                    let next = !app.dark.get_untracked().unwrap_or_else(system_dark);
+                    app.dark.set(Some(next));
+                    if let Some(s) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) {
+                        let _ = s.set_item("theme", if next { "dark" } else { "light" });
+                    }
+                }>"◐"</button>
+                <button class="icon" aria-label="Sign out" title="Sign out" on:click=move |_| spawn_local(app.sign_out(false))>"⎋"</button>
+            </header>
+            <div class="search-users">
+                <label for="find" class="sr-only">"Find people"</label>
+                <input id="find" type="search" placeholder="Find people…" autocomplete="off"
+                    prop:value=move || query.get()
+                    on:input=move |ev| {
+                        let q = event_target_value(&ev);
+                        query.set(q.clone());
+                        spawn_local(app.search_users(q));
+                    } />
+            </div>
+            <Show when=move || !query.get().is_empty()>
+                <ul class="found" aria-label="People">
+                    <For each=move || app.found.get() key=|u| u.clone() let:user>
+                        <li><button class="row" on:click={let u = user.clone(); move |_| open(u.clone())}>
+                            <span class="avatar" aria-hidden="true">{initial(&user)}</span>
+                            <span class="grow">{user.clone()}</span>
+                            <span class="muted">"Start chat"</span>
+                        </button></li>
+                    </For>
+                    <Show when=move || app.found.get().is_empty()>
+                        <li class="muted pad">"No one by that name."</li>
+                    </Show>
+                </ul>
+            </Show>
+            <ul class="convs">
+                <For each=visible
+                    key=|c: &Conv| (c.peer.clone(), c.preview.clone(), c.unread, c.online, c.pinned, c.ts as i64) let:c>
+                    <ConvRow conv=c.clone() menu=menu on_open=move |p| open(p) />
+                </For>
+                <Show when=move || app.convs.get().iter().all(|c| c.hidden)>
+                    <li class="muted pad">"No conversations yet. Find someone above to start one."</li>
+                </Show>
+            </ul>
+            <button class="link pad" on:click=move |_| spawn_local(app.sign_out(true))>"Sign out everywhere"</button>
+        </aside>
+    }
+}
+
+fn system_dark() -> bool {
+    web_sys::window()
+        .and_then(|w| w.match_media("(prefers-color-scheme: dark)").ok().flatten())
+        .is_some_and(|m| m.matches())
+}
+
+/// First letter for the avatar.
+pub fn initial(name: &str) -> String {
+    name.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default()
+}
+
+/// One conversation.
+#[component]
+fn ConvRow(
+    conv: Conv,
+    menu: RwSignal<Option<String>>,
+    on_open: impl Fn(String) + Copy + 'static,
+) -> impl IntoView {
+    let app = expect_context::<App>();
+    let peer = conv.peer.clone();
+    let p1 = peer.clone();
+    let p2 = peer.clone();
+    let p3 = peer.clone();
+    let p4 = peer.clone();
+    let p5 = peer.clone();
+    let is_active = move || app.active.get().as_deref() == Some(p5.as_str());
+    let presence = if conv.online {
+        "online".to_owned()
+    } else {
+        conv.last_seen.map(|t| last_seen(t, now())).unwrap_or_else(|| "offline".into())
+    };
+    let pinned = conv.pinned;
+    let has_unread = conv.unread > 0;
+    view! {
+        <li class="conv" class:active=is_active class:unread=has_unread
+            on:contextmenu=move |ev| { ev.prevent_default(); menu.set(Some(p1.clone())); }>
+            <button class="row" on:click=move |_| on_open(p2.clone())
+                aria-label=format!("Chat with {}, {}{}", conv.peer, presence, if conv.unread > 0 { format!(", {} unread", conv.unread) } else { String::new() })>
+                <span class="avatar" aria-hidden="true">{initial(&conv.peer)}
+                    <span class="dot" class:on=conv.online title=presence.clone()></span>
+                </span>
+                <span class="grow col">
+                    <span class="line"><strong>{conv.peer.clone()}</strong>{pinned.then_some(" (pinned)")}
+                        <span class="time muted">{if conv.ts > 0.0 { time_label(conv.ts) } else { String::new() }}</span></span>
+                    <span class="line"><span class="preview muted">{conv.preview.clone()}</span>
+                        {(conv.unread > 0).then(|| view! { <span class="badge" aria-hidden="true">{conv.unread}</span> })}</span>
+                </span>
+            </button>
+            <button class="icon menu-btn" aria-label=format!("Options for {}", conv.peer) aria-haspopup="menu"
+                on:click=move |_| menu.update(|m| *m = if m.as_deref() == Some(p3.as_str()) { None } else { Some(p3.clone()) })>"⋯"</button>
+            <Show when=move || menu.get().as_deref() == Some(p4.as_str())>
+                <div class="menu" role="menu">
+                    <button role="menuitem" on:click={let p = peer.clone(); move |_| { menu.set(None); spawn_local(app.set_flags(p.clone(), Some(!pinned), None)); }}>
+                        {if pinned { "Unpin" } else { "Pin to top" }}</button>
+                    <button role="menuitem" on:click={let p = peer.clone(); move |_| {
+                        menu.set(None);
+                        if app.active.get_untracked().as_deref() == Some(p.as_str()) { app.active.set(None); }
+                        spawn_local(app.set_flags(p.clone(), None, Some(true)));
+                    }}>"Close chat"</button>
+                    <button role="menuitem" on:click={let p = peer.clone(); move |_| {
+                        menu.set(None);
+                        let ok = web_sys::window().and_then(|w| w.confirm_with_message(&format!("Clear your chat with {p}? This cannot be undone.")).ok()).unwrap_or(false);
+                        if ok {
+                            let p = p.clone();
+                            spawn_local(async move { app.open_chat(p).await; app.clear(false).await; });
+                        }
+                    }}>"Clear chat for me"</button>
+                </div>
+            </Show>
+        </li>
+    }
+}

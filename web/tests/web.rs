@@ -1,0 +1,91 @@
+//! The web client's pieces in headless Chromium: pure helpers, then the real app mounted
+//! into the page and driven through its DOM.
+#![cfg(target_arch = "wasm32")]
+#![allow(clippy::unwrap_used)] // test code
+
+use sealroom_web::text::{divider_positions, highlight, Matcher, SearchMode};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen_test]
+fn plain_search_is_case_insensitive_and_highlights_every_match() {
+    let m = Matcher::new("sEe", SearchMode::Plain).unwrap();
+    let segs = highlight("See you, see?", &m);
+    assert_eq!(
+        segs,
+        vec![("See".into(), true), (" you, ".into(), false), ("see".into(), true), ("?".into(), false)]
+    );
+    assert!(!m.is_match("nothing here"));
+    assert_eq!(
+        highlight("Grüße 👋", &Matcher::new("üß", SearchMode::Plain).unwrap())[1],
+        ("üß".to_string(), true)
+    );
+}
+
+#[wasm_bindgen_test]
+fn regex_search_and_invalid_patterns() {
+    let m = Matcher::new(r"\d{2}:\d{2}", SearchMode::Regex).unwrap();
+    assert_eq!(m.ranges("at 17:30 or 18:00"), vec![(3, 8), (12, 17)]);
+    assert!(Matcher::new("(unclosed", SearchMode::Regex).is_err());
+    // An empty-matching pattern highlights nothing rather than looping.
+    assert!(Matcher::new("x*", SearchMode::Regex).unwrap().ranges("abc").is_empty());
+}
+
+#[wasm_bindgen_test]
+fn date_dividers_go_before_each_new_local_day() {
+    let day = 86_400_000.0;
+    let noon = js_sys::Date::new_with_year_month_day_hr_min_sec(2026, 10, 20, 12, 0, 0).get_time();
+    let times = [noon, noon + 60_000.0, noon + day, noon + day + 5.0, noon + 3.0 * day];
+    assert_eq!(divider_positions(&times), vec![0, 2, 4]);
+    assert_eq!(sealroom_web::text::day_label(noon + 3.0 * day, noon + 3.0 * day), "Today");
+    assert_eq!(sealroom_web::text::day_label(noon + 2.0 * day, noon + 3.0 * day), "Yesterday");
+}
+
+fn by_text(root: &web_sys::Element, selector: &str, text: &str) -> Option<web_sys::HtmlElement> {
+    let list = root.query_selector_all(selector).unwrap();
+    (0..list.length())
+        .filter_map(|i| list.item(i))
+        .filter_map(|n| n.dyn_into::<web_sys::HtmlElement>().ok())
+        .find(|e| e.text_content().unwrap_or_default().trim() == text)
+}
+
+#[wasm_bindgen_test]
+async fn the_app_mounts_with_labelled_fields_and_switches_to_sign_up() {
+    let doc = web_sys::window().unwrap().document().unwrap();
+    let host: web_sys::HtmlElement = doc.create_element("div").unwrap().dyn_into().unwrap();
+    doc.body().unwrap().append_child(&host).unwrap();
+    let _mounted = leptos::mount::mount_to(host.clone(), sealroom_web::App);
+    leptos::task::tick().await;
+
+    // Every field has a label; the primary button says what it does.
+    let user_label = by_text(&host, "label", "Username").expect("a Username label");
+    assert_eq!(user_label.get_attribute("for").as_deref(), Some("username"));
+    assert!(host.query_selector("input#username").unwrap().is_some());
+    assert!(by_text(&host, "label", "Password").is_some());
+    assert!(by_text(&host, "button", "Sign in").is_some());
+
+    // "Create an account" switches the form.
+    by_text(&host, "button", "Create an account").unwrap().click();
+    leptos::task::tick().await;
+    assert!(by_text(&host, "button", "Create account").is_some());
+    let pw: web_sys::HtmlInputElement =
+        host.query_selector("#password").unwrap().unwrap().dyn_into().unwrap();
+    assert_eq!(pw.get_attribute("autocomplete").as_deref(), Some("new-password"));
+
+    // An invalid username is refused inline, before any key is derived.
+    let user: web_sys::HtmlInputElement =
+        host.query_selector("#username").unwrap().unwrap().dyn_into().unwrap();
+    user.set_value("x");
+    user.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+    pw.set_value("long enough password");
+    pw.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+    let form: web_sys::HtmlFormElement = host.query_selector("form").unwrap().unwrap().dyn_into().unwrap();
+    form.request_submit().unwrap();
+    for _ in 0..20 {
+        leptos::task::tick().await;
+    }
+    let error = host.query_selector(".error").unwrap().expect("an inline error");
+    assert!(error.text_content().unwrap().contains("at least 3"), "{:?}", error.text_content());
+}
