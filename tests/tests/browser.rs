@@ -215,13 +215,25 @@ async fn two_people_chat_in_real_browsers() {
     a2.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
     wait_text(&a2, ".msg.mine .text", "after the clear").await;
 
-    // A wrong password is a clear inline error.
-    let c = driver.browser(&profiles.path().join("mallory")).await;
+    // Alice changes her password in the UI; the old one stops working, the new one restores
+    // her keys in yet another fresh browser.
+    a2.find(Locator::XPath("//button[text()='Change password']")).await.unwrap().click().await.unwrap();
+    a2.find(Locator::Id("current-password")).await.unwrap().send_keys("pw-alice-long").await.unwrap();
+    a2.find(Locator::Id("new-password")).await.unwrap().send_keys("a brand new passphrase").await.unwrap();
+    a2.find(Locator::Css("form.account button.primary")).await.unwrap().click().await.unwrap();
+    wait_text(&a2, ".account .ok", "Password changed").await;
+
+    let c = driver.browser(&profiles.path().join("alice-3")).await;
     c.goto(&server.url).await.unwrap();
     c.find(Locator::Id("username")).await.unwrap().send_keys("alice").await.unwrap();
-    c.find(Locator::Id("password")).await.unwrap().send_keys("not her password").await.unwrap();
+    c.find(Locator::Id("password")).await.unwrap().send_keys("pw-alice-long").await.unwrap();
     c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
     wait_text(&c, ".error", "Wrong username or password").await;
+    let pw = c.find(Locator::Id("password")).await.unwrap();
+    pw.clear().await.unwrap();
+    pw.send_keys("a brand new passphrase").await.unwrap();
+    c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+    wait_text(&c, ".conv .preview", "after the clear").await;
 
     for client in [a2, b, c] {
         client.close().await.unwrap();
@@ -232,7 +244,14 @@ async fn two_people_chat_in_real_browsers() {
     let mut server = server;
     server.stop();
     for (path, bytes) in server.all_stored_bytes() {
-        for needle in ["hello bob", "hi alice", "see you at 5", "after the clear", "pw-alice-long"] {
+        for needle in [
+            "hello bob",
+            "hi alice",
+            "see you at 5",
+            "after the clear",
+            "pw-alice-long",
+            "a brand new passphrase",
+        ] {
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
                 "{} holds {needle:?}",

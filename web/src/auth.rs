@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use crate::icons::{Icon, Svg};
 use crate::state::{App, Screen};
 
 /// The sign-in / sign-up form.
@@ -27,7 +28,7 @@ pub fn AuthScreen() -> impl IntoView {
     view! {
         <main class="auth">
             <form class="card" on:submit=submit>
-                <h1><span class="logo" aria-hidden="true">"🔐"</span>" Sealroom"</h1>
+                <h1><span class="logo"><Svg icon=Icon::Lock/></span>" Sealroom"</h1>
                 <p class="muted">
                     {move || if signing_up() {
                         "Create an account. Your keys are made in this browser; the server never sees your password or your messages."

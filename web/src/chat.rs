@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use crate::icons::{Icon, Svg};
 use crate::state::{now, App, Delivery, Msg};
 use crate::text::{day_label, divider_positions, highlight, last_seen, time_label, Matcher, SearchMode};
 
@@ -45,6 +46,12 @@ fn Conversation(peer: String) -> impl IntoView {
             .msgs
             .with(|ms| ms.iter().filter(|x| m.is_match(&x.text)).map(|x| x.key.clone()).collect::<Vec<_>>()),
         _ => Vec::new(),
+    });
+    // Search covers the whole decrypted history: fetch what is not loaded yet.
+    Effect::new(move |_| {
+        if search_open.get() && !query.get().is_empty() && app.has_more.get_untracked() {
+            spawn_local(app.load_all());
+        }
     });
     let current_key = move || hits.with(|h| h.get(current.get().min(h.len().saturating_sub(1))).cloned());
     // Scroll the current hit into view; otherwise stick to the bottom when new messages come.
@@ -92,16 +99,16 @@ fn Conversation(peer: String) -> impl IntoView {
     let peer_b = peer.clone();
     view! {
         <header class="chat-head">
-            <button class="icon back" aria-label="Back to conversations" on:click=move |_| app.active.set(None)>"←"</button>
+            <button class="icon back" aria-label="Back to conversations" on:click=move |_| app.active.set(None)><Svg icon=Icon::Back/></button>
             <span class="avatar" aria-hidden="true">{crate::sidebar::initial(&peer)}</span>
             <div class="grow col">
                 <strong>{peer.clone()}{move || app.is_verified(&peer_v).then_some(" ✔")}</strong>
                 <span class="muted small" aria-live="polite">{status}</span>
             </div>
             <button class="icon" aria-label="Search in chat" aria-pressed=move || search_open.get().to_string()
-                on:click=move |_| { search_open.update(|s| *s = !*s); query.set(String::new()); }>"🔍"</button>
-            <button class="icon" aria-label="Safety number" on:click=move |_| show_safety.update(|s| *s = !*s)>"🛡"</button>
-            <button class="icon" aria-label="Clear chat" on:click=move |_| clear_open.update(|s| *s = !*s)>"🗑"</button>
+                on:click=move |_| { search_open.update(|s| *s = !*s); query.set(String::new()); }><Svg icon=Icon::Search/></button>
+            <button class="icon" aria-label="Safety number" on:click=move |_| show_safety.update(|s| *s = !*s)><Svg icon=Icon::Shield/></button>
+            <button class="icon" aria-label="Clear chat" on:click=move |_| clear_open.update(|s| *s = !*s)><Svg icon=Icon::Trash/></button>
         </header>
 
         {move || app.key_alert.get().map(|alert| view! {
@@ -150,8 +157,8 @@ fn Conversation(peer: String) -> impl IntoView {
                         if n == 0 { "no matches".into() } else { format!("{} of {n}", current.get().min(n - 1) + 1) }
                     }
                 }}</span>
-                <button class="icon" aria-label="Previous match" on:click=move |_| { let n = hits.with(Vec::len).max(1); current.update(|c| *c = (*c + n - 1) % n); }>"↑"</button>
-                <button class="icon" aria-label="Next match" on:click=move |_| { let n = hits.with(Vec::len).max(1); current.update(|c| *c = (*c + 1) % n); }>"↓"</button>
+                <button class="icon" aria-label="Previous match" on:click=move |_| { let n = hits.with(Vec::len).max(1); current.update(|c| *c = (*c + n - 1) % n); }><Svg icon=Icon::Up/></button>
+                <button class="icon" aria-label="Next match" on:click=move |_| { let n = hits.with(Vec::len).max(1); current.update(|c| *c = (*c + 1) % n); }><Svg icon=Icon::Down/></button>
             </div>
         </Show>
 

@@ -5,6 +5,7 @@
 pub mod api;
 mod auth;
 mod chat;
+mod icons;
 mod sidebar;
 pub mod state;
 pub mod text;

@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use crate::icons::{Icon, Svg};
 use crate::state::{now, App, Conv};
 use crate::text::{last_seen, time_label};
 
@@ -29,8 +30,8 @@ pub fn Sidebar() -> impl IntoView {
                     if let Some(s) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) {
                         let _ = s.set_item("theme", if next { "dark" } else { "light" });
                     }
-                }>"◐"</button>
-                <button class="icon" aria-label="Sign out" title="Sign out" on:click=move |_| spawn_local(app.sign_out(false))>"⎋"</button>
+                }><Svg icon=Icon::Theme/></button>
+                <button class="icon" aria-label="Sign out" title="Sign out" on:click=move |_| spawn_local(app.sign_out(false))><Svg icon=Icon::SignOut/></button>
             </header>
             <div class="search-users">
                 <label for="find" class="sr-only">"Find people"</label>
@@ -65,6 +66,7 @@ pub fn Sidebar() -> impl IntoView {
                     <li class="muted pad">"No conversations yet. Find someone above to start one."</li>
                 </Show>
             </ul>
+            <Account/>
             <button class="link pad" on:click=move |_| spawn_local(app.sign_out(true))>"Sign out everywhere"</button>
         </aside>
     }
@@ -119,7 +121,7 @@ fn ConvRow(
                 </span>
             </button>
             <button class="icon menu-btn" aria-label=format!("Options for {}", conv.peer) aria-haspopup="menu"
-                on:click=move |_| menu.update(|m| *m = if m.as_deref() == Some(p3.as_str()) { None } else { Some(p3.clone()) })>"⋯"</button>
+                on:click=move |_| menu.update(|m| *m = if m.as_deref() == Some(p3.as_str()) { None } else { Some(p3.clone()) })><Svg icon=Icon::More/></button>
             <Show when=move || menu.get().as_deref() == Some(p4.as_str())>
                 <div class="menu" role="menu">
                     <button role="menuitem" on:click={let p = peer.clone(); move |_| { menu.set(None); spawn_local(app.set_flags(p.clone(), Some(!pinned), None)); }}>
@@ -140,5 +142,46 @@ fn ConvRow(
                 </div>
             </Show>
         </li>
+    }
+}
+
+/// Account settings: change password.
+#[component]
+fn Account() -> impl IntoView {
+    let app = expect_context::<App>();
+    let open = RwSignal::new(false);
+    let current = RwSignal::new(String::new());
+    let new = RwSignal::new(String::new());
+    let result = RwSignal::new(None::<Result<String, String>>);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let (c, n) = (current.get_untracked(), new.get_untracked());
+        spawn_local(async move {
+            let r = app.change_password(c, n).await;
+            if r.is_ok() {
+                current.set(String::new());
+                new.set(String::new());
+            }
+            result.set(Some(r.map(|()| "Password changed. Your other sessions were signed out.".into())));
+        });
+    };
+    view! {
+        <button class="link pad" aria-expanded=move || open.get().to_string() on:click=move |_| open.update(|o| *o = !*o)>"Change password"</button>
+        <Show when=move || open.get()>
+            <form class="account pad" on:submit=submit>
+                <label for="current-password">"Current password"</label>
+                <input id="current-password" type="password" autocomplete="current-password" required
+                    prop:value=move || current.get() on:input=move |ev| current.set(event_target_value(&ev)) />
+                <label for="new-password">"New password"</label>
+                <input id="new-password" type="password" autocomplete="new-password" required
+                    prop:value=move || new.get() on:input=move |ev| new.set(event_target_value(&ev)) />
+                {move || app.busy.get().map(|b| view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>{b}</p> })}
+                {move || result.get().map(|r| match r {
+                    Ok(m) => view! { <p class="ok" role="status">{m}</p> }.into_any(),
+                    Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
+                })}
+                <button type="submit" class="primary" disabled=move || app.busy.get().is_some()>"Change password"</button>
+            </form>
+        </Show>
     }
 }

@@ -340,6 +340,59 @@ impl App {
         ask_notification_permission();
     }
 
+    /// Changes the password: the backup is re-sealed under the new key here, and the relay
+    /// replaces credential and backup in one transaction, signing out every other session.
+    pub async fn change_password(self, current: String, new: String) -> Result<(), String> {
+        if new.chars().count() < 8 {
+            return Err("Use a new password of at least 8 characters.".into());
+        }
+        let Some(username) = with_keys(|k| k.username.clone()) else { return Err("Not signed in.".into()) };
+        let pre = api::call::<_, PreloginResponse>(
+            "POST",
+            "/api/prelogin",
+            Some(&PreloginRequest { username: username.clone() }),
+        )
+        .await
+        .map_err(|e| human(&e))?;
+        self.busy.set(Some("Deriving keys…".into()));
+        sleep(60).await;
+        let old = PasswordKeys::derive(
+            &current,
+            &pre.salt.0,
+            KdfParams { m_kib: pre.kdf.m_kib, t: pre.kdf.t, p: pre.kdf.p },
+        );
+        let salt = sealroom_crypto::generate_salt();
+        let result = async {
+            let old = old.map_err(|e| e.to_string())?;
+            let salt = salt.map_err(|e| e.to_string())?;
+            let keys = PasswordKeys::derive(&new, &salt, KdfParams::PRODUCTION).map_err(|e| e.to_string())?;
+            let sealed = with_keys(|k| seal_backup(&keys.backup_key, k.username.as_str(), &k.contents))
+                .ok_or("Not signed in.")?
+                .map_err(|e| e.to_string())?;
+            let p = KdfParams::PRODUCTION;
+            let req = sealroom_protocol::ChangePasswordRequest {
+                auth_key: AuthKeyBytes(*old.auth_key.as_bytes()),
+                new_auth_key: AuthKeyBytes(*keys.auth_key.as_bytes()),
+                new_salt: Salt(salt),
+                new_kdf: sealroom_protocol::KdfParams { m_kib: p.m_kib, t: p.t, p: p.p },
+                new_key_backup: SealedBackup::new(sealed).map_err(|e| e.to_string())?,
+            };
+            let me =
+                api::call::<_, Me>("POST", "/api/password", Some(&req)).await.map_err(|e| match e.error {
+                    ErrorCode::InvalidCredentials => "Your current password is wrong.".to_owned(),
+                    _ => human(&e),
+                })?;
+            with_keys(|k| {
+                k.backup_key = keys.backup_key;
+                k.backup_version = me.key_backup_version;
+            });
+            Ok(())
+        }
+        .await;
+        self.busy.set(None);
+        result
+    }
+
     /// Signs out of this session (or all of them) and forgets every key.
     pub async fn sign_out(self, everywhere: bool) {
         let path = if everywhere { "/api/logout-all" } else { "/api/logout" };
@@ -593,15 +646,32 @@ impl App {
 
     /// Loads the page before the oldest message shown (infinite scroll).
     pub async fn load_older(self) {
+        self.load_older_page(50).await;
+    }
+
+    /// Loads the whole history of the open chat, so that search covers all of it (the relay
+    /// cannot search: it only has ciphertext).
+    pub async fn load_all(self) {
+        let peer = self.active.get_untracked();
+        while self.has_more.get_untracked() && self.active.get_untracked() == peer {
+            let before = self.msgs.with_untracked(Vec::len);
+            self.load_older_page(sealroom_protocol::MAX_PAGE).await;
+            if self.msgs.with_untracked(Vec::len) == before {
+                break;
+            }
+        }
+    }
+
+    async fn load_older_page(self, limit: u32) {
         let Some(peer) = self.active.get_untracked() else { return };
         let Some(oldest) = self.msgs.with_untracked(|m| m.iter().filter_map(|m| m.id).min()) else { return };
-        let Ok(page) = api::get::<HistoryResponse>(&format!(
-            "/api/conversations/{peer}/messages?before={oldest}&limit=50"
-        ))
-        .await
-        else {
+        let path = format!("/api/conversations/{peer}/messages?before={oldest}&limit={limit}");
+        let Ok(page) = api::get::<HistoryResponse>(&path).await else {
             return;
         };
+        if self.active.get_untracked().as_deref() != Some(peer.as_str()) {
+            return;
+        }
         let mut older = Vec::new();
         for m in &page.messages {
             older.push(self.decrypt(m).await);

@@ -151,7 +151,16 @@ fn test() -> Result {
         )?;
         tally.cargo(
             "web client in headless Chromium (wasm-bindgen-test: helpers and the mounted app)",
-            &["test", "-p", "sealroom-web", "--target", "wasm32-unknown-unknown", "--test", "web", "--locked"],
+            &[
+                "test",
+                "-p",
+                "sealroom-web",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--test",
+                "web",
+                "--locked",
+            ],
         )?;
         step("crypto vectors re-derived independently (argon2-cffi, libsodium, OpenSSL)");
         let python = setup::ensure_python_venv()?;

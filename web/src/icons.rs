@@ -1,0 +1,55 @@
+//! Inline SVG icons: no icon font and no emoji needed, and allowed by the CSP (no styles).
+
+use leptos::prelude::*;
+
+/// The icons the UI uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Icon {
+    /// Magnifier.
+    Search,
+    /// Shield (safety number).
+    Shield,
+    /// Bin (clear chat).
+    Trash,
+    /// Half-filled circle (theme).
+    Theme,
+    /// Door with arrow (sign out).
+    SignOut,
+    /// Left arrow.
+    Back,
+    /// Three dots.
+    More,
+    /// Lock (the logo).
+    Lock,
+    /// Up chevron.
+    Up,
+    /// Down chevron.
+    Down,
+}
+
+impl Icon {
+    fn path(self) -> &'static str {
+        match self {
+            Icon::Search => "M10.5 4a6.5 6.5 0 1 0 4.04 11.6l4.43 4.43 1.41-1.41-4.43-4.43A6.5 6.5 0 0 0 10.5 4zm0 2a4.5 4.5 0 1 1 0 9 4.5 4.5 0 0 1 0-9z",
+            Icon::Shield => "M12 2 4 5v6c0 5 3.4 9.3 8 11 4.6-1.7 8-6 8-11V5l-8-3zm0 2.2 6 2.2V11c0 3.9-2.5 7.4-6 8.9-3.5-1.5-6-5-6-8.9V6.4l6-2.2zm-1 10.4-2.3-2.3-1.4 1.4 3.7 3.7 5.7-5.7-1.4-1.4L11 14.6z",
+            Icon::Trash => "M9 3h6l1 2h4v2H4V5h4l1-2zm-3 6h12l-1 12H7L6 9zm3 2v8h2v-8H9zm4 0v8h2v-8h-2z",
+            Icon::Theme => "M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18zm0 2v14a7 7 0 0 1 0-14z",
+            Icon::SignOut => "M5 3h8v2H7v14h6v2H5V3zm11.6 4.6L21 12l-4.4 4.4-1.4-1.4 2-2H10v-2h7.2l-2-2 1.4-1.4z",
+            Icon::Back => "M20 11H7.8l5.6-5.6L12 4l-8 8 8 8 1.4-1.4L7.8 13H20v-2z",
+            Icon::More => "M5 10a2 2 0 1 0 0 4 2 2 0 0 0 0-4zm7 0a2 2 0 1 0 0 4 2 2 0 0 0 0-4zm7 0a2 2 0 1 0 0 4 2 2 0 0 0 0-4z",
+            Icon::Lock => "M12 2a5 5 0 0 0-5 5v3H5v12h14V10h-2V7a5 5 0 0 0-5-5zm0 2a3 3 0 0 1 3 3v3H9V7a3 3 0 0 1 3-3zm0 9a2 2 0 0 1 1 3.7V19h-2v-2.3A2 2 0 0 1 12 13z",
+            Icon::Up => "M12 7.6 5.3 14.3l1.4 1.4L12 10.4l5.3 5.3 1.4-1.4L12 7.6z",
+            Icon::Down => "M12 16.4 5.3 9.7l1.4-1.4L12 13.6l5.3-5.3 1.4 1.4L12 16.4z",
+        }
+    }
+}
+
+/// An icon, decorative (the button around it carries the accessible name).
+#[component]
+pub fn Svg(icon: Icon) -> impl IntoView {
+    view! {
+        <svg class="svg-icon" viewBox="0 0 24 24" aria-hidden="true" focusable="false">
+            <path d=icon.path() fill="currentColor"></path>
+        </svg>
+    }
+}
