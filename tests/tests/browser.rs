@@ -108,11 +108,14 @@ async fn wait_gone(c: &Client, css: &str) {
     }
 }
 
-async fn sign_up(c: &Client, url: &str, name: &str) {
+async fn sign_up(c: &Client, url: &str, name: &str, remember: bool) {
     c.goto(url).await.unwrap();
     wait_css(c, "form.card").await;
     c.find(Locator::XPath("//button[text()='Create an account']")).await.unwrap().click().await.unwrap();
     wait_text(c, "form.card button.primary", "Create account").await;
+    if remember {
+        c.find(Locator::Id("remember")).await.unwrap().click().await.unwrap();
+    }
     fill_credentials(c, name).await;
     wait_css(c, ".sidebar").await;
 }
@@ -154,8 +157,8 @@ async fn two_people_chat_in_real_browsers() {
     assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval'") && csp.contains("frame-ancestors 'none'"));
     assert!(!resp.text().await.unwrap().contains("import init"), "no inline script");
 
-    sign_up(&a, &server.url, "alice").await;
-    sign_up(&b, &server.url, "bob").await;
+    sign_up(&a, &server.url, "alice", false).await;
+    sign_up(&b, &server.url, "bob", true).await;
 
     // Alice finds bob and writes; bob's list updates live with preview, unread count, online dot.
     a.find(Locator::Id("find")).await.unwrap().send_keys("bo").await.unwrap();
@@ -206,6 +209,14 @@ async fn two_people_chat_in_real_browsers() {
 
     send(&a, "after the clear").await;
     wait_text(&b, ".msg.theirs .text", "after the clear").await;
+
+    // Bob ticked "Remember this browser": a reload reopens his chats without the password
+    // (backup key under a non-extractable WebCrypto key in IndexedDB + the session cookie).
+    b.goto(&server.url).await.unwrap();
+    wait_text(&b, ".conv .preview", "after the clear").await;
+    let stored: serde_json::Value =
+        b.execute("return JSON.stringify(Object.entries(localStorage))", vec![]).await.unwrap();
+    assert!(!stored.to_string().contains("pw-bob"), "no secret in localStorage: {stored}");
 
     // A fresh browser profile: sign in, keys come back from the sealed backup, history decrypts.
     a.close().await.unwrap();

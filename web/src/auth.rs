@@ -44,6 +44,11 @@ pub fn AuthScreen() -> impl IntoView {
                 <input id="password" name="password" type="password" required
                     autocomplete=move || if signing_up() { "new-password" } else { "current-password" }
                     prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev)) />
+                <label class="check remember">
+                    <input type="checkbox" id="remember" prop:checked=move || app.remember.get()
+                        on:change=move |ev| app.remember.set(event_target_checked(&ev)) />
+                    " Remember this browser"
+                </label>
                 {move || app.auth_error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
                 {move || app.busy.get().map(|b| view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>{b}</p> })}
                 <button type="submit" class="primary" disabled=move || app.busy.get().is_some()>

@@ -5,6 +5,7 @@
 pub mod api;
 mod auth;
 mod chat;
+pub mod device;
 mod icons;
 mod sidebar;
 pub mod state;
@@ -54,6 +55,7 @@ pub fn App() -> impl IntoView {
         let _ = d.add_event_listener_with_callback("visibilitychange", on_visible.as_ref().unchecked_ref());
     }
     on_visible.forget();
+    leptos::task::spawn_local(app.resume());
 
     view! {
         {move || match app.screen.get() {

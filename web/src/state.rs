@@ -158,6 +158,8 @@ pub struct App {
     pub dark: RwSignal<Option<bool>>,
     /// Unread while the tab is hidden (title badge).
     pub hidden_unread: RwSignal<u32>,
+    /// "Remember this browser" is ticked.
+    pub remember: RwSignal<bool>,
 }
 
 impl App {
@@ -179,6 +181,7 @@ impl App {
             found: RwSignal::new(Vec::new()),
             dark: RwSignal::new(None),
             hidden_unread: RwSignal::new(0),
+            remember: RwSignal::new(false),
         }
     }
 
@@ -226,7 +229,7 @@ impl App {
         };
         self.busy.set(Some("Creating your account…".into()));
         match api::call::<_, SessionResponse>("POST", "/api/register", Some(&req)).await {
-            Ok(resp) => self.start(resp, keys.backup_key, None),
+            Ok(resp) => self.start(resp.user, keys.backup_key, None),
             Err(e) => {
                 self.busy.set(None);
                 self.auth_error.set(Some(human(&e)));
@@ -263,7 +266,7 @@ impl App {
         match api::call::<_, SessionResponse>("POST", "/api/login", Some(&req)).await {
             Ok(resp) => {
                 match unseal_backup(&keys.backup_key, username.as_str(), resp.user.key_backup.as_bytes()) {
-                    Ok(contents) => self.start(resp, keys.backup_key, Some(contents)),
+                    Ok(contents) => self.start(resp.user, keys.backup_key, Some(contents)),
                     Err(_) => {
                         self.busy.set(None);
                         self.auth_error.set(Some("Your key backup does not open with this password.".into()));
@@ -306,24 +309,30 @@ impl App {
         }
     }
 
-    fn start(self, resp: SessionResponse, backup_key: BackupKey, contents: Option<BackupContents>) {
+    fn start(self, user: Me, backup_key: BackupKey, contents: Option<BackupContents>) {
         let contents = match contents {
             Some(c) => c,
-            None => {
-                match unseal_backup(&backup_key, resp.user.username.as_str(), resp.user.key_backup.as_bytes())
-                {
-                    Ok(c) => c,
-                    Err(e) => return self.auth_error.set(Some(e.to_string())),
-                }
-            }
+            None => match unseal_backup(&backup_key, user.username.as_str(), user.key_backup.as_bytes()) {
+                Ok(c) => c,
+                Err(e) => return self.auth_error.set(Some(e.to_string())),
+            },
         };
-        let username = resp.user.username.clone();
+        let username = user.username.clone();
+        if self.remember.get_untracked() {
+            let name = username.to_string();
+            let bytes = zeroize::Zeroizing::new(*backup_key.expose_bytes());
+            spawn_local(async move {
+                if crate::device::remember(&name, &bytes).await.is_err() {
+                    web_sys::console::warn_1(&"could not remember this browser".into());
+                }
+            });
+        }
         KEYS.with(|k| {
             *k.borrow_mut() = Some(Keys {
                 username: username.clone(),
                 backup_key,
                 contents,
-                backup_version: resp.user.key_backup_version,
+                backup_version: user.key_backup_version,
                 pairs: HashMap::new(),
                 outbox: Vec::new(),
                 last_id: 0,
@@ -382,6 +391,9 @@ impl App {
                     ErrorCode::InvalidCredentials => "Your current password is wrong.".to_owned(),
                     _ => human(&e),
                 })?;
+            if crate::device::recall().await.is_some() {
+                let _ = crate::device::remember(me.username.as_str(), keys.backup_key.expose_bytes()).await;
+            }
             with_keys(|k| {
                 k.backup_key = keys.backup_key;
                 k.backup_version = me.key_backup_version;
@@ -393,6 +405,24 @@ impl App {
         result
     }
 
+    /// Reopens a remembered browser without the password, while its session is valid.
+    pub async fn resume(self) {
+        let Some(saved) = crate::device::recall().await else { return };
+        self.busy.set(Some("Unlocking…".into()));
+        let key = BackupKey::from_bytes(saved.backup_key);
+        match api::get::<Me>("/api/me").await {
+            Ok(me) if me.username.as_str() == saved.username => {
+                self.remember.set(false); // already remembered; don't re-store
+                self.start(me, key, None);
+                self.remember.set(true);
+            }
+            _ => {
+                crate::device::forget().await;
+                self.busy.set(None);
+            }
+        }
+    }
+
     /// Signs out of this session (or all of them) and forgets every key.
     pub async fn sign_out(self, everywhere: bool) {
         let path = if everywhere { "/api/logout-all" } else { "/api/logout" };
@@ -401,6 +431,7 @@ impl App {
     }
 
     fn forget(&self, why: Option<String>) {
+        spawn_local(crate::device::forget());
         if let Some(s) = KEYS.with(|k| k.borrow_mut().take()).and_then(|k| k.socket) {
             s.stop();
         }

@@ -23,6 +23,7 @@ commands:
   setup        only install the toolchain (wasm32 target, wasm-bindgen-cli, chromium, chromedriver)
   bench        criterion benchmarks of the crypto core (native)
   bench-wasm   the crypto benchmarks timed in headless Chromium
+  bench-web    the web client with a 10,000-message conversation in headless Chromium
   vectors      regenerate crates/crypto/tests/vectors/v1.json from the code
 ";
 
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Some("setup") => setup::ensure_all(),
         Some("bench") => bench(),
         Some("bench-wasm") => bench_wasm(),
+        Some("bench-web") => bench_web(),
         Some("vectors") => vectors(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -133,6 +135,9 @@ fn test() -> Result {
     setup::ensure_all()?;
     let mut tally = Tally::default();
     let result = (|| {
+        setup::build_web(false)?;
+        step("building the binaries the end-to-end tests run (sealroom, sealroom-cli)");
+        cmd("cargo", &["build", "--quiet", "--workspace", "--bins", "--locked"])?;
         tally
             .cargo("native tests (whole workspace)", &["test", "--workspace", "--all-targets", "--locked"])?;
         tally.cargo("doc tests", &["test", "--workspace", "--doc", "--locked"])?;
@@ -208,6 +213,13 @@ fn bench_wasm() -> Result {
             "--nocapture",
         ],
     )
+}
+
+fn bench_web() -> Result {
+    setup::ensure_all()?;
+    setup::build_web(true)?;
+    cmd("cargo", &["build", "--quiet", "--workspace", "--bins", "--locked"])?;
+    cmd("cargo", &["test", "-p", "sealroom-tests", "--test", "bench_web", "--", "--ignored", "--nocapture"])
 }
 
 fn vectors() -> Result {

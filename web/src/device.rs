@@ -1,0 +1,140 @@
+//! "Remember this browser": the backup key, encrypted under a non-extractable WebCrypto
+//! AES-GCM key, in IndexedDB. Script can use that key but never read its bytes, so a copy of
+//! the IndexedDB files alone does not reveal the backup key, and nothing secret is ever in
+//! localStorage. Together with the HttpOnly session cookie it reopens the app without the
+//! password until the session expires; signing out deletes the record.
+
+use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+const DB: &str = "sealroom";
+const STORE: &str = "device";
+const RECORD: &str = "keys";
+
+/// What a remembered browser keeps (after decryption).
+#[derive(Debug)]
+pub struct Remembered {
+    /// Whose keys.
+    pub username: String,
+    /// The backup key (32 bytes); zeroized by the caller's `BackupKey`.
+    pub backup_key: [u8; 32],
+}
+
+fn set(obj: &Object, key: &str, value: &JsValue) -> Result<(), JsValue> {
+    Reflect::set(obj, &JsValue::from_str(key), value).map(|_| ())
+}
+
+fn get(obj: &JsValue, key: &str) -> Result<JsValue, JsValue> {
+    Reflect::get(obj, &JsValue::from_str(key))
+}
+
+/// Awaits an IDBRequest.
+async fn done(req: &web_sys::IdbRequest) -> Result<JsValue, JsValue> {
+    let req2 = req.clone();
+    let promise = Promise::new(&mut |resolve, reject| {
+        let ok_req = req2.clone();
+        let ok = Closure::once_into_js(move || {
+            let _ = resolve.call1(&JsValue::NULL, &ok_req.result().unwrap_or(JsValue::UNDEFINED));
+        });
+        let err = Closure::once_into_js(move || {
+            let _ = reject.call1(&JsValue::NULL, &JsValue::from_str("IndexedDB request failed"));
+        });
+        req2.set_onsuccess(Some(ok.unchecked_ref()));
+        req2.set_onerror(Some(err.unchecked_ref()));
+    });
+    JsFuture::from(promise).await
+}
+
+async fn open() -> Result<web_sys::IdbDatabase, JsValue> {
+    let factory = web_sys::window().ok_or("no window")?.indexed_db()?.ok_or("no IndexedDB")?;
+    let req = factory.open_with_u32(DB, 1)?;
+    let upgrade = Closure::once_into_js(move |ev: web_sys::Event| {
+        let db = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::IdbOpenDbRequest>().ok())
+            .and_then(|r| r.result().ok())
+            .and_then(|r| r.dyn_into::<web_sys::IdbDatabase>().ok());
+        if let Some(db) = db {
+            let _ = db.create_object_store(STORE);
+        }
+    });
+    req.set_onupgradeneeded(Some(upgrade.unchecked_ref()));
+    done(&req).await?.dyn_into::<web_sys::IdbDatabase>()
+}
+
+async fn store(mode: web_sys::IdbTransactionMode) -> Result<web_sys::IdbObjectStore, JsValue> {
+    open().await?.transaction_with_str_and_mode(STORE, mode)?.object_store(STORE)
+}
+
+fn subtle() -> Result<web_sys::SubtleCrypto, JsValue> {
+    Ok(web_sys::window().ok_or("no window")?.crypto()?.subtle())
+}
+
+fn aes_gcm(iv: Option<&[u8]>) -> Result<Object, JsValue> {
+    let alg = Object::new();
+    set(&alg, "name", &JsValue::from_str("AES-GCM"))?;
+    if let Some(iv) = iv {
+        set(&alg, "iv", &Uint8Array::from(iv))?;
+    } else {
+        set(&alg, "length", &JsValue::from_f64(256.0))?;
+    }
+    Ok(alg)
+}
+
+/// Saves the backup key for `username`, and asks the browser to keep this storage.
+pub async fn remember(username: &str, backup_key: &[u8; 32]) -> Result<(), JsValue> {
+    if let Some(storage) = web_sys::window().map(|w| w.navigator().storage()) {
+        if let Ok(p) = storage.persist() {
+            let _ = JsFuture::from(p).await;
+        }
+    }
+    let usages = Array::of2(&JsValue::from_str("encrypt"), &JsValue::from_str("decrypt"));
+    let key = JsFuture::from(subtle()?.generate_key_with_object(&aes_gcm(None)?, false, &usages)?).await?;
+    let key: web_sys::CryptoKey = key.dyn_into()?;
+    let mut iv = [0u8; 12];
+    getrandom::getrandom(&mut iv).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let mut plain = backup_key.to_vec();
+    let ct =
+        JsFuture::from(subtle()?.encrypt_with_object_and_u8_array(&aes_gcm(Some(&iv))?, &key, &plain)?)
+            .await?;
+    plain.iter_mut().for_each(|b| *b = 0);
+    let record = Object::new();
+    set(&record, "username", &JsValue::from_str(username))?;
+    set(&record, "key", &key)?;
+    set(&record, "iv", &Uint8Array::from(&iv[..]))?;
+    set(&record, "ct", &ct)?;
+    let store = store(web_sys::IdbTransactionMode::Readwrite).await?;
+    done(&store.put_with_key(&record, &JsValue::from_str(RECORD))?).await?;
+    Ok(())
+}
+
+/// The remembered keys, if this browser has them.
+pub async fn recall() -> Option<Remembered> {
+    let store = store(web_sys::IdbTransactionMode::Readonly).await.ok()?;
+    let record = done(&store.get(&JsValue::from_str(RECORD)).ok()?).await.ok()?;
+    if record.is_undefined() || record.is_null() {
+        return None;
+    }
+    let username = get(&record, "username").ok()?.as_string()?;
+    let key: web_sys::CryptoKey = get(&record, "key").ok()?.dyn_into().ok()?;
+    let iv = Uint8Array::new(&get(&record, "iv").ok()?).to_vec();
+    let ct: js_sys::ArrayBuffer = get(&record, "ct").ok()?.dyn_into().ok()?;
+    let alg = aes_gcm(Some(&iv)).ok()?;
+    let plain = JsFuture::from(subtle().ok()?.decrypt_with_object_and_buffer_source(&alg, &key, &ct).ok()?)
+        .await
+        .ok()?;
+    let bytes = Uint8Array::new(&plain).to_vec();
+    let backup_key: [u8; 32] = bytes.as_slice().try_into().ok()?;
+    Some(Remembered { username, backup_key })
+}
+
+/// Forgets this browser's keys.
+pub async fn forget() {
+    if let Ok(store) = store(web_sys::IdbTransactionMode::Readwrite).await {
+        if let Ok(req) = store.delete(&JsValue::from_str(RECORD)) {
+            let _ = done(&req).await;
+        }
+    }
+}
