@@ -201,6 +201,23 @@ async fn two_people_chat_in_real_browsers() {
     std::fs::write(artifacts.join("chat-view.png"), &shot).unwrap();
     assert!(shot.len() > 10_000 && shot.starts_with(b"\x89PNG"));
 
+    // On a 360 px phone the open chat takes the whole screen; "back" returns to the list.
+    a.set_window_size(360, 740).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!a.find(Locator::Css(".sidebar")).await.unwrap().is_displayed().await.unwrap());
+    assert!(a
+        .find(Locator::Css("textarea[aria-label='Message']"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap());
+    std::fs::write(artifacts.join("chat-view-phone.png"), a.screenshot().await.unwrap()).unwrap();
+    a.find(Locator::Css("button[aria-label='Back to conversations']")).await.unwrap().click().await.unwrap();
+    assert!(a.find(Locator::Css(".sidebar")).await.unwrap().is_displayed().await.unwrap());
+    a.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
+    a.set_window_size(1200, 800).await.unwrap();
+
     // Bob clears for both; alice's view empties live.
     b.find(Locator::Css("button[aria-label='Clear chat']")).await.unwrap().click().await.unwrap();
     b.find(Locator::XPath("//button[text()='Clear for me and alice']")).await.unwrap().click().await.unwrap();

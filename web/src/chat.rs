@@ -34,17 +34,26 @@ fn Conversation(peer: String) -> impl IntoView {
     let clear_open = RwSignal::new(false);
     let draft = RwSignal::new(String::new());
     let list_ref = NodeRef::<leptos::html::Div>::new();
+    // How many of the newest messages are in the DOM. Search runs over all of them in memory;
+    // the DOM holds a window, so a query re-highlights only what is rendered.
+    let shown = RwSignal::new(WINDOW);
+    // While searching, the window can sit around a match instead of at the bottom: (start, end).
+    let anchor = RwSignal::new(None::<(usize, usize)>);
     let input_ref = NodeRef::<leptos::html::Textarea>::new();
 
     let matcher = Memo::new(move |_| {
         let mode = if regex.get() { SearchMode::Regex } else { SearchMode::Plain };
         Matcher::new(&query.get(), mode)
     });
-    // Keys of messages that match, in order.
+    // Keys of messages that match, newest first (search starts at the latest match).
     let hits = Memo::new(move |_| match matcher.get() {
-        Ok(m) if !matches!(m, Matcher::None) => app
-            .msgs
-            .with(|ms| ms.iter().filter(|x| m.is_match(&x.text)).map(|x| x.key.clone()).collect::<Vec<_>>()),
+        Ok(m) if !matches!(m, Matcher::None) => app.msgs.with(|ms| {
+            ms.iter()
+                .rev()
+                .filter(|x| m.is_match_folded(&x.text, &x.folded))
+                .map(|x| x.key.clone())
+                .collect::<Vec<_>>()
+        }),
         _ => Vec::new(),
     });
     // Search covers the whole decrypted history: fetch what is not loaded yet.
@@ -54,25 +63,90 @@ fn Conversation(peer: String) -> impl IntoView {
         }
     });
     let current_key = move || hits.with(|h| h.get(current.get().min(h.len().saturating_sub(1))).cloned());
-    // Scroll the current hit into view; otherwise stick to the bottom when new messages come.
+    // A match outside the rendered window moves the window to it.
     Effect::new(move |_| {
-        let count = app.msgs.with(Vec::len);
+        let Some(key) = current_key() else { return };
+        let (index, len) = app.msgs.with_untracked(|ms| (ms.iter().position(|m| m.key == key), ms.len()));
+        let Some(i) = index else { return };
+        let (start, end) = anchor.get_untracked().unwrap_or((len.saturating_sub(shown.get_untracked()), len));
+        if i < start || i >= end {
+            anchor.set(Some((i.saturating_sub(HIT_CONTEXT), (i + HIT_CONTEXT).min(len))));
+        }
+    });
+    // Closing the search returns to the latest messages.
+    Effect::new(move |_| {
+        if !search_open.get() {
+            anchor.set(None);
+        }
+    });
+    // Scroll the current hit into view; otherwise stick to the bottom when a newer message comes
+    // (not when older history is prepended).
+    Effect::new(move |_| {
+        let newest = app.msgs.with(|m| m.last().map(|x| x.key.clone()));
         let target = current_key();
         request_animation_frame(move || {
-            let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
-            if let Some(key) = target {
-                if let Some(el) = doc.get_element_by_id(&format!("m-{key}")) {
-                    el.scroll_into_view_with_bool(false);
+            request_animation_frame(move || {
+                let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
+                if let Some(key) = target {
+                    if let Some(el) = doc.get_element_by_id(&format!("m-{key}")) {
+                        el.scroll_into_view_with_bool(false);
+                    }
+                } else if let Some(list) = list_ref.get_untracked() {
+                    let _ = newest;
+                    list.set_scroll_top(list.scroll_height());
                 }
-            } else if let Some(list) = list_ref.get_untracked() {
-                let _ = count;
-                list.set_scroll_top(list.scroll_height());
-            }
+            })
         });
     });
 
     let peer_for_header = peer.clone();
     let conv = Memo::new(move |_| app.convs.get().into_iter().find(|c| c.peer == peer_for_header));
+    let rows = Memo::new(move |_| {
+        let unread = conv.with(|c| c.as_ref().map_or(0, |c| c.unread));
+        app.msgs.with(|ms| {
+            let (start, end) = match anchor.get() {
+                Some((s, e)) => (s.min(ms.len()), e.min(ms.len())),
+                None => (ms.len().saturating_sub(shown.get()), ms.len()),
+            };
+            let window = &ms[start..end];
+            let times: Vec<f64> = window.iter().map(|m| m.ts).collect();
+            let dividers = divider_positions(&times);
+            let unread_from = first_unread(window, unread);
+            window
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Row {
+                    msg: m.clone(),
+                    divider: dividers.contains(&i).then(|| day_label(m.ts, now())),
+                    unread_marker: Some(i) == unread_from,
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    let older = move || {
+        let total = app.msgs.with_untracked(Vec::len);
+        let height = list_ref.get_untracked().map_or(0, |l| l.scroll_height());
+        if let Some((start, end)) = anchor.get_untracked() {
+            if start == 0 {
+                return;
+            }
+            anchor.set(Some((start.saturating_sub(WINDOW), end)));
+        } else if shown.get_untracked() < total {
+            shown.update(|s| *s += WINDOW);
+        } else if app.has_more.get_untracked() {
+            shown.update(|s| *s += 50);
+            spawn_local(app.load_older());
+            return;
+        } else {
+            return;
+        }
+        // Keep the reader's place while rows appear above.
+        request_animation_frame(move || {
+            if let Some(l) = list_ref.get_untracked() {
+                l.set_scroll_top(l.scroll_top() + l.scroll_height() - height);
+            }
+        });
+    };
     let status = move || {
         if app.typing_until.get() > now() {
             return "typing…".to_owned();
@@ -157,36 +231,30 @@ fn Conversation(peer: String) -> impl IntoView {
                         if n == 0 { "no matches".into() } else { format!("{} of {n}", current.get().min(n - 1) + 1) }
                     }
                 }}</span>
-                <button class="icon" aria-label="Previous match" on:click=move |_| { let n = hits.with(Vec::len).max(1); current.update(|c| *c = (*c + n - 1) % n); }><Svg icon=Icon::Up/></button>
-                <button class="icon" aria-label="Next match" on:click=move |_| { let n = hits.with(Vec::len).max(1); current.update(|c| *c = (*c + 1) % n); }><Svg icon=Icon::Down/></button>
+                <button class="icon" aria-label="Older match" on:click=move |_| { let n = hits.with(Vec::len).max(1); current.update(|c| *c = (*c + 1) % n); }><Svg icon=Icon::Up/></button>
+                <button class="icon" aria-label="Newer match" on:click=move |_| { let n = hits.with(Vec::len).max(1); current.update(|c| *c = (*c + n - 1) % n); }><Svg icon=Icon::Down/></button>
             </div>
         </Show>
 
         <div class="messages" node_ref=list_ref role="log" aria-label="Messages"
             on:scroll=move |_| {
-                if let Some(list) = list_ref.get_untracked() {
-                    if list.scroll_top() < 40 && app.has_more.get_untracked() {
-                        spawn_local(app.load_older());
-                    }
+                if list_ref.get_untracked().is_some_and(|l| l.scroll_top() < 40) {
+                    older();
                 }
             }>
-            <Show when=move || app.has_more.get()>
-                <button class="link center" on:click=move |_| spawn_local(app.load_older())>"Load older messages"</button>
+            <Show when=move || app.has_more.get() || shown.get() < app.msgs.with(Vec::len)>
+                <button class="link center" on:click=move |_| older()>"Load older messages"</button>
             </Show>
-            {move || {
-                let msgs = app.msgs.get();
-                let times: Vec<f64> = msgs.iter().map(|m| m.ts).collect();
-                let dividers = divider_positions(&times);
-                let m = matcher.get().unwrap_or(Matcher::None);
-                let cur = current_key();
-                let unread_from = first_unread(&msgs, conv.get().map_or(0, |c| c.unread));
-                msgs.into_iter().enumerate().map(|(i, msg)| {
-                    let divider = dividers.contains(&i).then(|| view! { <div class="divider" role="separator"><span>{day_label(msg.ts, now())}</span></div> });
-                    let marker = (Some(i) == unread_from).then(|| view! { <div class="divider unread-marker" role="separator"><span>"Unread messages"</span></div> });
-                    let is_current = cur.as_deref() == Some(msg.key.as_str());
-                    view! { {divider}{marker}<Bubble msg=msg matcher=m.clone() current=is_current/> }
-                }).collect_view()
-            }}
+            <For each=move || rows.get()
+                key=|r: &Row| (r.msg.key.clone(), r.msg.id, format!("{:?}", r.msg.state), r.divider.clone(), r.unread_marker)
+                let:row>
+                {row.divider.clone().map(|d| view! { <div class="divider" role="separator"><span>{d}</span></div> })}
+                {row.unread_marker.then(|| view! { <div class="divider unread-marker" role="separator"><span>"Unread messages"</span></div> })}
+                <Bubble msg=row.msg.clone() matcher=matcher current=Signal::derive(current_key)/>
+            </For>
+            <Show when=move || anchor.get().is_some()>
+                <button class="link center" on:click=move |_| anchor.set(None)>"Back to latest messages"</button>
+            </Show>
             <Show when=move || app.msgs.with(Vec::is_empty)>
                 <p class="muted center">"No messages yet. Say hello — it will be end-to-end encrypted."</p>
             </Show>
@@ -217,10 +285,30 @@ fn first_unread(msgs: &[Msg], unread: u32) -> Option<usize> {
     theirs.len().checked_sub(unread as usize).and_then(|k| theirs.get(k).copied())
 }
 
+/// One rendered row: a message and what goes before it.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    msg: Msg,
+    divider: Option<String>,
+    unread_marker: bool,
+}
+
+/// Messages rendered at first, and added per scroll-up.
+const WINDOW: usize = 100;
+/// Messages rendered on each side of a search hit outside the window.
+const HIT_CONTEXT: usize = 25;
+
 #[component]
-fn Bubble(msg: Msg, matcher: Matcher, current: bool) -> impl IntoView {
+fn Bubble(
+    msg: Msg,
+    matcher: Memo<Result<Matcher, String>>,
+    current: Signal<Option<String>>,
+) -> impl IntoView {
     let show_cipher = RwSignal::new(false);
-    let segments = highlight(&msg.text, &matcher);
+    let text = msg.text.clone();
+    let segments = move || matcher.with(|m| highlight(&text, m.as_ref().unwrap_or(&Matcher::None)));
+    let key = msg.key.clone();
+    let is_current = move || current.with(|c| c.as_deref() == Some(key.as_str()));
     let state = match &msg.state {
         _ if !msg.mine => String::new(),
         Delivery::Sending => "🕓 sending".into(),
@@ -231,10 +319,10 @@ fn Bubble(msg: Msg, matcher: Matcher, current: bool) -> impl IntoView {
     };
     let envelope = msg.envelope.clone();
     view! {
-        <div class="msg" class:mine=msg.mine class:theirs=!msg.mine class:current=current class:failed=matches!(msg.state, Delivery::Failed(_))
+        <div class="msg" class:mine=msg.mine class:theirs=!msg.mine class:current=is_current class:failed=matches!(msg.state, Delivery::Failed(_))
             class:undecryptable=msg.undecryptable id=format!("m-{}", msg.key)>
             <div class="bubble">
-                <p class="text">{segments.into_iter().map(|(t, hit)| if hit {
+                <p class="text">{move || segments().into_iter().map(|(t, hit)| if hit {
                     view! { <mark>{t}</mark> }.into_any()
                 } else {
                     view! { <span>{t}</span> }.into_any()

@@ -98,6 +98,14 @@ fn ConvRow(
     let p4 = peer.clone();
     let p5 = peer.clone();
     let is_active = move || app.active.get().as_deref() == Some(p5.as_str());
+    let p6 = peer.clone();
+    let press = StoredValue::new(None::<Option<leptos::prelude::TimeoutHandle>>);
+    let cancel_press = move || {
+        if let Some(Some(h)) = press.get_value() {
+            h.clear();
+        }
+        press.set_value(None);
+    };
     let presence = if conv.online {
         "online".to_owned()
     } else {
@@ -107,7 +115,19 @@ fn ConvRow(
     let has_unread = conv.unread > 0;
     view! {
         <li class="conv" class:active=is_active class:unread=has_unread
-            on:contextmenu=move |ev| { ev.prevent_default(); menu.set(Some(p1.clone())); }>
+            on:contextmenu=move |ev| { ev.prevent_default(); menu.set(Some(p1.clone())); }
+            on:pointerdown=move |ev| {
+                // Long-press (touch) opens the same menu as right-click.
+                if ev.pointer_type() == "touch" {
+                    let p = p6.clone();
+                    press.set_value(Some(leptos::prelude::set_timeout_with_handle(
+                        move || menu.set(Some(p.clone())),
+                        std::time::Duration::from_millis(550),
+                    ).ok()));
+                }
+            }
+            on:pointerup=move |_| cancel_press()
+            on:pointerleave=move |_| cancel_press()>
             <button class="row" on:click=move |_| on_open(p2.clone())
                 aria-label=format!("Chat with {}, {}{}", conv.peer, presence, if conv.unread > 0 { format!(", {} unread", conv.unread) } else { String::new() })>
                 <span class="avatar" aria-hidden="true">{initial(&conv.peer)}

@@ -59,6 +59,8 @@ pub struct Msg {
     pub mine: bool,
     /// The text (or a description of a non-text payload).
     pub text: String,
+    /// `text` lowercased once, for search.
+    pub folded: String,
     /// When (server time, or local time while sending).
     pub ts: f64,
     /// Delivery state of this user's messages.
@@ -343,9 +345,13 @@ impl App {
         self.me.set(Some(username.to_string()));
         self.screen.set(Screen::Chats);
         let app = self;
-        let socket = Socket::connect(move |f| app.on_frame(f), move |up| app.on_socket(up));
-        with_keys(|k| k.socket = Some(socket));
-        spawn_local(async move { app.load_conversations().await });
+        spawn_local(async move {
+            // The list first: its newest message is where live sync starts, so a sign-in does
+            // not stream the whole history over the socket.
+            app.load_conversations().await;
+            let socket = Socket::connect(move |f| app.on_frame(f), move |up| app.on_socket(up));
+            with_keys(|k| k.socket = Some(socket));
+        });
         ask_notification_permission();
     }
 
@@ -573,7 +579,13 @@ impl App {
         let me = self.me.get_untracked().unwrap_or_default();
         let mine = m.from.as_str() == me;
         let peer = if mine { m.to.as_str() } else { m.from.as_str() };
-        let key = self.peer_key(peer, None).await;
+        // The pin, when there is one: the directory is consulted when a chat opens or the list
+        // loads, not once per message.
+        let pinned = with_keys(|k| k.contents.pins.get(peer).map(|p| p.public_key)).flatten();
+        let key = match pinned {
+            Some(k) => Some(k),
+            None => self.peer_key(peer, None).await,
+        };
         let my_key = with_keys(|k| k.contents.identity.public_key());
         let opened = match (key, my_key) {
             (Some(key), Some(my)) => self.pair(peer, key).and_then(|pair| {
@@ -591,6 +603,7 @@ impl App {
             None => ("🔒 This message could not be decrypted.".into(), true),
         };
         Msg {
+            folded: text.to_lowercase(),
             key: m.client_msg_id.to_b64(),
             id: Some(m.id.0),
             mine,
@@ -614,6 +627,8 @@ impl App {
             }
             Err(e) => return self.fail(&e),
         };
+        let newest = list.iter().filter_map(|c| c.last_message.as_ref().map(|m| m.id.0)).max().unwrap_or(0);
+        with_keys(|k| k.last_id = k.last_id.max(newest));
         let mut out = Vec::with_capacity(list.len());
         for c in list {
             out.push(self.conv_of(c).await);
@@ -752,6 +767,7 @@ impl App {
         let frame = ClientFrame::Send { to, client_msg_id: cmid, envelope: envelope.clone() };
         self.msgs.update(|m| {
             m.push(Msg {
+                folded: text.to_lowercase(),
                 key: cmid.to_b64(),
                 id: None,
                 mine: true,

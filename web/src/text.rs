@@ -70,6 +70,16 @@ impl Matcher {
         }
     }
 
+    /// Whether the text matches, given its lowercase form computed once (plain search then
+    /// needs no allocation per message).
+    pub fn is_match_folded(&self, text: &str, folded: &str) -> bool {
+        match self {
+            Matcher::None => false,
+            Matcher::Plain(needle) => folded.contains(needle.as_str()),
+            Matcher::Regex(re) => re.find_iter(text).any(|m| m.end() > m.start()),
+        }
+    }
+
     /// Whether the text matches at all.
     pub fn is_match(&self, text: &str) -> bool {
         !self.ranges(text).is_empty()

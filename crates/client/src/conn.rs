@@ -105,23 +105,42 @@ impl Connection {
         tokio::time::timeout(within, self.next()).await.map_err(|_| ClientError::Timeout)?
     }
 
-    /// Sends a message and waits for its `ack` (or its error), skipping other frames.
+    /// Sends a message and waits for its `ack` (or its error), skipping other frames. When the
+    /// relay says `rate_limited`, backs off and resends: the same client_msg_id makes a resend
+    /// safe (it is stored once).
     pub async fn send_and_wait(
         &mut self,
         to: Username,
         client_msg_id: ClientMsgId,
         envelope: Envelope,
     ) -> Result<MessageId> {
-        self.send(&ClientFrame::Send { to, client_msg_id, envelope }).await?;
-        loop {
-            match self.next_within(std::time::Duration::from_secs(30)).await? {
-                ServerFrame::Ack { client_msg_id: id, id: mid, .. } if id == client_msg_id => return Ok(mid),
-                ServerFrame::Error { code, message, client_msg_id: Some(id) } if id == client_msg_id => {
-                    return Err(ClientError::Api(sealroom_protocol::ApiError::new(code, message)))
+        let frame = ClientFrame::Send { to, client_msg_id, envelope };
+        for attempt in 0u32..8 {
+            self.send(&frame).await?;
+            loop {
+                match self.next_within(std::time::Duration::from_secs(30)).await? {
+                    ServerFrame::Ack { client_msg_id: id, id: mid, .. } if id == client_msg_id => {
+                        return Ok(mid)
+                    }
+                    ServerFrame::Error {
+                        code: sealroom_protocol::ErrorCode::RateLimited,
+                        client_msg_id: Some(id),
+                        ..
+                    } if id == client_msg_id => {
+                        tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(5))).await;
+                        break;
+                    }
+                    ServerFrame::Error { code, message, client_msg_id: Some(id) } if id == client_msg_id => {
+                        return Err(ClientError::Api(sealroom_protocol::ApiError::new(code, message)))
+                    }
+                    _ => continue,
                 }
-                _ => continue,
             }
         }
+        Err(ClientError::Api(sealroom_protocol::ApiError::new(
+            sealroom_protocol::ErrorCode::RateLimited,
+            "the relay kept refusing: too many messages",
+        )))
     }
 
     /// Closes politely.
