@@ -82,10 +82,14 @@ impl TestServer {
     }
 
     fn spawn(&mut self) {
+        self.spawn_on("127.0.0.1:0");
+    }
+
+    fn spawn_on(&mut self, bind: &str) {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
         let mut child = Command::new(bin("sealroom"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--bind", bind, "--data-dir"])
             .arg(self.data_dir())
             .args(["--log", "info,sealroom_server=debug"])
             .args(&self.extra)
@@ -130,6 +134,13 @@ impl TestServer {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// Starts again (after [`TestServer::stop`]) on the same address, so open pages can
+    /// reconnect to their origin.
+    pub fn start_again_same_port(&mut self) {
+        let bind = self.url.trim_start_matches("http://").to_owned();
+        self.spawn_on(&bind);
     }
 
     /// A client for this relay.

@@ -288,3 +288,62 @@ async fn two_people_chat_in_real_browsers() {
         }
     }
 }
+
+#[tokio::test]
+async fn offline_messages_are_queued_and_sent_once_and_a_changed_key_blocks_sending() {
+    let dist = web_dist();
+    let mut server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    sign_up(&a, &server.url, "alice", false).await;
+    let mut bob = server.register("bob").await;
+    bob.send_text("alice", "hi from the cli", false).await.unwrap();
+    wait_text(&a, ".conv .preview", "hi from the cli").await;
+    a.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "hi from the cli").await;
+
+    // The relay goes away: the page says so, and what alice writes waits in the outbox.
+    server.stop();
+    wait_css(&a, ".banner.offline").await;
+    send(&a, "written while offline").await;
+    wait_text(&a, ".msg.mine .state", "sending").await;
+    // It comes back on the same address: the page reconnects by itself (backoff), flushes the
+    // outbox, and the message is stored exactly once.
+    server.start_again_same_port();
+    wait_gone(&a, ".banner.offline").await;
+    wait_text(&a, ".msg.mine .state", "✓").await;
+    let h = bob.history("alice", 10).await.unwrap();
+    let copies = h
+        .iter()
+        .filter(|m| m.payload == sealroom_crypto::Payload::Text("written while offline".into()))
+        .count();
+    assert_eq!(copies, 1, "{h:?}");
+
+    // A malicious relay swaps bob's identity key: alice's chat blocks sending behind a banner
+    // with the new safety number until she accepts it.
+    server.stop();
+    server.sql(
+        "UPDATE users SET identity_key = X'0900000000000000000000000000000000000000000000000000000000000000' \
+         WHERE username = 'bob'",
+    );
+    server.start_again_same_port();
+    a.goto(&server.url).await.unwrap();
+    fill_credentials(&a, "alice").await;
+    wait_css(&a, ".sidebar").await;
+    wait_css(&a, ".conv .row").await.click().await.unwrap();
+    wait_text(&a, ".banner.danger", "security key has changed").await;
+    let input = wait_css(&a, "textarea[aria-label='Message']").await;
+    assert!(!input.is_enabled().await.unwrap(), "sending is blocked");
+    let number = a.find(Locator::Css(".banner.danger .safety")).await.unwrap().text().await.unwrap();
+    assert_eq!(number.split_whitespace().count(), 12, "{number}");
+    a.find(Locator::XPath("//button[contains(text(), 'accept the new key')]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_gone(&a, ".banner.danger").await;
+    assert!(wait_css(&a, "textarea[aria-label='Message']").await.is_enabled().await.unwrap());
+    a.close().await.unwrap();
+}
