@@ -128,6 +128,8 @@ async fn sign_in(c: &Client, url: &str, name: &str) {
 }
 
 async fn fill_credentials(c: &Client, name: &str) {
+    // The app mounts after its wasm loads: wait for the form before touching it.
+    wait_css(c, "form.card #username").await;
     // The fields are labelled, as a screen reader finds them.
     c.find(Locator::XPath("//label[text()='Username']")).await.unwrap();
     c.find(Locator::XPath("//label[text()='Password']")).await.unwrap();
@@ -253,6 +255,7 @@ async fn two_people_chat_in_real_browsers() {
 
     let c = driver.browser(&profiles.path().join("alice-3")).await;
     c.goto(&server.url).await.unwrap();
+    wait_css(&c, "form.card #username").await;
     c.find(Locator::Id("username")).await.unwrap().send_keys("alice").await.unwrap();
     c.find(Locator::Id("password")).await.unwrap().send_keys("pw-alice-long").await.unwrap();
     c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
