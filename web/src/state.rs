@@ -476,9 +476,7 @@ impl App {
                         if let Ok(theirs) =
                             unseal_backup(&k.backup_key, k.username.as_str(), fresh.key_backup.as_bytes())
                         {
-                            let mut merged = theirs.pins;
-                            merged.extend(std::mem::take(&mut k.contents.pins));
-                            k.contents.pins = merged;
+                            k.contents.merge_from(theirs);
                         }
                         k.backup_version = fresh.key_backup_version;
                     });

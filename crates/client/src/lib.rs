@@ -291,12 +291,7 @@ impl Session {
                         fresh.key_backup.as_bytes(),
                     )
                     .map_err(|_| ClientError::BackupUnreadable)?;
-                    let mut merged = theirs.pins;
-                    merged.extend(std::mem::take(&mut self.contents.pins));
-                    self.contents.pins = merged;
-                    if self.contents.settings.is_none() {
-                        self.contents.settings = theirs.settings;
-                    }
+                    self.contents.merge_from(theirs);
                     self.me.key_backup_version = fresh.key_backup_version;
                 }
                 Err(e) => return Err(e),

@@ -76,6 +76,24 @@ impl BackupContents {
         BackupContents { identity, pins: BTreeMap::new(), settings: None, unknown: Vec::new() }
     }
 
+    /// Folds in a newer copy stored by another client (after a stale write was refused):
+    /// every pin from `theirs` is kept, this copy's pins win where both name a user, this
+    /// copy's settings win if it has any, and records unknown to this build are kept from
+    /// both. The identity is this copy's (it is the same key in every copy).
+    pub fn merge_from(&mut self, theirs: BackupContents) {
+        let mut pins = theirs.pins;
+        pins.extend(std::mem::take(&mut self.pins));
+        self.pins = pins;
+        if self.settings.is_none() {
+            self.settings = theirs.settings;
+        }
+        for record in theirs.unknown {
+            if !self.unknown.contains(&record) {
+                self.unknown.push(record);
+            }
+        }
+    }
+
     /// Serializes the contents (the plaintext that gets sealed).
     pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
         let mut out = Zeroizing::new(Vec::with_capacity(64 + self.pins.len() * 64));

@@ -343,3 +343,23 @@ fn debug_output_never_contains_secrets() {
     assert!(!printed.contains("9, 9, 9"));
     assert!(printed.contains("IdentitySecret(..)"));
 }
+
+#[test]
+fn merging_a_newer_copy_keeps_every_pin_and_prefers_ours() {
+    let mut ours = BackupContents::new(IdentitySecret::from_bytes([5; 32]));
+    ours.pins
+        .insert("bob".into(), Pin { public_key: PublicKey::from([1; 32]), verified: true, other_flags: 0 });
+    let mut theirs = contents();
+    theirs
+        .pins
+        .insert("dave".into(), Pin { public_key: PublicKey::from([4; 32]), verified: false, other_flags: 0 });
+    ours.merge_from(theirs);
+    let names: Vec<&String> = ours.pins.keys().collect();
+    assert_eq!(names, ["bob", "carol", "dave"]);
+    assert!(
+        ours.pins["bob"].verified && ours.pins["bob"].public_key == PublicKey::from([1; 32]),
+        "ours wins"
+    );
+    assert_eq!(ours.settings.as_deref(), Some(r#"{"theme":"dark"}"#), "their settings when we have none");
+    assert_eq!(ours.unknown, vec![(0x77, vec![1, 2, 3])]);
+}
