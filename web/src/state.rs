@@ -762,7 +762,7 @@ impl App {
         let Ok(to) = Username::parse(&peer) else { return };
         let Ok(envelope) = Envelope::new(env) else { return };
         let cmid = ClientMsgId(header.client_msg_id);
-        let frame = ClientFrame::Send { to, client_msg_id: cmid, envelope: envelope.clone() };
+        let frame = ClientFrame::Send { to, client_msg_id: cmid, envelope: envelope.clone(), blobs: vec![] };
         self.msgs.update(|m| {
             m.push(Msg {
                 folded: text.to_lowercase(),

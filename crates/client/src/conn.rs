@@ -114,7 +114,18 @@ impl Connection {
         client_msg_id: ClientMsgId,
         envelope: Envelope,
     ) -> Result<MessageId> {
-        let frame = ClientFrame::Send { to, client_msg_id, envelope };
+        self.send_with_blobs_and_wait(to, client_msg_id, envelope, Vec::new()).await
+    }
+
+    /// [`Connection::send_and_wait`] for a message that references uploaded blobs.
+    pub async fn send_with_blobs_and_wait(
+        &mut self,
+        to: Username,
+        client_msg_id: ClientMsgId,
+        envelope: Envelope,
+        blobs: Vec<sealroom_protocol::BlobId>,
+    ) -> Result<MessageId> {
+        let frame = ClientFrame::Send { to, client_msg_id, envelope, blobs };
         for attempt in 0u32..8 {
             self.send(&frame).await?;
             loop {

@@ -34,6 +34,13 @@ pub enum ClientError {
         /// Safety number with the new key.
         new_safety_number: String,
     },
+    /// A downloaded attachment failed authentication, its hash or its size: it was altered,
+    /// cut short, or is not the file the message names. Nothing was written.
+    #[error("the file is corrupted or was tampered with; nothing was saved")]
+    FileCorrupted,
+    /// Reading or writing a local file failed.
+    #[error("{0}")]
+    Io(String),
     /// The relay answered something this client does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -21,6 +21,7 @@
 
 mod conn;
 mod error;
+mod files;
 
 use std::collections::HashMap;
 
@@ -39,6 +40,7 @@ use serde::Serialize;
 
 pub use conn::Connection;
 pub use error::ClientError;
+pub use files::{check_limits, guess_mime, Upload};
 
 /// Result alias.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -86,6 +88,11 @@ impl Client {
             req = req.json(b);
         }
         let resp = req.send().await.map_err(ClientError::Http)?;
+        self.read_response(resp).await
+    }
+
+    /// A success body as `T` (204 as JSON `null`), or the relay's error.
+    async fn read_response<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T> {
         let status = resp.status();
         if status.is_success() {
             if status == reqwest::StatusCode::NO_CONTENT {

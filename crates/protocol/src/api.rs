@@ -257,3 +257,27 @@ pub struct Health {
     /// Server version.
     pub version: String,
 }
+
+/// `POST /api/blobs` (201): the stored upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadResponse {
+    /// The relay's id for it; put it in the `send` frame's `blobs` and the encrypted payload.
+    pub blob_id: crate::BlobId,
+    /// Bytes stored.
+    pub size: u64,
+}
+
+/// `GET /api/blobs`: this user's attachment storage and the relay's limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageInfo {
+    /// Bytes of blobs this user uploaded that are still stored.
+    pub used: u64,
+    /// Most bytes of blobs one user may have stored.
+    pub quota: u64,
+    /// Largest file a client may send, in bytes of plaintext.
+    pub max_file_size: u64,
+    /// Largest blob the relay accepts: [`crate::blob_size_for`]`(max_file_size)`.
+    pub max_blob_size: u64,
+    /// Seconds an upload may stay unreferenced by any message before the relay deletes it.
+    pub unattached_ttl_secs: u64,
+}

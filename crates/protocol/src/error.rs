@@ -42,6 +42,10 @@ pub enum ErrorCode {
     EnvelopeTooLarge,
     /// A request body exceeds its limit.
     PayloadTooLarge,
+    /// An upload would take the user's stored attachments over their quota.
+    QuotaExceeded,
+    /// `send`: a referenced blob does not exist, is not the sender's, or has expired.
+    UnknownBlob,
     /// Too many attempts; retry after the `Retry-After` seconds.
     RateLimited,
     /// A key backup update was based on an older version than the stored one.
@@ -63,9 +67,9 @@ impl ErrorCode {
             | KdfParamsRejected | UnsupportedProtocol => 400,
             Unauthorized | SessionRevoked | TokenExpired | InvalidCredentials => 401,
             BadOrigin => 403,
-            NotFound | UnknownRecipient => 404,
+            NotFound | UnknownRecipient | UnknownBlob => 404,
             UsernameTaken | StaleBackupVersion => 409,
-            FrameTooLarge | EnvelopeTooLarge | PayloadTooLarge => 413,
+            FrameTooLarge | EnvelopeTooLarge | PayloadTooLarge | QuotaExceeded => 413,
             RateLimited => 429,
             Internal => 500,
         }
@@ -92,6 +96,8 @@ impl ErrorCode {
             FrameTooLarge => "frame_too_large",
             EnvelopeTooLarge => "envelope_too_large",
             PayloadTooLarge => "payload_too_large",
+            QuotaExceeded => "quota_exceeded",
+            UnknownBlob => "unknown_blob",
             RateLimited => "rate_limited",
             StaleBackupVersion => "stale_backup_version",
             KdfParamsRejected => "kdf_params_rejected",

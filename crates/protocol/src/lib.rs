@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+mod blob;
 mod bytes;
 mod error;
 mod ids;
@@ -26,6 +27,7 @@ mod username;
 pub mod ws;
 
 pub use api::*;
+pub use blob::{BlobId, BlobIdError, BLOB_ID_LEN};
 pub use bytes::{
     decode_b64, encode_b64, AuthKeyBytes, BytesError, ClientMsgId, Envelope, IdentityKey, Salt, SealedBackup,
 };

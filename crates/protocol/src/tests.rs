@@ -20,6 +20,7 @@ fn bob() -> Username {
 }
 const KEY_B64: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const ID_B64: &str = "AgICAgICAgICAgICAgICAg==";
+const BLOB: &str = "q1w2e3r4t5y6u7i8o9p0-_";
 
 fn message() -> MessageOut {
     MessageOut {
@@ -39,8 +40,18 @@ fn client_frames() {
             to: bob(),
             client_msg_id: ClientMsgId([2; 16]),
             envelope: Envelope::new(vec![0xff, 0]).unwrap(),
+            blobs: vec![],
         },
         json!({"type": "send", "to": "bob", "client_msg_id": ID_B64, "envelope": "/wA="}),
+    );
+    round_trip(
+        &ClientFrame::Send {
+            to: bob(),
+            client_msg_id: ClientMsgId([2; 16]),
+            envelope: Envelope::new(vec![0xff, 0]).unwrap(),
+            blobs: vec![BlobId::parse(BLOB).unwrap()],
+        },
+        json!({"type": "send", "to": "bob", "client_msg_id": ID_B64, "envelope": "/wA=", "blobs": [BLOB]}),
     );
     round_trip(&ClientFrame::Hello { protocol: 1 }, json!({"type": "hello", "protocol": 1}));
     round_trip(&ClientFrame::Sync { since: MessageId(41) }, json!({"type": "sync", "since": 41}));
@@ -137,6 +148,18 @@ fn rest_bodies() {
         json!({"key_backup": "AQ==", "expected_version": 3}),
     );
     round_trip(
+        &UploadResponse { blob_id: BlobId::parse(BLOB).unwrap(), size: 16 },
+        json!({"blob_id": BLOB, "size": 16}),
+    );
+    round_trip(
+        &StorageInfo { used: 1, quota: 2, max_file_size: 3, max_blob_size: 19, unattached_ttl_secs: 4 },
+        json!({"used": 1, "quota": 2, "max_file_size": 3, "max_blob_size": 19, "unattached_ttl_secs": 4}),
+    );
+    round_trip(
+        &ApiError::new(ErrorCode::QuotaExceeded, "over quota"),
+        json!({"error": "quota_exceeded", "message": "over quota"}),
+    );
+    round_trip(
         &ApiError::new(ErrorCode::UsernameTaken, "that name is taken"),
         json!({"error": "username_taken", "message": "that name is taken"}),
     );
@@ -183,6 +206,8 @@ fn every_error_code_has_its_wire_name_and_a_status() {
         FrameTooLarge,
         EnvelopeTooLarge,
         PayloadTooLarge,
+        QuotaExceeded,
+        UnknownBlob,
         RateLimited,
         StaleBackupVersion,
         KdfParamsRejected,
@@ -239,4 +264,30 @@ fn byte_newtypes_check_lengths() {
     assert!(Envelope::new(vec![0; MAX_ENVELOPE_BYTES]).is_ok());
     assert!(Envelope::new(vec![0; MAX_ENVELOPE_BYTES + 1]).is_err());
     assert_eq!(format!("{:?}", Envelope::new(vec![7; 10]).unwrap()), "Envelope(10 bytes)");
+}
+
+#[test]
+fn blob_ids() {
+    assert!(BlobId::parse(BLOB).is_ok());
+    for bad in ["", "short", "q1w2e3r4t5y6u7i8o9p0-_x", "q1w2e3r4t5y6u7i8o9p0+/", "../../../../etc/passwd.."]
+    {
+        assert!(BlobId::parse(bad).is_err(), "{bad}");
+    }
+    let frame = |blobs: &str| {
+        format!(
+            r#"{{"type":"send","to":"bob","client_msg_id":"{ID_B64}","envelope":"AQID","blobs":{blobs}}}"#
+        )
+    };
+    assert!(parse_client_frame(&frame(&format!(r#"["{BLOB}"]"#))).is_ok());
+    assert_eq!(parse_client_frame(&frame(r#"["../x"]"#)).unwrap_err().error, ErrorCode::InvalidField);
+    assert_eq!(parse_client_frame(&frame(r#""one""#)).unwrap_err().error, ErrorCode::InvalidField);
+}
+
+#[test]
+fn blob_sizes_follow_the_chunking() {
+    assert_eq!(blob_size_for(0), 16);
+    assert_eq!(blob_size_for(1), 17);
+    assert_eq!(blob_size_for(65_536), 65_552);
+    assert_eq!(blob_size_for(65_537), 65_569);
+    assert_eq!(blob_size_for(100 << 20), (100 << 20) + 16 * 1600);
 }

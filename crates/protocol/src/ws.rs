@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::MessageOut;
+use crate::blob::BlobId;
 use crate::bytes::{ClientMsgId, Envelope};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::MessageId;
@@ -25,6 +26,10 @@ pub enum ClientFrame {
         client_msg_id: ClientMsgId,
         /// The ciphertext.
         envelope: Envelope,
+        /// Attachment blobs (uploaded by the sender) the message refers to; the relay then
+        /// lets the recipient download them. Omitted when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        blobs: Vec<BlobId>,
     },
     /// Everything after `since` (in batches; each ends with `synced`).
     Sync {

@@ -76,6 +76,19 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_WS_IDLE_TIMEOUT", default_value_t = 60)]
     pub ws_idle_timeout: u64,
 
+    /// Largest attachment a user may send, in bytes of file: a number with an optional K, M
+    /// or G (binary multiples), e.g. 100M.
+    #[arg(long, env = "SEALROOM_MAX_UPLOAD", default_value = "100M", value_parser = parse_size)]
+    pub max_upload: u64,
+
+    /// Most bytes of attachments one user may have stored at once (same syntax).
+    #[arg(long, env = "SEALROOM_USER_QUOTA", default_value = "2G", value_parser = parse_size)]
+    pub user_quota: u64,
+
+    /// How long an upload may stay unreferenced by any message before it is deleted.
+    #[arg(long, env = "SEALROOM_UNATTACHED_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub unattached_ttl: Duration,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `sealroom_server=debug`.
     #[arg(long, env = "SEALROOM_LOG", default_value = "info")]
     pub log: String,
@@ -96,6 +109,30 @@ impl ServeArgs {
             d.join("index.html").exists().then_some(d)
         })
     }
+}
+
+/// `1048576`, `512K`, `100M`, `2G` (binary multiples).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (num, mult) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => {
+            let (n, unit) = text.split_at(i);
+            let mult: u64 = match unit.to_ascii_uppercase().as_str() {
+                "K" | "KIB" => 1 << 10,
+                "M" | "MIB" => 1 << 20,
+                "G" | "GIB" => 1 << 30,
+                _ => return Err(format!("`{text}`: unit must be K, M or G")),
+            };
+            (n, mult)
+        }
+        None => (text, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("`{text}` is not a size like 100M"))?;
+    let bytes = n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too large"))?;
+    if bytes == 0 || bytes > 1 << 40 {
+        return Err(format!("`{text}`: must be between 1 byte and 1 TiB"));
+    }
+    Ok(bytes)
 }
 
 /// `90`, `90s`, `15m`, `12h`, `7d`.
@@ -130,6 +167,17 @@ mod tests {
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
         for bad in ["", "0", "7w", "-1", "1000d", "h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100M").unwrap(), 100 << 20);
+        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        for bad in ["", "0", "1T", "-5M", "M", "99999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
         }
     }
 

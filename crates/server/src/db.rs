@@ -10,7 +10,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::schema::{conversations, members, messages, sessions, users};
+use crate::schema::{blobs, conversations, members, message_blobs, messages, sessions, users};
 
 /// Migrations compiled into the binary and applied at start.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -295,16 +295,20 @@ pub struct Stored {
     pub new: bool,
 }
 
-/// Stores a message once per (sender, client_msg_id), in one transaction, and reopens the
-/// conversation for both sides if either had closed it.
+/// Stores a message once per (sender, client_msg_id), in one transaction, links the blobs it
+/// references, and reopens the conversation for both sides if either had closed it.
+///
+/// Every blob must have been uploaded by the sender; otherwise nothing is stored and the
+/// first such id comes back as `Err`.
 pub fn store_message(
     conn: &mut SqliteConnection,
     sender: i64,
     recipient: i64,
     client_msg_id: &[u8],
     envelope: &[u8],
+    blob_ids: &[String],
     now: i64,
-) -> QueryResult<Stored> {
+) -> QueryResult<Result<Stored, String>> {
     conn.immediate_transaction(|conn| {
         if let Some(row) = messages::table
             .filter(messages::sender_id.eq(sender))
@@ -313,7 +317,15 @@ pub fn store_message(
             .first(conn)
             .optional()?
         {
-            return Ok(Stored { row, new: false });
+            return Ok(Ok(Stored { row, new: false }));
+        }
+        let owned: Vec<String> = blobs::table
+            .filter(blobs::id.eq_any(blob_ids))
+            .filter(blobs::owner_id.eq(sender))
+            .select(blobs::id)
+            .load(conn)?;
+        if let Some(missing) = blob_ids.iter().find(|id| !owned.contains(id)) {
+            return Ok(Err(missing.clone()));
         }
         let conversation = get_or_create_conversation(conn, sender, recipient, now)?;
         let row = diesel::insert_into(messages::table)
@@ -333,7 +345,20 @@ pub fn store_message(
         diesel::update(members::table.filter(members::conversation_id.eq(conversation)))
             .set(members::hidden.eq(false))
             .execute(conn)?;
-        Ok(Stored { row, new: true })
+        if !blob_ids.is_empty() {
+            let mut ids = blob_ids.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            let links: Vec<_> = ids
+                .iter()
+                .map(|b| (message_blobs::message_id.eq(row.id), message_blobs::blob_id.eq(b)))
+                .collect();
+            diesel::insert_into(message_blobs::table).values(&links).execute(conn)?;
+            diesel::update(blobs::table.filter(blobs::id.eq_any(&ids)))
+                .set(blobs::attached.eq(true))
+                .execute(conn)?;
+        }
+        Ok(Ok(Stored { row, new: true }))
     })
 }
 
@@ -428,8 +453,10 @@ pub fn raise_marker(conn: &mut SqliteConnection, m: &MemberRow, up_to: i64, read
 }
 
 /// Clears the conversation up to its newest message, for this member or both; deletes the
-/// messages neither side can see any more. Returns the id cleared up to.
-pub fn clear(conn: &mut SqliteConnection, m: &MemberRow, for_both: bool) -> QueryResult<i64> {
+/// messages neither side can see any more, and the blobs no remaining message references.
+/// Returns the id cleared up to and the ids of the deleted blobs (whose files the caller
+/// removes after the commit).
+pub fn clear(conn: &mut SqliteConnection, m: &MemberRow, for_both: bool) -> QueryResult<(i64, Vec<String>)> {
     conn.immediate_transaction(|conn| {
         let up_to = max_message_id(conn, m.conversation_id)?;
         let conv = members::table.filter(members::conversation_id.eq(m.conversation_id));
@@ -446,13 +473,25 @@ pub fn clear(conn: &mut SqliteConnection, m: &MemberRow, for_both: bool) -> Quer
             .filter(members::conversation_id.eq(m.conversation_id))
             .select(diesel::dsl::min(members::cleared_up_to))
             .first(conn)?;
-        diesel::delete(
-            messages::table
-                .filter(messages::conversation_id.eq(m.conversation_id))
-                .filter(messages::id.le(floor.unwrap_or(0))),
-        )
-        .execute(conn)?;
-        Ok(up_to)
+        let doomed = messages::table
+            .filter(messages::conversation_id.eq(m.conversation_id))
+            .filter(messages::id.le(floor.unwrap_or(0)));
+        let touched: Vec<String> = message_blobs::table
+            .filter(message_blobs::message_id.eq_any(doomed.select(messages::id)))
+            .select(message_blobs::blob_id)
+            .distinct()
+            .load(conn)?;
+        diesel::delete(doomed).execute(conn)?;
+        // The links went with the messages (ON DELETE CASCADE); a blob with none left is garbage.
+        let freed: Vec<String> = blobs::table
+            .filter(blobs::id.eq_any(&touched))
+            .filter(diesel::dsl::not(diesel::dsl::exists(
+                message_blobs::table.filter(message_blobs::blob_id.eq(blobs::id)),
+            )))
+            .select(blobs::id)
+            .load(conn)?;
+        diesel::delete(blobs::table.filter(blobs::id.eq_any(&freed))).execute(conn)?;
+        Ok((up_to, freed))
     })
 }
 
@@ -472,4 +511,105 @@ pub fn set_flags(
         diesel::update(target).set(members::hidden.eq(h)).execute(conn)?;
     }
     Ok(())
+}
+
+/// The message `id` if `user` is one of its conversation's members and has not cleared it.
+pub fn visible_message(conn: &mut SqliteConnection, user: i64, id: i64) -> QueryResult<Option<MessageRow>> {
+    messages::table
+        .inner_join(
+            members::table
+                .on(members::conversation_id.eq(messages::conversation_id).and(members::user_id.eq(user))),
+        )
+        .filter(messages::id.eq(id))
+        .filter(messages::id.gt(members::cleared_up_to))
+        .select(MessageRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attachment blobs
+
+/// Bytes of blobs `owner` has stored.
+pub fn blob_usage(conn: &mut SqliteConnection, owner: i64) -> QueryResult<i64> {
+    blobs::table
+        .filter(blobs::owner_id.eq(owner))
+        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>("COALESCE(SUM(size), 0)"))
+        .first::<i64>(conn)
+}
+
+/// Records an uploaded blob unless it would take `owner` over `quota` bytes (then `false`
+/// and nothing is stored). One immediate transaction, so concurrent uploads cannot both
+/// squeeze under the quota.
+pub fn insert_blob(
+    conn: &mut SqliteConnection,
+    id: &str,
+    owner: i64,
+    size: i64,
+    quota: i64,
+    now: i64,
+) -> QueryResult<bool> {
+    conn.immediate_transaction(|conn| {
+        if blob_usage(conn, owner)?.saturating_add(size) > quota {
+            return Ok(false);
+        }
+        diesel::insert_into(blobs::table)
+            .values((
+                blobs::id.eq(id),
+                blobs::owner_id.eq(owner),
+                blobs::size.eq(size),
+                blobs::created_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(true)
+    })
+}
+
+/// The size of blob `id` if `user` may download it: a message referencing it is visible to
+/// `user` in one of their conversations.
+pub fn downloadable_blob(conn: &mut SqliteConnection, user: i64, id: &str) -> QueryResult<Option<i64>> {
+    let visible = message_blobs::table
+        .inner_join(messages::table)
+        .inner_join(
+            members::table
+                .on(members::conversation_id.eq(messages::conversation_id).and(members::user_id.eq(user))),
+        )
+        .filter(message_blobs::blob_id.eq(id))
+        .filter(messages::id.gt(members::cleared_up_to));
+    blobs::table
+        .filter(blobs::id.eq(id))
+        .filter(diesel::dsl::exists(visible))
+        .select(blobs::size)
+        .first(conn)
+        .optional()
+}
+
+/// Deletes `owner`'s blob `id` if no message references it yet; true if it did.
+pub fn delete_unattached_blob(conn: &mut SqliteConnection, owner: i64, id: &str) -> QueryResult<bool> {
+    let n = diesel::delete(
+        blobs::table
+            .filter(blobs::id.eq(id))
+            .filter(blobs::owner_id.eq(owner))
+            .filter(blobs::attached.eq(false)),
+    )
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Deletes the blobs created before `before` that no message ever referenced; returns their ids.
+pub fn expire_unattached_blobs(conn: &mut SqliteConnection, before: i64) -> QueryResult<Vec<String>> {
+    conn.immediate_transaction(|conn| {
+        let ids: Vec<String> = blobs::table
+            .filter(blobs::attached.eq(false))
+            .filter(blobs::created_at.lt(before))
+            .select(blobs::id)
+            .load(conn)?;
+        diesel::delete(blobs::table.filter(blobs::id.eq_any(&ids))).execute(conn)?;
+        Ok(ids)
+    })
+}
+
+/// Whether a blob row exists (used when sweeping files without one).
+pub fn blob_exists(conn: &mut SqliteConnection, id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(blobs::table.filter(blobs::id.eq(id)))).get_result(conn)
 }

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod blobs;
 pub mod config;
 #[allow(missing_docs)]
 pub mod db;
@@ -43,6 +44,9 @@ pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval';
      img-src 'self' blob: data:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; \
      base-uri 'none'; form-action 'self'; object-src 'none'";
 
+/// How often unsent attachments past their TTL are looked for.
+const BLOB_GC_INTERVAL: Duration = Duration::from_secs(300);
+
 /// What every handler can reach.
 #[derive(Debug)]
 pub struct AppState {
@@ -54,6 +58,8 @@ pub struct AppState {
     pub secret: auth::ServerSecret,
     /// Live connections.
     pub hub: hub::Hub,
+    /// Attachment files on disk.
+    pub blobs: blobs::BlobStore,
     /// Failed logins and registrations per client IP.
     pub auth_ip_limit: ratelimit::RateLimiter,
     /// Failed logins (and password changes) per username.
@@ -77,11 +83,17 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     create_private_dir(&config.data_dir)?;
     let secret = auth::ServerSecret::load(&config.data_dir)?;
     let pool = db::open(&config.database_url())?;
+    let blob_store = blobs::BlobStore::open(&config.data_dir)?;
+    let orphans = blob_store.sweep_orphans(&mut pool.get()?)?;
+    if orphans > 0 {
+        tracing::warn!(removed = orphans, "removed blob files that had no database row");
+    }
     let window = Duration::from_secs(60);
     let state = web::Data::new(AppState {
         pool,
         secret,
         hub: hub::Hub::default(),
+        blobs: blob_store,
         auth_ip_limit: ratelimit::RateLimiter::new(config.auth_rate_per_ip, window),
         auth_user_limit: ratelimit::RateLimiter::new(config.auth_rate_per_user, window),
         auth_ip_total: ratelimit::RateLimiter::new(config.auth_rate_per_ip.saturating_mul(20), window),
@@ -136,6 +148,16 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
         single_session = config.single_session,
         "sealroom relay started"
     );
+    let gc_state = state.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(BLOB_GC_INTERVAL);
+        loop {
+            tick.tick().await;
+            if let Err(e) = blobs::expire(&gc_state).await {
+                tracing::warn!(error = %e, "expiring unsent attachments failed");
+            }
+        }
+    });
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(async move {

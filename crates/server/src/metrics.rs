@@ -16,6 +16,10 @@ pub struct Metrics {
     connections: AtomicI64,
     messages_relayed: AtomicU64,
     logins: AtomicU64,
+    blobs_uploaded: AtomicU64,
+    blob_bytes_uploaded: AtomicU64,
+    blobs_downloaded: AtomicU64,
+    blobs_deleted: AtomicU64,
     errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -25,6 +29,10 @@ impl Metrics {
             connections: AtomicI64::new(0),
             messages_relayed: AtomicU64::new(0),
             logins: AtomicU64::new(0),
+            blobs_uploaded: AtomicU64::new(0),
+            blob_bytes_uploaded: AtomicU64::new(0),
+            blobs_downloaded: AtomicU64::new(0),
+            blobs_deleted: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
         }
     }
@@ -42,6 +50,22 @@ impl Metrics {
     /// A login or registration succeeded.
     pub fn login(&self) {
         self.logins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An attachment blob of `size` bytes was stored.
+    pub fn blob_uploaded(&self, size: u64) {
+        self.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+        self.blob_bytes_uploaded.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// A blob download started.
+    pub fn blob_downloaded(&self) {
+        self.blobs_downloaded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A blob file was deleted (cleared, withdrawn or expired).
+    pub fn blob_deleted(&self) {
+        self.blobs_deleted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An error was returned to a client.
@@ -67,6 +91,20 @@ impl Metrics {
         let _ = writeln!(out, "# HELP sealroom_logins_total Successful logins and registrations.");
         let _ = writeln!(out, "# TYPE sealroom_logins_total counter");
         let _ = writeln!(out, "sealroom_logins_total {}", self.logins.load(Ordering::Relaxed));
+        for (name, help, value) in [
+            ("sealroom_blobs_uploaded_total", "Attachment blobs stored.", &self.blobs_uploaded),
+            (
+                "sealroom_blob_bytes_uploaded_total",
+                "Bytes of attachment blobs stored.",
+                &self.blob_bytes_uploaded,
+            ),
+            ("sealroom_blobs_downloaded_total", "Attachment downloads started.", &self.blobs_downloaded),
+            ("sealroom_blobs_deleted_total", "Attachment blob files deleted.", &self.blobs_deleted),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
         let _ = writeln!(out, "# HELP sealroom_errors_total Errors returned to clients, by code.");
         let _ = writeln!(out, "# TYPE sealroom_errors_total counter");
         if let Ok(m) = self.errors.lock() {

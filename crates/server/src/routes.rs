@@ -36,6 +36,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/conversations/{peer}/read", web::post().to(mark_read))
             .route("/conversations/{peer}/clear", web::post().to(clear))
             .route("/conversations/{peer}/flags", web::put().to(set_flags))
+            .route("/messages/{id}", web::get().to(get_message))
+            .route("/blobs", web::post().to(crate::blobs::upload))
+            .route("/blobs", web::get().to(crate::blobs::info))
+            .route("/blobs/{id}", web::get().to(crate::blobs::download))
+            .route("/blobs/{id}", web::delete().to(crate::blobs::delete))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ServerError::api(ErrorCode::NotFound, "no such endpoint"))
             })),
@@ -407,6 +412,22 @@ async fn set_flags(
     let peer = parse_peer(&path)?;
     service::set_flags(&state, &user, peer, body.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+async fn get_message(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let not_found = || ServerError::api(ErrorCode::NotFound, "no such message");
+    let id: i64 = path.parse().map_err(|_| not_found())?;
+    let me = user.id;
+    let message = with_db(&state, move |conn| {
+        let row = db::visible_message(conn, me, id)?.ok_or_else(not_found)?;
+        service::to_wire(conn, vec![row])?.pop().ok_or_else(not_found)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(message))
 }
 
 /// `GET /healthz`: the database answers.

@@ -62,7 +62,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    blobs (id) {
+        id -> Text,
+        owner_id -> BigInt,
+        size -> BigInt,
+        created_at -> BigInt,
+        attached -> Bool,
+    }
+}
+
+diesel::table! {
+    message_blobs (message_id, blob_id) {
+        message_id -> BigInt,
+        blob_id -> Text,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(members -> conversations (conversation_id));
-diesel::allow_tables_to_appear_in_same_query!(users, sessions, conversations, members, messages);
+diesel::joinable!(message_blobs -> messages (message_id));
+diesel::joinable!(message_blobs -> blobs (blob_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    sessions,
+    conversations,
+    members,
+    messages,
+    blobs,
+    message_blobs
+);

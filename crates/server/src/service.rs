@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use actix_web::web;
 use sealroom_protocol::{
-    ClientMsgId, ConversationSummary, Envelope, ErrorCode, HistoryResponse, IdentityKey, MessageId,
+    BlobId, ClientMsgId, ConversationSummary, Envelope, ErrorCode, HistoryResponse, IdentityKey, MessageId,
     MessageOut, ServerFrame, Username,
 };
 
@@ -80,8 +80,18 @@ pub async fn send(
     to: Username,
     client_msg_id: ClientMsgId,
     envelope: Envelope,
+    blobs: Vec<BlobId>,
     except_conn: Option<u64>,
 ) -> Result<MessageOut> {
+    if blobs.len() > sealroom_protocol::MAX_BLOBS_PER_MESSAGE {
+        return Err(ServerError::api(
+            ErrorCode::InvalidField,
+            format!(
+                "a message may reference at most {} attachments",
+                sealroom_protocol::MAX_BLOBS_PER_MESSAGE
+            ),
+        ));
+    }
     if envelope.as_bytes().is_empty() {
         return Err(ServerError::api(ErrorCode::InvalidLength, "envelope is empty"));
     }
@@ -92,8 +102,22 @@ pub async fn send(
     let (message, new, recipient) = with_db(state, move |conn| {
         let recipient = db::user_by_name(conn, to.as_str())?
             .ok_or_else(|| ServerError::api(ErrorCode::UnknownRecipient, format!("no user named {to}")))?;
-        let stored =
-            db::store_message(conn, me_id, recipient.id, &client_msg_id.0, envelope.as_bytes(), now_ms())?;
+        let blob_ids: Vec<String> = blobs.iter().map(|b| b.to_string()).collect();
+        let stored = db::store_message(
+            conn,
+            me_id,
+            recipient.id,
+            &client_msg_id.0,
+            envelope.as_bytes(),
+            &blob_ids,
+            now_ms(),
+        )?
+        .map_err(|id| {
+            ServerError::api(
+                ErrorCode::UnknownBlob,
+                format!("no attachment {id} of yours: upload it first (unsent uploads expire)"),
+            )
+        })?;
         let new = stored.new;
         let mut wire = to_wire(conn, vec![stored.row])?;
         let message = wire.pop().ok_or_else(|| ServerError::Internal("stored message vanished".into()))?;
@@ -246,11 +270,15 @@ pub async fn clear(
 ) -> Result<MessageId> {
     let me_id = me.id;
     let peer_for_db = peer.clone();
-    let (peer_id, up_to) = with_db(state, move |conn| {
+    let (peer_id, (up_to, freed)) = with_db(state, move |conn| {
         let (peer_row, m) = membership(conn, me_id, &peer_for_db)?;
         Ok((peer_row.id, db::clear(conn, &m, for_both)?))
     })
     .await?;
+    if !freed.is_empty() {
+        let store = state.blobs.clone();
+        web::block(move || store.remove(&freed)).await?;
+    }
     let frame = encode(&ServerFrame::ChatCleared {
         by: me.username.clone(),
         peer,

@@ -221,8 +221,8 @@ async fn handle(
             ErrorCode::UnsupportedProtocol,
             format!("this server speaks protocol {PROTOCOL_VERSION}, not {protocol}"),
         )),
-        ClientFrame::Send { to, client_msg_id, envelope } => {
-            match service::send(state, user, to, client_msg_id, envelope, Some(conn_id)).await {
+        ClientFrame::Send { to, client_msg_id, envelope, blobs } => {
+            match service::send(state, user, to, client_msg_id, envelope, blobs, Some(conn_id)).await {
                 Ok(m) => Ok(vec![ServerFrame::Ack { client_msg_id, id: m.id, ts: m.ts }]),
                 Err(e) => return vec![ServerFrame::error(e.sanitized(), Some(client_msg_id))],
             }

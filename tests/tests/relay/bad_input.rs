@@ -245,9 +245,14 @@ async fn bad_websocket_frames_get_error_frames_and_the_connection_lives_on() {
         }
     }
     // Unknown recipient: the error names the client_msg_id it refers to.
-    ws.send(&ClientFrame::Send { to: "nobody".parse().unwrap(), client_msg_id: cmid, envelope: env.clone() })
-        .await
-        .unwrap();
+    ws.send(&ClientFrame::Send {
+        to: "nobody".parse().unwrap(),
+        client_msg_id: cmid,
+        envelope: env.clone(),
+        blobs: vec![],
+    })
+    .await
+    .unwrap();
     match ws.next_within(Duration::from_secs(10)).await.unwrap() {
         ServerFrame::Error { code: ErrorCode::UnknownRecipient, client_msg_id: Some(c), .. } => {
             assert_eq!(c, cmid)
@@ -256,16 +261,26 @@ async fn bad_websocket_frames_get_error_frames_and_the_connection_lives_on() {
     }
     // Sending to yourself, and an empty envelope.
     let empty = sealroom_protocol::Envelope::new(vec![]).unwrap();
-    ws.send(&ClientFrame::Send { to: "bob".parse().unwrap(), client_msg_id: cmid, envelope: empty })
-        .await
-        .unwrap();
+    ws.send(&ClientFrame::Send {
+        to: "bob".parse().unwrap(),
+        client_msg_id: cmid,
+        envelope: empty,
+        blobs: vec![],
+    })
+    .await
+    .unwrap();
     assert!(matches!(
         ws.next_within(Duration::from_secs(10)).await.unwrap(),
         ServerFrame::Error { code: ErrorCode::InvalidLength, .. }
     ));
-    ws.send(&ClientFrame::Send { to: "alice".parse().unwrap(), client_msg_id: cmid, envelope: env.clone() })
-        .await
-        .unwrap();
+    ws.send(&ClientFrame::Send {
+        to: "alice".parse().unwrap(),
+        client_msg_id: cmid,
+        envelope: env.clone(),
+        blobs: vec![],
+    })
+    .await
+    .unwrap();
     assert!(matches!(
         ws.next_within(Duration::from_secs(10)).await.unwrap(),
         ServerFrame::Error { code: ErrorCode::InvalidField, .. }

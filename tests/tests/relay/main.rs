@@ -6,5 +6,6 @@ mod access;
 mod architecture;
 mod bad_input;
 mod cli;
+mod files;
 mod messaging;
 mod sessions;

@@ -42,6 +42,27 @@ enum Command {
         #[arg(long)]
         accept_new_key: bool,
     },
+    /// Encrypt a file as it uploads and send it; prints the acknowledged message id.
+    SendFile {
+        /// Recipient.
+        peer: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Send even though the peer's identity key changed (re-pins the new key).
+        #[arg(long)]
+        accept_new_key: bool,
+    },
+    /// Download and decrypt the file of message MESSAGE_ID into OUT_PATH. The file is written
+    /// only if it authenticates completely; prints NAME<TAB>SIZE<TAB>MIME.
+    GetFile {
+        /// The message's id (as `send-file` or `history` print it).
+        message_id: i64,
+        /// Where to save it.
+        out_path: std::path::PathBuf,
+        /// Replace OUT_PATH if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the conversation with PEER, oldest first.
     History {
         /// The other participant.
@@ -137,6 +158,15 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
         Command::Send { peer, text, accept_new_key } => {
             let id = session.send_text(&peer, &text, accept_new_key).await?;
             writeln!(out, "{id}").map_err(io)?;
+        }
+        Command::SendFile { peer, path, accept_new_key } => {
+            let id = session.send_file(&peer, &path, accept_new_key).await?;
+            writeln!(out, "{id}").map_err(io)?;
+        }
+        Command::GetFile { message_id, out_path, force } => {
+            let file = session.get_file(sealroom_protocol::MessageId(message_id), &out_path, force).await?;
+            let name = file.name.replace(['\t', '\n', '\r'], " ");
+            writeln!(out, "{name}\t{}\t{}", file.size, file.mime).map_err(io)?;
         }
         Command::History { peer, limit } => {
             for m in session.history(&peer, limit).await? {

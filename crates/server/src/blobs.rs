@@ -1,0 +1,278 @@
+//! Attachment blobs: opaque, client-encrypted files, streamed to and from `<data-dir>/blobs`.
+//!
+//! An upload streams into `blobs/tmp/<random>.part` (never whole in memory), is fsynced,
+//! renamed to `blobs/<id>`, and only then recorded in the database; a failed or cut-off upload
+//! deletes its part file, and the start-up sweep removes any that a crash left behind (and any
+//! blob file without a row). A download streams the file back to the members of a conversation
+//! with a visible message that references it; anyone else gets 404, as for an unknown id.
+
+use std::path::{Path, PathBuf};
+
+use actix_files::NamedFile;
+use actix_web::http::header::{ContentDisposition, DispositionType, CONTENT_LENGTH};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use rand_core::{OsRng, RngCore};
+use sealroom_protocol::{blob_size_for, BlobId, ErrorCode, StorageInfo, UploadResponse};
+use tokio::io::AsyncWriteExt as _;
+
+use crate::auth::AuthUser;
+use crate::db;
+use crate::error::{Result, ServerError};
+use crate::metrics::METRICS;
+use crate::service::with_db;
+use crate::{now_ms, AppState};
+
+/// Bytes gathered from the request before each write to the part file.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Where blobs live on disk.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    dir: PathBuf,
+    tmp: PathBuf,
+}
+
+impl BlobStore {
+    /// Opens (creating) `<data_dir>/blobs` and empties its `tmp` folder: a part file there is
+    /// an upload that never finished.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        let dir = data_dir.join("blobs");
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| anyhow::anyhow!("cannot create blob dir {}: {e}", tmp.display()))?;
+        let mut removed = 0usize;
+        for entry in std::fs::read_dir(&tmp)?.flatten() {
+            if std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed unfinished uploads");
+        }
+        Ok(BlobStore { dir, tmp })
+    }
+
+    /// The file of blob `id` (the id is validated, so it is a plain file name).
+    pub fn path(&self, id: &BlobId) -> PathBuf {
+        self.dir.join(id.as_str())
+    }
+
+    /// Removes the files of deleted blobs (after their rows were deleted and committed).
+    pub fn remove(&self, ids: &[String]) {
+        for id in ids {
+            let Ok(id) = BlobId::parse(id) else { continue };
+            match std::fs::remove_file(self.path(&id)) {
+                Ok(()) => METRICS.blob_deleted(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(blob = %id, error = %e, "cannot remove blob file"),
+            }
+        }
+    }
+
+    /// Blob files with no database row (a crash between rename and insert, or a failed
+    /// removal): deletes them. Runs at start.
+    pub fn sweep_orphans(&self, conn: &mut db::Conn) -> anyhow::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| BlobId::parse(n).ok()) else { continue };
+            if !db::blob_exists(conn, id.as_str())? {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// A part file that deletes itself unless the upload commits.
+struct PartFile {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn new_blob_id() -> Result<BlobId> {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    // 16 bytes in unpadded base64url are always 22 valid characters.
+    BlobId::parse(&URL_SAFE_NO_PAD.encode(bytes))
+        .map_err(|_| ServerError::Internal("blob id encoding".into()))
+}
+
+fn too_large(max_file: u64) -> ServerError {
+    ServerError::api(
+        ErrorCode::PayloadTooLarge,
+        format!("the file is too large: the limit is {} bytes", max_file),
+    )
+}
+
+fn over_quota(quota: u64) -> ServerError {
+    ServerError::api(
+        ErrorCode::QuotaExceeded,
+        format!("this upload would exceed your attachment storage quota of {quota} bytes"),
+    )
+}
+
+/// `POST /api/blobs`: the body is the encrypted file, streamed to disk.
+pub async fn upload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: AuthUser,
+    mut body: web::Payload,
+) -> Result<HttpResponse> {
+    let config = &state.config;
+    let max_blob = blob_size_for(config.max_upload);
+    let quota = config.user_quota;
+    let owner = user.id;
+    let used = with_db(&state, move |conn| Ok(db::blob_usage(conn, owner)?)).await?.max(0) as u64;
+    // Refuse early what the declared length already rules out.
+    if let Some(len) = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
+        if len > max_blob {
+            return Err(too_large(config.max_upload));
+        }
+        if used.saturating_add(len) > quota {
+            return Err(over_quota(quota));
+        }
+    }
+
+    let store = &state.blobs;
+    let id = new_blob_id()?;
+    let mut part = PartFile { path: store.tmp.join(format!("{id}.part")), committed: false };
+    let mut file = tokio::fs::File::create(&part.path).await.map_err(io_error)?;
+    let mut buffer: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
+    let mut size: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            ServerError::api(ErrorCode::InvalidField, format!("the upload was interrupted: {e}"))
+        })?;
+        size += chunk.len() as u64;
+        if size > max_blob {
+            return Err(too_large(config.max_upload));
+        }
+        if used.saturating_add(size) > quota {
+            return Err(over_quota(quota));
+        }
+        buffer.extend_from_slice(&chunk);
+        if buffer.len() >= WRITE_BUFFER {
+            file.write_all(&buffer).await.map_err(io_error)?;
+            buffer.clear();
+        }
+    }
+    if size == 0 {
+        return Err(ServerError::api(ErrorCode::InvalidLength, "the upload is empty"));
+    }
+    file.write_all(&buffer).await.map_err(io_error)?;
+    drop(buffer);
+    file.sync_all().await.map_err(io_error)?;
+    drop(file);
+
+    let final_path = store.path(&id);
+    tokio::fs::rename(&part.path, &final_path).await.map_err(io_error)?;
+    part.path = final_path;
+    let row_id = id.to_string();
+    let stored = with_db(&state, move |conn| {
+        Ok(db::insert_blob(conn, &row_id, owner, size as i64, quota as i64, now_ms())?)
+    })
+    .await?;
+    if !stored {
+        return Err(over_quota(quota));
+    }
+    part.committed = true;
+    METRICS.blob_uploaded(size);
+    tracing::info!(user = owner, blob = %id, size, "blob stored");
+    Ok(HttpResponse::Created().json(UploadResponse { blob_id: id, size }))
+}
+
+fn io_error(e: std::io::Error) -> ServerError {
+    ServerError::Internal(format!("blob storage: {e}"))
+}
+
+fn no_blob() -> ServerError {
+    ServerError::api(ErrorCode::NotFound, "no such attachment")
+}
+
+/// `GET /api/blobs/{id}`: streams the blob to a member of a conversation that references it.
+pub async fn download(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let id = BlobId::parse(&path).map_err(|_| no_blob())?;
+    let lookup = id.to_string();
+    let me = user.id;
+    with_db(&state, move |conn| Ok(db::downloadable_blob(conn, me, &lookup)?)).await?.ok_or_else(no_blob)?;
+    let file = NamedFile::open_async(state.blobs.path(&id)).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            // Deleted between the check and the open (a clear for both).
+            no_blob()
+        } else {
+            io_error(e)
+        }
+    })?;
+    METRICS.blob_downloaded();
+    Ok(file
+        .set_content_type(actix_web::mime::APPLICATION_OCTET_STREAM)
+        .set_content_disposition(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![],
+        })
+        .use_last_modified(false)
+        .into_response(&req))
+}
+
+/// `DELETE /api/blobs/{id}`: the uploader withdraws a blob no message references yet.
+pub async fn delete(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let id = BlobId::parse(&path).map_err(|_| no_blob())?;
+    let row_id = id.to_string();
+    let me = user.id;
+    let deleted = with_db(&state, move |conn| Ok(db::delete_unattached_blob(conn, me, &row_id)?)).await?;
+    if !deleted {
+        return Err(ServerError::api(ErrorCode::NotFound, "no unsent attachment of yours with that id"));
+    }
+    state.blobs.remove(&[id.to_string()]);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /api/blobs`: this user's usage and the limits.
+pub async fn info(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse> {
+    let me = user.id;
+    let used = with_db(&state, move |conn| Ok(db::blob_usage(conn, me)?)).await?;
+    let c = &state.config;
+    Ok(HttpResponse::Ok().json(StorageInfo {
+        used: used.max(0) as u64,
+        quota: c.user_quota,
+        max_file_size: c.max_upload,
+        max_blob_size: blob_size_for(c.max_upload),
+        unattached_ttl_secs: c.unattached_ttl.as_secs(),
+    }))
+}
+
+/// Deletes uploads that no message referenced within the TTL; runs at start and then every
+/// few minutes.
+pub async fn expire(state: &web::Data<AppState>) -> Result<usize> {
+    let before = now_ms() - state.config.unattached_ttl.as_millis() as i64;
+    let ids = with_db(state, move |conn| Ok(db::expire_unattached_blobs(conn, before)?)).await?;
+    let n = ids.len();
+    if n > 0 {
+        let store = state.blobs.clone();
+        web::block(move || store.remove(&ids)).await?;
+        tracing::info!(expired = n, "expired unsent attachments");
+    }
+    Ok(n)
+}

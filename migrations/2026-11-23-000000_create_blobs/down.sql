@@ -1,0 +1,2 @@
+DROP TABLE message_blobs;
+DROP TABLE blobs;
