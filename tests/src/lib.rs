@@ -21,11 +21,12 @@ fn bin_dir() -> PathBuf {
     DIR.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--workspace", "--bins"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo runs");
+        let mut args = vec!["build", "--quiet", "--workspace", "--bins"];
+        if !cfg!(debug_assertions) {
+            // A release test binary (the benchmarks) runs release binaries.
+            args.push("--release");
+        }
+        let status = Command::new(cargo).args(&args).current_dir(&root).status().expect("cargo runs");
         assert!(status.success(), "building the binaries failed");
         let exe = std::env::current_exe().expect("test binary path");
         // target/debug/deps/<test> → target/debug
@@ -69,6 +70,11 @@ impl TestServer {
         };
         s.spawn();
         s
+    }
+
+    /// The relay's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The data dir.

@@ -24,6 +24,7 @@ commands:
   bench        criterion benchmarks of the crypto core (native)
   bench-wasm   the crypto benchmarks timed in headless Chromium
   bench-web    the web client with a 10,000-message conversation in headless Chromium
+  bench-files  a 50 MiB attachment up and down through a release relay, with its memory
   vectors      regenerate crates/crypto/tests/vectors/v1.json from the code
 ";
 
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(),
         Some("bench-wasm") => bench_wasm(),
         Some("bench-web") => bench_web(),
+        Some("bench-files") => bench_files(),
         Some("vectors") => vectors(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -220,6 +222,23 @@ fn bench_web() -> Result {
     setup::build_web(true)?;
     cmd("cargo", &["build", "--quiet", "--workspace", "--bins", "--locked"])?;
     cmd("cargo", &["test", "-p", "sealroom-tests", "--test", "bench_web", "--", "--ignored", "--nocapture"])
+}
+
+fn bench_files() -> Result {
+    cmd(
+        "cargo",
+        &[
+            "test",
+            "--release",
+            "-p",
+            "sealroom-tests",
+            "--test",
+            "bench_files",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ],
+    )
 }
 
 fn vectors() -> Result {
