@@ -55,7 +55,10 @@ impl Driver {
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
                          "--no-first-run", "--window-size=1200,800",
-                         format!("--user-data-dir={}", profile.display())]
+                         format!("--user-data-dir={}", profile.display())],
+                // Saved files land here, without a prompt.
+                "prefs": {"download.default_directory": profile.join("downloads"),
+                          "download.prompt_for_download": false}
             }),
         );
         ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -349,4 +352,159 @@ async fn offline_messages_are_queued_and_sent_once_and_a_changed_key_blocks_send
     wait_gone(&a, ".banner.danger").await;
     assert!(wait_css(&a, "textarea[aria-label='Message']").await.is_enabled().await.unwrap());
     a.close().await.unwrap();
+}
+
+/// Puts files into the page as the user would: through the attach button's file input, a
+/// paste into the composer, or a drop on the message list. `files` is a JS expression
+/// evaluating to an array of `File`s (or a promise of one).
+async fn give_files(c: &Client, how: &str, files: &str) {
+    let script = format!(
+        r#"const done = arguments[arguments.length - 1];
+        Promise.resolve({files}).then(files => {{
+            const dt = new DataTransfer();
+            for (const f of files) dt.items.add(f);
+            if ("{how}" === "attach") {{
+                const input = document.getElementById("attach");
+                input.files = dt.files;
+                input.dispatchEvent(new Event("change", {{ bubbles: true }}));
+            }} else if ("{how}" === "paste") {{
+                document.getElementById("message")
+                    .dispatchEvent(new ClipboardEvent("paste", {{ clipboardData: dt, bubbles: true, cancelable: true }}));
+            }} else {{
+                const list = document.querySelector(".messages");
+                list.dispatchEvent(new DragEvent("dragover", {{ dataTransfer: dt, bubbles: true, cancelable: true }}));
+                list.dispatchEvent(new DragEvent("drop", {{ dataTransfer: dt, bubbles: true, cancelable: true }}));
+            }}
+            done(true);
+        }}, e => done(String(e)));"#
+    );
+    assert_eq!(c.execute_async(&script, vec![]).await.unwrap(), serde_json::json!(true));
+}
+
+/// A 64×48 PNG, left half blue, right half red, drawn in the page.
+const PNG: &str = r##"new Promise(ok => {
+    const c = document.createElement("canvas"); c.width = 64; c.height = 48;
+    const g = c.getContext("2d");
+    g.fillStyle = "#ff0000"; g.fillRect(0, 0, 64, 48);
+    g.fillStyle = "#0000ff"; g.fillRect(0, 0, 32, 48);
+    c.toBlob(b => ok([new File([b], "red-blue.png", { type: "image/png" })]), "image/png");
+})"##;
+
+/// (width, height, left pixel, right pixel) of the first inline image matching `css`.
+async fn image_pixels(c: &Client, css: &str) -> serde_json::Value {
+    let script = format!(
+        r#"const img = document.querySelector("{css}");
+        if (!img || !img.complete || img.naturalWidth === 0) return null;
+        const c = document.createElement("canvas"); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext("2d"); g.drawImage(img, 0, 0);
+        return [img.naturalWidth, img.naturalHeight,
+                Array.from(g.getImageData(8, 8, 1, 1).data), Array.from(g.getImageData(56, 8, 1, 1).data)];"#
+    );
+    c.execute(&script, vec![]).await.unwrap()
+}
+
+#[tokio::test]
+async fn files_and_images_travel_encrypted_between_browsers() {
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap(), "--max-upload", "2M"]);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    let b = driver.browser(&profiles.path().join("bob")).await;
+    sign_up(&a, &server.url, "alice", false).await;
+    sign_up(&b, &server.url, "bob", false).await;
+    a.find(Locator::Id("find")).await.unwrap().send_keys("bo").await.unwrap();
+    wait_text(&a, ".found .row", "bob").await;
+    a.find(Locator::Css(".found .row")).await.unwrap().click().await.unwrap();
+    wait_text(&a, ".chat-head", "bob").await;
+    send(&a, "photos coming").await;
+    wait_text(&b, ".conv .preview", "photos coming").await;
+    b.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
+    wait_text(&b, ".msg.theirs .text", "photos coming").await;
+
+    // An image through the attach button: alice sees it at once, bob sees it inline, decrypted
+    // in his browser (its pixels are the ones alice drew).
+    give_files(&a, "attach", PNG).await;
+    wait_css(&a, ".msg.mine img.thumb").await;
+    wait_text(&a, ".msg.mine:last-child .state", "✓").await;
+    wait_text(&b, ".conv .preview", "📎 red-blue.png").await;
+    wait_css(&b, ".msg.theirs img.thumb").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pixels = loop {
+        let p = image_pixels(&b, ".msg.theirs img.thumb").await;
+        if !p.is_null() || Instant::now() > deadline {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        pixels,
+        serde_json::json!([64, 48, [0, 0, 255, 255], [255, 0, 0, 255]]),
+        "bob's decrypted image"
+    );
+    let src =
+        b.find(Locator::Css(".msg.theirs img.thumb")).await.unwrap().attr("src").await.unwrap().unwrap();
+    assert!(src.starts_with("blob:"), "decrypted in the page: {src}");
+
+    // A document pasted into the composer arrives as a card; "Save" decrypts it into a file.
+    let doc = r#"[new File(["Minutes of the meeting: nothing to see here.\n".repeat(200)], "minutes.txt", { type: "text/plain" })]"#;
+    give_files(&a, "paste", doc).await;
+    wait_text(&b, ".msg.theirs .file-name", "minutes.txt").await;
+    wait_text(&b, ".msg.theirs .file .muted", "8.8 KB").await;
+    b.find(Locator::Css(".msg.theirs:last-child button.save")).await.unwrap().click().await.unwrap();
+    let link = wait_css(&b, ".msg.theirs:last-child a.save").await;
+    assert_eq!(link.attr("download").await.unwrap().as_deref(), Some("minutes.txt"));
+    // Saving decrypted it into a real file in bob's downloads.
+    let saved = profiles.path().join("bob").join("downloads").join("minutes.txt");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !saved.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        std::fs::read_to_string(&saved).expect("the saved file"),
+        "Minutes of the meeting: nothing to see here.\n".repeat(200)
+    );
+    // The relay holds neither the name nor the contents.
+    for (p, bytes) in server.all_stored_bytes() {
+        for needle in [&b"minutes.txt"[..], b"Minutes of the meeting", b"red-blue.png"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{} leaks", p.display());
+        }
+    }
+
+    // A file over the relay's limit, dropped on the chat: a clear error, nothing sent.
+    let big = r#"[new File([new Uint8Array(3 * 1024 * 1024)], "too-big.bin")]"#;
+    give_files(&a, "drop", big).await;
+    wait_text(&a, ".banner.notice", "too large to send: the limit is 2.0 MB").await;
+    assert!(a
+        .find_all(Locator::XPath("//*[contains(@class,'file-name')][text()='too-big.bin']"))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A blob altered on the server: bob gets "corrupted or tampered", never a file.
+    give_files(&a, "attach", r#"[new File([new Uint8Array(5000).fill(7)], "data.bin")]"#).await;
+    wait_text(&b, ".msg.theirs:last-child .file-name", "data.bin").await;
+    let blobs = server.data_dir().join("blobs");
+    let target = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_file() && e.metadata().unwrap().len() == 5016)
+        .expect("the 5,000-byte file's blob")
+        .path();
+    let mut bytes = std::fs::read(&target).unwrap();
+    bytes[100] ^= 0x40;
+    std::fs::write(&target, &bytes).unwrap();
+    b.find(Locator::Css(".msg.theirs:last-child button.save")).await.unwrap().click().await.unwrap();
+    wait_text(&b, ".msg.theirs:last-child .file-error", "corrupted or tampered").await;
+    assert!(
+        b.find_all(Locator::Css(".msg.theirs:last-child a.save")).await.unwrap().is_empty(),
+        "no file offered"
+    );
+
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("files-bob.png"), b.screenshot().await.unwrap()).unwrap();
+    std::fs::write(artifacts.join("files-alice.png"), a.screenshot().await.unwrap()).unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
 }

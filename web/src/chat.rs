@@ -4,8 +4,9 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use crate::files::{files_of, human_size, is_inline_image, INLINE_IMAGE_MAX};
 use crate::icons::{Icon, Svg};
-use crate::state::{now, App, Delivery, Msg};
+use crate::state::{now, App, Delivery, FileMeta, Msg};
 use crate::text::{day_label, divider_positions, highlight, last_seen, time_label, Matcher, SearchMode};
 
 /// Right column.
@@ -40,6 +41,8 @@ fn Conversation(peer: String) -> impl IntoView {
     // While searching, the window can sit around a match instead of at the bottom: (start, end).
     let anchor = RwSignal::new(None::<(usize, usize)>);
     let input_ref = NodeRef::<leptos::html::Textarea>::new();
+    let attach_ref = NodeRef::<leptos::html::Input>::new();
+    let dragging = RwSignal::new(false);
 
     let matcher = Memo::new(move |_| {
         let mode = if regex.get() { SearchMode::Regex } else { SearchMode::Plain };
@@ -236,7 +239,21 @@ fn Conversation(peer: String) -> impl IntoView {
             </div>
         </Show>
 
-        <div class="messages" node_ref=list_ref role="log" aria-label="Messages"
+        <div class="messages" node_ref=list_ref role="log" aria-label="Messages" class:dragging=move || dragging.get()
+            on:dragover=move |ev: web_sys::DragEvent| {
+                if app.key_alert.get_untracked().is_none() {
+                    ev.prevent_default();
+                    dragging.set(true);
+                }
+            }
+            on:dragleave=move |_| dragging.set(false)
+            on:drop=move |ev: web_sys::DragEvent| {
+                ev.prevent_default();
+                dragging.set(false);
+                if app.key_alert.get_untracked().is_none() {
+                    app.send_files(files_of(ev.data_transfer().and_then(|d| d.files())));
+                }
+            }
             on:scroll=move |_| {
                 if list_ref.get_untracked().is_some_and(|l| l.scroll_top() < 40) {
                     older();
@@ -258,14 +275,32 @@ fn Conversation(peer: String) -> impl IntoView {
             <Show when=move || app.msgs.with(Vec::is_empty)>
                 <p class="muted center">"No messages yet. Say hello — it will be end-to-end encrypted."</p>
             </Show>
+            <Show when=move || dragging.get()>
+                <div class="drop-hint" aria-hidden="true">"Drop files to send them end-to-end encrypted"</div>
+            </Show>
         </div>
 
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); send(); }>
+            <input id="attach" type="file" multiple class="sr-only" tabindex="-1" aria-hidden="true" node_ref=attach_ref
+                on:change=move |ev| {
+                    let input: web_sys::HtmlInputElement = event_target(&ev);
+                    app.send_files(files_of(input.files()));
+                    input.set_value("");
+                } />
+            <button type="button" class="icon attach" aria-label="Attach files" disabled=move || app.key_alert.get().is_some()
+                on:click=move |_| if let Some(i) = attach_ref.get_untracked() { i.click(); }><Svg icon=Icon::Clip/></button>
             <label for="message" class="sr-only">"Message"</label>
             <textarea id="message" node_ref=input_ref rows="1" placeholder="Write a message…" aria-label="Message"
                 disabled=move || app.key_alert.get().is_some()
                 prop:value=move || draft.get()
                 on:input=move |ev| { draft.set(event_target_value(&ev)); app.typing(); }
+                on:paste=move |ev: web_sys::ClipboardEvent| {
+                    let files = files_of(ev.clipboard_data().and_then(|d| d.files()));
+                    if !files.is_empty() {
+                        ev.prevent_default();
+                        app.send_files(files);
+                    }
+                }
                 on:keydown=move |ev: web_sys::KeyboardEvent| {
                     if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
                         ev.prevent_default();
@@ -318,11 +353,14 @@ fn Bubble(
         Delivery::Failed(why) => format!("⚠ not sent: {why}"),
     };
     let envelope = msg.envelope.clone();
+    let file = msg.file.clone().map(|meta| view! { <FileCard msg_key=msg.key.clone() meta=meta/> });
+    let is_file = file.is_some();
     view! {
         <div class="msg" class:mine=msg.mine class:theirs=!msg.mine class:current=is_current class:failed=matches!(msg.state, Delivery::Failed(_))
             class:undecryptable=msg.undecryptable id=format!("m-{}", msg.key)>
             <div class="bubble">
-                <p class="text">{move || segments().into_iter().map(|(t, hit)| if hit {
+                {file}
+                <p class="text" class:sr-only=is_file>{move || segments().into_iter().map(|(t, hit)| if hit {
                     view! { <mark>{t}</mark> }.into_any()
                 } else {
                     view! { <span>{t}</span> }.into_any()
@@ -338,6 +376,77 @@ fn Bubble(
                     <pre class="cipher" aria-label="Envelope as stored by the server"><code>{envelope.clone()}</code></pre>
                 </Show>
             </div>
+        </div>
+    }
+}
+
+/// An attachment in a bubble: an inline image, or a card with name, size and a save button;
+/// progress and cancel while it moves; a clear error when it cannot be opened.
+#[component]
+fn FileCard(msg_key: String, meta: FileMeta) -> impl IntoView {
+    let app = expect_context::<App>();
+    let image = is_inline_image(&meta.mime);
+    let k = msg_key.clone();
+    let progress = Memo::new(move |_| app.progress.with(|p| p.get(&k).cloned()));
+    let k = msg_key.clone();
+    let entry = Memo::new(move |_| app.files.with(|f| f.get(&k).cloned()));
+    if image && meta.size <= INLINE_IMAGE_MAX {
+        if let Some(stored) = meta.stored.clone() {
+            if app.files.with_untracked(|f| !f.contains_key(&msg_key)) {
+                app.open_file(msg_key.clone(), stored, false);
+            }
+        }
+    }
+    let name = meta.name.clone();
+    let alt = meta.name.clone();
+    let stored = meta.stored.clone();
+    let save_key = msg_key.clone();
+    let cancel_key = msg_key.clone();
+    let save_label = format!("Save {}", meta.name);
+    view! {
+        <div class="file" class:image=image>
+            {move || match entry.get() {
+                Some(Ok(url)) if image => Some(view! { <img class="thumb" src=url alt=alt.clone()/> }.into_any()),
+                _ if image && progress.with(Option::is_some) => Some(view! { <div class="thumb placeholder" aria-hidden="true"></div> }.into_any()),
+                _ => None,
+            }}
+            <div class="file-row">
+                <Svg icon=Icon::File/>
+                <div class="col grow">
+                    <span class="file-name">{name}</span>
+                    <span class="muted small">{human_size(meta.size)}</span>
+                </div>
+                {stored.map(|f| {
+                    let download_name = f.name.clone();
+                    move || match entry.get() {
+                        // Decrypted and checked: a plain link to the file in memory.
+                        Some(Ok(url)) => view! {
+                            <a class="small save" href=url download=download_name.clone() aria-label=save_label.clone()>"Save"</a>
+                        }.into_any(),
+                        _ => {
+                            let (k, f) = (save_key.clone(), f.clone());
+                            view! {
+                                <button type="button" class="link small save" aria-label=save_label.clone()
+                                    on:click=move |_| app.open_file(k.clone(), f.clone(), true)>"Save"</button>
+                            }.into_any()
+                        }
+                    }
+                })}
+            </div>
+            {move || progress.get().map(|(what, done)| {
+                let key = cancel_key.clone();
+                view! {
+                    <div class="progress-row">
+                        <progress max="1" value=done aria-label=what.clone()></progress>
+                        <span class="small muted">{format!("{what} {:.0}%", done * 100.0)}</span>
+                        <button type="button" class="link small" on:click=move |_| crate::files::cancel(app, &key)>"Cancel"</button>
+                    </div>
+                }
+            })}
+            {move || match entry.get() {
+                Some(Err(e)) => Some(view! { <p class="file-error" role="alert">{format!("⚠ {e}")}</p> }),
+                _ => None,
+            }}
         </div>
     }
 }

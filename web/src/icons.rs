@@ -25,6 +25,10 @@ pub enum Icon {
     Up,
     /// Down chevron.
     Down,
+    /// Paper clip (attach).
+    Clip,
+    /// Document (a file card).
+    File,
 }
 
 impl Icon {
@@ -40,6 +44,8 @@ impl Icon {
             Icon::Lock => "M12 2a5 5 0 0 0-5 5v3H5v12h14V10h-2V7a5 5 0 0 0-5-5zm0 2a3 3 0 0 1 3 3v3H9V7a3 3 0 0 1 3-3zm0 9a2 2 0 0 1 1 3.7V19h-2v-2.3A2 2 0 0 1 12 13z",
             Icon::Up => "M12 7.6 5.3 14.3l1.4 1.4L12 10.4l5.3 5.3 1.4-1.4L12 7.6z",
             Icon::Down => "M12 16.4 5.3 9.7l1.4-1.4L12 13.6l5.3-5.3 1.4 1.4L12 16.4z",
+            Icon::Clip => "M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5H9v9a3 3 0 0 0 6 0V5a4.5 4.5 0 0 0-9 0v11.5a6 6 0 0 0 12 0v-10h-1.5z",
+            Icon::File => "M6 2h8l6 6v14H6V2zm7 1.5V9h5.5L13 3.5zM8 4v16h10V11h-7V4H8z",
         }
     }
 }

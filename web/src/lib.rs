@@ -6,6 +6,7 @@ pub mod api;
 mod auth;
 mod chat;
 pub mod device;
+pub mod files;
 mod icons;
 mod sidebar;
 pub mod state;

@@ -69,6 +69,21 @@ pub struct Msg {
     pub envelope: String,
     /// Decryption failed.
     pub undecryptable: bool,
+    /// The attachment, for a file message.
+    pub file: Option<FileMeta>,
+}
+
+/// What a file message says about its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileMeta {
+    /// File name (from the sender; shown as text, never used as a path).
+    pub name: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// MIME type as the sender's browser reported it.
+    pub mime: String,
+    /// Where it is and how to open it; `None` while this browser is still uploading it.
+    pub stored: Option<sealroom_crypto::FileRef>,
 }
 
 /// A row of the conversation list.
@@ -162,6 +177,10 @@ pub struct App {
     pub hidden_unread: RwSignal<u32>,
     /// "Remember this browser" is ticked.
     pub remember: RwSignal<bool>,
+    /// Attachment transfers in progress, by message key: (what, fraction done).
+    pub progress: RwSignal<HashMap<String, (String, f64)>>,
+    /// Decrypted attachments by message key: an object URL, or why there is none.
+    pub files: RwSignal<HashMap<String, Result<String, String>>>,
 }
 
 impl App {
@@ -184,6 +203,8 @@ impl App {
             dark: RwSignal::new(None),
             hidden_unread: RwSignal::new(0),
             remember: RwSignal::new(false),
+            progress: RwSignal::new(HashMap::new()),
+            files: RwSignal::new(HashMap::new()),
         }
     }
 
@@ -444,6 +465,7 @@ impl App {
         self.me.set(None);
         self.convs.set(Vec::new());
         self.msgs.set(Vec::new());
+        crate::files::drop_all(*self, true);
         self.active.set(None);
         self.key_alert.set(None);
         self.online.set(false);
@@ -594,9 +616,19 @@ impl App {
             }),
             _ => None,
         };
+        let mut file = None;
         let (text, undecryptable) = match opened.map(|o| o.payload) {
             Some(Payload::Text(t)) => (t, false),
-            Some(Payload::File(f)) => (format!("📎 {} ({} bytes)", f.name, f.size), false),
+            Some(Payload::File(f)) => {
+                let text = format!("📎 {}", f.name);
+                file = Some(FileMeta {
+                    name: f.name.clone(),
+                    size: f.size,
+                    mime: f.mime.clone(),
+                    stored: Some(f),
+                });
+                (text, false)
+            }
             Some(_) => ("This message needs a newer version of Sealroom.".into(), false),
             None => ("🔒 This message could not be decrypted.".into(), true),
         };
@@ -610,6 +642,7 @@ impl App {
             state: Delivery::Sent,
             envelope: sealroom_protocol::encode_b64(m.envelope.as_bytes()),
             undecryptable,
+            file,
         }
     }
 
@@ -662,6 +695,7 @@ impl App {
         self.active.set(Some(peer.clone()));
         self.key_alert.set(None);
         self.msgs.set(Vec::new());
+        crate::files::drop_all(self, false);
         self.has_more.set(false);
         self.found.set(Vec::new());
         self.peer_key(&peer, None).await;
@@ -744,41 +778,69 @@ impl App {
         if text.trim().is_empty() || self.key_alert.with_untracked(Option::is_some) {
             return;
         }
-        let Some(key) = self.peer_key(&peer, None).await else {
-            return self.notice.set(Some(format!("Cannot find {peer}'s key.")));
-        };
-        if self.key_alert.with_untracked(Option::is_some) {
-            return;
-        }
-        let Some(pair) = self.pair(&peer, key) else { return };
-        let Some(my) = with_keys(|k| k.contents.identity.public_key()) else { return };
-        let sealed = MessageHeader::new(now() as u64).and_then(|h| {
-            seal_message(&pair, &my, &key, &h, &Payload::Text(text.clone())).map(|env| (h, env))
-        });
-        let (header, env) = match sealed {
-            Ok(x) => x,
+        let header = match MessageHeader::new(now() as u64) {
+            Ok(h) => h,
             Err(e) => return self.notice.set(Some(e.to_string())),
         };
-        let Ok(to) = Username::parse(&peer) else { return };
-        let Ok(envelope) = Envelope::new(env) else { return };
-        let cmid = ClientMsgId(header.client_msg_id);
-        let frame = ClientFrame::Send { to, client_msg_id: cmid, envelope: envelope.clone(), blobs: vec![] };
+        let Some((frame, envelope)) = self.seal(&peer, &header, &Payload::Text(text.clone()), vec![]).await
+        else {
+            return;
+        };
         self.msgs.update(|m| {
             m.push(Msg {
                 folded: text.to_lowercase(),
-                key: cmid.to_b64(),
+                key: ClientMsgId(header.client_msg_id).to_b64(),
                 id: None,
                 mine: true,
                 text: text.clone(),
                 ts: now(),
                 state: Delivery::Sending,
-                envelope: sealroom_protocol::encode_b64(envelope.as_bytes()),
+                envelope,
                 undecryptable: false,
+                file: None,
             })
         });
         self.touch_conv(&peer, format!("You: {text}"), now(), false);
+        self.enqueue(peer, frame);
+    }
+
+    /// Seals `payload` to `peer` under `header`: the `send` frame and the envelope in base64.
+    /// `None` (with a notice) when the peer's key is unknown or has changed.
+    pub(crate) async fn seal(
+        &self,
+        peer: &str,
+        header: &MessageHeader,
+        payload: &Payload,
+        blobs: Vec<sealroom_protocol::BlobId>,
+    ) -> Option<(ClientFrame, String)> {
+        let Some(key) = self.peer_key(peer, None).await else {
+            self.notice.set(Some(format!("Cannot find {peer}'s key.")));
+            return None;
+        };
+        if self.key_alert.with_untracked(Option::is_some) {
+            return None;
+        }
+        let pair = self.pair(peer, key)?;
+        let my = with_keys(|k| k.contents.identity.public_key())?;
+        let env = match seal_message(&pair, &my, &key, header, payload) {
+            Ok(env) => env,
+            Err(e) => {
+                self.notice.set(Some(e.to_string()));
+                return None;
+            }
+        };
+        let to = Username::parse(peer).ok()?;
+        let envelope = Envelope::new(env).ok()?;
+        let b64 = sealroom_protocol::encode_b64(envelope.as_bytes());
+        let frame =
+            ClientFrame::Send { to, client_msg_id: ClientMsgId(header.client_msg_id), envelope, blobs };
+        Some((frame, b64))
+    }
+
+    /// Queues a `send` until its ack (resent after a reconnect) and sends it now if online.
+    pub(crate) fn enqueue(&self, peer: String, frame: ClientFrame) {
         with_keys(|k| {
-            k.outbox.push((peer.clone(), frame.clone()));
+            k.outbox.push((peer, frame.clone()));
             if let Some(s) = &k.socket {
                 s.send(&frame);
             }
@@ -838,7 +900,7 @@ impl App {
         }
     }
 
-    fn touch_conv(&self, peer: &str, preview: String, ts: f64, unread: bool) {
+    pub(crate) fn touch_conv(&self, peer: &str, preview: String, ts: f64, unread: bool) {
         let mut known = true;
         self.convs.update(|cs| match cs.iter_mut().find(|c| c.peer == peer) {
             Some(c) => {
@@ -1097,7 +1159,7 @@ async fn sleep(ms: u64) {
 }
 
 /// A one-shot callback → future bridge without extra crates.
-fn futures_channel() -> (impl FnOnce(), impl std::future::Future<Output = ()>) {
+pub(crate) fn futures_channel() -> (impl FnOnce(), impl std::future::Future<Output = ()>) {
     let promise_resolve: std::rc::Rc<RefCell<Option<js_sys::Function>>> = Default::default();
     let slot = promise_resolve.clone();
     let promise = js_sys::Promise::new(&mut |resolve, _| {

@@ -3,6 +3,7 @@
 #![cfg(target_arch = "wasm32")]
 #![allow(clippy::unwrap_used)] // test code
 
+use sealroom_web::files::{human_size, is_inline_image};
 use sealroom_web::text::{divider_positions, highlight, Matcher, SearchMode};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
@@ -88,4 +89,20 @@ async fn the_app_mounts_with_labelled_fields_and_switches_to_sign_up() {
     }
     let error = host.query_selector(".error").unwrap().expect("an inline error");
     assert!(error.text_content().unwrap().contains("at least 3"), "{:?}", error.text_content());
+}
+
+#[wasm_bindgen_test]
+fn file_sizes_read_like_the_relays_limits_and_only_raster_images_go_inline() {
+    assert_eq!(human_size(0), "0 B");
+    assert_eq!(human_size(1023), "1023 B");
+    assert_eq!(human_size(9000), "8.8 KB");
+    assert_eq!(human_size(2 << 20), "2.0 MB");
+    assert_eq!(human_size(100 << 20), "100 MB");
+    assert_eq!(human_size(3 << 30), "3.0 GB");
+    for t in ["image/png", "image/jpeg", "image/gif", "image/webp", "image/avif"] {
+        assert!(is_inline_image(t), "{t}");
+    }
+    for t in ["image/svg+xml", "text/html", "application/pdf", "", "IMAGE/PNG"] {
+        assert!(!is_inline_image(t), "{t}");
+    }
 }
