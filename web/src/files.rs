@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use sealroom_crypto::{FileKey, FileRef, MessageHeader, Payload, StreamDecryptor, StreamEncryptor};
+use sealroom_crypto::{FileDecryptor, FileKey, FileRef, MessageHeader, Payload, StreamEncryptor};
 use sealroom_protocol::{blob_size_for, ApiError, ClientMsgId, ErrorCode, StorageInfo, UploadResponse};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -148,18 +148,19 @@ impl App {
             Ok(i) => i,
             Err(e) => return self.notice.set(Some(crate::state::human(&e))),
         };
-        if size > info.max_file_size {
-            return self.notice.set(Some(format!(
-                "“{name}” is too large to send: the limit is {}.",
-                human_size(info.max_file_size)
-            )));
-        }
-        if info.used.saturating_add(blob_size_for(size)) > info.quota {
-            return self.notice.set(Some(format!(
+        match info.refusal(size) {
+            None => {}
+            Some(ErrorCode::PayloadTooLarge) => {
+                return self.notice.set(Some(format!(
+                    "“{name}” is too large to send: the limit is {}.",
+                    human_size(info.max_file_size)
+                )))
+            }
+            Some(_) => return self.notice.set(Some(format!(
                 "“{name}” does not fit in your storage quota ({} of {} used). Clearing chats frees space.",
                 human_size(info.used),
                 human_size(info.quota)
-            )));
+            ))),
         }
         let header = match MessageHeader::new(now() as u64) {
             Ok(h) => h,
@@ -397,10 +398,10 @@ impl App {
         let reader: web_sys::ReadableStreamDefaultReader =
             body.get_reader().dyn_into().map_err(|_| js_err("downloading"))?;
         let expected = blob_size_for(file.size) as f64;
-        let mut dec = StreamDecryptor::new(&file.file_key);
+        let mut dec = FileDecryptor::new(file);
         let parts = js_sys::Array::new();
         let mut plain: Vec<u8> = Vec::with_capacity(PART + 65_536);
-        let (mut received, mut written) = (0.0, 0u64);
+        let mut received = 0.0;
         loop {
             if cancel.stopped.get() {
                 let _ = reader.cancel();
@@ -421,20 +422,12 @@ impl App {
             received += bytes.len() as f64;
             dec.push(&bytes, &mut plain).map_err(|_| CORRUPTED.to_owned())?;
             if plain.len() >= PART {
-                written += plain.len() as u64;
                 parts.push(&js_sys::Uint8Array::from(plain.as_slice()));
                 plain.clear();
             }
-            if written > file.size {
-                return Err(CORRUPTED.into());
-            }
             set_progress(self, key, "Downloading", received / expected.max(1.0));
         }
-        dec.finish(Some(&file.ciphertext_sha256), &mut plain).map_err(|_| CORRUPTED.to_owned())?;
-        written += plain.len() as u64;
-        if written != file.size {
-            return Err(CORRUPTED.into());
-        }
+        dec.finish(&mut plain).map_err(|_| CORRUPTED.to_owned())?;
         parts.push(&js_sys::Uint8Array::from(plain.as_slice()));
         // Only raster images keep their type (to be shown in <img>); everything else is opaque
         // bytes, so a sender's "text/html" can never render as a page of this origin.

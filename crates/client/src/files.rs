@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt as _;
-use sealroom_crypto::{FileKey, FileRef, Payload, StreamDecryptor, StreamEncryptor};
+use sealroom_crypto::{FileDecryptor, FileKey, FileRef, Payload, StreamEncryptor};
 use sealroom_protocol::{
     blob_size_for, ApiError, BlobId, ErrorCode, MessageId, MessageOut, StorageInfo, UploadResponse,
 };
@@ -74,22 +74,16 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> ClientError {
 
 /// The error the relay would give, raised before sending a byte.
 pub fn check_limits(info: &StorageInfo, file_size: u64) -> Result<()> {
-    if file_size > info.max_file_size {
-        return Err(ClientError::Api(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the file is too large: the limit is {} bytes", info.max_file_size),
-        )));
-    }
-    if info.used.saturating_add(blob_size_for(file_size)) > info.quota {
-        return Err(ClientError::Api(ApiError::new(
-            ErrorCode::QuotaExceeded,
-            format!(
-                "this upload would exceed your attachment storage quota of {} bytes ({} in use)",
-                info.quota, info.used
-            ),
-        )));
-    }
-    Ok(())
+    let Some(code) = info.refusal(file_size) else { return Ok(()) };
+    let message = if code == ErrorCode::PayloadTooLarge {
+        format!("the file is too large: the limit is {} bytes", info.max_file_size)
+    } else {
+        format!(
+            "this upload would exceed your attachment storage quota of {} bytes ({} in use)",
+            info.quota, info.used
+        )
+    };
+    Err(ClientError::Api(ApiError::new(code, message)))
 }
 
 impl Session {
@@ -156,11 +150,11 @@ impl Session {
     pub async fn send_file(&mut self, peer: &str, path: &Path, accept_new_key: bool) -> Result<MessageId> {
         let peer = parse(peer)?;
         // Check the key first, so a changed key does not leave an upload behind.
-        self.peer_key(&peer, accept_new_key).await?;
+        let key = self.peer_key(&peer, accept_new_key).await?;
         let upload = self.upload_file(path).await?;
         let payload = Payload::File(upload.file);
         let sent = async {
-            let (client_msg_id, envelope) = self.encrypt_to(&peer, &payload, accept_new_key).await?;
+            let (client_msg_id, envelope) = self.seal_to(&peer, key, &payload)?;
             let mut conn = self.connect().await?;
             let id = conn
                 .send_with_blobs_and_wait(peer, client_msg_id, envelope, vec![upload.blob_id.clone()])
@@ -234,27 +228,18 @@ impl Session {
             return self.client.read_response::<()>(resp).await;
         }
         let mut dest = tokio::fs::File::create(part).await.map_err(|e| io("cannot create", part, e))?;
-        let mut dec = StreamDecryptor::new(&file.file_key);
+        let mut dec = FileDecryptor::new(file);
         let mut plain = Vec::with_capacity(READ_STEP + 65_536);
-        let mut written: u64 = 0;
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(ClientError::Http)?;
             dec.push(&chunk, &mut plain).map_err(|_| ClientError::FileCorrupted)?;
             if plain.len() >= READ_STEP {
-                written += plain.len() as u64;
                 dest.write_all(&plain).await.map_err(|e| io("cannot write", part, e))?;
                 plain.clear();
             }
-            if written > file.size {
-                return Err(ClientError::FileCorrupted);
-            }
         }
-        dec.finish(Some(&file.ciphertext_sha256), &mut plain).map_err(|_| ClientError::FileCorrupted)?;
-        written += plain.len() as u64;
-        if written != file.size {
-            return Err(ClientError::FileCorrupted);
-        }
+        dec.finish(&mut plain).map_err(|_| ClientError::FileCorrupted)?;
         dest.write_all(&plain).await.map_err(|e| io("cannot write", part, e))?;
         dest.sync_all().await.map_err(|e| io("cannot write", part, e))?;
         Ok(())

@@ -372,6 +372,16 @@ impl Session {
         accept_new_key: bool,
     ) -> Result<(sealroom_protocol::ClientMsgId, sealroom_protocol::Envelope)> {
         let key = self.peer_key(peer, accept_new_key).await?;
+        self.seal_to(peer, key, payload)
+    }
+
+    /// Encrypts a payload to `peer` under an already checked `key`.
+    fn seal_to(
+        &mut self,
+        peer: &Username,
+        key: PublicKey,
+        payload: &Payload,
+    ) -> Result<(sealroom_protocol::ClientMsgId, sealroom_protocol::Envelope)> {
         let pair = self.pair_with(peer, key)?;
         let header = MessageHeader::new(now_ms() as u64)?;
         let envelope = seal_message(&pair, &self.identity_key(), &key, &header, payload)?;

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::kdf::chacha_cipher;
-use crate::payload::FileKey;
+use crate::payload::{FileKey, FileRef};
 use crate::{Error, Result};
 
 /// Plaintext bytes per chunk.
@@ -213,6 +213,59 @@ impl StreamDecryptor {
         }
         self.buf.clear();
         self.counter += 1;
+        Ok(())
+    }
+}
+
+/// Decrypts the blob a [`FileRef`] names, holding it to everything the message states: every
+/// chunk authenticates, the ciphertext hashes to `ciphertext_sha256`, and the plaintext is
+/// exactly `size` bytes (a longer one is refused as soon as it passes `size`). Any failure is
+/// [`Error::Decryption`]; callers must discard what they were given.
+pub struct FileDecryptor {
+    inner: StreamDecryptor,
+    sha256: [u8; 32],
+    size: u64,
+    written: u64,
+}
+
+impl std::fmt::Debug for FileDecryptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileDecryptor")
+            .field("size", &self.size)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileDecryptor {
+    /// A decryptor for `file`'s blob.
+    pub fn new(file: &FileRef) -> Self {
+        FileDecryptor {
+            inner: StreamDecryptor::new(&file.file_key),
+            sha256: file.ciphertext_sha256,
+            size: file.size,
+            written: 0,
+        }
+    }
+
+    /// Feeds ciphertext; appends the plaintext known so far to `out`.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let before = out.len();
+        self.inner.push(input, out)?;
+        self.written += (out.len() - before) as u64;
+        if self.written > self.size {
+            return Err(Error::Decryption);
+        }
+        Ok(())
+    }
+
+    /// Opens the final chunk into `out` and checks the hash and the size.
+    pub fn finish(self, out: &mut Vec<u8>) -> Result<()> {
+        let before = out.len();
+        self.inner.finish(Some(&self.sha256), out)?;
+        if self.written + (out.len() - before) as u64 != self.size {
+            return Err(Error::Decryption);
+        }
         Ok(())
     }
 }

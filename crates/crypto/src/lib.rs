@@ -54,8 +54,8 @@ mod safety;
 mod tests;
 
 pub use attachment::{
-    chunk_nonce, decrypt_attachment, encrypt_attachment, encrypted_size, StreamDecryptor, StreamEncryptor,
-    AAD_ATTACHMENT, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE,
+    chunk_nonce, decrypt_attachment, encrypt_attachment, encrypted_size, FileDecryptor, StreamDecryptor,
+    StreamEncryptor, AAD_ATTACHMENT, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE,
 };
 pub use backup::{
     backup_aad, seal_backup, seal_backup_with_nonce, unseal_backup, BackupContents, Pin, AAD_LABEL_BACKUP,

@@ -268,6 +268,9 @@ pub struct UploadResponse {
 }
 
 /// `GET /api/blobs`: this user's attachment storage and the relay's limits.
+///
+/// [`StorageInfo::refusal`] tells a client what the relay would say to an upload before it
+/// sends a byte.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageInfo {
     /// Bytes of blobs this user uploaded that are still stored.
@@ -280,4 +283,18 @@ pub struct StorageInfo {
     pub max_blob_size: u64,
     /// Seconds an upload may stay unreferenced by any message before the relay deletes it.
     pub unattached_ttl_secs: u64,
+}
+
+impl StorageInfo {
+    /// The error an upload of a `file_size`-byte file would get: `payload_too_large` over the
+    /// size limit, `quota_exceeded` when its blob would not fit in the quota, else `None`.
+    pub fn refusal(&self, file_size: u64) -> Option<crate::ErrorCode> {
+        if file_size > self.max_file_size {
+            Some(crate::ErrorCode::PayloadTooLarge)
+        } else if self.used.saturating_add(crate::blob_size_for(file_size)) > self.quota {
+            Some(crate::ErrorCode::QuotaExceeded)
+        } else {
+            None
+        }
+    }
 }

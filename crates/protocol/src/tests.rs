@@ -284,6 +284,22 @@ fn blob_ids() {
 }
 
 #[test]
+fn storage_info_says_what_the_relay_would_refuse() {
+    let info = StorageInfo {
+        used: 100,
+        quota: 1000,
+        max_file_size: 500,
+        max_blob_size: 516,
+        unattached_ttl_secs: 1,
+    };
+    assert_eq!(info.refusal(500), None);
+    assert_eq!(info.refusal(501), Some(ErrorCode::PayloadTooLarge));
+    let full = StorageInfo { used: 600, ..info };
+    assert_eq!(full.refusal(384), None, "600 + 384 + 16 = 1000");
+    assert_eq!(full.refusal(385), Some(ErrorCode::QuotaExceeded));
+}
+
+#[test]
 fn blob_sizes_follow_the_chunking() {
     assert_eq!(blob_size_for(0), 16);
     assert_eq!(blob_size_for(1), 17);

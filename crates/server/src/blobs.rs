@@ -60,8 +60,19 @@ impl BlobStore {
         self.dir.join(id.as_str())
     }
 
-    /// Removes the files of deleted blobs (after their rows were deleted and committed).
-    pub fn remove(&self, ids: &[String]) {
+    /// Removes the files of deleted blobs (after their rows were deleted and committed), on
+    /// the blocking pool.
+    pub async fn remove(&self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        let store = self.clone();
+        if web::block(move || store.remove_now(&ids)).await.is_err() {
+            tracing::warn!("removing blob files was cancelled; the start-up sweep will finish it");
+        }
+    }
+
+    fn remove_now(&self, ids: &[String]) {
         for id in ids {
             let Ok(id) = BlobId::parse(id) else { continue };
             match std::fs::remove_file(self.path(&id)) {
@@ -245,7 +256,7 @@ pub async fn delete(
     if !deleted {
         return Err(ServerError::api(ErrorCode::NotFound, "no unsent attachment of yours with that id"));
     }
-    state.blobs.remove(&[id.to_string()]);
+    state.blobs.remove(vec![id.to_string()]).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -270,8 +281,7 @@ pub async fn expire(state: &web::Data<AppState>) -> Result<usize> {
     let ids = with_db(state, move |conn| Ok(db::expire_unattached_blobs(conn, before)?)).await?;
     let n = ids.len();
     if n > 0 {
-        let store = state.blobs.clone();
-        web::block(move || store.remove(&ids)).await?;
+        state.blobs.remove(ids).await;
         tracing::info!(expired = n, "expired unsent attachments");
     }
     Ok(n)

@@ -275,10 +275,7 @@ pub async fn clear(
         Ok((peer_row.id, db::clear(conn, &m, for_both)?))
     })
     .await?;
-    if !freed.is_empty() {
-        let store = state.blobs.clone();
-        web::block(move || store.remove(&freed)).await?;
-    }
+    state.blobs.remove(freed).await;
     let frame = encode(&ServerFrame::ChatCleared {
         by: me.username.clone(),
         peer,

@@ -10,7 +10,9 @@ use std::time::Duration;
 use reqwest::Method;
 use sealroom_client::{ClientError, Session};
 use sealroom_crypto::{FileRef, Payload};
-use sealroom_protocol::{blob_size_for, ClientFrame, ErrorCode, HistoryQuery, MessageId, ServerFrame};
+use sealroom_protocol::{
+    blob_size_for, BlobId, ClientFrame, ErrorCode, HistoryQuery, MessageId, ServerFrame,
+};
 use sealroom_tests::{expect_frame, raw, TestServer};
 
 /// Deterministic, incompressible-looking bytes (xorshift64*).
@@ -191,7 +193,7 @@ async fn only_the_conversations_members_can_download_and_clearing_frees_the_blob
         to: "bob".parse().unwrap(),
         client_msg_id: cmid,
         envelope: env,
-        blobs: vec![file.blob_id.parse_blob()],
+        blobs: vec![BlobId::parse(&file.blob_id).unwrap()],
     })
     .await
     .unwrap();
@@ -210,7 +212,7 @@ async fn only_the_conversations_members_can_download_and_clearing_frees_the_blob
     assert_eq!(status, 404);
     // Its uploader can withdraw it; nobody else can, and a sent one cannot be withdrawn.
     assert!(carol.delete_upload(&upload.blob_id).await.is_err());
-    assert!(alice.delete_upload(&file.blob_id.parse_blob()).await.is_err());
+    assert!(alice.delete_upload(&BlobId::parse(&file.blob_id).unwrap()).await.is_err());
     alice.delete_upload(&upload.blob_id).await.unwrap();
     assert!(!blob_files(&server).contains(&upload.blob_id.to_string()));
 
@@ -225,15 +227,6 @@ async fn only_the_conversations_members_can_download_and_clearing_frees_the_blob
     assert_eq!(blob_files(&server), Vec::<String>::new());
     let info = alice.storage().await.unwrap();
     assert_eq!(info.used, 0, "the quota is given back");
-}
-
-trait ParseBlob {
-    fn parse_blob(&self) -> sealroom_protocol::BlobId;
-}
-impl ParseBlob for String {
-    fn parse_blob(&self) -> sealroom_protocol::BlobId {
-        sealroom_protocol::BlobId::parse(self).unwrap()
-    }
 }
 
 /// Sends a raw HTTP/1.1 upload (`body` written after the head) and returns (status, JSON body).

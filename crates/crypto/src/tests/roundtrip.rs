@@ -363,3 +363,29 @@ fn merging_a_newer_copy_keeps_every_pin_and_prefers_ours() {
     assert_eq!(ours.settings.as_deref(), Some(r#"{"theme":"dark"}"#), "their settings when we have none");
     assert_eq!(ours.unknown, vec![(0x77, vec![1, 2, 3])]);
 }
+
+#[test]
+fn a_file_decryptor_holds_the_blob_to_the_message() {
+    let data = vec![3u8; 2 * 65_536 + 10];
+    let mut file = file_ref();
+    let (blob, hash) = encrypt_attachment(&file.file_key, &data).unwrap();
+    file.ciphertext_sha256 = hash;
+    file.size = data.len() as u64;
+    let open = |f: &FileRef| {
+        let mut dec = FileDecryptor::new(f);
+        let mut out = Vec::new();
+        for piece in blob.chunks(1000) {
+            dec.push(piece, &mut out)?;
+        }
+        dec.finish(&mut out).map(|()| out)
+    };
+    assert_eq!(open(&file).unwrap(), data);
+    for (what, f) in [
+        ("size too small", FileRef { size: file.size - 1, ..file.clone() }),
+        ("size too large", FileRef { size: file.size + 1, ..file.clone() }),
+        ("another hash", FileRef { ciphertext_sha256: [0; 32], ..file.clone() }),
+        ("another key", FileRef { file_key: FileKey::from_bytes([10; 32]), ..file.clone() }),
+    ] {
+        assert_eq!(open(&f).err(), Some(Error::Decryption), "{what}");
+    }
+}
