@@ -156,11 +156,13 @@ impl App {
                     human_size(info.max_file_size)
                 )))
             }
-            Some(_) => return self.notice.set(Some(format!(
+            Some(_) => {
+                return self.notice.set(Some(format!(
                 "“{name}” does not fit in your storage quota ({} of {} used). Clearing chats frees space.",
                 human_size(info.used),
                 human_size(info.quota)
-            ))),
+            )))
+            }
         }
         let header = match MessageHeader::new(now() as u64) {
             Ok(h) => h,

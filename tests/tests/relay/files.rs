@@ -388,3 +388,69 @@ fn the_cli_sends_and_fetches_files() {
     ok(server.cli("carol", "pw-c", &["register"]));
     fail(server.cli("carol", "pw-c", &["get-file", id, "y"]), "not_found");
 }
+
+#[tokio::test]
+async fn malformed_attachment_requests_get_clear_errors_and_store_nothing() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+
+    // No session: no upload, and nothing lands on disk.
+    let (status, body, _) = raw(
+        Method::POST,
+        &format!("{}/api/blobs", server.url),
+        None,
+        Some(("application/octet-stream", "x")),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(blob_files(&server), Vec::<String>::new());
+
+    // Message ids that are not numbers, or not anyone's, are simply not found.
+    for bad in ["abc", "-1", "99999999999999999999", "1.5"] {
+        let (status, body, _) =
+            raw(Method::GET, &format!("{}/api/messages/{bad}", server.url), Some(bob.token()), None).await;
+        assert_eq!((status.as_u16(), body["error"].as_str()), (404, Some("not_found")), "{bad}");
+    }
+    // Withdrawing a malformed or unknown id is a 404 as well.
+    for bad in ["nope", "AAAAAAAAAAAAAAAAAAAAAA"] {
+        let (status, _, _) =
+            raw(Method::DELETE, &format!("{}/api/blobs/{bad}", server.url), Some(alice.token()), None).await;
+        assert_eq!(status, 404, "{bad}");
+    }
+
+    // More than eight blobs in one `send` is refused, and nothing is stored or linked.
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        ids.push(
+            alice.upload_file(&write(dir.path(), &format!("f{i}"), &[i as u8; 10])).await.unwrap().blob_id,
+        );
+    }
+    let (cmid, env) =
+        alice.encrypt_to(&"bob".parse().unwrap(), &Payload::Text("nine".into()), false).await.unwrap();
+    let mut ws = alice.connect().await.unwrap();
+    ws.send(&ClientFrame::Send {
+        to: "bob".parse().unwrap(),
+        client_msg_id: cmid,
+        envelope: env.clone(),
+        blobs: ids.clone(),
+    })
+    .await
+    .unwrap();
+    let f = expect_frame(&mut ws, "error", |f| matches!(f, ServerFrame::Error { .. })).await;
+    assert!(
+        matches!(&f, ServerFrame::Error { code: ErrorCode::InvalidField, message, client_msg_id: Some(c) }
+        if *c == cmid && message.contains("at most 8")),
+        "{f:?}"
+    );
+    assert!(bob.history_raw("alice", &HistoryQuery::default()).await.is_err(), "nothing stored");
+    // A repeated id is linked once; the same message then goes through with eight.
+    let mut eight = ids[..8].to_vec();
+    eight[7] = eight[0].clone();
+    let id = ws.send_with_blobs_and_wait("bob".parse().unwrap(), cmid, env, eight).await.unwrap();
+    assert!(id.0 > 0);
+    // The unsent ninth is still the uploader's to withdraw; the sent ones are not.
+    alice.delete_upload(&ids[8]).await.unwrap();
+    assert!(alice.delete_upload(&ids[0]).await.is_err());
+}
