@@ -159,9 +159,9 @@ impl TestServer {
         format!("{}/ws", self.url.replacen("http://", "ws://", 1))
     }
 
-    /// Registers a user with the password `pw-<name>`.
+    /// Registers a user with the password `password-of-<name>`.
     pub async fn register(&self, name: &str) -> Session {
-        self.client().register(name, &format!("pw-{name}")).await.expect("register")
+        self.client().register(name, &format!("password-of-{name}")).await.expect("register")
     }
 
     /// Every file under the data dir plus the log, as (path, bytes).

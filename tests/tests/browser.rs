@@ -354,6 +354,139 @@ async fn offline_messages_are_queued_and_sent_once_and_a_changed_key_blocks_send
     a.close().await.unwrap();
 }
 
+/// Regression test for issue 9 (drift 1): the web client did not check that the identity
+/// key inside the sealed backup is the one the relay publishes for the user.
+#[tokio::test]
+async fn sign_in_stops_when_the_server_publishes_another_identity_key() {
+    let dist = web_dist();
+    let mut server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    server.client().register("alice", "pw-alice-long").await.unwrap();
+    // Play a malicious relay: publish another key for alice herself.
+    server.stop();
+    server.sql(
+        "UPDATE users SET identity_key = X'0900000000000000000000000000000000000000000000000000000000000000' \
+         WHERE username = 'alice'",
+    );
+    server.start_again_same_port();
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    a.goto(&server.url).await.unwrap();
+    wait_css(&a, "form.card").await;
+    fill_credentials(&a, "alice").await;
+    wait_text(&a, ".error", "different identity key").await;
+    assert!(a.find_all(Locator::Css(".sidebar")).await.unwrap().is_empty(), "not signed in");
+    a.close().await.unwrap();
+}
+
+/// Regression test for issue 9 (drift 2): the web client showed messages the relay labelled
+/// as addressed to someone else.
+#[tokio::test]
+async fn a_message_addressed_to_someone_else_is_not_shown_and_is_counted() {
+    let dist = web_dist();
+    let mut server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let mut alice = server.register("alice").await;
+    server.client().register("bob", "pw-bob-long").await.unwrap();
+    server.register("carol").await;
+    alice.send_text("bob", "hello bob", false).await.unwrap();
+    alice.send_text("carol", "for carol only", false).await.unwrap();
+    // Play a malicious relay: file alice's message to carol into alice's chat with bob.
+    server.stop();
+    server.sql(
+        "UPDATE messages SET conversation_id = (SELECT m.conversation_id FROM members m JOIN users u \
+         ON u.id = m.user_id WHERE u.username = 'bob') \
+         WHERE recipient_id = (SELECT id FROM users WHERE username = 'carol')",
+    );
+    server.start_again_same_port();
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let b = driver.browser(&profiles.path().join("bob")).await;
+    sign_in(&b, &server.url, "bob").await;
+    wait_css(&b, ".conv .row").await.click().await.unwrap();
+    wait_text(&b, ".msg.theirs .text", "hello bob").await;
+    wait_text(&b, ".banner.misaddressed", "1 message the server sent you was addressed to someone else")
+        .await;
+    let bubbles = b.find_all(Locator::Css(".msg")).await.unwrap();
+    assert_eq!(bubbles.len(), 1, "only bob's own message is shown");
+    let page = b.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+    assert!(!page.contains("could not be decrypted"), "not shown at all: {page}");
+    b.close().await.unwrap();
+}
+
+/// Regression test for issue 9 (drift 3): a changed key was noticed only when that chat
+/// happened to be open, and a file finishing its upload after a switch was sealed anyway.
+#[tokio::test]
+async fn a_changed_key_stops_sending_to_that_peer_whether_or_not_the_chat_is_open() {
+    let dist = web_dist();
+    let mut server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    sign_up(&a, &server.url, "alice", false).await;
+    let mut bob = server.register("bob").await;
+    let mut carol = server.register("carol").await;
+    bob.send_text("alice", "hi from bob", false).await.unwrap();
+    carol.send_text("alice", "hi from carol", false).await.unwrap();
+    wait_text(&a, ".conv .preview", "hi from bob").await;
+    wait_text(&a, ".conv .preview", "hi from carol").await;
+    a.find(Locator::XPath(
+        "//li[contains(@class,'conv')][.//strong[text()='carol']]//button[contains(@class,'row')]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_text(&a, ".msg.theirs .text", "hi from carol").await;
+
+    // Bob's key changes while alice is in carol's chat: the reconnect's list shows it on bob's
+    // row at once, and carol's chat is not blocked.
+    server.stop();
+    server.sql(
+        "UPDATE users SET identity_key = X'0900000000000000000000000000000000000000000000000000000000000000' \
+         WHERE username = 'bob'",
+    );
+    server.start_again_same_port();
+    wait_text(&a, ".conv .key-changed", "key changed").await;
+    assert!(a.find_all(Locator::Css(".banner.danger")).await.unwrap().is_empty(), "carol's chat is fine");
+    send(&a, "still fine with carol").await;
+    wait_text(&a, ".msg.mine .state", "✓").await;
+
+    // In bob's chat every way to send is stopped: the composer, the attach button, a paste.
+    a.find(Locator::XPath(
+        "//li[contains(@class,'conv')][.//strong[text()='bob']]//button[contains(@class,'row')]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_text(&a, ".banner.danger", "security key has changed").await;
+    let input = wait_css(&a, "textarea[aria-label='Message']").await;
+    assert!(!input.is_enabled().await.unwrap(), "composer blocked");
+    assert!(
+        !a.find(Locator::Css("button.attach")).await.unwrap().is_enabled().await.unwrap(),
+        "attach blocked"
+    );
+    give_files(&a, "paste", "[new File(['secret plan'], 'plan.txt', {type: 'text/plain'})]").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(a.find_all(Locator::Css(".msg.mine")).await.unwrap().is_empty(), "nothing queued to bob");
+    let seen: Vec<_> = bob.history("alice", 10).await.unwrap().into_iter().map(|m| m.payload).collect();
+    assert_eq!(seen, vec![sealroom_crypto::Payload::Text("hi from bob".into())], "nothing reached bob");
+
+    // Accepted after comparing: the row mark goes, sending works again (to the new key).
+    a.find(Locator::XPath("//button[contains(text(), 'accept the new key')]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_gone(&a, ".banner.danger").await;
+    wait_gone(&a, ".conv .key-changed").await;
+    assert!(wait_css(&a, "textarea[aria-label='Message']").await.is_enabled().await.unwrap());
+    a.close().await.unwrap();
+}
+
 /// Puts files into the page as the user would: through the attach button's file input, a
 /// paste into the composer, or a drop on the message list. `files` is a JS expression
 /// evaluating to an array of `File`s (or a promise of one).

@@ -9,12 +9,12 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use sealroom_crypto::{FileDecryptor, FileKey, FileRef, MessageHeader, Payload, StreamEncryptor};
-use sealroom_protocol::{blob_size_for, ApiError, ClientMsgId, ErrorCode, StorageInfo, UploadResponse};
+use sealroom_protocol::endpoint::{BlobInfo, DeleteBlob, DownloadBlob, Endpoint, UploadBlob};
+use sealroom_protocol::{blob_size_for, ApiError, ClientMsgId, ErrorCode, UploadResponse};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::api;
 use crate::state::{futures_channel, now, App, Delivery, FileMeta, Msg};
 
 /// Plaintext read from the file per step while encrypting (also the progress granularity).
@@ -144,7 +144,7 @@ impl App {
         let name = file.name();
         let size = file.size() as u64;
         // The relay would refuse these; say so before encrypting anything.
-        let info = match api::get::<StorageInfo>("/api/blobs").await {
+        let info = match crate::state::call::<BlobInfo>(BlobInfo::PATH, None).await {
             Ok(i) => i,
             Err(e) => return self.notice.set(Some(crate::state::human(&e))),
         };
@@ -211,7 +211,7 @@ impl App {
         if cancel.stopped.get() {
             self.msgs.update(|ms| ms.retain(|m| m.key != key));
             if let Ok((resp, _, _)) = uploaded {
-                let _ = api::call::<(), ()>("DELETE", &format!("/api/blobs/{}", resp.blob_id), None).await;
+                let _ = crate::state::call::<DeleteBlob>(&DeleteBlob::path(&[&resp.blob_id]), None).await;
             }
             return;
         }
@@ -291,7 +291,8 @@ impl App {
         cancel: &Rc<Cancel>,
     ) -> Result<UploadResponse, String> {
         let xhr = web_sys::XmlHttpRequest::new().map_err(|_| js_err("uploading"))?;
-        xhr.open_with_async("POST", "/api/blobs", true).map_err(|_| js_err("uploading"))?;
+        xhr.open_with_async(UploadBlob::METHOD.as_str(), UploadBlob::PATH, true)
+            .map_err(|_| js_err("uploading"))?;
         xhr.set_request_header("content-type", "application/octet-stream")
             .map_err(|_| js_err("uploading"))?;
         let k = key.to_owned();
@@ -385,7 +386,7 @@ impl App {
         init.set_credentials(web_sys::RequestCredentials::SameOrigin);
         let window = web_sys::window().ok_or_else(|| js_err("downloading"))?;
         let resp: web_sys::Response =
-            JsFuture::from(window.fetch_with_str_and_init(&format!("/api/blobs/{}", file.blob_id), &init))
+            JsFuture::from(window.fetch_with_str_and_init(&DownloadBlob::path(&[&file.blob_id]), &init))
                 .await
                 .map_err(|_| "the download was interrupted (are you offline?)".to_owned())?
                 .dyn_into()

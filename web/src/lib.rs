@@ -75,6 +75,14 @@ fn Messenger() -> impl IntoView {
             <Show when=move || !app.online.get()>
                 <div class="banner offline" role="status">"Offline — reconnecting… Messages you write are queued."</div>
             </Show>
+            {move || (app.misaddressed.get() > 0).then(|| view! {
+                <div class="banner danger misaddressed" role="alert">
+                    {move || match app.misaddressed.get() {
+                        1 => "1 message the server sent you was addressed to someone else; it was not shown. The server may be misbehaving.".to_owned(),
+                        n => format!("{n} messages the server sent you were addressed to someone else; they were not shown. The server may be misbehaving."),
+                    }}
+                </div>
+            })}
             {move || app.notice.get().map(|n| view! {
                 <div class="banner notice" role="alert">
                     <span>{n}</span>

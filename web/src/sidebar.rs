@@ -135,6 +135,9 @@ fn ConvRow(
                 </span>
                 <span class="grow col">
                     <span class="line"><strong>{conv.peer.clone()}</strong>{pinned.then_some(" (pinned)")}
+                        {let p = conv.peer.clone(); move || app.key_alerts.with(|k| k.contains_key(&p)).then(|| view! {
+                            <span class="key-changed" title="Security key changed: sending is paused">" ⚠ key changed"</span>
+                        })}
                         <span class="time muted">{if conv.ts > 0.0 { time_label(conv.ts) } else { String::new() }}</span></span>
                     <span class="line"><span class="preview muted">{conv.preview.clone()}</span>
                         {(conv.unread > 0).then(|| view! { <span class="badge" aria-hidden="true">{conv.unread}</span> })}</span>

@@ -9,16 +9,15 @@ use std::collections::{BTreeMap, HashMap};
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use sealroom_crypto::{
-    open_message, seal_backup, seal_message, unseal_backup, BackupContents, BackupKey, KdfParams,
-    MessageHeader, PairKey, PasswordKeys, Payload, Pin, PublicKey, SafetyNumber,
+use sealroom_crypto::{BackupKey, KdfParams, MessageHeader, PasswordKeys, Payload};
+use sealroom_protocol::endpoint::{
+    Clear, Conversations, Endpoint, History, Logout, LogoutAll, MarkRead, SearchUsers, SetFlags,
 };
 use sealroom_protocol::{
-    ApiError, AuthKeyBytes, ClearRequest, ClientFrame, ClientMsgId, ConversationSummary,
-    ConversationsResponse, Envelope, ErrorCode, HistoryResponse, IdentityKey, KeyBackupVersion, LoginRequest,
-    Me, MessageId, MessageOut, PreloginRequest, PreloginResponse, RegisterRequest, Salt, SealedBackup,
-    ServerFrame, SessionResponse, UpdateKeyBackupRequest, UserInfo, UserSearchResponse, Username,
+    ApiError, ClearRequest, ClientFrame, ClientMsgId, ConversationSummary, ErrorCode, IdentityKey, MessageId,
+    MessageOut, ServerFrame, Username,
 };
+use sealroom_session::{flows, KeyChange, Outbox, OutboxEvent, PeerKey, Transport, Vault, VaultCell};
 
 use crate::api::{self, Socket};
 
@@ -118,14 +117,10 @@ pub struct KeyAlert {
     pub safety_number: String,
 }
 
+/// What lives outside the reactive graph: the vault (every key), the outbox and the socket.
 struct Keys {
-    username: Username,
-    backup_key: BackupKey,
-    contents: BackupContents,
-    backup_version: i64,
-    pairs: HashMap<String, (PublicKey, PairKey)>,
-    outbox: Vec<(String, ClientFrame)>,
-    last_id: i64,
+    vault: Vault,
+    outbox: Outbox,
     socket: Option<Socket>,
 }
 
@@ -135,6 +130,103 @@ thread_local! {
 
 fn with_keys<T>(f: impl FnOnce(&mut Keys) -> T) -> Option<T> {
     KEYS.with(|k| k.borrow_mut().as_mut().map(f))
+}
+
+/// The signed-in vault, for the shared client core's flows.
+struct WebVault;
+
+impl VaultCell for WebVault {
+    fn with<R>(&self, f: impl FnOnce(&mut Vault) -> R) -> Option<R> {
+        with_keys(|k| f(&mut k.vault))
+    }
+}
+
+/// Why something did not work: the relay said no, or the client core did.
+#[derive(Debug)]
+pub enum Failure {
+    /// The relay refused (or could not be reached).
+    Api(ApiError),
+    /// The client core refused.
+    Core(sealroom_session::Error),
+}
+
+impl From<sealroom_session::Error> for Failure {
+    fn from(e: sealroom_session::Error) -> Self {
+        Failure::Core(e)
+    }
+}
+
+impl Failure {
+    /// As a sentence for people.
+    pub fn human(&self) -> String {
+        use sealroom_session::Error as E;
+        match self {
+            Failure::Api(e) => human(e),
+            Failure::Core(E::BackupUnreadable) => "Your key backup does not open with this password.".into(),
+            Failure::Core(E::IdentityMismatch) => {
+                "The server is publishing a different identity key for you \
+                 than the one in your key backup, so signing in was stopped: your contacts could be \
+                 encrypting to a key you do not hold. Contact the server's operator."
+                    .into()
+            }
+            Failure::Core(E::WeakPassword(_)) => "Use a password of at least 8 characters.".into(),
+            Failure::Core(E::KeyChanged(c)) => format!(
+                "{}'s security key has changed. Compare the new safety number before sending.",
+                c.peer
+            ),
+            Failure::Core(e) => capitalize(&e.to_string()),
+        }
+    }
+
+    fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Failure::Api(e) => Some(e.error),
+            Failure::Core(_) => None,
+        }
+    }
+}
+
+/// The browser's [`Transport`]: `fetch` with the session cookie. Argon2id runs after the page
+/// painted "Deriving keys…".
+#[derive(Clone, Copy)]
+struct Fetch(App);
+
+impl Transport for Fetch {
+    type Error = Failure;
+
+    async fn call<E: Endpoint>(&self, path: &str, body: Option<&E::Body>) -> Result<E::Response, Failure> {
+        api::call::<E::Body, E::Response>(E::METHOD.as_str(), path, body).await.map_err(Failure::Api)
+    }
+
+    fn api_error(e: &Failure) -> Option<&ApiError> {
+        match e {
+            Failure::Api(a) => Some(a),
+            Failure::Core(_) => None,
+        }
+    }
+
+    async fn derive_keys(
+        &self,
+        password: &str,
+        salt: &[u8],
+        params: KdfParams,
+    ) -> Result<PasswordKeys, Failure> {
+        self.0.busy.set(Some("Deriving keys from your password…".into()));
+        sleep(60).await; // let the browser paint the state first
+        let keys = PasswordKeys::derive(password, salt, params).map_err(|e| {
+            Failure::Api(ApiError::new(
+                ErrorCode::Internal,
+                format!("the server asked for unsafe key parameters: {e}"),
+            ))
+        });
+        self.0.busy.set(Some("Contacting the server…".into()));
+        keys
+    }
+}
+
+/// A REST call to endpoint `E` at `path`.
+pub(crate) async fn call<E: Endpoint>(path: &str, body: Option<&E::Body>) -> Result<E::Response, ApiError> {
+    api::call::<E::Body, E::Response>(E::METHOD.as_str(), path, body).await
 }
 
 /// Unix ms now.
@@ -165,8 +257,12 @@ pub struct App {
     pub online: RwSignal<bool>,
     /// Peer typing in the open chat (until the time given).
     pub typing_until: RwSignal<f64>,
-    /// Key-change alert for the open chat.
-    pub key_alert: RwSignal<Option<KeyAlert>>,
+    /// Peers whose key changed and was not accepted: nothing is sent to them, from anywhere.
+    pub key_alerts: RwSignal<BTreeMap<String, KeyAlert>>,
+    /// The key-change alert of the open chat, if its peer is in `key_alerts`.
+    pub key_alert: Memo<Option<KeyAlert>>,
+    /// Messages the relay handed this user that were addressed to someone else (not shown).
+    pub misaddressed: RwSignal<u64>,
     /// A transient notice.
     pub notice: RwSignal<Option<String>>,
     /// Directory search results.
@@ -186,18 +282,25 @@ pub struct App {
 impl App {
     /// Fresh state.
     pub fn new() -> Self {
+        let active = RwSignal::new(None::<String>);
+        let key_alerts = RwSignal::new(BTreeMap::<String, KeyAlert>::new());
+        let key_alert = Memo::new(move |_| {
+            active.with(|a| a.as_ref().and_then(|p| key_alerts.with(|k| k.get(p).cloned())))
+        });
         App {
             screen: RwSignal::new(Screen::SignIn),
             me: RwSignal::new(None),
             busy: RwSignal::new(None),
             auth_error: RwSignal::new(None),
             convs: RwSignal::new(Vec::new()),
-            active: RwSignal::new(None),
+            active,
             msgs: RwSignal::new(Vec::new()),
             has_more: RwSignal::new(false),
             online: RwSignal::new(false),
             typing_until: RwSignal::new(0.0),
-            key_alert: RwSignal::new(None),
+            key_alerts,
+            key_alert,
+            misaddressed: RwSignal::new(0),
             notice: RwSignal::new(None),
             found: RwSignal::new(Vec::new()),
             dark: RwSignal::new(None),
@@ -213,7 +316,7 @@ impl App {
     }
 
     // -----------------------------------------------------------------------------------------
-    // Accounts
+    // Accounts (the flows themselves live in sealroom-session, shared with the CLI)
 
     /// Creates an account: keys are made here, the password never leaves the browser.
     pub async fn sign_up(self, username: String, password: String) {
@@ -222,45 +325,17 @@ impl App {
             Ok(u) => u,
             Err(e) => return self.auth_error.set(Some(e.to_string())),
         };
-        if password.chars().count() < 8 {
-            return self.auth_error.set(Some("Use a password of at least 8 characters.".into()));
-        }
-        let Some(keys) = self.derive(&password, None).await else { return };
-        let (salt, keys) = keys;
-        let result = (|| -> Result<RegisterRequest, String> {
-            let identity = sealroom_crypto::IdentitySecret::generate().map_err(|e| e.to_string())?;
-            let public = identity.public_key();
-            let contents = BackupContents::new(identity);
-            let sealed =
-                seal_backup(&keys.backup_key, username.as_str(), &contents).map_err(|e| e.to_string())?;
-            let p = KdfParams::PRODUCTION;
-            Ok(RegisterRequest {
-                username: username.clone(),
-                auth_key: AuthKeyBytes(*keys.auth_key.as_bytes()),
-                salt: Salt(salt),
-                kdf: sealroom_protocol::KdfParams { m_kib: p.m_kib, t: p.t, p: p.p },
-                identity_key: IdentityKey(*public.as_bytes()),
-                key_backup: SealedBackup::new(sealed).map_err(|e| e.to_string())?,
-            })
-        })();
-        let req = match result {
-            Ok(r) => r,
+        match flows::register(&Fetch(self), &username, &password).await {
+            Ok((resp, vault)) => self.start(resp.user.username, vault, self.remember.get_untracked()),
             Err(e) => {
                 self.busy.set(None);
-                return self.auth_error.set(Some(e));
-            }
-        };
-        self.busy.set(Some("Creating your account…".into()));
-        match api::call::<_, SessionResponse>("POST", "/api/register", Some(&req)).await {
-            Ok(resp) => self.start(resp.user, keys.backup_key, None),
-            Err(e) => {
-                self.busy.set(None);
-                self.auth_error.set(Some(human(&e)));
+                self.auth_error.set(Some(e.human()));
             }
         }
     }
 
-    /// Signs in on any browser: keys come back out of the sealed backup.
+    /// Signs in on any browser: keys come back out of the sealed backup, whose identity must
+    /// be the one the relay publishes for this user.
     pub async fn sign_in(self, username: String, password: String) {
         self.auth_error.set(None);
         let username = match Username::parse(&username) {
@@ -268,100 +343,26 @@ impl App {
             Err(e) => return self.auth_error.set(Some(e.to_string())),
         };
         self.busy.set(Some("Contacting the server…".into()));
-        let pre = match api::call::<_, PreloginResponse>(
-            "POST",
-            "/api/prelogin",
-            Some(&PreloginRequest { username: username.clone() }),
-        )
-        .await
-        {
-            Ok(p) => p,
+        match flows::login(&Fetch(self), &username, &password).await {
+            Ok((resp, vault)) => self.start(resp.user.username, vault, self.remember.get_untracked()),
             Err(e) => {
                 self.busy.set(None);
-                return self.auth_error.set(Some(human(&e)));
-            }
-        };
-        let params = KdfParams { m_kib: pre.kdf.m_kib, t: pre.kdf.t, p: pre.kdf.p };
-        let Some((_, keys)) = self.derive(&password, Some((pre.salt.0, params))).await else { return };
-        self.busy.set(Some("Signing in…".into()));
-        let req =
-            LoginRequest { username: username.clone(), auth_key: AuthKeyBytes(*keys.auth_key.as_bytes()) };
-        match api::call::<_, SessionResponse>("POST", "/api/login", Some(&req)).await {
-            Ok(resp) => {
-                match unseal_backup(&keys.backup_key, username.as_str(), resp.user.key_backup.as_bytes()) {
-                    Ok(contents) => self.start(resp.user, keys.backup_key, Some(contents)),
-                    Err(_) => {
-                        self.busy.set(None);
-                        self.auth_error.set(Some("Your key backup does not open with this password.".into()));
-                    }
-                }
-            }
-            Err(e) => {
-                self.busy.set(None);
-                self.auth_error.set(Some(human(&e)));
+                self.auth_error.set(Some(e.human()));
             }
         }
     }
 
-    /// Argon2id with a visible state; the page paints "Deriving keys…" before it runs.
-    async fn derive(
-        &self,
-        password: &str,
-        salt: Option<([u8; 16], KdfParams)>,
-    ) -> Option<([u8; 16], PasswordKeys)> {
-        self.busy.set(Some("Deriving keys from your password…".into()));
-        sleep(60).await; // let the browser paint the state first
-        let (salt, params) = match salt {
-            Some(s) => s,
-            None => match sealroom_crypto::generate_salt() {
-                Ok(s) => (s, KdfParams::PRODUCTION),
-                Err(e) => {
-                    self.busy.set(None);
-                    self.auth_error.set(Some(e.to_string()));
-                    return None;
-                }
-            },
-        };
-        match PasswordKeys::derive(password, &salt, params) {
-            Ok(k) => Some((salt, k)),
-            Err(e) => {
-                self.busy.set(None);
-                self.auth_error.set(Some(format!("The server asked for unsafe key parameters: {e}")));
-                None
-            }
-        }
-    }
-
-    fn start(self, user: Me, backup_key: BackupKey, contents: Option<BackupContents>) {
-        let contents = match contents {
-            Some(c) => c,
-            None => match unseal_backup(&backup_key, user.username.as_str(), user.key_backup.as_bytes()) {
-                Ok(c) => c,
-                Err(e) => return self.auth_error.set(Some(e.to_string())),
-            },
-        };
-        let username = user.username.clone();
-        if self.remember.get_untracked() {
+    fn start(self, username: Username, vault: Vault, remember: bool) {
+        if remember {
             let name = username.to_string();
-            let bytes = zeroize::Zeroizing::new(*backup_key.expose_bytes());
+            let bytes = zeroize::Zeroizing::new(*vault.backup_key().expose_bytes());
             spawn_local(async move {
                 if crate::device::remember(&name, &bytes).await.is_err() {
                     web_sys::console::warn_1(&"could not remember this browser".into());
                 }
             });
         }
-        KEYS.with(|k| {
-            *k.borrow_mut() = Some(Keys {
-                username: username.clone(),
-                backup_key,
-                contents,
-                backup_version: user.key_backup_version,
-                pairs: HashMap::new(),
-                outbox: Vec::new(),
-                last_id: 0,
-                socket: None,
-            })
-        });
+        KEYS.with(|k| *k.borrow_mut() = Some(Keys { vault, outbox: Outbox::default(), socket: None }));
         self.busy.set(None);
         self.me.set(Some(username.to_string()));
         self.screen.set(Screen::Chats);
@@ -379,57 +380,18 @@ impl App {
     /// Changes the password: the backup is re-sealed under the new key here, and the relay
     /// replaces credential and backup in one transaction, signing out every other session.
     pub async fn change_password(self, current: String, new: String) -> Result<(), String> {
-        if new.chars().count() < 8 {
-            return Err("Use a new password of at least 8 characters.".into());
-        }
-        let Some(username) = with_keys(|k| k.username.clone()) else { return Err("Not signed in.".into()) };
-        let pre = api::call::<_, PreloginResponse>(
-            "POST",
-            "/api/prelogin",
-            Some(&PreloginRequest { username: username.clone() }),
-        )
-        .await
-        .map_err(|e| human(&e))?;
-        self.busy.set(Some("Deriving keys…".into()));
-        sleep(60).await;
-        let old = PasswordKeys::derive(
-            &current,
-            &pre.salt.0,
-            KdfParams { m_kib: pre.kdf.m_kib, t: pre.kdf.t, p: pre.kdf.p },
-        );
-        let salt = sealroom_crypto::generate_salt();
-        let result = async {
-            let old = old.map_err(|e| e.to_string())?;
-            let salt = salt.map_err(|e| e.to_string())?;
-            let keys = PasswordKeys::derive(&new, &salt, KdfParams::PRODUCTION).map_err(|e| e.to_string())?;
-            let sealed = with_keys(|k| seal_backup(&keys.backup_key, k.username.as_str(), &k.contents))
-                .ok_or("Not signed in.")?
-                .map_err(|e| e.to_string())?;
-            let p = KdfParams::PRODUCTION;
-            let req = sealroom_protocol::ChangePasswordRequest {
-                auth_key: AuthKeyBytes(*old.auth_key.as_bytes()),
-                new_auth_key: AuthKeyBytes(*keys.auth_key.as_bytes()),
-                new_salt: Salt(salt),
-                new_kdf: sealroom_protocol::KdfParams { m_kib: p.m_kib, t: p.t, p: p.p },
-                new_key_backup: SealedBackup::new(sealed).map_err(|e| e.to_string())?,
-            };
-            let me =
-                api::call::<_, Me>("POST", "/api/password", Some(&req)).await.map_err(|e| match e.error {
-                    ErrorCode::InvalidCredentials => "Your current password is wrong.".to_owned(),
-                    _ => human(&e),
-                })?;
-            if crate::device::recall().await.is_some() {
-                let _ = crate::device::remember(me.username.as_str(), keys.backup_key.expose_bytes()).await;
-            }
-            with_keys(|k| {
-                k.backup_key = keys.backup_key;
-                k.backup_version = me.key_backup_version;
-            });
-            Ok(())
-        }
-        .await;
+        let result = flows::change_password(&Fetch(self), &WebVault, &current, &new).await;
         self.busy.set(None);
-        result
+        let me = result.map_err(|e| match e.code() {
+            Some(ErrorCode::InvalidCredentials) => "Your current password is wrong.".to_owned(),
+            _ => e.human(),
+        })?;
+        if crate::device::recall().await.is_some() {
+            if let Some(key) = WebVault.with(|v| zeroize::Zeroizing::new(*v.backup_key().expose_bytes())) {
+                let _ = crate::device::remember(me.username.as_str(), &key).await;
+            }
+        }
+        Ok(())
     }
 
     /// Reopens a remembered browser without the password, while its session is valid.
@@ -437,22 +399,27 @@ impl App {
         let Some(saved) = crate::device::recall().await else { return };
         self.busy.set(Some("Unlocking…".into()));
         let key = BackupKey::from_bytes(saved.backup_key);
-        match api::get::<Me>("/api/me").await {
-            Ok(me) if me.username.as_str() == saved.username => {
-                self.remember.set(false); // already remembered; don't re-store
-                self.start(me, key, None);
+        match flows::resume(&Fetch(self), &saved.username, key).await {
+            Ok(Some(vault)) => {
                 self.remember.set(true);
+                let name = vault.username().clone();
+                self.start(name, vault, false); // already remembered; don't re-store
             }
-            _ => {
+            Ok(None) | Err(Failure::Api(_)) => {
                 crate::device::forget().await;
                 self.busy.set(None);
+            }
+            Err(e) => {
+                crate::device::forget().await;
+                self.busy.set(None);
+                self.auth_error.set(Some(e.human()));
             }
         }
     }
 
     /// Signs out of this session (or all of them) and forgets every key.
     pub async fn sign_out(self, everywhere: bool) {
-        let path = if everywhere { "/api/logout-all" } else { "/api/logout" };
+        let path = if everywhere { LogoutAll::PATH } else { Logout::PATH };
         let _ = api::call::<(), ()>("POST", path, None).await;
         self.forget(None);
     }
@@ -467,159 +434,95 @@ impl App {
         self.msgs.set(Vec::new());
         crate::files::drop_all(*self, true);
         self.active.set(None);
-        self.key_alert.set(None);
+        self.key_alerts.set(BTreeMap::new());
+        self.misaddressed.set(0);
         self.online.set(false);
         self.auth_error.set(why);
         self.screen.set(Screen::SignIn);
     }
 
     // -----------------------------------------------------------------------------------------
-    // Keys and pins
+    // Keys and pins: every decision is the vault's; this only shows the outcome.
 
-    async fn save_backup(&self) {
-        for _ in 0..5 {
-            let req = with_keys(|k| -> Option<UpdateKeyBackupRequest> {
-                let sealed = seal_backup(&k.backup_key, k.username.as_str(), &k.contents).ok()?;
-                Some(UpdateKeyBackupRequest {
-                    key_backup: SealedBackup::new(sealed).ok()?,
-                    expected_version: k.backup_version,
-                })
-            })
-            .flatten();
-            let Some(req) = req else { return };
-            match api::call::<_, KeyBackupVersion>("PUT", "/api/me/key-backup", Some(&req)).await {
-                Ok(v) => {
-                    with_keys(|k| k.backup_version = v.key_backup_version);
-                    return;
-                }
-                Err(e) if e.error == ErrorCode::StaleBackupVersion => {
-                    let Ok(fresh) = api::get::<Me>("/api/me").await else { return };
-                    with_keys(|k| {
-                        if let Ok(theirs) =
-                            unseal_backup(&k.backup_key, k.username.as_str(), fresh.key_backup.as_bytes())
-                        {
-                            k.contents.merge_from(theirs);
-                        }
-                        k.backup_version = fresh.key_backup_version;
-                    });
-                }
-                Err(e) => return self.fail(&e),
-            }
-        }
-    }
-
-    /// The key to use for `peer`: the pin, pinning the directory's key on first use. A
-    /// directory key that differs from the pin raises the blocking alert.
-    async fn peer_key(&self, peer: &str, directory: Option<[u8; 32]>) -> Option<PublicKey> {
-        let pinned = with_keys(|k| k.contents.pins.get(peer).map(|p| p.public_key)).flatten();
-        let directory = match directory {
-            Some(d) => d,
-            None => match api::get::<UserInfo>(&format!("/api/users/{peer}")).await {
-                Ok(u) => u.identity_key.0,
-                Err(_) => return pinned,
-            },
+    /// Checks `peer`'s key: the relay's current one when `directory` is given (the conversation
+    /// list carries it), else the directory's. A changed key raises the alert for that peer
+    /// whether or not their chat is open; sending to them stops everywhere until accepted.
+    async fn check_peer(&self, peer: &str, directory: Option<IdentityKey>) {
+        let Ok(name) = Username::parse(peer) else { return };
+        let checked = match directory {
+            Some(key) => flows::learn_peer_key(&Fetch(*self), &WebVault, &name, &key).await,
+            None => flows::peer_key(&Fetch(*self), &WebVault, &name).await,
         };
-        match pinned {
-            Some(p) if p.as_bytes() == &directory => Some(p),
-            Some(p) => {
-                if self.active.get_untracked().as_deref() == Some(peer) {
-                    let sn = safety_number(peer, &PublicKey::from(directory)).unwrap_or_default();
-                    self.key_alert.set(Some(KeyAlert {
-                        peer: peer.to_owned(),
-                        new_key: directory,
-                        safety_number: sn,
-                    }));
-                }
-                Some(p)
-            }
-            None => {
-                with_keys(|k| {
-                    k.contents.pins.insert(
-                        peer.to_owned(),
-                        Pin { public_key: PublicKey::from(directory), verified: false, other_flags: 0 },
-                    )
-                });
-                self.save_backup().await;
-                Some(PublicKey::from(directory))
-            }
+        match checked {
+            Ok(PeerKey::Changed(change)) => self.raise_key_alert(&change),
+            Ok(_) => self.key_alerts.update(|a| {
+                a.remove(peer);
+            }),
+            // Unreachable directory or an unknown user: nothing to decide now.
+            Err(_) => {}
         }
     }
 
-    /// Accepts a changed key after the user compared the new safety number.
+    fn raise_key_alert(&self, change: &KeyChange) {
+        let alert = KeyAlert {
+            peer: change.peer.to_string(),
+            new_key: *change.new_key.as_bytes(),
+            safety_number: change.new_safety_number.clone(),
+        };
+        if self.key_alerts.with_untracked(|a| a.get(&alert.peer) != Some(&alert)) {
+            self.key_alerts.update(|a| {
+                a.insert(alert.peer.clone(), alert);
+            });
+        }
+    }
+
+    /// Accepts the open chat's changed key after the user compared the new safety number.
     pub async fn accept_new_key(self) {
         let Some(alert) = self.key_alert.get_untracked() else { return };
-        with_keys(|k| {
-            k.contents.pins.insert(
-                alert.peer.clone(),
-                Pin { public_key: PublicKey::from(alert.new_key), verified: false, other_flags: 0 },
-            );
-            k.pairs.remove(&alert.peer);
-        });
-        self.save_backup().await;
-        self.key_alert.set(None);
+        let Ok(peer) = Username::parse(&alert.peer) else { return };
+        match flows::accept_new_key(&Fetch(self), &WebVault, &peer).await {
+            Ok(()) => {
+                self.key_alerts.update(|a| {
+                    a.remove(&alert.peer);
+                });
+                self.flush_outbox();
+            }
+            Err(e) => self.notice.set(Some(e.human())),
+        }
     }
 
     /// Marks the open chat's peer as verified (kept in the sealed backup).
     pub async fn mark_verified(self, peer: String) {
-        with_keys(|k| {
-            if let Some(p) = k.contents.pins.get_mut(&peer) {
-                p.verified = true;
+        let Ok(name) = Username::parse(&peer) else { return };
+        match flows::mark_verified(&Fetch(self), &WebVault, &name).await {
+            Ok(true) => self.notice.set(Some(format!("{peer} is marked as verified."))),
+            Ok(false) => {
+                self.notice.set(Some(format!("{peer}'s key has changed: accept it before verifying.")))
             }
-        });
-        self.save_backup().await;
-        self.notice.set(Some(format!("{peer} is marked as verified.")));
+            Err(e) => self.notice.set(Some(e.human())),
+        }
     }
 
     /// Whether `peer`'s pinned key is verified.
     pub fn is_verified(&self, peer: &str) -> bool {
-        with_keys(|k| k.contents.pins.get(peer).is_some_and(|p| p.verified)).unwrap_or(false)
+        WebVault.with(|v| v.is_verified(peer)).unwrap_or(false)
     }
 
     /// The safety number with `peer`'s pinned key.
     pub fn safety_number(&self, peer: &str) -> Option<String> {
-        let key = with_keys(|k| k.contents.pins.get(peer).map(|p| p.public_key)).flatten()?;
-        safety_number(peer, &key)
+        let peer = Username::parse(peer).ok()?;
+        WebVault.with(|v| v.safety_number(&peer)).flatten().map(|s| s.to_string())
     }
 
-    fn pair(&self, peer: &str, key: PublicKey) -> Option<PairKey> {
-        with_keys(|k| {
-            if let Some((pk, pair)) = k.pairs.get(peer) {
-                if *pk == key {
-                    return Some(pair.clone());
-                }
-            }
-            let pair = k.contents.identity.pair_key(&key).ok()?;
-            k.pairs.insert(peer.to_owned(), (key, pair.clone()));
-            Some(pair)
-        })
-        .flatten()
-    }
-
-    async fn decrypt(&self, m: &MessageOut) -> Msg {
-        let me = self.me.get_untracked().unwrap_or_default();
-        let mine = m.from.as_str() == me;
-        let peer = if mine { m.to.as_str() } else { m.from.as_str() };
-        // The pin, when there is one: the directory is consulted when a chat opens or the list
-        // loads, not once per message.
-        let pinned = with_keys(|k| k.contents.pins.get(peer).map(|p| p.public_key)).flatten();
-        let key = match pinned {
-            Some(k) => Some(k),
-            None => self.peer_key(peer, None).await,
-        };
-        let my_key = with_keys(|k| k.contents.identity.public_key());
-        let opened = match (key, my_key) {
-            (Some(key), Some(my)) => self.pair(peer, key).and_then(|pair| {
-                let (s, r) = if mine { (my, key) } else { (key, my) };
-                open_message(&pair, &s, &r, m.envelope.as_bytes())
-                    .ok()
-                    .filter(|o| o.header.client_msg_id == m.client_msg_id.0)
-            }),
-            _ => None,
-        };
+    /// Decrypts a stored message for display. `None` for a message addressed to someone else:
+    /// it is never shown, only counted.
+    async fn decrypt(&self, m: &MessageOut) -> Option<Msg> {
+        let opened = flows::open(&Fetch(*self), &WebVault, m).await;
+        let mine = self.me.get_untracked().as_deref() == Some(m.from.as_str());
         let mut file = None;
         let (text, undecryptable) = match opened.map(|o| o.payload) {
-            Some(Payload::Text(t)) => (t, false),
-            Some(Payload::File(f)) => {
+            Ok(Payload::Text(t)) => (t, false),
+            Ok(Payload::File(f)) => {
                 let text = format!("📎 {}", f.name);
                 file = Some(FileMeta {
                     name: f.name.clone(),
@@ -629,10 +532,14 @@ impl App {
                 });
                 (text, false)
             }
-            Some(_) => ("This message needs a newer version of Sealroom.".into(), false),
-            None => ("🔒 This message could not be decrypted.".into(), true),
+            Ok(_) => ("This message needs a newer version of Sealroom.".into(), false),
+            Err(Failure::Core(sealroom_session::Error::NotForMe)) => {
+                self.misaddressed.set(WebVault.with(|v| v.misaddressed()).unwrap_or(0));
+                return None;
+            }
+            Err(_) => ("🔒 This message could not be decrypted.".into(), true),
         };
-        Msg {
+        Some(Msg {
             folded: text.to_lowercase(),
             key: m.client_msg_id.to_b64(),
             id: Some(m.id.0),
@@ -643,7 +550,7 @@ impl App {
             envelope: sealroom_protocol::encode_b64(m.envelope.as_bytes()),
             undecryptable,
             file,
-        }
+        })
     }
 
     // -----------------------------------------------------------------------------------------
@@ -651,7 +558,7 @@ impl App {
 
     /// Reloads the conversation list, decrypting previews.
     pub async fn load_conversations(self) {
-        let list = match api::get::<ConversationsResponse>("/api/conversations").await {
+        let list = match call::<Conversations>(Conversations::PATH, None).await {
             Ok(l) => l.conversations,
             Err(e) if e.error == ErrorCode::SessionRevoked || e.error == ErrorCode::Unauthorized => {
                 return self.forget(Some("Your session ended. Please sign in again.".into()))
@@ -659,7 +566,7 @@ impl App {
             Err(e) => return self.fail(&e),
         };
         let newest = list.iter().filter_map(|c| c.last_message.as_ref().map(|m| m.id.0)).max().unwrap_or(0);
-        with_keys(|k| k.last_id = k.last_id.max(newest));
+        with_keys(|k| k.outbox.advance(MessageId(newest)));
         let mut out = Vec::with_capacity(list.len());
         for c in list {
             out.push(self.conv_of(c).await);
@@ -669,12 +576,15 @@ impl App {
 
     async fn conv_of(&self, c: ConversationSummary) -> Conv {
         let peer = c.peer.to_string();
-        self.peer_key(&peer, Some(c.peer_identity_key.0)).await;
-        let (preview, ts) = match &c.last_message {
-            Some(m) => {
-                let d = self.decrypt(m).await;
+        self.check_peer(&peer, Some(c.peer_identity_key)).await;
+        let last = match &c.last_message {
+            Some(m) => self.decrypt(m).await.map(|d| (d, m.ts as f64)),
+            None => None,
+        };
+        let (preview, ts) = match last {
+            Some((d, ts)) => {
                 let prefix = if d.mine { "You: " } else { "" };
-                (format!("{prefix}{}", d.text), m.ts as f64)
+                (format!("{prefix}{}", d.text), ts)
             }
             None => (String::new(), c.last_activity as f64),
         };
@@ -693,22 +603,20 @@ impl App {
     /// Opens the chat with `peer` (creating it on the first message).
     pub async fn open_chat(self, peer: String) {
         self.active.set(Some(peer.clone()));
-        self.key_alert.set(None);
         self.msgs.set(Vec::new());
         crate::files::drop_all(self, false);
         self.has_more.set(false);
         self.found.set(Vec::new());
-        self.peer_key(&peer, None).await;
-        let page = match api::get::<HistoryResponse>(&format!("/api/conversations/{peer}/messages?limit=50"))
-            .await
-        {
+        self.check_peer(&peer, None).await;
+        let query = sealroom_protocol::HistoryQuery { limit: Some(50), ..Default::default() };
+        let page = match call::<History>(&(History::path(&[&peer]) + &query.to_query()), None).await {
             Ok(p) => p,
             Err(e) if e.error == ErrorCode::NotFound => return, // a new chat
             Err(e) => return self.fail(&e),
         };
         let mut msgs = Vec::with_capacity(page.messages.len());
         for m in &page.messages {
-            msgs.push(self.decrypt(m).await);
+            msgs.extend(self.decrypt(m).await);
         }
         apply_markers(&mut msgs, page.peer_delivered_up_to.0, page.peer_read_up_to.0);
         if self.active.get_untracked().as_deref() != Some(peer.as_str()) {
@@ -743,8 +651,12 @@ impl App {
     async fn load_older_page(self, limit: u32) {
         let Some(peer) = self.active.get_untracked() else { return };
         let Some(oldest) = self.msgs.with_untracked(|m| m.iter().filter_map(|m| m.id).min()) else { return };
-        let path = format!("/api/conversations/{peer}/messages?before={oldest}&limit={limit}");
-        let Ok(page) = api::get::<HistoryResponse>(&path).await else {
+        let query = sealroom_protocol::HistoryQuery {
+            before: Some(MessageId(oldest)),
+            after: None,
+            limit: Some(limit),
+        };
+        let Ok(page) = call::<History>(&(History::path(&[&peer]) + &query.to_query()), None).await else {
             return;
         };
         if self.active.get_untracked().as_deref() != Some(peer.as_str()) {
@@ -752,7 +664,7 @@ impl App {
         }
         let mut older = Vec::new();
         for m in &page.messages {
-            older.push(self.decrypt(m).await);
+            older.extend(self.decrypt(m).await);
         }
         apply_markers(&mut older, page.peer_delivered_up_to.0, page.peer_read_up_to.0);
         self.has_more.set(page.has_more);
@@ -764,7 +676,7 @@ impl App {
 
     async fn mark_read(&self, peer: String, up_to: i64) {
         let body = sealroom_protocol::MarkReadRequest { up_to: MessageId(up_to) };
-        let _ = api::call::<_, ()>("POST", &format!("/api/conversations/{peer}/read"), Some(&body)).await;
+        let _ = call::<MarkRead>(&MarkRead::path(&[&peer]), Some(&body)).await;
         self.convs.update(|cs| {
             if let Some(c) = cs.iter_mut().find(|c| c.peer == peer) {
                 c.unread = 0;
@@ -776,6 +688,7 @@ impl App {
     pub async fn send(self, text: String) {
         let Some(peer) = self.active.get_untracked() else { return };
         if text.trim().is_empty() || self.key_alert.with_untracked(Option::is_some) {
+            // The composer is disabled behind the banner; this is the same rule for Enter.
             return;
         }
         let header = match MessageHeader::new(now() as u64) {
@@ -805,7 +718,8 @@ impl App {
     }
 
     /// Seals `payload` to `peer` under `header`: the `send` frame and the envelope in base64.
-    /// `None` (with a notice) when the peer's key is unknown or has changed.
+    /// `None` (with a notice) when the peer's key is unknown or has changed: the vault refuses
+    /// to seal to a changed key, whichever chat is open and whichever way the user sends.
     pub(crate) async fn seal(
         &self,
         peer: &str,
@@ -813,36 +727,44 @@ impl App {
         payload: &Payload,
         blobs: Vec<sealroom_protocol::BlobId>,
     ) -> Option<(ClientFrame, String)> {
-        let Some(key) = self.peer_key(peer, None).await else {
-            self.notice.set(Some(format!("Cannot find {peer}'s key.")));
-            return None;
-        };
-        if self.key_alert.with_untracked(Option::is_some) {
-            return None;
-        }
-        let pair = self.pair(peer, key)?;
-        let my = with_keys(|k| k.contents.identity.public_key())?;
-        let env = match seal_message(&pair, &my, &key, header, payload) {
-            Ok(env) => env,
-            Err(e) => {
-                self.notice.set(Some(e.to_string()));
-                return None;
-            }
-        };
         let to = Username::parse(peer).ok()?;
-        let envelope = Envelope::new(env).ok()?;
+        let (client_msg_id, envelope) =
+            match flows::seal(&Fetch(*self), &WebVault, &to, header, payload).await {
+                Ok(sealed) => sealed,
+                Err(Failure::Core(sealroom_session::Error::KeyChanged(change))) => {
+                    self.raise_key_alert(&change);
+                    self.notice.set(Some(Failure::Core(sealroom_session::Error::KeyChanged(change)).human()));
+                    return None;
+                }
+                Err(e) => {
+                    self.notice.set(Some(format!("Cannot send to {peer}: {}", e.human())));
+                    return None;
+                }
+            };
         let b64 = sealroom_protocol::encode_b64(envelope.as_bytes());
-        let frame =
-            ClientFrame::Send { to, client_msg_id: ClientMsgId(header.client_msg_id), envelope, blobs };
-        Some((frame, b64))
+        Some((ClientFrame::Send { to, client_msg_id, envelope, blobs }, b64))
     }
 
     /// Queues a `send` until its ack (resent after a reconnect) and sends it now if online.
     pub(crate) fn enqueue(&self, peer: String, frame: ClientFrame) {
+        let Ok(peer) = Username::parse(&peer) else { return };
         with_keys(|k| {
-            k.outbox.push((peer, frame.clone()));
+            k.outbox.push(peer, frame.clone());
             if let Some(s) = &k.socket {
                 s.send(&frame);
+            }
+        });
+    }
+
+    /// Sends what the outbox says to send after a (re)connect or an accepted key: a sync from
+    /// the cursor, then every unacknowledged message except to peers whose key changed.
+    fn flush_outbox(&self) {
+        with_keys(|k| {
+            if let Some(s) = &k.socket {
+                let vault = &k.vault;
+                for f in k.outbox.on_hello(|p| vault.key_change(p).is_some()) {
+                    s.send(&f);
+                }
             }
         });
     }
@@ -861,13 +783,7 @@ impl App {
     /// Clears the open chat for this user or both.
     pub async fn clear(self, for_both: bool) {
         let Some(peer) = self.active.get_untracked() else { return };
-        match api::call::<_, ()>(
-            "POST",
-            &format!("/api/conversations/{peer}/clear"),
-            Some(&ClearRequest { for_both }),
-        )
-        .await
-        {
+        match call::<Clear>(&Clear::path(&[&peer]), Some(&ClearRequest { for_both })).await {
             Ok(()) => {
                 self.msgs.set(Vec::new());
                 self.load_conversations().await;
@@ -879,7 +795,7 @@ impl App {
     /// Pins/unpins or closes a conversation.
     pub async fn set_flags(self, peer: String, pinned: Option<bool>, hidden: Option<bool>) {
         let body = sealroom_protocol::ConversationFlags { pinned, hidden };
-        match api::call::<_, ()>("PUT", &format!("/api/conversations/{peer}/flags"), Some(&body)).await {
+        match call::<SetFlags>(&SetFlags::path(&[&peer]), Some(&body)).await {
             Ok(()) => self.load_conversations().await,
             Err(e) => self.fail(&e),
         }
@@ -892,7 +808,7 @@ impl App {
             return self.found.set(Vec::new());
         }
         let me = self.me.get_untracked().unwrap_or_default();
-        match api::get::<UserSearchResponse>(&format!("/api/users?prefix={prefix}&limit=10")).await {
+        match call::<SearchUsers>(&format!("{}?prefix={prefix}&limit=10", SearchUsers::PATH), None).await {
             Ok(r) => self
                 .found
                 .set(r.users.into_iter().map(|u| u.username.to_string()).filter(|u| *u != me).collect()),
@@ -934,40 +850,34 @@ impl App {
             ServerFrame::Hello { .. } => {
                 // Catch up on what was missed, then flush the outbox (resends are de-duplicated
                 // by client_msg_id, so nothing is stored twice).
-                with_keys(|k| {
-                    if let Some(s) = &k.socket {
-                        s.send(&ClientFrame::Sync { since: MessageId(k.last_id) });
-                        for (_, f) in &k.outbox {
-                            s.send(f);
-                        }
-                    }
-                });
-                if with_keys(|k| k.last_id > 0).unwrap_or(false) {
+                self.flush_outbox();
+                if with_keys(|k| k.outbox.cursor().0 > 0).unwrap_or(false) {
                     spawn_local(async move { app.load_conversations().await });
                 }
             }
-            ServerFrame::Ack { client_msg_id, id, ts } => {
-                with_keys(|k| {
-                    k.outbox.retain(|(_, f)| !matches!(f, ClientFrame::Send { client_msg_id: c, .. } if *c == client_msg_id));
-                    k.last_id = k.last_id.max(id.0);
-                });
-                let key = client_msg_id.to_b64();
-                self.msgs.update(|ms| {
-                    if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
-                        m.id = Some(id.0);
-                        m.ts = ts as f64;
-                        if m.state == Delivery::Sending {
-                            m.state = Delivery::Sent;
-                        }
+            ServerFrame::Ack { .. } | ServerFrame::Synced { .. } => {
+                match with_keys(|k| k.outbox.on_frame(&frame)) {
+                    Some(OutboxEvent::Acked { client_msg_id, id, ts }) => {
+                        let key = client_msg_id.to_b64();
+                        self.msgs.update(|ms| {
+                            if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
+                                m.id = Some(id.0);
+                                m.ts = ts as f64;
+                                if m.state == Delivery::Sending {
+                                    m.state = Delivery::Sent;
+                                }
+                            }
+                        });
                     }
-                });
-            }
-            ServerFrame::Message { message } => spawn_local(async move { app.on_message(message).await }),
-            ServerFrame::Synced { up_to, more } => {
-                with_keys(|k| k.last_id = k.last_id.max(up_to.0));
-                if more {
-                    with_keys(|k| k.socket.as_ref().map(|s| s.send(&ClientFrame::Sync { since: up_to })));
+                    Some(OutboxEvent::SyncMore(next)) => {
+                        with_keys(|k| k.socket.as_ref().map(|s| s.send(&next)));
+                    }
+                    _ => {}
                 }
+            }
+            ServerFrame::Message { message } => {
+                with_keys(|k| k.outbox.advance(message.id));
+                spawn_local(async move { app.on_message(message).await })
             }
             ServerFrame::Presence { user, online, last_seen } => self.convs.update(|cs| {
                 if let Some(c) = cs.iter_mut().find(|c| c.peer == user.as_str()) {
@@ -1001,23 +911,34 @@ impl App {
                 spawn_local(async move { app.load_conversations().await });
             }
             ServerFrame::SessionRevoked { reason } => self.forget(Some(format!("Signed out: {reason}."))),
-            ServerFrame::Error { code, message, client_msg_id } => match client_msg_id {
-                Some(id) => {
-                    with_keys(|k| {
-                        k.outbox.retain(
-                            |(_, f)| !matches!(f, ClientFrame::Send { client_msg_id: c, .. } if *c == id),
-                        )
-                    });
-                    let key = id.to_b64();
-                    self.msgs.update(|ms| {
-                        if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
-                            m.state = Delivery::Failed(message.clone());
-                        }
-                    });
+            ServerFrame::Error { client_msg_id: Some(_), .. } => {
+                match with_keys(|k| k.outbox.on_frame(&frame)) {
+                    Some(OutboxEvent::Failed { client_msg_id, message, .. }) => {
+                        let key = client_msg_id.to_b64();
+                        self.msgs.update(|ms| {
+                            if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
+                                m.state = Delivery::Failed(message.clone());
+                            }
+                        });
+                    }
+                    Some(OutboxEvent::RateLimited { client_msg_id }) => set_timeout(
+                        move || {
+                            with_keys(|k| {
+                                if let (Some(s), Some(f)) = (&k.socket, k.outbox.frame(client_msg_id)) {
+                                    s.send(f);
+                                }
+                            });
+                        },
+                        std::time::Duration::from_secs(1),
+                    ),
+                    _ => {}
                 }
-                None if code != ErrorCode::RateLimited => self.notice.set(Some(message)),
-                None => {}
-            },
+            }
+            ServerFrame::Error { code, message, client_msg_id: None } => {
+                if code != ErrorCode::RateLimited {
+                    self.notice.set(Some(message));
+                }
+            }
         }
     }
 
@@ -1037,7 +958,6 @@ impl App {
     }
 
     async fn on_message(self, message: MessageOut) {
-        with_keys(|k| k.last_id = k.last_id.max(message.id.0));
         let me = self.me.get_untracked().unwrap_or_default();
         let mine = message.from.as_str() == me;
         let peer = if mine { message.to.to_string() } else { message.from.to_string() };
@@ -1048,7 +968,7 @@ impl App {
                 });
             }
         }
-        let msg = self.decrypt(&message).await;
+        let Some(msg) = self.decrypt(&message).await else { return };
         let visible = is_visible();
         let open = self.active.get_untracked().as_deref() == Some(peer.as_str());
         if open {
@@ -1095,8 +1015,7 @@ impl App {
 
     /// Pins set in this session (for the safety-number screen).
     pub fn pins(&self) -> BTreeMap<String, bool> {
-        with_keys(|k| k.contents.pins.iter().map(|(n, p)| (n.clone(), p.verified)).collect())
-            .unwrap_or_default()
+        WebVault.with(|v| v.pins().iter().map(|(n, p)| (n.clone(), p.verified)).collect()).unwrap_or_default()
     }
 }
 
@@ -1118,14 +1037,6 @@ fn apply_markers(msgs: &mut [Msg], delivered: i64, read: i64) {
             };
         }
     }
-}
-
-fn safety_number(peer: &str, key: &PublicKey) -> Option<String> {
-    with_keys(|k| {
-        SafetyNumber::compute(k.username.as_str(), &k.contents.identity.public_key(), peer, key).ok()
-    })
-    .flatten()
-    .map(|s| s.to_string())
 }
 
 /// An error as a sentence for people.

@@ -26,7 +26,8 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Connects to `<base>/ws` with a Bearer token and reads the hello.
     pub async fn open(base: &url::Url, token: &str) -> Result<Self> {
-        let mut url = base.join("/ws").map_err(|e| ClientError::Usage(e.to_string()))?;
+        let mut url =
+            base.join(sealroom_protocol::endpoint::WS_PATH).map_err(|e| ClientError::Usage(e.to_string()))?;
         let scheme = if base.scheme() == "https" { "wss" } else { "ws" };
         url.set_scheme(scheme).map_err(|()| ClientError::Usage("bad server URL".into()))?;
         Self::open_url(url.as_str(), Some(token)).await

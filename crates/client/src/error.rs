@@ -47,6 +47,10 @@ pub enum ClientError {
     /// The caller gave an invalid argument.
     #[error("{0}")]
     Usage(String),
+    /// The client core refused: the relay's identity key for this user is not the one in the
+    /// backup, a message was addressed to someone else, and the like.
+    #[error("{0}")]
+    Session(sealroom_session::Error),
     /// Nothing arrived in time.
     #[error("timed out")]
     Timeout,
@@ -55,5 +59,23 @@ pub enum ClientError {
 impl From<sealroom_protocol::BytesError> for ClientError {
     fn from(e: sealroom_protocol::BytesError) -> Self {
         ClientError::Usage(e.to_string())
+    }
+}
+
+impl From<sealroom_session::Error> for ClientError {
+    fn from(e: sealroom_session::Error) -> Self {
+        use sealroom_session::Error as E;
+        match e {
+            E::BackupUnreadable => ClientError::BackupUnreadable,
+            E::KeyChanged(c) => ClientError::KeyChanged {
+                peer: c.peer.to_string(),
+                old_safety_number: c.old_safety_number,
+                new_safety_number: c.new_safety_number,
+            },
+            E::Crypto(e) => ClientError::Crypto(e),
+            E::Undecryptable => ClientError::Crypto(sealroom_crypto::Error::Decryption),
+            E::WeakPassword(why) => ClientError::Usage(why.to_owned()),
+            other => ClientError::Session(other),
+        }
     }
 }

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt as _;
 use sealroom_crypto::{FileDecryptor, FileKey, FileRef, Payload, StreamEncryptor};
-use sealroom_protocol::{
-    blob_size_for, ApiError, BlobId, ErrorCode, MessageId, MessageOut, StorageInfo, UploadResponse,
-};
+use sealroom_protocol::{blob_size_for, ApiError, BlobId, ErrorCode, MessageId, StorageInfo, UploadResponse};
 use tokio::io::AsyncWriteExt as _;
+
+use sealroom_protocol::endpoint::{BlobInfo, DeleteBlob, DownloadBlob, Endpoint, UploadBlob};
 
 use crate::{parse, ClientError, Message, Result, Session};
 
@@ -89,7 +89,7 @@ pub fn check_limits(info: &StorageInfo, file_size: u64) -> Result<()> {
 impl Session {
     /// This user's attachment storage and the relay's limits.
     pub async fn storage(&self) -> Result<StorageInfo> {
-        self.get("/api/blobs").await
+        self.get::<BlobInfo>(BlobInfo::PATH).await
     }
 
     /// Encrypts the file at `path` while streaming it to the relay.
@@ -110,7 +110,7 @@ impl Session {
         let producer =
             tokio::task::spawn_blocking(move || encrypt_file(&reader_path, &reader_key, size, &tx));
         let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-        let url = self.client.url("/api/blobs")?;
+        let url = self.client.url(UploadBlob::PATH)?;
         let sent = self
             .client
             .http
@@ -150,11 +150,11 @@ impl Session {
     pub async fn send_file(&mut self, peer: &str, path: &Path, accept_new_key: bool) -> Result<MessageId> {
         let peer = parse(peer)?;
         // Check the key first, so a changed key does not leave an upload behind.
-        let key = self.peer_key(&peer, accept_new_key).await?;
+        self.peer_key(&peer, accept_new_key).await?;
         let upload = self.upload_file(path).await?;
         let payload = Payload::File(upload.file);
         let sent = async {
-            let (client_msg_id, envelope) = self.seal_to(&peer, key, &payload)?;
+            let (client_msg_id, envelope) = self.seal_to(&peer, &payload)?;
             let mut conn = self.connect().await?;
             let id = conn
                 .send_with_blobs_and_wait(peer, client_msg_id, envelope, vec![upload.blob_id.clone()])
@@ -172,20 +172,13 @@ impl Session {
 
     /// Withdraws an uploaded blob that no message references.
     pub async fn delete_upload(&self, blob_id: &BlobId) -> Result<()> {
-        self.client
-            .call::<(), ()>(
-                reqwest::Method::DELETE,
-                &format!("/api/blobs/{blob_id}"),
-                Some(&self.token),
-                None,
-            )
-            .await
+        self.client.call::<DeleteBlob>(&DeleteBlob::path(&[blob_id]), Some(&self.token), None).await
     }
 
     /// One stored message, decrypted (404 unless it is in one of this user's conversations and
     /// not cleared).
     pub async fn message(&mut self, id: MessageId) -> Result<Message> {
-        let raw: MessageOut = self.get(&format!("/api/messages/{id}")).await?;
+        let raw = self.message_raw(id).await?;
         self.decrypt(&raw).await
     }
 
@@ -221,7 +214,7 @@ impl Session {
     }
 
     async fn download_into(&self, file: &FileRef, blob_id: &BlobId, part: &Path) -> Result<()> {
-        let url = self.client.url(&format!("/api/blobs/{blob_id}"))?;
+        let url = self.client.url(&DownloadBlob::path(&[blob_id]))?;
         let resp =
             self.client.http.get(url).bearer_auth(&self.token).send().await.map_err(ClientError::Http)?;
         if !resp.status().is_success() {

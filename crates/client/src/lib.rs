@@ -23,20 +23,18 @@ mod conn;
 mod error;
 mod files;
 
-use std::collections::HashMap;
+use std::sync::Mutex;
 
-use sealroom_crypto::{
-    open_message, seal_backup, seal_message, unseal_backup, BackupContents, BackupKey, IdentitySecret,
-    KdfParams, MessageHeader, PairKey, PasswordKeys, Payload, Pin, PublicKey, SafetyNumber,
+use sealroom_crypto::{KdfParams, PasswordKeys, Payload, Pin, PublicKey, SafetyNumber};
+use sealroom_protocol::endpoint::{
+    Clear, Conversations, Endpoint, GetMessage, History, LogoutAll, MarkRead, SearchUsers,
 };
 use sealroom_protocol::{
-    ApiError, AuthKeyBytes, ChangePasswordRequest, ClearRequest, ConversationSummary, ConversationsResponse,
-    HistoryQuery, HistoryResponse, IdentityKey, KeyBackupVersion, LoginRequest, Me, MessageId, MessageOut,
-    PreloginRequest, PreloginResponse, RegisterRequest, Salt, SealedBackup, SessionResponse,
-    UpdateKeyBackupRequest, UserInfo, UserSearchResponse, Username,
+    ApiError, ClearRequest, ConversationSummary, HistoryQuery, HistoryResponse, Me, MessageId, MessageOut,
+    UserInfo, Username,
 };
+use sealroom_session::{flows, PeerKey, Transport, Vault};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 pub use conn::Connection;
 pub use error::ClientError;
@@ -73,13 +71,15 @@ impl Client {
         self.base.join(path).map_err(|e| ClientError::Usage(e.to_string()))
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(
+    /// Calls endpoint `E` at `path` (from [`Endpoint::path`]), with a Bearer token once signed in.
+    async fn call<E: Endpoint>(
         &self,
-        method: reqwest::Method,
         path: &str,
         token: Option<&str>,
-        body: Option<&B>,
-    ) -> Result<T> {
+        body: Option<&E::Body>,
+    ) -> Result<E::Response> {
+        let method = reqwest::Method::from_bytes(E::METHOD.as_str().as_bytes())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let mut req = self.http.request(method, self.url(path)?);
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -110,61 +110,56 @@ impl Client {
         }
     }
 
-    /// Creates an account: makes the identity key and the password keys here, seals the
-    /// backup, registers. Argon2id runs on a blocking thread.
-    pub async fn register(&self, username: &str, password: &str) -> Result<Session> {
-        let username = Username::parse(username).map_err(|e| ClientError::Usage(e.to_string()))?;
-        let salt = sealroom_crypto::generate_salt()?;
-        let keys = derive(password, salt.to_vec(), KdfParams::PRODUCTION).await?;
-        let identity = IdentitySecret::generate()?;
-        let public = identity.public_key();
-        let contents = BackupContents::new(identity);
-        let sealed = seal_backup(&keys.backup_key, username.as_str(), &contents)?;
-        let p = KdfParams::PRODUCTION;
-        let req = RegisterRequest {
-            username,
-            auth_key: AuthKeyBytes(*keys.auth_key.as_bytes()),
-            salt: Salt(salt),
-            kdf: sealroom_protocol::KdfParams { m_kib: p.m_kib, t: p.t, p: p.p },
-            identity_key: IdentityKey(*public.as_bytes()),
-            key_backup: SealedBackup::new(sealed)?,
-        };
-        let resp: SessionResponse =
-            self.call(reqwest::Method::POST, "/api/register", None, Some(&req)).await?;
-        Session::start(self.clone(), resp, keys.backup_key, contents)
+    fn transport<'a>(&'a self, token: Option<&'a str>) -> Http<'a> {
+        Http { client: self, token }
     }
 
-    /// Logs in: fetches salt and parameters, derives the keys, logs in, unseals the backup.
+    /// Creates an account: the identity key and the password keys are made here and the
+    /// backup sealed here ([`sealroom_session::flows::register`]). Argon2id runs on a
+    /// blocking thread.
+    pub async fn register(&self, username: &str, password: &str) -> Result<Session> {
+        let username = parse(username)?;
+        let (resp, vault) = flows::register(&self.transport(None), &username, password).await?;
+        Ok(Session::start(self.clone(), resp, vault))
+    }
+
+    /// Logs in: fetches salt and parameters, derives the keys, logs in, unseals the backup and
+    /// checks its identity against the one the relay publishes.
     pub async fn login(&self, username: &str, password: &str) -> Result<Session> {
-        let username = Username::parse(username).map_err(|e| ClientError::Usage(e.to_string()))?;
-        let pre: PreloginResponse = self
-            .call(
-                reqwest::Method::POST,
-                "/api/prelogin",
-                None,
-                Some(&PreloginRequest { username: username.clone() }),
-            )
-            .await?;
-        let params = KdfParams { m_kib: pre.kdf.m_kib, t: pre.kdf.t, p: pre.kdf.p };
-        let keys = derive(password, pre.salt.0.to_vec(), params).await?;
-        let req =
-            LoginRequest { username: username.clone(), auth_key: AuthKeyBytes(*keys.auth_key.as_bytes()) };
-        let resp: SessionResponse = self.call(reqwest::Method::POST, "/api/login", None, Some(&req)).await?;
-        let contents = unseal_backup(&keys.backup_key, username.as_str(), resp.user.key_backup.as_bytes())
-            .map_err(|_| ClientError::BackupUnreadable)?;
-        if contents.identity.public_key().as_bytes() != &resp.user.identity_key.0 {
-            return Err(ClientError::BackupUnreadable);
-        }
-        Session::start(self.clone(), resp, keys.backup_key, contents)
+        let username = parse(username)?;
+        let (resp, vault) = flows::login(&self.transport(None), &username, password).await?;
+        Ok(Session::start(self.clone(), resp, vault))
     }
 }
 
-async fn derive(password: &str, salt: Vec<u8>, params: KdfParams) -> Result<PasswordKeys> {
-    let password = zeroize::Zeroizing::new(password.to_owned());
-    tokio::task::spawn_blocking(move || PasswordKeys::derive(&password, &salt, params))
-        .await
-        .map_err(|e| ClientError::Protocol(format!("key derivation task failed: {e}")))?
-        .map_err(ClientError::from)
+/// The native [`Transport`]: reqwest, with the session's Bearer token.
+struct Http<'a> {
+    client: &'a Client,
+    token: Option<&'a str>,
+}
+
+impl Transport for Http<'_> {
+    type Error = ClientError;
+
+    async fn call<E: Endpoint>(&self, path: &str, body: Option<&E::Body>) -> Result<E::Response> {
+        self.client.call::<E>(path, self.token, body).await
+    }
+
+    fn api_error(e: &ClientError) -> Option<&ApiError> {
+        match e {
+            ClientError::Api(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    async fn derive_keys(&self, password: &str, salt: &[u8], params: KdfParams) -> Result<PasswordKeys> {
+        let password = zeroize::Zeroizing::new(password.to_owned());
+        let salt = salt.to_vec();
+        tokio::task::spawn_blocking(move || PasswordKeys::derive(&password, &salt, params))
+            .await
+            .map_err(|e| ClientError::Protocol(format!("key derivation task failed: {e}")))?
+            .map_err(ClientError::from)
+    }
 }
 
 /// A decrypted message.
@@ -197,15 +192,19 @@ impl Message {
     }
 }
 
-/// A logged-in user, holding their keys in memory.
+impl From<sealroom_session::Opened> for Message {
+    fn from(o: sealroom_session::Opened) -> Self {
+        Message { id: o.id, ts: o.ts, from: o.from, to: o.to, sent_at_ms: o.sent_at_ms, payload: o.payload }
+    }
+}
+
+/// A logged-in user, holding their keys in memory (in a [`Vault`] of the shared client core).
 pub struct Session {
     client: Client,
     token: String,
     session_id: String,
     me: Me,
-    backup_key: BackupKey,
-    contents: BackupContents,
-    pairs: HashMap<Username, (PublicKey, PairKey)>,
+    vault: Vault,
 }
 
 impl std::fmt::Debug for Session {
@@ -217,22 +216,18 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// Runs a [`flows`] function with this session's transport and its vault borrowed for the call.
+macro_rules! flow {
+    ($self:ident, $f:ident($($arg:expr),*)) => {{
+        let t = Http { client: &$self.client, token: Some(&$self.token) };
+        let cell = Mutex::new(&mut $self.vault);
+        flows::$f(&t, &cell $(, $arg)*).await
+    }};
+}
+
 impl Session {
-    fn start(
-        client: Client,
-        resp: SessionResponse,
-        backup_key: BackupKey,
-        contents: BackupContents,
-    ) -> Result<Self> {
-        Ok(Session {
-            client,
-            token: resp.token,
-            session_id: resp.session_id,
-            me: resp.user,
-            backup_key,
-            contents,
-            pairs: HashMap::new(),
-        })
+    fn start(client: Client, resp: sealroom_protocol::SessionResponse, vault: Vault) -> Self {
+        Session { client, token: resp.token, session_id: resp.session_id, me: resp.user, vault }
     }
 
     /// This user.
@@ -252,116 +247,49 @@ impl Session {
 
     /// This user's identity public key.
     pub fn identity_key(&self) -> PublicKey {
-        self.contents.identity.public_key()
+        self.vault.identity_key()
     }
 
     /// The pinned keys.
     pub fn pins(&self) -> &std::collections::BTreeMap<String, Pin> {
-        &self.contents.pins
+        self.vault.pins()
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        self.client.call::<(), T>(reqwest::Method::GET, path, Some(&self.token), None).await
+    async fn get<E: Endpoint<Body = ()>>(&self, path: &str) -> Result<E::Response> {
+        self.client.call::<E>(path, Some(&self.token), None).await
     }
 
-    async fn send_json<B: Serialize, T: DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: &B,
-    ) -> Result<T> {
-        self.client.call(method, path, Some(&self.token), Some(body)).await
-    }
-
-    /// Re-seals the backup and stores it, guarded by its version. If another client changed it
-    /// meanwhile, fetches theirs, merges (their pins, then ours on top) and retries.
-    async fn save_backup(&mut self) -> Result<()> {
-        for _ in 0..5 {
-            let sealed = seal_backup(&self.backup_key, self.me.username.as_str(), &self.contents)?;
-            let req = UpdateKeyBackupRequest {
-                key_backup: SealedBackup::new(sealed)?,
-                expected_version: self.me.key_backup_version,
-            };
-            match self
-                .send_json::<_, KeyBackupVersion>(reqwest::Method::PUT, "/api/me/key-backup", &req)
-                .await
-            {
-                Ok(v) => {
-                    self.me.key_backup_version = v.key_backup_version;
-                    return Ok(());
-                }
-                Err(ClientError::Api(e)) if e.error == sealroom_protocol::ErrorCode::StaleBackupVersion => {
-                    let fresh: Me = self.get("/api/me").await?;
-                    let theirs = unseal_backup(
-                        &self.backup_key,
-                        self.me.username.as_str(),
-                        fresh.key_backup.as_bytes(),
-                    )
-                    .map_err(|_| ClientError::BackupUnreadable)?;
-                    self.contents.merge_from(theirs);
-                    self.me.key_backup_version = fresh.key_backup_version;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ClientError::Protocol("the key backup keeps changing; try again".into()))
+    async fn send_json<E: Endpoint>(&self, path: &str, body: &E::Body) -> Result<E::Response> {
+        self.client.call::<E>(path, Some(&self.token), Some(body)).await
     }
 
     /// The directory's key for `peer`, checked against the pin (pinning it on first use). A
     /// key that differs from the pin is refused with [`ClientError::KeyChanged`] unless
     /// `accept_new_key`, which re-pins it (unverified).
     pub async fn peer_key(&mut self, peer: &Username, accept_new_key: bool) -> Result<PublicKey> {
-        let info: UserInfo = self.get(&format!("/api/users/{peer}")).await?;
-        let key = PublicKey::from(info.identity_key.0);
-        match self.contents.pins.get(peer.as_str()) {
-            Some(pin) if pin.public_key == key => Ok(key),
-            Some(pin) if !accept_new_key => Err(ClientError::KeyChanged {
-                peer: peer.to_string(),
-                old_safety_number: self.safety_number_for(peer, &pin.public_key)?.to_string(),
-                new_safety_number: self.safety_number_for(peer, &key)?.to_string(),
-            }),
-            _ => {
-                self.contents
-                    .pins
-                    .insert(peer.to_string(), Pin { public_key: key, verified: false, other_flags: 0 });
-                self.save_backup().await?;
-                self.pairs.remove(peer);
-                Ok(key)
+        match flow!(self, peer_key(peer))? {
+            PeerKey::FirstUse(key) | PeerKey::Pinned(key) => Ok(key),
+            PeerKey::Changed(change) if accept_new_key => {
+                flow!(self, accept_new_key(peer))?;
+                Ok(change.new_key)
             }
+            PeerKey::Changed(change) => Err(sealroom_session::Error::KeyChanged(Box::new(change)).into()),
         }
-    }
-
-    fn safety_number_for(&self, peer: &Username, key: &PublicKey) -> Result<SafetyNumber> {
-        Ok(SafetyNumber::compute(self.me.username.as_str(), &self.identity_key(), peer.as_str(), key)?)
     }
 
     /// The safety number with `peer` (pinning their key on first use).
     pub async fn safety_number(&mut self, peer: &str) -> Result<SafetyNumber> {
         let peer = parse(peer)?;
-        let key = self.peer_key(&peer, false).await?;
-        self.safety_number_for(&peer, &key)
+        self.peer_key(&peer, false).await?;
+        self.vault.safety_number(&peer).ok_or_else(|| ClientError::Protocol("no pinned key".into()))
     }
 
     /// Marks `peer`'s pinned key as verified (after comparing safety numbers).
     pub async fn mark_verified(&mut self, peer: &str) -> Result<()> {
         let peer = parse(peer)?;
         self.peer_key(&peer, false).await?;
-        if let Some(pin) = self.contents.pins.get_mut(peer.as_str()) {
-            pin.verified = true;
-        }
-        self.save_backup().await
-    }
-
-    /// The pair key with `peer` under a given key (cached).
-    fn pair_with(&mut self, peer: &Username, key: PublicKey) -> Result<PairKey> {
-        if let Some((k, pair)) = self.pairs.get(peer) {
-            if *k == key {
-                return Ok(pair.clone());
-            }
-        }
-        let pair = self.contents.identity.pair_key(&key)?;
-        self.pairs.insert(peer.clone(), (key, pair.clone()));
-        Ok(pair)
+        flow!(self, mark_verified(&peer))?;
+        Ok(())
     }
 
     /// Encrypts a payload to `peer`: returns (client_msg_id, envelope).
@@ -371,52 +299,23 @@ impl Session {
         payload: &Payload,
         accept_new_key: bool,
     ) -> Result<(sealroom_protocol::ClientMsgId, sealroom_protocol::Envelope)> {
-        let key = self.peer_key(peer, accept_new_key).await?;
-        self.seal_to(peer, key, payload)
+        self.peer_key(peer, accept_new_key).await?;
+        self.seal_to(peer, payload)
     }
 
-    /// Encrypts a payload to `peer` under an already checked `key`.
+    /// Encrypts a payload to `peer`, whose key was just checked.
     fn seal_to(
         &mut self,
         peer: &Username,
-        key: PublicKey,
         payload: &Payload,
     ) -> Result<(sealroom_protocol::ClientMsgId, sealroom_protocol::Envelope)> {
-        let pair = self.pair_with(peer, key)?;
-        let header = MessageHeader::new(now_ms() as u64)?;
-        let envelope = seal_message(&pair, &self.identity_key(), &key, &header, payload)?;
-        Ok((
-            sealroom_protocol::ClientMsgId(header.client_msg_id),
-            sealroom_protocol::Envelope::new(envelope)?,
-        ))
+        let header = sealroom_crypto::MessageHeader::new(now_ms() as u64)?;
+        Ok(self.vault.seal(peer, &header, payload)?)
     }
 
     /// Decrypts a stored message to or from this user.
     pub async fn decrypt(&mut self, m: &MessageOut) -> Result<Message> {
-        let mine = m.from == self.me.username;
-        let peer = if mine { &m.to } else { &m.from };
-        if !mine && m.to != self.me.username {
-            return Err(ClientError::Protocol("a message for someone else".into()));
-        }
-        let key = match self.contents.pins.get(peer.as_str()) {
-            Some(pin) => pin.public_key,
-            None => self.peer_key(peer, false).await?,
-        };
-        let pair = self.pair_with(peer, key)?;
-        let me = self.identity_key();
-        let (sender, recipient) = if mine { (me, key) } else { (key, me) };
-        let opened = open_message(&pair, &sender, &recipient, m.envelope.as_bytes())?;
-        if opened.header.client_msg_id != m.client_msg_id.0 {
-            return Err(ClientError::Crypto(sealroom_crypto::Error::Decryption));
-        }
-        Ok(Message {
-            id: m.id,
-            ts: m.ts,
-            from: m.from.clone(),
-            to: m.to.clone(),
-            sent_at_ms: opened.header.sent_at_ms,
-            payload: opened.payload,
-        })
+        Ok(flow!(self, open(m))?.into())
     }
 
     /// Opens a WebSocket for this session.
@@ -453,7 +352,7 @@ impl Session {
         while (out.len() as u32) < limit {
             let want = (limit - out.len() as u32).min(sealroom_protocol::MAX_PAGE);
             let q = HistoryQuery { before, after: None, limit: Some(want) };
-            let page: HistoryResponse = self.get(&history_path(&peer, &q)).await?;
+            let page = self.get::<History>(&(History::path(&[&peer]) + &q.to_query())).await?;
             before = page.messages.first().map(|m| m.id);
             let more = page.has_more;
             let mut chunk = page.messages;
@@ -473,103 +372,61 @@ impl Session {
     /// The raw history page (envelopes as stored).
     pub async fn history_raw(&self, peer: &str, query: &HistoryQuery) -> Result<HistoryResponse> {
         let peer = parse(peer)?;
-        self.get(&history_path(&peer, query)).await
+        self.get::<History>(&(History::path(&[&peer]) + &query.to_query())).await
+    }
+
+    /// One stored message this user may see (not decrypted).
+    async fn message_raw(&self, id: MessageId) -> Result<MessageOut> {
+        self.get::<GetMessage>(&GetMessage::path(&[&id])).await
     }
 
     /// The conversation list.
     pub async fn conversations(&self) -> Result<Vec<ConversationSummary>> {
-        Ok(self.get::<ConversationsResponse>("/api/conversations").await?.conversations)
+        Ok(self.get::<Conversations>(&Conversations::path(&[])).await?.conversations)
     }
 
     /// Users whose name starts with `prefix`.
     pub async fn users(&self, prefix: &str) -> Result<Vec<UserInfo>> {
-        let mut url = self.client.url("/api/users")?;
+        let mut url = self.client.url(SearchUsers::PATH)?;
         url.query_pairs_mut().append_pair("prefix", prefix);
         let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
-        Ok(self.get::<UserSearchResponse>(&path).await?.users)
+        Ok(self.get::<SearchUsers>(&path).await?.users)
     }
 
     /// Clears the conversation with `peer`, for this user or for both.
     pub async fn clear(&self, peer: &str, for_both: bool) -> Result<()> {
         let peer = parse(peer)?;
-        self.send_json::<_, ()>(
-            reqwest::Method::POST,
-            &format!("/api/conversations/{peer}/clear"),
-            &ClearRequest { for_both },
-        )
-        .await
+        self.send_json::<Clear>(&Clear::path(&[&peer]), &ClearRequest { for_both }).await
     }
 
     /// Marks the conversation with `peer` read up to `up_to`.
     pub async fn mark_read(&self, peer: &str, up_to: MessageId) -> Result<()> {
         let peer = parse(peer)?;
         let body = sealroom_protocol::MarkReadRequest { up_to };
-        self.send_json::<_, ()>(reqwest::Method::POST, &format!("/api/conversations/{peer}/read"), &body)
-            .await
+        self.send_json::<MarkRead>(&MarkRead::path(&[&peer]), &body).await
     }
 
     /// Changes the password: new salt and keys, the backup re-sealed under the new key, the
     /// credential replaced; the relay signs out every other session.
     pub async fn change_password(&mut self, current: &str, new: &str) -> Result<()> {
-        let pre: PreloginResponse = self
-            .client
-            .call(
-                reqwest::Method::POST,
-                "/api/prelogin",
-                None,
-                Some(&PreloginRequest { username: self.me.username.clone() }),
-            )
-            .await?;
-        let old = derive(
-            current,
-            pre.salt.0.to_vec(),
-            KdfParams { m_kib: pre.kdf.m_kib, t: pre.kdf.t, p: pre.kdf.p },
-        )
-        .await?;
-        let salt = sealroom_crypto::generate_salt()?;
-        let keys = derive(new, salt.to_vec(), KdfParams::PRODUCTION).await?;
-        let sealed = seal_backup(&keys.backup_key, self.me.username.as_str(), &self.contents)?;
-        let p = KdfParams::PRODUCTION;
-        let req = ChangePasswordRequest {
-            auth_key: AuthKeyBytes(*old.auth_key.as_bytes()),
-            new_auth_key: AuthKeyBytes(*keys.auth_key.as_bytes()),
-            new_salt: Salt(salt),
-            new_kdf: sealroom_protocol::KdfParams { m_kib: p.m_kib, t: p.t, p: p.p },
-            new_key_backup: SealedBackup::new(sealed)?,
-        };
-        let me: Me = self.send_json(reqwest::Method::POST, "/api/password", &req).await?;
-        self.me = me;
-        self.backup_key = keys.backup_key;
+        self.me = flow!(self, change_password(current, new))?;
         Ok(())
     }
 
     /// Ends this session on the relay.
     pub async fn logout(self) -> Result<()> {
-        self.client.call::<(), ()>(reqwest::Method::POST, "/api/logout", Some(&self.token), None).await
+        use sealroom_protocol::endpoint::Logout;
+        self.client.call::<Logout>(Logout::PATH, Some(&self.token), None).await
     }
 
     /// Ends every session of this user.
     pub async fn logout_everywhere(self) -> Result<()> {
-        self.client.call::<(), ()>(reqwest::Method::POST, "/api/logout-all", Some(&self.token), None).await
+        self.client.call::<LogoutAll>(LogoutAll::PATH, Some(&self.token), None).await
     }
 }
 
 fn parse(name: &str) -> Result<Username> {
     Username::parse(name).map_err(|e| ClientError::Usage(e.to_string()))
-}
-
-fn history_path(peer: &Username, q: &HistoryQuery) -> String {
-    let mut parts = Vec::new();
-    if let Some(b) = q.before {
-        parts.push(format!("before={b}"));
-    }
-    if let Some(a) = q.after {
-        parts.push(format!("after={a}"));
-    }
-    if let Some(l) = q.limit {
-        parts.push(format!("limit={l}"));
-    }
-    format!("/api/conversations/{peer}/messages?{}", parts.join("&"))
 }
 
 /// Unix time in milliseconds.

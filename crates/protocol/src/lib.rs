@@ -20,6 +20,7 @@
 pub mod api;
 mod blob;
 mod bytes;
+pub mod endpoint;
 mod error;
 mod ids;
 pub mod limits;
@@ -31,6 +32,7 @@ pub use blob::{BlobId, BlobIdError, BLOB_ID_LEN};
 pub use bytes::{
     decode_b64, encode_b64, AuthKeyBytes, BytesError, ClientMsgId, Envelope, IdentityKey, Salt, SealedBackup,
 };
+pub use endpoint::{Endpoint, Method};
 pub use error::{classify_json_error, ApiError, ErrorCode};
 pub use ids::{ConversationId, MessageId, UserId};
 pub use limits::*;

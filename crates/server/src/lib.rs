@@ -122,7 +122,7 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
                     .add(("Cache-Control", "no-store")),
             )
             .configure(routes::configure)
-            .route("/ws", web::get().to(ws::handshake))
+            .route(sealroom_protocol::endpoint::WS_PATH, web::get().to(ws::handshake))
             .route("/healthz", web::get().to(routes::healthz))
             .route("/metrics", web::get().to(routes::metrics));
         if let Some(client) = web_client.clone() {

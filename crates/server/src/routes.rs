@@ -2,6 +2,7 @@
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
+use sealroom_protocol::endpoint::{Endpoint, Method};
 use sealroom_protocol::{
     ApiError, ChangePasswordRequest, ClearRequest, ConversationFlags, ConversationsResponse, ErrorCode,
     Health, HistoryQuery, IdentityKey, KdfParams, KeyBackupVersion, LoginRequest, MarkReadRequest, Me,
@@ -17,34 +18,61 @@ use crate::metrics::METRICS;
 use crate::service::{self, with_db};
 use crate::{now_ms, AppState};
 
-/// Mounts every `/api` route.
+/// The prefix every REST endpoint shares; its scope answers `not_found` for unknown paths.
+const API: &str = "/api";
+
+/// The route for endpoint `E`: its method, at its path inside the `/api` scope.
+fn at<E: Endpoint>() -> (&'static str, actix_web::Route) {
+    let route = match E::METHOD {
+        Method::Get => web::get(),
+        Method::Post => web::post(),
+        Method::Put => web::put(),
+        Method::Delete => web::delete(),
+    };
+    (E::PATH.strip_prefix(API).unwrap_or(E::PATH), route)
+}
+
+/// Mounts handlers at their endpoints' declared method and path.
+macro_rules! mount {
+    ($scope:expr, $($endpoint:ty => $handler:expr),* $(,)?) => {{
+        let mut scope = $scope;
+        $(
+            let (path, route) = at::<$endpoint>();
+            scope = scope.route(path, route.to($handler));
+        )*
+        scope
+    }};
+}
+
+/// Mounts every `/api` route, each at the method and path declared in
+/// [`sealroom_protocol::endpoint`].
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api")
-            .route("/prelogin", web::post().to(prelogin))
-            .route("/register", web::post().to(register))
-            .route("/login", web::post().to(login))
-            .route("/logout", web::post().to(logout))
-            .route("/logout-all", web::post().to(logout_all))
-            .route("/password", web::post().to(change_password))
-            .route("/me", web::get().to(me))
-            .route("/me/key-backup", web::put().to(update_key_backup))
-            .route("/users", web::get().to(search_users))
-            .route("/users/{username}", web::get().to(get_user))
-            .route("/conversations", web::get().to(conversations))
-            .route("/conversations/{peer}/messages", web::get().to(history))
-            .route("/conversations/{peer}/read", web::post().to(mark_read))
-            .route("/conversations/{peer}/clear", web::post().to(clear))
-            .route("/conversations/{peer}/flags", web::put().to(set_flags))
-            .route("/messages/{id}", web::get().to(get_message))
-            .route("/blobs", web::post().to(crate::blobs::upload))
-            .route("/blobs", web::get().to(crate::blobs::info))
-            .route("/blobs/{id}", web::get().to(crate::blobs::download))
-            .route("/blobs/{id}", web::delete().to(crate::blobs::delete))
-            .default_service(web::to(|| async {
-                Err::<HttpResponse, _>(ServerError::api(ErrorCode::NotFound, "no such endpoint"))
-            })),
+    use sealroom_protocol::endpoint as e;
+    let scope = mount!(web::scope(API),
+        e::Prelogin => prelogin,
+        e::Register => register,
+        e::Login => login,
+        e::Logout => logout,
+        e::LogoutAll => logout_all,
+        e::ChangePassword => change_password,
+        e::GetMe => me,
+        e::PutKeyBackup => update_key_backup,
+        e::SearchUsers => search_users,
+        e::GetUser => get_user,
+        e::Conversations => conversations,
+        e::History => history,
+        e::MarkRead => mark_read,
+        e::Clear => clear,
+        e::SetFlags => set_flags,
+        e::GetMessage => get_message,
+        e::UploadBlob => crate::blobs::upload,
+        e::BlobInfo => crate::blobs::info,
+        e::DownloadBlob => crate::blobs::download,
+        e::DeleteBlob => crate::blobs::delete,
     );
+    cfg.service(scope.default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ServerError::api(ErrorCode::NotFound, "no such endpoint"))
+    })));
 }
 
 /// Client-side KDF parameters the server accepts: the same range clients enforce.

@@ -185,7 +185,7 @@ async fn bad_rest_input_gets_stable_codes_and_changes_nothing() {
     let (s, _, _) = raw(Method::GET, &u("/healthz"), None, None).await;
     assert_eq!(s, 200);
     assert_eq!(alice.history_raw("bob", &HistoryQuery::default()).await.unwrap(), before);
-    server.client().login("alice", "pw-alice").await.unwrap();
+    server.client().login("alice", "password-of-alice").await.unwrap();
 }
 
 #[tokio::test]

@@ -330,7 +330,7 @@ async fn unsent_uploads_expire_and_stray_files_are_swept_at_start() {
     let _bob = server.register("bob").await;
     let unsent = alice.upload_file(&write(dir.path(), "u.bin", b"never sent")).await.unwrap();
     assert_eq!(blob_files(&server), vec![unsent.blob_id.to_string()]);
-    let mut alice_sends = server.client().login("alice", "pw-alice").await.unwrap();
+    let mut alice_sends = server.client().login("alice", "password-of-alice").await.unwrap();
     let sent = alice_sends.send_file("bob", &write(dir.path(), "s.bin", b"sent"), false).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     server.stop();
@@ -342,7 +342,7 @@ async fn unsent_uploads_expire_and_stray_files_are_swept_at_start() {
     while blob_files(&server).len() != 1 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut bob = server.client().login("bob", "pw-bob").await.unwrap();
+    let mut bob = server.client().login("bob", "password-of-bob").await.unwrap();
     let file = file_of(&mut bob, sent).await;
     assert_eq!(blob_files(&server), vec![file.blob_id.clone()], "only the sent file is left");
     assert_eq!(part_files(&server), 0);
@@ -357,17 +357,17 @@ fn the_cli_sends_and_fetches_files() {
         assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    ok(server.cli("alice", "pw-a", &["register"]));
-    ok(server.cli("bob", "pw-b", &["register"]));
+    ok(server.cli("alice", "password-a", &["register"]));
+    ok(server.cli("bob", "password-b", &["register"]));
     let bytes = pseudo_random(300_000, 13);
     let src = write(dir.path(), "photo.jpg", &bytes);
-    let id = ok(server.cli("alice", "pw-a", &["send-file", "bob", src.to_str().unwrap()]));
+    let id = ok(server.cli("alice", "password-a", &["send-file", "bob", src.to_str().unwrap()]));
     let id = id.trim();
     assert!(id.parse::<u64>().is_ok(), "prints the message id: {id}");
-    let history = ok(server.cli("bob", "pw-b", &["history", "alice"]));
+    let history = ok(server.cli("bob", "password-b", &["history", "alice"]));
     assert!(history.contains("[file photo.jpg (300000 bytes, image/jpeg)]"), "{history}");
     let out = dir.path().join("received.jpg");
-    let line = ok(server.cli("bob", "pw-b", &["get-file", id, out.to_str().unwrap()]));
+    let line = ok(server.cli("bob", "password-b", &["get-file", id, out.to_str().unwrap()]));
     assert_eq!(line.trim_end(), "photo.jpg\t300000\timage/jpeg");
     assert!(std::fs::read(&out).unwrap() == bytes);
 
@@ -376,17 +376,17 @@ fn the_cli_sends_and_fetches_files() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "expected {needle:?} in {err}");
     };
-    fail(server.cli("bob", "pw-b", &["get-file", id, out.to_str().unwrap()]), "exists (use --force");
-    ok(server.cli("bob", "pw-b", &["get-file", "--force", id, out.to_str().unwrap()]));
-    let text_id = ok(server.cli("alice", "pw-a", &["send", "bob", "just text"]));
-    fail(server.cli("bob", "pw-b", &["get-file", text_id.trim(), "x"]), "is not a file");
-    fail(server.cli("bob", "pw-b", &["get-file", "999999", "x"]), "not_found");
+    fail(server.cli("bob", "password-b", &["get-file", id, out.to_str().unwrap()]), "exists (use --force");
+    ok(server.cli("bob", "password-b", &["get-file", "--force", id, out.to_str().unwrap()]));
+    let text_id = ok(server.cli("alice", "password-a", &["send", "bob", "just text"]));
+    fail(server.cli("bob", "password-b", &["get-file", text_id.trim(), "x"]), "is not a file");
+    fail(server.cli("bob", "password-b", &["get-file", "999999", "x"]), "not_found");
     fail(
-        server.cli("alice", "pw-a", &["send-file", "bob", "/nonexistent/file"]),
+        server.cli("alice", "password-a", &["send-file", "bob", "/nonexistent/file"]),
         "cannot read /nonexistent/file",
     );
-    ok(server.cli("carol", "pw-c", &["register"]));
-    fail(server.cli("carol", "pw-c", &["get-file", id, "y"]), "not_found");
+    ok(server.cli("carol", "password-c", &["register"]));
+    fail(server.cli("carol", "password-c", &["get-file", id, "y"]), "not_found");
 }
 
 #[tokio::test]

@@ -162,7 +162,7 @@ async fn history_survives_a_restart_and_nothing_stored_is_plaintext() {
     let before = alice.history_raw("bob", &HistoryQuery::default()).await.unwrap();
 
     server.restart();
-    let mut alice = server.client().login("alice", "pw-alice").await.unwrap();
+    let mut alice = server.client().login("alice", "password-of-alice").await.unwrap();
     let after = alice.history_raw("bob", &HistoryQuery::default()).await.unwrap();
     assert_eq!(after.messages, before.messages, "every stored envelope is intact, byte for byte");
     let h = alice.history("bob", 10).await.unwrap();
@@ -171,7 +171,7 @@ async fn history_survives_a_restart_and_nothing_stored_is_plaintext() {
     server.stop();
     let files = server.all_stored_bytes();
     assert!(files.iter().any(|(p, _)| p.ends_with("sealroom.db")));
-    let password_markers = ["pw-alice", "pw-bob"];
+    let password_markers = ["password-of-alice", "password-of-bob"];
     for (path, bytes) in &files {
         for needle in secrets.iter().chain(password_markers.iter()) {
             assert!(

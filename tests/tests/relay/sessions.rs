@@ -12,7 +12,7 @@ async fn by_default_many_sessions_work_at_once_and_all_receive_messages() {
     let server = TestServer::start();
     let mut alice = server.register("alice").await;
     let bob1 = server.register("bob").await;
-    let bob2 = server.client().login("bob", "pw-bob").await.unwrap();
+    let bob2 = server.client().login("bob", "password-of-bob").await.unwrap();
     let mut w1 = bob1.connect().await.unwrap();
     let mut w2 = bob2.connect().await.unwrap();
     let id = alice.send_text("bob", "to both tabs", false).await.unwrap();
@@ -26,9 +26,9 @@ async fn by_default_many_sessions_work_at_once_and_all_receive_messages() {
 async fn single_session_mode_disconnects_the_older_session() {
     let server = TestServer::start_with(&["--single-session"]);
     let _ = server.register("bob").await;
-    let first = server.client().login("bob", "pw-bob").await.unwrap();
+    let first = server.client().login("bob", "password-of-bob").await.unwrap();
     let mut ws = first.connect().await.unwrap();
-    let second = server.client().login("bob", "pw-bob").await.unwrap();
+    let second = server.client().login("bob", "password-of-bob").await.unwrap();
     let f =
         expect_frame(&mut ws, "session_revoked", |f| matches!(f, ServerFrame::SessionRevoked { .. })).await;
     let ServerFrame::SessionRevoked { reason } = f else { unreachable!() };
@@ -45,20 +45,20 @@ async fn password_change_keeps_this_session_revokes_others_and_keeps_keys() {
     let mut alice = server.register("alice").await;
     let mut bob = server.register("bob").await;
     bob.send_text("alice", "before the change", false).await.unwrap();
-    let other = server.client().login("alice", "pw-alice").await.unwrap();
+    let other = server.client().login("alice", "password-of-alice").await.unwrap();
     let mut other_ws = other.connect().await.unwrap();
-    alice.change_password("pw-alice", "new secret").await.unwrap();
+    alice.change_password("password-of-alice", "new secret").await.unwrap();
     expect_frame(&mut other_ws, "revoked", |f| matches!(f, ServerFrame::SessionRevoked { .. })).await;
     let (status, _, _) = raw(Method::GET, &format!("{}/api/me", server.url), Some(alice.token()), None).await;
     assert_eq!(status, 200, "the changing session stays");
-    let old = server.client().login("alice", "pw-alice").await.unwrap_err();
+    let old = server.client().login("alice", "password-of-alice").await.unwrap_err();
     assert!(old.to_string().contains("invalid_credentials"), "{old}");
     let mut again = server.client().login("alice", "new secret").await.unwrap();
     assert_eq!(again.identity_key(), alice.identity_key(), "same identity after re-sealing");
     let h = again.history("bob", 10).await.unwrap();
     assert_eq!(h.len(), 1, "old history still decrypts");
     // Wrong current password: refused, nothing changes.
-    let err = again.change_password("wrong", "x").await.unwrap_err();
+    let err = again.change_password("wrong", "another secret").await.unwrap_err();
     assert!(err.to_string().contains("invalid_credentials"), "{err}");
     server.client().login("alice", "new secret").await.unwrap();
 }
@@ -67,7 +67,7 @@ async fn password_change_keeps_this_session_revokes_others_and_keeps_keys() {
 async fn logout_everywhere_ends_every_session() {
     let server = TestServer::start();
     let a1 = server.register("alice").await;
-    let a2 = server.client().login("alice", "pw-alice").await.unwrap();
+    let a2 = server.client().login("alice", "password-of-alice").await.unwrap();
     let t1 = a1.token().to_owned();
     a2.logout_everywhere().await.unwrap();
     let (status, _, _) = raw(Method::GET, &format!("{}/api/me", server.url), Some(&t1), None).await;
@@ -90,8 +90,8 @@ async fn login_is_rate_limited_per_username_with_retry_after() {
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
     // Even the right password waits; another user is unaffected.
-    assert!(server.client().login("alice", "pw-alice").await.is_err());
-    server.client().login("bob", "pw-bob").await.unwrap();
+    assert!(server.client().login("alice", "password-of-alice").await.is_err());
+    server.client().login("bob", "password-of-bob").await.unwrap();
 }
 
 #[tokio::test]
@@ -100,7 +100,7 @@ async fn a_stale_key_backup_write_is_refused_and_the_client_merges() {
     let mut a1 = server.register("alice").await;
     let _ = server.register("bob").await;
     let _ = server.register("carol").await;
-    let mut a2 = server.client().login("alice", "pw-alice").await.unwrap();
+    let mut a2 = server.client().login("alice", "password-of-alice").await.unwrap();
     // Both sessions read version 1. a1 pins bob (version 2); a2 pins carol from version 1:
     // the raw write is refused; the client fetches, merges and retries.
     a1.safety_number("bob").await.unwrap();
@@ -114,7 +114,7 @@ async fn a_stale_key_backup_write_is_refused_and_the_client_merges() {
     .await;
     assert_eq!((status.as_u16(), body["error"].as_str()), (409, Some("stale_backup_version")));
     a2.safety_number("carol").await.unwrap();
-    let fresh = server.client().login("alice", "pw-alice").await.unwrap();
+    let fresh = server.client().login("alice", "password-of-alice").await.unwrap();
     let pins: Vec<&String> = fresh.pins().keys().collect();
     assert_eq!(pins, ["bob", "carol"], "neither tab overwrote the other's pin");
 }
@@ -161,6 +161,6 @@ async fn sigterm_drains_connections_and_the_relay_comes_back_with_everything() {
     let log = std::fs::read_to_string(server.log_path()).unwrap();
     assert!(log.contains("draining connections") && log.contains("stopped"), "{log}");
     server.restart();
-    let mut alice = server.client().login("alice", "pw-alice").await.unwrap();
+    let mut alice = server.client().login("alice", "password-of-alice").await.unwrap();
     assert_eq!(alice.history("bob", 5).await.unwrap()[0].id, id);
 }

@@ -1,0 +1,200 @@
+//! Every REST endpoint, declared once: method, path pattern, request body and response body.
+//!
+//! The relay mounts its routes from these declarations and the clients build their requests
+//! from them, so no URL is written twice. A path pattern uses actix's `{name}` segments;
+//! [`Endpoint::path`] fills them in order, percent-encoding nothing because every value put in a
+//! path is a username, a decimal id or a base64url blob id (all URL-safe by construction).
+//!
+//! # Example
+//!
+//! ```
+//! use sealroom_protocol::endpoint::{Endpoint, History, Method};
+//! use sealroom_protocol::{HistoryQuery, MessageId, Username};
+//!
+//! let bob = Username::parse("bob").unwrap();
+//! assert_eq!(History::METHOD, Method::Get);
+//! let q = HistoryQuery { before: Some(MessageId(9)), after: None, limit: Some(50) };
+//! assert_eq!(History::path(&[&bob]) + &q.to_query(), "/api/conversations/bob/messages?before=9&limit=50");
+//! ```
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::*;
+
+/// An HTTP method an endpoint answers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+    /// PUT.
+    Put,
+    /// DELETE.
+    Delete,
+}
+
+impl Method {
+    /// The method's name as HTTP spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// One REST endpoint.
+pub trait Endpoint {
+    /// Its method.
+    const METHOD: Method;
+    /// Its path pattern, with `{name}` for each path parameter.
+    const PATH: &'static str;
+    /// The JSON request body (`()` for none).
+    type Body: Serialize + DeserializeOwned;
+    /// The JSON response body (`()` for 204 No Content).
+    type Response: Serialize + DeserializeOwned;
+
+    /// The path with its `{…}` segments replaced by `args`, in order.
+    fn path(args: &[&dyn std::fmt::Display]) -> String {
+        fill(Self::PATH, args)
+    }
+}
+
+fn fill(pattern: &str, args: &[&dyn std::fmt::Display]) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut args = args.iter();
+    let mut rest = pattern;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else { break };
+        match args.next() {
+            Some(a) => out.push_str(&a.to_string()),
+            None => out.push_str(&rest[start..=start + len]),
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+macro_rules! endpoint {
+    ($(#[$doc:meta])* $name:ident, $method:ident, $path:literal, $body:ty => $resp:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name;
+        impl Endpoint for $name {
+            const METHOD: Method = Method::$method;
+            const PATH: &'static str = $path;
+            type Body = $body;
+            type Response = $resp;
+        }
+    };
+}
+
+endpoint!(
+    /// KDF salt and parameters for a username (a stable fake one for unknown names).
+    Prelogin, Post, "/api/prelogin", PreloginRequest => PreloginResponse);
+endpoint!(
+    /// Creates an account and a session.
+    Register, Post, "/api/register", RegisterRequest => SessionResponse);
+endpoint!(
+    /// Starts a session.
+    Login, Post, "/api/login", LoginRequest => SessionResponse);
+endpoint!(
+    /// Ends this session.
+    Logout, Post, "/api/logout", () => ());
+endpoint!(
+    /// Ends every session of this user.
+    LogoutAll, Post, "/api/logout-all", () => ());
+endpoint!(
+    /// Replaces credential and key backup together; signs out the other sessions.
+    ChangePassword, Post, "/api/password", ChangePasswordRequest => Me);
+endpoint!(
+    /// This user, with the sealed key backup.
+    GetMe, Get, "/api/me", () => Me);
+endpoint!(
+    /// Stores a re-sealed key backup, guarded by its version.
+    PutKeyBackup, Put, "/api/me/key-backup", UpdateKeyBackupRequest => KeyBackupVersion);
+endpoint!(
+    /// Users by name prefix (`?prefix=…&limit=…`).
+    SearchUsers, Get, "/api/users", () => UserSearchResponse);
+endpoint!(
+    /// One user's public identity: `{username}`.
+    GetUser, Get, "/api/users/{username}", () => UserInfo);
+endpoint!(
+    /// The conversation list.
+    Conversations, Get, "/api/conversations", () => ConversationsResponse);
+endpoint!(
+    /// A page of history with `{peer}` (query: [`HistoryQuery`]).
+    History, Get, "/api/conversations/{peer}/messages", () => HistoryResponse);
+endpoint!(
+    /// Moves this user's read marker with `{peer}`.
+    MarkRead, Post, "/api/conversations/{peer}/read", MarkReadRequest => ());
+endpoint!(
+    /// Clears the conversation with `{peer}`.
+    Clear, Post, "/api/conversations/{peer}/clear", ClearRequest => ());
+endpoint!(
+    /// Pins or closes the conversation with `{peer}`.
+    SetFlags, Put, "/api/conversations/{peer}/flags", ConversationFlags => ());
+endpoint!(
+    /// One stored message `{id}` this user may see.
+    GetMessage, Get, "/api/messages/{id}", () => MessageOut);
+endpoint!(
+    /// Uploads an encrypted blob (the body is raw bytes, not JSON).
+    UploadBlob, Post, "/api/blobs", () => UploadResponse);
+endpoint!(
+    /// This user's attachment storage and the relay's limits.
+    BlobInfo, Get, "/api/blobs", () => StorageInfo);
+endpoint!(
+    /// Downloads blob `{id}` (the response is raw bytes, not JSON).
+    DownloadBlob, Get, "/api/blobs/{id}", () => ());
+endpoint!(
+    /// Withdraws unsent blob `{id}`.
+    DeleteBlob, Delete, "/api/blobs/{id}", () => ());
+
+/// The WebSocket's path.
+pub const WS_PATH: &str = "/ws";
+
+impl HistoryQuery {
+    /// `?before=…&after=…&limit=…` with only the fields that are set (empty when none).
+    pub fn to_query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(b) = self.before {
+            parts.push(format!("before={b}"));
+        }
+        if let Some(a) = self.after {
+            parts.push(format!("after={a}"));
+        }
+        if let Some(l) = self.limit {
+            parts.push(format!("limit={l}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_fill_in_order_and_keep_unfilled_segments() {
+        assert_eq!(GetUser::path(&[&"bob"]), "/api/users/bob");
+        assert_eq!(Clear::path(&[&"bob"]), "/api/conversations/bob/clear");
+        assert_eq!(GetMessage::path(&[&42]), "/api/messages/42");
+        assert_eq!(Clear::path(&[]), "/api/conversations/{peer}/clear");
+        assert_eq!(Login::path(&[]), "/api/login");
+        assert_eq!(HistoryQuery::default().to_query(), "");
+        assert_eq!(
+            HistoryQuery { before: None, after: Some(crate::MessageId(3)), limit: None }.to_query(),
+            "?after=3"
+        );
+    }
+}

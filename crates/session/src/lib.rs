@@ -1,0 +1,168 @@
+//! Sealroom's client core: every decision a client makes about keys and state, written once
+//! and called by both the web client (`web/`) and the native client and CLI
+//! (`sealroom-client`).
+//!
+//! It does no network I/O of its own, in the shape of matrix-sdk-crypto: the adapter pushes in
+//! what the relay sent and gets back what to send. Round trips go through a [`Transport`] that
+//! the adapter implements over the typed endpoints of [`sealroom_protocol::endpoint`]; keys
+//! live in a [`Vault`] the adapter keeps in a [`VaultCell`].
+//!
+//! What it decides:
+//! - accounts: the registration request, login keys, unlocking the sealed backup (refusing a
+//!   backup whose identity is not the one the relay publishes), password changes, and the
+//!   merge when another client stored the backup first ([`flows`]);
+//! - peers' keys: pinned on first use, a changed key blocks sealing to that peer until the user
+//!   accepts it ([`Vault::check_peer_key`], [`Vault::seal`]);
+//! - what may be shown: only messages to or from this user that open under the pinned key
+//!   ([`Vault::open`]);
+//! - what to resend after a reconnect and what an ack or an error means ([`Outbox`]).
+//!
+//! What it must never do: talk to the network itself, print a secret, or let a message be
+//! sealed to a key the user has not accepted.
+//!
+//! # Example
+//!
+//! ```
+//! use sealroom_session::{Outbox, OutboxEvent};
+//! use sealroom_protocol::{ClientMsgId, MessageId, ServerFrame};
+//!
+//! let mut outbox = Outbox::default();
+//! // A reconnect: catch up from the cursor, resend what was not acknowledged.
+//! let frames = outbox.on_hello(|_| false);
+//! assert_eq!(frames.len(), 1);
+//! let ack = ServerFrame::Ack { client_msg_id: ClientMsgId([7; 16]), id: MessageId(5), ts: 1 };
+//! assert_eq!(outbox.on_frame(&ack), OutboxEvent::Acked { client_msg_id: ClientMsgId([7; 16]), id: MessageId(5), ts: 1 });
+//! assert_eq!(outbox.cursor(), MessageId(5));
+//! ```
+#![deny(missing_docs)]
+
+pub mod flows;
+mod outbox;
+mod vault;
+
+pub use outbox::{Outbox, OutboxEvent, Queued};
+pub use sealroom_crypto::{FileRef, MessageHeader, Payload, PublicKey, SafetyNumber};
+pub use vault::{KeyChange, Opened, PeerKey, Vault};
+
+use sealroom_protocol::{ApiError, Endpoint};
+
+/// What the client core refuses, and why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The key backup does not open with this password: a wrong password, or it was altered.
+    #[error("the key backup does not open with this password (wrong password, or it was altered)")]
+    BackupUnreadable,
+    /// The backup opened, but the identity key in it is not the one the relay publishes for this
+    /// user: the relay (or someone who changed its database) would have peers encrypt to a key
+    /// this user does not hold. Sign-in stops.
+    #[error(
+        "the server publishes a different identity key for you than the one in your key backup; \
+         signing in was stopped so that nobody encrypts to a key you do not hold"
+    )]
+    IdentityMismatch,
+    /// A peer's identity key differs from the one pinned for them; nothing is sent to them until
+    /// the user compares the new safety number and accepts it.
+    #[error(
+        "{}'s identity key has changed. Pinned safety number: {}; new: {}. Compare the new number \
+         with {} before accepting it",
+        .0.peer, .0.old_safety_number, .0.new_safety_number, .0.peer
+    )]
+    KeyChanged(Box<KeyChange>),
+    /// No key has been checked for this peer yet.
+    #[error("no key is known for {0} yet")]
+    UnknownPeer(sealroom_protocol::Username),
+    /// The relay handed this user a message addressed to someone else: not shown.
+    #[error("a message addressed to someone else")]
+    NotForMe,
+    /// The message does not open under the pinned key (or was altered).
+    #[error("this message could not be decrypted")]
+    Undecryptable,
+    /// A password too weak to protect the key backup.
+    #[error("{0}")]
+    WeakPassword(&'static str),
+    /// The key backup kept changing under concurrent writers.
+    #[error("the key backup keeps changing; try again")]
+    BackupContention,
+    /// Not signed in (the vault is gone).
+    #[error("not signed in")]
+    SignedOut,
+    /// A cryptographic operation failed.
+    #[error("{0}")]
+    Crypto(#[from] sealroom_crypto::Error),
+    /// A value did not fit its wire type.
+    #[error("{0}")]
+    Bytes(#[from] sealroom_protocol::BytesError),
+}
+
+/// How an adapter reaches the relay: one typed call per endpoint.
+///
+/// The native client implements it over reqwest with a Bearer token, the web client over
+/// `fetch` with the session cookie. The futures need not be `Send` (the browser's are not);
+/// a concrete native implementation's are.
+#[allow(async_fn_in_trait)]
+pub trait Transport {
+    /// The adapter's error, which must be able to carry the core's.
+    type Error: From<Error>;
+
+    /// Calls endpoint `E` at `path` (made with [`Endpoint::path`]) with `body`.
+    async fn call<E: Endpoint>(&self, path: &str, body: Option<&E::Body>)
+        -> Result<E::Response, Self::Error>;
+
+    /// The relay's refusal inside an adapter error, if that is what it is.
+    fn api_error(e: &Self::Error) -> Option<&ApiError>;
+
+    /// Runs Argon2id. The default runs it inline; the native client moves it to a blocking
+    /// thread, the browser first lets the page paint "Deriving keys…".
+    async fn derive_keys(
+        &self,
+        password: &str,
+        salt: &[u8],
+        params: sealroom_crypto::KdfParams,
+    ) -> Result<sealroom_crypto::PasswordKeys, Self::Error> {
+        Ok(sealroom_crypto::PasswordKeys::derive(password, salt, params).map_err(Error::from)?)
+    }
+}
+
+/// Where an adapter keeps its [`Vault`], borrowed briefly and never across an await: the
+/// browser keeps it in a thread-local, the native client behind a mutex.
+pub trait VaultCell {
+    /// Runs `f` on the vault; `None` when signed out.
+    fn with<R>(&self, f: impl FnOnce(&mut Vault) -> R) -> Option<R>;
+}
+
+impl VaultCell for std::sync::Mutex<Vault> {
+    fn with<R>(&self, f: impl FnOnce(&mut Vault) -> R) -> Option<R> {
+        let mut guard = self.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(f(&mut guard))
+    }
+}
+
+/// A vault borrowed exclusively for one flow (a native session's `&mut self`).
+impl VaultCell for std::sync::Mutex<&mut Vault> {
+    fn with<R>(&self, f: impl FnOnce(&mut Vault) -> R) -> Option<R> {
+        let mut guard = self.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(f(&mut guard))
+    }
+}
+
+impl VaultCell for std::cell::RefCell<Option<Vault>> {
+    fn with<R>(&self, f: impl FnOnce(&mut Vault) -> R) -> Option<R> {
+        self.borrow_mut().as_mut().map(f)
+    }
+}
+
+/// The password rule both clients apply to a new password. The key backup is only as strong as
+/// the password: there is no reset.
+pub fn check_new_password(password: &str) -> Result<(), Error> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::WeakPassword("use a password of at least 8 characters"));
+    }
+    Ok(())
+}
+
+/// Shortest password accepted for a new account or a password change.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+#[cfg(test)]
+mod tests;
