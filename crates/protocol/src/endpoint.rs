@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::api::*;
 
 /// An HTTP method an endpoint answers to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Method {
     /// GET.
     Get,
@@ -81,80 +81,68 @@ fn fill(pattern: &str, args: &[&dyn std::fmt::Display]) -> String {
     out
 }
 
-macro_rules! endpoint {
-    ($(#[$doc:meta])* $name:ident, $method:ident, $path:literal, $body:ty => $resp:ty) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy)]
-        pub struct $name;
-        impl Endpoint for $name {
-            const METHOD: Method = Method::$method;
-            const PATH: &'static str = $path;
-            type Body = $body;
-            type Response = $resp;
-        }
+macro_rules! endpoints {
+    ($($(#[$doc:meta])* $name:ident, $method:ident, $path:literal, $body:ty => $resp:ty;)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl Endpoint for $name {
+                const METHOD: Method = Method::$method;
+                const PATH: &'static str = $path;
+                type Body = $body;
+                type Response = $resp;
+            }
+        )*
+
+        /// Every endpoint's method and path pattern, in declaration order (the authorization
+        /// matrix test walks this list, so a new endpoint cannot go untested).
+        pub const ALL: &[(Method, &str)] = &[$((Method::$method, $path)),*];
     };
 }
 
-endpoint!(
+endpoints! {
     /// KDF salt and parameters for a username (a stable fake one for unknown names).
-    Prelogin, Post, "/api/prelogin", PreloginRequest => PreloginResponse);
-endpoint!(
+    Prelogin, Post, "/api/prelogin", PreloginRequest => PreloginResponse;
     /// Creates an account and a session.
-    Register, Post, "/api/register", RegisterRequest => SessionResponse);
-endpoint!(
+    Register, Post, "/api/register", RegisterRequest => SessionResponse;
     /// Starts a session.
-    Login, Post, "/api/login", LoginRequest => SessionResponse);
-endpoint!(
+    Login, Post, "/api/login", LoginRequest => SessionResponse;
     /// Ends this session.
-    Logout, Post, "/api/logout", () => ());
-endpoint!(
+    Logout, Post, "/api/logout", () => ();
     /// Ends every session of this user.
-    LogoutAll, Post, "/api/logout-all", () => ());
-endpoint!(
+    LogoutAll, Post, "/api/logout-all", () => ();
     /// Replaces credential and key backup together; signs out the other sessions.
-    ChangePassword, Post, "/api/password", ChangePasswordRequest => Me);
-endpoint!(
+    ChangePassword, Post, "/api/password", ChangePasswordRequest => Me;
     /// This user, with the sealed key backup.
-    GetMe, Get, "/api/me", () => Me);
-endpoint!(
+    GetMe, Get, "/api/me", () => Me;
     /// Stores a re-sealed key backup, guarded by its version.
-    PutKeyBackup, Put, "/api/me/key-backup", UpdateKeyBackupRequest => KeyBackupVersion);
-endpoint!(
+    PutKeyBackup, Put, "/api/me/key-backup", UpdateKeyBackupRequest => KeyBackupVersion;
     /// Users by name prefix (`?prefix=…&limit=…`).
-    SearchUsers, Get, "/api/users", () => UserSearchResponse);
-endpoint!(
+    SearchUsers, Get, "/api/users", () => UserSearchResponse;
     /// One user's public identity: `{username}`.
-    GetUser, Get, "/api/users/{username}", () => UserInfo);
-endpoint!(
+    GetUser, Get, "/api/users/{username}", () => UserInfo;
     /// The conversation list.
-    Conversations, Get, "/api/conversations", () => ConversationsResponse);
-endpoint!(
+    Conversations, Get, "/api/conversations", () => ConversationsResponse;
     /// A page of history with `{peer}` (query: [`HistoryQuery`]).
-    History, Get, "/api/conversations/{peer}/messages", () => HistoryResponse);
-endpoint!(
+    History, Get, "/api/conversations/{peer}/messages", () => HistoryResponse;
     /// Moves this user's read marker with `{peer}`.
-    MarkRead, Post, "/api/conversations/{peer}/read", MarkReadRequest => ());
-endpoint!(
+    MarkRead, Post, "/api/conversations/{peer}/read", MarkReadRequest => ();
     /// Clears the conversation with `{peer}`.
-    Clear, Post, "/api/conversations/{peer}/clear", ClearRequest => ());
-endpoint!(
+    Clear, Post, "/api/conversations/{peer}/clear", ClearRequest => ();
     /// Pins or closes the conversation with `{peer}`.
-    SetFlags, Put, "/api/conversations/{peer}/flags", ConversationFlags => ());
-endpoint!(
+    SetFlags, Put, "/api/conversations/{peer}/flags", ConversationFlags => ();
     /// One stored message `{id}` this user may see.
-    GetMessage, Get, "/api/messages/{id}", () => MessageOut);
-endpoint!(
+    GetMessage, Get, "/api/messages/{id}", () => MessageOut;
     /// Uploads an encrypted blob (the body is raw bytes, not JSON).
-    UploadBlob, Post, "/api/blobs", () => UploadResponse);
-endpoint!(
+    UploadBlob, Post, "/api/blobs", () => UploadResponse;
     /// This user's attachment storage and the relay's limits.
-    BlobInfo, Get, "/api/blobs", () => StorageInfo);
-endpoint!(
+    BlobInfo, Get, "/api/blobs", () => StorageInfo;
     /// Downloads blob `{id}` (the response is raw bytes, not JSON).
-    DownloadBlob, Get, "/api/blobs/{id}", () => ());
-endpoint!(
+    DownloadBlob, Get, "/api/blobs/{id}", () => ();
     /// Withdraws unsent blob `{id}`.
-    DeleteBlob, Delete, "/api/blobs/{id}", () => ());
+    DeleteBlob, Delete, "/api/blobs/{id}", () => ();
+}
 
 /// The WebSocket's path.
 pub const WS_PATH: &str = "/ws";

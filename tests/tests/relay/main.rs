@@ -4,6 +4,7 @@
 
 mod access;
 mod architecture;
+mod authz;
 mod bad_input;
 mod cli;
 mod files;
