@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::error::{Result, ServerError};
-use crate::{db, now_ms, AppState};
+use crate::{db, now_ms, Relay};
 
 /// Name of the browser session cookie.
 pub const COOKIE: &str = "sealroom_session";
@@ -193,7 +193,7 @@ pub struct AuthUser {
 }
 
 /// Where the token came from: browsers use the cookie and must pass the Origin check.
-fn token_of(req: &HttpRequest, state: &AppState) -> Result<String> {
+fn token_of(req: &HttpRequest, state: &Relay) -> Result<String> {
     if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
         let text = h.to_str().unwrap_or_default();
         return text.strip_prefix("Bearer ").map(|t| t.trim().to_owned()).ok_or_else(|| {
@@ -210,39 +210,17 @@ fn token_of(req: &HttpRequest, state: &AppState) -> Result<String> {
 /// A cookie-authenticated request must come from the relay's own origin (or a configured
 /// one): SameSite=Strict already keeps other sites' requests cookie-less; this also refuses
 /// cross-origin WebSockets, which SameSite does not cover everywhere.
-pub fn check_origin(req: &HttpRequest, state: &AppState) -> Result<()> {
-    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else { return Ok(()) };
-    let origin = origin.to_str().unwrap_or_default();
-    let host = req.connection_info().host().to_owned();
-    let own =
-        origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host.as_str());
-    if own || state.config.allowed_origins.iter().any(|o| o == origin) {
-        Ok(())
-    } else {
-        Err(ServerError::api(ErrorCode::BadOrigin, "requests from this origin are not allowed"))
-    }
+pub fn check_origin(req: &HttpRequest, state: &Relay) -> Result<()> {
+    let origin = req.headers().get(actix_web::http::header::ORIGIN).map(|o| o.to_str().unwrap_or_default());
+    crate::policy::origin(origin, req.connection_info().host(), &state.config.allowed_origins)
 }
 
 /// Resolves a token to its live session.
-pub async fn authenticate(state: &web::Data<AppState>, token: &str) -> Result<AuthUser> {
+pub async fn authenticate(state: &Relay, token: &str) -> Result<AuthUser> {
     let claims = decode_token(&state.secret, token)?;
-    let pool = state.pool.clone();
     let sid = claims.sid.clone();
-    let session = web::block(move || -> Result<Option<db::SessionRow>> {
-        let mut conn = pool.get()?;
-        Ok(db::session(&mut conn, &sid)?)
-    })
-    .await??;
-    match session {
-        Some(s)
-            if s.revoked_at.is_none() && claims.sub == s.user_id.to_string() && s.expires_at > now_ms() =>
-        {
-            let username = Username::parse(&claims.usr)
-                .map_err(|_| ServerError::api(ErrorCode::Unauthorized, "invalid session token"))?;
-            Ok(AuthUser { id: s.user_id, username, session_id: claims.sid, expires_at: s.expires_at })
-        }
-        _ => Err(ServerError::api(ErrorCode::SessionRevoked, "this session was logged out")),
-    }
+    let session = state.store.run(move |conn| Ok(db::session(conn, &sid)?)).await?;
+    crate::policy::session(claims, session, state.clock.now_ms())
 }
 
 impl FromRequest for AuthUser {
@@ -253,7 +231,7 @@ impl FromRequest for AuthUser {
         let req = req.clone();
         Box::pin(async move {
             let state = req
-                .app_data::<web::Data<AppState>>()
+                .app_data::<web::Data<Relay>>()
                 .cloned()
                 .ok_or_else(|| ServerError::Internal("app state missing".into()))?;
             let token = token_of(&req, &state)?;

@@ -21,9 +21,8 @@ use tokio::io::AsyncWriteExt as _;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::error::{Result, ServerError};
-use crate::metrics::METRICS;
-use crate::service::with_db;
-use crate::{now_ms, AppState};
+use crate::relay::blocking;
+use crate::{now_ms, Relay};
 
 /// Bytes gathered from the request before each write to the part file.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -61,26 +60,29 @@ impl BlobStore {
     }
 
     /// Removes the files of deleted blobs (after their rows were deleted and committed), on
-    /// the blocking pool.
-    pub async fn remove(&self, ids: Vec<String>) {
+    /// the blocking pool. Returns how many files it removed.
+    pub async fn remove(&self, ids: Vec<String>) -> u64 {
         if ids.is_empty() {
-            return;
+            return 0;
         }
         let store = self.clone();
-        if web::block(move || store.remove_now(&ids)).await.is_err() {
+        blocking(move || store.remove_now(&ids)).await.unwrap_or_else(|_| {
             tracing::warn!("removing blob files was cancelled; the start-up sweep will finish it");
-        }
+            0
+        })
     }
 
-    fn remove_now(&self, ids: &[String]) {
+    fn remove_now(&self, ids: &[String]) -> u64 {
+        let mut removed = 0;
         for id in ids {
             let Ok(id) = BlobId::parse(id) else { continue };
             match std::fs::remove_file(self.path(&id)) {
-                Ok(()) => METRICS.blob_deleted(),
+                Ok(()) => removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => tracing::warn!(blob = %id, error = %e, "cannot remove blob file"),
             }
         }
+        removed
     }
 
     /// Blob files with no database row (a crash between rename and insert, or a failed
@@ -138,7 +140,7 @@ fn over_quota(quota: u64) -> ServerError {
 /// `POST /api/blobs`: the body is the encrypted file, streamed to disk.
 pub async fn upload(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<Relay>,
     user: AuthUser,
     mut body: web::Payload,
 ) -> Result<HttpResponse> {
@@ -146,7 +148,7 @@ pub async fn upload(
     let max_blob = blob_size_for(config.max_upload);
     let quota = config.user_quota;
     let owner = user.id;
-    let used = with_db(&state, move |conn| Ok(db::blob_usage(conn, owner)?)).await?.max(0) as u64;
+    let used = state.store.run(move |conn| Ok(db::blob_usage(conn, owner)?)).await?.max(0) as u64;
     // Refuse early what the declared length already rules out.
     if let Some(len) = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
         if len > max_blob {
@@ -192,15 +194,15 @@ pub async fn upload(
     tokio::fs::rename(&part.path, &final_path).await.map_err(io_error)?;
     part.path = final_path;
     let row_id = id.to_string();
-    let stored = with_db(&state, move |conn| {
-        Ok(db::insert_blob(conn, &row_id, owner, size as i64, quota as i64, now_ms())?)
-    })
-    .await?;
+    let stored = state
+        .store
+        .run(move |conn| Ok(db::insert_blob(conn, &row_id, owner, size as i64, quota as i64, now_ms())?))
+        .await?;
     if !stored {
         return Err(over_quota(quota));
     }
     part.committed = true;
-    METRICS.blob_uploaded(size);
+    state.metrics.blob_uploaded(size);
     tracing::info!(user = owner, blob = %id, size, "blob stored");
     Ok(HttpResponse::Created().json(UploadResponse { blob_id: id, size }))
 }
@@ -216,14 +218,14 @@ fn no_blob() -> ServerError {
 /// `GET /api/blobs/{id}`: streams the blob to a member of a conversation that references it.
 pub async fn download(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<Relay>,
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let id = BlobId::parse(&path).map_err(|_| no_blob())?;
-    let lookup = id.to_string();
     let me = user.id;
-    with_db(&state, move |conn| Ok(db::downloadable_blob(conn, me, &lookup)?)).await?.ok_or_else(no_blob)?;
+    let lookup = id.clone();
+    state.store.run(move |conn| crate::policy::download(conn, me, &lookup)).await?;
     let file = NamedFile::open_async(state.blobs.path(&id)).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             // Deleted between the check and the open (a clear for both).
@@ -232,7 +234,7 @@ pub async fn download(
             io_error(e)
         }
     })?;
-    METRICS.blob_downloaded();
+    state.metrics.blob_downloaded();
     Ok(file
         .set_content_type(actix_web::mime::APPLICATION_OCTET_STREAM)
         .set_content_disposition(ContentDisposition {
@@ -245,25 +247,23 @@ pub async fn download(
 
 /// `DELETE /api/blobs/{id}`: the uploader withdraws a blob no message references yet.
 pub async fn delete(
-    state: web::Data<AppState>,
+    state: web::Data<Relay>,
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let id = BlobId::parse(&path).map_err(|_| no_blob())?;
-    let row_id = id.to_string();
     let me = user.id;
-    let deleted = with_db(&state, move |conn| Ok(db::delete_unattached_blob(conn, me, &row_id)?)).await?;
-    if !deleted {
-        return Err(ServerError::api(ErrorCode::NotFound, "no unsent attachment of yours with that id"));
-    }
-    state.blobs.remove(vec![id.to_string()]).await;
+    let lookup = id.clone();
+    state.store.run(move |conn| crate::policy::withdraw(conn, me, &lookup)).await?;
+    let removed = state.blobs.remove(vec![id.to_string()]).await;
+    state.metrics.blobs_deleted(removed);
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /api/blobs`: this user's usage and the limits.
-pub async fn info(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse> {
+pub async fn info(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {
     let me = user.id;
-    let used = with_db(&state, move |conn| Ok(db::blob_usage(conn, me)?)).await?;
+    let used = state.store.run(move |conn| Ok(db::blob_usage(conn, me)?)).await?;
     let c = &state.config;
     Ok(HttpResponse::Ok().json(StorageInfo {
         used: used.max(0) as u64,
@@ -276,12 +276,13 @@ pub async fn info(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResp
 
 /// Deletes uploads that no message referenced within the TTL; runs at start and then every
 /// few minutes.
-pub async fn expire(state: &web::Data<AppState>) -> Result<usize> {
+pub async fn expire(state: &Relay) -> Result<usize> {
     let before = now_ms() - state.config.unattached_ttl.as_millis() as i64;
-    let ids = with_db(state, move |conn| Ok(db::expire_unattached_blobs(conn, before)?)).await?;
+    let ids = state.store.run(move |conn| Ok(db::expire_unattached_blobs(conn, before)?)).await?;
     let n = ids.len();
     if n > 0 {
-        state.blobs.remove(ids).await;
+        let removed = state.blobs.remove(ids).await;
+        state.metrics.blobs_deleted(removed);
         tracing::info!(expired = n, "expired unsent attachments");
     }
     Ok(n)

@@ -1,4 +1,4 @@
-//! Storage: plain functions over a SQLite connection. Callers run them inside `web::block`.
+//! Storage: plain functions over a SQLite connection. Callers run them through `Store::run`, on the blocking pool.
 //!
 //! SQLite runs in WAL mode with foreign keys on, a busy timeout, and `synchronous = FULL`, so a
 //! message is on disk before the relay acknowledges it.

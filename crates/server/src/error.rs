@@ -68,8 +68,9 @@ impl ResponseError for ServerError {
 
     fn error_response(&self) -> HttpResponse {
         let body = self.sanitized();
-        crate::metrics::METRICS.error(body.error);
         let mut resp = HttpResponse::build(self.status_code());
+        // Counted by the relay's metrics middleware, which has the relay at hand.
+        resp.extensions_mut().insert(body.error);
         if let ServerError::RateLimited(secs) = self {
             resp.insert_header(("Retry-After", secs.to_string()));
         }

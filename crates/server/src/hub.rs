@@ -52,6 +52,50 @@ pub fn encode(frame: &ServerFrame) -> Arc<str> {
     )
 }
 
+/// How the relay reaches live connections: register and drop them, deliver frames to a user's
+/// connections, revoke sessions, and answer who is online. The in-process [`Hub`] is the one
+/// implementation on a single node; a broker-backed one serves several nodes.
+pub trait Fanout: Send + Sync + std::fmt::Debug {
+    /// Adds a connection; its id and whether the user just came online. `None` while closing.
+    fn register(&self, user: i64, session_id: &str, tx: mpsc::Sender<Outbound>) -> Option<(u64, bool)>;
+    /// Removes a connection; whether the user now has none.
+    fn unregister(&self, user: i64, conn: u64) -> bool;
+    /// Whether the user has a live connection (presence is asked of the fanout).
+    fn is_online(&self, user: i64) -> bool;
+    /// Delivers `frame` to every connection of `user` except `except`.
+    fn send_to_user(&self, user: i64, frame: &Arc<str>, except: Option<u64>);
+    /// Tells these sessions' connections they were revoked, and closes them.
+    fn revoke_sessions(&self, user: i64, session_ids: &[String], reason: &str);
+    /// Shutdown: refuses new connections and asks every open one to reconnect later.
+    fn close_all(&self);
+    /// Open connections.
+    fn connection_count(&self) -> usize;
+}
+
+impl Fanout for Hub {
+    fn register(&self, user: i64, session_id: &str, tx: mpsc::Sender<Outbound>) -> Option<(u64, bool)> {
+        Hub::register(self, user, session_id, tx)
+    }
+    fn unregister(&self, user: i64, conn: u64) -> bool {
+        Hub::unregister(self, user, conn)
+    }
+    fn is_online(&self, user: i64) -> bool {
+        Hub::is_online(self, user)
+    }
+    fn send_to_user(&self, user: i64, frame: &Arc<str>, except: Option<u64>) {
+        Hub::send_to_user(self, user, frame, except)
+    }
+    fn revoke_sessions(&self, user: i64, session_ids: &[String], reason: &str) {
+        Hub::revoke_sessions(self, user, session_ids, reason)
+    }
+    fn close_all(&self) {
+        Hub::close_all(self)
+    }
+    fn connection_count(&self) -> usize {
+        Hub::connection_count(self)
+    }
+}
+
 impl Hub {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the map inconsistent (every operation

@@ -16,6 +16,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod accounts;
 pub mod auth;
 pub mod blobs;
 pub mod config;
@@ -24,7 +25,9 @@ pub mod db;
 pub mod error;
 pub mod hub;
 pub mod metrics;
+pub mod policy;
 pub mod ratelimit;
+pub mod relay;
 mod routes;
 #[allow(missing_docs)]
 pub mod schema;
@@ -34,10 +37,12 @@ mod ws;
 
 use std::time::Duration;
 
+use actix_web::dev::Service as _;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 
 use crate::config::ServeArgs;
+pub use crate::relay::Relay;
 
 /// Content-Security-Policy of every response: the web client runs under it.
 pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
@@ -46,28 +51,6 @@ pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval';
 
 /// How often unsent attachments past their TTL are looked for.
 const BLOB_GC_INTERVAL: Duration = Duration::from_secs(300);
-
-/// What every handler can reach.
-#[derive(Debug)]
-pub struct AppState {
-    /// The database.
-    pub pool: db::DbPool,
-    /// Configuration.
-    pub config: ServeArgs,
-    /// JWT signing key.
-    pub secret: auth::ServerSecret,
-    /// Live connections.
-    pub hub: hub::Hub,
-    /// Attachment files on disk.
-    pub blobs: blobs::BlobStore,
-    /// Failed logins and registrations per client IP.
-    pub auth_ip_limit: ratelimit::RateLimiter,
-    /// Failed logins (and password changes) per username.
-    pub auth_user_limit: ratelimit::RateLimiter,
-    /// Every login/register/password call per client IP: bounds the Argon2id work one client
-    /// can make the server do.
-    pub auth_ip_total: ratelimit::RateLimiter,
-}
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {
@@ -81,24 +64,7 @@ pub fn now_ms() -> i64 {
 /// Prints `listening on http://ADDR` once bound (port 0 picks a free port).
 pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     create_private_dir(&config.data_dir)?;
-    let secret = auth::ServerSecret::load(&config.data_dir)?;
-    let pool = db::open(&config.database_url())?;
-    let blob_store = blobs::BlobStore::open(&config.data_dir)?;
-    let orphans = blob_store.sweep_orphans(&mut pool.get()?)?;
-    if orphans > 0 {
-        tracing::warn!(removed = orphans, "removed blob files that had no database row");
-    }
-    let window = Duration::from_secs(60);
-    let state = web::Data::new(AppState {
-        pool,
-        secret,
-        hub: hub::Hub::default(),
-        blobs: blob_store,
-        auth_ip_limit: ratelimit::RateLimiter::new(config.auth_rate_per_ip, window),
-        auth_user_limit: ratelimit::RateLimiter::new(config.auth_rate_per_user, window),
-        auth_ip_total: ratelimit::RateLimiter::new(config.auth_rate_per_ip.saturating_mul(20), window),
-        config: config.clone(),
-    });
+    let state = web::Data::new(Relay::open(config.clone())?);
     let web_client = match config.web_dir() {
         Some(dir) => Some(web::Data::new(webapp::WebApp::load(&dir)?)),
         None => None,
@@ -121,6 +87,19 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
                     .add(("X-Frame-Options", "DENY"))
                     .add(("Cache-Control", "no-store")),
             )
+            .wrap_fn(|req, srv| {
+                // Errors are counted here, where the relay is at hand (not in a global).
+                let relay = req.app_data::<web::Data<Relay>>().cloned();
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await?;
+                    let code = res.response().extensions().get::<sealroom_protocol::ErrorCode>().copied();
+                    if let (Some(relay), Some(code)) = (relay, code) {
+                        relay.metrics.error(code);
+                    }
+                    Ok(res)
+                }
+            })
             .configure(routes::configure)
             .route(sealroom_protocol::endpoint::WS_PATH, web::get().to(ws::handshake))
             .route("/healthz", web::get().to(routes::healthz))
@@ -162,8 +141,8 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     let handle = server.handle();
     actix_web::rt::spawn(async move {
         shutdown_signal().await;
-        tracing::info!(connections = state.hub.connection_count(), "shutting down: draining connections");
-        state.hub.close_all();
+        tracing::info!(connections = state.fanout.connection_count(), "shutting down: draining connections");
+        state.fanout.close_all();
         // Give writers a moment to flush their close frames.
         tokio::time::sleep(Duration::from_millis(200)).await;
         handle.stop(true).await;

@@ -7,10 +7,7 @@ use std::sync::Mutex;
 
 use sealroom_protocol::ErrorCode;
 
-/// The process's metrics.
-pub static METRICS: Metrics = Metrics::new();
-
-/// Counters and gauges.
+/// Counters and gauges of one relay (a field of [`crate::Relay`], not a process global).
 #[derive(Debug)]
 pub struct Metrics {
     connections: AtomicI64,
@@ -24,7 +21,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    const fn new() -> Self {
+    /// All counters at zero.
+    pub const fn new() -> Self {
         Metrics {
             connections: AtomicI64::new(0),
             messages_relayed: AtomicU64::new(0),
@@ -64,8 +62,8 @@ impl Metrics {
     }
 
     /// A blob file was deleted (cleared, withdrawn or expired).
-    pub fn blob_deleted(&self) {
-        self.blobs_deleted.fetch_add(1, Ordering::Relaxed);
+    pub fn blobs_deleted(&self, n: u64) {
+        self.blobs_deleted.fetch_add(n, Ordering::Relaxed);
     }
 
     /// An error was returned to a client.
@@ -113,5 +111,11 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
 }

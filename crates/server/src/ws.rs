@@ -18,8 +18,7 @@ use tokio::sync::mpsc;
 use crate::auth::{self, AuthUser};
 use crate::error::{Result, ServerError};
 use crate::hub::{encode, Outbound, QUEUE};
-use crate::metrics::METRICS;
-use crate::{now_ms, service, AppState};
+use crate::{now_ms, service, Relay};
 
 /// How often the server pings.
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -39,7 +38,7 @@ const TYPING_GAP: Duration = Duration::from_millis(1500);
 pub async fn handshake(
     req: HttpRequest,
     body: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<Relay>,
 ) -> Result<HttpResponse> {
     let token = if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
         h.to_str().unwrap_or_default().strip_prefix("Bearer ").map(str::to_owned)
@@ -84,19 +83,19 @@ impl Budget {
 }
 
 async fn run(
-    state: web::Data<AppState>,
+    state: web::Data<Relay>,
     user: AuthUser,
     mut session: actix_ws::Session,
     mut stream: actix_ws::AggregatedMessageStream,
 ) {
     let (tx, mut rx) = mpsc::channel::<Outbound>(QUEUE);
-    let Some((conn_id, first)) = state.hub.register(user.id, &user.session_id, tx) else {
+    let Some((conn_id, first)) = state.fanout.register(user.id, &user.session_id, tx) else {
         let _ = session
             .close(Some(CloseReason { code: CloseCode::Away, description: Some("shutting down".into()) }))
             .await;
         return;
     };
-    METRICS.connections(1);
+    state.metrics.connections(1);
     tracing::info!(user = user.id, conn = conn_id, "websocket connected");
     if first {
         let _ = service::broadcast_presence(&state, user.id, &user.username, true).await;
@@ -112,16 +111,16 @@ async fn run(
         close = serve(&state, &user, conn_id, &mut session, &mut stream, &mut rx).await;
     }
     let _ = session.close(close).await;
-    METRICS.connections(-1);
+    state.metrics.connections(-1);
     tracing::info!(user = user.id, conn = conn_id, "websocket closed");
-    if state.hub.unregister(user.id, conn_id) {
+    if state.fanout.unregister(user.id, conn_id) {
         let _ = service::broadcast_presence(&state, user.id, &user.username, false).await;
     }
 }
 
 /// The connection's loop; returns how to close.
 async fn serve(
-    state: &web::Data<AppState>,
+    state: &Relay,
     user: &AuthUser,
     conn_id: u64,
     session: &mut actix_ws::Session,
@@ -165,13 +164,13 @@ async fn serve(
                     Some(Ok(AggregatedMessage::Pong(_))) => vec![],
                     Some(Ok(AggregatedMessage::Close(_))) | None => return None,
                     Some(Err(actix_ws::ProtocolError::Overflow)) => {
-                        METRICS.error(ErrorCode::FrameTooLarge);
+                        state.metrics.error(ErrorCode::FrameTooLarge);
                         return Some(CloseReason { code: CloseCode::Size, description: Some("frame too large".into()) });
                     }
                     Some(Err(_)) => return Some(CloseReason { code: CloseCode::Protocol, description: None }),
                 };
                 for frame in reply {
-                    if let ServerFrame::Error { code, .. } = &frame { METRICS.error(*code); }
+                    if let ServerFrame::Error { code, .. } = &frame { state.metrics.error(*code); }
                     if session.text(encode(&frame).to_string()).await.is_err() { return None; }
                 }
             }
@@ -187,7 +186,7 @@ async fn serve(
                 None => return Some(CloseReason { code: CloseCode::Again, description: Some("reconnect".into()) }),
             },
             _ = tick.tick() => {
-                if user.expires_at <= now_ms() {
+                if crate::policy::still_live(user, state.clock.now_ms()).is_err() {
                     let frame = ServerFrame::SessionRevoked { reason: "the session expired; log in again".into() };
                     let _ = session.text(encode(&frame).to_string()).await;
                     return Some(CloseReason { code: CloseCode::Other(4001), description: Some("session expired".into()) });
@@ -203,17 +202,14 @@ async fn serve(
 
 /// One client frame → the frames to answer with (on this connection).
 async fn handle(
-    state: &web::Data<AppState>,
+    state: &Relay,
     user: &AuthUser,
     conn_id: u64,
     frame: ClientFrame,
     typing: &mut HashMap<Username, Instant>,
 ) -> Vec<ServerFrame> {
-    if user.expires_at <= now_ms() {
-        return vec![ServerFrame::error(
-            ApiError::new(ErrorCode::TokenExpired, "the session has expired"),
-            None,
-        )];
+    if let Err(e) = crate::policy::still_live(user, state.clock.now_ms()) {
+        return vec![ServerFrame::error(e.sanitized(), None)];
     }
     let result: Result<Vec<ServerFrame>> = match frame {
         ClientFrame::Hello { protocol } if protocol == PROTOCOL_VERSION => Ok(vec![]),

@@ -1,0 +1,296 @@
+//! Accounts and sessions as services over the [`Relay`]: registration, login, logout, password
+//! change, the key backup and the directory. The HTTP layer only turns a granted session into
+//! a cookie and a body.
+
+use sealroom_protocol::{
+    ChangePasswordRequest, ErrorCode, IdentityKey, KdfParams, KeyBackupVersion, LoginRequest, Me,
+    PreloginResponse, RegisterRequest, Salt, SealedBackup, SessionResponse, UpdateKeyBackupRequest, UserId,
+    UserInfo, Username,
+};
+
+use crate::auth::{self, AuthUser};
+use crate::db::{self, NewUser};
+use crate::error::{Result, ServerError};
+use crate::relay::blocking;
+use crate::Relay;
+
+/// A session the relay just granted: its token and the body to answer with.
+#[derive(Debug)]
+pub struct Granted {
+    /// The JWT (also for the cookie).
+    pub token: String,
+    /// Seconds until it expires.
+    pub ttl_secs: i64,
+    /// What the client gets.
+    pub body: SessionResponse,
+}
+
+/// Client-side KDF parameters the relay accepts: the same range clients enforce.
+fn check_kdf(k: &KdfParams) -> Result<()> {
+    let ok = (65_536..=1 << 20).contains(&k.m_kib) && (3..=16).contains(&k.t) && (1..=8).contains(&k.p);
+    if ok {
+        Ok(())
+    } else {
+        Err(ServerError::api(
+            ErrorCode::KdfParamsRejected,
+            "Argon2id parameters must be at least m=65536 KiB, t=3, p=1 (and at most 1 GiB, 16, 8)",
+        ))
+    }
+}
+
+fn limit(limiter: &crate::ratelimit::RateLimiter, key: &str) -> Result<()> {
+    limiter.check(key).map_err(ServerError::RateLimited)
+}
+
+/// A stored user as the wire's `Me`.
+pub fn me_of(row: &db::UserRow) -> Result<Me> {
+    let bad = |what: &str| ServerError::Internal(format!("stored {what} is invalid"));
+    Ok(Me {
+        id: UserId(row.id),
+        username: Username::parse(&row.username).map_err(|_| bad("username"))?,
+        identity_key: IdentityKey::from_slice(&row.identity_key).map_err(|_| bad("identity key"))?,
+        key_backup: SealedBackup::new(row.key_backup.clone()).map_err(|_| bad("key backup"))?,
+        key_backup_version: row.key_backup_version,
+        created_at: row.created_at,
+    })
+}
+
+async fn start_session(state: &Relay, user: db::UserRow) -> Result<Granted> {
+    let ttl = state.config.token_ttl.as_secs() as i64;
+    let now = state.clock.now_ms();
+    let session = db::SessionRow {
+        id: auth::new_session_id(),
+        user_id: user.id,
+        created_at: now,
+        expires_at: now + ttl * 1000,
+        revoked_at: None,
+    };
+    let single = state.config.single_session;
+    let row = session.clone();
+    let revoked = state
+        .store
+        .run(move |conn| {
+            db::insert_session(conn, &row)?;
+            if single {
+                Ok(db::revoke_sessions(conn, row.user_id, Some(&row.id), now)?)
+            } else {
+                Ok(vec![])
+            }
+        })
+        .await?;
+    if !revoked.is_empty() {
+        state.fanout.revoke_sessions(user.id, &revoked, "signed in elsewhere (single-session mode)");
+    }
+    let token = auth::issue_token(&state.secret, user.id, &user.username, &session.id, session.expires_at)?;
+    state.metrics.login();
+    Ok(Granted {
+        token: token.clone(),
+        ttl_secs: ttl,
+        body: SessionResponse {
+            token,
+            session_id: session.id,
+            expires_at: session.expires_at,
+            user: me_of(&user)?,
+        },
+    })
+}
+
+/// The KDF salt and parameters for `name`; for an unknown name, a stable fake salt so the
+/// answer does not reveal who exists.
+pub async fn prelogin(state: &Relay, name: Username) -> Result<PreloginResponse> {
+    let lookup = name.clone();
+    let row = state.store.run(move |conn| Ok(db::user_by_name(conn, lookup.as_str())?)).await?;
+    Ok(match row {
+        Some(u) => PreloginResponse {
+            salt: Salt::from_slice(&u.kdf_salt)
+                .map_err(|_| ServerError::Internal("stored salt invalid".into()))?,
+            kdf: KdfParams { m_kib: u.kdf_m_kib as u32, t: u.kdf_t as u32, p: u.kdf_p as u32 },
+        },
+        None => PreloginResponse {
+            salt: Salt(state.secret.fake_salt(name.as_str())),
+            kdf: KdfParams { m_kib: 65_536, t: 3, p: 1 },
+        },
+    })
+}
+
+/// Creates an account and its first session. `ip` is the client's, for rate limits.
+pub async fn register(state: &Relay, ip: &str, body: RegisterRequest) -> Result<Granted> {
+    limit(&state.auth_ip_total, ip)?;
+    limit(&state.auth_ip_limit, ip)?;
+    check_kdf(&body.kdf)?;
+    if body.key_backup.as_bytes().is_empty() {
+        return Err(ServerError::api(ErrorCode::InvalidLength, "key_backup is empty"));
+    }
+    let auth_key = body.auth_key;
+    let hash = blocking(move || auth::hash_auth_key(&auth_key.0)).await??;
+    let now = state.clock.now_ms();
+    let user = state
+        .store
+        .run(move |conn| {
+            let new = NewUser {
+                username: body.username.as_str(),
+                auth_hash: &hash,
+                kdf_salt: &body.salt.0,
+                kdf_m_kib: body.kdf.m_kib as i32,
+                kdf_t: body.kdf.t as i32,
+                kdf_p: body.kdf.p as i32,
+                identity_key: &body.identity_key.0,
+                key_backup: body.key_backup.as_bytes(),
+                created_at: now,
+            };
+            db::insert_user(conn, &new).map_err(|e| {
+                if db::is_unique_violation(&e) {
+                    ServerError::api(ErrorCode::UsernameTaken, format!("the name {} is taken", body.username))
+                } else {
+                    e.into()
+                }
+            })
+        })
+        .await?;
+    tracing::info!(user = user.id, "registered");
+    start_session(state, user).await
+}
+
+/// Starts a session for the right `auth_key`. Failures count against the IP and the name.
+pub async fn login(state: &Relay, ip: &str, body: LoginRequest) -> Result<Granted> {
+    limit(&state.auth_ip_total, ip)?;
+    state.auth_ip_limit.limited(ip).map_err(ServerError::RateLimited)?;
+    state.auth_user_limit.limited(body.username.as_str()).map_err(ServerError::RateLimited)?;
+    let name = body.username.clone();
+    let row = state.store.run(move |conn| Ok(db::user_by_name(conn, name.as_str())?)).await?;
+    let stored = row.as_ref().map(|u| u.auth_hash.clone());
+    let auth_key = body.auth_key;
+    let ok = blocking(move || auth::verify_auth_key(&auth_key.0, stored.as_deref())).await?;
+    match row {
+        Some(user) if ok => start_session(state, user).await,
+        _ => {
+            state.auth_ip_limit.hit(ip);
+            state.auth_user_limit.hit(body.username.as_str());
+            Err(ServerError::api(ErrorCode::InvalidCredentials, "wrong username or password"))
+        }
+    }
+}
+
+/// Ends this session everywhere it is connected.
+pub async fn logout(state: &Relay, user: &AuthUser) -> Result<()> {
+    let sid = user.session_id.clone();
+    let now = state.clock.now_ms();
+    state.store.run(move |conn| Ok(db::revoke_session(conn, &sid, now)?)).await?;
+    state.fanout.revoke_sessions(user.id, std::slice::from_ref(&user.session_id), "logged out");
+    Ok(())
+}
+
+/// Ends every session of this user.
+pub async fn logout_all(state: &Relay, user: &AuthUser) -> Result<()> {
+    let id = user.id;
+    let now = state.clock.now_ms();
+    let revoked = state.store.run(move |conn| Ok(db::revoke_sessions(conn, id, None, now)?)).await?;
+    state.fanout.revoke_sessions(user.id, &revoked, "logged out everywhere");
+    Ok(())
+}
+
+/// This user, with the sealed key backup.
+pub async fn me(state: &Relay, user: &AuthUser) -> Result<Me> {
+    let id = user.id;
+    let row = state.store.run(move |conn| Ok(db::user_by_id(conn, id)?)).await?;
+    me_of(&row.ok_or_else(|| ServerError::api(ErrorCode::Unauthorized, "the account no longer exists"))?)
+}
+
+/// Replaces credential, KDF parameters and key backup in one transaction after checking the
+/// current `auth_key`; signs out every other session.
+pub async fn change_password(state: &Relay, user: &AuthUser, body: ChangePasswordRequest) -> Result<Me> {
+    state.auth_user_limit.limited(user.username.as_str()).map_err(ServerError::RateLimited)?;
+    check_kdf(&body.new_kdf)?;
+    if body.new_key_backup.as_bytes().is_empty() {
+        return Err(ServerError::api(ErrorCode::InvalidLength, "new_key_backup is empty"));
+    }
+    let id = user.id;
+    let row = state.store.run(move |conn| Ok(db::user_by_id(conn, id)?)).await?;
+    let stored = row.map(|u| u.auth_hash);
+    let current = body.auth_key;
+    let new_key = body.new_auth_key;
+    let (ok, new_hash) = blocking(move || {
+        let ok = auth::verify_auth_key(&current.0, stored.as_deref());
+        (ok, if ok { auth::hash_auth_key(&new_key.0).ok() } else { None })
+    })
+    .await?;
+    if !ok {
+        state.auth_user_limit.hit(user.username.as_str());
+        return Err(ServerError::api(ErrorCode::InvalidCredentials, "the current password is wrong"));
+    }
+    let new_hash = new_hash.ok_or_else(|| ServerError::Internal("hashing failed".into()))?;
+    let sid = user.session_id.clone();
+    let now = state.clock.now_ms();
+    let (row, revoked) = state
+        .store
+        .run(move |conn| {
+            conn.immediate_transaction(|conn| {
+                let k = body.new_kdf;
+                db::change_password(
+                    conn,
+                    id,
+                    &new_hash,
+                    &body.new_salt.0,
+                    (k.m_kib as i32, k.t as i32, k.p as i32),
+                    body.new_key_backup.as_bytes(),
+                )?;
+                let revoked = db::revoke_sessions(conn, id, Some(&sid), now)?;
+                let row = db::user_by_id(conn, id)?.ok_or(diesel::result::Error::NotFound)?;
+                Ok::<_, diesel::result::Error>((row, revoked))
+            })
+            .map_err(ServerError::from)
+        })
+        .await?;
+    state.fanout.revoke_sessions(user.id, &revoked, "password changed");
+    tracing::info!(user = user.id, revoked = revoked.len(), "password changed");
+    me_of(&row)
+}
+
+/// Stores a re-sealed key backup if `expected_version` is still current.
+pub async fn update_key_backup(
+    state: &Relay,
+    user: &AuthUser,
+    body: UpdateKeyBackupRequest,
+) -> Result<KeyBackupVersion> {
+    if body.key_backup.as_bytes().is_empty() {
+        return Err(ServerError::api(ErrorCode::InvalidLength, "key_backup is empty"));
+    }
+    let id = user.id;
+    let version = state
+        .store
+        .run(move |conn| {
+            Ok(db::update_key_backup(conn, id, body.key_backup.as_bytes(), body.expected_version)?)
+        })
+        .await?;
+    match version {
+        Some(v) => Ok(KeyBackupVersion { key_backup_version: v }),
+        None => Err(ServerError::api(
+            ErrorCode::StaleBackupVersion,
+            "the key backup changed since you read it; fetch /api/me, merge, and retry",
+        )),
+    }
+}
+
+/// Users whose name starts with `prefix` (already validated), at most `limit`.
+pub async fn search_users(state: &Relay, prefix: String, limit: i64) -> Result<Vec<UserInfo>> {
+    let rows = state.store.run(move |conn| Ok(db::search_users(conn, &prefix, limit)?)).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(name, key)| {
+            Some(UserInfo {
+                username: Username::parse(&name).ok()?,
+                identity_key: IdentityKey::from_slice(&key).ok()?,
+            })
+        })
+        .collect())
+}
+
+/// One user's public identity.
+pub async fn user(state: &Relay, name: Username) -> Result<UserInfo> {
+    let lookup = name.clone();
+    let row = state.store.run(move |conn| Ok(db::user_by_name(conn, lookup.as_str())?)).await?;
+    let row = row.ok_or_else(|| ServerError::api(ErrorCode::NotFound, format!("no user named {name}")))?;
+    let identity_key = IdentityKey::from_slice(&row.identity_key)
+        .map_err(|_| ServerError::Internal("stored key invalid".into()))?;
+    Ok(UserInfo { username: name, identity_key })
+}
