@@ -55,6 +55,7 @@ async fn web_client_with_a_10000_message_conversation() {
     let started = Instant::now();
     let mut ws = alice.connect().await.unwrap();
     let bob = "bob".parse().unwrap();
+    let conversation = alice.conversation_with(&bob).await.unwrap();
     for i in 0..MESSAGES {
         let text = if i == MESSAGES / 2 {
             "the needle in the haystack".to_owned()
@@ -62,7 +63,7 @@ async fn web_client_with_a_10000_message_conversation() {
             format!("message {i}: some ordinary words here")
         };
         let (cmid, env) = alice.encrypt_to(&bob, &Payload::Text(text), false).await.unwrap();
-        ws.send_and_wait(bob.clone(), cmid, env).await.unwrap();
+        ws.send_and_wait(conversation, cmid, env).await.unwrap();
     }
     println!("BENCH seeding {MESSAGES} messages through the relay: {:.1} s", started.elapsed().as_secs_f64());
 

@@ -14,8 +14,8 @@ use sealroom_protocol::endpoint::{
     Clear, Conversations, Endpoint, History, Logout, LogoutAll, MarkRead, SearchUsers, SetFlags,
 };
 use sealroom_protocol::{
-    ApiError, ClearRequest, ClientFrame, ClientMsgId, ConversationSummary, ErrorCode, IdentityKey, MessageId,
-    MessageOut, ServerFrame, Username,
+    ApiError, ClearRequest, ClientFrame, ClientMsgId, ConversationId, ConversationSummary, ErrorCode,
+    IdentityKey, MessageId, MessageOut, ServerFrame, Username,
 };
 use sealroom_session::{flows, KeyChange, Outbox, OutboxEvent, PeerKey, Transport, Vault, VaultCell};
 
@@ -88,6 +88,8 @@ pub struct FileMeta {
 /// A row of the conversation list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conv {
+    /// The relay's id for it.
+    pub id: ConversationId,
     /// The peer.
     pub peer: String,
     /// Decrypted preview of the last message.
@@ -567,6 +569,7 @@ impl App {
         };
         let newest = list.iter().filter_map(|c| c.last_message.as_ref().map(|m| m.id.0)).max().unwrap_or(0);
         with_keys(|k| k.outbox.advance(MessageId(newest)));
+        with_keys(|k| list.iter().for_each(|c| k.vault.directory_mut().learn(c)));
         let mut out = Vec::with_capacity(list.len());
         for c in list {
             out.push(self.conv_of(c).await);
@@ -589,6 +592,7 @@ impl App {
             None => (String::new(), c.last_activity as f64),
         };
         Conv {
+            id: c.id,
             peer,
             preview,
             ts,
@@ -600,7 +604,14 @@ impl App {
         }
     }
 
-    /// Opens the chat with `peer` (creating it on the first message).
+    /// The direct conversation with `peer`, if this client knows it (from the list or a
+    /// message).
+    fn conversation_of(&self, peer: &str) -> Option<ConversationId> {
+        let peer = Username::parse(peer).ok()?;
+        with_keys(|k| k.vault.directory().id(&peer)).flatten()
+    }
+
+    /// Opens the chat with `peer` (the relay creates the conversation on the first message).
     pub async fn open_chat(self, peer: String) {
         self.active.set(Some(peer.clone()));
         self.msgs.set(Vec::new());
@@ -608,8 +619,9 @@ impl App {
         self.has_more.set(false);
         self.found.set(Vec::new());
         self.check_peer(&peer, None).await;
+        let Some(id) = self.conversation_of(&peer) else { return }; // a new chat
         let query = sealroom_protocol::HistoryQuery { limit: Some(50), ..Default::default() };
-        let page = match call::<History>(&(History::path(&[&peer]) + &query.to_query()), None).await {
+        let page = match call::<History>(&(History::path(&[&id]) + &query.to_query()), None).await {
             Ok(p) => p,
             Err(e) if e.error == ErrorCode::NotFound => return, // a new chat
             Err(e) => return self.fail(&e),
@@ -650,13 +662,14 @@ impl App {
 
     async fn load_older_page(self, limit: u32) {
         let Some(peer) = self.active.get_untracked() else { return };
+        let Some(id) = self.conversation_of(&peer) else { return };
         let Some(oldest) = self.msgs.with_untracked(|m| m.iter().filter_map(|m| m.id).min()) else { return };
         let query = sealroom_protocol::HistoryQuery {
             before: Some(MessageId(oldest)),
             after: None,
             limit: Some(limit),
         };
-        let Ok(page) = call::<History>(&(History::path(&[&peer]) + &query.to_query()), None).await else {
+        let Ok(page) = call::<History>(&(History::path(&[&id]) + &query.to_query()), None).await else {
             return;
         };
         if self.active.get_untracked().as_deref() != Some(peer.as_str()) {
@@ -675,8 +688,9 @@ impl App {
     }
 
     async fn mark_read(&self, peer: String, up_to: i64) {
+        let Some(id) = self.conversation_of(&peer) else { return };
         let body = sealroom_protocol::MarkReadRequest { up_to: MessageId(up_to) };
-        let _ = call::<MarkRead>(&MarkRead::path(&[&peer]), Some(&body)).await;
+        let _ = call::<MarkRead>(&MarkRead::path(&[&id]), Some(&body)).await;
         self.convs.update(|cs| {
             if let Some(c) = cs.iter_mut().find(|c| c.peer == peer) {
                 c.unread = 0;
@@ -741,8 +755,16 @@ impl App {
                     return None;
                 }
             };
+        // The first message of a new chat opens the conversation on the relay.
+        let conversation = match flows::open_direct(&Fetch(*self), &WebVault, &to).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.notice.set(Some(format!("Cannot send to {peer}: {}", e.human())));
+                return None;
+            }
+        };
         let b64 = sealroom_protocol::encode_b64(envelope.as_bytes());
-        Some((ClientFrame::Send { to, client_msg_id, envelope, blobs }, b64))
+        Some((ClientFrame::Send { conversation, client_msg_id, envelope, blobs }, b64))
     }
 
     /// Queues a `send` until its ack (resent after a reconnect) and sends it now if online.
@@ -772,18 +794,16 @@ impl App {
     /// Tells the peer this user is typing (the relay throttles).
     pub fn typing(&self) {
         let Some(active) = self.active.get_untracked() else { return };
-        // Only within an existing conversation: the relay relays typing to known peers only.
-        if !self.convs.with_untracked(|cs| cs.iter().any(|c| c.peer == active)) {
-            return;
-        }
-        let Ok(peer) = Username::parse(&active) else { return };
-        with_keys(|k| k.socket.as_ref().map(|s| s.send(&ClientFrame::Typing { to: peer })));
+        // Only within an existing conversation: the relay relays typing in those only.
+        let Some(conversation) = self.conversation_of(&active) else { return };
+        with_keys(|k| k.socket.as_ref().map(|s| s.send(&ClientFrame::Typing { conversation })));
     }
 
     /// Clears the open chat for this user or both.
     pub async fn clear(self, for_both: bool) {
         let Some(peer) = self.active.get_untracked() else { return };
-        match call::<Clear>(&Clear::path(&[&peer]), Some(&ClearRequest { for_both })).await {
+        let Some(id) = self.conversation_of(&peer) else { return };
+        match call::<Clear>(&Clear::path(&[&id]), Some(&ClearRequest { for_both })).await {
             Ok(()) => {
                 self.msgs.set(Vec::new());
                 self.load_conversations().await;
@@ -794,8 +814,9 @@ impl App {
 
     /// Pins/unpins or closes a conversation.
     pub async fn set_flags(self, peer: String, pinned: Option<bool>, hidden: Option<bool>) {
+        let Some(id) = self.conversation_of(&peer) else { return };
         let body = sealroom_protocol::ConversationFlags { pinned, hidden };
-        match call::<SetFlags>(&SetFlags::path(&[&peer]), Some(&body)).await {
+        match call::<SetFlags>(&SetFlags::path(&[&id]), Some(&body)).await {
             Ok(()) => self.load_conversations().await,
             Err(e) => self.fail(&e),
         }
@@ -885,7 +906,7 @@ impl App {
                     c.last_seen = last_seen.map(|t| t as f64);
                 }
             }),
-            ServerFrame::Typing { from } => {
+            ServerFrame::Typing { from, .. } => {
                 if self.active.get_untracked().as_deref() == Some(from.as_str()) {
                     self.typing_until.set(now() + 4000.0);
                 }
@@ -899,9 +920,15 @@ impl App {
             }
             ServerFrame::Delivered { by, up_to, .. } => self.peer_marker(by.as_str(), up_to.0, false),
             ServerFrame::Read { by, up_to, .. } => self.peer_marker(by.as_str(), up_to.0, true),
-            ServerFrame::ChatCleared { by, peer, up_to, .. } => {
+            ServerFrame::ChatCleared { conversation, by, up_to, .. } => {
                 let me = self.me.get_untracked().unwrap_or_default();
-                let other = if by.as_str() == me { peer.to_string() } else { by.to_string() };
+                let other = if by.as_str() == me {
+                    with_keys(|k| k.vault.directory().peer(conversation).map(|p| p.to_string()))
+                        .flatten()
+                        .unwrap_or_default()
+                } else {
+                    by.to_string()
+                };
                 if self.active.get_untracked().as_deref() == Some(other.as_str()) {
                     self.msgs.update(|ms| ms.retain(|m| m.id.is_none_or(|id| id > up_to.0)));
                     if by.as_str() != me {
@@ -962,11 +989,8 @@ impl App {
         let mine = message.from.as_str() == me;
         let peer = if mine { message.to.to_string() } else { message.from.to_string() };
         if !mine {
-            if let Ok(p) = Username::parse(&peer) {
-                with_keys(|k| {
-                    k.socket.as_ref().map(|s| s.send(&ClientFrame::Delivered { peer: p, up_to: message.id }))
-                });
-            }
+            let delivered = ClientFrame::Delivered { conversation: message.conversation, up_to: message.id };
+            with_keys(|k| k.socket.as_ref().map(|s| s.send(&delivered)));
         }
         let Some(msg) = self.decrypt(&message).await else { return };
         let visible = is_visible();

@@ -1,7 +1,7 @@
 //! A WebSocket connection to the relay, authenticated with the session's Bearer token.
 
 use futures_util::{SinkExt, StreamExt};
-use sealroom_protocol::{ClientFrame, ClientMsgId, Envelope, MessageId, ServerFrame, Username};
+use sealroom_protocol::{ClientFrame, ClientMsgId, ConversationId, Envelope, MessageId, ServerFrame};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -111,22 +111,22 @@ impl Connection {
     /// safe (it is stored once).
     pub async fn send_and_wait(
         &mut self,
-        to: Username,
+        conversation: ConversationId,
         client_msg_id: ClientMsgId,
         envelope: Envelope,
     ) -> Result<MessageId> {
-        self.send_with_blobs_and_wait(to, client_msg_id, envelope, Vec::new()).await
+        self.send_with_blobs_and_wait(conversation, client_msg_id, envelope, Vec::new()).await
     }
 
     /// [`Connection::send_and_wait`] for a message that references uploaded blobs.
     pub async fn send_with_blobs_and_wait(
         &mut self,
-        to: Username,
+        conversation: ConversationId,
         client_msg_id: ClientMsgId,
         envelope: Envelope,
         blobs: Vec<sealroom_protocol::BlobId>,
     ) -> Result<MessageId> {
-        let frame = ClientFrame::Send { to, client_msg_id, envelope, blobs };
+        let frame = ClientFrame::Send { conversation, client_msg_id, envelope, blobs };
         for attempt in 0u32..8 {
             self.send(&frame).await?;
             loop {

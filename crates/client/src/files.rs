@@ -151,13 +151,14 @@ impl Session {
         let peer = parse(peer)?;
         // Check the key first, so a changed key does not leave an upload behind.
         self.peer_key(&peer, accept_new_key).await?;
+        let conversation = self.conversation_with(&peer).await?;
         let upload = self.upload_file(path).await?;
         let payload = Payload::File(upload.file);
         let sent = async {
             let (client_msg_id, envelope) = self.seal_to(&peer, &payload)?;
             let mut conn = self.connect().await?;
             let id = conn
-                .send_with_blobs_and_wait(peer, client_msg_id, envelope, vec![upload.blob_id.clone()])
+                .send_with_blobs_and_wait(conversation, client_msg_id, envelope, vec![upload.blob_id.clone()])
                 .await?;
             conn.close().await;
             Ok(id)

@@ -30,8 +30,8 @@ use sealroom_protocol::endpoint::{
     Clear, Conversations, Endpoint, GetMessage, History, LogoutAll, MarkRead, SearchUsers,
 };
 use sealroom_protocol::{
-    ApiError, ClearRequest, ConversationSummary, HistoryQuery, HistoryResponse, Me, MessageId, MessageOut,
-    UserInfo, Username,
+    ApiError, ClearRequest, ConversationId, ConversationSummary, HistoryQuery, HistoryResponse, Me,
+    MessageId, MessageOut, UserInfo, Username,
 };
 use sealroom_session::{flows, PeerKey, Transport, Vault};
 use serde::de::DeserializeOwned;
@@ -338,21 +338,43 @@ impl Session {
     ) -> Result<MessageId> {
         let peer = parse(peer)?;
         let (client_msg_id, envelope) = self.encrypt_to(&peer, payload, accept_new_key).await?;
+        let conversation = self.conversation_with(&peer).await?;
         let mut conn = self.connect().await?;
-        let id = conn.send_and_wait(peer, client_msg_id, envelope).await?;
+        let id = conn.send_and_wait(conversation, client_msg_id, envelope).await?;
         conn.close().await;
         Ok(id)
     }
 
+    /// The direct conversation with `peer`, opened on the relay if the two have none (the peer
+    /// sees it from its first message).
+    pub async fn conversation_with(&mut self, peer: &Username) -> Result<ConversationId> {
+        flow!(self, open_direct(peer))
+    }
+
+    /// The existing direct conversation with `peer` (`not_found` when there is none): reading,
+    /// marking or clearing never creates one.
+    pub async fn existing_conversation(&self, peer: &str) -> Result<ConversationId> {
+        let peer = parse(peer)?;
+        if let Some(id) = self.vault.directory().id(&peer) {
+            return Ok(id);
+        }
+        self.conversations().await?.into_iter().find(|c| c.peer == peer).map(|c| c.id).ok_or_else(|| {
+            ClientError::Api(sealroom_protocol::ApiError::new(
+                sealroom_protocol::ErrorCode::NotFound,
+                format!("no conversation with {peer}"),
+            ))
+        })
+    }
+
     /// The newest `limit` messages with `peer`, decrypted, oldest first.
     pub async fn history(&mut self, peer: &str, limit: u32) -> Result<Vec<Message>> {
-        let peer = parse(peer)?;
+        let id = self.existing_conversation(peer).await?;
         let mut out: Vec<MessageOut> = Vec::new();
         let mut before = None;
         while (out.len() as u32) < limit {
             let want = (limit - out.len() as u32).min(sealroom_protocol::MAX_PAGE);
             let q = HistoryQuery { before, after: None, limit: Some(want) };
-            let page = self.get::<History>(&(History::path(&[&peer]) + &q.to_query())).await?;
+            let page = self.get::<History>(&(History::path(&[&id]) + &q.to_query())).await?;
             before = page.messages.first().map(|m| m.id);
             let more = page.has_more;
             let mut chunk = page.messages;
@@ -371,8 +393,8 @@ impl Session {
 
     /// The raw history page (envelopes as stored).
     pub async fn history_raw(&self, peer: &str, query: &HistoryQuery) -> Result<HistoryResponse> {
-        let peer = parse(peer)?;
-        self.get::<History>(&(History::path(&[&peer]) + &query.to_query())).await
+        let id = self.existing_conversation(peer).await?;
+        self.get::<History>(&(History::path(&[&id]) + &query.to_query())).await
     }
 
     /// One stored message this user may see (not decrypted).
@@ -395,15 +417,15 @@ impl Session {
 
     /// Clears the conversation with `peer`, for this user or for both.
     pub async fn clear(&self, peer: &str, for_both: bool) -> Result<()> {
-        let peer = parse(peer)?;
-        self.send_json::<Clear>(&Clear::path(&[&peer]), &ClearRequest { for_both }).await
+        let id = self.existing_conversation(peer).await?;
+        self.send_json::<Clear>(&Clear::path(&[&id]), &ClearRequest { for_both }).await
     }
 
     /// Marks the conversation with `peer` read up to `up_to`.
     pub async fn mark_read(&self, peer: &str, up_to: MessageId) -> Result<()> {
-        let peer = parse(peer)?;
+        let id = self.existing_conversation(peer).await?;
         let body = sealroom_protocol::MarkReadRequest { up_to };
-        self.send_json::<MarkRead>(&MarkRead::path(&[&peer]), &body).await
+        self.send_json::<MarkRead>(&MarkRead::path(&[&id]), &body).await
     }
 
     /// Changes the password: new salt and keys, the backup re-sealed under the new key, the

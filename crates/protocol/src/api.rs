@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bytes::{AuthKeyBytes, ClientMsgId, Envelope, IdentityKey, Salt, SealedBackup};
-use crate::ids::{MessageId, UserId};
+use crate::ids::{ConversationId, MessageId, UserId};
 use crate::username::Username;
 
 /// Argon2id cost parameters, stored with the account.
@@ -149,6 +149,8 @@ pub struct UserSearchResponse {
 pub struct MessageOut {
     /// Server-assigned, strictly increasing.
     pub id: MessageId,
+    /// The conversation it belongs to.
+    pub conversation: ConversationId,
     /// Sender (taken from the sender's session, never from what it sent).
     pub from: Username,
     /// Recipient.
@@ -161,10 +163,24 @@ pub struct MessageOut {
     pub ts: i64,
 }
 
+/// What kind of conversation it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    /// Two users, found or created by the peer's name ([`OpenDirectRequest`]).
+    Direct,
+}
+
 /// One row of the conversation list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationSummary {
-    /// The other participant.
+    /// The relay's id for it: every conversation operation names it.
+    pub id: ConversationId,
+    /// Its kind.
+    pub kind: ConversationKind,
+    /// Every member, this user included, by name.
+    pub members: Vec<Username>,
+    /// The other participant (of a direct conversation).
     pub peer: Username,
     /// Their identity key.
     pub peer_identity_key: IdentityKey,
@@ -186,8 +202,17 @@ pub struct ConversationSummary {
     pub pinned: bool,
     /// Closed by this user (reopens on the next message).
     pub hidden: bool,
-    /// Time of the last message, or of creation.
+    /// Time of the last message (0 for a conversation opened but never written to).
     pub last_activity: i64,
+}
+
+/// `POST /api/conversations/direct`: the direct conversation with `peer`, created if the two
+/// users have none yet. The peer does not see it until the first message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenDirectRequest {
+    /// The other user.
+    pub peer: Username,
 }
 
 /// `GET /api/conversations`: pinned first, then by last activity, newest first.
@@ -197,7 +222,7 @@ pub struct ConversationsResponse {
     pub conversations: Vec<ConversationSummary>,
 }
 
-/// `GET /api/conversations/{peer}/messages?before=&after=&limit=`.
+/// `GET /api/conversations/{id}/messages?before=&after=&limit=`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
@@ -222,7 +247,7 @@ pub struct HistoryResponse {
     pub peer_read_up_to: MessageId,
 }
 
-/// `POST /api/conversations/{peer}/read`.
+/// `POST /api/conversations/{id}/read`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarkReadRequest {
@@ -230,16 +255,16 @@ pub struct MarkReadRequest {
     pub up_to: MessageId,
 }
 
-/// `POST /api/conversations/{peer}/clear`.
+/// `POST /api/conversations/{id}/clear`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClearRequest {
-    /// Also delete for the peer (their live clients get `chat_cleared`).
+    /// Also delete for every other member (their live clients get `chat_cleared`).
     #[serde(default)]
     pub for_both: bool,
 }
 
-/// `PUT /api/conversations/{peer}/flags`: omitted fields stay as they are.
+/// `PUT /api/conversations/{id}/flags`: omitted fields stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConversationFlags {

@@ -9,12 +9,14 @@
 //!
 //! ```
 //! use sealroom_protocol::endpoint::{Endpoint, History, Method};
-//! use sealroom_protocol::{HistoryQuery, MessageId, Username};
+//! use sealroom_protocol::{ConversationId, HistoryQuery, MessageId};
 //!
-//! let bob = Username::parse("bob").unwrap();
 //! assert_eq!(History::METHOD, Method::Get);
 //! let q = HistoryQuery { before: Some(MessageId(9)), after: None, limit: Some(50) };
-//! assert_eq!(History::path(&[&bob]) + &q.to_query(), "/api/conversations/bob/messages?before=9&limit=50");
+//! assert_eq!(
+//!     History::path(&[&ConversationId(3)]) + &q.to_query(),
+//!     "/api/conversations/3/messages?before=9&limit=50"
+//! );
 //! ```
 
 use serde::de::DeserializeOwned;
@@ -124,14 +126,16 @@ endpoints! {
     GetUser, Get, "/api/users/{username}", () => UserInfo;
     /// The conversation list.
     Conversations, Get, "/api/conversations", () => ConversationsResponse;
-    /// A page of history with `{peer}` (query: [`HistoryQuery`]).
-    History, Get, "/api/conversations/{peer}/messages", () => HistoryResponse;
-    /// Moves this user's read marker with `{peer}`.
-    MarkRead, Post, "/api/conversations/{peer}/read", MarkReadRequest => ();
-    /// Clears the conversation with `{peer}`.
-    Clear, Post, "/api/conversations/{peer}/clear", ClearRequest => ();
-    /// Pins or closes the conversation with `{peer}`.
-    SetFlags, Put, "/api/conversations/{peer}/flags", ConversationFlags => ();
+    /// The direct conversation with a user, created on first use.
+    OpenDirect, Post, "/api/conversations/direct", OpenDirectRequest => ConversationSummary;
+    /// A page of conversation `{id}`'s history (query: [`HistoryQuery`]).
+    History, Get, "/api/conversations/{id}/messages", () => HistoryResponse;
+    /// Moves this user's read marker in conversation `{id}`.
+    MarkRead, Post, "/api/conversations/{id}/read", MarkReadRequest => ();
+    /// Clears conversation `{id}`.
+    Clear, Post, "/api/conversations/{id}/clear", ClearRequest => ();
+    /// Pins or closes conversation `{id}`.
+    SetFlags, Put, "/api/conversations/{id}/flags", ConversationFlags => ();
     /// One stored message `{id}` this user may see.
     GetMessage, Get, "/api/messages/{id}", () => MessageOut;
     /// Uploads an encrypted blob (the body is raw bytes, not JSON).
@@ -175,9 +179,9 @@ mod tests {
     #[test]
     fn paths_fill_in_order_and_keep_unfilled_segments() {
         assert_eq!(GetUser::path(&[&"bob"]), "/api/users/bob");
-        assert_eq!(Clear::path(&[&"bob"]), "/api/conversations/bob/clear");
+        assert_eq!(Clear::path(&[&crate::ConversationId(5)]), "/api/conversations/5/clear");
         assert_eq!(GetMessage::path(&[&42]), "/api/messages/42");
-        assert_eq!(Clear::path(&[]), "/api/conversations/{peer}/clear");
+        assert_eq!(Clear::path(&[]), "/api/conversations/{id}/clear");
         assert_eq!(Login::path(&[]), "/api/login");
         assert_eq!(HistoryQuery::default().to_query(), "");
         assert_eq!(

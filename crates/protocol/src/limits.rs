@@ -1,7 +1,7 @@
 //! Limits shared by the relay and its clients.
 
 /// WebSocket protocol version spoken by this build.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Shortest username.
 pub const USERNAME_MIN: usize = 3;
 /// Longest username.

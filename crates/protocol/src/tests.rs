@@ -25,6 +25,7 @@ const BLOB: &str = "q1w2e3r4t5y6u7i8o9p0-_";
 fn message() -> MessageOut {
     MessageOut {
         id: MessageId(7),
+        conversation: ConversationId(3),
         from: alice(),
         to: bob(),
         client_msg_id: ClientMsgId([2; 16]),
@@ -37,40 +38,46 @@ fn message() -> MessageOut {
 fn client_frames() {
     round_trip(
         &ClientFrame::Send {
-            to: bob(),
+            conversation: ConversationId(3),
             client_msg_id: ClientMsgId([2; 16]),
             envelope: Envelope::new(vec![0xff, 0]).unwrap(),
             blobs: vec![],
         },
-        json!({"type": "send", "to": "bob", "client_msg_id": ID_B64, "envelope": "/wA="}),
+        json!({"type": "send", "conversation": 3, "client_msg_id": ID_B64, "envelope": "/wA="}),
     );
     round_trip(
         &ClientFrame::Send {
-            to: bob(),
+            conversation: ConversationId(3),
             client_msg_id: ClientMsgId([2; 16]),
             envelope: Envelope::new(vec![0xff, 0]).unwrap(),
             blobs: vec![BlobId::parse(BLOB).unwrap()],
         },
-        json!({"type": "send", "to": "bob", "client_msg_id": ID_B64, "envelope": "/wA=", "blobs": [BLOB]}),
+        json!({"type": "send", "conversation": 3, "client_msg_id": ID_B64, "envelope": "/wA=", "blobs": [BLOB]}),
     );
-    round_trip(&ClientFrame::Hello { protocol: 1 }, json!({"type": "hello", "protocol": 1}));
+    round_trip(&ClientFrame::Hello { protocol: 2 }, json!({"type": "hello", "protocol": 2}));
     round_trip(&ClientFrame::Sync { since: MessageId(41) }, json!({"type": "sync", "since": 41}));
-    round_trip(&ClientFrame::Typing { to: bob() }, json!({"type": "typing", "to": "bob"}));
     round_trip(
-        &ClientFrame::Delivered { peer: alice(), up_to: MessageId(9) },
-        json!({"type": "delivered", "peer": "alice", "up_to": 9}),
+        &ClientFrame::Typing { conversation: ConversationId(3) },
+        json!({"type": "typing", "conversation": 3}),
     );
     round_trip(
-        &ClientFrame::Read { peer: alice(), up_to: MessageId(9) },
-        json!({"type": "read", "peer": "alice", "up_to": 9}),
+        &ClientFrame::Delivered { conversation: ConversationId(3), up_to: MessageId(9) },
+        json!({"type": "delivered", "conversation": 3, "up_to": 9}),
     );
+    round_trip(
+        &ClientFrame::Read { conversation: ConversationId(3), up_to: MessageId(9) },
+        json!({"type": "read", "conversation": 3, "up_to": 9}),
+    );
+    // v1 frames that named a peer are refused with a field error, not misread.
+    let old = parse_client_frame(r#"{"type":"typing","to":"bob"}"#).unwrap_err();
+    assert_eq!(old.error, ErrorCode::InvalidField);
 }
 
 #[test]
 fn server_frames() {
     round_trip(
-        &ServerFrame::Hello { protocol: 1, user: alice(), session_id: "s1".into(), server_time: 5 },
-        json!({"type": "hello", "protocol": 1, "user": "alice", "session_id": "s1", "server_time": 5}),
+        &ServerFrame::Hello { protocol: 2, user: alice(), session_id: "s1".into(), server_time: 5 },
+        json!({"type": "hello", "protocol": 2, "user": "alice", "session_id": "s1", "server_time": 5}),
     );
     round_trip(
         &ServerFrame::Ack { client_msg_id: ClientMsgId([2; 16]), id: MessageId(7), ts: 8 },
@@ -78,7 +85,7 @@ fn server_frames() {
     );
     round_trip(
         &ServerFrame::Message { message: message() },
-        json!({"type": "message", "message": {"id": 7, "from": "alice", "to": "bob", "client_msg_id": ID_B64,
+        json!({"type": "message", "message": {"id": 7, "conversation": 3, "from": "alice", "to": "bob", "client_msg_id": ID_B64,
                "envelope": "AQID", "ts": 1_732_000_000_000_i64}}),
     );
     round_trip(
@@ -89,18 +96,26 @@ fn server_frames() {
         &ServerFrame::Presence { user: bob(), online: false, last_seen: Some(99) },
         json!({"type": "presence", "user": "bob", "online": false, "last_seen": 99}),
     );
-    round_trip(&ServerFrame::Typing { from: bob() }, json!({"type": "typing", "from": "bob"}));
     round_trip(
-        &ServerFrame::Delivered { by: bob(), peer: alice(), up_to: MessageId(3) },
-        json!({"type": "delivered", "by": "bob", "peer": "alice", "up_to": 3}),
+        &ServerFrame::Typing { conversation: ConversationId(3), from: bob() },
+        json!({"type": "typing", "conversation": 3, "from": "bob"}),
     );
     round_trip(
-        &ServerFrame::Read { by: bob(), peer: alice(), up_to: MessageId(3) },
-        json!({"type": "read", "by": "bob", "peer": "alice", "up_to": 3}),
+        &ServerFrame::Delivered { conversation: ConversationId(3), by: bob(), up_to: MessageId(3) },
+        json!({"type": "delivered", "conversation": 3, "by": "bob", "up_to": 3}),
     );
     round_trip(
-        &ServerFrame::ChatCleared { by: alice(), peer: bob(), for_both: true, up_to: MessageId(7) },
-        json!({"type": "chat_cleared", "by": "alice", "peer": "bob", "for_both": true, "up_to": 7}),
+        &ServerFrame::Read { conversation: ConversationId(3), by: bob(), up_to: MessageId(3) },
+        json!({"type": "read", "conversation": 3, "by": "bob", "up_to": 3}),
+    );
+    round_trip(
+        &ServerFrame::ChatCleared {
+            conversation: ConversationId(3),
+            by: alice(),
+            for_both: true,
+            up_to: MessageId(7),
+        },
+        json!({"type": "chat_cleared", "conversation": 3, "by": "alice", "for_both": true, "up_to": 7}),
     );
     round_trip(
         &ServerFrame::SessionRevoked { reason: "logged out".into() },
@@ -155,6 +170,7 @@ fn rest_bodies() {
         &StorageInfo { used: 1, quota: 2, max_file_size: 3, max_blob_size: 19, unattached_ttl_secs: 4 },
         json!({"used": 1, "quota": 2, "max_file_size": 3, "max_blob_size": 19, "unattached_ttl_secs": 4}),
     );
+    round_trip(&OpenDirectRequest { peer: bob() }, json!({"peer": "bob"}));
     round_trip(
         &ApiError::new(ErrorCode::QuotaExceeded, "over quota"),
         json!({"error": "quota_exceeded", "message": "over quota"}),
@@ -165,6 +181,9 @@ fn rest_bodies() {
     );
     round_trip(
         &ConversationSummary {
+            id: ConversationId(3),
+            kind: ConversationKind::Direct,
+            members: vec![alice(), bob()],
             peer: bob(),
             peer_identity_key: IdentityKey([1; 32]),
             last_message: Some(message()),
@@ -178,7 +197,8 @@ fn rest_bodies() {
             hidden: false,
             last_activity: 10,
         },
-        json!({"peer": "bob", "peer_identity_key": KEY_B64, "last_message": {"id": 7, "from": "alice", "to": "bob",
+        json!({"id": 3, "kind": "direct", "members": ["alice", "bob"],
+               "peer": "bob", "peer_identity_key": KEY_B64, "last_message": {"id": 7, "conversation": 3, "from": "alice", "to": "bob",
                "client_msg_id": ID_B64, "envelope": "AQID", "ts": 1_732_000_000_000_i64}, "unread": 2,
                "peer_online": true, "peer_last_seen": null, "peer_delivered_up_to": 7, "peer_read_up_to": 6,
                "read_up_to": 5, "pinned": false, "hidden": false, "last_activity": 10}),
@@ -230,21 +250,23 @@ fn bad_frames_get_specific_codes() {
     assert_eq!(code(r#"[1,2]"#), ErrorCode::InvalidField);
     assert_eq!(code(r#"{"type":"sync","since":"yesterday"}"#), ErrorCode::InvalidField);
     assert_eq!(code(r#"{"type":"sync"}"#), ErrorCode::InvalidField);
-    let send = |to: &str, id: &str, env: &str| {
-        format!(r#"{{"type":"send","to":"{to}","client_msg_id":"{id}","envelope":"{env}"}}"#)
+    let send = |conversation: &str, id: &str, env: &str| {
+        format!(
+            r#"{{"type":"send","conversation":{conversation},"client_msg_id":"{id}","envelope":"{env}"}}"#
+        )
     };
-    assert_eq!(code(&send("bob", ID_B64, "@@@")), ErrorCode::InvalidBase64);
-    assert_eq!(code(&send("bob", "AQID", "AQID")), ErrorCode::InvalidLength);
-    assert_eq!(code(&send("b", ID_B64, "AQID")), ErrorCode::InvalidUsername);
-    assert_eq!(code(&send(&"x".repeat(10_000), ID_B64, "AQID")), ErrorCode::InvalidUsername);
-    assert_eq!(code(&send("bob", ID_B64, &"A".repeat(200_000))), ErrorCode::InvalidLength);
+    assert!(parse_client_frame(&send("3", ID_B64, "AQID")).is_ok());
+    assert_eq!(code(&send("3", ID_B64, "@@@")), ErrorCode::InvalidBase64);
+    assert_eq!(code(&send("3", "AQID", "AQID")), ErrorCode::InvalidLength);
+    assert_eq!(code(&send(r#""bob""#, ID_B64, "AQID")), ErrorCode::InvalidField);
+    assert_eq!(code(&send("1.5", ID_B64, "AQID")), ErrorCode::InvalidField);
+    assert_eq!(code(&send("3", ID_B64, &"A".repeat(200_000))), ErrorCode::InvalidLength);
     // A client cannot name a sender: unknown fields are refused, not ignored.
     let spoof = format!(
-        r#"{{"type":"send","from":"alice","to":"bob","client_msg_id":"{ID_B64}","envelope":"AQID"}}"#
+        r#"{{"type":"send","from":"alice","conversation":3,"client_msg_id":"{ID_B64}","envelope":"AQID"}}"#
     );
     assert_eq!(code(&spoof), ErrorCode::InvalidField);
-    // An unknown field next to a username field is a field error, not a username error.
-    assert_eq!(code(r#"{"type":"typing","to":"bob","username":"x"}"#), ErrorCode::InvalidField);
+    assert_eq!(code(r#"{"type":"typing","conversation":3,"username":"x"}"#), ErrorCode::InvalidField);
 }
 
 #[test]
@@ -275,7 +297,7 @@ fn blob_ids() {
     }
     let frame = |blobs: &str| {
         format!(
-            r#"{{"type":"send","to":"bob","client_msg_id":"{ID_B64}","envelope":"AQID","blobs":{blobs}}}"#
+            r#"{{"type":"send","conversation":3,"client_msg_id":"{ID_B64}","envelope":"AQID","blobs":{blobs}}}"#
         )
     };
     assert!(parse_client_frame(&frame(&format!(r#"["{BLOB}"]"#))).is_ok());

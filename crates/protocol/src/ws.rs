@@ -6,7 +6,7 @@ use crate::api::MessageOut;
 use crate::blob::BlobId;
 use crate::bytes::{ClientMsgId, Envelope};
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::MessageId;
+use crate::ids::{ConversationId, MessageId};
 use crate::username::Username;
 
 /// What a client sends.
@@ -20,14 +20,14 @@ pub enum ClientFrame {
     },
     /// Store and relay a message. The sender is always the session's user.
     Send {
-        /// Recipient.
-        to: Username,
+        /// The conversation (the sender must be a member).
+        conversation: ConversationId,
         /// The client's id for it; a resend with the same id is stored once.
         client_msg_id: ClientMsgId,
         /// The ciphertext.
         envelope: Envelope,
         /// Attachment blobs (uploaded by the sender) the message refers to; the relay then
-        /// lets the recipient download them. Omitted when empty.
+        /// lets the other members download them. Omitted when empty.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         blobs: Vec<BlobId>,
     },
@@ -36,22 +36,22 @@ pub enum ClientFrame {
         /// The last id this client has.
         since: MessageId,
     },
-    /// "I am typing" to `to` (never stored; rate-limited).
+    /// "I am typing" in `conversation` (never stored; rate-limited).
     Typing {
-        /// Who should see it.
-        to: Username,
+        /// Where.
+        conversation: ConversationId,
     },
-    /// This client has received the peer's messages up to `up_to`.
+    /// This client has received the conversation's messages up to `up_to`.
     Delivered {
-        /// The conversation's other participant.
-        peer: Username,
+        /// The conversation.
+        conversation: ConversationId,
         /// Highest id received.
         up_to: MessageId,
     },
-    /// This user has read the peer's messages up to `up_to`.
+    /// This user has read the conversation's messages up to `up_to`.
     Read {
-        /// The conversation's other participant.
-        peer: Username,
+        /// The conversation.
+        conversation: ConversationId,
         /// Highest id read.
         up_to: MessageId,
     },
@@ -102,36 +102,38 @@ pub enum ServerFrame {
         /// When last seen, if offline.
         last_seen: Option<i64>,
     },
-    /// `from` is typing to this user.
+    /// `from` is typing in `conversation`.
     Typing {
+        /// Where.
+        conversation: ConversationId,
         /// Who types.
         from: Username,
     },
-    /// `by` has received messages of the conversation with `peer` up to `up_to`.
+    /// `by` has received the messages of `conversation` up to `up_to`.
     Delivered {
+        /// The conversation.
+        conversation: ConversationId,
         /// The receiving user.
         by: Username,
-        /// The other participant.
-        peer: Username,
         /// Highest id.
         up_to: MessageId,
     },
-    /// `by` has read the conversation with `peer` up to `up_to`.
+    /// `by` has read `conversation` up to `up_to`.
     Read {
+        /// The conversation.
+        conversation: ConversationId,
         /// The reading user.
         by: Username,
-        /// The other participant.
-        peer: Username,
         /// Highest id.
         up_to: MessageId,
     },
-    /// `by` cleared the conversation with `peer` (for both, or only for themself).
+    /// `by` cleared `conversation` (for every member, or only for themself).
     ChatCleared {
+        /// The conversation.
+        conversation: ConversationId,
         /// Who cleared.
         by: Username,
-        /// The other participant.
-        peer: Username,
-        /// Deleted for both.
+        /// Deleted for every member.
         for_both: bool,
         /// Messages up to this id are gone.
         up_to: MessageId,

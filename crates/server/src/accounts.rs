@@ -4,14 +4,15 @@
 
 use sealroom_protocol::{
     ChangePasswordRequest, ErrorCode, IdentityKey, KdfParams, KeyBackupVersion, LoginRequest, Me,
-    PreloginResponse, RegisterRequest, Salt, SealedBackup, SessionResponse, UpdateKeyBackupRequest, UserId,
-    UserInfo, Username,
+    PreloginResponse, RegisterRequest, Salt, SealedBackup, SessionResponse, UpdateKeyBackupRequest, UserInfo,
+    Username,
 };
 
 use crate::auth::{self, AuthUser};
-use crate::db::{self, NewUser};
 use crate::error::{Result, ServerError};
 use crate::relay::blocking;
+use crate::store::StoreError;
+use crate::store::{self, NewUser};
 use crate::Relay;
 
 /// A session the relay just granted: its token and the body to answer with.
@@ -43,10 +44,10 @@ fn limit(limiter: &crate::ratelimit::RateLimiter, key: &str) -> Result<()> {
 }
 
 /// A stored user as the wire's `Me`.
-pub fn me_of(row: &db::UserRow) -> Result<Me> {
-    let bad = |what: &str| ServerError::Internal(format!("stored {what} is invalid"));
+pub fn me_of(row: &store::UserRow) -> Result<Me> {
+    let bad = |what| StoreError::Corrupt { what, row: row.id.0 };
     Ok(Me {
-        id: UserId(row.id),
+        id: row.id,
         username: Username::parse(&row.username).map_err(|_| bad("username"))?,
         identity_key: IdentityKey::from_slice(&row.identity_key).map_err(|_| bad("identity key"))?,
         key_backup: SealedBackup::new(row.key_backup.clone()).map_err(|_| bad("key backup"))?,
@@ -55,10 +56,10 @@ pub fn me_of(row: &db::UserRow) -> Result<Me> {
     })
 }
 
-async fn start_session(state: &Relay, user: db::UserRow) -> Result<Granted> {
+async fn start_session(state: &Relay, user: store::UserRow) -> Result<Granted> {
     let ttl = state.config.token_ttl.as_secs() as i64;
     let now = state.clock.now_ms();
-    let session = db::SessionRow {
+    let session = store::SessionRow {
         id: auth::new_session_id(),
         user_id: user.id,
         created_at: now,
@@ -70,9 +71,9 @@ async fn start_session(state: &Relay, user: db::UserRow) -> Result<Granted> {
     let revoked = state
         .store
         .run(move |conn| {
-            db::insert_session(conn, &row)?;
+            store::insert_session(conn, &row)?;
             if single {
-                Ok(db::revoke_sessions(conn, row.user_id, Some(&row.id), now)?)
+                Ok(store::revoke_sessions(conn, row.user_id, Some(&row.id), now)?)
             } else {
                 Ok(vec![])
             }
@@ -99,11 +100,11 @@ async fn start_session(state: &Relay, user: db::UserRow) -> Result<Granted> {
 /// answer does not reveal who exists.
 pub async fn prelogin(state: &Relay, name: Username) -> Result<PreloginResponse> {
     let lookup = name.clone();
-    let row = state.store.run(move |conn| Ok(db::user_by_name(conn, lookup.as_str())?)).await?;
+    let row = state.store.run(move |conn| Ok(store::user_by_name(conn, lookup.as_str())?)).await?;
     Ok(match row {
         Some(u) => PreloginResponse {
             salt: Salt::from_slice(&u.kdf_salt)
-                .map_err(|_| ServerError::Internal("stored salt invalid".into()))?,
+                .map_err(|_| StoreError::Corrupt { what: "kdf salt", row: u.id.0 })?,
             kdf: KdfParams { m_kib: u.kdf_m_kib as u32, t: u.kdf_t as u32, p: u.kdf_p as u32 },
         },
         None => PreloginResponse {
@@ -138,8 +139,8 @@ pub async fn register(state: &Relay, ip: &str, body: RegisterRequest) -> Result<
                 key_backup: body.key_backup.as_bytes(),
                 created_at: now,
             };
-            db::insert_user(conn, &new).map_err(|e| {
-                if db::is_unique_violation(&e) {
+            store::insert_user(conn, &new).map_err(|e| {
+                if store::is_unique_violation(&e) {
                     ServerError::api(ErrorCode::UsernameTaken, format!("the name {} is taken", body.username))
                 } else {
                     e.into()
@@ -147,7 +148,7 @@ pub async fn register(state: &Relay, ip: &str, body: RegisterRequest) -> Result<
             })
         })
         .await?;
-    tracing::info!(user = user.id, "registered");
+    tracing::info!(user = user.id.0, "registered");
     start_session(state, user).await
 }
 
@@ -157,7 +158,7 @@ pub async fn login(state: &Relay, ip: &str, body: LoginRequest) -> Result<Grante
     state.auth_ip_limit.limited(ip).map_err(ServerError::RateLimited)?;
     state.auth_user_limit.limited(body.username.as_str()).map_err(ServerError::RateLimited)?;
     let name = body.username.clone();
-    let row = state.store.run(move |conn| Ok(db::user_by_name(conn, name.as_str())?)).await?;
+    let row = state.store.run(move |conn| Ok(store::user_by_name(conn, name.as_str())?)).await?;
     let stored = row.as_ref().map(|u| u.auth_hash.clone());
     let auth_key = body.auth_key;
     let ok = blocking(move || auth::verify_auth_key(&auth_key.0, stored.as_deref())).await?;
@@ -175,7 +176,7 @@ pub async fn login(state: &Relay, ip: &str, body: LoginRequest) -> Result<Grante
 pub async fn logout(state: &Relay, user: &AuthUser) -> Result<()> {
     let sid = user.session_id.clone();
     let now = state.clock.now_ms();
-    state.store.run(move |conn| Ok(db::revoke_session(conn, &sid, now)?)).await?;
+    state.store.run(move |conn| Ok(store::revoke_session(conn, &sid, now)?)).await?;
     state.fanout.revoke_sessions(user.id, std::slice::from_ref(&user.session_id), "logged out");
     Ok(())
 }
@@ -184,7 +185,7 @@ pub async fn logout(state: &Relay, user: &AuthUser) -> Result<()> {
 pub async fn logout_all(state: &Relay, user: &AuthUser) -> Result<()> {
     let id = user.id;
     let now = state.clock.now_ms();
-    let revoked = state.store.run(move |conn| Ok(db::revoke_sessions(conn, id, None, now)?)).await?;
+    let revoked = state.store.run(move |conn| Ok(store::revoke_sessions(conn, id, None, now)?)).await?;
     state.fanout.revoke_sessions(user.id, &revoked, "logged out everywhere");
     Ok(())
 }
@@ -192,7 +193,7 @@ pub async fn logout_all(state: &Relay, user: &AuthUser) -> Result<()> {
 /// This user, with the sealed key backup.
 pub async fn me(state: &Relay, user: &AuthUser) -> Result<Me> {
     let id = user.id;
-    let row = state.store.run(move |conn| Ok(db::user_by_id(conn, id)?)).await?;
+    let row = state.store.run(move |conn| Ok(store::user_by_id(conn, id)?)).await?;
     me_of(&row.ok_or_else(|| ServerError::api(ErrorCode::Unauthorized, "the account no longer exists"))?)
 }
 
@@ -205,20 +206,22 @@ pub async fn change_password(state: &Relay, user: &AuthUser, body: ChangePasswor
         return Err(ServerError::api(ErrorCode::InvalidLength, "new_key_backup is empty"));
     }
     let id = user.id;
-    let row = state.store.run(move |conn| Ok(db::user_by_id(conn, id)?)).await?;
+    let row = state.store.run(move |conn| Ok(store::user_by_id(conn, id)?)).await?;
     let stored = row.map(|u| u.auth_hash);
     let current = body.auth_key;
     let new_key = body.new_auth_key;
     let (ok, new_hash) = blocking(move || {
         let ok = auth::verify_auth_key(&current.0, stored.as_deref());
-        (ok, if ok { auth::hash_auth_key(&new_key.0).ok() } else { None })
+        (ok, if ok { Some(auth::hash_auth_key(&new_key.0)) } else { None })
     })
     .await?;
     if !ok {
         state.auth_user_limit.hit(user.username.as_str());
         return Err(ServerError::api(ErrorCode::InvalidCredentials, "the current password is wrong"));
     }
-    let new_hash = new_hash.ok_or_else(|| ServerError::Internal("hashing failed".into()))?;
+    let Some(new_hash) = new_hash.transpose()? else {
+        return Err(ServerError::api(ErrorCode::InvalidCredentials, "the current password is wrong"));
+    };
     let sid = user.session_id.clone();
     let now = state.clock.now_ms();
     let (row, revoked) = state
@@ -226,7 +229,7 @@ pub async fn change_password(state: &Relay, user: &AuthUser, body: ChangePasswor
         .run(move |conn| {
             conn.immediate_transaction(|conn| {
                 let k = body.new_kdf;
-                db::change_password(
+                store::change_password(
                     conn,
                     id,
                     &new_hash,
@@ -234,15 +237,16 @@ pub async fn change_password(state: &Relay, user: &AuthUser, body: ChangePasswor
                     (k.m_kib as i32, k.t as i32, k.p as i32),
                     body.new_key_backup.as_bytes(),
                 )?;
-                let revoked = db::revoke_sessions(conn, id, Some(&sid), now)?;
-                let row = db::user_by_id(conn, id)?.ok_or(diesel::result::Error::NotFound)?;
-                Ok::<_, diesel::result::Error>((row, revoked))
+                let revoked = store::revoke_sessions(conn, id, Some(&sid), now)?;
+                let row = store::user_by_id(conn, id)?
+                    .ok_or(StoreError::Database(diesel::result::Error::NotFound))?;
+                Ok::<_, StoreError>((row, revoked))
             })
             .map_err(ServerError::from)
         })
         .await?;
     state.fanout.revoke_sessions(user.id, &revoked, "password changed");
-    tracing::info!(user = user.id, revoked = revoked.len(), "password changed");
+    tracing::info!(user = user.id.0, revoked = revoked.len(), "password changed");
     me_of(&row)
 }
 
@@ -259,7 +263,7 @@ pub async fn update_key_backup(
     let version = state
         .store
         .run(move |conn| {
-            Ok(db::update_key_backup(conn, id, body.key_backup.as_bytes(), body.expected_version)?)
+            Ok(store::update_key_backup(conn, id, body.key_backup.as_bytes(), body.expected_version)?)
         })
         .await?;
     match version {
@@ -273,7 +277,7 @@ pub async fn update_key_backup(
 
 /// Users whose name starts with `prefix` (already validated), at most `limit`.
 pub async fn search_users(state: &Relay, prefix: String, limit: i64) -> Result<Vec<UserInfo>> {
-    let rows = state.store.run(move |conn| Ok(db::search_users(conn, &prefix, limit)?)).await?;
+    let rows = state.store.run(move |conn| Ok(store::search_users(conn, &prefix, limit)?)).await?;
     Ok(rows
         .into_iter()
         .filter_map(|(name, key)| {
@@ -288,9 +292,9 @@ pub async fn search_users(state: &Relay, prefix: String, limit: i64) -> Result<V
 /// One user's public identity.
 pub async fn user(state: &Relay, name: Username) -> Result<UserInfo> {
     let lookup = name.clone();
-    let row = state.store.run(move |conn| Ok(db::user_by_name(conn, lookup.as_str())?)).await?;
+    let row = state.store.run(move |conn| Ok(store::user_by_name(conn, lookup.as_str())?)).await?;
     let row = row.ok_or_else(|| ServerError::api(ErrorCode::NotFound, format!("no user named {name}")))?;
     let identity_key = IdentityKey::from_slice(&row.identity_key)
-        .map_err(|_| ServerError::Internal("stored key invalid".into()))?;
+        .map_err(|_| StoreError::Corrupt { what: "identity key", row: row.id.0 })?;
     Ok(UserInfo { username: name, identity_key })
 }

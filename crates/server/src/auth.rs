@@ -13,12 +13,12 @@ use jsonwebtoken::{
     decode, encode, errors::ErrorKind, Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Validation,
 };
 use rand_core::{OsRng, RngCore};
-use sealroom_protocol::{ErrorCode, Username};
+use sealroom_protocol::{ErrorCode, UserId, Username};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::error::{Result, ServerError};
-use crate::{db, now_ms, Relay};
+use crate::{now_ms, store, Relay};
 
 /// Name of the browser session cookie.
 pub const COOKIE: &str = "sealroom_session";
@@ -104,10 +104,7 @@ fn hasher() -> Argon2<'static> {
 /// PHC string of Argon2id(auth_key) with a fresh salt.
 pub fn hash_auth_key(auth_key: &[u8]) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
-    hasher()
-        .hash_password(auth_key, &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| ServerError::Internal(format!("argon2: {e}")))
+    hasher().hash_password(auth_key, &salt).map(|h| h.to_string()).map_err(ServerError::Argon2)
 }
 
 /// Checks `auth_key` against a stored hash; with `None` it burns the same time and fails, so
@@ -148,7 +145,7 @@ pub fn new_session_id() -> String {
 /// Signs a token for a session.
 pub fn issue_token(
     secret: &ServerSecret,
-    user: i64,
+    user: UserId,
     username: &str,
     sid: &str,
     expires_at_ms: i64,
@@ -160,8 +157,7 @@ pub fn issue_token(
         iat: now_ms() / 1000,
         exp: expires_at_ms / 1000,
     };
-    encode(&Header::new(JwtAlg::HS256), &claims, &EncodingKey::from_secret(&secret.0))
-        .map_err(|e| ServerError::Internal(format!("jwt: {e}")))
+    Ok(encode(&Header::new(JwtAlg::HS256), &claims, &EncodingKey::from_secret(&secret.0))?)
 }
 
 /// Verifies signature and expiry.
@@ -183,7 +179,7 @@ pub fn decode_token(secret: &ServerSecret, token: &str) -> Result<Claims> {
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     /// User id.
-    pub id: i64,
+    pub id: UserId,
     /// Name.
     pub username: Username,
     /// Session id.
@@ -219,7 +215,7 @@ pub fn check_origin(req: &HttpRequest, state: &Relay) -> Result<()> {
 pub async fn authenticate(state: &Relay, token: &str) -> Result<AuthUser> {
     let claims = decode_token(&state.secret, token)?;
     let sid = claims.sid.clone();
-    let session = state.store.run(move |conn| Ok(db::session(conn, &sid)?)).await?;
+    let session = state.store.run(move |conn| Ok(store::session(conn, &sid)?)).await?;
     crate::policy::session(claims, session, state.clock.now_ms())
 }
 
@@ -230,10 +226,7 @@ impl FromRequest for AuthUser {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<Relay>>()
-                .cloned()
-                .ok_or_else(|| ServerError::Internal("app state missing".into()))?;
+            let state = req.app_data::<web::Data<Relay>>().cloned().ok_or(ServerError::NoRelay)?;
             let token = token_of(&req, &state)?;
             authenticate(&state, &token).await
         })

@@ -19,9 +19,9 @@ use sealroom_protocol::{blob_size_for, BlobId, ErrorCode, StorageInfo, UploadRes
 use tokio::io::AsyncWriteExt as _;
 
 use crate::auth::AuthUser;
-use crate::db;
 use crate::error::{Result, ServerError};
 use crate::relay::blocking;
+use crate::store;
 use crate::{now_ms, Relay};
 
 /// Bytes gathered from the request before each write to the part file.
@@ -87,12 +87,12 @@ impl BlobStore {
 
     /// Blob files with no database row (a crash between rename and insert, or a failed
     /// removal): deletes them. Runs at start.
-    pub fn sweep_orphans(&self, conn: &mut db::Conn) -> anyhow::Result<usize> {
+    pub fn sweep_orphans(&self, conn: &mut store::Conn) -> anyhow::Result<usize> {
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.dir)?.flatten() {
             let name = entry.file_name();
             let Some(id) = name.to_str().and_then(|n| BlobId::parse(n).ok()) else { continue };
-            if !db::blob_exists(conn, id.as_str())? {
+            if !store::blob_exists(conn, id.as_str())? {
                 std::fs::remove_file(entry.path())?;
                 removed += 1;
             }
@@ -119,8 +119,7 @@ fn new_blob_id() -> Result<BlobId> {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
     // 16 bytes in unpadded base64url are always 22 valid characters.
-    BlobId::parse(&URL_SAFE_NO_PAD.encode(bytes))
-        .map_err(|_| ServerError::Internal("blob id encoding".into()))
+    Ok(BlobId::parse(&URL_SAFE_NO_PAD.encode(bytes)).expect("16 bytes encode to a valid blob id"))
 }
 
 fn too_large(max_file: u64) -> ServerError {
@@ -148,7 +147,7 @@ pub async fn upload(
     let max_blob = blob_size_for(config.max_upload);
     let quota = config.user_quota;
     let owner = user.id;
-    let used = state.store.run(move |conn| Ok(db::blob_usage(conn, owner)?)).await?.max(0) as u64;
+    let used = state.store.run(move |conn| Ok(store::blob_usage(conn, owner)?)).await?.max(0) as u64;
     // Refuse early what the declared length already rules out.
     if let Some(len) = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
         if len > max_blob {
@@ -196,19 +195,19 @@ pub async fn upload(
     let row_id = id.to_string();
     let stored = state
         .store
-        .run(move |conn| Ok(db::insert_blob(conn, &row_id, owner, size as i64, quota as i64, now_ms())?))
+        .run(move |conn| Ok(store::insert_blob(conn, &row_id, owner, size as i64, quota as i64, now_ms())?))
         .await?;
     if !stored {
         return Err(over_quota(quota));
     }
     part.committed = true;
     state.metrics.blob_uploaded(size);
-    tracing::info!(user = owner, blob = %id, size, "blob stored");
+    tracing::info!(user = owner.0, blob = %id, size, "blob stored");
     Ok(HttpResponse::Created().json(UploadResponse { blob_id: id, size }))
 }
 
 fn io_error(e: std::io::Error) -> ServerError {
-    ServerError::Internal(format!("blob storage: {e}"))
+    ServerError::BlobIo(e)
 }
 
 fn no_blob() -> ServerError {
@@ -263,7 +262,7 @@ pub async fn delete(
 /// `GET /api/blobs`: this user's usage and the limits.
 pub async fn info(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {
     let me = user.id;
-    let used = state.store.run(move |conn| Ok(db::blob_usage(conn, me)?)).await?;
+    let used = state.store.run(move |conn| Ok(store::blob_usage(conn, me)?)).await?;
     let c = &state.config;
     Ok(HttpResponse::Ok().json(StorageInfo {
         used: used.max(0) as u64,
@@ -278,7 +277,7 @@ pub async fn info(state: web::Data<Relay>, user: AuthUser) -> Result<HttpRespons
 /// few minutes.
 pub async fn expire(state: &Relay) -> Result<usize> {
     let before = now_ms() - state.config.unattached_ttl.as_millis() as i64;
-    let ids = state.store.run(move |conn| Ok(db::expire_unattached_blobs(conn, before)?)).await?;
+    let ids = state.store.run(move |conn| Ok(store::expire_unattached_blobs(conn, before)?)).await?;
     let n = ids.len();
     if n > 0 {
         let removed = state.blobs.remove(ids).await;

@@ -11,21 +11,27 @@ pub enum ServerError {
     /// A failure the client caused or must know about, with its stable code.
     #[error("{0}")]
     Api(#[from] ApiError),
-    /// A database failure.
-    #[error("database: {0}")]
-    Db(#[from] diesel::result::Error),
-    /// The connection pool could not hand out a connection.
-    #[error("pool: {0}")]
-    Pool(#[from] diesel::r2d2::PoolError),
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// Too many attempts: retry after this many seconds.
     #[error("rate limited for {0} s")]
     RateLimited(u64),
     /// A blocking task was cancelled.
     #[error("blocking task failed")]
     Blocking,
-    /// Anything else.
-    #[error("{0}")]
-    Internal(String),
+    /// Hashing a credential failed.
+    #[error("argon2: {0}")]
+    Argon2(argon2::password_hash::Error),
+    /// Signing a session token failed.
+    #[error("jwt: {0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    /// Reading or writing an attachment file failed.
+    #[error("blob storage: {0}")]
+    BlobIo(#[from] std::io::Error),
+    /// A handler ran without the relay registered as app data (a wiring mistake).
+    #[error("the relay is not registered with the web app")]
+    NoRelay,
 }
 
 impl From<actix_web::error::BlockingError> for ServerError {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sealroom_protocol::ServerFrame;
+use sealroom_protocol::{ServerFrame, UserId};
 use tokio::sync::mpsc;
 
 /// Outbound queue length per connection.
@@ -31,7 +31,7 @@ struct Conn {
 
 #[derive(Debug, Default)]
 struct Inner {
-    users: HashMap<i64, Vec<Conn>>,
+    users: HashMap<UserId, Vec<Conn>>,
     next_id: u64,
     closing: bool,
 }
@@ -57,15 +57,15 @@ pub fn encode(frame: &ServerFrame) -> Arc<str> {
 /// implementation on a single node; a broker-backed one serves several nodes.
 pub trait Fanout: Send + Sync + std::fmt::Debug {
     /// Adds a connection; its id and whether the user just came online. `None` while closing.
-    fn register(&self, user: i64, session_id: &str, tx: mpsc::Sender<Outbound>) -> Option<(u64, bool)>;
+    fn register(&self, user: UserId, session_id: &str, tx: mpsc::Sender<Outbound>) -> Option<(u64, bool)>;
     /// Removes a connection; whether the user now has none.
-    fn unregister(&self, user: i64, conn: u64) -> bool;
+    fn unregister(&self, user: UserId, conn: u64) -> bool;
     /// Whether the user has a live connection (presence is asked of the fanout).
-    fn is_online(&self, user: i64) -> bool;
+    fn is_online(&self, user: UserId) -> bool;
     /// Delivers `frame` to every connection of `user` except `except`.
-    fn send_to_user(&self, user: i64, frame: &Arc<str>, except: Option<u64>);
+    fn send_to_user(&self, user: UserId, frame: &Arc<str>, except: Option<u64>);
     /// Tells these sessions' connections they were revoked, and closes them.
-    fn revoke_sessions(&self, user: i64, session_ids: &[String], reason: &str);
+    fn revoke_sessions(&self, user: UserId, session_ids: &[String], reason: &str);
     /// Shutdown: refuses new connections and asks every open one to reconnect later.
     fn close_all(&self);
     /// Open connections.
@@ -73,19 +73,19 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
 }
 
 impl Fanout for Hub {
-    fn register(&self, user: i64, session_id: &str, tx: mpsc::Sender<Outbound>) -> Option<(u64, bool)> {
+    fn register(&self, user: UserId, session_id: &str, tx: mpsc::Sender<Outbound>) -> Option<(u64, bool)> {
         Hub::register(self, user, session_id, tx)
     }
-    fn unregister(&self, user: i64, conn: u64) -> bool {
+    fn unregister(&self, user: UserId, conn: u64) -> bool {
         Hub::unregister(self, user, conn)
     }
-    fn is_online(&self, user: i64) -> bool {
+    fn is_online(&self, user: UserId) -> bool {
         Hub::is_online(self, user)
     }
-    fn send_to_user(&self, user: i64, frame: &Arc<str>, except: Option<u64>) {
+    fn send_to_user(&self, user: UserId, frame: &Arc<str>, except: Option<u64>) {
         Hub::send_to_user(self, user, frame, except)
     }
-    fn revoke_sessions(&self, user: i64, session_ids: &[String], reason: &str) {
+    fn revoke_sessions(&self, user: UserId, session_ids: &[String], reason: &str) {
         Hub::revoke_sessions(self, user, session_ids, reason)
     }
     fn close_all(&self) {
@@ -105,7 +105,12 @@ impl Hub {
 
     /// Adds a connection; returns its id and whether the user just came online. `None` while
     /// the server is shutting down.
-    pub fn register(&self, user: i64, session_id: &str, tx: mpsc::Sender<Outbound>) -> Option<(u64, bool)> {
+    pub fn register(
+        &self,
+        user: UserId,
+        session_id: &str,
+        tx: mpsc::Sender<Outbound>,
+    ) -> Option<(u64, bool)> {
         let mut inner = self.lock();
         if inner.closing {
             return None;
@@ -120,7 +125,7 @@ impl Hub {
 
     /// Removes a connection; returns whether the user now has no connection at all (also when
     /// the hub had already dropped this one).
-    pub fn unregister(&self, user: i64, conn: u64) -> bool {
+    pub fn unregister(&self, user: UserId, conn: u64) -> bool {
         let mut inner = self.lock();
         let Some(conns) = inner.users.get_mut(&user) else { return true };
         conns.retain(|c| c.id != conn);
@@ -132,12 +137,12 @@ impl Hub {
     }
 
     /// Whether the user has a live connection.
-    pub fn is_online(&self, user: i64) -> bool {
+    pub fn is_online(&self, user: UserId) -> bool {
         self.lock().users.get(&user).is_some_and(|c| !c.is_empty())
     }
 
     /// Sends to every connection of `user` except `except`. A full queue drops that connection.
-    pub fn send_to_user(&self, user: i64, frame: &Arc<str>, except: Option<u64>) {
+    pub fn send_to_user(&self, user: UserId, frame: &Arc<str>, except: Option<u64>) {
         let mut inner = self.lock();
         let Some(conns) = inner.users.get_mut(&user) else { return };
         conns.retain(|c| {
@@ -147,7 +152,7 @@ impl Hub {
             match c.tx.try_send(Outbound::Frame(frame.clone())) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::warn!(user, conn = c.id, "dropping a connection that does not keep up");
+                    tracing::warn!(user = user.0, conn = c.id, "dropping a connection that does not keep up");
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -156,7 +161,7 @@ impl Hub {
     }
 
     /// Sends `session_revoked` to every connection of these sessions, then closes them.
-    pub fn revoke_sessions(&self, user: i64, session_ids: &[String], reason: &str) {
+    pub fn revoke_sessions(&self, user: UserId, session_ids: &[String], reason: &str) {
         let frame = encode(&ServerFrame::SessionRevoked { reason: reason.to_owned() });
         let mut inner = self.lock();
         let Some(conns) = inner.users.get_mut(&user) else { return };

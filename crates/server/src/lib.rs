@@ -20,8 +20,6 @@ pub mod accounts;
 pub mod auth;
 pub mod blobs;
 pub mod config;
-#[allow(missing_docs)]
-pub mod db;
 pub mod error;
 pub mod hub;
 pub mod metrics;
@@ -32,6 +30,10 @@ mod routes;
 #[allow(missing_docs)]
 pub mod schema;
 pub mod service;
+#[allow(missing_docs)]
+pub mod store;
+#[cfg(test)]
+mod store_tests;
 pub mod webapp;
 mod ws;
 

@@ -11,24 +11,25 @@
 //! | use a token | its session exists, is the token's user's, not revoked, not expired | `unauthorized`, `session_revoked`, `token_expired` |
 //! | act on a connected socket | its session has not expired since the handshake | `token_expired` (and the socket closes) |
 //! | use the session cookie from a page | the relay's own origin or a configured one | `bad_origin` |
-//! | read, mark, clear, flag, type into a conversation | its members | `not_found` |
-//! | send to a user | anyone, to an existing user other than themselves | `unknown_recipient`, `invalid_field` |
+//! | open a direct conversation with a user | anyone, with an existing user other than themselves | `unknown_recipient`, `invalid_field` |
+//! | send to, read, mark, clear, flag, type into a conversation | its members | `not_found` |
+//! | see someone type | the other members, once the conversation has a message | (not sent) |
 //! | reference blobs in a message | their uploader (rechecked inside the storing transaction), at most 8 | `unknown_blob`, `invalid_field` |
 //! | read one stored message | members of its conversation who have not cleared it | `not_found` |
 //! | download a blob | members who can still see a message that references it | `not_found` |
 //! | withdraw a blob | its uploader, while no message references it | `not_found` |
-//! | see a user's presence | the people who share a conversation with them | (not sent) |
+//! | see a user's presence | the people who share a conversation with them that has a message | (not sent) |
 
-use sealroom_protocol::{BlobId, ErrorCode, Username};
+use sealroom_protocol::{BlobId, ConversationId, ErrorCode, MessageId, UserId, Username};
 
 use crate::auth::{AuthUser, Claims};
-use crate::db::{self, MemberRow, MessageRow, SessionRow, UserRow};
 use crate::error::{Result, ServerError};
+use crate::store::{self, MemberRow, MessageRow, SessionRow, UserRow};
 
 /// The live session a decoded token names.
 pub fn session(claims: Claims, row: Option<SessionRow>, now: i64) -> Result<AuthUser> {
     match row {
-        Some(s) if s.revoked_at.is_none() && claims.sub == s.user_id.to_string() && s.expires_at > now => {
+        Some(s) if s.revoked_at.is_none() && claims.sub == s.user_id.0.to_string() && s.expires_at > now => {
             let username = Username::parse(&claims.usr)
                 .map_err(|_| ServerError::api(ErrorCode::Unauthorized, "invalid session token"))?;
             Ok(AuthUser { id: s.user_id, username, session_id: claims.sid, expires_at: s.expires_at })
@@ -59,25 +60,32 @@ pub fn origin(origin: Option<&str>, host: &str, allowed: &[String]) -> Result<()
     }
 }
 
-fn no_conversation(peer: &Username) -> ServerError {
-    ServerError::api(ErrorCode::NotFound, format!("no conversation with {peer}"))
+/// `me`'s membership in `conversation`, which sending, reading, markers, clearing, flags and
+/// typing all need. Not a member, or no such conversation: `not_found` alike.
+pub fn conversation(conn: &mut store::Conn, me: UserId, conversation: ConversationId) -> Result<MemberRow> {
+    store::member(conn, me, conversation)?
+        .ok_or_else(|| ServerError::api(ErrorCode::NotFound, "no such conversation"))
 }
 
-/// `me`'s membership in the conversation with `peer`, which every read, marker, clear, flag and
-/// typing notice needs. Not a member, or no such user: `not_found` alike.
-pub fn conversation(conn: &mut db::Conn, me: i64, peer: &Username) -> Result<(UserRow, MemberRow)> {
-    let peer_row = db::user_by_name(conn, peer.as_str())?.ok_or_else(|| no_conversation(peer))?;
-    let m = db::member(conn, me, peer_row.id)?.ok_or_else(|| no_conversation(peer))?;
-    Ok((peer_row, m))
-}
-
-/// Whom `me` may send to: any existing user but themselves. The sender is always `me`.
-pub fn recipient(conn: &mut db::Conn, me: &AuthUser, to: &Username) -> Result<UserRow> {
-    if *to == me.username {
-        return Err(ServerError::api(ErrorCode::InvalidField, "you cannot send a message to yourself"));
+/// With whom `me` may open a direct conversation: any existing user but themselves.
+pub fn direct_peer(conn: &mut store::Conn, me: &AuthUser, peer: &Username) -> Result<UserRow> {
+    if *peer == me.username {
+        return Err(ServerError::api(
+            ErrorCode::InvalidField,
+            "you cannot start a conversation with yourself",
+        ));
     }
-    db::user_by_name(conn, to.as_str())?
-        .ok_or_else(|| ServerError::api(ErrorCode::UnknownRecipient, format!("no user named {to}")))
+    store::user_by_name(conn, peer.as_str())?
+        .ok_or_else(|| ServerError::api(ErrorCode::UnknownRecipient, format!("no user named {peer}")))
+}
+
+/// Who sees `me` typing in a conversation they are a member of: the other members, but only
+/// once it has a message (a conversation only opened is not yet the peer's to see).
+pub fn typing_audience(conn: &mut store::Conn, me: &MemberRow) -> Result<Vec<UserId>> {
+    if !store::written_to(conn, me.conversation_id)? {
+        return Ok(vec![]);
+    }
+    Ok(store::other_members(conn, me.conversation_id, me.user_id)?.into_iter().map(|m| m.user_id).collect())
 }
 
 /// How many blobs one message may reference. Which ones is decided inside the storing
@@ -104,8 +112,9 @@ pub fn unknown_blob(id: &str) -> ServerError {
 }
 
 /// Stored message `id`, if `me` is a member of its conversation and has not cleared it.
-pub fn message(conn: &mut db::Conn, me: i64, id: i64) -> Result<MessageRow> {
-    db::visible_message(conn, me, id)?.ok_or_else(|| ServerError::api(ErrorCode::NotFound, "no such message"))
+pub fn message(conn: &mut store::Conn, me: UserId, id: MessageId) -> Result<MessageRow> {
+    store::visible_message(conn, me, id)?
+        .ok_or_else(|| ServerError::api(ErrorCode::NotFound, "no such message"))
 }
 
 fn no_blob() -> ServerError {
@@ -113,13 +122,13 @@ fn no_blob() -> ServerError {
 }
 
 /// Blob `id` may be downloaded by `me`: a message that references it is still visible to them.
-pub fn download(conn: &mut db::Conn, me: i64, id: &BlobId) -> Result<()> {
-    db::downloadable_blob(conn, me, &id.to_string())?.map(|_| ()).ok_or_else(no_blob)
+pub fn download(conn: &mut store::Conn, me: UserId, id: &BlobId) -> Result<()> {
+    store::downloadable_blob(conn, me, &id.to_string())?.map(|_| ()).ok_or_else(no_blob)
 }
 
 /// Withdraws blob `id` if `me` uploaded it and no message references it yet.
-pub fn withdraw(conn: &mut db::Conn, me: i64, id: &BlobId) -> Result<()> {
-    if db::delete_unattached_blob(conn, me, &id.to_string())? {
+pub fn withdraw(conn: &mut store::Conn, me: UserId, id: &BlobId) -> Result<()> {
+    if store::delete_unattached_blob(conn, me, &id.to_string())? {
         Ok(())
     } else {
         Err(ServerError::api(ErrorCode::NotFound, "no unsent attachment of yours with that id"))
@@ -128,6 +137,6 @@ pub fn withdraw(conn: &mut db::Conn, me: i64, id: &BlobId) -> Result<()> {
 
 /// Who is told when `user` comes online or goes offline: the people who share a conversation
 /// with them, and no one else.
-pub fn presence_audience(conn: &mut db::Conn, user: i64) -> Result<Vec<i64>> {
-    Ok(db::peers_of(conn, user)?)
+pub fn presence_audience(conn: &mut store::Conn, user: UserId) -> Result<Vec<UserId>> {
+    Ok(store::peers_of(conn, user)?)
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::config::ServeArgs;
 use crate::error::{Result, ServerError};
-use crate::{auth, blobs, db, hub, metrics, ratelimit};
+use crate::store::Store;
+use crate::{auth, blobs, hub, metrics, ratelimit};
 
 /// The relay: storage, fan-out, attachment files, the clock and the configuration.
 #[derive(Debug)]
@@ -38,9 +39,9 @@ impl Relay {
     /// the in-process hub for fan-out.
     pub fn open(config: ServeArgs) -> anyhow::Result<Self> {
         let secret = auth::ServerSecret::load(&config.data_dir)?;
-        let store = Store { pool: db::open(&config.database_url())? };
+        let store = Store::open(&config.database_url())?;
         let blob_store = blobs::BlobStore::open(&config.data_dir)?;
-        let orphans = blob_store.sweep_orphans(&mut store.pool.get()?)?;
+        let orphans = blob_store.sweep_orphans(&mut store.conn()?)?;
         if orphans > 0 {
             tracing::warn!(removed = orphans, "removed blob files that had no database row");
         }
@@ -57,34 +58,6 @@ impl Relay {
             auth_ip_total: ratelimit::RateLimiter::new(config.auth_rate_per_ip.saturating_mul(20), window),
             config,
         })
-    }
-}
-
-/// The database behind a connection pool. Storage functions are blocking; [`Store::run`] runs
-/// them on the blocking pool.
-#[derive(Debug, Clone)]
-pub struct Store {
-    pool: db::DbPool,
-}
-
-impl Store {
-    /// A store over an open pool.
-    pub fn new(pool: db::DbPool) -> Self {
-        Store { pool }
-    }
-
-    /// Runs storage code on the blocking pool with a pooled connection.
-    pub async fn run<T, F>(&self, f: F) -> Result<T>
-    where
-        F: FnOnce(&mut db::Conn) -> Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        let pool = self.pool.clone();
-        blocking(move || {
-            let mut conn = pool.get()?;
-            f(&mut conn)
-        })
-        .await?
     }
 }
 

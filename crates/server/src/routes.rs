@@ -4,9 +4,9 @@ use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
 use sealroom_protocol::endpoint::{Endpoint, Method};
 use sealroom_protocol::{
-    ApiError, ChangePasswordRequest, ClearRequest, ConversationFlags, ConversationsResponse, ErrorCode,
-    Health, HistoryQuery, LoginRequest, MarkReadRequest, PreloginRequest, RegisterRequest,
-    UpdateKeyBackupRequest, UserSearchResponse, Username,
+    ApiError, ChangePasswordRequest, ClearRequest, ConversationFlags, ConversationId, ConversationsResponse,
+    ErrorCode, Health, HistoryQuery, LoginRequest, MarkReadRequest, MessageId, OpenDirectRequest,
+    PreloginRequest, RegisterRequest, UpdateKeyBackupRequest, UserSearchResponse, Username,
 };
 use serde::Deserialize;
 
@@ -58,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         e::SearchUsers => search_users,
         e::GetUser => get_user,
         e::Conversations => conversations,
+        e::OpenDirect => open_direct,
         e::History => history,
         e::MarkRead => mark_read,
         e::Clear => clear,
@@ -79,6 +80,11 @@ fn client_ip(req: &HttpRequest) -> String {
 
 fn parse_peer(raw: &str) -> Result<Username> {
     Username::parse(raw).map_err(|e| ServerError::api(ErrorCode::InvalidUsername, e.to_string()))
+}
+
+/// A conversation id from a path; a malformed one is answered like an unknown one.
+fn parse_conversation(raw: &str) -> Result<ConversationId> {
+    raw.parse().map(ConversationId).map_err(|_| ServerError::api(ErrorCode::NotFound, "no such conversation"))
 }
 
 fn session_cookie(state: &Relay, token: String, ttl_secs: i64) -> Cookie<'static> {
@@ -189,14 +195,22 @@ async fn conversations(state: web::Data<Relay>, user: AuthUser) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(ConversationsResponse { conversations }))
 }
 
+async fn open_direct(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    body: web::Json<OpenDirectRequest>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(service::open_direct(&state, &user, body.into_inner().peer).await?))
+}
+
 async fn history(
     state: web::Data<Relay>,
     user: AuthUser,
     path: web::Path<String>,
     q: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse> {
-    let peer = parse_peer(&path)?;
-    Ok(HttpResponse::Ok().json(service::history(&state, &user, peer, q.into_inner()).await?))
+    let id = parse_conversation(&path)?;
+    Ok(HttpResponse::Ok().json(service::history(&state, &user, id, q.into_inner()).await?))
 }
 
 async fn mark_read(
@@ -205,8 +219,8 @@ async fn mark_read(
     path: web::Path<String>,
     body: web::Json<MarkReadRequest>,
 ) -> Result<HttpResponse> {
-    let peer = parse_peer(&path)?;
-    service::mark(&state, &user, peer, body.up_to, true).await?;
+    let id = parse_conversation(&path)?;
+    service::mark(&state, &user, id, body.up_to, true).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -216,8 +230,8 @@ async fn clear(
     path: web::Path<String>,
     body: web::Json<ClearRequest>,
 ) -> Result<HttpResponse> {
-    let peer = parse_peer(&path)?;
-    service::clear(&state, &user, peer, body.for_both).await?;
+    let id = parse_conversation(&path)?;
+    service::clear(&state, &user, id, body.for_both).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -227,8 +241,8 @@ async fn set_flags(
     path: web::Path<String>,
     body: web::Json<ConversationFlags>,
 ) -> Result<HttpResponse> {
-    let peer = parse_peer(&path)?;
-    service::set_flags(&state, &user, peer, body.into_inner()).await?;
+    let id = parse_conversation(&path)?;
+    service::set_flags(&state, &user, id, body.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -238,7 +252,7 @@ async fn get_message(
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     // A malformed id is answered like an unknown one.
-    let id: i64 = path.parse().map_err(|_| ServerError::api(ErrorCode::NotFound, "no such message"))?;
+    let id = MessageId(path.parse().map_err(|_| ServerError::api(ErrorCode::NotFound, "no such message"))?);
     Ok(HttpResponse::Ok().json(service::message(&state, &user, id).await?))
 }
 
@@ -248,7 +262,7 @@ pub async fn healthz(state: web::Data<Relay>) -> Result<HttpResponse> {
         .store
         .run(|conn| {
             use diesel::RunQueryDsl;
-            diesel::sql_query("SELECT 1").execute(&mut **conn)?;
+            diesel::sql_query("SELECT 1").execute(&mut **conn).map_err(crate::store::StoreError::from)?;
             Ok(())
         })
         .await?;

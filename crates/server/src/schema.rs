@@ -34,6 +34,7 @@ diesel::table! {
         user_hi -> BigInt,
         created_at -> BigInt,
         last_activity -> BigInt,
+        kind -> Text,
     }
 }
 
@@ -41,7 +42,6 @@ diesel::table! {
     members (conversation_id, user_id) {
         conversation_id -> BigInt,
         user_id -> BigInt,
-        peer_id -> BigInt,
         cleared_up_to -> BigInt,
         read_up_to -> BigInt,
         delivered_up_to -> BigInt,

@@ -1,55 +1,60 @@
 //! The rules of conversations, shared by the REST handlers and the WebSocket loop.
 //!
-//! Every authorization question is asked of [`crate::policy`]; services only apply the answer.
+//! Every authorization question is asked of [`crate::policy`]; services only apply the answer,
+//! store through [`crate::store`] and tell the members' connections through the relay's
+//! [`crate::hub::Fanout`].
 
 use std::collections::HashMap;
 
 use sealroom_protocol::{
-    BlobId, ClientMsgId, ConversationSummary, Envelope, ErrorCode, HistoryResponse, IdentityKey, MessageId,
-    MessageOut, ServerFrame, Username,
+    BlobId, ClientMsgId, ConversationFlags, ConversationId, ConversationSummary, Envelope, ErrorCode,
+    HistoryQuery, HistoryResponse, IdentityKey, MessageId, MessageOut, ServerFrame, UserId, Username,
 };
 
 use crate::auth::AuthUser;
-use crate::db::{self, MessageRow};
 use crate::error::{Result, ServerError};
 use crate::hub::encode;
-use crate::policy;
-use crate::{now_ms, Relay};
+use crate::store::{self, ConversationRow, MessageRow, Refused, StoreError};
+use crate::{policy, Relay};
 
-/// Turns rows into wire messages, resolving user ids to names.
-pub fn to_wire(conn: &mut db::Conn, rows: Vec<MessageRow>) -> Result<Vec<MessageOut>> {
-    let mut ids: Vec<i64> = rows.iter().flat_map(|r| [r.sender_id, r.recipient_id]).collect();
+/// Turns rows into wire messages, resolving user ids to names (one query for all of them).
+pub fn to_wire(conn: &mut store::Conn, rows: Vec<MessageRow>) -> Result<Vec<MessageOut>> {
+    let mut ids: Vec<UserId> = rows.iter().flat_map(|r| [r.sender_id, r.recipient_id]).collect();
     ids.sort_unstable();
     ids.dedup();
-    let names: HashMap<i64, String> = db::usernames(conn, &ids)?.into_iter().collect();
-    rows.into_iter()
-        .map(|r| {
-            let name = |id: i64| {
-                names
-                    .get(&id)
-                    .and_then(|n| Username::parse(n).ok())
-                    .ok_or_else(|| ServerError::Internal(format!("user {id} has no valid name")))
-            };
-            Ok(MessageOut {
-                id: MessageId(r.id),
-                from: name(r.sender_id)?,
-                to: name(r.recipient_id)?,
-                client_msg_id: ClientMsgId::from_slice(&r.client_msg_id)
-                    .map_err(|_| ServerError::Internal("stored client_msg_id has a bad length".into()))?,
-                envelope: Envelope::new(r.envelope)
-                    .map_err(|_| ServerError::Internal("stored envelope too large".into()))?,
-                ts: r.created_at,
-            })
-        })
-        .collect()
+    let names: HashMap<UserId, String> = store::usernames(conn, &ids)?.into_iter().collect();
+    rows.into_iter().map(|r| wire_message(r, |id| names.get(&id).cloned())).collect()
 }
 
-/// Stores a message from `me` to `to` and relays it. Returns the stored message and whether it
-/// was new (a resend of the same client_msg_id returns the first copy and relays nothing).
+/// One row as a wire message, with `name` resolving its users.
+fn wire_message(r: MessageRow, name: impl Fn(UserId) -> Option<String>) -> Result<MessageOut> {
+    let corrupt = |what| StoreError::Corrupt { what, row: r.id.0 };
+    let user = |id: UserId| {
+        name(id).and_then(|n| Username::parse(&n).ok()).ok_or_else(|| corrupt("sender or recipient name"))
+    };
+    Ok(MessageOut {
+        id: r.id,
+        conversation: r.conversation_id,
+        from: user(r.sender_id)?,
+        to: user(r.recipient_id)?,
+        client_msg_id: ClientMsgId::from_slice(&r.client_msg_id).map_err(|_| corrupt("client_msg_id"))?,
+        envelope: Envelope::new(r.envelope).map_err(|_| corrupt("envelope"))?,
+        ts: r.created_at,
+    })
+}
+
+/// The user ids of `conversation`'s members other than `me`.
+fn others(conn: &mut store::Conn, conversation: ConversationId, me: UserId) -> Result<Vec<UserId>> {
+    Ok(store::other_members(conn, conversation, me)?.into_iter().map(|m| m.user_id).collect())
+}
+
+/// Stores a message from `me` in `conversation` and relays it to every member's connections
+/// (this user's other connections too). A resend of the same client_msg_id returns the first
+/// copy and relays nothing.
 pub async fn send(
     state: &Relay,
     me: &AuthUser,
-    to: Username,
+    conversation: ConversationId,
     client_msg_id: ClientMsgId,
     envelope: Envelope,
     blobs: Vec<BlobId>,
@@ -59,47 +64,54 @@ pub async fn send(
     if envelope.as_bytes().is_empty() {
         return Err(ServerError::api(ErrorCode::InvalidLength, "envelope is empty"));
     }
-    let sender = me.clone();
     let me_id = me.id;
-    let (message, new, recipient) = state
+    let (message, new, audience) = state
         .store
         .run(move |conn| {
-            let recipient = policy::recipient(conn, &sender, &to)?;
+            policy::conversation(conn, me_id, conversation)?;
             let blob_ids: Vec<String> = blobs.iter().map(|b| b.to_string()).collect();
-            let stored = db::store_message(
+            let stored = match store::store_message(
                 conn,
                 me_id,
-                recipient.id,
+                conversation,
                 &client_msg_id.0,
                 envelope.as_bytes(),
                 &blob_ids,
-                now_ms(),
-            )?
-            .map_err(|id| policy::unknown_blob(&id))?;
+                crate::now_ms(),
+            )? {
+                Ok(stored) => stored,
+                Err(Refused::Blob(id)) => return Err(policy::unknown_blob(&id)),
+                Err(Refused::NoRecipient) => {
+                    return Err(ServerError::api(
+                        ErrorCode::UnknownRecipient,
+                        "no one else is in this conversation",
+                    ))
+                }
+            };
             let new = stored.new;
-            let mut wire = to_wire(conn, vec![stored.row])?;
-            let message =
-                wire.pop().ok_or_else(|| ServerError::Internal("stored message vanished".into()))?;
-            Ok((message, new, recipient.id))
+            let message = to_wire(conn, vec![stored.row])?.remove(0);
+            Ok((message, new, others(conn, conversation, me_id)?))
         })
         .await?;
     if new {
         state.metrics.relayed();
         let frame = encode(&ServerFrame::Message { message: message.clone() });
-        state.fanout.send_to_user(recipient, &frame, None);
+        for user in audience {
+            state.fanout.send_to_user(user, &frame, None);
+        }
         state.fanout.send_to_user(me.id, &frame, except_conn);
     }
     Ok(message)
 }
 
 /// One stored message `me` may read ([`policy::message`]).
-pub async fn message(state: &Relay, me: &AuthUser, id: i64) -> Result<MessageOut> {
+pub async fn message(state: &Relay, me: &AuthUser, id: MessageId) -> Result<MessageOut> {
     let me = me.id;
     state
         .store
         .run(move |conn| {
             let row = policy::message(conn, me, id)?;
-            to_wire(conn, vec![row])?.pop().ok_or_else(|| ServerError::Internal("message vanished".into()))
+            Ok(to_wire(conn, vec![row])?.remove(0))
         })
         .await
 }
@@ -111,7 +123,7 @@ pub async fn sync(state: &Relay, me: &AuthUser, since: MessageId) -> Result<(Vec
     state
         .store
         .run(move |conn| {
-            let mut rows = db::messages_since(conn, me_id, since.0, limit + 1)?;
+            let mut rows = store::messages_since(conn, me_id, since, limit + 1)?;
             let more = rows.len() as i64 > limit;
             rows.truncate(limit as usize);
             Ok((to_wire(conn, rows)?, more))
@@ -119,59 +131,98 @@ pub async fn sync(state: &Relay, me: &AuthUser, since: MessageId) -> Result<(Vec
         .await
 }
 
+/// List rows and the names of everyone their last messages mention (one more query for all
+/// of them, whoever the rows' messages claim to involve).
+fn rows_with_names(
+    conn: &mut store::Conn,
+    me: UserId,
+    only: Option<ConversationId>,
+) -> Result<(Vec<ConversationRow>, HashMap<UserId, String>)> {
+    let rows = store::conversation_rows(conn, me, only)?;
+    let mut ids: Vec<UserId> =
+        rows.iter().filter_map(|r| r.last_message()).flat_map(|m| [m.sender_id, m.recipient_id]).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok((rows, store::usernames(conn, &ids)?.into_iter().collect()))
+}
+
+/// A list row on the wire; presence is asked of the fan-out.
+fn summary(
+    state: &Relay,
+    me: &AuthUser,
+    row: ConversationRow,
+    names: &HashMap<UserId, String>,
+) -> Result<ConversationSummary> {
+    let corrupt = |what| StoreError::Corrupt { what, row: row.id.0 };
+    let peer = Username::parse(&row.peer_name).map_err(|_| corrupt("peer name"))?;
+    let online = state.fanout.is_online(row.peer_id);
+    let last_message = match row.last_message() {
+        Some(m) => Some(wire_message(m, |id| names.get(&id).cloned())?),
+        None => None,
+    };
+    let mut members = vec![me.username.clone(), peer.clone()];
+    members.sort();
+    Ok(ConversationSummary {
+        id: row.id,
+        kind: row.kind()?,
+        members,
+        peer,
+        peer_identity_key: IdentityKey::from_slice(&row.peer_identity_key)
+            .map_err(|_| corrupt("peer identity key"))?,
+        last_message,
+        unread: u32::try_from(row.unread).unwrap_or(u32::MAX),
+        peer_online: online,
+        peer_last_seen: if online { None } else { row.peer_last_seen },
+        peer_delivered_up_to: row.peer_delivered_up_to,
+        peer_read_up_to: row.peer_read_up_to,
+        read_up_to: row.read_up_to,
+        pinned: row.pinned,
+        hidden: row.hidden,
+        last_activity: row.last_activity,
+    })
+}
+
 /// The conversation list, pinned first, then by last activity.
 pub async fn conversations(state: &Relay, me: &AuthUser) -> Result<Vec<ConversationSummary>> {
     let me_id = me.id;
-    let rows = state
-        .store
-        .run(move |conn| {
-            let mut out = Vec::new();
-            for m in db::members_of_user(conn, me_id)? {
-                let peer = db::user_by_id(conn, m.peer_id)?
-                    .ok_or_else(|| ServerError::Internal("peer missing".into()))?;
-                let peer_member = db::member(conn, m.peer_id, me_id)?;
-                let last = db::last_visible_message(conn, &m)?;
-                let last = match last {
-                    Some(row) => to_wire(conn, vec![row])?.pop(),
-                    None => None,
-                };
-                let unread = db::unread_count(conn, &m)?;
-                let activity = db::conversation_activity(conn, m.conversation_id)?;
-                out.push((m, peer, peer_member, last, unread, activity));
-            }
-            Ok(out)
-        })
-        .await?;
+    let (rows, names) = state.store.run(move |conn| rows_with_names(conn, me_id, None)).await?;
+    // One row the relay cannot put on the wire must not hide the others: it is logged and left out.
     let mut list: Vec<ConversationSummary> = rows
         .into_iter()
-        .filter_map(|(m, peer, peer_member, last, unread, activity)| {
-            let online = state.fanout.is_online(peer.id);
-            Some(ConversationSummary {
-                peer: Username::parse(&peer.username).ok()?,
-                peer_identity_key: IdentityKey::from_slice(&peer.identity_key).ok()?,
-                last_message: last,
-                unread: u32::try_from(unread).unwrap_or(u32::MAX),
-                peer_online: online,
-                peer_last_seen: if online { None } else { peer.last_seen },
-                peer_delivered_up_to: MessageId(peer_member.as_ref().map_or(0, |p| p.delivered_up_to)),
-                peer_read_up_to: MessageId(peer_member.as_ref().map_or(0, |p| p.read_up_to)),
-                read_up_to: MessageId(m.read_up_to),
-                pinned: m.pinned,
-                hidden: m.hidden,
-                last_activity: activity,
-            })
+        .filter_map(|row| {
+            summary(state, me, row, &names)
+                .map_err(|e| tracing::error!(error = %e, "conversation left out"))
+                .ok()
         })
         .collect();
     list.sort_by(|a, b| b.pinned.cmp(&a.pinned).then(b.last_activity.cmp(&a.last_activity)));
     Ok(list)
 }
 
-/// A page of history with `peer`.
+/// The direct conversation with `peer`, created (for this user only, until its first message)
+/// if there is none.
+pub async fn open_direct(state: &Relay, me: &AuthUser, peer: Username) -> Result<ConversationSummary> {
+    let caller = me.clone();
+    let now = state.clock.now_ms();
+    let (row, names) = state
+        .store
+        .run(move |conn| {
+            let peer = policy::direct_peer(conn, &caller, &peer)?;
+            let id = store::open_direct(conn, caller.id, peer.id, now)?;
+            let (mut rows, names) = rows_with_names(conn, caller.id, Some(id))?;
+            let row = rows.pop().ok_or(StoreError::Corrupt { what: "new conversation", row: id.0 })?;
+            Ok((row, names))
+        })
+        .await?;
+    summary(state, me, row, &names)
+}
+
+/// A page of `conversation`'s history.
 pub async fn history(
     state: &Relay,
     me: &AuthUser,
-    peer: Username,
-    query: sealroom_protocol::HistoryQuery,
+    conversation: ConversationId,
+    query: HistoryQuery,
 ) -> Result<HistoryResponse> {
     let limit = i64::from(
         query.limit.unwrap_or(sealroom_protocol::DEFAULT_PAGE).clamp(1, sealroom_protocol::MAX_PAGE),
@@ -183,9 +234,8 @@ pub async fn history(
     state
         .store
         .run(move |conn| {
-            let (peer_row, m) = policy::conversation(conn, me_id, &peer)?;
-            let mut rows =
-                db::history(conn, &m, query.before.map(|b| b.0), query.after.map(|a| a.0), limit + 1)?;
+            let m = policy::conversation(conn, me_id, conversation)?;
+            let mut rows = store::history(conn, &m, query.before, query.after, limit + 1)?;
             let has_more = rows.len() as i64 > limit;
             if has_more {
                 if query.after.is_some() {
@@ -194,94 +244,109 @@ pub async fn history(
                     rows.remove(0);
                 }
             }
-            let peer_member = db::member(conn, peer_row.id, me_id)?;
+            // A direct conversation's other member; their markers say what they have seen.
+            let peer = store::other_members(conn, conversation, me_id)?.pop();
             Ok(HistoryResponse {
                 messages: to_wire(conn, rows)?,
                 has_more,
-                peer_delivered_up_to: MessageId(peer_member.as_ref().map_or(0, |p| p.delivered_up_to)),
-                peer_read_up_to: MessageId(peer_member.as_ref().map_or(0, |p| p.read_up_to)),
+                peer_delivered_up_to: peer.as_ref().map_or(MessageId(0), |p| p.delivered_up_to),
+                peer_read_up_to: peer.as_ref().map_or(MessageId(0), |p| p.read_up_to),
             })
         })
         .await
 }
 
-/// Raises this user's delivered (or read) marker in the conversation with `peer` and tells the
-/// peer (and, for reads, this user's other connections).
-pub async fn mark(state: &Relay, me: &AuthUser, peer: Username, up_to: MessageId, read: bool) -> Result<()> {
+/// Raises this user's delivered (or read) marker in `conversation` and tells the other
+/// members (and, for reads, this user's other connections).
+pub async fn mark(
+    state: &Relay,
+    me: &AuthUser,
+    conversation: ConversationId,
+    up_to: MessageId,
+    read: bool,
+) -> Result<()> {
     let me_id = me.id;
-    let peer_for_db = peer.clone();
-    let peer_id = state
+    let audience = state
         .store
         .run(move |conn| {
-            let (peer_row, m) = policy::conversation(conn, me_id, &peer_for_db)?;
-            db::raise_marker(conn, &m, up_to.0, read)?;
-            Ok(peer_row.id)
+            let m = policy::conversation(conn, me_id, conversation)?;
+            store::raise_marker(conn, &m, up_to, read)?;
+            others(conn, conversation, me_id)
         })
         .await?;
+    let by = me.username.clone();
     let frame = if read {
-        ServerFrame::Read { by: me.username.clone(), peer: peer.clone(), up_to }
+        ServerFrame::Read { conversation, by, up_to }
     } else {
-        ServerFrame::Delivered { by: me.username.clone(), peer: peer.clone(), up_to }
+        ServerFrame::Delivered { conversation, by, up_to }
     };
     let frame = encode(&frame);
-    state.fanout.send_to_user(peer_id, &frame, None);
+    for user in audience {
+        state.fanout.send_to_user(user, &frame, None);
+    }
     if read {
         state.fanout.send_to_user(me.id, &frame, None);
     }
     Ok(())
 }
 
-/// Clears the conversation with `peer` for this user, or for both.
-pub async fn clear(state: &Relay, me: &AuthUser, peer: Username, for_both: bool) -> Result<MessageId> {
+/// Clears `conversation` for this user, or for every member.
+pub async fn clear(
+    state: &Relay,
+    me: &AuthUser,
+    conversation: ConversationId,
+    for_both: bool,
+) -> Result<MessageId> {
     let me_id = me.id;
-    let peer_for_db = peer.clone();
-    let (peer_id, (up_to, freed)) = state
+    let (audience, (up_to, freed)) = state
         .store
         .run(move |conn| {
-            let (peer_row, m) = policy::conversation(conn, me_id, &peer_for_db)?;
-            Ok((peer_row.id, db::clear(conn, &m, for_both)?))
+            let m = policy::conversation(conn, me_id, conversation)?;
+            Ok((others(conn, conversation, me_id)?, store::clear(conn, &m, for_both)?))
         })
         .await?;
     let removed = state.blobs.remove(freed).await;
     state.metrics.blobs_deleted(removed);
-    let frame = encode(&ServerFrame::ChatCleared {
-        by: me.username.clone(),
-        peer,
-        for_both,
-        up_to: MessageId(up_to),
-    });
+    let frame = encode(&ServerFrame::ChatCleared { conversation, by: me.username.clone(), for_both, up_to });
     state.fanout.send_to_user(me.id, &frame, None);
     if for_both {
-        state.fanout.send_to_user(peer_id, &frame, None);
+        for user in audience {
+            state.fanout.send_to_user(user, &frame, None);
+        }
     }
-    Ok(MessageId(up_to))
+    Ok(up_to)
 }
 
-/// Pins or hides the conversation with `peer` for this user.
+/// Pins or hides `conversation` for this user.
 pub async fn set_flags(
     state: &Relay,
     me: &AuthUser,
-    peer: Username,
-    flags: sealroom_protocol::ConversationFlags,
+    conversation: ConversationId,
+    flags: ConversationFlags,
 ) -> Result<()> {
     let me_id = me.id;
     state
         .store
         .run(move |conn| {
-            let (_, m) = policy::conversation(conn, me_id, &peer)?;
-            Ok(db::set_flags(conn, &m, flags.pinned, flags.hidden)?)
+            let m = policy::conversation(conn, me_id, conversation)?;
+            Ok(store::set_flags(conn, &m, flags.pinned, flags.hidden)?)
         })
         .await
 }
 
 /// Tells everyone who shares a conversation with `user` that they came online or went offline.
-pub async fn broadcast_presence(state: &Relay, user: i64, username: &Username, online: bool) -> Result<()> {
-    let now = now_ms();
+pub async fn broadcast_presence(
+    state: &Relay,
+    user: UserId,
+    username: &Username,
+    online: bool,
+) -> Result<()> {
+    let now = state.clock.now_ms();
     let peers = state
         .store
         .run(move |conn| {
             if !online {
-                db::set_last_seen(conn, user, now)?;
+                store::set_last_seen(conn, user, now)?;
             }
             policy::presence_audience(conn, user)
         })
@@ -297,10 +362,20 @@ pub async fn broadcast_presence(state: &Relay, user: i64, username: &Username, o
     Ok(())
 }
 
-/// Relays "typing" to `to`, if they share a conversation with this user (never stored).
-pub async fn typing(state: &Relay, me: &AuthUser, to: Username) -> Result<()> {
+/// Relays "typing" to the other members of `conversation` ([`policy::typing_audience`];
+/// never stored).
+pub async fn typing(state: &Relay, me: &AuthUser, conversation: ConversationId) -> Result<()> {
     let me_id = me.id;
-    let peer_id = state.store.run(move |conn| Ok(policy::conversation(conn, me_id, &to)?.0.id)).await?;
-    state.fanout.send_to_user(peer_id, &encode(&ServerFrame::Typing { from: me.username.clone() }), None);
+    let audience = state
+        .store
+        .run(move |conn| {
+            let m = policy::conversation(conn, me_id, conversation)?;
+            policy::typing_audience(conn, &m)
+        })
+        .await?;
+    let frame = encode(&ServerFrame::Typing { conversation, from: me.username.clone() });
+    for user in audience {
+        state.fanout.send_to_user(user, &frame, None);
+    }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
 use sealroom_protocol::{
-    parse_client_frame, ApiError, ClientFrame, ErrorCode, ServerFrame, Username, PROTOCOL_VERSION,
+    parse_client_frame, ApiError, ClientFrame, ConversationId, ErrorCode, ServerFrame, PROTOCOL_VERSION,
 };
 use tokio::sync::mpsc;
 
@@ -96,7 +96,7 @@ async fn run(
         return;
     };
     state.metrics.connections(1);
-    tracing::info!(user = user.id, conn = conn_id, "websocket connected");
+    tracing::info!(user = user.id.0, conn = conn_id, "websocket connected");
     if first {
         let _ = service::broadcast_presence(&state, user.id, &user.username, true).await;
     }
@@ -112,7 +112,7 @@ async fn run(
     }
     let _ = session.close(close).await;
     state.metrics.connections(-1);
-    tracing::info!(user = user.id, conn = conn_id, "websocket closed");
+    tracing::info!(user = user.id.0, conn = conn_id, "websocket closed");
     if state.fanout.unregister(user.id, conn_id) {
         let _ = service::broadcast_presence(&state, user.id, &user.username, false).await;
     }
@@ -131,7 +131,7 @@ async fn serve(
     let mut last_heard = Instant::now();
     let mut tick = tokio::time::interval(HEARTBEAT);
     let mut budget = Budget { tokens: FRAME_BURST, at: Instant::now(), refused: 0 };
-    let mut typing: HashMap<Username, Instant> = HashMap::new();
+    let mut typing: HashMap<ConversationId, Instant> = HashMap::new();
     loop {
         tokio::select! {
             msg = stream.recv() => {
@@ -206,7 +206,7 @@ async fn handle(
     user: &AuthUser,
     conn_id: u64,
     frame: ClientFrame,
-    typing: &mut HashMap<Username, Instant>,
+    typing: &mut HashMap<ConversationId, Instant>,
 ) -> Vec<ServerFrame> {
     if let Err(e) = crate::policy::still_live(user, state.clock.now_ms()) {
         return vec![ServerFrame::error(e.sanitized(), None)];
@@ -217,8 +217,10 @@ async fn handle(
             ErrorCode::UnsupportedProtocol,
             format!("this server speaks protocol {PROTOCOL_VERSION}, not {protocol}"),
         )),
-        ClientFrame::Send { to, client_msg_id, envelope, blobs } => {
-            match service::send(state, user, to, client_msg_id, envelope, blobs, Some(conn_id)).await {
+        ClientFrame::Send { conversation, client_msg_id, envelope, blobs } => {
+            match service::send(state, user, conversation, client_msg_id, envelope, blobs, Some(conn_id))
+                .await
+            {
                 Ok(m) => Ok(vec![ServerFrame::Ack { client_msg_id, id: m.id, ts: m.ts }]),
                 Err(e) => return vec![ServerFrame::error(e.sanitized(), Some(client_msg_id))],
             }
@@ -230,24 +232,24 @@ async fn handle(
             frames.push(ServerFrame::Synced { up_to, more });
             frames
         }),
-        ClientFrame::Typing { to } => {
+        ClientFrame::Typing { conversation } => {
             let now = Instant::now();
-            let recent = typing.get(&to).is_some_and(|t| now.duration_since(*t) < TYPING_GAP);
+            let recent = typing.get(&conversation).is_some_and(|t| now.duration_since(*t) < TYPING_GAP);
             if recent {
                 Ok(vec![])
             } else {
-                typing.insert(to.clone(), now);
+                typing.insert(conversation, now);
                 if typing.len() > 1000 {
                     typing.retain(|_, t| now.duration_since(*t) < TYPING_GAP);
                 }
-                service::typing(state, user, to).await.map(|()| vec![])
+                service::typing(state, user, conversation).await.map(|()| vec![])
             }
         }
-        ClientFrame::Delivered { peer, up_to } => {
-            service::mark(state, user, peer, up_to, false).await.map(|()| vec![])
+        ClientFrame::Delivered { conversation, up_to } => {
+            service::mark(state, user, conversation, up_to, false).await.map(|()| vec![])
         }
-        ClientFrame::Read { peer, up_to } => {
-            service::mark(state, user, peer, up_to, true).await.map(|()| vec![])
+        ClientFrame::Read { conversation, up_to } => {
+            service::mark(state, user, conversation, up_to, true).await.map(|()| vec![])
         }
     };
     result.unwrap_or_else(|e| vec![ServerFrame::error(e.sanitized(), None)])

@@ -4,11 +4,13 @@
 //! keep handling frames while a flow waits on the network.
 
 use sealroom_crypto::{seal_backup, BackupContents, IdentitySecret, KdfParams, MessageHeader, Payload};
-use sealroom_protocol::endpoint::{ChangePassword, GetMe, GetUser, Login, Prelogin, PutKeyBackup, Register};
+use sealroom_protocol::endpoint::{
+    ChangePassword, GetMe, GetUser, Login, OpenDirect, Prelogin, PutKeyBackup, Register,
+};
 use sealroom_protocol::{
-    AuthKeyBytes, ChangePasswordRequest, ClientMsgId, Endpoint, Envelope, ErrorCode, IdentityKey,
-    LoginRequest, Me, MessageOut, PreloginRequest, RegisterRequest, Salt, SealedBackup, SessionResponse,
-    Username,
+    AuthKeyBytes, ChangePasswordRequest, ClientMsgId, ConversationId, ConversationSummary, Endpoint,
+    Envelope, ErrorCode, IdentityKey, LoginRequest, Me, MessageOut, OpenDirectRequest, PreloginRequest,
+    RegisterRequest, Salt, SealedBackup, SessionResponse, Username,
 };
 
 use crate::{check_new_password, Error, Opened, PeerKey, Transport, Vault, VaultCell};
@@ -214,4 +216,21 @@ pub async fn open<T: Transport, V: VaultCell>(t: &T, vault: &V, m: &MessageOut) 
         peer_key(t, vault, &peer).await?;
     }
     Ok(vault.with(|v| v.open(m)).ok_or(Error::SignedOut)??)
+}
+
+/// The direct conversation with `peer`: from the vault's directory when known, else found or
+/// created on the relay (which shows a new one to the peer only from its first message) and
+/// learnt.
+pub async fn open_direct<T: Transport, V: VaultCell>(
+    t: &T,
+    vault: &V,
+    peer: &Username,
+) -> Result<ConversationId, T::Error> {
+    if let Some(id) = vault.with(|v| v.directory().id(peer)).ok_or(Error::SignedOut)? {
+        return Ok(id);
+    }
+    let summary: ConversationSummary =
+        t.call::<OpenDirect>(OpenDirect::PATH, Some(&OpenDirectRequest { peer: peer.clone() })).await?;
+    vault.with(|v| v.directory_mut().learn(&summary)).ok_or(Error::SignedOut)?;
+    Ok(summary.id)
 }

@@ -15,7 +15,9 @@
 //!   accepts it ([`Vault::check_peer_key`], [`Vault::seal`]);
 //! - what may be shown: only messages to or from this user that open under the pinned key
 //!   ([`Vault::open`]);
-//! - what to resend after a reconnect and what an ack or an error means ([`Outbox`]).
+//! - what to resend after a reconnect and what an ack or an error means ([`Outbox`]);
+//! - which conversation a name or an id means ([`Directory`]; a direct conversation is found
+//!   or created by the peer's name with [`flows::open_direct`]).
 //!
 //! What it must never do: talk to the network itself, print a secret, or let a message be
 //! sealed to a key the user has not accepted.
@@ -36,10 +38,12 @@
 //! ```
 #![deny(missing_docs)]
 
+mod directory;
 pub mod flows;
 mod outbox;
 mod vault;
 
+pub use directory::Directory;
 pub use outbox::{Outbox, OutboxEvent, Queued};
 pub use sealroom_crypto::{FileRef, MessageHeader, Payload, PublicKey, SafetyNumber};
 pub use vault::{KeyChange, Opened, PeerKey, Vault};

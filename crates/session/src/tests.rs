@@ -10,8 +10,9 @@ use futures_executor::block_on;
 use sealroom_crypto::{IdentitySecret, MessageHeader, Payload, PublicKey};
 use sealroom_protocol::endpoint::{self, Endpoint};
 use sealroom_protocol::{
-    ApiError, ClientFrame, ClientMsgId, ErrorCode, IdentityKey, KdfParams, KeyBackupVersion, Me, MessageId,
-    MessageOut, PreloginResponse, Salt, ServerFrame, SessionResponse, UserId, UserInfo, Username,
+    ApiError, ClientFrame, ClientMsgId, ConversationId, ErrorCode, IdentityKey, KdfParams, KeyBackupVersion,
+    Me, MessageId, MessageOut, PreloginResponse, Salt, ServerFrame, SessionResponse, UserId, UserInfo,
+    Username,
 };
 use serde_json::{from_value, to_value, Value};
 
@@ -319,7 +320,21 @@ fn message(
     cid: ClientMsgId,
     envelope: sealroom_protocol::Envelope,
 ) -> MessageOut {
-    MessageOut { id: MessageId(id), from: name(from), to: name(to), client_msg_id: cid, envelope, ts: 5 }
+    MessageOut {
+        id: MessageId(id),
+        conversation: conversation_of(from, to),
+        from: name(from),
+        to: name(to),
+        client_msg_id: cid,
+        envelope,
+        ts: 5,
+    }
+}
+
+/// A stable id per pair of users, as the relay would give one direct conversation.
+fn conversation_of(a: &str, b: &str) -> ConversationId {
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    ConversationId(i64::from(lo.as_bytes()[0]) * 1000 + i64::from(hi.as_bytes()[0]))
 }
 
 #[test]
@@ -374,7 +389,7 @@ fn open_shows_only_messages_to_or_from_this_user_that_open_under_the_pin() {
 
 fn send_frame(to: &str, id: u8) -> ClientFrame {
     ClientFrame::Send {
-        to: name(to),
+        conversation: conversation_of("alice", to),
         client_msg_id: ClientMsgId([id; 16]),
         envelope: sealroom_protocol::Envelope::new(vec![1; 80]).expect("envelope"),
         blobs: vec![],
@@ -428,4 +443,60 @@ fn the_outbox_resends_what_was_not_acknowledged_and_holds_changed_peers() {
     assert_eq!(outbox.cursor(), MessageId(40));
     assert!(outbox.withdraw(ClientMsgId([3; 16])));
     assert!(outbox.queued().is_empty());
+}
+
+#[test]
+fn the_directory_learns_direct_conversations_from_the_list_and_from_opened_messages_only() {
+    let relay = MemRelay::default();
+    let bob = register(&relay, "bob");
+    let alice = register(&relay, "alice");
+    let payload = Payload::Text("hi".into());
+    let header = MessageHeader::new(1).expect("header");
+    let (cid, env) = block_on(flows::seal(relay.as_user("alice"), &alice, &name("bob"), &header, &payload))
+        .expect("sealed");
+    let m = message(9, "alice", "bob", cid, env.clone());
+    assert_eq!(bob.lock().unwrap().directory().id(&name("alice")), None);
+    block_on(flows::open(relay.as_user("bob"), &bob, &m)).expect("opens");
+    let d = bob.lock().unwrap();
+    assert_eq!(d.directory().id(&name("alice")), Some(m.conversation));
+    assert_eq!(d.directory().peer(m.conversation), Some(&name("alice")));
+    drop(d);
+    // A message that does not open teaches nothing: the relay cannot plant a mapping.
+    let forged = MessageOut { conversation: ConversationId(1), ..message(10, "alice", "bob", cid, env) };
+    let mut tampered = forged.clone();
+    tampered.envelope = sealroom_protocol::Envelope::new(vec![0; 90]).expect("envelope");
+    assert!(block_on(flows::open(relay.as_user("bob"), &bob, &tampered)).is_err());
+    assert_eq!(bob.lock().unwrap().directory().id(&name("alice")), Some(m.conversation));
+
+    // The list is learnt, and a conversation re-learnt under a new id moves.
+    let mut dir = crate::Directory::default();
+    let mut summary = summary_with("carol", 5);
+    dir.learn(&summary);
+    assert_eq!(dir.id(&name("carol")), Some(ConversationId(5)));
+    summary.id = ConversationId(6);
+    dir.learn(&summary);
+    assert_eq!(
+        (dir.id(&name("carol")), dir.peer(ConversationId(6))),
+        (Some(ConversationId(6)), Some(&name("carol")))
+    );
+}
+
+fn summary_with(peer: &str, id: i64) -> sealroom_protocol::ConversationSummary {
+    sealroom_protocol::ConversationSummary {
+        id: ConversationId(id),
+        kind: sealroom_protocol::ConversationKind::Direct,
+        members: vec![name("alice"), name(peer)],
+        peer: name(peer),
+        peer_identity_key: sealroom_protocol::IdentityKey([1; 32]),
+        last_message: None,
+        unread: 0,
+        peer_online: false,
+        peer_last_seen: None,
+        peer_delivered_up_to: MessageId(0),
+        peer_read_up_to: MessageId(0),
+        read_up_to: MessageId(0),
+        pinned: false,
+        hidden: false,
+        last_activity: 0,
+    }
 }

@@ -8,8 +8,8 @@ use sealroom_crypto::{
     PairKey, Payload, Pin, PublicKey, SafetyNumber,
 };
 use sealroom_protocol::{
-    ClientMsgId, Envelope, IdentityKey, Me, MessageId, MessageOut, SealedBackup, UpdateKeyBackupRequest,
-    Username,
+    ClientMsgId, ConversationId, Envelope, IdentityKey, Me, MessageId, MessageOut, SealedBackup,
+    UpdateKeyBackupRequest, Username,
 };
 
 use crate::Error;
@@ -46,6 +46,8 @@ pub struct KeyChange {
 pub struct Opened {
     /// Server id.
     pub id: MessageId,
+    /// The conversation it belongs to.
+    pub conversation: ConversationId,
     /// When the relay stored it (Unix ms).
     pub ts: i64,
     /// Sender.
@@ -71,6 +73,7 @@ pub struct Vault {
     pairs: HashMap<Username, (PublicKey, PairKey)>,
     changes: BTreeMap<Username, KeyChange>,
     misaddressed: std::collections::BTreeSet<MessageId>,
+    directory: crate::Directory,
 }
 
 impl std::fmt::Debug for Vault {
@@ -94,6 +97,7 @@ impl Vault {
             pairs: HashMap::new(),
             changes: BTreeMap::new(),
             misaddressed: std::collections::BTreeSet::new(),
+            directory: crate::Directory::default(),
         }
     }
 
@@ -274,6 +278,17 @@ impl Vault {
         (!self.contents.pins.contains_key(peer.as_str())).then_some(peer)
     }
 
+    /// Which direct conversation is which ([`crate::Directory`]); [`Vault::open`] learns from
+    /// every message it opens.
+    pub fn directory(&self) -> &crate::Directory {
+        &self.directory
+    }
+
+    /// The directory, to learn from the conversation list.
+    pub fn directory_mut(&mut self) -> &mut crate::Directory {
+        &mut self.directory
+    }
+
     /// Opens a stored message. A message neither from nor to this user is refused
     /// ([`Error::NotForMe`]) and counted (once per message id), never shown; one whose envelope does not open under the
     /// pinned key, or whose header disagrees with what the relay says, is [`Error::Undecryptable`].
@@ -296,8 +311,10 @@ impl Vault {
         if opened.header.client_msg_id != m.client_msg_id.0 {
             return Err(Error::Undecryptable);
         }
+        self.directory.learn_message(&self.username, m);
         Ok(Opened {
             id: m.id,
+            conversation: m.conversation,
             ts: m.ts,
             from: m.from.clone(),
             to: m.to.clone(),

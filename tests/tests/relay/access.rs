@@ -17,14 +17,16 @@ async fn a_third_user_cannot_read_clear_or_send_into_a_pair_conversation() {
     alice.send_text("bob", "for bob only", false).await.unwrap();
     let before = bob.history_raw("alice", &HistoryQuery::default()).await.unwrap();
 
-    // Carol has no conversation with bob or alice: every conversation endpoint is 404.
-    for path in ["bob/messages", "alice/messages"] {
+    // Carol is not in alice and bob's conversation: every conversation endpoint is 404, by id
+    // or by (the v1 way of) naming a peer.
+    let ab = alice.existing_conversation("bob").await.unwrap();
+    for path in [format!("{ab}/messages"), "bob/messages".into(), "alice/messages".into()] {
         let (status, body, _) =
             raw(Method::GET, &format!("{}/api/conversations/{path}", server.url), Some(carol.token()), None)
                 .await;
         assert_eq!((status.as_u16(), body["error"].as_str()), (404, Some("not_found")), "{path}");
     }
-    for peer in ["bob", "alice"] {
+    for peer in [ab.to_string(), "bob".into()] {
         let (status, _, _) = raw(
             Method::POST,
             &format!("{}/api/conversations/{peer}/clear", server.url),
@@ -51,12 +53,13 @@ async fn a_third_user_cannot_read_clear_or_send_into_a_pair_conversation() {
     // Carol cannot name a sender: a `from` field is refused and nothing is stored.
     let (cmid, env) =
         carol.encrypt_to(&"bob".parse().unwrap(), &Payload::Text("spoof".into()), false).await.unwrap();
-    let spoof = serde_json::json!({"type": "send", "from": "alice", "to": "bob", "client_msg_id": cmid, "envelope": env});
+    let carol_bob = carol.conversation_with(&"bob".parse().unwrap()).await.unwrap();
+    let spoof = serde_json::json!({"type": "send", "from": "alice", "conversation": carol_bob, "client_msg_id": cmid, "envelope": env});
     ws.send_raw(spoof.to_string()).await.unwrap();
     let f = expect_frame(&mut ws, "error", |f| matches!(f, ServerFrame::Error { .. })).await;
     assert!(matches!(f, ServerFrame::Error { code: ErrorCode::InvalidField, .. }), "{f:?}");
     // Sending to bob works, but lands in carol↔bob, stamped as carol.
-    let id = ws.send_and_wait("bob".parse().unwrap(), cmid, env).await.unwrap();
+    let id = ws.send_and_wait(carol_bob, cmid, env).await.unwrap();
     let bob_view = bob.history_raw("carol", &HistoryQuery::default()).await.unwrap();
     assert_eq!(bob_view.messages.len(), 1);
     assert_eq!((bob_view.messages[0].id, bob_view.messages[0].from.as_str()), (id, "carol"));

@@ -110,6 +110,7 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
     let unsent = alice.upload_file(&file).await.unwrap();
     let text_id = alice.send_text("bob", "for bob only", false).await.unwrap();
     let page = alice.history_raw("bob", &HistoryQuery::default()).await.unwrap();
+    let conversation = alice.existing_conversation("bob").await.unwrap();
     let secrets: Vec<String> = page
         .messages
         .iter()
@@ -131,8 +132,8 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
     let backup = me["key_backup"].as_str().unwrap().to_owned();
     use endpoint::{
         BlobInfo, ChangePassword, Clear, Conversations, DeleteBlob, DownloadBlob, GetMe, GetMessage, GetUser,
-        History, Login, Logout, LogoutAll, MarkRead, Prelogin, PutKeyBackup, Register, SearchUsers, SetFlags,
-        UploadBlob,
+        History, Login, Logout, LogoutAll, MarkRead, OpenDirect, Prelogin, PutKeyBackup, Register,
+        SearchUsers, SetFlags, UploadBlob,
     };
     let probes = vec![
         probe::<GetMe>(GetMe::path(&[]), None),
@@ -145,7 +146,8 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
         probe::<SearchUsers>(format!("{}?prefix=bo", SearchUsers::PATH), None),
         probe::<GetUser>(GetUser::path(&[&"bob"]), None),
         probe::<Conversations>(Conversations::path(&[]), None),
-        probe::<History>(History::path(&[&"bob"]), None).other(404, Some("not_found")),
+        probe::<OpenDirect>(OpenDirect::path(&[]), json(r#"{"peer":"bob"}"#.into())),
+        probe::<History>(History::path(&[&conversation]), None).other(404, Some("not_found")),
         probe::<GetMessage>(GetMessage::path(&[&text_id]), None).other(404, Some("not_found")),
         probe::<BlobInfo>(BlobInfo::path(&[]), None),
         probe::<DownloadBlob>(DownloadBlob::path(&[&attached.blob_id]), None).other(404, Some("not_found")),
@@ -155,10 +157,10 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
         probe::<DeleteBlob>(DeleteBlob::path(&[&unsent.blob_id]), None)
             .other(404, Some("not_found"))
             .right(204, None),
-        probe::<MarkRead>(MarkRead::path(&[&"bob"]), json(format!(r#"{{"up_to":{text_id}}}"#)))
+        probe::<MarkRead>(MarkRead::path(&[&conversation]), json(format!(r#"{{"up_to":{text_id}}}"#)))
             .other(404, Some("not_found"))
             .right(204, None),
-        probe::<SetFlags>(SetFlags::path(&[&"bob"]), json(r#"{"pinned":true}"#.into()))
+        probe::<SetFlags>(SetFlags::path(&[&conversation]), json(r#"{"pinned":true}"#.into()))
             .other(404, Some("not_found"))
             .right(204, None),
         probe::<ChangePassword>(
@@ -170,7 +172,7 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
         )
         .other(401, Some("invalid_credentials"))
         .right(401, Some("invalid_credentials")),
-        probe::<Clear>(Clear::path(&[&"bob"]), json(r#"{"for_both":false}"#.into()))
+        probe::<Clear>(Clear::path(&[&conversation]), json(r#"{"for_both":false}"#.into()))
             .other(404, Some("not_found"))
             .right(204, None),
         probe::<Logout>(Logout::path(&[]), None).other(204, None).right(204, None).ends_session(),
@@ -254,11 +256,14 @@ async fn every_frame_answers_each_kind_of_caller_as_it_should() {
         assert!(matches!(&err, sealroom_client::ClientError::Api(e) if e.error == code), "{token:?}: {err}");
     }
 
-    let bob_name: sealroom_protocol::Username = "bob".parse().unwrap();
+    let conversation = alice.existing_conversation("bob").await.unwrap();
+    let (client_msg_id, envelope) =
+        alice.encrypt_to(&"bob".parse().unwrap(), &Payload::Text("second".into()), false).await.unwrap();
     let frames_about_bob = [
-        ClientFrame::Delivered { peer: bob_name.clone(), up_to: id },
-        ClientFrame::Read { peer: bob_name.clone(), up_to: id },
-        ClientFrame::Typing { to: bob_name.clone() },
+        ClientFrame::Send { conversation, client_msg_id, envelope, blobs: vec![] },
+        ClientFrame::Delivered { conversation, up_to: id },
+        ClientFrame::Read { conversation, up_to: id },
+        ClientFrame::Typing { conversation },
     ];
     // Another user: every frame about a conversation she is not in is refused as not_found.
     let mut ws = carol.connect().await.unwrap();
@@ -292,6 +297,7 @@ async fn every_frame_answers_each_kind_of_caller_as_it_should() {
     }
     assert!(seen.iter().any(|f| matches!(f, ServerFrame::Delivered { .. })), "{seen:?}");
     assert!(seen.iter().any(|f| matches!(f, ServerFrame::Typing { .. })), "{seen:?}");
+    assert!(seen.iter().any(|f| matches!(f, ServerFrame::Message { .. })), "{seen:?}");
     let h = bob.history("alice", 10).await.unwrap();
-    assert_eq!(h.len(), 1);
+    assert_eq!(h.len(), 2, "the first message and alice's send; nothing from carol");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use sealroom_crypto::Payload;
-use sealroom_protocol::{ClientFrame, ErrorCode, HistoryQuery, MessageId, ServerFrame};
+use sealroom_protocol::{ClientFrame, ConversationId, ErrorCode, HistoryQuery, MessageId, ServerFrame};
 use sealroom_tests::{raw, TestServer};
 
 const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
@@ -139,13 +139,44 @@ async fn bad_rest_input_gets_stable_codes_and_changes_nothing() {
         assert!(b["message"].as_str().is_some_and(|m| !m.is_empty()), "{what} has a message");
     }
     let token = alice.token().to_owned();
+    let conv = alice.existing_conversation("bob").await.unwrap();
     let authed: Vec<Case<&str>> = vec![
-        ("bad peer name", Method::GET, u("/api/conversations/A%20B/messages"), None, 400, "invalid_username"),
-        ("unknown peer", Method::GET, u("/api/conversations/nobody/messages"), None, 404, "not_found"),
+        (
+            "conversation id not a number",
+            Method::GET,
+            u("/api/conversations/A%20B/messages"),
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "a peer's name for an id",
+            Method::GET,
+            u("/api/conversations/bob/messages"),
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "unknown conversation",
+            Method::GET,
+            u("/api/conversations/999999/messages"),
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "direct conversation with a bad name",
+            Method::POST,
+            u("/api/conversations/direct"),
+            Some(r#"{"peer":"A B"}"#),
+            400,
+            "invalid_username",
+        ),
         (
             "bad query",
             Method::GET,
-            u("/api/conversations/bob/messages?limit=lots"),
+            u(&format!("/api/conversations/{conv}/messages?limit=lots")),
             None,
             400,
             "invalid_field",
@@ -153,7 +184,7 @@ async fn bad_rest_input_gets_stable_codes_and_changes_nothing() {
         (
             "before and after",
             Method::GET,
-            u("/api/conversations/bob/messages?before=5&after=1"),
+            u(&format!("/api/conversations/{conv}/messages?before=5&after=1")),
             None,
             400,
             "invalid_field",
@@ -171,7 +202,7 @@ async fn bad_rest_input_gets_stable_codes_and_changes_nothing() {
         (
             "flags wrong type",
             Method::PUT,
-            u("/api/conversations/bob/flags"),
+            u(&format!("/api/conversations/{conv}/flags")),
             Some(r#"{"pinned":"yes"}"#),
             400,
             "invalid_field",
@@ -200,6 +231,7 @@ async fn bad_websocket_frames_get_error_frames_and_the_connection_lives_on() {
     let (cmid, env) =
         alice.encrypt_to(&"bob".parse().unwrap(), &Payload::Text("later".into()), false).await.unwrap();
     let id = serde_json::to_value(cmid).unwrap();
+    let conv = alice.conversation_with(&"bob".parse().unwrap()).await.unwrap().0;
     let big_envelope = sealroom_protocol::encode_b64(&vec![7u8; 70_000]);
     let cases: Vec<(&str, String, ErrorCode)> = vec![
         ("malformed JSON", "{\"type\":".into(), ErrorCode::InvalidJson),
@@ -208,31 +240,38 @@ async fn bad_websocket_frames_get_error_frames_and_the_connection_lives_on() {
         ("wrong field type", r#"{"type":"sync","since":"yesterday"}"#.into(), ErrorCode::InvalidField),
         (
             "invalid base64",
-            format!(r#"{{"type":"send","to":"bob","client_msg_id":{id},"envelope":"%%%"}}"#),
+            format!(r#"{{"type":"send","conversation":{conv},"client_msg_id":{id},"envelope":"%%%"}}"#),
             ErrorCode::InvalidBase64,
         ),
         (
             "short client_msg_id",
-            r#"{"type":"send","to":"bob","client_msg_id":"AQID","envelope":"AQID"}"#.into(),
+            format!(r#"{{"type":"send","conversation":{conv},"client_msg_id":"AQID","envelope":"AQID"}}"#),
             ErrorCode::InvalidLength,
         ),
         (
             "oversize envelope",
-            format!(r#"{{"type":"send","to":"bob","client_msg_id":{id},"envelope":"{big_envelope}"}}"#),
+            format!(
+                r#"{{"type":"send","conversation":{conv},"client_msg_id":{id},"envelope":"{big_envelope}"}}"#
+            ),
             ErrorCode::InvalidLength,
         ),
         (
-            "absurd username",
-            format!(r#"{{"type":"typing","to":"{}"}}"#, "z".repeat(5000)),
-            ErrorCode::InvalidUsername,
+            "conversation id that is not a number",
+            format!(r#"{{"type":"typing","conversation":"{}"}}"#, "z".repeat(5000)),
+            ErrorCode::InvalidField,
         ),
+        ("a v1 frame naming a peer", r#"{"type":"typing","to":"bob"}"#.into(), ErrorCode::InvalidField),
         (
             "oversize frame",
             format!(r#"{{"type":"sync","since":1,"pad":"{}"}}"#, "x".repeat(200_000)),
             ErrorCode::FrameTooLarge,
         ),
         ("wrong protocol", r#"{"type":"hello","protocol":99}"#.into(), ErrorCode::UnsupportedProtocol),
-        ("typing a stranger", r#"{"type":"typing","to":"bob_two"}"#.into(), ErrorCode::NotFound),
+        (
+            "typing into a stranger's conversation",
+            format!(r#"{{"type":"typing","conversation":{}}}"#, conv + 1000),
+            ErrorCode::NotFound,
+        ),
     ];
     for (what, text, code) in cases {
         ws.send_raw(text).await.unwrap();
@@ -244,9 +283,9 @@ async fn bad_websocket_frames_get_error_frames_and_the_connection_lives_on() {
             other => panic!("{what}: expected an error frame, got {other:?}"),
         }
     }
-    // Unknown recipient: the error names the client_msg_id it refers to.
+    // An unknown conversation: the error names the client_msg_id it refers to.
     ws.send(&ClientFrame::Send {
-        to: "nobody".parse().unwrap(),
+        conversation: ConversationId(conv + 1000),
         client_msg_id: cmid,
         envelope: env.clone(),
         blobs: vec![],
@@ -254,15 +293,13 @@ async fn bad_websocket_frames_get_error_frames_and_the_connection_lives_on() {
     .await
     .unwrap();
     match ws.next_within(Duration::from_secs(10)).await.unwrap() {
-        ServerFrame::Error { code: ErrorCode::UnknownRecipient, client_msg_id: Some(c), .. } => {
-            assert_eq!(c, cmid)
-        }
-        other => panic!("expected unknown_recipient, got {other:?}"),
+        ServerFrame::Error { code: ErrorCode::NotFound, client_msg_id: Some(c), .. } => assert_eq!(c, cmid),
+        other => panic!("expected not_found, got {other:?}"),
     }
-    // Sending to yourself, and an empty envelope.
+    // An empty envelope.
     let empty = sealroom_protocol::Envelope::new(vec![]).unwrap();
     ws.send(&ClientFrame::Send {
-        to: "bob".parse().unwrap(),
+        conversation: ConversationId(conv),
         client_msg_id: cmid,
         envelope: empty,
         blobs: vec![],
@@ -273,21 +310,14 @@ async fn bad_websocket_frames_get_error_frames_and_the_connection_lives_on() {
         ws.next_within(Duration::from_secs(10)).await.unwrap(),
         ServerFrame::Error { code: ErrorCode::InvalidLength, .. }
     ));
-    ws.send(&ClientFrame::Send {
-        to: "alice".parse().unwrap(),
-        client_msg_id: cmid,
-        envelope: env.clone(),
-        blobs: vec![],
-    })
-    .await
-    .unwrap();
-    assert!(matches!(
-        ws.next_within(Duration::from_secs(10)).await.unwrap(),
-        ServerFrame::Error { code: ErrorCode::InvalidField, .. }
-    ));
+    // A conversation with an unknown user, or with yourself, is not opened.
+    for (peer, code) in [("nobody", ErrorCode::UnknownRecipient), ("alice", ErrorCode::InvalidField)] {
+        let err = alice.conversation_with(&peer.parse().unwrap()).await.unwrap_err();
+        assert!(matches!(&err, sealroom_client::ClientError::Api(e) if e.error == code), "{peer}: {err}");
+    }
 
     // The same connection still works.
-    let new_id = ws.send_and_wait("bob".parse().unwrap(), cmid, env).await.unwrap();
+    let new_id = ws.send_and_wait(ConversationId(conv), cmid, env).await.unwrap();
     assert!(new_id > kept);
     ws.send(&ClientFrame::Sync { since: kept }).await.unwrap();
     let mut saw = false;

@@ -190,7 +190,7 @@ async fn only_the_conversations_members_can_download_and_clearing_frees_the_blob
         carol.encrypt_to(&"bob".parse().unwrap(), &Payload::Text("x".into()), false).await.unwrap();
     let mut ws = carol.connect().await.unwrap();
     ws.send(&ClientFrame::Send {
-        to: "bob".parse().unwrap(),
+        conversation: carol.conversation_with(&"bob".parse().unwrap()).await.unwrap(),
         client_msg_id: cmid,
         envelope: env,
         blobs: vec![BlobId::parse(&file.blob_id).unwrap()],
@@ -430,8 +430,9 @@ async fn malformed_attachment_requests_get_clear_errors_and_store_nothing() {
     let (cmid, env) =
         alice.encrypt_to(&"bob".parse().unwrap(), &Payload::Text("nine".into()), false).await.unwrap();
     let mut ws = alice.connect().await.unwrap();
+    let conversation = alice.conversation_with(&"bob".parse().unwrap()).await.unwrap();
     ws.send(&ClientFrame::Send {
-        to: "bob".parse().unwrap(),
+        conversation,
         client_msg_id: cmid,
         envelope: env.clone(),
         blobs: ids.clone(),
@@ -448,7 +449,7 @@ async fn malformed_attachment_requests_get_clear_errors_and_store_nothing() {
     // A repeated id is linked once; the same message then goes through with eight.
     let mut eight = ids[..8].to_vec();
     eight[7] = eight[0].clone();
-    let id = ws.send_with_blobs_and_wait("bob".parse().unwrap(), cmid, env, eight).await.unwrap();
+    let id = ws.send_with_blobs_and_wait(conversation, cmid, env, eight).await.unwrap();
     assert!(id.0 > 0);
     // The unsent ninth is still the uploader's to withdraw; the sent ones are not.
     alice.delete_upload(&ids[8]).await.unwrap();

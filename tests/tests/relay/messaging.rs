@@ -37,7 +37,9 @@ async fn two_users_exchange_messages_both_ways_live_and_through_history() {
     .await;
 
     // Delivery receipt from bob reaches alice.
-    bob_ws.send(&ClientFrame::Delivered { peer: "alice".parse().unwrap(), up_to: id1 }).await.unwrap();
+    let conversation = message.conversation;
+    assert_eq!(bob.existing_conversation("alice").await.unwrap(), conversation);
+    bob_ws.send(&ClientFrame::Delivered { conversation, up_to: id1 }).await.unwrap();
     expect_frame(
         &mut alice_ws,
         "delivered",
@@ -84,11 +86,11 @@ async fn two_users_exchange_messages_both_ways_live_and_through_history() {
     assert_eq!((a.unread, a.peer_read_up_to), (1, id2), "alice has not read bob's reply yet");
 
     // Typing reaches the peer and is never stored.
-    alice_ws.send(&ClientFrame::Typing { to: "bob".parse().unwrap() }).await.unwrap();
+    alice_ws.send(&ClientFrame::Typing { conversation }).await.unwrap();
     expect_frame(
         &mut bob_ws,
         "typing",
-        |f| matches!(f, ServerFrame::Typing { from } if from.as_str() == "alice"),
+        |f| matches!(f, ServerFrame::Typing { conversation: c, from } if from.as_str() == "alice" && *c == conversation),
     )
     .await;
 
@@ -109,12 +111,13 @@ async fn an_offline_recipient_gets_everything_on_reconnect() {
     let mut bob = server.register("bob").await;
     let mut sent = Vec::new();
     let mut ws = alice.connect().await.unwrap();
+    let conversation = alice.conversation_with(&"bob".parse().unwrap()).await.unwrap();
     for i in 0..520 {
         let (cmid, env) = alice
             .encrypt_to(&"bob".parse().unwrap(), &Payload::Text(format!("offline {i}")), false)
             .await
             .unwrap();
-        sent.push(ws.send_and_wait("bob".parse().unwrap(), cmid, env).await.unwrap());
+        sent.push(ws.send_and_wait(conversation, cmid, env).await.unwrap());
     }
     // Bob was never connected. He syncs from 0 in batches of at most 500.
     let mut bob_ws = bob.connect().await.unwrap();
@@ -192,10 +195,11 @@ async fn a_resent_client_msg_id_is_stored_once_and_acked_with_the_same_id() {
     let (cmid, env) =
         alice.encrypt_to(&"bob".parse().unwrap(), &Payload::Text("once".into()), false).await.unwrap();
     let mut ws = alice.connect().await.unwrap();
-    let first = ws.send_and_wait("bob".parse().unwrap(), cmid, env.clone()).await.unwrap();
+    let conversation = alice.conversation_with(&"bob".parse().unwrap()).await.unwrap();
+    let first = ws.send_and_wait(conversation, cmid, env.clone()).await.unwrap();
     // The same id again (a retry after a lost ack) — even on another connection.
     let mut ws2 = alice.connect().await.unwrap();
-    let second = ws2.send_and_wait("bob".parse().unwrap(), cmid, env).await.unwrap();
+    let second = ws2.send_and_wait(conversation, cmid, env).await.unwrap();
     assert_eq!(first, second);
     let h = alice.history_raw("bob", &HistoryQuery::default()).await.unwrap();
     assert_eq!(h.messages.len(), 1);
@@ -254,7 +258,11 @@ async fn pin_and_hide_order_the_conversation_list_and_a_new_message_reopens() {
         |p: Option<bool>, h: Option<bool>| sealroom_protocol::ConversationFlags { pinned: p, hidden: h };
     let (status, _, _) = sealroom_tests::raw(
         reqwest::Method::PUT,
-        &format!("{}/api/conversations/bob/flags", server.url),
+        &format!(
+            "{}/api/conversations/{}/flags",
+            server.url,
+            alice.existing_conversation("bob").await.unwrap()
+        ),
         Some(alice.token()),
         Some(("application/json", &serde_json::to_string(&flags(Some(true), None)).unwrap())),
     )
@@ -263,7 +271,11 @@ async fn pin_and_hide_order_the_conversation_list_and_a_new_message_reopens() {
     assert_eq!(names(&alice.conversations().await.unwrap()), ["bob", "carol"], "pinned first");
     let _ = sealroom_tests::raw(
         reqwest::Method::PUT,
-        &format!("{}/api/conversations/carol/flags", server.url),
+        &format!(
+            "{}/api/conversations/{}/flags",
+            server.url,
+            alice.existing_conversation("carol").await.unwrap()
+        ),
         Some(alice.token()),
         Some(("application/json", &serde_json::to_string(&flags(None, Some(true))).unwrap())),
     )

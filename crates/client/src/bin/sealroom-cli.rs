@@ -247,7 +247,7 @@ async fn listen(session: &mut Session, count: Option<u64>, timeout: Option<u64>)
                     }
                     Err(e) => eprintln!("message {id} from {peer}: {e}"),
                 }
-                conn.send(&ClientFrame::Delivered { peer, up_to: id }).await?;
+                conn.send(&ClientFrame::Delivered { conversation: message.conversation, up_to: id }).await?;
                 seen += 1;
             }
             ServerFrame::SessionRevoked { reason } => {

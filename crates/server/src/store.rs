@@ -1,0 +1,820 @@
+//! Storage: the relay's only door to the database. Row types carry typed ids; failures are
+//! [`StoreError`]s. Functions are blocking and take a connection; services run them through
+//! [`Store::run`], on the blocking pool.
+//!
+//! SQLite runs in WAL mode with foreign keys on, a busy timeout, and `synchronous = FULL`, so a
+//! message is on disk before the relay acknowledges it.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use sealroom_protocol::{ConversationId, ConversationKind, MessageId, UserId};
+
+use crate::schema::{blobs, conversations, members, message_blobs, messages, sessions, users};
+
+/// Migrations compiled into the binary and applied at start.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// The connection pool.
+pub type DbPool = Pool<ConnectionManager<SqliteConnection>>;
+/// One pooled connection.
+pub type Conn = PooledConnection<ConnectionManager<SqliteConnection>>;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed a statement.
+    #[error("database: {0}")]
+    Database(#[from] DieselError),
+    /// No connection could be had from the pool.
+    #[error("connection pool: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database: {0}")]
+    Open(String),
+    /// A stored value fails the check its type makes (a row written by something else).
+    #[error("stored {what} of {row} is invalid")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// Which row (its id).
+        row: i64,
+    },
+}
+
+/// Result of a storage function.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug)]
+struct Pragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(
+            "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Opens (creating if needed) the database, applies migrations, returns the pool.
+pub fn open(database_url: &str) -> StoreResult<DbPool> {
+    // WAL is a property of the file: switch it once, on one connection, before the pool opens
+    // several at the same time (which would race for the lock the switch needs).
+    let mut first = SqliteConnection::establish(database_url)
+        .map_err(|e| StoreError::Open(format!("{database_url}: {e}")))?;
+    first
+        .batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")?;
+    first.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Open(format!("migrations: {e}")))?;
+    drop(first);
+    let manager = ConnectionManager::<SqliteConnection>::new(database_url);
+    Pool::builder()
+        .max_size(8)
+        .connection_customizer(Box::new(Pragmas))
+        .build(manager)
+        .map_err(|e| StoreError::Open(format!("{database_url}: {e}")))
+}
+
+/// The database behind a connection pool. Storage functions are blocking; [`Store::run`] runs
+/// them on the blocking pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: DbPool,
+}
+
+impl Store {
+    /// Opens the database at `database_url` ([`open`]).
+    pub fn open(database_url: &str) -> StoreResult<Self> {
+        Ok(Store { pool: open(database_url)? })
+    }
+
+    /// A pooled connection, for blocking callers (start-up, tests).
+    pub fn conn(&self) -> StoreResult<Conn> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs storage code on the blocking pool with a pooled connection.
+    pub async fn run<T, F>(&self, f: F) -> crate::error::Result<T>
+    where
+        F: FnOnce(&mut Conn) -> crate::error::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        crate::relay::blocking(move || {
+            let mut conn = pool.get().map_err(StoreError::from)?;
+            f(&mut conn)
+        })
+        .await?
+    }
+}
+
+/// Whether a failed insert broke a UNIQUE constraint.
+pub fn is_unique_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users and sessions
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: UserId,
+    pub username: String,
+    pub auth_hash: String,
+    pub kdf_salt: Vec<u8>,
+    pub kdf_m_kib: i32,
+    pub kdf_t: i32,
+    pub kdf_p: i32,
+    pub identity_key: Vec<u8>,
+    pub key_backup: Vec<u8>,
+    pub key_backup_version: i64,
+    pub created_at: i64,
+    pub last_seen: Option<i64>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub auth_hash: &'a str,
+    pub kdf_salt: &'a [u8],
+    pub kdf_m_kib: i32,
+    pub kdf_t: i32,
+    pub kdf_p: i32,
+    pub identity_key: &'a [u8],
+    pub key_backup: &'a [u8],
+    pub created_at: i64,
+}
+
+pub fn insert_user(conn: &mut SqliteConnection, new: &NewUser<'_>) -> StoreResult<UserRow> {
+    Ok(diesel::insert_into(users::table).values(new).returning(UserRow::as_returning()).get_result(conn)?)
+}
+
+pub fn user_by_name(conn: &mut SqliteConnection, name: &str) -> StoreResult<Option<UserRow>> {
+    Ok(users::table.filter(users::username.eq(name)).select(UserRow::as_select()).first(conn).optional()?)
+}
+
+pub fn user_by_id(conn: &mut SqliteConnection, id: UserId) -> StoreResult<Option<UserRow>> {
+    Ok(users::table.find(id).select(UserRow::as_select()).first(conn).optional()?)
+}
+
+/// (username, identity key) of users whose name starts with `prefix`, by name.
+pub fn search_users(
+    conn: &mut SqliteConnection,
+    prefix: &str,
+    limit: i64,
+) -> StoreResult<Vec<(String, Vec<u8>)>> {
+    // `prefix` is validated to [a-z0-9_]; escape `_`, LIKE's single-character wildcard.
+    let pattern = format!("{}%", prefix.replace('_', "\\_"));
+    Ok(users::table
+        .filter(users::username.like(pattern).escape('\\'))
+        .order(users::username.asc())
+        .limit(limit)
+        .select((users::username, users::identity_key))
+        .load(conn)?)
+}
+
+pub fn usernames(conn: &mut SqliteConnection, ids: &[UserId]) -> StoreResult<Vec<(UserId, String)>> {
+    Ok(users::table.filter(users::id.eq_any(ids)).select((users::id, users::username)).load(conn)?)
+}
+
+pub fn set_last_seen(conn: &mut SqliteConnection, user: UserId, at: i64) -> StoreResult<()> {
+    diesel::update(users::table.find(user)).set(users::last_seen.eq(at)).execute(conn)?;
+    Ok(())
+}
+
+/// Replaces the key backup if `expected_version` is current; returns the new version, or
+/// `None` when the stored version differs (a stale write).
+pub fn update_key_backup(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    backup: &[u8],
+    expected_version: i64,
+) -> StoreResult<Option<i64>> {
+    let n = diesel::update(users::table.find(user).filter(users::key_backup_version.eq(expected_version)))
+        .set((users::key_backup.eq(backup), users::key_backup_version.eq(expected_version + 1)))
+        .execute(conn)?;
+    Ok((n == 1).then_some(expected_version + 1))
+}
+
+/// New credential, KDF salt/params and backup for a user (caller wraps in a transaction).
+pub fn change_password(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    auth_hash: &str,
+    salt: &[u8],
+    kdf: (i32, i32, i32),
+    backup: &[u8],
+) -> StoreResult<i64> {
+    Ok(diesel::update(users::table.find(user))
+        .set((
+            users::auth_hash.eq(auth_hash),
+            users::kdf_salt.eq(salt),
+            users::kdf_m_kib.eq(kdf.0),
+            users::kdf_t.eq(kdf.1),
+            users::kdf_p.eq(kdf.2),
+            users::key_backup.eq(backup),
+            users::key_backup_version.eq(users::key_backup_version + 1),
+        ))
+        .returning(users::key_backup_version)
+        .get_result(conn)?)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: UserId,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+pub fn insert_session(conn: &mut SqliteConnection, s: &SessionRow) -> StoreResult<()> {
+    diesel::insert_into(sessions::table).values(s).execute(conn)?;
+    Ok(())
+}
+
+pub fn session(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<SessionRow>> {
+    Ok(sessions::table.find(id).select(SessionRow::as_select()).first(conn).optional()?)
+}
+
+/// Revokes the user's live sessions except `keep`; returns the revoked ids.
+pub fn revoke_sessions(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    keep: Option<&str>,
+    at: i64,
+) -> StoreResult<Vec<String>> {
+    let live = sessions::table
+        .filter(sessions::user_id.eq(user))
+        .filter(sessions::revoked_at.is_null())
+        .select(sessions::id)
+        .load::<String>(conn)?;
+    let revoke: Vec<String> = live.into_iter().filter(|id| Some(id.as_str()) != keep).collect();
+    diesel::update(sessions::table.filter(sessions::id.eq_any(&revoke)))
+        .set(sessions::revoked_at.eq(at))
+        .execute(conn)?;
+    Ok(revoke)
+}
+
+pub fn revoke_session(conn: &mut SqliteConnection, id: &str, at: i64) -> StoreResult<()> {
+    diesel::update(sessions::table.find(id).filter(sessions::revoked_at.is_null()))
+        .set(sessions::revoked_at.eq(at))
+        .execute(conn)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversations and messages
+
+/// One member's own view of a conversation.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = members)]
+pub struct MemberRow {
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
+    pub cleared_up_to: MessageId,
+    pub read_up_to: MessageId,
+    pub delivered_up_to: MessageId,
+    pub pinned: bool,
+    pub hidden: bool,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = messages)]
+pub struct MessageRow {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub sender_id: UserId,
+    pub recipient_id: UserId,
+    pub client_msg_id: Vec<u8>,
+    pub envelope: Vec<u8>,
+    pub created_at: i64,
+}
+
+fn parse_kind(kind: &str, row: ConversationId) -> StoreResult<ConversationKind> {
+    match kind {
+        "direct" => Ok(ConversationKind::Direct),
+        _ => Err(StoreError::Corrupt { what: "kind", row: row.0 }),
+    }
+}
+
+/// This user's membership row in `conversation`, if they are a member.
+pub fn member(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    conversation: ConversationId,
+) -> StoreResult<Option<MemberRow>> {
+    Ok(members::table.find((conversation, user)).select(MemberRow::as_select()).first(conn).optional()?)
+}
+
+/// Every member row of `conversation` other than `user`'s.
+pub fn other_members(
+    conn: &mut SqliteConnection,
+    conversation: ConversationId,
+    user: UserId,
+) -> StoreResult<Vec<MemberRow>> {
+    Ok(members::table
+        .filter(members::conversation_id.eq(conversation))
+        .filter(members::user_id.ne(user))
+        .select(MemberRow::as_select())
+        .load(conn)?)
+}
+
+/// Ids of every user who shares a conversation with `user` that has had a message: a
+/// conversation only opened, never written to, shares nothing.
+pub fn peers_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<UserId>> {
+    let written: Vec<ConversationId> = members::table
+        .inner_join(conversations::table)
+        .filter(members::user_id.eq(user))
+        .filter(conversations::last_activity.gt(0))
+        .select(members::conversation_id)
+        .load(conn)?;
+    Ok(members::table
+        .filter(members::conversation_id.eq_any(written))
+        .filter(members::user_id.ne(user))
+        .select(members::user_id)
+        .distinct()
+        .load(conn)?)
+}
+
+/// Whether `conversation` has ever had a message.
+pub fn written_to(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<bool> {
+    let activity: i64 =
+        conversations::table.find(conversation).select(conversations::last_activity).first(conn)?;
+    Ok(activity > 0)
+}
+
+/// The direct conversation of `me` and `peer` (two distinct users), created on first use.
+/// A new one is visible to `me` at once and to `peer` from its first message; opening it
+/// again shows it to `me` if they had closed it.
+pub fn open_direct(
+    conn: &mut SqliteConnection,
+    me: UserId,
+    peer: UserId,
+    now: i64,
+) -> StoreResult<ConversationId> {
+    conn.immediate_transaction(|conn| {
+        let (lo, hi) = if me < peer { (me, peer) } else { (peer, me) };
+        if let Some(id) = conversations::table
+            .filter(conversations::user_lo.eq(lo))
+            .filter(conversations::user_hi.eq(hi))
+            .select(conversations::id)
+            .first::<ConversationId>(conn)
+            .optional()?
+        {
+            diesel::update(members::table.find((id, me))).set(members::hidden.eq(false)).execute(conn)?;
+            return Ok(id);
+        }
+        let id: ConversationId = diesel::insert_into(conversations::table)
+            .values((
+                conversations::user_lo.eq(lo),
+                conversations::user_hi.eq(hi),
+                conversations::kind.eq("direct"),
+                conversations::created_at.eq(now),
+                conversations::last_activity.eq(0),
+            ))
+            .returning(conversations::id)
+            .get_result(conn)?;
+        diesel::insert_into(members::table)
+            .values(&vec![
+                (members::conversation_id.eq(id), members::user_id.eq(me), members::hidden.eq(false)),
+                (members::conversation_id.eq(id), members::user_id.eq(peer), members::hidden.eq(true)),
+            ])
+            .execute(conn)?;
+        Ok(id)
+    })
+}
+
+/// One row of a user's conversation list, read in one query.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct ConversationRow {
+    #[diesel(sql_type = BigInt)]
+    pub id: ConversationId,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = BigInt)]
+    pub last_activity: i64,
+    #[diesel(sql_type = BigInt)]
+    pub read_up_to: MessageId,
+    #[diesel(sql_type = Bool)]
+    pub pinned: bool,
+    #[diesel(sql_type = Bool)]
+    pub hidden: bool,
+    #[diesel(sql_type = BigInt)]
+    pub unread: i64,
+    #[diesel(sql_type = BigInt)]
+    pub peer_id: UserId,
+    #[diesel(sql_type = Text)]
+    pub peer_name: String,
+    #[diesel(sql_type = Binary)]
+    pub peer_identity_key: Vec<u8>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub peer_last_seen: Option<i64>,
+    #[diesel(sql_type = BigInt)]
+    pub peer_delivered_up_to: MessageId,
+    #[diesel(sql_type = BigInt)]
+    pub peer_read_up_to: MessageId,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub last_id: Option<MessageId>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub last_sender: Option<UserId>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub last_recipient: Option<UserId>,
+    #[diesel(sql_type = Nullable<Binary>)]
+    pub last_client_msg_id: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Binary>)]
+    pub last_envelope: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub last_created_at: Option<i64>,
+}
+
+impl ConversationRow {
+    /// The conversation's kind.
+    pub fn kind(&self) -> StoreResult<ConversationKind> {
+        parse_kind(&self.kind, self.id)
+    }
+
+    /// The newest message the member can still see.
+    pub fn last_message(&self) -> Option<MessageRow> {
+        Some(MessageRow {
+            id: self.last_id?,
+            conversation_id: self.id,
+            sender_id: self.last_sender?,
+            recipient_id: self.last_recipient?,
+            client_msg_id: self.last_client_msg_id.clone()?,
+            envelope: self.last_envelope.clone()?,
+            created_at: self.last_created_at?,
+        })
+    }
+}
+
+/// `user`'s conversations (or only `only`; a conversation nobody wrote in only for the member
+/// who opened it), each with the other member, this member's markers
+/// and flags, the unread count and the newest visible message: one query, however many
+/// conversations there are.
+pub fn conversation_rows(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    only: Option<ConversationId>,
+) -> StoreResult<Vec<ConversationRow>> {
+    Ok(diesel::sql_query(
+        "SELECT c.id, c.kind, c.last_activity, m.read_up_to, m.pinned, m.hidden,
+                (SELECT COUNT(*) FROM messages x
+                  WHERE x.conversation_id = c.id AND x.sender_id != m.user_id
+                    AND x.id > MAX(m.read_up_to, m.cleared_up_to)) AS unread,
+                p.user_id AS peer_id, u.username AS peer_name, u.identity_key AS peer_identity_key,
+                u.last_seen AS peer_last_seen, p.delivered_up_to AS peer_delivered_up_to,
+                p.read_up_to AS peer_read_up_to,
+                l.id AS last_id, l.sender_id AS last_sender, l.recipient_id AS last_recipient,
+                l.client_msg_id AS last_client_msg_id, l.envelope AS last_envelope,
+                l.created_at AS last_created_at
+           FROM members m
+           JOIN conversations c ON c.id = m.conversation_id
+           JOIN members p ON p.conversation_id = m.conversation_id AND p.user_id != m.user_id
+           JOIN users u ON u.id = p.user_id
+           LEFT JOIN messages l ON l.id = (SELECT MAX(y.id) FROM messages y
+                                           WHERE y.conversation_id = c.id AND y.id > m.cleared_up_to)
+          WHERE m.user_id = ? AND (? IS NULL OR c.id = ?)
+            AND NOT (c.last_activity = 0 AND m.hidden)",
+    )
+    .bind::<BigInt, _>(user)
+    .bind::<Nullable<BigInt>, _>(only)
+    .bind::<Nullable<BigInt>, _>(only)
+    .load(conn)?)
+}
+
+/// What storing a `send` did.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub row: MessageRow,
+    /// False when the same (sender, client_msg_id) had been stored before.
+    pub new: bool,
+}
+
+/// Why a message was not stored though the database worked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// A referenced blob is not the sender's (or does not exist): its id.
+    Blob(String),
+    /// The conversation has no other member to address.
+    NoRecipient,
+}
+
+/// Stores a message in `conversation` (whose member the sender is) once per (sender,
+/// client_msg_id), in one transaction, links the blobs it references, and reopens the
+/// conversation for every member who had closed it.
+///
+/// Every blob must have been uploaded by the sender; otherwise nothing is stored.
+pub fn store_message(
+    conn: &mut SqliteConnection,
+    sender: UserId,
+    conversation: ConversationId,
+    client_msg_id: &[u8],
+    envelope: &[u8],
+    blob_ids: &[String],
+    now: i64,
+) -> StoreResult<Result<Stored, Refused>> {
+    conn.immediate_transaction(|conn| {
+        if let Some(row) = messages::table
+            .filter(messages::sender_id.eq(sender))
+            .filter(messages::client_msg_id.eq(client_msg_id))
+            .select(MessageRow::as_select())
+            .first(conn)
+            .optional()?
+        {
+            return Ok(Ok(Stored { row, new: false }));
+        }
+        let owned: Vec<String> = blobs::table
+            .filter(blobs::id.eq_any(blob_ids))
+            .filter(blobs::owner_id.eq(sender))
+            .select(blobs::id)
+            .load(conn)?;
+        if let Some(missing) = blob_ids.iter().find(|id| !owned.contains(id)) {
+            return Ok(Err(Refused::Blob(missing.clone())));
+        }
+        // A direct conversation has exactly one other member: the recipient.
+        let Some(recipient) = other_members(conn, conversation, sender)?.first().map(|m| m.user_id) else {
+            return Ok(Err(Refused::NoRecipient));
+        };
+        let row = diesel::insert_into(messages::table)
+            .values((
+                messages::conversation_id.eq(conversation),
+                messages::sender_id.eq(sender),
+                messages::recipient_id.eq(recipient),
+                messages::client_msg_id.eq(client_msg_id),
+                messages::envelope.eq(envelope),
+                messages::created_at.eq(now),
+            ))
+            .returning(MessageRow::as_returning())
+            .get_result(conn)?;
+        diesel::update(conversations::table.find(conversation))
+            .set(conversations::last_activity.eq(now))
+            .execute(conn)?;
+        diesel::update(members::table.filter(members::conversation_id.eq(conversation)))
+            .set(members::hidden.eq(false))
+            .execute(conn)?;
+        if !blob_ids.is_empty() {
+            let mut ids = blob_ids.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            let links: Vec<_> = ids
+                .iter()
+                .map(|b| (message_blobs::message_id.eq(row.id), message_blobs::blob_id.eq(b)))
+                .collect();
+            diesel::insert_into(message_blobs::table).values(&links).execute(conn)?;
+            diesel::update(blobs::table.filter(blobs::id.eq_any(&ids)))
+                .set(blobs::attached.eq(true))
+                .execute(conn)?;
+        }
+        Ok(Ok(Stored { row, new: true }))
+    })
+}
+
+/// Messages of every conversation of `user` after `since` that the user has not cleared,
+/// oldest first.
+pub fn messages_since(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    since: MessageId,
+    limit: i64,
+) -> StoreResult<Vec<MessageRow>> {
+    Ok(messages::table
+        .inner_join(
+            members::table
+                .on(members::conversation_id.eq(messages::conversation_id).and(members::user_id.eq(user))),
+        )
+        .filter(messages::id.gt(since))
+        .filter(messages::id.gt(members::cleared_up_to))
+        .order(messages::id.asc())
+        .limit(limit)
+        .select(MessageRow::as_select())
+        .load(conn)?)
+}
+
+/// A page of one conversation's history (as seen by the member), ascending by id.
+pub fn history(
+    conn: &mut SqliteConnection,
+    m: &MemberRow,
+    before: Option<MessageId>,
+    after: Option<MessageId>,
+    limit: i64,
+) -> StoreResult<Vec<MessageRow>> {
+    let mut q = messages::table
+        .filter(messages::conversation_id.eq(m.conversation_id))
+        .filter(messages::id.gt(m.cleared_up_to))
+        .select(MessageRow::as_select())
+        .into_boxed();
+    if let Some(b) = before {
+        q = q.filter(messages::id.lt(b));
+    }
+    if let Some(a) = after {
+        // Catching up forwards: oldest first from `after`.
+        q = q.filter(messages::id.gt(a)).order(messages::id.asc());
+        return Ok(q.limit(limit).load(conn)?);
+    }
+    let mut rows: Vec<MessageRow> = q.order(messages::id.desc()).limit(limit).load(conn)?;
+    rows.reverse();
+    Ok(rows)
+}
+
+fn max_message_id(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<MessageId> {
+    Ok(messages::table
+        .filter(messages::conversation_id.eq(conversation))
+        .select(diesel::dsl::max(messages::id))
+        .first::<Option<MessageId>>(conn)?
+        .unwrap_or(MessageId(0)))
+}
+
+/// Raises a member's delivered or read marker (never lowers it); read implies delivered.
+pub fn raise_marker(
+    conn: &mut SqliteConnection,
+    m: &MemberRow,
+    up_to: MessageId,
+    read: bool,
+) -> StoreResult<()> {
+    let target = members::table.find((m.conversation_id, m.user_id));
+    let delivered = m.delivered_up_to.max(up_to);
+    if read {
+        diesel::update(target)
+            .set((members::read_up_to.eq(m.read_up_to.max(up_to)), members::delivered_up_to.eq(delivered)))
+            .execute(conn)?;
+    } else {
+        diesel::update(target).set(members::delivered_up_to.eq(delivered)).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Clears the conversation up to its newest message, for this member or for every member;
+/// deletes the messages no member can see any more, and the blobs no remaining message
+/// references. Returns the id cleared up to and the ids of the deleted blobs (whose files the
+/// caller removes after the commit).
+pub fn clear(
+    conn: &mut SqliteConnection,
+    m: &MemberRow,
+    for_all: bool,
+) -> StoreResult<(MessageId, Vec<String>)> {
+    conn.immediate_transaction(|conn| {
+        let up_to = max_message_id(conn, m.conversation_id)?;
+        let conv = members::table.filter(members::conversation_id.eq(m.conversation_id));
+        if for_all {
+            diesel::update(conv.filter(members::cleared_up_to.lt(up_to)))
+                .set(members::cleared_up_to.eq(up_to))
+                .execute(conn)?;
+        } else {
+            diesel::update(conv.filter(members::user_id.eq(m.user_id)))
+                .set(members::cleared_up_to.eq(up_to))
+                .execute(conn)?;
+        }
+        let floor: Option<MessageId> = members::table
+            .filter(members::conversation_id.eq(m.conversation_id))
+            .select(diesel::dsl::min(members::cleared_up_to))
+            .first(conn)?;
+        let doomed = messages::table
+            .filter(messages::conversation_id.eq(m.conversation_id))
+            .filter(messages::id.le(floor.unwrap_or(MessageId(0))));
+        let touched: Vec<String> = message_blobs::table
+            .filter(message_blobs::message_id.eq_any(doomed.select(messages::id)))
+            .select(message_blobs::blob_id)
+            .distinct()
+            .load(conn)?;
+        diesel::delete(doomed).execute(conn)?;
+        // The links went with the messages (ON DELETE CASCADE); a blob with none left is garbage.
+        let freed: Vec<String> = blobs::table
+            .filter(blobs::id.eq_any(&touched))
+            .filter(diesel::dsl::not(diesel::dsl::exists(
+                message_blobs::table.filter(message_blobs::blob_id.eq(blobs::id)),
+            )))
+            .select(blobs::id)
+            .load(conn)?;
+        diesel::delete(blobs::table.filter(blobs::id.eq_any(&freed))).execute(conn)?;
+        Ok((up_to, freed))
+    })
+}
+
+pub fn set_flags(
+    conn: &mut SqliteConnection,
+    m: &MemberRow,
+    pinned: Option<bool>,
+    hidden: Option<bool>,
+) -> StoreResult<()> {
+    let target = members::table.find((m.conversation_id, m.user_id));
+    if let Some(p) = pinned {
+        diesel::update(target).set(members::pinned.eq(p)).execute(conn)?;
+    }
+    if let Some(h) = hidden {
+        diesel::update(target).set(members::hidden.eq(h)).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The message `id` if `user` is one of its conversation's members and has not cleared it.
+pub fn visible_message(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    id: MessageId,
+) -> StoreResult<Option<MessageRow>> {
+    Ok(messages::table
+        .inner_join(
+            members::table
+                .on(members::conversation_id.eq(messages::conversation_id).and(members::user_id.eq(user))),
+        )
+        .filter(messages::id.eq(id))
+        .filter(messages::id.gt(members::cleared_up_to))
+        .select(MessageRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attachment blobs
+
+/// Bytes of blobs `owner` has stored.
+pub fn blob_usage(conn: &mut SqliteConnection, owner: UserId) -> StoreResult<i64> {
+    Ok(blobs::table
+        .filter(blobs::owner_id.eq(owner))
+        .select(diesel::dsl::sql::<BigInt>("COALESCE(SUM(size), 0)"))
+        .first::<i64>(conn)?)
+}
+
+/// Records an uploaded blob unless it would take `owner` over `quota` bytes (then `false`
+/// and nothing is stored). One immediate transaction, so concurrent uploads cannot both
+/// squeeze under the quota.
+pub fn insert_blob(
+    conn: &mut SqliteConnection,
+    id: &str,
+    owner: UserId,
+    size: i64,
+    quota: i64,
+    now: i64,
+) -> StoreResult<bool> {
+    conn.immediate_transaction(|conn| {
+        if blob_usage(conn, owner)?.saturating_add(size) > quota {
+            return Ok(false);
+        }
+        diesel::insert_into(blobs::table)
+            .values((
+                blobs::id.eq(id),
+                blobs::owner_id.eq(owner),
+                blobs::size.eq(size),
+                blobs::created_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(true)
+    })
+}
+
+/// The size of blob `id` if `user` may download it: a message referencing it is visible to
+/// `user` in one of their conversations.
+pub fn downloadable_blob(conn: &mut SqliteConnection, user: UserId, id: &str) -> StoreResult<Option<i64>> {
+    let visible = message_blobs::table
+        .inner_join(messages::table)
+        .inner_join(
+            members::table
+                .on(members::conversation_id.eq(messages::conversation_id).and(members::user_id.eq(user))),
+        )
+        .filter(message_blobs::blob_id.eq(id))
+        .filter(messages::id.gt(members::cleared_up_to));
+    Ok(blobs::table
+        .filter(blobs::id.eq(id))
+        .filter(diesel::dsl::exists(visible))
+        .select(blobs::size)
+        .first(conn)
+        .optional()?)
+}
+
+/// Deletes `owner`'s blob `id` if no message references it yet; true if it did.
+pub fn delete_unattached_blob(conn: &mut SqliteConnection, owner: UserId, id: &str) -> StoreResult<bool> {
+    let n = diesel::delete(
+        blobs::table
+            .filter(blobs::id.eq(id))
+            .filter(blobs::owner_id.eq(owner))
+            .filter(blobs::attached.eq(false)),
+    )
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Deletes the blobs created before `before` that no message ever referenced; returns their ids.
+pub fn expire_unattached_blobs(conn: &mut SqliteConnection, before: i64) -> StoreResult<Vec<String>> {
+    conn.immediate_transaction(|conn| {
+        let ids: Vec<String> = blobs::table
+            .filter(blobs::attached.eq(false))
+            .filter(blobs::created_at.lt(before))
+            .select(blobs::id)
+            .load(conn)?;
+        diesel::delete(blobs::table.filter(blobs::id.eq_any(&ids))).execute(conn)?;
+        Ok(ids)
+    })
+}
+
+/// Whether a blob row exists (used when sweeping files without one).
+pub fn blob_exists(conn: &mut SqliteConnection, id: &str) -> StoreResult<bool> {
+    Ok(diesel::select(diesel::dsl::exists(blobs::table.filter(blobs::id.eq(id)))).get_result(conn)?)
+}

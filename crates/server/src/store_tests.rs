@@ -1,0 +1,243 @@
+//! Store and services on a real SQLite file, with no web framework: the v1 → v2 migration,
+//! opening direct conversations, the one-query conversation list, and services driven through
+//! a plain [`Relay`].
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::MigrationHarness;
+use sealroom_protocol::{
+    BlobId, ClientMsgId, ConversationFlags, ConversationId, ConversationKind, Envelope, ErrorCode,
+    HistoryQuery, MessageId, UserId, Username,
+};
+
+use crate::auth::AuthUser;
+use crate::config::Cli;
+use crate::error::ServerError;
+use crate::store::{self, NewUser, Refused, Store, MIGRATIONS};
+use crate::{service, Relay};
+
+fn url(dir: &tempfile::TempDir) -> String {
+    dir.path().join("sealroom.db").to_string_lossy().into_owned()
+}
+
+fn add_user(conn: &mut SqliteConnection, name: &str) -> UserId {
+    store::insert_user(
+        conn,
+        &NewUser {
+            username: name,
+            auth_hash: "$argon2id$test",
+            kdf_salt: &[1; 16],
+            kdf_m_kib: 65_536,
+            kdf_t: 3,
+            kdf_p: 1,
+            identity_key: &[name.as_bytes()[0]; 32],
+            key_backup: &[9, 9, 9],
+            created_at: 1,
+        },
+    )
+    .expect("user")
+    .id
+}
+
+fn send(conn: &mut SqliteConnection, from: UserId, c: ConversationId, n: u8, blobs: &[String]) -> MessageId {
+    store::store_message(conn, from, c, &[n; 16], &[n; 40], blobs, 1_000 + i64::from(n))
+        .expect("stored")
+        .expect("accepted")
+        .row
+        .id
+}
+
+#[test]
+fn a_v1_database_with_messages_and_attachments_migrates_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    // A v1 relay's database: only the migrations v1 shipped with, and rows it wrote.
+    {
+        let mut conn = SqliteConnection::establish(&url(&dir)).unwrap();
+        conn.run_next_migration(MIGRATIONS).unwrap();
+        conn.run_next_migration(MIGRATIONS).unwrap();
+        conn.batch_execute(
+            "INSERT INTO users (id, username, auth_hash, kdf_salt, kdf_m_kib, kdf_t, kdf_p, identity_key,
+                                key_backup, created_at, last_seen)
+                 VALUES (1, 'alice', 'h', zeroblob(16), 65536, 3, 1, zeroblob(32), x'0102', 1, NULL),
+                        (2, 'bob', 'h', zeroblob(16), 65536, 3, 1, zeroblob(32), x'0304', 1, 77);
+             INSERT INTO conversations (id, user_lo, user_hi, created_at, last_activity) VALUES (1, 1, 2, 10, 30);
+             INSERT INTO members (conversation_id, user_id, peer_id, cleared_up_to, read_up_to, delivered_up_to,
+                                  pinned, hidden)
+                 VALUES (1, 1, 2, 0, 2, 2, 1, 0), (1, 2, 1, 0, 1, 1, 0, 0);
+             INSERT INTO messages (id, conversation_id, sender_id, recipient_id, client_msg_id, envelope, created_at)
+                 VALUES (1, 1, 1, 2, x'01010101010101010101010101010101', x'AABBCC', 20),
+                        (2, 1, 2, 1, x'02020202020202020202020202020202', x'DDEEFF', 30);
+             INSERT INTO blobs (id, owner_id, size, created_at, attached)
+                 VALUES ('q1w2e3r4t5y6u7i8o9p0-_', 1, 40, 15, 1);
+             INSERT INTO message_blobs (message_id, blob_id) VALUES (1, 'q1w2e3r4t5y6u7i8o9p0-_');",
+        )
+        .unwrap();
+    }
+    // The v2 relay opens it: the remaining migrations run, nothing is lost.
+    let store = Store::open(&url(&dir)).unwrap();
+    let conn = &mut store.conn().unwrap();
+    let (alice, bob, c) = (UserId(1), UserId(2), ConversationId(1));
+
+    let rows = store::conversation_rows(conn, alice, None).unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!((row.id, row.kind().unwrap(), row.peer_name.as_str()), (c, ConversationKind::Direct, "bob"));
+    assert_eq!((row.pinned, row.hidden, row.read_up_to, row.unread), (true, false, MessageId(2), 0));
+    assert_eq!((row.peer_read_up_to, row.peer_last_seen, row.last_activity), (MessageId(1), Some(77), 30));
+    assert_eq!(row.last_message().unwrap().envelope, vec![0xDD, 0xEE, 0xFF]);
+    let bobs = &store::conversation_rows(conn, bob, None).unwrap()[0];
+    assert_eq!((bobs.peer_name.as_str(), bobs.unread, bobs.pinned), ("alice", 0, false), "bob read up to 1");
+
+    let m = store::member(conn, bob, c).unwrap().expect("bob is still a member");
+    let history = store::history(conn, &m, None, None, 50).unwrap();
+    let stored: Vec<_> =
+        history.iter().map(|r| (r.id.0, r.sender_id, r.recipient_id, r.envelope.clone())).collect();
+    assert_eq!(stored, [(1, alice, bob, vec![0xAA, 0xBB, 0xCC]), (2, bob, alice, vec![0xDD, 0xEE, 0xFF])]);
+    assert_eq!(store::downloadable_blob(conn, bob, "q1w2e3r4t5y6u7i8o9p0-_").unwrap(), Some(40));
+    assert_eq!(store::peers_of(conn, alice).unwrap(), [bob]);
+    // And the conversation goes on under its old id.
+    let next = send(conn, alice, c, 3, &[]);
+    assert_eq!(next, MessageId(3));
+    assert_eq!(store::open_direct(conn, bob, alice, 5).unwrap(), c);
+}
+
+#[test]
+fn a_direct_conversation_opened_is_the_peers_only_from_its_first_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&url(&dir)).unwrap();
+    let conn = &mut store.conn().unwrap();
+    let (alice, bob) = (add_user(conn, "alice"), add_user(conn, "bob"));
+
+    let c = store::open_direct(conn, alice, bob, 100).unwrap();
+    assert_eq!(store::open_direct(conn, alice, bob, 101).unwrap(), c, "found, not created twice");
+    let row = |conn: &mut SqliteConnection, u| store::conversation_rows(conn, u, Some(c)).unwrap().remove(0);
+    assert!(!row(conn, alice).hidden);
+    assert!(
+        store::conversation_rows(conn, bob, None).unwrap().is_empty(),
+        "bob does not see a conversation nobody wrote in"
+    );
+    assert!(store::member(conn, bob, c).unwrap().is_some_and(|m| m.hidden));
+    assert_eq!(row(conn, alice).last_activity, 0);
+    assert!(store::peers_of(conn, bob).unwrap().is_empty(), "opening shares no presence");
+    assert!(!store::written_to(conn, c).unwrap());
+
+    send(conn, alice, c, 1, &[]);
+    assert!(!row(conn, bob).hidden, "the first message shows it");
+    assert_eq!(row(conn, bob).unread, 1);
+    assert_eq!(store::peers_of(conn, bob).unwrap(), [alice]);
+    assert_eq!(store::open_direct(conn, bob, alice, 102).unwrap(), c, "the same from either side");
+}
+
+#[test]
+fn the_conversation_list_is_one_query_that_respects_clears_and_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&url(&dir)).unwrap();
+    let conn = &mut store.conn().unwrap();
+    let (alice, bob, carol) = (add_user(conn, "alice"), add_user(conn, "bob"), add_user(conn, "carol"));
+    let ab = store::open_direct(conn, alice, bob, 1).unwrap();
+    let ac = store::open_direct(conn, alice, carol, 1).unwrap();
+    send(conn, alice, ab, 1, &[]);
+    let b2 = send(conn, bob, ab, 2, &[]);
+    send(conn, bob, ab, 3, &[]);
+    send(conn, carol, ac, 4, &[]);
+    let m = store::member(conn, alice, ab).unwrap().unwrap();
+    store::raise_marker(conn, &m, b2, true).unwrap();
+
+    let rows = store::conversation_rows(conn, alice, None).unwrap();
+    let by_peer = |name: &str| rows.iter().find(|r| r.peer_name == name).unwrap();
+    assert_eq!(
+        (by_peer("bob").unread, by_peer("bob").last_message().unwrap().client_msg_id),
+        (1, vec![3; 16])
+    );
+    assert_eq!(by_peer("carol").unread, 1);
+
+    // Alice clears carol's conversation for herself: no preview, no unread; carol keeps hers.
+    let m = store::member(conn, alice, ac).unwrap().unwrap();
+    store::clear(conn, &m, false).unwrap();
+    let mine = store::conversation_rows(conn, alice, Some(ac)).unwrap().remove(0);
+    assert!(mine.last_message().is_none());
+    assert_eq!(mine.unread, 0);
+    let carols = store::conversation_rows(conn, carol, None).unwrap().remove(0);
+    assert!(carols.last_message().is_some());
+}
+
+#[test]
+fn a_message_is_refused_whole_when_a_blob_is_not_the_senders() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&url(&dir)).unwrap();
+    let conn = &mut store.conn().unwrap();
+    let (alice, bob) = (add_user(conn, "alice"), add_user(conn, "bob"));
+    let c = store::open_direct(conn, alice, bob, 1).unwrap();
+    assert!(store::insert_blob(conn, "q1w2e3r4t5y6u7i8o9p0-_", bob, 10, 1_000, 1).unwrap());
+    let refused =
+        store::store_message(conn, alice, c, &[1; 16], &[1; 40], &["q1w2e3r4t5y6u7i8o9p0-_".into()], 5)
+            .unwrap()
+            .unwrap_err();
+    assert_eq!(refused, Refused::Blob("q1w2e3r4t5y6u7i8o9p0-_".into()));
+    let m = store::member(conn, alice, c).unwrap().unwrap();
+    assert!(store::history(conn, &m, None, None, 10).unwrap().is_empty(), "nothing stored");
+    assert!(!store::written_to(conn, c).unwrap());
+}
+
+fn user(id: UserId, name: &str) -> AuthUser {
+    AuthUser {
+        id,
+        username: Username::parse(name).unwrap(),
+        session_id: format!("s-{name}"),
+        expires_at: i64::MAX,
+    }
+}
+
+#[tokio::test]
+async fn services_run_on_a_plain_relay_and_ask_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = <Cli as clap::Parser>::parse_from(["sealroom", "--data-dir", dir.path().to_str().unwrap()]);
+    let relay = Relay::open(cli.serve).unwrap();
+    let mut conn = relay.store.conn().unwrap();
+    let (a, b, c) = (add_user(&mut conn, "alice"), add_user(&mut conn, "bob"), add_user(&mut conn, "carol"));
+    drop(conn);
+    let (alice, bob, carol) = (user(a, "alice"), user(b, "bob"), user(c, "carol"));
+
+    let opened = service::open_direct(&relay, &alice, bob.username.clone()).await.unwrap();
+    assert_eq!(opened.members, [alice.username.clone(), bob.username.clone()]);
+    assert!(service::conversations(&relay, &bob).await.unwrap().iter().all(|s| s.hidden));
+    let envelope = Envelope::new(vec![5; 60]).unwrap();
+    let sent = service::send(&relay, &alice, opened.id, ClientMsgId([1; 16]), envelope.clone(), vec![], None)
+        .await
+        .unwrap();
+    assert_eq!((sent.conversation, sent.from.as_str(), sent.to.as_str()), (opened.id, "alice", "bob"));
+    let page = service::history(&relay, &bob, opened.id, HistoryQuery::default()).await.unwrap();
+    assert_eq!(page.messages, std::slice::from_ref(&sent));
+
+    // Carol is not a member: every conversation service answers not_found, and stores nothing.
+    let not_found =
+        |r: Result<_, ServerError>| matches!(r, Err(ServerError::Api(e)) if e.error == ErrorCode::NotFound);
+    assert!(not_found(
+        service::history(&relay, &carol, opened.id, HistoryQuery::default()).await.map(|_| ())
+    ));
+    assert!(not_found(
+        service::send(&relay, &carol, opened.id, ClientMsgId([2; 16]), envelope.clone(), vec![], None)
+            .await
+            .map(|_| ())
+    ));
+    assert!(not_found(service::mark(&relay, &carol, opened.id, sent.id, true).await));
+    assert!(not_found(service::clear(&relay, &carol, opened.id, true).await.map(|_| ())));
+    assert!(not_found(
+        service::set_flags(&relay, &carol, opened.id, ConversationFlags { pinned: Some(true), hidden: None })
+            .await
+    ));
+    assert!(not_found(service::typing(&relay, &carol, opened.id).await));
+    assert!(not_found(service::message(&relay, &carol, sent.id).await.map(|_| ())));
+    let blob = BlobId::parse("q1w2e3r4t5y6u7i8o9p0-_").unwrap();
+    let unknown_blob =
+        service::send(&relay, &alice, opened.id, ClientMsgId([3; 16]), envelope, vec![blob], None).await;
+    assert!(matches!(unknown_blob, Err(ServerError::Api(e)) if e.error == ErrorCode::UnknownBlob));
+    let page = service::history(&relay, &alice, opened.id, HistoryQuery::default()).await.unwrap();
+    assert_eq!(page.messages.len(), 1, "only the one message alice sent");
+    // Opening a conversation with oneself or a stranger is refused by the policy.
+    let me_again = service::open_direct(&relay, &alice, alice.username.clone()).await;
+    assert!(matches!(me_again, Err(ServerError::Api(e)) if e.error == ErrorCode::InvalidField));
+    let nobody = service::open_direct(&relay, &alice, Username::parse("nobody").unwrap()).await;
+    assert!(matches!(nobody, Err(ServerError::Api(e)) if e.error == ErrorCode::UnknownRecipient));
+}
