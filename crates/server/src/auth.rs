@@ -17,7 +17,7 @@ use sealroom_protocol::{ErrorCode, UserId, Username};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::error::{Result, ServerError};
+use crate::error::{Result, ServerError, StartError};
 use crate::{now_ms, store, Relay};
 
 /// Name of the browser session cookie.
@@ -35,18 +35,25 @@ impl std::fmt::Debug for ServerSecret {
 impl ServerSecret {
     /// From `SEALROOM_JWT_SECRET` if set (at least 32 bytes), else from `<data_dir>/jwt_secret`,
     /// generating that file (mode 0600) on first start.
-    pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
+    pub fn load(data_dir: &Path) -> Result<Self, StartError> {
         if let Ok(s) = std::env::var("SEALROOM_JWT_SECRET") {
-            anyhow::ensure!(s.len() >= 32, "SEALROOM_JWT_SECRET must be at least 32 characters");
+            if s.len() < 32 {
+                return Err(StartError::Invalid("SEALROOM_JWT_SECRET must be at least 32 characters".into()));
+            }
             return Ok(ServerSecret(s.into_bytes()));
         }
         let path = data_dir.join("jwt_secret");
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let bytes = hex::decode(text.trim()).map_err(|_| {
-                    anyhow::anyhow!("{} is not hex; delete it to generate a new one", path.display())
+                    StartError::Invalid(format!(
+                        "{} is not hex; delete it to generate a new one",
+                        path.display()
+                    ))
                 })?;
-                anyhow::ensure!(bytes.len() >= 32, "{} is too short", path.display());
+                if bytes.len() < 32 {
+                    return Err(StartError::Invalid(format!("{} is too short", path.display())));
+                }
                 Ok(ServerSecret(bytes))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -56,7 +63,7 @@ impl ServerSecret {
                 tracing::info!(path = %path.display(), "generated a new JWT secret");
                 Ok(ServerSecret(bytes))
             }
-            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+            Err(e) => Err(StartError::io(format!("cannot read {}", path.display()))(e)),
         }
     }
 
@@ -74,7 +81,7 @@ impl ServerSecret {
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), StartError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -82,15 +89,15 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-    f.write_all(contents)?;
-    f.sync_all()?;
+        .map_err(StartError::io(format!("cannot create {}", path.display())))?;
+    f.write_all(contents).map_err(StartError::io(format!("cannot write {}", path.display())))?;
+    f.sync_all().map_err(StartError::io(format!("cannot write {}", path.display())))?;
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, contents).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), StartError> {
+    std::fs::write(path, contents).map_err(StartError::io(format!("cannot create {}", path.display())))
 }
 
 /// Argon2id for the stored credential. `auth_key` is already a 256-bit key from the client's

@@ -19,7 +19,7 @@ use sealroom_protocol::{blob_size_for, BlobId, ErrorCode, StorageInfo, UploadRes
 use tokio::io::AsyncWriteExt as _;
 
 use crate::auth::AuthUser;
-use crate::error::{Result, ServerError};
+use crate::error::{Result, ServerError, StartError};
 use crate::relay::blocking;
 use crate::store;
 use crate::{now_ms, Relay};
@@ -37,13 +37,16 @@ pub struct BlobStore {
 impl BlobStore {
     /// Opens (creating) `<data_dir>/blobs` and empties its `tmp` folder: a part file there is
     /// an upload that never finished.
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+    pub fn open(data_dir: &Path) -> Result<Self, StartError> {
         let dir = data_dir.join("blobs");
         let tmp = dir.join("tmp");
         std::fs::create_dir_all(&tmp)
-            .map_err(|e| anyhow::anyhow!("cannot create blob dir {}: {e}", tmp.display()))?;
+            .map_err(StartError::io(format!("cannot create blob dir {}", tmp.display())))?;
         let mut removed = 0usize;
-        for entry in std::fs::read_dir(&tmp)?.flatten() {
+        for entry in std::fs::read_dir(&tmp)
+            .map_err(StartError::io(format!("cannot read {}", tmp.display())))?
+            .flatten()
+        {
             if std::fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
@@ -87,13 +90,16 @@ impl BlobStore {
 
     /// Blob files with no database row (a crash between rename and insert, or a failed
     /// removal): deletes them. Runs at start.
-    pub fn sweep_orphans(&self, conn: &mut store::Conn) -> anyhow::Result<usize> {
+    pub fn sweep_orphans(&self, conn: &mut store::Conn) -> Result<usize, StartError> {
         let mut removed = 0;
-        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+        let listing = std::fs::read_dir(&self.dir)
+            .map_err(StartError::io(format!("cannot read {}", self.dir.display())))?;
+        for entry in listing.flatten() {
             let name = entry.file_name();
             let Some(id) = name.to_str().and_then(|n| BlobId::parse(n).ok()) else { continue };
             if !store::blob_exists(conn, id.as_str())? {
-                std::fs::remove_file(entry.path())?;
+                std::fs::remove_file(entry.path())
+                    .map_err(StartError::io(format!("cannot remove {}", entry.path().display())))?;
                 removed += 1;
             }
         }

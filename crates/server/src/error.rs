@@ -86,3 +86,36 @@ impl ResponseError for ServerError {
 
 /// Result alias.
 pub type Result<T, E = ServerError> = std::result::Result<T, E>;
+
+/// Why the relay could not start: an unusable data dir, secret, web client or database.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A file or directory could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A value the relay was given or found is not usable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl StartError {
+    /// An I/O failure while doing `context`.
+    pub fn io(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> StartError {
+        let context = context.to_string();
+        move |source| StartError::Io { context, source }
+    }
+}
+
+impl From<std::io::Error> for StartError {
+    fn from(source: std::io::Error) -> Self {
+        StartError::Io { context: "i/o".into(), source }
+    }
+}

@@ -8,7 +8,7 @@
 //! # Example
 //!
 //! ```no_run
-//! # async fn demo() -> anyhow::Result<()> {
+//! # async fn demo() -> Result<(), sealroom_server::error::StartError> {
 //! use clap::Parser;
 //! let cli = sealroom_server::config::Cli::parse_from(["sealroom", "--bind", "127.0.0.1:0"]);
 //! sealroom_server::serve(cli.serve).await
@@ -64,7 +64,7 @@ pub fn now_ms() -> i64 {
 
 /// Opens storage and runs the relay until SIGINT or SIGTERM, then drains connections.
 /// Prints `listening on http://ADDR` once bound (port 0 picks a free port).
-pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(config: ServeArgs) -> Result<(), error::StartError> {
     create_private_dir(&config.data_dir)?;
     let state = web::Data::new(Relay::open(config.clone())?);
     let web_client = match config.web_dir() {
@@ -119,7 +119,8 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
     })
     .disable_signals()
     .shutdown_timeout(10)
-    .bind(config.bind)?;
+    .bind(config.bind)
+    .map_err(error::StartError::io(format!("cannot listen on {}", config.bind)))?;
     for addr in server.addrs() {
         println!("listening on http://{addr}");
     }
@@ -149,14 +150,14 @@ pub async fn serve(config: ServeArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         handle.stop(true).await;
     });
-    server.await?;
+    server.await.map_err(error::StartError::io("the HTTP server failed"))?;
     tracing::info!("stopped");
     Ok(())
 }
 
-fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+fn create_private_dir(dir: &std::path::Path) -> Result<(), error::StartError> {
     std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
+        .map_err(error::StartError::io(format!("cannot create data dir {}", dir.display())))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -14,5 +14,5 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    sealroom_server::serve(args).await
+    Ok(sealroom_server::serve(args).await?)
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::config::ServeArgs;
-use crate::error::{Result, ServerError};
+use crate::error::{Result, ServerError, StartError};
 use crate::store::Store;
 use crate::{auth, blobs, hub, metrics, ratelimit};
 
@@ -37,7 +37,7 @@ pub struct Relay {
 impl Relay {
     /// Opens the data dir's secret, database and blob store (sweeping stray blob files), with
     /// the in-process hub for fan-out.
-    pub fn open(config: ServeArgs) -> anyhow::Result<Self> {
+    pub fn open(config: ServeArgs) -> Result<Self, StartError> {
         let secret = auth::ServerSecret::load(&config.data_dir)?;
         let store = Store::open(&config.database_url())?;
         let blob_store = blobs::BlobStore::open(&config.data_dir)?;

@@ -25,9 +25,9 @@ pub struct WebApp {
 
 impl WebApp {
     /// Reads and rewrites `<dir>/index.html`.
-    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+    pub fn load(dir: &Path) -> Result<Self, crate::error::StartError> {
         let html = std::fs::read_to_string(dir.join("index.html"))
-            .map_err(|e| anyhow::anyhow!("cannot read {}/index.html: {e}", dir.display()))?;
+            .map_err(crate::error::StartError::io(format!("cannot read {}/index.html", dir.display())))?;
         let (index, boot) = externalize_scripts(&html);
         Ok(WebApp { dir: dir.to_path_buf(), index, boot })
     }
