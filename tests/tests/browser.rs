@@ -173,8 +173,12 @@ async fn two_people_chat_in_real_browsers() {
     send(&a, "hello bob — grüße 👋").await;
     wait_text(&a, ".msg.mine .text", "hello bob — grüße 👋").await;
     wait_text(&a, ".msg.mine .state", "✓").await; // sent or already delivered
+                                                  // Rows are keyed by identity: the same DOM element follows the message from sent to read
+                                                  // (a rebuilt row would make this handle stale).
+    let bubble = a.find(Locator::Css(".msg.mine")).await.unwrap();
 
     wait_text(&b, ".conv .preview", "hello bob").await;
+    let bobs_row = b.find(Locator::Css("li.conv")).await.unwrap();
     wait_text(&b, ".conv .badge", "1").await;
     wait_css(&b, ".conv .dot.on").await;
     b.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
@@ -182,11 +186,15 @@ async fn two_people_chat_in_real_browsers() {
     wait_gone(&b, ".conv .badge").await;
     // Alice sees bob has read it.
     wait_text(&a, ".msg.mine .state", "read").await;
+    assert!(bubble.text().await.expect("the same bubble, updated in place").contains("read"));
 
     send(&b, "hi alice, all good?").await;
     wait_text(&a, ".msg.theirs .text", "hi alice, all good?").await;
     send(&a, "yes — see you at 5").await;
     wait_text(&b, ".msg.theirs .text", "see you at 5").await;
+    wait_text(&b, ".conv .preview", "see you at 5").await;
+    let row_text = bobs_row.text().await.expect("the same list row, updated in place");
+    assert!(row_text.contains("see you at 5"), "{row_text}");
     wait_css(&a, ".divider").await;
 
     // Search highlights matches in the decrypted history, with a count.

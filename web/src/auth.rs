@@ -12,14 +12,14 @@ pub fn AuthScreen() -> impl IntoView {
     let app = expect_context::<App>();
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
-    let signing_up = move || app.screen.get() == Screen::SignUp;
+    let signing_up = move || app.account.screen.get() == Screen::SignUp;
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        if app.busy.get_untracked().is_some() {
+        if app.account.busy.get_untracked().is_some() {
             return;
         }
         let (u, p) = (username.get_untracked(), password.get_untracked());
-        if app.screen.get_untracked() == Screen::SignUp {
+        if app.account.screen.get_untracked() == Screen::SignUp {
             spawn_local(app.sign_up(u, p));
         } else {
             spawn_local(app.sign_in(u, p));
@@ -45,18 +45,18 @@ pub fn AuthScreen() -> impl IntoView {
                     autocomplete=move || if signing_up() { "new-password" } else { "current-password" }
                     prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev)) />
                 <label class="check remember">
-                    <input type="checkbox" id="remember" prop:checked=move || app.remember.get()
-                        on:change=move |ev| app.remember.set(event_target_checked(&ev)) />
+                    <input type="checkbox" id="remember" prop:checked=move || app.account.remember.get()
+                        on:change=move |ev| app.account.remember.set(event_target_checked(&ev)) />
                     " Remember this browser"
                 </label>
-                {move || app.auth_error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
-                {move || app.busy.get().map(|b| view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>{b}</p> })}
-                <button type="submit" class="primary" disabled=move || app.busy.get().is_some()>
+                {move || app.account.auth_error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+                {move || app.account.busy.get().map(|b| view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>{b}</p> })}
+                <button type="submit" class="primary" disabled=move || app.account.busy.get().is_some()>
                     {move || if signing_up() { "Create account" } else { "Sign in" }}
                 </button>
                 <button type="button" class="link" on:click=move |_| {
-                    app.auth_error.set(None);
-                    app.screen.set(if signing_up() { Screen::SignIn } else { Screen::SignUp });
+                    app.account.auth_error.set(None);
+                    app.account.screen.set(if signing_up() { Screen::SignIn } else { Screen::SignUp });
                 }>
                     {move || if signing_up() { "I already have an account" } else { "Create an account" }}
                 </button>

@@ -15,7 +15,7 @@ pub fn ChatPane() -> impl IntoView {
     let app = expect_context::<App>();
     view! {
         <section class="chat" aria-label="Chat">
-            {move || match app.active.get() {
+            {move || match app.rooms.active.get() {
                 None => view! { <div class="empty muted"><p>"Pick a conversation, or find someone to start one."</p>
                     <p class="small">"Messages are end-to-end encrypted: only you and the person you write to can read them."</p></div> }.into_any(),
                 Some(peer) => view! { <Conversation peer=peer/> }.into_any(),
@@ -50,7 +50,7 @@ fn Conversation(peer: String) -> impl IntoView {
     });
     // Keys of messages that match, newest first (search starts at the latest match).
     let hits = Memo::new(move |_| match matcher.get() {
-        Ok(m) if !matches!(m, Matcher::None) => app.msgs.with(|ms| {
+        Ok(m) if !matches!(m, Matcher::None) => app.timeline.msgs.with(|ms| {
             ms.iter()
                 .rev()
                 .filter(|x| m.is_match_folded(&x.text, &x.folded))
@@ -61,7 +61,7 @@ fn Conversation(peer: String) -> impl IntoView {
     });
     // Search covers the whole decrypted history: fetch what is not loaded yet.
     Effect::new(move |_| {
-        if search_open.get() && !query.get().is_empty() && app.has_more.get_untracked() {
+        if search_open.get() && !query.get().is_empty() && app.timeline.has_more.get_untracked() {
             spawn_local(app.load_all());
         }
     });
@@ -69,7 +69,8 @@ fn Conversation(peer: String) -> impl IntoView {
     // A match outside the rendered window moves the window to it.
     Effect::new(move |_| {
         let Some(key) = current_key() else { return };
-        let (index, len) = app.msgs.with_untracked(|ms| (ms.iter().position(|m| m.key == key), ms.len()));
+        let (index, len) =
+            app.timeline.msgs.with_untracked(|ms| (ms.iter().position(|m| m.key == key), ms.len()));
         let Some(i) = index else { return };
         let (start, end) = anchor.get_untracked().unwrap_or((len.saturating_sub(shown.get_untracked()), len));
         if i < start || i >= end {
@@ -85,7 +86,7 @@ fn Conversation(peer: String) -> impl IntoView {
     // Scroll the current hit into view; otherwise stick to the bottom when a newer message comes
     // (not when older history is prepended).
     Effect::new(move |_| {
-        let newest = app.msgs.with(|m| m.last().map(|x| x.key.clone()));
+        let newest = app.timeline.msgs.with(|m| m.last().map(|x| x.key.clone()));
         let target = current_key();
         request_animation_frame(move || {
             request_animation_frame(move || {
@@ -103,10 +104,10 @@ fn Conversation(peer: String) -> impl IntoView {
     });
 
     let peer_for_header = peer.clone();
-    let conv = Memo::new(move |_| app.convs.get().into_iter().find(|c| c.peer == peer_for_header));
+    let conv = Memo::new(move |_| app.rooms.convs.get().into_iter().find(|c| c.peer == peer_for_header));
     let rows = Memo::new(move |_| {
         let unread = conv.with(|c| c.as_ref().map_or(0, |c| c.unread));
-        app.msgs.with(|ms| {
+        app.timeline.msgs.with(|ms| {
             let (start, end) = match anchor.get() {
                 Some((s, e)) => (s.min(ms.len()), e.min(ms.len())),
                 None => (ms.len().saturating_sub(shown.get()), ms.len()),
@@ -127,7 +128,7 @@ fn Conversation(peer: String) -> impl IntoView {
         })
     });
     let older = move || {
-        let total = app.msgs.with_untracked(Vec::len);
+        let total = app.timeline.msgs.with_untracked(Vec::len);
         let height = list_ref.get_untracked().map_or(0, |l| l.scroll_height());
         if let Some((start, end)) = anchor.get_untracked() {
             if start == 0 {
@@ -136,7 +137,7 @@ fn Conversation(peer: String) -> impl IntoView {
             anchor.set(Some((start.saturating_sub(WINDOW), end)));
         } else if shown.get_untracked() < total {
             shown.update(|s| *s += WINDOW);
-        } else if app.has_more.get_untracked() {
+        } else if app.timeline.has_more.get_untracked() {
             shown.update(|s| *s += 50);
             spawn_local(app.load_older());
             return;
@@ -151,7 +152,7 @@ fn Conversation(peer: String) -> impl IntoView {
         });
     };
     let status = move || {
-        if app.typing_until.get() > now() {
+        if app.timeline.typing_until.get() > now() {
             return "typing…".to_owned();
         }
         match conv.get() {
@@ -176,7 +177,7 @@ fn Conversation(peer: String) -> impl IntoView {
     let peer_b = peer.clone();
     view! {
         <header class="chat-head">
-            <button class="icon back" aria-label="Back to conversations" on:click=move |_| app.active.set(None)><Svg icon=Icon::Back/></button>
+            <button class="icon back" aria-label="Back to conversations" on:click=move |_| app.rooms.active.set(None)><Svg icon=Icon::Back/></button>
             <span class="avatar" aria-hidden="true">{crate::sidebar::initial(&peer)}</span>
             <div class="grow col">
                 <strong>{peer.clone()}{move || app.is_verified(&peer_v).then_some(" ✔")}</strong>
@@ -188,7 +189,7 @@ fn Conversation(peer: String) -> impl IntoView {
             <button class="icon" aria-label="Clear chat" on:click=move |_| clear_open.update(|s| *s = !*s)><Svg icon=Icon::Trash/></button>
         </header>
 
-        {move || app.key_alert.get().map(|alert| view! {
+        {move || app.rooms.key_alert.get().map(|alert| view! {
             <div class="banner danger" role="alert">
                 <p><strong>{format!("{}'s security key has changed.", alert.peer)}</strong>
                     " Sending is paused. Compare this new safety number with them (in person or another channel) before you continue:"</p>
@@ -241,7 +242,7 @@ fn Conversation(peer: String) -> impl IntoView {
 
         <div class="messages" node_ref=list_ref role="log" aria-label="Messages" class:dragging=move || dragging.get()
             on:dragover=move |ev: web_sys::DragEvent| {
-                if app.key_alert.get_untracked().is_none() {
+                if app.rooms.key_alert.get_untracked().is_none() {
                     ev.prevent_default();
                     dragging.set(true);
                 }
@@ -250,7 +251,7 @@ fn Conversation(peer: String) -> impl IntoView {
             on:drop=move |ev: web_sys::DragEvent| {
                 ev.prevent_default();
                 dragging.set(false);
-                if app.key_alert.get_untracked().is_none() {
+                if app.rooms.key_alert.get_untracked().is_none() {
                     app.send_files(files_of(ev.data_transfer().and_then(|d| d.files())));
                 }
             }
@@ -259,20 +260,21 @@ fn Conversation(peer: String) -> impl IntoView {
                     older();
                 }
             }>
-            <Show when=move || app.has_more.get() || shown.get() < app.msgs.with(Vec::len)>
+            <Show when=move || app.timeline.has_more.get() || shown.get() < app.timeline.msgs.with(Vec::len)>
                 <button class="link center" on:click=move |_| older()>"Load older messages"</button>
             </Show>
-            <For each=move || rows.get()
-                key=|r: &Row| (r.msg.key.clone(), r.msg.id, format!("{:?}", r.msg.state), r.divider.clone(), r.unread_marker)
-                let:row>
-                {row.divider.clone().map(|d| view! { <div class="divider" role="separator"><span>{d}</span></div> })}
-                {row.unread_marker.then(|| view! { <div class="divider unread-marker" role="separator"><span>"Unread messages"</span></div> })}
-                <Bubble msg=row.msg.clone() matcher=matcher current=Signal::derive(current_key)/>
+            // Keyed by the message's identity (its client_msg_id): a row updates in place when
+            // its delivery state, time, attachment or divider changes, instead of being rebuilt.
+            <For each=move || rows.with(|rs| rs.iter().map(|r| r.msg.key.clone()).collect::<Vec<_>>())
+                key=|k: &String| k.clone()
+                let:k>
+                <MessageRow row=Memo::new(move |_| rows.with(|rs| rs.iter().find(|r| r.msg.key == k).cloned()))
+                    matcher=matcher current=Signal::derive(current_key)/>
             </For>
             <Show when=move || anchor.get().is_some()>
                 <button class="link center" on:click=move |_| anchor.set(None)>"Back to latest messages"</button>
             </Show>
-            <Show when=move || app.msgs.with(Vec::is_empty)>
+            <Show when=move || app.timeline.msgs.with(Vec::is_empty)>
                 <p class="muted center">"No messages yet. Say hello — it will be end-to-end encrypted."</p>
             </Show>
             <Show when=move || dragging.get()>
@@ -287,11 +289,11 @@ fn Conversation(peer: String) -> impl IntoView {
                     app.send_files(files_of(input.files()));
                     input.set_value("");
                 } />
-            <button type="button" class="icon attach" aria-label="Attach files" disabled=move || app.key_alert.get().is_some()
+            <button type="button" class="icon attach" aria-label="Attach files" disabled=move || app.rooms.key_alert.get().is_some()
                 on:click=move |_| if let Some(i) = attach_ref.get_untracked() { i.click(); }><Svg icon=Icon::Clip/></button>
             <label for="message" class="sr-only">"Message"</label>
             <textarea id="message" node_ref=input_ref rows="1" placeholder="Write a message…" aria-label="Message"
-                disabled=move || app.key_alert.get().is_some()
+                disabled=move || app.rooms.key_alert.get().is_some()
                 prop:value=move || draft.get()
                 on:input=move |ev| { draft.set(event_target_value(&ev)); app.typing(); }
                 on:paste=move |ev: web_sys::ClipboardEvent| {
@@ -307,7 +309,7 @@ fn Conversation(peer: String) -> impl IntoView {
                         send();
                     }
                 }></textarea>
-            <button type="submit" class="primary" aria-label="Send" disabled=move || app.key_alert.get().is_some()>"Send"</button>
+            <button type="submit" class="primary" aria-label="Send" disabled=move || app.rooms.key_alert.get().is_some()>"Send"</button>
         </form>
     }
 }
@@ -333,9 +335,40 @@ const WINDOW: usize = 100;
 /// Messages rendered on each side of a search hit outside the window.
 const HIT_CONTEXT: usize = 25;
 
+/// One message row: its day divider, the unread marker, and the bubble, all following `row`.
+#[component]
+fn MessageRow(
+    row: Memo<Option<Row>>,
+    matcher: Memo<Result<Matcher, String>>,
+    current: Signal<Option<String>>,
+) -> impl IntoView {
+    let divider = move || row.with(|r| r.as_ref().and_then(|r| r.divider.clone()));
+    let marker = move || row.with(|r| r.as_ref().is_some_and(|r| r.unread_marker));
+    let live = Memo::new(move |_| row.with(|r| r.as_ref().map(|r| r.msg.clone())));
+    view! {
+        {move || divider().map(|d| view! { <div class="divider" role="separator"><span>{d}</span></div> })}
+        {move || marker().then(|| view! { <div class="divider unread-marker" role="separator"><span>"Unread messages"</span></div> })}
+        {live.get_untracked().map(|msg| view! { <Bubble msg=msg live=live matcher=matcher current=current/> })}
+    }
+}
+
+fn delivery_label(msg: &Msg) -> String {
+    match &msg.state {
+        _ if !msg.mine => String::new(),
+        Delivery::Sending => "🕓 sending".into(),
+        Delivery::Sent => "✓ sent".into(),
+        Delivery::Delivered => "✓✓ delivered".into(),
+        Delivery::Read => "✓✓ read".into(),
+        Delivery::Failed(why) => format!("⚠ not sent: {why}"),
+    }
+}
+
+/// A message's bubble. What a message is (its text, sender side, envelope) never changes;
+/// its delivery state, time and attachment follow `live`.
 #[component]
 fn Bubble(
     msg: Msg,
+    live: Memo<Option<Msg>>,
     matcher: Memo<Result<Matcher, String>>,
     current: Signal<Option<String>>,
 ) -> impl IntoView {
@@ -344,19 +377,17 @@ fn Bubble(
     let segments = move || matcher.with(|m| highlight(&text, m.as_ref().unwrap_or(&Matcher::None)));
     let key = msg.key.clone();
     let is_current = move || current.with(|c| c.as_deref() == Some(key.as_str()));
-    let state = match &msg.state {
-        _ if !msg.mine => String::new(),
-        Delivery::Sending => "🕓 sending".into(),
-        Delivery::Sent => "✓ sent".into(),
-        Delivery::Delivered => "✓✓ delivered".into(),
-        Delivery::Read => "✓✓ read".into(),
-        Delivery::Failed(why) => format!("⚠ not sent: {why}"),
-    };
+    let state = move || live.with(|m| m.as_ref().map(delivery_label).unwrap_or_default());
+    let read = move || live.with(|m| m.as_ref().is_some_and(|m| m.state == Delivery::Read));
+    let failed = move || live.with(|m| m.as_ref().is_some_and(|m| matches!(m.state, Delivery::Failed(_))));
+    let ts = move || live.with(|m| m.as_ref().map_or(msg.ts, |m| m.ts));
     let envelope = msg.envelope.clone();
-    let file = msg.file.clone().map(|meta| view! { <FileCard msg_key=msg.key.clone() meta=meta/> });
-    let is_file = file.is_some();
+    let meta = Memo::new(move |_| live.with(|m| m.as_ref().and_then(|m| m.file.clone())));
+    let file_key = msg.key.clone();
+    let file = move || meta.get().map(|meta| view! { <FileCard msg_key=file_key.clone() meta=meta/> });
+    let is_file = msg.file.is_some();
     view! {
-        <div class="msg" class:mine=msg.mine class:theirs=!msg.mine class:current=is_current class:failed=matches!(msg.state, Delivery::Failed(_))
+        <div class="msg" class:mine=msg.mine class:theirs=!msg.mine class:current=is_current class:failed=failed
             class:undecryptable=msg.undecryptable id=format!("m-{}", msg.key)>
             <div class="bubble">
                 {file}
@@ -366,8 +397,8 @@ fn Bubble(
                     view! { <span>{t}</span> }.into_any()
                 }).collect_view()}</p>
                 <p class="meta small">
-                    <span>{time_label(msg.ts)}</span>
-                    <span class="state" class:read=msg.state == Delivery::Read>{state}</span>
+                    <span>{move || time_label(ts())}</span>
+                    <span class="state" class:read=read>{state}</span>
                     <button class="link small" aria-expanded=move || show_cipher.get().to_string()
                         on:click=move |_| show_cipher.update(|s| *s = !*s)>
                         {move || if show_cipher.get() { "Hide ciphertext" } else { "Show ciphertext" }}</button>
@@ -387,12 +418,12 @@ fn FileCard(msg_key: String, meta: FileMeta) -> impl IntoView {
     let app = expect_context::<App>();
     let image = is_inline_image(&meta.mime);
     let k = msg_key.clone();
-    let progress = Memo::new(move |_| app.progress.with(|p| p.get(&k).cloned()));
+    let progress = Memo::new(move |_| app.transfers.progress.with(|p| p.get(&k).cloned()));
     let k = msg_key.clone();
-    let entry = Memo::new(move |_| app.files.with(|f| f.get(&k).cloned()));
+    let entry = Memo::new(move |_| app.transfers.files.with(|f| f.get(&k).cloned()));
     if image && meta.size <= INLINE_IMAGE_MAX {
         if let Some(stored) = meta.stored.clone() {
-            if app.files.with_untracked(|f| !f.contains_key(&msg_key)) {
+            if app.transfers.files.with_untracked(|f| !f.contains_key(&msg_key)) {
                 app.open_file(msg_key.clone(), stored, false);
             }
         }

@@ -80,7 +80,7 @@ pub fn cancel(app: App, key: &str) {
             let _ = x.abort();
         }
     }
-    app.progress.update(|p| {
+    app.transfers.progress.update(|p| {
         p.remove(key);
     });
 }
@@ -94,30 +94,30 @@ pub fn drop_all(app: App, everything: bool) {
     for k in keys {
         cancel(app, &k);
     }
-    let old = app.files.try_update(std::mem::take).unwrap_or_default();
+    let old = app.transfers.files.try_update(std::mem::take).unwrap_or_default();
     for url in old.into_values().flatten() {
         let _ = web_sys::Url::revoke_object_url(&url);
     }
     let uploading: Vec<String> = CANCELS.with(|m| m.borrow().keys().cloned().collect());
-    app.progress.update(|p| p.retain(|k, _| uploading.contains(k)));
+    app.transfers.progress.update(|p| p.retain(|k, _| uploading.contains(k)));
 }
 
 fn set_progress(app: App, key: &str, what: &str, fraction: f64) {
     let key = key.to_owned();
     let what = what.to_owned();
-    app.progress.update(move |p| {
+    app.transfers.progress.update(move |p| {
         p.insert(key, (what, fraction.clamp(0.0, 1.0)));
     });
 }
 
 fn clear_progress(app: App, key: &str) {
-    app.progress.update(|p| {
+    app.transfers.progress.update(|p| {
         p.remove(key);
     });
 }
 
 fn fail_msg(app: App, key: &str, why: String) {
-    app.msgs.update(|ms| {
+    app.timeline.msgs.update(|ms| {
         if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
             m.state = Delivery::Failed(why);
         }
@@ -137,8 +137,8 @@ impl App {
     }
 
     async fn send_file(self, file: web_sys::File) {
-        let Some(peer) = self.active.get_untracked() else { return };
-        if self.key_alert.with_untracked(Option::is_some) {
+        let Some(peer) = self.rooms.active.get_untracked() else { return };
+        if self.rooms.key_alert.with_untracked(Option::is_some) {
             return;
         }
         let name = file.name();
@@ -146,18 +146,18 @@ impl App {
         // The relay would refuse these; say so before encrypting anything.
         let info = match crate::state::call::<BlobInfo>(BlobInfo::PATH, None).await {
             Ok(i) => i,
-            Err(e) => return self.notice.set(Some(crate::state::human(&e))),
+            Err(e) => return self.ui.notice.set(Some(crate::state::human(&e))),
         };
         match info.refusal(size) {
             None => {}
             Some(ErrorCode::PayloadTooLarge) => {
-                return self.notice.set(Some(format!(
+                return self.ui.notice.set(Some(format!(
                     "“{name}” is too large to send: the limit is {}.",
                     human_size(info.max_file_size)
                 )))
             }
             Some(_) => {
-                return self.notice.set(Some(format!(
+                return self.ui.notice.set(Some(format!(
                 "“{name}” does not fit in your storage quota ({} of {} used). Clearing chats frees space.",
                 human_size(info.used),
                 human_size(info.quota)
@@ -166,7 +166,7 @@ impl App {
         }
         let header = match MessageHeader::new(now() as u64) {
             Ok(h) => h,
-            Err(e) => return self.notice.set(Some(e.to_string())),
+            Err(e) => return self.ui.notice.set(Some(e.to_string())),
         };
         let key = ClientMsgId(header.client_msg_id).to_b64();
         let mime = {
@@ -185,12 +185,12 @@ impl App {
         if is_inline_image(&mime) {
             if let Ok(url) = web_sys::Url::create_object_url_with_blob(&file) {
                 let k = key.clone();
-                self.files.update(|f| {
+                self.transfers.files.update(|f| {
                     f.insert(k, Ok(url));
                 });
             }
         }
-        self.msgs.update(|ms| {
+        self.timeline.msgs.update(|ms| {
             ms.push(Msg {
                 folded: format!("📎 {payload_name}").to_lowercase(),
                 key: key.clone(),
@@ -209,7 +209,7 @@ impl App {
         unregister_cancel(&key);
         clear_progress(self, &key);
         if cancel.stopped.get() {
-            self.msgs.update(|ms| ms.retain(|m| m.key != key));
+            self.timeline.msgs.update(|ms| ms.retain(|m| m.key != key));
             if let Ok((resp, _, _)) = uploaded {
                 let _ = crate::state::call::<DeleteBlob>(&DeleteBlob::path(&[&resp.blob_id]), None).await;
             }
@@ -231,7 +231,7 @@ impl App {
         let Some((frame, envelope)) = self.seal(&peer, &header, &payload, vec![resp.blob_id]).await else {
             return fail_msg(self, &key, "could not encrypt the message".into());
         };
-        self.msgs.update(|ms| {
+        self.timeline.msgs.update(|ms| {
             if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
                 m.envelope = envelope;
                 if let Some(f) = m.file.as_mut() {
@@ -343,7 +343,7 @@ impl App {
         if CANCELS.with(|m| m.borrow().contains_key(&key)) {
             return;
         }
-        if let Some(Ok(url)) = self.files.with_untracked(|f| f.get(&key).cloned()) {
+        if let Some(Ok(url)) = self.transfers.files.with_untracked(|f| f.get(&key).cloned()) {
             if save {
                 save_url(&url, &file.name);
             }
@@ -365,8 +365,8 @@ impl App {
                 save_url(url, &file.name);
             }
             // The chat may have changed meanwhile: only keep it if the message is still shown.
-            if self.msgs.with_untracked(|ms| ms.iter().any(|m| m.key == key)) {
-                self.files.update(|f| {
+            if self.timeline.msgs.with_untracked(|ms| ms.iter().any(|m| m.key == key)) {
+                self.transfers.files.update(|f| {
                     f.insert(key, entry);
                 });
             } else if let Ok(url) = entry {

@@ -4,6 +4,7 @@
 
 pub mod api;
 mod auth;
+mod browser;
 mod chat;
 pub mod device;
 pub mod files;
@@ -20,14 +21,14 @@ pub use state::App as AppState;
 #[component]
 pub fn App() -> impl IntoView {
     let app = state::App::new();
-    provide_context(app);
+    app.provide();
     // Theme: follow the system unless the user chose; the choice is kept locally (not secret).
     let stored = web_sys::window()
         .and_then(|w| w.local_storage().ok().flatten())
         .and_then(|s| s.get_item("theme").ok().flatten());
-    app.dark.set(stored.map(|t| t == "dark"));
+    app.ui.dark.set(stored.map(|t| t == "dark"));
     Effect::new(move |_| {
-        let theme = match app.dark.get() {
+        let theme = match app.ui.dark.get() {
             Some(true) => "dark",
             Some(false) => "light",
             None => "system",
@@ -38,7 +39,7 @@ pub fn App() -> impl IntoView {
     });
     // Title badge while hidden.
     Effect::new(move |_| {
-        let n = app.hidden_unread.get();
+        let n = app.ui.hidden_unread.get();
         if let Some(d) = web_sys::window().and_then(|w| w.document()) {
             d.set_title(&if n > 0 { format!("({n}) Sealroom") } else { "Sealroom".into() });
         }
@@ -47,7 +48,7 @@ pub fn App() -> impl IntoView {
         let visible = web_sys::window()
             .and_then(|w| w.document())
             .is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Visible);
-        if visible && app.me.get_untracked().is_some() {
+        if visible && app.account.me.get_untracked().is_some() {
             app.on_visible();
         }
     });
@@ -59,7 +60,7 @@ pub fn App() -> impl IntoView {
     leptos::task::spawn_local(app.resume());
 
     view! {
-        {move || match app.screen.get() {
+        {move || match app.account.screen.get() {
             state::Screen::SignIn | state::Screen::SignUp => view! { <auth::AuthScreen/> }.into_any(),
             state::Screen::Chats => view! { <Messenger/> }.into_any(),
         }}
@@ -71,22 +72,22 @@ pub fn App() -> impl IntoView {
 fn Messenger() -> impl IntoView {
     let app = expect_context::<state::App>();
     view! {
-        <div class="shell" class:chat-open=move || app.active.get().is_some()>
-            <Show when=move || !app.online.get()>
+        <div class="shell" class:chat-open=move || app.rooms.active.get().is_some()>
+            <Show when=move || !app.account.online.get()>
                 <div class="banner offline" role="status">"Offline — reconnecting… Messages you write are queued."</div>
             </Show>
-            {move || (app.misaddressed.get() > 0).then(|| view! {
+            {move || (app.ui.misaddressed.get() > 0).then(|| view! {
                 <div class="banner danger misaddressed" role="alert">
-                    {move || match app.misaddressed.get() {
+                    {move || match app.ui.misaddressed.get() {
                         1 => "1 message the server sent you was addressed to someone else; it was not shown. The server may be misbehaving.".to_owned(),
                         n => format!("{n} messages the server sent you were addressed to someone else; they were not shown. The server may be misbehaving."),
                     }}
                 </div>
             })}
-            {move || app.notice.get().map(|n| view! {
+            {move || app.ui.notice.get().map(|n| view! {
                 <div class="banner notice" role="alert">
                     <span>{n}</span>
-                    <button class="link" on:click=move |_| app.notice.set(None) aria-label="Dismiss">"✕"</button>
+                    <button class="link" on:click=move |_| app.ui.notice.set(None) aria-label="Dismiss">"✕"</button>
                 </div>
             })}
             <sidebar::Sidebar/>

@@ -4,6 +4,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::icons::{Icon, Svg};
+use sealroom_protocol::ConversationId;
+
 use crate::state::{now, App, Conv};
 use crate::text::{last_seen, time_label};
 
@@ -18,15 +20,21 @@ pub fn Sidebar() -> impl IntoView {
         menu.set(None);
         spawn_local(app.open_chat(peer));
     };
-    let visible = move || app.convs.get().into_iter().filter(|c| !c.hidden).collect::<Vec<Conv>>();
+    // Keyed by conversation id: a row updates in place when its preview, unread count,
+    // presence or pin changes, instead of being rebuilt.
+    let visible = move || {
+        app.rooms
+            .convs
+            .with(|cs| cs.iter().filter(|c| !c.hidden).map(|c| c.id).collect::<Vec<ConversationId>>())
+    };
     view! {
         <aside class="sidebar" aria-label="Conversations">
             <header class="me">
-                <span class="avatar" aria-hidden="true">{move || initial(&app.me.get().unwrap_or_default())}</span>
-                <strong class="grow">{move || app.me.get().unwrap_or_default()}</strong>
+                <span class="avatar" aria-hidden="true">{move || initial(&app.account.me.get().unwrap_or_default())}</span>
+                <strong class="grow">{move || app.account.me.get().unwrap_or_default()}</strong>
                 <button class="icon" aria-label="Toggle dark theme" title="Theme" on:click=move |_| {
-                    let next = !app.dark.get_untracked().unwrap_or_else(system_dark);
-                    app.dark.set(Some(next));
+                    let next = !app.ui.dark.get_untracked().unwrap_or_else(system_dark);
+                    app.ui.dark.set(Some(next));
                     if let Some(s) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) {
                         let _ = s.set_item("theme", if next { "dark" } else { "light" });
                     }
@@ -45,24 +53,26 @@ pub fn Sidebar() -> impl IntoView {
             </div>
             <Show when=move || !query.get().is_empty()>
                 <ul class="found" aria-label="People">
-                    <For each=move || app.found.get() key=|u| u.clone() let:user>
+                    <For each=move || app.rooms.found.get() key=|u| u.clone() let:user>
                         <li><button class="row" on:click={let u = user.clone(); move |_| open(u.clone())}>
                             <span class="avatar" aria-hidden="true">{initial(&user)}</span>
                             <span class="grow">{user.clone()}</span>
                             <span class="muted">"Start chat"</span>
                         </button></li>
                     </For>
-                    <Show when=move || app.found.get().is_empty()>
+                    <Show when=move || app.rooms.found.get().is_empty()>
                         <li class="muted pad">"No one by that name."</li>
                     </Show>
                 </ul>
             </Show>
             <ul class="convs">
-                <For each=visible
-                    key=|c: &Conv| (c.peer.clone(), c.preview.clone(), c.unread, c.online, c.pinned, c.ts as i64) let:c>
-                    <ConvRow conv=c.clone() menu=menu on_open=move |p| open(p) />
+                <For each=visible key=|id| *id let:id>
+                    {
+                        let conv = Memo::new(move |_| app.rooms.convs.with(|cs| cs.iter().find(|c| c.id == id).cloned()));
+                        conv.get_untracked().map(|first| view! { <ConvRow peer=first.peer conv=conv menu=menu on_open=move |p| open(p) /> })
+                    }
                 </For>
-                <Show when=move || app.convs.get().iter().all(|c| c.hidden)>
+                <Show when=move || app.rooms.convs.get().iter().all(|c| c.hidden)>
                     <li class="muted pad">"No conversations yet. Find someone above to start one."</li>
                 </Show>
             </ul>
@@ -83,21 +93,23 @@ pub fn initial(name: &str) -> String {
     name.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default()
 }
 
-/// One conversation.
+/// One conversation: `peer` is who it is with (fixed for the row); everything else follows
+/// `conv`.
 #[component]
 fn ConvRow(
-    conv: Conv,
+    peer: String,
+    conv: Memo<Option<Conv>>,
     menu: RwSignal<Option<String>>,
     on_open: impl Fn(String) + Copy + 'static,
 ) -> impl IntoView {
     let app = expect_context::<App>();
-    let peer = conv.peer.clone();
+    let field = move |f: fn(&Conv) -> String| move || conv.with(|c| c.as_ref().map(f).unwrap_or_default());
     let p1 = peer.clone();
     let p2 = peer.clone();
     let p3 = peer.clone();
     let p4 = peer.clone();
     let p5 = peer.clone();
-    let is_active = move || app.active.get().as_deref() == Some(p5.as_str());
+    let is_active = move || app.rooms.active.get().as_deref() == Some(p5.as_str());
     let p6 = peer.clone();
     let press = StoredValue::new(None::<Option<leptos::prelude::TimeoutHandle>>);
     let cancel_press = move || {
@@ -106,13 +118,27 @@ fn ConvRow(
         }
         press.set_value(None);
     };
-    let presence = if conv.online {
-        "online".to_owned()
-    } else {
-        conv.last_seen.map(|t| last_seen(t, now())).unwrap_or_else(|| "offline".into())
+    let presence = field(|c| {
+        if c.online {
+            "online".to_owned()
+        } else {
+            c.last_seen.map(|t| last_seen(t, now())).unwrap_or_else(|| "offline".into())
+        }
+    });
+    let unread = move || conv.with(|c| c.as_ref().map_or(0, |c| c.unread));
+    let has_unread = move || unread() > 0;
+    let online = move || conv.with(|c| c.as_ref().is_some_and(|c| c.online));
+    let pinned = move || conv.with(|c| c.as_ref().is_some_and(|c| c.pinned));
+    let time = field(|c| if c.ts > 0.0 { time_label(c.ts) } else { String::new() });
+    let preview = field(|c| c.preview.clone());
+    let label = {
+        let peer = peer.clone();
+        move || {
+            let n = unread();
+            let unread = if n > 0 { format!(", {n} unread") } else { String::new() };
+            format!("Chat with {peer}, {}{unread}", presence())
+        }
     };
-    let pinned = conv.pinned;
-    let has_unread = conv.unread > 0;
     view! {
         <li class="conv" class:active=is_active class:unread=has_unread
             on:contextmenu=move |ev| { ev.prevent_default(); menu.set(Some(p1.clone())); }
@@ -128,30 +154,29 @@ fn ConvRow(
             }
             on:pointerup=move |_| cancel_press()
             on:pointerleave=move |_| cancel_press()>
-            <button class="row" on:click=move |_| on_open(p2.clone())
-                aria-label=format!("Chat with {}, {}{}", conv.peer, presence, if conv.unread > 0 { format!(", {} unread", conv.unread) } else { String::new() })>
-                <span class="avatar" aria-hidden="true">{initial(&conv.peer)}
-                    <span class="dot" class:on=conv.online title=presence.clone()></span>
+            <button class="row" on:click=move |_| on_open(p2.clone()) aria-label=label>
+                <span class="avatar" aria-hidden="true">{initial(&peer)}
+                    <span class="dot" class:on=online title=presence></span>
                 </span>
                 <span class="grow col">
-                    <span class="line"><strong>{conv.peer.clone()}</strong>{pinned.then_some(" (pinned)")}
-                        {let p = conv.peer.clone(); move || app.key_alerts.with(|k| k.contains_key(&p)).then(|| view! {
+                    <span class="line"><strong>{peer.clone()}</strong>{move || pinned().then_some(" (pinned)")}
+                        {let p = peer.clone(); move || app.rooms.key_alerts.with(|k| k.contains_key(&p)).then(|| view! {
                             <span class="key-changed" title="Security key changed: sending is paused">" ⚠ key changed"</span>
                         })}
-                        <span class="time muted">{if conv.ts > 0.0 { time_label(conv.ts) } else { String::new() }}</span></span>
-                    <span class="line"><span class="preview muted">{conv.preview.clone()}</span>
-                        {(conv.unread > 0).then(|| view! { <span class="badge" aria-hidden="true">{conv.unread}</span> })}</span>
+                        <span class="time muted">{time}</span></span>
+                    <span class="line"><span class="preview muted">{preview}</span>
+                        {move || has_unread().then(|| view! { <span class="badge" aria-hidden="true">{unread}</span> })}</span>
                 </span>
             </button>
-            <button class="icon menu-btn" aria-label=format!("Options for {}", conv.peer) aria-haspopup="menu"
+            <button class="icon menu-btn" aria-label=format!("Options for {peer}") aria-haspopup="menu"
                 on:click=move |_| menu.update(|m| *m = if m.as_deref() == Some(p3.as_str()) { None } else { Some(p3.clone()) })><Svg icon=Icon::More/></button>
             <Show when=move || menu.get().as_deref() == Some(p4.as_str())>
                 <div class="menu" role="menu">
-                    <button role="menuitem" on:click={let p = peer.clone(); move |_| { menu.set(None); spawn_local(app.set_flags(p.clone(), Some(!pinned), None)); }}>
-                        {if pinned { "Unpin" } else { "Pin to top" }}</button>
+                    <button role="menuitem" on:click={let p = peer.clone(); move |_| { menu.set(None); spawn_local(app.set_flags(p.clone(), Some(!pinned()), None)); }}>
+                        {move || if pinned() { "Unpin" } else { "Pin to top" }}</button>
                     <button role="menuitem" on:click={let p = peer.clone(); move |_| {
                         menu.set(None);
-                        if app.active.get_untracked().as_deref() == Some(p.as_str()) { app.active.set(None); }
+                        if app.rooms.active.get_untracked().as_deref() == Some(p.as_str()) { app.rooms.active.set(None); }
                         spawn_local(app.set_flags(p.clone(), None, Some(true)));
                     }}>"Close chat"</button>
                     <button role="menuitem" on:click={let p = peer.clone(); move |_| {
@@ -198,12 +223,12 @@ fn Account() -> impl IntoView {
                 <label for="new-password">"New password"</label>
                 <input id="new-password" type="password" autocomplete="new-password" required
                     prop:value=move || new.get() on:input=move |ev| new.set(event_target_value(&ev)) />
-                {move || app.busy.get().map(|b| view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>{b}</p> })}
+                {move || app.account.busy.get().map(|b| view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>{b}</p> })}
                 {move || result.get().map(|r| match r {
                     Ok(m) => view! { <p class="ok" role="status">{m}</p> }.into_any(),
                     Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
                 })}
-                <button type="submit" class="primary" disabled=move || app.busy.get().is_some()>"Change password"</button>
+                <button type="submit" class="primary" disabled=move || app.account.busy.get().is_some()>"Change password"</button>
             </form>
         </Show>
     }

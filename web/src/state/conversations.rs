@@ -1,0 +1,158 @@
+//! The conversation list, opening a chat, flags, clearing and the directory search.
+
+use sealroom_protocol::endpoint::{Clear, Conversations, Endpoint, History, SearchUsers, SetFlags};
+use sealroom_protocol::{ClearRequest, ConversationId, ConversationSummary, ErrorCode, MessageId, Username};
+
+use super::keys::call;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::keys::with_keys;
+use super::model::*;
+use super::App;
+
+impl App {
+    /// Reloads the conversation list, decrypting previews.
+    pub async fn load_conversations(self) {
+        let list = match call::<Conversations>(Conversations::PATH, None).await {
+            Ok(l) => l.conversations,
+            Err(e) if e.error == ErrorCode::SessionRevoked || e.error == ErrorCode::Unauthorized => {
+                return self.forget(Some("Your session ended. Please sign in again.".into()))
+            }
+            Err(e) => return self.fail(&e),
+        };
+        let newest = list.iter().filter_map(|c| c.last_message.as_ref().map(|m| m.id.0)).max().unwrap_or(0);
+        with_keys(|k| k.outbox.advance(MessageId(newest)));
+        with_keys(|k| list.iter().for_each(|c| k.vault.directory_mut().learn(c)));
+        let mut out = Vec::with_capacity(list.len());
+        for c in list {
+            out.push(self.conv_of(c).await);
+        }
+        self.rooms.convs.set(out);
+    }
+
+    pub(crate) async fn conv_of(&self, c: ConversationSummary) -> Conv {
+        let peer = c.peer.to_string();
+        self.check_peer(&peer, Some(c.peer_identity_key)).await;
+        let last = match &c.last_message {
+            Some(m) => self.decrypt(m).await.map(|d| (d, m.ts as f64)),
+            None => None,
+        };
+        let (preview, ts) = match last {
+            Some((d, ts)) => {
+                let prefix = if d.mine { "You: " } else { "" };
+                (format!("{prefix}{}", d.text), ts)
+            }
+            None => (String::new(), c.last_activity as f64),
+        };
+        Conv {
+            id: c.id,
+            peer,
+            preview,
+            ts,
+            unread: c.unread,
+            online: c.peer_online,
+            last_seen: c.peer_last_seen.map(|t| t as f64),
+            pinned: c.pinned,
+            hidden: c.hidden,
+        }
+    }
+
+    /// The direct conversation with `peer`, if this client knows it (from the list or a
+    /// message).
+    pub(crate) fn conversation_of(&self, peer: &str) -> Option<ConversationId> {
+        let peer = Username::parse(peer).ok()?;
+        with_keys(|k| k.vault.directory().id(&peer)).flatten()
+    }
+
+    /// Opens the chat with `peer` (the relay creates the conversation on the first message).
+    pub async fn open_chat(self, peer: String) {
+        self.rooms.active.set(Some(peer.clone()));
+        self.timeline.msgs.set(Vec::new());
+        crate::files::drop_all(self, false);
+        self.timeline.has_more.set(false);
+        self.rooms.found.set(Vec::new());
+        self.check_peer(&peer, None).await;
+        let Some(id) = self.conversation_of(&peer) else { return }; // a new chat
+        let query = sealroom_protocol::HistoryQuery { limit: Some(50), ..Default::default() };
+        let page = match call::<History>(&(History::path(&[&id]) + &query.to_query()), None).await {
+            Ok(p) => p,
+            Err(e) if e.error == ErrorCode::NotFound => return, // a new chat
+            Err(e) => return self.fail(&e),
+        };
+        let mut msgs = Vec::with_capacity(page.messages.len());
+        for m in &page.messages {
+            msgs.extend(self.decrypt(m).await);
+        }
+        apply_markers(&mut msgs, page.peer_delivered_up_to.0, page.peer_read_up_to.0);
+        if self.rooms.active.get_untracked().as_deref() != Some(peer.as_str()) {
+            return;
+        }
+        self.timeline.has_more.set(page.has_more);
+        let newest = msgs.iter().filter_map(|m| m.id).max();
+        self.timeline.msgs.set(msgs);
+        if let Some(id) = newest {
+            self.mark_read(peer, id).await;
+        }
+    }
+
+    /// Clears the open chat for this user or both.
+    pub async fn clear(self, for_both: bool) {
+        let Some(peer) = self.rooms.active.get_untracked() else { return };
+        let Some(id) = self.conversation_of(&peer) else { return };
+        match call::<Clear>(&Clear::path(&[&id]), Some(&ClearRequest { for_both })).await {
+            Ok(()) => {
+                self.timeline.msgs.set(Vec::new());
+                self.load_conversations().await;
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// Pins/unpins or closes a conversation.
+    pub async fn set_flags(self, peer: String, pinned: Option<bool>, hidden: Option<bool>) {
+        let Some(id) = self.conversation_of(&peer) else { return };
+        let body = sealroom_protocol::ConversationFlags { pinned, hidden };
+        match call::<SetFlags>(&SetFlags::path(&[&id]), Some(&body)).await {
+            Ok(()) => self.load_conversations().await,
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// Directory search.
+    pub async fn search_users(self, prefix: String) {
+        let prefix = prefix.trim().to_ascii_lowercase();
+        if prefix.is_empty() {
+            return self.rooms.found.set(Vec::new());
+        }
+        let me = self.account.me.get_untracked().unwrap_or_default();
+        match call::<SearchUsers>(&format!("{}?prefix={prefix}&limit=10", SearchUsers::PATH), None).await {
+            Ok(r) => self
+                .rooms
+                .found
+                .set(r.users.into_iter().map(|u| u.username.to_string()).filter(|u| *u != me).collect()),
+            Err(_) => self.rooms.found.set(Vec::new()),
+        }
+    }
+
+    pub(crate) fn touch_conv(&self, peer: &str, preview: String, ts: f64, unread: bool) {
+        let mut known = true;
+        self.rooms.convs.update(|cs| match cs.iter_mut().find(|c| c.peer == peer) {
+            Some(c) => {
+                c.preview = preview;
+                c.ts = ts;
+                c.hidden = false;
+                if unread {
+                    c.unread += 1;
+                }
+            }
+            None => known = false,
+        });
+        if known {
+            self.rooms.convs.update(|cs| sort_convs(cs));
+        } else {
+            let app = *self;
+            spawn_local(async move { app.load_conversations().await });
+        }
+    }
+}

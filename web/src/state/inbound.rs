@@ -1,0 +1,191 @@
+//! Every frame from the relay, and the tab coming back into view.
+
+use sealroom_protocol::{ClientFrame, ErrorCode, MessageOut, ServerFrame};
+use sealroom_session::OutboxEvent;
+
+use crate::api::Socket;
+use crate::browser::{is_visible, notify, now};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::keys::with_keys;
+use super::model::*;
+use super::App;
+
+impl App {
+    pub(crate) fn on_socket(&self, up: bool) {
+        self.account.online.set(up);
+    }
+
+    pub(crate) fn on_frame(&self, frame: ServerFrame) {
+        let app = *self;
+        match frame {
+            ServerFrame::Hello { .. } => {
+                // Catch up on what was missed, then flush the outbox (resends are de-duplicated
+                // by client_msg_id, so nothing is stored twice).
+                self.flush_outbox();
+                if with_keys(|k| k.outbox.cursor().0 > 0).unwrap_or(false) {
+                    spawn_local(async move { app.load_conversations().await });
+                }
+            }
+            ServerFrame::Ack { .. } | ServerFrame::Synced { .. } => {
+                match with_keys(|k| k.outbox.on_frame(&frame)) {
+                    Some(OutboxEvent::Acked { client_msg_id, id, ts }) => {
+                        let key = client_msg_id.to_b64();
+                        self.timeline.msgs.update(|ms| {
+                            if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
+                                m.id = Some(id.0);
+                                m.ts = ts as f64;
+                                if m.state == Delivery::Sending {
+                                    m.state = Delivery::Sent;
+                                }
+                            }
+                        });
+                    }
+                    Some(OutboxEvent::SyncMore(next)) => {
+                        with_keys(|k| k.socket.as_ref().map(|s| s.send(&next)));
+                    }
+                    _ => {}
+                }
+            }
+            ServerFrame::Message { message } => {
+                with_keys(|k| k.outbox.advance(message.id));
+                spawn_local(async move { app.on_message(message).await })
+            }
+            ServerFrame::Presence { user, online, last_seen } => self.rooms.convs.update(|cs| {
+                if let Some(c) = cs.iter_mut().find(|c| c.peer == user.as_str()) {
+                    c.online = online;
+                    c.last_seen = last_seen.map(|t| t as f64);
+                }
+            }),
+            ServerFrame::Typing { from, .. } => {
+                if self.rooms.active.get_untracked().as_deref() == Some(from.as_str()) {
+                    self.timeline.typing_until.set(now() + 4000.0);
+                }
+            }
+            ServerFrame::Delivered { by, up_to, .. } | ServerFrame::Read { by, up_to, .. }
+                if self.account.me.get_untracked().as_deref() == Some(by.as_str()) =>
+            {
+                // This user read on another tab.
+                let _ = up_to;
+                spawn_local(async move { app.load_conversations().await });
+            }
+            ServerFrame::Delivered { by, up_to, .. } => self.peer_marker(by.as_str(), up_to.0, false),
+            ServerFrame::Read { by, up_to, .. } => self.peer_marker(by.as_str(), up_to.0, true),
+            ServerFrame::ChatCleared { conversation, by, up_to, .. } => {
+                let me = self.account.me.get_untracked().unwrap_or_default();
+                let other = if by.as_str() == me {
+                    with_keys(|k| k.vault.directory().peer(conversation).map(|p| p.to_string()))
+                        .flatten()
+                        .unwrap_or_default()
+                } else {
+                    by.to_string()
+                };
+                if self.rooms.active.get_untracked().as_deref() == Some(other.as_str()) {
+                    self.timeline.msgs.update(|ms| ms.retain(|m| m.id.is_none_or(|id| id > up_to.0)));
+                    if by.as_str() != me {
+                        self.ui.notice.set(Some(format!("{other} cleared this chat for both of you.")));
+                    }
+                }
+                spawn_local(async move { app.load_conversations().await });
+            }
+            ServerFrame::SessionRevoked { reason } => self.forget(Some(format!("Signed out: {reason}."))),
+            ServerFrame::Error { client_msg_id: Some(_), .. } => {
+                match with_keys(|k| k.outbox.on_frame(&frame)) {
+                    Some(OutboxEvent::Failed { client_msg_id, message, .. }) => {
+                        let key = client_msg_id.to_b64();
+                        self.timeline.msgs.update(|ms| {
+                            if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
+                                m.state = Delivery::Failed(message.clone());
+                            }
+                        });
+                    }
+                    Some(OutboxEvent::RateLimited { client_msg_id }) => set_timeout(
+                        move || {
+                            with_keys(|k| {
+                                if let (Some(s), Some(f)) = (&k.socket, k.outbox.frame(client_msg_id)) {
+                                    s.send(f);
+                                }
+                            });
+                        },
+                        std::time::Duration::from_secs(1),
+                    ),
+                    _ => {}
+                }
+            }
+            ServerFrame::Error { code, message, client_msg_id: None } => {
+                if code != ErrorCode::RateLimited {
+                    self.ui.notice.set(Some(message));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn peer_marker(&self, peer: &str, up_to: i64, read: bool) {
+        if self.rooms.active.get_untracked().as_deref() != Some(peer) {
+            return;
+        }
+        self.timeline.msgs.update(|ms| {
+            for m in ms.iter_mut().filter(|m| m.mine && m.id.is_some_and(|id| id <= up_to)) {
+                if read {
+                    m.state = Delivery::Read;
+                } else if matches!(m.state, Delivery::Sent | Delivery::Sending) {
+                    m.state = Delivery::Delivered;
+                }
+            }
+        });
+    }
+
+    pub(crate) async fn on_message(self, message: MessageOut) {
+        let me = self.account.me.get_untracked().unwrap_or_default();
+        let mine = message.from.as_str() == me;
+        let peer = if mine { message.to.to_string() } else { message.from.to_string() };
+        if !mine {
+            let delivered = ClientFrame::Delivered { conversation: message.conversation, up_to: message.id };
+            with_keys(|k| k.socket.as_ref().map(|s| s.send(&delivered)));
+        }
+        let Some(msg) = self.decrypt(&message).await else { return };
+        let visible = is_visible();
+        let open = self.rooms.active.get_untracked().as_deref() == Some(peer.as_str());
+        if open {
+            let mut added = false;
+            self.timeline.msgs.update(|ms| {
+                if !ms.iter().any(|m| m.key == msg.key || m.id == msg.id) {
+                    ms.push(msg.clone());
+                    added = true;
+                }
+            });
+            if added && !mine {
+                self.timeline.typing_until.set(0.0);
+                if visible {
+                    self.mark_read(peer.clone(), message.id.0).await;
+                }
+            }
+        }
+        let prefix = if mine { "You: " } else { "" };
+        self.touch_conv(
+            &peer,
+            format!("{prefix}{}", msg.text),
+            message.ts as f64,
+            !(mine || open && visible),
+        );
+        if !mine && !visible {
+            self.ui.hidden_unread.update(|n| *n += 1);
+            notify(&peer, &msg.text);
+        }
+    }
+
+    /// The tab became visible again: reset the badge, mark the open chat read, and make sure
+    /// the socket is alive (a tab that slept may hold a dead one).
+    pub fn on_visible(self) {
+        self.ui.hidden_unread.set(0);
+        if let Some(peer) = self.rooms.active.get_untracked() {
+            if let Some(id) = self.timeline.msgs.with_untracked(|m| m.iter().filter_map(|m| m.id).max()) {
+                spawn_local(async move { self.mark_read(peer, id).await });
+            }
+        }
+        if !self.account.online.get_untracked() {
+            with_keys(|k| k.socket.as_ref().map(Socket::reconnect_now));
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The app's state and everything that changes it, by concern:
+//!
+//! - [`model`]: plain types (conversation rows, messages, delivery states) and pure functions;
+//! - `keys`: the vault, outbox and socket outside the reactive graph, and the adapter for the
+//!   shared client core (`sealroom-session`), where every decision about keys is made;
+//! - `account`: sign-up, sign-in, resume, password change, sign-out, peers' keys;
+//! - `conversations`: the list, opening a chat, flags, clearing, the directory search;
+//! - `timeline`: the open chat's messages, history pages, sending and the outbox;
+//! - `inbound`: every frame from the relay.
+//!
+//! [`App`] holds the signals; each area's signals also reach the view as their own context
+//! ([`Account`], [`Rooms`], [`Timeline`], [`Transfers`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use leptos::prelude::*;
+use sealroom_protocol::ApiError;
+
+mod account;
+mod conversations;
+mod inbound;
+pub(crate) mod keys;
+pub mod model;
+mod timeline;
+
+pub(crate) use crate::browser::futures_channel;
+pub use crate::browser::now;
+pub(crate) use keys::call;
+pub use model::*;
+
+/// The reactive state: one handle (Copy) over every area's signals. Actions are its methods;
+/// each area is also provided as its own context, for views that only read it.
+#[derive(Debug, Clone, Copy)]
+pub struct App {
+    /// Who is signed in, and the auth screens.
+    pub account: Account,
+    /// The conversation list, the open chat and peers' key alerts.
+    pub rooms: Rooms,
+    /// The open chat's messages.
+    pub timeline: Timeline,
+    /// Attachments on their way and decrypted.
+    pub transfers: Transfers,
+    /// Notices, theme and badges.
+    pub ui: Ui,
+}
+
+/// Who is signed in, and the auth screens.
+#[derive(Debug, Clone, Copy)]
+pub struct Account {
+    /// Current screen.
+    pub screen: RwSignal<Screen>,
+    /// Signed-in user.
+    pub me: RwSignal<Option<String>>,
+    /// "Deriving keys…" and similar.
+    pub busy: RwSignal<Option<String>>,
+    /// Inline error of the auth forms.
+    pub auth_error: RwSignal<Option<String>>,
+    /// "Remember this browser" is ticked.
+    pub remember: RwSignal<bool>,
+    /// The WebSocket is up.
+    pub online: RwSignal<bool>,
+}
+
+/// The conversation list, the open chat and peers' key alerts.
+#[derive(Debug, Clone, Copy)]
+pub struct Rooms {
+    /// Conversation list.
+    pub convs: RwSignal<Vec<Conv>>,
+    /// Open chat's peer.
+    pub active: RwSignal<Option<String>>,
+    /// Directory search results.
+    pub found: RwSignal<Vec<String>>,
+    /// Peers whose key changed and was not accepted: nothing is sent to them, from anywhere.
+    pub key_alerts: RwSignal<BTreeMap<String, KeyAlert>>,
+    /// The key-change alert of the open chat, if its peer is in `key_alerts`.
+    pub key_alert: Memo<Option<KeyAlert>>,
+}
+
+/// The open chat's messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline {
+    /// Open chat's messages, oldest first.
+    pub msgs: RwSignal<Vec<Msg>>,
+    /// Older history exists.
+    pub has_more: RwSignal<bool>,
+    /// Peer typing in the open chat (until the time given).
+    pub typing_until: RwSignal<f64>,
+}
+
+/// Attachments on their way and decrypted.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfers {
+    /// Attachment transfers in progress, by message key: (what, fraction done).
+    pub progress: RwSignal<HashMap<String, (String, f64)>>,
+    /// Decrypted attachments by message key: an object URL, or why there is none.
+    pub files: RwSignal<HashMap<String, Result<String, String>>>,
+}
+
+/// Notices, theme and badges.
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    /// A transient notice.
+    pub notice: RwSignal<Option<String>>,
+    /// Dark theme forced on (None: follow the system).
+    pub dark: RwSignal<Option<bool>>,
+    /// Unread while the tab is hidden (title badge).
+    pub hidden_unread: RwSignal<u32>,
+    /// Messages the relay handed this user that were addressed to someone else (not shown).
+    pub misaddressed: RwSignal<u64>,
+}
+
+impl App {
+    /// Fresh state.
+    pub fn new() -> Self {
+        let active = RwSignal::new(None::<String>);
+        let key_alerts = RwSignal::new(BTreeMap::<String, KeyAlert>::new());
+        let key_alert = Memo::new(move |_| {
+            active.with(|a| a.as_ref().and_then(|p| key_alerts.with(|k| k.get(p).cloned())))
+        });
+        App {
+            account: Account {
+                screen: RwSignal::new(Screen::SignIn),
+                me: RwSignal::new(None),
+                busy: RwSignal::new(None),
+                auth_error: RwSignal::new(None),
+                remember: RwSignal::new(false),
+                online: RwSignal::new(false),
+            },
+            rooms: Rooms {
+                convs: RwSignal::new(Vec::new()),
+                active,
+                found: RwSignal::new(Vec::new()),
+                key_alerts,
+                key_alert,
+            },
+            timeline: Timeline {
+                msgs: RwSignal::new(Vec::new()),
+                has_more: RwSignal::new(false),
+                typing_until: RwSignal::new(0.0),
+            },
+            transfers: Transfers {
+                progress: RwSignal::new(HashMap::new()),
+                files: RwSignal::new(HashMap::new()),
+            },
+            ui: Ui {
+                notice: RwSignal::new(None),
+                dark: RwSignal::new(None),
+                hidden_unread: RwSignal::new(0),
+                misaddressed: RwSignal::new(0),
+            },
+        }
+    }
+
+    /// Provides the app and each of its areas as contexts.
+    pub fn provide(self) {
+        provide_context(self);
+        provide_context(self.account);
+        provide_context(self.rooms);
+        provide_context(self.timeline);
+        provide_context(self.transfers);
+        provide_context(self.ui);
+    }
+
+    pub(crate) fn fail(&self, e: &ApiError) {
+        self.ui.notice.set(Some(human(e)));
+    }
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self::new()
+    }
+}

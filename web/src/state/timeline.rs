@@ -1,0 +1,215 @@
+//! The open chat's messages: decrypting, history pages, read markers, sending and the outbox.
+
+use sealroom_crypto::{MessageHeader, Payload};
+use sealroom_protocol::endpoint::{Endpoint, History, MarkRead};
+use sealroom_protocol::{ClientFrame, ClientMsgId, MessageId, MessageOut, Username};
+use sealroom_session::{flows, VaultCell};
+
+use super::keys::call;
+use crate::browser::now;
+use leptos::prelude::*;
+
+use super::keys::{with_keys, Failure, Fetch, WebVault};
+use super::model::*;
+use super::App;
+
+impl App {
+    /// Decrypts a stored message for display. `None` for a message addressed to someone else:
+    /// it is never shown, only counted.
+    pub(crate) async fn decrypt(&self, m: &MessageOut) -> Option<Msg> {
+        let opened = flows::open(&Fetch(*self), &WebVault, m).await;
+        let mine = self.account.me.get_untracked().as_deref() == Some(m.from.as_str());
+        let mut file = None;
+        let (text, undecryptable) = match opened.map(|o| o.payload) {
+            Ok(Payload::Text(t)) => (t, false),
+            Ok(Payload::File(f)) => {
+                let text = format!("📎 {}", f.name);
+                file = Some(FileMeta {
+                    name: f.name.clone(),
+                    size: f.size,
+                    mime: f.mime.clone(),
+                    stored: Some(f),
+                });
+                (text, false)
+            }
+            Ok(_) => ("This message needs a newer version of Sealroom.".into(), false),
+            Err(Failure::Core(sealroom_session::Error::NotForMe)) => {
+                self.ui.misaddressed.set(WebVault.with(|v| v.misaddressed()).unwrap_or(0));
+                return None;
+            }
+            Err(_) => ("🔒 This message could not be decrypted.".into(), true),
+        };
+        Some(Msg {
+            folded: text.to_lowercase(),
+            key: m.client_msg_id.to_b64(),
+            id: Some(m.id.0),
+            mine,
+            text,
+            ts: m.ts as f64,
+            state: Delivery::Sent,
+            envelope: sealroom_protocol::encode_b64(m.envelope.as_bytes()),
+            undecryptable,
+            file,
+        })
+    }
+
+    /// Loads the page before the oldest message shown (infinite scroll).
+    pub async fn load_older(self) {
+        self.load_older_page(50).await;
+    }
+
+    /// Loads the whole history of the open chat, so that search covers all of it (the relay
+    /// cannot search: it only has ciphertext).
+    pub async fn load_all(self) {
+        let peer = self.rooms.active.get_untracked();
+        while self.timeline.has_more.get_untracked() && self.rooms.active.get_untracked() == peer {
+            let before = self.timeline.msgs.with_untracked(Vec::len);
+            self.load_older_page(sealroom_protocol::MAX_PAGE).await;
+            if self.timeline.msgs.with_untracked(Vec::len) == before {
+                break;
+            }
+        }
+    }
+
+    pub(crate) async fn load_older_page(self, limit: u32) {
+        let Some(peer) = self.rooms.active.get_untracked() else { return };
+        let Some(id) = self.conversation_of(&peer) else { return };
+        let Some(oldest) = self.timeline.msgs.with_untracked(|m| m.iter().filter_map(|m| m.id).min()) else {
+            return;
+        };
+        let query = sealroom_protocol::HistoryQuery {
+            before: Some(MessageId(oldest)),
+            after: None,
+            limit: Some(limit),
+        };
+        let Ok(page) = call::<History>(&(History::path(&[&id]) + &query.to_query()), None).await else {
+            return;
+        };
+        if self.rooms.active.get_untracked().as_deref() != Some(peer.as_str()) {
+            return;
+        }
+        let mut older = Vec::new();
+        for m in &page.messages {
+            older.extend(self.decrypt(m).await);
+        }
+        apply_markers(&mut older, page.peer_delivered_up_to.0, page.peer_read_up_to.0);
+        self.timeline.has_more.set(page.has_more);
+        self.timeline.msgs.update(|msgs| {
+            older.append(msgs);
+            *msgs = older;
+        });
+    }
+
+    pub(crate) async fn mark_read(&self, peer: String, up_to: i64) {
+        let Some(id) = self.conversation_of(&peer) else { return };
+        let body = sealroom_protocol::MarkReadRequest { up_to: MessageId(up_to) };
+        let _ = call::<MarkRead>(&MarkRead::path(&[&id]), Some(&body)).await;
+        self.rooms.convs.update(|cs| {
+            if let Some(c) = cs.iter_mut().find(|c| c.peer == peer) {
+                c.unread = 0;
+            }
+        });
+    }
+
+    /// Encrypts and sends a text to the open chat's peer; queued while offline.
+    pub async fn send(self, text: String) {
+        let Some(peer) = self.rooms.active.get_untracked() else { return };
+        if text.trim().is_empty() || self.rooms.key_alert.with_untracked(Option::is_some) {
+            // The composer is disabled behind the banner; this is the same rule for Enter.
+            return;
+        }
+        let header = match MessageHeader::new(now() as u64) {
+            Ok(h) => h,
+            Err(e) => return self.ui.notice.set(Some(e.to_string())),
+        };
+        let Some((frame, envelope)) = self.seal(&peer, &header, &Payload::Text(text.clone()), vec![]).await
+        else {
+            return;
+        };
+        self.timeline.msgs.update(|m| {
+            m.push(Msg {
+                folded: text.to_lowercase(),
+                key: ClientMsgId(header.client_msg_id).to_b64(),
+                id: None,
+                mine: true,
+                text: text.clone(),
+                ts: now(),
+                state: Delivery::Sending,
+                envelope,
+                undecryptable: false,
+                file: None,
+            })
+        });
+        self.touch_conv(&peer, format!("You: {text}"), now(), false);
+        self.enqueue(peer, frame);
+    }
+
+    /// Seals `payload` to `peer` under `header`: the `send` frame and the envelope in base64.
+    /// `None` (with a notice) when the peer's key is unknown or has changed: the vault refuses
+    /// to seal to a changed key, whichever chat is open and whichever way the user sends.
+    pub(crate) async fn seal(
+        &self,
+        peer: &str,
+        header: &MessageHeader,
+        payload: &Payload,
+        blobs: Vec<sealroom_protocol::BlobId>,
+    ) -> Option<(ClientFrame, String)> {
+        let to = Username::parse(peer).ok()?;
+        let (client_msg_id, envelope) = match flows::seal(&Fetch(*self), &WebVault, &to, header, payload)
+            .await
+        {
+            Ok(sealed) => sealed,
+            Err(Failure::Core(sealroom_session::Error::KeyChanged(change))) => {
+                self.raise_key_alert(&change);
+                self.ui.notice.set(Some(Failure::Core(sealroom_session::Error::KeyChanged(change)).human()));
+                return None;
+            }
+            Err(e) => {
+                self.ui.notice.set(Some(format!("Cannot send to {peer}: {}", e.human())));
+                return None;
+            }
+        };
+        // The first message of a new chat opens the conversation on the relay.
+        let conversation = match flows::open_direct(&Fetch(*self), &WebVault, &to).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.ui.notice.set(Some(format!("Cannot send to {peer}: {}", e.human())));
+                return None;
+            }
+        };
+        let b64 = sealroom_protocol::encode_b64(envelope.as_bytes());
+        Some((ClientFrame::Send { conversation, client_msg_id, envelope, blobs }, b64))
+    }
+
+    /// Queues a `send` until its ack (resent after a reconnect) and sends it now if online.
+    pub(crate) fn enqueue(&self, peer: String, frame: ClientFrame) {
+        let Ok(peer) = Username::parse(&peer) else { return };
+        with_keys(|k| {
+            k.outbox.push(peer, frame.clone());
+            if let Some(s) = &k.socket {
+                s.send(&frame);
+            }
+        });
+    }
+
+    /// Sends what the outbox says to send after a (re)connect or an accepted key: a sync from
+    /// the cursor, then every unacknowledged message except to peers whose key changed.
+    pub(crate) fn flush_outbox(&self) {
+        with_keys(|k| {
+            if let Some(s) = &k.socket {
+                let vault = &k.vault;
+                for f in k.outbox.on_hello(|p| vault.key_change(p).is_some()) {
+                    s.send(&f);
+                }
+            }
+        });
+    }
+
+    /// Tells the peer this user is typing (the relay throttles).
+    pub fn typing(&self) {
+        let Some(active) = self.rooms.active.get_untracked() else { return };
+        // Only within an existing conversation: the relay relays typing in those only.
+        let Some(conversation) = self.conversation_of(&active) else { return };
+        with_keys(|k| k.socket.as_ref().map(|s| s.send(&ClientFrame::Typing { conversation })));
+    }
+}
