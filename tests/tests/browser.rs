@@ -421,6 +421,13 @@ async fn a_message_addressed_to_someone_else_is_not_shown_and_is_counted() {
     b.close().await.unwrap();
 }
 
+/// Opens the chat with `peer` from the conversation list.
+async fn open_conv(c: &Client, peer: &str) {
+    let row =
+        format!("//li[contains(@class,'conv')][.//strong[text()='{peer}']]//button[contains(@class,'row')]");
+    c.find(Locator::XPath(&row)).await.unwrap().click().await.unwrap();
+}
+
 /// Regression test for issue 9 (drift 3): a changed key was noticed only when that chat
 /// happened to be open, and a file finishing its upload after a switch was sealed anyway.
 #[tokio::test]
@@ -437,14 +444,7 @@ async fn a_changed_key_stops_sending_to_that_peer_whether_or_not_the_chat_is_ope
     carol.send_text("alice", "hi from carol", false).await.unwrap();
     wait_text(&a, ".conv .preview", "hi from bob").await;
     wait_text(&a, ".conv .preview", "hi from carol").await;
-    a.find(Locator::XPath(
-        "//li[contains(@class,'conv')][.//strong[text()='carol']]//button[contains(@class,'row')]",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    open_conv(&a, "carol").await;
     wait_text(&a, ".msg.theirs .text", "hi from carol").await;
 
     // Bob's key changes while alice is in carol's chat: the reconnect's list shows it on bob's
@@ -461,14 +461,7 @@ async fn a_changed_key_stops_sending_to_that_peer_whether_or_not_the_chat_is_ope
     wait_text(&a, ".msg.mine .state", "✓").await;
 
     // In bob's chat every way to send is stopped: the composer, the attach button, a paste.
-    a.find(Locator::XPath(
-        "//li[contains(@class,'conv')][.//strong[text()='bob']]//button[contains(@class,'row')]",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    open_conv(&a, "bob").await;
     wait_text(&a, ".banner.danger", "security key has changed").await;
     let input = wait_css(&a, "textarea[aria-label='Message']").await;
     assert!(!input.is_enabled().await.unwrap(), "composer blocked");

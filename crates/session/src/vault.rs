@@ -249,15 +249,19 @@ impl Vault {
         if let Some(change) = self.changes.get(peer) {
             return Err(Error::KeyChanged(Box::new(change.clone())));
         }
-        let key = self
-            .contents
-            .pins
-            .get(peer.as_str())
-            .map(|p| p.public_key)
-            .ok_or_else(|| Error::UnknownPeer(peer.clone()))?;
+        let key = self.pinned_key(peer)?;
         let pair = self.pair(peer, key)?;
         let envelope = seal_message(&pair, &self.identity_key(), &key, header, payload)?;
         Ok((ClientMsgId(header.client_msg_id), Envelope::new(envelope)?))
+    }
+
+    /// The key pinned for `peer`.
+    fn pinned_key(&self, peer: &Username) -> Result<PublicKey, Error> {
+        self.contents
+            .pins
+            .get(peer.as_str())
+            .map(|p| p.public_key)
+            .ok_or_else(|| Error::UnknownPeer(peer.clone()))
     }
 
     /// Whether a stored message is addressed to or from this user; who the other side is.
@@ -297,12 +301,7 @@ impl Vault {
             self.misaddressed.insert(m.id);
             return Err(Error::NotForMe);
         };
-        let key = self
-            .contents
-            .pins
-            .get(peer.as_str())
-            .map(|p| p.public_key)
-            .ok_or_else(|| Error::UnknownPeer(peer.clone()))?;
+        let key = self.pinned_key(&peer)?;
         let pair = self.pair(&peer, key)?;
         let me = self.identity_key();
         let (sender, recipient) = if mine { (me, key) } else { (key, me) };
