@@ -111,34 +111,48 @@ async fn wait_gone(c: &Client, css: &str) {
     }
 }
 
+/// Creates an account in a fresh browser profile: the first visit opens on "Create account".
+/// `remember` false ticks "This is a shared computer".
 async fn sign_up(c: &Client, url: &str, name: &str, remember: bool) {
     c.goto(url).await.unwrap();
-    wait_css(c, "form.card").await;
-    c.find(Locator::XPath("//button[text()='Create an account']")).await.unwrap().click().await.unwrap();
-    wait_text(c, "form.card button.primary", "Create account").await;
-    if remember {
-        c.find(Locator::Id("remember")).await.unwrap().click().await.unwrap();
+    wait_css(c, "form.card #username").await;
+    assert_eq!(
+        c.find(Locator::Id("tab-signup")).await.unwrap().attr("aria-selected").await.unwrap().as_deref(),
+        Some("true"),
+        "a first visit opens on Create account"
+    );
+    if !remember {
+        c.find(Locator::Id("shared")).await.unwrap().click().await.unwrap();
     }
-    fill_credentials(c, name).await;
+    let password = format!("pw-{name}-long");
+    fill_credentials(c, name, &password).await;
+    c.find(Locator::Id("confirm")).await.unwrap().send_keys(&password).await.unwrap();
+    c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
     wait_css(c, ".sidebar").await;
 }
 
 async fn sign_in(c: &Client, url: &str, name: &str) {
     c.goto(url).await.unwrap();
-    wait_css(c, "form.card").await;
-    fill_credentials(c, name).await;
+    submit_sign_in(c, name).await;
     wait_css(c, ".sidebar").await;
 }
 
-async fn fill_credentials(c: &Client, name: &str) {
+/// Fills and submits the "Sign in" tab of a loaded page.
+async fn submit_sign_in(c: &Client, name: &str) {
+    wait_css(c, "form.card #username").await;
+    c.find(Locator::Id("tab-signin")).await.unwrap().click().await.unwrap();
+    fill_credentials(c, name, &format!("pw-{name}-long")).await;
+    c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+}
+
+async fn fill_credentials(c: &Client, name: &str, password: &str) {
     // The app mounts after its wasm loads: wait for the form before touching it.
     wait_css(c, "form.card #username").await;
     // The fields are labelled, as a screen reader finds them.
     c.find(Locator::XPath("//label[text()='Username']")).await.unwrap();
     c.find(Locator::XPath("//label[text()='Password']")).await.unwrap();
     c.find(Locator::Id("username")).await.unwrap().send_keys(name).await.unwrap();
-    c.find(Locator::Id("password")).await.unwrap().send_keys(&format!("pw-{name}-long")).await.unwrap();
-    c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
 }
 
 async fn send(c: &Client, text: &str) {
@@ -261,12 +275,14 @@ async fn two_people_chat_in_real_browsers() {
     a2.find(Locator::XPath("//button[text()='Change password']")).await.unwrap().click().await.unwrap();
     a2.find(Locator::Id("current-password")).await.unwrap().send_keys("pw-alice-long").await.unwrap();
     a2.find(Locator::Id("new-password")).await.unwrap().send_keys("a brand new passphrase").await.unwrap();
+    a2.find(Locator::Id("repeat-password")).await.unwrap().send_keys("a brand new passphrase").await.unwrap();
     a2.find(Locator::Css("form.account button.primary")).await.unwrap().click().await.unwrap();
     wait_text(&a2, ".account .ok", "Password changed").await;
 
     let c = driver.browser(&profiles.path().join("alice-3")).await;
     c.goto(&server.url).await.unwrap();
     wait_css(&c, "form.card #username").await;
+    c.find(Locator::Id("tab-signin")).await.unwrap().click().await.unwrap();
     c.find(Locator::Id("username")).await.unwrap().send_keys("alice").await.unwrap();
     c.find(Locator::Id("password")).await.unwrap().send_keys("pw-alice-long").await.unwrap();
     c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
@@ -342,9 +358,7 @@ async fn offline_messages_are_queued_and_sent_once_and_a_changed_key_blocks_send
          WHERE username = 'bob'",
     );
     server.start_again_same_port();
-    a.goto(&server.url).await.unwrap();
-    fill_credentials(&a, "alice").await;
-    wait_css(&a, ".sidebar").await;
+    sign_in(&a, &server.url, "alice").await;
     wait_css(&a, ".conv .row").await.click().await.unwrap();
     wait_text(&a, ".banner.danger", "security key has changed").await;
     let input = wait_css(&a, "textarea[aria-label='Message']").await;
@@ -380,8 +394,7 @@ async fn sign_in_stops_when_the_server_publishes_another_identity_key() {
     let profiles = tempfile::tempdir().unwrap();
     let a = driver.browser(&profiles.path().join("alice")).await;
     a.goto(&server.url).await.unwrap();
-    wait_css(&a, "form.card").await;
-    fill_credentials(&a, "alice").await;
+    submit_sign_in(&a, "alice").await;
     wait_text(&a, ".error", "different identity key").await;
     assert!(a.find_all(Locator::Css(".sidebar")).await.unwrap().is_empty(), "not signed in");
     a.close().await.unwrap();
@@ -641,4 +654,91 @@ async fn files_and_images_travel_encrypted_between_browsers() {
     std::fs::write(artifacts.join("files-alice.png"), a.screenshot().await.unwrap()).unwrap();
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+/// Issue 10, the first minute: a newcomer's typing survives switching tabs, weak and
+/// mistyped passwords are refused with a plain sentence, "Create account" creates the account,
+/// and a reload keeps the session (staying signed in is the default).
+#[tokio::test]
+async fn a_newcomer_creates_an_account_without_losing_what_they_typed_and_stays_signed_in() {
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let c = driver.browser(&profiles.path().join("newcomer")).await;
+    c.goto(&server.url).await.unwrap();
+    let username = wait_css(&c, "form.card #username").await;
+    assert_eq!(
+        c.find(Locator::Id("tab-signup")).await.unwrap().attr("aria-selected").await.unwrap().as_deref(),
+        Some("true"),
+        "a first visit opens on Create account"
+    );
+    wait_text(&c, ".notice-reset", "There is no password reset").await;
+    username.send_keys("dora").await.unwrap();
+    let password = c.find(Locator::Id("password")).await.unwrap();
+    password.send_keys("password").await.unwrap();
+    wait_text(&c, ".strength", "most common").await;
+
+    // Looking at "Sign in" and coming back keeps what was typed.
+    c.find(Locator::Id("tab-signin")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "form.card button.primary", "Sign in").await;
+    c.find(Locator::Id("tab-signup")).await.unwrap().click().await.unwrap();
+    wait_text(&c, "form.card button.primary", "Create account").await;
+    assert_eq!(
+        c.find(Locator::Id("username")).await.unwrap().prop("value").await.unwrap().as_deref(),
+        Some("dora")
+    );
+    assert_eq!(
+        c.find(Locator::Id("password")).await.unwrap().prop("value").await.unwrap().as_deref(),
+        Some("password")
+    );
+
+    // A common password is refused on submit, in a sentence; nothing is registered.
+    c.find(Locator::Id("confirm")).await.unwrap().send_keys("password").await.unwrap();
+    c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+    wait_text(&c, ".error", "Choose a stronger password").await;
+    let taken = server.client().register("dora", "a sturdy passphrase").await;
+    assert!(taken.is_ok(), "the weak attempt registered nothing");
+    drop(taken);
+
+    // Another name; the repeat does not match, then it does.
+    let name = c.find(Locator::Id("username")).await.unwrap();
+    name.clear().await.unwrap();
+    name.send_keys("dora_two").await.unwrap();
+    wait_gone(&c, "form.card p.error").await; // a refusal goes away once the user changes what it was about
+    let password = c.find(Locator::Id("password")).await.unwrap();
+    password.clear().await.unwrap();
+    password.send_keys("wild orchids at noon").await.unwrap();
+    wait_text(&c, ".strength", "strong").await;
+    std::fs::write(artifacts().join("first-minute-create-account.png"), c.screenshot().await.unwrap())
+        .unwrap();
+    let confirm = c.find(Locator::Id("confirm")).await.unwrap();
+    confirm.clear().await.unwrap();
+    confirm.send_keys("wild orchids at nine").await.unwrap();
+    c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+    wait_text(&c, ".error", "not the same").await;
+    confirm.clear().await.unwrap();
+    confirm.send_keys("wild orchids at noon").await.unwrap();
+    c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+    wait_css(&c, ".sidebar").await;
+    std::fs::write(artifacts().join("first-minute-signed-up.png"), c.screenshot().await.unwrap()).unwrap();
+
+    // A reload keeps the session: no password asked.
+    c.goto(&server.url).await.unwrap();
+    wait_css(&c, ".sidebar").await;
+    // After signing out, this browser opens on "Sign in".
+    c.find(Locator::Css("button[aria-label='Sign out']")).await.unwrap().click().await.unwrap();
+    wait_css(&c, "form.card #username").await;
+    assert_eq!(
+        c.find(Locator::Id("tab-signin")).await.unwrap().attr("aria-selected").await.unwrap().as_deref(),
+        Some("true"),
+        "a returning browser opens on Sign in"
+    );
+    c.close().await.unwrap();
+}
+
+fn artifacts() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

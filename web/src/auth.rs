@@ -1,4 +1,5 @@
-//! Sign in and sign up.
+//! Create an account / sign in: two tabs over one form that keeps what was typed, a password
+//! confirmation and strength meter for new passwords, and a plain word that there is no reset.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -6,13 +7,50 @@ use leptos::task::spawn_local;
 use crate::icons::{Icon, Svg};
 use crate::state::{App, Screen};
 
-/// The sign-in / sign-up form.
+/// Said wherever a password is chosen.
+pub const NO_RESET: &str = "There is no password reset. Your password is the key to your encrypted \
+    history: if you forget it, nobody — not even the server's operator — can recover your messages.";
+
+/// The strength of a password being chosen, as the shared client core judges it (the same rule
+/// refuses it on submit, in the browser and the CLI).
+#[component]
+pub fn StrengthMeter(password: RwSignal<String>, username: Signal<String>) -> impl IntoView {
+    let strength = Memo::new(move |_| sealroom_session::strength(&password.get(), &username.get()));
+    view! {
+        <Show when=move || !password.with(String::is_empty)>
+            <div class="strength" aria-live="polite">
+                <meter min="0" max="4" low="2" high="3" optimum="4" value=move || strength.get().score
+                    aria-label="Password strength"></meter>
+                <span class="small" class:error=move || !strength.get().acceptable()>
+                    {move || {
+                        let s = strength.get();
+                        match s.problem {
+                            Some(why) => format!("Password {}: {why}.", s.label()),
+                            None => format!("Password strength: {}.", s.label()),
+                        }
+                    }}
+                </span>
+            </div>
+        </Show>
+    }
+}
+
+/// The account form.
 #[component]
 pub fn AuthScreen() -> impl IntoView {
     let app = expect_context::<App>();
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
+    let confirm = RwSignal::new(String::new());
     let signing_up = move || app.account.screen.get() == Screen::SignUp;
+    let username_ref = NodeRef::<leptos::html::Input>::new();
+    let choose = move |screen: Screen| {
+        app.account.auth_error.set(None);
+        app.account.screen.set(screen);
+        if let Some(i) = username_ref.get_untracked() {
+            let _ = i.focus();
+        }
+    };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         if app.account.busy.get_untracked().is_some() {
@@ -20,45 +58,69 @@ pub fn AuthScreen() -> impl IntoView {
         }
         let (u, p) = (username.get_untracked(), password.get_untracked());
         if app.account.screen.get_untracked() == Screen::SignUp {
+            if confirm.get_untracked() != p {
+                app.account
+                    .auth_error
+                    .set(Some("The two passwords are not the same. Type them again.".into()));
+                return;
+            }
             spawn_local(app.sign_up(u, p));
         } else {
             spawn_local(app.sign_in(u, p));
         }
     };
+    let tab = move |screen: Screen, label: &'static str| {
+        view! {
+            <button type="button" role="tab" id=format!("tab-{}", if screen == Screen::SignUp { "signup" } else { "signin" })
+                aria-selected=move || (app.account.screen.get() == screen).to_string()
+                class:selected=move || app.account.screen.get() == screen
+                on:click=move |_| choose(screen)>{label}</button>
+        }
+    };
+    Effect::new(move |_| {
+        if let Some(i) = username_ref.get() {
+            let _ = i.focus();
+        }
+    });
     view! {
         <main class="auth">
-            <form class="card" on:submit=submit>
-                <h1><span class="logo"><Svg icon=Icon::Lock/></span>" Sealroom"</h1>
+            <form class="card" on:submit=submit aria-labelledby="auth-title">
+                <h1 id="auth-title"><span class="logo"><Svg icon=Icon::Lock/></span>" Sealroom"</h1>
+                <div class="tabs" role="tablist" aria-label="Account">
+                    {tab(Screen::SignUp, "Create account")}
+                    {tab(Screen::SignIn, "Sign in")}
+                </div>
                 <p class="muted">
                     {move || if signing_up() {
-                        "Create an account. Your keys are made in this browser; the server never sees your password or your messages."
+                        "Your keys are made in this browser; the server never sees your password or your messages."
                     } else {
-                        "Sign in. Your keys are restored from your encrypted backup with your password."
+                        "Your keys are restored from your encrypted backup with your password."
                     }}
                 </p>
                 <label for="username">"Username"</label>
                 <input id="username" name="username" type="text" autocomplete="username" autocapitalize="none"
-                    spellcheck="false" required prop:value=move || username.get()
-                    on:input=move |ev| username.set(event_target_value(&ev)) />
+                    spellcheck="false" required node_ref=username_ref prop:value=move || username.get()
+                    on:input=move |ev| { app.account.auth_error.set(None); username.set(event_target_value(&ev)); } />
                 <label for="password">"Password"</label>
                 <input id="password" name="password" type="password" required
                     autocomplete=move || if signing_up() { "new-password" } else { "current-password" }
-                    prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev)) />
+                    prop:value=move || password.get() on:input=move |ev| { app.account.auth_error.set(None); password.set(event_target_value(&ev)); } />
+                <Show when=signing_up>
+                    <StrengthMeter password=password username=Signal::derive(move || username.get())/>
+                    <label for="confirm">"Repeat password"</label>
+                    <input id="confirm" name="confirm" type="password" autocomplete="new-password" required
+                        prop:value=move || confirm.get() on:input=move |ev| { app.account.auth_error.set(None); confirm.set(event_target_value(&ev)); } />
+                    <p class="small notice-reset">{NO_RESET}</p>
+                </Show>
                 <label class="check remember">
-                    <input type="checkbox" id="remember" prop:checked=move || app.account.remember.get()
-                        on:change=move |ev| app.account.remember.set(event_target_checked(&ev)) />
-                    " Remember this browser"
+                    <input type="checkbox" id="shared" prop:checked=move || !app.account.remember.get()
+                        on:change=move |ev| app.account.remember.set(!event_target_checked(&ev)) />
+                    " This is a shared computer: don't keep me signed in"
                 </label>
                 {move || app.account.auth_error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
                 {move || app.account.busy.get().map(|b| view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>{b}</p> })}
                 <button type="submit" class="primary" disabled=move || app.account.busy.get().is_some()>
                     {move || if signing_up() { "Create account" } else { "Sign in" }}
-                </button>
-                <button type="button" class="link" on:click=move |_| {
-                    app.account.auth_error.set(None);
-                    app.account.screen.set(if signing_up() { Screen::SignIn } else { Screen::SignUp });
-                }>
-                    {move || if signing_up() { "I already have an account" } else { "Create an account" }}
                 </button>
             </form>
         </main>

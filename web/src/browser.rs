@@ -54,3 +54,22 @@ pub(crate) fn notify(peer: &str, text: &str) {
     opts.set_tag(peer);
     let _ = web_sys::Notification::new_with_options(&format!("Message from {peer}"), &opts);
 }
+
+const RETURNING: &str = "sealroom.returning";
+
+/// Whether someone has signed in on this browser before (a first visit opens on "Create
+/// account"). Not a secret: only that the page was used.
+pub(crate) fn returning() -> bool {
+    local_storage().and_then(|s| s.get_item(RETURNING).ok().flatten()).is_some()
+}
+
+/// Notes that someone signed in here.
+pub(crate) fn mark_returning() {
+    if let Some(s) = local_storage() {
+        let _ = s.set_item(RETURNING, "1");
+    }
+}
+
+pub(crate) fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window().and_then(|w| w.local_storage().ok().flatten())
+}

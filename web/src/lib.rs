@@ -59,10 +59,14 @@ pub fn App() -> impl IntoView {
     on_visible.forget();
     leptos::task::spawn_local(app.resume());
 
+    // Switching between "Create account" and "Sign in" keeps the form (and what was typed):
+    // only signing in or out swaps the screen.
+    let signed_in = Memo::new(move |_| app.account.screen.get() == state::Screen::Chats);
     view! {
-        {move || match app.account.screen.get() {
-            state::Screen::SignIn | state::Screen::SignUp => view! { <auth::AuthScreen/> }.into_any(),
-            state::Screen::Chats => view! { <Messenger/> }.into_any(),
+        {move || if signed_in.get() {
+            view! { <Messenger/> }.into_any()
+        } else {
+            view! { <auth::AuthScreen/> }.into_any()
         }}
     }
 }

@@ -200,15 +200,22 @@ fn Account() -> impl IntoView {
     let open = RwSignal::new(false);
     let current = RwSignal::new(String::new());
     let new = RwSignal::new(String::new());
+    let repeat = RwSignal::new(String::new());
     let result = RwSignal::new(None::<Result<String, String>>);
+    let me = Signal::derive(move || app.account.me.get().unwrap_or_default());
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let (c, n) = (current.get_untracked(), new.get_untracked());
+        if repeat.get_untracked() != n {
+            result.set(Some(Err("The two new passwords are not the same. Type them again.".into())));
+            return;
+        }
         spawn_local(async move {
             let r = app.change_password(c, n).await;
             if r.is_ok() {
                 current.set(String::new());
                 new.set(String::new());
+                repeat.set(String::new());
             }
             result.set(Some(r.map(|()| "Password changed. Your other sessions were signed out.".into())));
         });
@@ -223,6 +230,11 @@ fn Account() -> impl IntoView {
                 <label for="new-password">"New password"</label>
                 <input id="new-password" type="password" autocomplete="new-password" required
                     prop:value=move || new.get() on:input=move |ev| new.set(event_target_value(&ev)) />
+                <crate::auth::StrengthMeter password=new username=me/>
+                <label for="repeat-password">"Repeat new password"</label>
+                <input id="repeat-password" type="password" autocomplete="new-password" required
+                    prop:value=move || repeat.get() on:input=move |ev| repeat.set(event_target_value(&ev)) />
+                <p class="small notice-reset">{crate::auth::NO_RESET}</p>
                 {move || app.account.busy.get().map(|b| view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>{b}</p> })}
                 {move || result.get().map(|r| match r {
                     Ok(m) => view! { <p class="ok" role="status">{m}</p> }.into_any(),

@@ -74,7 +74,7 @@ impl From<sealroom_session::Error> for ClientError {
             },
             E::Crypto(e) => ClientError::Crypto(e),
             E::Undecryptable => ClientError::Crypto(sealroom_crypto::Error::Decryption),
-            E::WeakPassword(why) => ClientError::Usage(why.to_owned()),
+            E::WeakPassword(why) => ClientError::Usage(format!("choose a stronger password: {why}")),
             other => ClientError::Session(other),
         }
     }

@@ -33,7 +33,7 @@ pub async fn register<T: Transport>(
     username: &Username,
     password: &str,
 ) -> Result<(SessionResponse, Vault), T::Error> {
-    check_new_password(password)?;
+    check_new_password(password, username.as_str())?;
     let salt = sealroom_crypto::generate_salt().map_err(Error::from)?;
     let keys = t.derive_keys(password, &salt, KdfParams::PRODUCTION).await?;
     let identity = IdentitySecret::generate().map_err(Error::from)?;
@@ -102,8 +102,8 @@ pub async fn change_password<T: Transport, V: VaultCell>(
     current: &str,
     new: &str,
 ) -> Result<Me, T::Error> {
-    check_new_password(new)?;
     let username = vault.with(|v| v.username().clone()).ok_or(Error::SignedOut)?;
+    check_new_password(new, username.as_str())?;
     let old = keys_for(t, &username, current).await?;
     let salt = sealroom_crypto::generate_salt().map_err(Error::from)?;
     let keys = t.derive_keys(new, &salt, KdfParams::PRODUCTION).await?;

@@ -41,10 +41,12 @@
 mod directory;
 pub mod flows;
 mod outbox;
+pub mod password;
 mod vault;
 
 pub use directory::Directory;
 pub use outbox::{Outbox, OutboxEvent, Queued};
+pub use password::{strength, Strength, MIN_PASSWORD_CHARS};
 pub use sealroom_crypto::{FileRef, MessageHeader, Payload, PublicKey, SafetyNumber};
 pub use vault::{KeyChange, Opened, PeerKey, Vault};
 
@@ -156,17 +158,14 @@ impl VaultCell for std::cell::RefCell<Option<Vault>> {
     }
 }
 
-/// The password rule both clients apply to a new password. The key backup is only as strong as
-/// the password: there is no reset.
-pub fn check_new_password(password: &str) -> Result<(), Error> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Error::WeakPassword("use a password of at least 8 characters"));
+/// The password rule both clients apply to a new password ([`password::strength`]). The key
+/// backup is only as strong as the password: there is no reset.
+pub fn check_new_password(password: &str, username: &str) -> Result<(), Error> {
+    match password::strength(password, username).problem {
+        Some(why) => Err(Error::WeakPassword(why)),
+        None => Ok(()),
     }
-    Ok(())
 }
-
-/// Shortest password accepted for a new account or a password change.
-pub const MIN_PASSWORD_CHARS: usize = 8;
 
 #[cfg(test)]
 mod tests;

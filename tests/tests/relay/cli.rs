@@ -27,17 +27,18 @@ fn fails(out: &std::process::Output, needle: &str) {
 #[test]
 fn the_cli_session_works_end_to_end() {
     let server = TestServer::start();
-    assert_eq!(ok(&server.cli("alice", "password-a", &["register"])).trim(), "registered alice");
-    ok(&server.cli("bob", "password-b", &["register"]));
-    fails(&server.cli("alice", "password-a", &["register"]), "username_taken");
+    assert_eq!(ok(&server.cli("alice", "pass-phrase-a", &["register"])).trim(), "registered alice");
+    ok(&server.cli("bob", "pass-phrase-b", &["register"]));
+    fails(&server.cli("alice", "pass-phrase-a", &["register"]), "username_taken");
     // The client core refuses a weak password before making any key; nothing is registered.
     fails(&server.cli("carol", "short", &["register"]), "at least 8 characters");
-    fails(&server.cli("carol", "password-c", &["history", "bob"]), "invalid_credentials");
+    fails(&server.cli("carol", "password1", &["register"]), "one of the most common passwords");
+    fails(&server.cli("carol", "pass-phrase-c", &["history", "bob"]), "invalid_credentials");
 
     // bob listens for two messages.
     let mut listener = Command::new(bin("sealroom-cli"))
         .args(["--server", &server.url, "--user", "bob", "listen", "--count", "2", "--timeout", "30"])
-        .env("SEALROOM_PASSWORD", "password-b")
+        .env("SEALROOM_PASSWORD", "pass-phrase-b")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -46,11 +47,11 @@ fn the_cli_session_works_end_to_end() {
     BufReader::new(listener.stderr.take().unwrap()).read_line(&mut ready).unwrap();
     assert!(ready.starts_with("listening as bob"), "{ready}");
 
-    let id1: u64 = ok(&server.cli("alice", "password-a", &["send", "bob", "hello bob — grüße 👋"]))
+    let id1: u64 = ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "hello bob — grüße 👋"]))
         .trim()
         .parse()
         .unwrap();
-    let id2: u64 = ok(&server.cli("alice", "password-a", &["send", "bob", "tab\there\nnewline"]))
+    let id2: u64 = ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "tab\there\nnewline"]))
         .trim()
         .parse()
         .unwrap();
@@ -64,66 +65,71 @@ fn the_cli_session_works_end_to_end() {
     assert_eq!((lines[0][2], lines[0][3]), ("alice", "hello bob — grüße 👋"));
     assert_eq!(lines[1][3], "tab\\there\\nnewline", "one message per line");
 
-    ok(&server.cli("bob", "password-b", &["send", "alice", "hi alice"]));
-    let history = ok(&server.cli("alice", "password-a", &["history", "bob"]));
+    ok(&server.cli("bob", "pass-phrase-b", &["send", "alice", "hi alice"]));
+    let history = ok(&server.cli("alice", "pass-phrase-a", &["history", "bob"]));
     let senders: Vec<&str> = history.lines().map(|l| l.split('\t').nth(2).unwrap()).collect();
     assert_eq!(senders, ["alice", "alice", "bob"]);
     assert_eq!(
-        ok(&server.cli("alice", "password-a", &["history", "bob", "--limit", "1"])).lines().count(),
+        ok(&server.cli("alice", "pass-phrase-a", &["history", "bob", "--limit", "1"])).lines().count(),
         1
     );
 
-    let convs = ok(&server.cli("bob", "password-b", &["conversations"]));
+    let convs = ok(&server.cli("bob", "pass-phrase-b", &["conversations"]));
     assert!(convs.starts_with("alice\t2\t"), "the listener acknowledged delivery, not reading: {convs}");
-    let convs_alice = ok(&server.cli("alice", "password-a", &["conversations"]));
+    let convs_alice = ok(&server.cli("alice", "pass-phrase-a", &["conversations"]));
     assert!(
         convs_alice.starts_with("bob\t1\t") && convs_alice.trim_end().ends_with("hi alice"),
         "{convs_alice}"
     );
-    assert_eq!(ok(&server.cli("alice", "password-a", &["users", "b"])).trim(), "bob");
+    assert_eq!(ok(&server.cli("alice", "pass-phrase-a", &["users", "b"])).trim(), "bob");
 
-    let sn_a = ok(&server.cli("alice", "password-a", &["safety-number", "bob"]));
-    let sn_b = ok(&server.cli("bob", "password-b", &["safety-number", "alice", "--verify"]));
+    let sn_a = ok(&server.cli("alice", "pass-phrase-a", &["safety-number", "bob"]));
+    let sn_b = ok(&server.cli("bob", "pass-phrase-b", &["safety-number", "alice", "--verify"]));
     assert_eq!(sn_a.trim(), sn_b.trim().trim_end_matches("\t(verified)"));
     assert_eq!(sn_a.split_whitespace().count(), 12);
     assert!(sn_b.contains("(verified)"));
     assert!(
-        ok(&server.cli("bob", "password-b", &["safety-number", "alice"])).contains("(verified)"),
+        ok(&server.cli("bob", "pass-phrase-b", &["safety-number", "alice"])).contains("(verified)"),
         "kept in the backup"
     );
 
     fails(&server.cli("alice", "wrong", &["history", "bob"]), "invalid_credentials");
-    fails(&server.cli("alice", "password-a", &["send", "nobody", "hi"]), "nobody");
-    fails(&server.cli("alice", "password-a", &["history", "B A D"]), "invalid username");
+    fails(&server.cli("alice", "pass-phrase-a", &["send", "nobody", "hi"]), "nobody");
+    fails(&server.cli("alice", "pass-phrase-a", &["history", "B A D"]), "invalid username");
 
-    ok(&server.cli_env("alice", "password-a", &["passwd"], &[("SEALROOM_NEW_PASSWORD", "password-a2")]));
-    fails(&server.cli("alice", "password-a", &["history", "bob"]), "invalid_credentials");
-    assert_eq!(ok(&server.cli("alice", "password-a2", &["history", "bob"])).lines().count(), 3);
+    ok(&server.cli_env(
+        "alice",
+        "pass-phrase-a",
+        &["passwd"],
+        &[("SEALROOM_NEW_PASSWORD", "pass-phrase-a2")],
+    ));
+    fails(&server.cli("alice", "pass-phrase-a", &["history", "bob"]), "invalid_credentials");
+    assert_eq!(ok(&server.cli("alice", "pass-phrase-a2", &["history", "bob"])).lines().count(), 3);
 
-    assert_eq!(ok(&server.cli("alice", "password-a2", &["clear", "bob", "--for-both"])).trim(), "cleared");
-    assert_eq!(ok(&server.cli("bob", "password-b", &["history", "alice"])), "");
+    assert_eq!(ok(&server.cli("alice", "pass-phrase-a2", &["clear", "bob", "--for-both"])).trim(), "cleared");
+    assert_eq!(ok(&server.cli("bob", "pass-phrase-b", &["history", "alice"])), "");
 }
 
 #[test]
 fn the_cli_refuses_a_changed_peer_key_until_accepted() {
     let mut server = TestServer::start();
-    ok(&server.cli("alice", "password-a", &["register"]));
-    ok(&server.cli("bob", "password-b", &["register"]));
-    ok(&server.cli("alice", "password-a", &["send", "bob", "first"])); // pins bob's key
-                                                                       // Play a malicious relay: swap bob's identity key in the directory.
+    ok(&server.cli("alice", "pass-phrase-a", &["register"]));
+    ok(&server.cli("bob", "pass-phrase-b", &["register"]));
+    ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "first"])); // pins bob's key
+                                                                          // Play a malicious relay: swap bob's identity key in the directory.
     server.stop();
     server.sql("UPDATE users SET identity_key = X'0900000000000000000000000000000000000000000000000000000000000000' WHERE username = 'bob'");
     server.restart();
-    let out = server.cli("alice", "password-a", &["send", "bob", "second"]);
+    let out = server.cli("alice", "pass-phrase-a", &["send", "bob", "second"]);
     fails(&out, "identity key has changed");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--accept-new-key"));
     assert_eq!(
-        ok(&server.cli("alice", "password-a", &["history", "bob"])).lines().count(),
+        ok(&server.cli("alice", "pass-phrase-a", &["history", "bob"])).lines().count(),
         1,
         "nothing was sent"
     );
-    ok(&server.cli("alice", "password-a", &["send", "bob", "second", "--accept-new-key"]));
+    ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "second", "--accept-new-key"]));
     // Re-pinned: the next send needs no flag.
-    ok(&server.cli("alice", "password-a", &["send", "bob", "third"]));
+    ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "third"]));
     std::thread::sleep(Duration::from_millis(10));
 }

@@ -357,17 +357,17 @@ fn the_cli_sends_and_fetches_files() {
         assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    ok(server.cli("alice", "password-a", &["register"]));
-    ok(server.cli("bob", "password-b", &["register"]));
+    ok(server.cli("alice", "pass-phrase-a", &["register"]));
+    ok(server.cli("bob", "pass-phrase-b", &["register"]));
     let bytes = pseudo_random(300_000, 13);
     let src = write(dir.path(), "photo.jpg", &bytes);
-    let id = ok(server.cli("alice", "password-a", &["send-file", "bob", src.to_str().unwrap()]));
+    let id = ok(server.cli("alice", "pass-phrase-a", &["send-file", "bob", src.to_str().unwrap()]));
     let id = id.trim();
     assert!(id.parse::<u64>().is_ok(), "prints the message id: {id}");
-    let history = ok(server.cli("bob", "password-b", &["history", "alice"]));
+    let history = ok(server.cli("bob", "pass-phrase-b", &["history", "alice"]));
     assert!(history.contains("[file photo.jpg (300000 bytes, image/jpeg)]"), "{history}");
     let out = dir.path().join("received.jpg");
-    let line = ok(server.cli("bob", "password-b", &["get-file", id, out.to_str().unwrap()]));
+    let line = ok(server.cli("bob", "pass-phrase-b", &["get-file", id, out.to_str().unwrap()]));
     assert_eq!(line.trim_end(), "photo.jpg\t300000\timage/jpeg");
     assert!(std::fs::read(&out).unwrap() == bytes);
 
@@ -376,17 +376,17 @@ fn the_cli_sends_and_fetches_files() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "expected {needle:?} in {err}");
     };
-    fail(server.cli("bob", "password-b", &["get-file", id, out.to_str().unwrap()]), "exists (use --force");
-    ok(server.cli("bob", "password-b", &["get-file", "--force", id, out.to_str().unwrap()]));
-    let text_id = ok(server.cli("alice", "password-a", &["send", "bob", "just text"]));
-    fail(server.cli("bob", "password-b", &["get-file", text_id.trim(), "x"]), "is not a file");
-    fail(server.cli("bob", "password-b", &["get-file", "999999", "x"]), "not_found");
+    fail(server.cli("bob", "pass-phrase-b", &["get-file", id, out.to_str().unwrap()]), "exists (use --force");
+    ok(server.cli("bob", "pass-phrase-b", &["get-file", "--force", id, out.to_str().unwrap()]));
+    let text_id = ok(server.cli("alice", "pass-phrase-a", &["send", "bob", "just text"]));
+    fail(server.cli("bob", "pass-phrase-b", &["get-file", text_id.trim(), "x"]), "is not a file");
+    fail(server.cli("bob", "pass-phrase-b", &["get-file", "999999", "x"]), "not_found");
     fail(
-        server.cli("alice", "password-a", &["send-file", "bob", "/nonexistent/file"]),
+        server.cli("alice", "pass-phrase-a", &["send-file", "bob", "/nonexistent/file"]),
         "cannot read /nonexistent/file",
     );
-    ok(server.cli("carol", "password-c", &["register"]));
-    fail(server.cli("carol", "password-c", &["get-file", id, "y"]), "not_found");
+    ok(server.cli("carol", "pass-phrase-c", &["register"]));
+    fail(server.cli("carol", "pass-phrase-c", &["get-file", id, "y"]), "not_found");
 }
 
 #[tokio::test]

@@ -67,6 +67,7 @@ impl App {
         self.account.busy.set(None);
         self.account.me.set(Some(username.to_string()));
         self.account.screen.set(Screen::Chats);
+        crate::browser::mark_returning();
         let app = self;
         spawn_local(async move {
             // The list first: its newest message is where live sync starts, so a sign-in does

@@ -67,7 +67,7 @@ impl Failure {
                  encrypting to a key you do not hold. Contact the server's operator."
                     .into()
             }
-            Failure::Core(E::WeakPassword(_)) => "Use a password of at least 8 characters.".into(),
+            Failure::Core(E::WeakPassword(why)) => format!("Choose a stronger password: {why}."),
             Failure::Core(E::KeyChanged(c)) => format!(
                 "{}'s security key has changed. Compare the new safety number before sending.",
                 c.peer

@@ -55,7 +55,7 @@ pub struct Account {
     pub busy: RwSignal<Option<String>>,
     /// Inline error of the auth forms.
     pub auth_error: RwSignal<Option<String>>,
-    /// "Remember this browser" is ticked.
+    /// Stay signed in on this browser (unticked on a shared computer).
     pub remember: RwSignal<bool>,
     /// The WebSocket is up.
     pub online: RwSignal<bool>,
@@ -119,11 +119,15 @@ impl App {
         });
         App {
             account: Account {
-                screen: RwSignal::new(Screen::SignIn),
+                screen: RwSignal::new(if crate::browser::returning() {
+                    Screen::SignIn
+                } else {
+                    Screen::SignUp
+                }),
                 me: RwSignal::new(None),
                 busy: RwSignal::new(None),
                 auth_error: RwSignal::new(None),
-                remember: RwSignal::new(false),
+                remember: RwSignal::new(true),
                 online: RwSignal::new(false),
             },
             rooms: Rooms {
