@@ -195,9 +195,12 @@ async fn two_people_chat_in_real_browsers() {
     let bobs_row = b.find(Locator::Css("li.conv")).await.unwrap();
     wait_text(&b, ".conv .badge", "1").await;
     wait_css(&b, ".conv .dot.on").await;
+    assert_eq!(b.title().await.unwrap(), "(1) Sealroom", "the tab's title counts what is unread");
     b.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
     wait_text(&b, ".msg.theirs .text", "hello bob — grüße 👋").await;
+    wait_text(&b, ".unread-marker", "Unread messages").await;
     wait_gone(&b, ".conv .badge").await;
+    assert_eq!(b.title().await.unwrap(), "Sealroom");
     // Alice sees bob has read it.
     wait_text(&a, ".msg.mine .state", "read").await;
     assert!(bubble.text().await.expect("the same bubble, updated in place").contains("read"));
@@ -741,4 +744,39 @@ fn artifacts() -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Issue 10, trustworthy delivery state: a message sent while the recipient was away shows
+/// "delivered" as soon as their device fetches it, without their opening the chat; "read"
+/// only once they do.
+#[tokio::test]
+async fn delivered_shows_when_the_recipients_device_fetches_not_only_when_they_read() {
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    server.client().register("bob", "pw-bob-long").await.unwrap();
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    sign_up(&a, &server.url, "alice", false).await;
+    a.find(Locator::Id("find")).await.unwrap().send_keys("bob").await.unwrap();
+    wait_text(&a, ".found .row", "bob").await;
+    a.find(Locator::Css(".found .row")).await.unwrap().click().await.unwrap();
+    send(&a, "while you were away").await;
+    wait_text(&a, ".msg.mine .state", "sent").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let state = a.find(Locator::Css(".msg.mine .state")).await.unwrap().text().await.unwrap();
+    assert!(state.contains("sent") && !state.contains("delivered"), "bob has no device online: {state}");
+
+    let b = driver.browser(&profiles.path().join("bob")).await;
+    sign_in(&b, &server.url, "bob").await;
+    wait_text(&b, ".conv .preview", "while you were away").await;
+    wait_text(&a, ".msg.mine .state", "delivered").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let state = a.find(Locator::Css(".msg.mine .state")).await.unwrap().text().await.unwrap();
+    assert!(!state.contains("read"), "bob has not opened the chat: {state}");
+    b.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
+    wait_text(&a, ".msg.mine .state", "read").await;
+    for c in [a, b] {
+        c.close().await.unwrap();
+    }
 }

@@ -105,8 +105,11 @@ fn Conversation(peer: String) -> impl IntoView {
 
     let peer_for_header = peer.clone();
     let conv = Memo::new(move |_| app.rooms.convs.get().into_iter().find(|c| c.peer == peer_for_header));
+    // The unread divider marks what was unread when the chat was opened (opening it marks
+    // everything read at once, so the live count is 0 by the time the history shows).
+    let unread_on_open = conv.with_untracked(|c| c.as_ref().map_or(0, |c| c.unread));
     let rows = Memo::new(move |_| {
-        let unread = conv.with(|c| c.as_ref().map_or(0, |c| c.unread));
+        let unread = unread_on_open;
         app.timeline.msgs.with(|ms| {
             let (start, end) = match anchor.get() {
                 Some((s, e)) => (s.min(ms.len()), e.min(ms.len())),

@@ -37,9 +37,9 @@ pub fn App() -> impl IntoView {
             let _ = root.set_attribute("data-theme", theme);
         }
     });
-    // Title badge while hidden.
+    // The tab's title carries the total of unread messages.
     Effect::new(move |_| {
-        let n = app.ui.hidden_unread.get();
+        let n: u32 = app.rooms.convs.with(|cs| cs.iter().map(|c| c.unread).sum());
         if let Some(d) = web_sys::window().and_then(|w| w.document()) {
             d.set_title(&if n > 0 { format!("({n}) Sealroom") } else { "Sealroom".into() });
         }

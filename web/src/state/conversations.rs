@@ -38,6 +38,10 @@ impl App {
             Some(m) => self.decrypt(m).await.map(|d| (d, m.ts as f64)),
             None => None,
         };
+        let unread_up_to = match (&c.last_message, &last) {
+            (Some(m), Some((d, _))) if !d.mine && c.unread > 0 => Some(m.id),
+            _ => None,
+        };
         let (preview, ts) = match last {
             Some((d, ts)) => {
                 let prefix = if d.mine { "You: " } else { "" };
@@ -55,6 +59,7 @@ impl App {
             last_seen: c.peer_last_seen.map(|t| t as f64),
             pinned: c.pinned,
             hidden: c.hidden,
+            unread_up_to,
         }
     }
 

@@ -24,6 +24,16 @@ impl App {
                 // Catch up on what was missed, then flush the outbox (resends are de-duplicated
                 // by client_msg_id, so nothing is stored twice).
                 self.flush_outbox();
+                // What the list fetched while this device was away is delivered now, whether
+                // or not its chat is opened.
+                let receipts = self.rooms.convs.with_untracked(|cs| fetched_receipts(cs));
+                with_keys(|k| {
+                    if let Some(s) = &k.socket {
+                        for f in &receipts {
+                            s.send(f);
+                        }
+                    }
+                });
                 if with_keys(|k| k.outbox.cursor().0 > 0).unwrap_or(false) {
                     spawn_local(async move { app.load_conversations().await });
                 }
@@ -170,7 +180,6 @@ impl App {
             !(mine || open && visible),
         );
         if !mine && !visible {
-            self.ui.hidden_unread.update(|n| *n += 1);
             notify(&peer, &msg.text);
         }
     }
@@ -178,7 +187,6 @@ impl App {
     /// The tab became visible again: reset the badge, mark the open chat read, and make sure
     /// the socket is alive (a tab that slept may hold a dead one).
     pub fn on_visible(self) {
-        self.ui.hidden_unread.set(0);
         if let Some(peer) = self.rooms.active.get_untracked() {
             if let Some(id) = self.timeline.msgs.with_untracked(|m| m.iter().filter_map(|m| m.id).max()) {
                 spawn_local(async move { self.mark_read(peer, id).await });

@@ -103,8 +103,6 @@ pub struct Ui {
     pub notice: RwSignal<Option<String>>,
     /// Dark theme forced on (None: follow the system).
     pub dark: RwSignal<Option<bool>>,
-    /// Unread while the tab is hidden (title badge).
-    pub hidden_unread: RwSignal<u32>,
     /// Messages the relay handed this user that were addressed to someone else (not shown).
     pub misaddressed: RwSignal<u64>,
 }
@@ -146,12 +144,7 @@ impl App {
                 progress: RwSignal::new(HashMap::new()),
                 files: RwSignal::new(HashMap::new()),
             },
-            ui: Ui {
-                notice: RwSignal::new(None),
-                dark: RwSignal::new(None),
-                hidden_unread: RwSignal::new(0),
-                misaddressed: RwSignal::new(0),
-            },
+            ui: Ui { notice: RwSignal::new(None), dark: RwSignal::new(None), misaddressed: RwSignal::new(0) },
         }
     }
 

@@ -1,6 +1,6 @@
 //! The state's plain types and the pure functions over them: no browser, no signals, no keys.
 
-use sealroom_protocol::{ApiError, ConversationId, ErrorCode};
+use sealroom_protocol::{ApiError, ClientFrame, ConversationId, ErrorCode, MessageId};
 
 /// Which screen is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +87,19 @@ pub struct Conv {
     pub pinned: bool,
     /// Hidden (closed).
     pub hidden: bool,
+    /// The newest message, when the peer sent it and this user has not read it: what this
+    /// device has fetched and acknowledges as delivered.
+    pub unread_up_to: Option<MessageId>,
+}
+
+/// The `delivered` receipts for what the conversation list fetched: every conversation whose
+/// newest message is the peer's and unread. (Live and synced messages are acknowledged one by
+/// one as they arrive.)
+pub(crate) fn fetched_receipts(convs: &[Conv]) -> Vec<ClientFrame> {
+    convs
+        .iter()
+        .filter_map(|c| c.unread_up_to.map(|up_to| ClientFrame::Delivered { conversation: c.id, up_to }))
+        .collect()
 }
 
 /// A pinned key that no longer matches the directory: sending is blocked until accepted.
@@ -182,10 +195,35 @@ mod tests {
             last_seen: None,
             pinned,
             hidden: false,
+            unread_up_to: None,
         };
         let mut cs = vec![conv(1, 10.0, false), conv(2, 30.0, false), conv(3, 5.0, true)];
         sort_convs(&mut cs);
         assert_eq!(cs.iter().map(|c| c.id.0).collect::<Vec<_>>(), [3, 2, 1]);
+    }
+
+    #[test]
+    fn what_the_list_fetched_is_acknowledged_per_conversation() {
+        let conv = |id, unread_up_to: Option<i64>| Conv {
+            id: ConversationId(id),
+            peer: String::new(),
+            preview: String::new(),
+            ts: 0.0,
+            unread: u32::from(unread_up_to.is_some()),
+            online: false,
+            last_seen: None,
+            pinned: false,
+            hidden: false,
+            unread_up_to: unread_up_to.map(MessageId),
+        };
+        let frames = fetched_receipts(&[conv(1, Some(7)), conv(2, None), conv(3, Some(9))]);
+        assert_eq!(
+            frames,
+            [
+                ClientFrame::Delivered { conversation: ConversationId(1), up_to: MessageId(7) },
+                ClientFrame::Delivered { conversation: ConversationId(3), up_to: MessageId(9) },
+            ]
+        );
     }
 
     #[test]
