@@ -156,7 +156,7 @@ async fn fill_credentials(c: &Client, name: &str, password: &str) {
 }
 
 async fn send(c: &Client, text: &str) {
-    let input = wait_css(c, "textarea[aria-label='Message']").await;
+    let input = wait_css(c, "textarea[aria-label='Write a message']").await;
     input.send_keys(text).await.unwrap();
     input.send_keys(ENTER).await.unwrap();
 }
@@ -236,7 +236,7 @@ async fn two_people_chat_in_real_browsers() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!a.find(Locator::Css(".sidebar")).await.unwrap().is_displayed().await.unwrap());
     assert!(a
-        .find(Locator::Css("textarea[aria-label='Message']"))
+        .find(Locator::Css("textarea[aria-label='Write a message']"))
         .await
         .unwrap()
         .is_displayed()
@@ -364,7 +364,7 @@ async fn offline_messages_are_queued_and_sent_once_and_a_changed_key_blocks_send
     sign_in(&a, &server.url, "alice").await;
     wait_css(&a, ".conv .row").await.click().await.unwrap();
     wait_text(&a, ".banner.danger", "security key has changed").await;
-    let input = wait_css(&a, "textarea[aria-label='Message']").await;
+    let input = wait_css(&a, "textarea[aria-label='Write a message']").await;
     assert!(!input.is_enabled().await.unwrap(), "sending is blocked");
     let number = a.find(Locator::Css(".banner.danger .safety")).await.unwrap().text().await.unwrap();
     assert_eq!(number.split_whitespace().count(), 12, "{number}");
@@ -375,7 +375,7 @@ async fn offline_messages_are_queued_and_sent_once_and_a_changed_key_blocks_send
         .await
         .unwrap();
     wait_gone(&a, ".banner.danger").await;
-    assert!(wait_css(&a, "textarea[aria-label='Message']").await.is_enabled().await.unwrap());
+    assert!(wait_css(&a, "textarea[aria-label='Write a message']").await.is_enabled().await.unwrap());
     a.close().await.unwrap();
 }
 
@@ -479,7 +479,7 @@ async fn a_changed_key_stops_sending_to_that_peer_whether_or_not_the_chat_is_ope
     // In bob's chat every way to send is stopped: the composer, the attach button, a paste.
     open_conv(&a, "bob").await;
     wait_text(&a, ".banner.danger", "security key has changed").await;
-    let input = wait_css(&a, "textarea[aria-label='Message']").await;
+    let input = wait_css(&a, "textarea[aria-label='Write a message']").await;
     assert!(!input.is_enabled().await.unwrap(), "composer blocked");
     assert!(
         !a.find(Locator::Css("button.attach")).await.unwrap().is_enabled().await.unwrap(),
@@ -500,7 +500,7 @@ async fn a_changed_key_stops_sending_to_that_peer_whether_or_not_the_chat_is_ope
         .unwrap();
     wait_gone(&a, ".banner.danger").await;
     wait_gone(&a, ".conv .key-changed").await;
-    assert!(wait_css(&a, "textarea[aria-label='Message']").await.is_enabled().await.unwrap());
+    assert!(wait_css(&a, "textarea[aria-label='Write a message']").await.is_enabled().await.unwrap());
     a.close().await.unwrap();
 }
 
@@ -779,4 +779,80 @@ async fn delivered_shows_when_the_recipients_device_fetches_not_only_when_they_r
     for c in [a, b] {
         c.close().await.unwrap();
     }
+}
+
+/// The id of the focused element (empty when none has one).
+async fn focused_id(c: &Client) -> String {
+    c.active_element().await.unwrap().attr("id").await.unwrap().unwrap_or_default()
+}
+
+/// Issue 10, keyboard only: sign up, find a person with the arrow keys, write, search and close
+/// it with Escape, open and leave a conversation's menu — never touching the mouse; the focus is
+/// always where the user types next.
+#[tokio::test]
+async fn everything_a_first_visit_needs_works_from_the_keyboard_alone() {
+    const TAB: &str = "\u{e004}";
+    const DOWN: &str = "\u{e015}";
+    const ESCAPE: &str = "\u{e00c}";
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    server.client().register("bob", "pw-bob-long").await.unwrap();
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let c = driver.browser(&profiles.path().join("kim")).await;
+    c.goto(&server.url).await.unwrap();
+    wait_css(&c, "form.card #username").await;
+    let typed = |keys: &'static str| {
+        let c = c.clone();
+        async move { c.active_element().await.unwrap().send_keys(keys).await.unwrap() }
+    };
+
+    // Sign up: the cursor starts in Username; Tab walks the form; Enter submits.
+    assert_eq!(focused_id(&c).await, "username");
+    typed("kim").await;
+    typed(TAB).await;
+    assert_eq!(focused_id(&c).await, "password");
+    typed("lanterns over the bay").await;
+    typed(TAB).await;
+    assert_eq!(focused_id(&c).await, "confirm");
+    typed("lanterns over the bay").await;
+    typed(ENTER).await;
+    wait_css(&c, ".sidebar").await;
+
+    // Find people: the cursor is there; arrow down to the result, Enter opens the chat, and
+    // the cursor is in the composer.
+    assert_eq!(focused_id(&c).await, "find");
+    typed("bo").await;
+    wait_text(&c, ".found .row", "bob").await;
+    typed(DOWN).await;
+    assert!(c.active_element().await.unwrap().text().await.unwrap().contains("bob"));
+    typed(ENTER).await;
+    wait_text(&c, ".chat-head", "bob").await;
+    assert_eq!(focused_id(&c).await, "message");
+    typed("typed, not clicked").await;
+    typed(ENTER).await;
+    wait_text(&c, ".msg.mine .text", "typed, not clicked").await;
+
+    // Ctrl+F searches the chat; Escape closes the search and returns to the composer.
+    c.active_element().await.unwrap().send_keys("\u{e009}f").await.unwrap();
+    wait_css(&c, "#chat-search").await;
+    assert_eq!(focused_id(&c).await, "chat-search");
+    typed("clicked").await;
+    wait_text(&c, ".searchbar .count", "1 of 1").await;
+    typed(ESCAPE).await;
+    wait_gone(&c, "#chat-search").await;
+    assert_eq!(focused_id(&c).await, "message");
+
+    // The conversation's menu: Enter on its button opens it with the focus on the first item,
+    // arrows move, Escape closes.
+    let more = c.find(Locator::Css("li.conv .menu-btn")).await.unwrap();
+    more.send_keys(ENTER).await.unwrap();
+    wait_css(&c, ".menu").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(c.active_element().await.unwrap().text().await.unwrap(), "Pin to top");
+    typed(DOWN).await;
+    assert_eq!(c.active_element().await.unwrap().text().await.unwrap(), "Close chat");
+    typed(ESCAPE).await;
+    wait_gone(&c, ".menu").await;
+    c.close().await.unwrap();
 }

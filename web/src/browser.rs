@@ -73,3 +73,34 @@ pub(crate) fn mark_returning() {
 pub(crate) fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window().and_then(|w| w.local_storage().ok().flatten())
 }
+
+/// Moves the focus among the elements matching `selector` inside the element `container_css`
+/// is the closest ancestor of the focused one: `delta` 1 for the next (ArrowDown), -1 for the
+/// previous, wrapping. With nothing focused inside, the first one gets it.
+pub(crate) fn move_focus(container_css: &str, selector: &str, delta: i32) {
+    use wasm_bindgen::JsCast;
+    let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
+    let Some(container) = doc.query_selector(container_css).ok().flatten() else { return };
+    let Ok(list) = container.query_selector_all(selector) else { return };
+    let items: Vec<web_sys::HtmlElement> =
+        (0..list.length()).filter_map(|i| list.item(i)?.dyn_into::<web_sys::HtmlElement>().ok()).collect();
+    if items.is_empty() {
+        return;
+    }
+    let active = doc.active_element();
+    let at = items.iter().position(|e| active.as_ref().is_some_and(|a| a.is_same_node(Some(e))));
+    let next = match at {
+        Some(i) => (i as i32 + delta).rem_euclid(items.len() as i32) as usize,
+        None => 0,
+    };
+    let _ = items[next].focus();
+}
+
+/// Whether the focused element is inside one matching `css`.
+pub(crate) fn focus_within(css: &str) -> bool {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.active_element())
+        .and_then(|e| e.closest(css).ok().flatten())
+        .is_some()
+}

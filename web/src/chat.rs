@@ -43,6 +43,61 @@ fn Conversation(peer: String) -> impl IntoView {
     let input_ref = NodeRef::<leptos::html::Textarea>::new();
     let attach_ref = NodeRef::<leptos::html::Input>::new();
     let dragging = RwSignal::new(false);
+    let search_ref = NodeRef::<leptos::html::Input>::new();
+    let focus_composer = move || {
+        if let Some(i) = input_ref.get_untracked() {
+            let _ = i.focus();
+        }
+    };
+    // Opening a chat puts the cursor where one types next; opening search, in its field.
+    Effect::new(move |_| {
+        if input_ref.get().is_some() {
+            focus_composer();
+        }
+    });
+    Effect::new(move |_| {
+        if search_open.get() {
+            if let Some(i) = search_ref.get() {
+                let _ = i.focus();
+            }
+        }
+    });
+    // Ctrl+F (⌘F) searches the chat. Escape closes the topmost panel of the chat: search,
+    // then the safety number, then "clear", and returns to the composer.
+    let escape = window_event_listener(leptos::ev::keydown, move |ev| {
+        if ev.key().eq_ignore_ascii_case("f") && (ev.ctrl_key() || ev.meta_key()) && !ev.alt_key() {
+            ev.prevent_default();
+            if search_open.try_get_untracked() == Some(true) {
+                if let Some(i) = search_ref.get_untracked() {
+                    let _ = i.focus();
+                }
+            } else {
+                search_open.set(true);
+            }
+            return;
+        }
+        if ev.key() != "Escape" || ev.default_prevented() {
+            return;
+        }
+        let closed = if search_open.try_get_untracked() == Some(true) {
+            search_open.set(false);
+            query.set(String::new());
+            true
+        } else if show_safety.try_get_untracked() == Some(true) {
+            show_safety.set(false);
+            true
+        } else if clear_open.try_get_untracked() == Some(true) {
+            clear_open.set(false);
+            true
+        } else {
+            false
+        };
+        if closed {
+            ev.prevent_default();
+            focus_composer();
+        }
+    });
+    on_cleanup(move || escape.remove());
 
     let matcher = Memo::new(move |_| {
         let mode = if regex.get() { SearchMode::Regex } else { SearchMode::Plain };
@@ -176,6 +231,7 @@ fn Conversation(peer: String) -> impl IntoView {
         }
     };
     let peer_v = peer.clone();
+    let peer_l = peer.clone();
     let peer_s = peer.clone();
     let peer_b = peer.clone();
     view! {
@@ -186,7 +242,7 @@ fn Conversation(peer: String) -> impl IntoView {
                 <strong>{peer.clone()}{move || app.is_verified(&peer_v).then_some(" ✔")}</strong>
                 <span class="muted small" aria-live="polite">{status}</span>
             </div>
-            <button class="icon" aria-label="Search in chat" aria-pressed=move || search_open.get().to_string()
+            <button class="icon" aria-label="Search in chat" title="Search (Ctrl+F)" aria-pressed=move || search_open.get().to_string()
                 on:click=move |_| { search_open.update(|s| *s = !*s); query.set(String::new()); }><Svg icon=Icon::Search/></button>
             <button class="icon" aria-label="Safety number" on:click=move |_| show_safety.update(|s| *s = !*s)><Svg icon=Icon::Shield/></button>
             <button class="icon" aria-label="Clear chat" on:click=move |_| clear_open.update(|s| *s = !*s)><Svg icon=Icon::Trash/></button>
@@ -222,7 +278,7 @@ fn Conversation(peer: String) -> impl IntoView {
         <Show when=move || search_open.get()>
             <div class="searchbar" role="search">
                 <label for="chat-search" class="sr-only">"Search messages"</label>
-                <input id="chat-search" type="search" placeholder="Search messages…" prop:value=move || query.get()
+                <input id="chat-search" type="search" placeholder="Search messages…" node_ref=search_ref prop:value=move || query.get()
                     on:input=move |ev| { query.set(event_target_value(&ev)); current.set(0); }
                     on:keydown=move |ev: web_sys::KeyboardEvent| if ev.key() == "Enter" {
                         let n = hits.with(Vec::len).max(1);
@@ -243,7 +299,7 @@ fn Conversation(peer: String) -> impl IntoView {
             </div>
         </Show>
 
-        <div class="messages" node_ref=list_ref role="log" aria-label="Messages" class:dragging=move || dragging.get()
+        <div class="messages" node_ref=list_ref role="log" aria-label=format!("Messages with {peer_l}") class:dragging=move || dragging.get()
             on:dragover=move |ev: web_sys::DragEvent| {
                 if app.rooms.key_alert.get_untracked().is_none() {
                     ev.prevent_default();
@@ -295,7 +351,7 @@ fn Conversation(peer: String) -> impl IntoView {
             <button type="button" class="icon attach" aria-label="Attach files" disabled=move || app.rooms.key_alert.get().is_some()
                 on:click=move |_| if let Some(i) = attach_ref.get_untracked() { i.click(); }><Svg icon=Icon::Clip/></button>
             <label for="message" class="sr-only">"Message"</label>
-            <textarea id="message" node_ref=input_ref rows="1" placeholder="Write a message…" aria-label="Message"
+            <textarea id="message" node_ref=input_ref rows="1" placeholder="Write a message…" aria-label="Write a message"
                 disabled=move || app.rooms.key_alert.get().is_some()
                 prop:value=move || draft.get()
                 on:input=move |ev| { draft.set(event_target_value(&ev)); app.typing(); }

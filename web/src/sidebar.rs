@@ -15,6 +15,51 @@ pub fn Sidebar() -> impl IntoView {
     let app = expect_context::<App>();
     let query = RwSignal::new(String::new());
     let menu = RwSignal::new(None::<String>);
+    let find_ref = NodeRef::<leptos::html::Input>::new();
+    // After signing in the cursor waits in "Find people" (unless a chat is open).
+    Effect::new(move |_| {
+        if let Some(i) = find_ref.get() {
+            if app.rooms.active.get_untracked().is_none() {
+                let _ = i.focus();
+            }
+        }
+    });
+    // Escape closes an open menu first (before any chat panel), then clears the search it is in.
+    let escape = window_event_listener(leptos::ev::keydown, move |ev| {
+        if ev.key() != "Escape" || ev.default_prevented() {
+            return;
+        }
+        if menu.try_get_untracked().flatten().is_some() {
+            menu.set(None);
+            ev.prevent_default();
+        } else if crate::browser::focus_within(".search-users, .found") && !query.get_untracked().is_empty() {
+            query.set(String::new());
+            app.rooms.found.set(Vec::new());
+            if let Some(i) = find_ref.get_untracked() {
+                let _ = i.focus();
+            }
+            ev.prevent_default();
+        }
+    });
+    // A click outside an open menu closes it.
+    let outside = window_event_listener(leptos::ev::click, move |ev| {
+        use wasm_bindgen::JsCast;
+        if menu.try_get_untracked().flatten().is_none() {
+            return;
+        }
+        let inside = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .and_then(|e| e.closest(".menu, .menu-btn").ok().flatten())
+            .is_some();
+        if !inside {
+            menu.set(None);
+        }
+    });
+    on_cleanup(move || {
+        escape.remove();
+        outside.remove();
+    });
     let open = move |peer: String| {
         query.set(String::new());
         menu.set(None);
@@ -43,7 +88,11 @@ pub fn Sidebar() -> impl IntoView {
             </header>
             <div class="search-users">
                 <label for="find" class="sr-only">"Find people"</label>
-                <input id="find" type="search" placeholder="Find people…" autocomplete="off"
+                <input id="find" type="search" placeholder="Find people…" autocomplete="off" node_ref=find_ref
+                    on:keydown=move |ev: web_sys::KeyboardEvent| if ev.key() == "ArrowDown" {
+                        ev.prevent_default();
+                        crate::browser::move_focus(".found", ".row", 1);
+                    }
                     prop:value=move || query.get()
                     on:input=move |ev| {
                         let q = event_target_value(&ev);
@@ -52,7 +101,12 @@ pub fn Sidebar() -> impl IntoView {
                     } />
             </div>
             <Show when=move || !query.get().is_empty()>
-                <ul class="found" aria-label="People">
+                <ul class="found" aria-label="People"
+                    on:keydown=move |ev: web_sys::KeyboardEvent| match ev.key().as_str() {
+                        "ArrowDown" => { ev.prevent_default(); crate::browser::move_focus(".found", ".row", 1); }
+                        "ArrowUp" => { ev.prevent_default(); crate::browser::move_focus(".found", ".row", -1); }
+                        _ => {}
+                    }>
                     <For each=move || app.rooms.found.get() key=|u| u.clone() let:user>
                         <li><button class="row" on:click={let u = user.clone(); move |_| open(u.clone())}>
                             <span class="avatar" aria-hidden="true">{initial(&user)}</span>
@@ -127,6 +181,13 @@ fn ConvRow(
     });
     let unread = move || conv.with(|c| c.as_ref().map_or(0, |c| c.unread));
     let has_unread = move || unread() > 0;
+    // An opened menu takes the focus on its first item (arrow keys move it, Escape closes).
+    let p7 = peer.clone();
+    Effect::new(move |_| {
+        if menu.get().as_deref() == Some(p7.as_str()) {
+            request_animation_frame(|| crate::browser::move_focus(".menu", "[role=menuitem]", 1));
+        }
+    });
     let online = move || conv.with(|c| c.as_ref().is_some_and(|c| c.online));
     let pinned = move || conv.with(|c| c.as_ref().is_some_and(|c| c.pinned));
     let time = field(|c| if c.ts > 0.0 { time_label(c.ts) } else { String::new() });
@@ -171,7 +232,12 @@ fn ConvRow(
             <button class="icon menu-btn" aria-label=format!("Options for {peer}") aria-haspopup="menu"
                 on:click=move |_| menu.update(|m| *m = if m.as_deref() == Some(p3.as_str()) { None } else { Some(p3.clone()) })><Svg icon=Icon::More/></button>
             <Show when=move || menu.get().as_deref() == Some(p4.as_str())>
-                <div class="menu" role="menu">
+                <div class="menu" role="menu" aria-label=format!("Options for {peer}")
+                    on:keydown=move |ev: web_sys::KeyboardEvent| match ev.key().as_str() {
+                        "ArrowDown" => { ev.prevent_default(); crate::browser::move_focus(".menu", "[role=menuitem]", 1); }
+                        "ArrowUp" => { ev.prevent_default(); crate::browser::move_focus(".menu", "[role=menuitem]", -1); }
+                        _ => {}
+                    }>
                     <button role="menuitem" on:click={let p = peer.clone(); move |_| { menu.set(None); spawn_local(app.set_flags(p.clone(), Some(!pinned()), None)); }}>
                         {move || if pinned() { "Unpin" } else { "Pin to top" }}</button>
                     <button role="menuitem" on:click={let p = peer.clone(); move |_| {
