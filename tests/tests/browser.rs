@@ -116,6 +116,7 @@ async fn wait_gone(c: &Client, css: &str) {
 async fn sign_up(c: &Client, url: &str, name: &str, remember: bool) {
     c.goto(url).await.unwrap();
     wait_css(c, "form.card #username").await;
+    watch_console(c).await;
     assert_eq!(
         c.find(Locator::Id("tab-signup")).await.unwrap().attr("aria-selected").await.unwrap().as_deref(),
         Some("true"),
@@ -133,6 +134,8 @@ async fn sign_up(c: &Client, url: &str, name: &str, remember: bool) {
 
 async fn sign_in(c: &Client, url: &str, name: &str) {
     c.goto(url).await.unwrap();
+    wait_css(c, "form.card #username").await;
+    watch_console(c).await;
     submit_sign_in(c, name).await;
     wait_css(c, ".sidebar").await;
 }
@@ -266,7 +269,7 @@ async fn two_people_chat_in_real_browsers() {
     assert!(!stored.to_string().contains("pw-bob"), "no secret in localStorage: {stored}");
 
     // A fresh browser profile: sign in, keys come back from the sealed backup, history decrypts.
-    a.close().await.unwrap();
+    close_clean(a).await;
     let a2 = driver.browser(&profiles.path().join("alice-2")).await;
     sign_in(&a2, &server.url, "alice").await;
     wait_text(&a2, ".conv .preview", "after the clear").await;
@@ -297,7 +300,7 @@ async fn two_people_chat_in_real_browsers() {
     wait_text(&c, ".conv .preview", "after the clear").await;
 
     for client in [a2, b, c] {
-        client.close().await.unwrap();
+        close_clean(client).await;
     }
     drop(driver);
 
@@ -376,7 +379,7 @@ async fn offline_messages_are_queued_and_sent_once_and_a_changed_key_blocks_send
         .unwrap();
     wait_gone(&a, ".banner.danger").await;
     assert!(wait_css(&a, "textarea[aria-label='Write a message']").await.is_enabled().await.unwrap());
-    a.close().await.unwrap();
+    close_clean(a).await;
 }
 
 /// Regression test for issue 9 (drift 1): the web client did not check that the identity
@@ -397,10 +400,12 @@ async fn sign_in_stops_when_the_server_publishes_another_identity_key() {
     let profiles = tempfile::tempdir().unwrap();
     let a = driver.browser(&profiles.path().join("alice")).await;
     a.goto(&server.url).await.unwrap();
+    wait_css(&a, "form.card #username").await;
+    watch_console(&a).await;
     submit_sign_in(&a, "alice").await;
     wait_text(&a, ".error", "different identity key").await;
     assert!(a.find_all(Locator::Css(".sidebar")).await.unwrap().is_empty(), "not signed in");
-    a.close().await.unwrap();
+    close_clean(a).await;
 }
 
 /// Regression test for issue 9 (drift 2): the web client showed messages the relay labelled
@@ -434,7 +439,7 @@ async fn a_message_addressed_to_someone_else_is_not_shown_and_is_counted() {
     assert_eq!(bubbles.len(), 1, "only bob's own message is shown");
     let page = b.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
     assert!(!page.contains("could not be decrypted"), "not shown at all: {page}");
-    b.close().await.unwrap();
+    close_clean(b).await;
 }
 
 /// Opens the chat with `peer` from the conversation list.
@@ -501,7 +506,7 @@ async fn a_changed_key_stops_sending_to_that_peer_whether_or_not_the_chat_is_ope
     wait_gone(&a, ".banner.danger").await;
     wait_gone(&a, ".conv .key-changed").await;
     assert!(wait_css(&a, "textarea[aria-label='Write a message']").await.is_enabled().await.unwrap());
-    a.close().await.unwrap();
+    close_clean(a).await;
 }
 
 /// Puts files into the page as the user would: through the attach button's file input, a
@@ -655,8 +660,8 @@ async fn files_and_images_travel_encrypted_between_browsers() {
     std::fs::create_dir_all(&artifacts).unwrap();
     std::fs::write(artifacts.join("files-bob.png"), b.screenshot().await.unwrap()).unwrap();
     std::fs::write(artifacts.join("files-alice.png"), a.screenshot().await.unwrap()).unwrap();
-    a.close().await.unwrap();
-    b.close().await.unwrap();
+    close_clean(a).await;
+    close_clean(b).await;
 }
 
 /// Issue 10, the first minute: a newcomer's typing survives switching tabs, weak and
@@ -671,6 +676,7 @@ async fn a_newcomer_creates_an_account_without_losing_what_they_typed_and_stays_
     let c = driver.browser(&profiles.path().join("newcomer")).await;
     c.goto(&server.url).await.unwrap();
     let username = wait_css(&c, "form.card #username").await;
+    watch_console(&c).await;
     assert_eq!(
         c.find(Locator::Id("tab-signup")).await.unwrap().attr("aria-selected").await.unwrap().as_deref(),
         Some("true"),
@@ -737,7 +743,7 @@ async fn a_newcomer_creates_an_account_without_losing_what_they_typed_and_stays_
         Some("true"),
         "a returning browser opens on Sign in"
     );
-    c.close().await.unwrap();
+    close_clean(c).await;
 }
 
 fn artifacts() -> std::path::PathBuf {
@@ -777,7 +783,7 @@ async fn delivered_shows_when_the_recipients_device_fetches_not_only_when_they_r
     b.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
     wait_text(&a, ".msg.mine .state", "read").await;
     for c in [a, b] {
-        c.close().await.unwrap();
+        close_clean(c).await;
     }
 }
 
@@ -802,6 +808,7 @@ async fn everything_a_first_visit_needs_works_from_the_keyboard_alone() {
     let c = driver.browser(&profiles.path().join("kim")).await;
     c.goto(&server.url).await.unwrap();
     wait_css(&c, "form.card #username").await;
+    watch_console(&c).await;
     let typed = |keys: &'static str| {
         let c = c.clone();
         async move { c.active_element().await.unwrap().send_keys(keys).await.unwrap() }
@@ -854,5 +861,62 @@ async fn everything_a_first_visit_needs_works_from_the_keyboard_alone() {
     assert_eq!(c.active_element().await.unwrap().text().await.unwrap(), "Close chat");
     typed(ESCAPE).await;
     wait_gone(&c, ".menu").await;
+    close_clean(c).await;
+}
+
+/// Starts recording what the page writes to `console.error` and every uncaught error (a Rust
+/// panic in the wasm reaches `console.error` through the panic hook).
+async fn watch_console(c: &Client) {
+    c.execute(
+        "window.__errors = [];
+         const original = console.error.bind(console);
+         console.error = (...args) => { window.__errors.push(args.map(String).join(' ')); original(...args); };
+         window.addEventListener('error', e => window.__errors.push('uncaught: ' + e.message));
+         window.addEventListener('unhandledrejection', e => window.__errors.push('rejection: ' + e.reason));",
+        vec![],
+    )
+    .await
+    .unwrap();
+}
+
+/// Closes a browser after checking that its page logged no error since the last
+/// [`watch_console`] (a page navigated since then has a fresh, empty record).
+async fn close_clean(c: Client) {
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "the console stays clean: {errors:#?}");
     c.close().await.unwrap();
+}
+
+/// What the page reported since [`watch_console`].
+async fn console_errors(c: &Client) -> Vec<String> {
+    let v = c.execute("return window.__errors || []", vec![]).await.unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+/// Issue 10: signing out with a chat open (and the search and a menu open) leaves no panic in
+/// the console.
+#[tokio::test]
+async fn signing_out_with_a_chat_open_keeps_the_console_clean() {
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let mut bob = server.client().register("bob", "pw-bob-long").await.unwrap();
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    sign_up(&a, &server.url, "alice", true).await;
+    watch_console(&a).await;
+    bob.send_text("alice", "hello there", false).await.unwrap();
+    wait_text(&a, ".conv .preview", "hello there").await;
+    a.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "hello there").await;
+    send(&a, "and goodbye").await;
+    wait_text(&a, ".msg.mine .state", "✓").await;
+    a.find(Locator::Css("button[aria-label='Search in chat']")).await.unwrap().click().await.unwrap();
+    bob.send_text("alice", "one more", false).await.unwrap();
+    a.find(Locator::Css("button[aria-label='Sign out']")).await.unwrap().click().await.unwrap();
+    wait_css(&a, "form.card #username").await;
+    // Late frames and timers after the sign-out must not touch what was torn down.
+    bob.send_text("alice", "after you left", false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    close_clean(a).await;
 }

@@ -45,7 +45,7 @@ fn Conversation(peer: String) -> impl IntoView {
     let dragging = RwSignal::new(false);
     let search_ref = NodeRef::<leptos::html::Input>::new();
     let focus_composer = move || {
-        if let Some(i) = input_ref.get_untracked() {
+        if let Some(i) = input_ref.try_get_untracked().flatten() {
             let _ = i.focus();
         }
     };
@@ -68,7 +68,7 @@ fn Conversation(peer: String) -> impl IntoView {
         if ev.key().eq_ignore_ascii_case("f") && (ev.ctrl_key() || ev.meta_key()) && !ev.alt_key() {
             ev.prevent_default();
             if search_open.try_get_untracked() == Some(true) {
-                if let Some(i) = search_ref.get_untracked() {
+                if let Some(i) = search_ref.try_get_untracked().flatten() {
                     let _ = i.focus();
                 }
             } else {
@@ -150,7 +150,7 @@ fn Conversation(peer: String) -> impl IntoView {
                     if let Some(el) = doc.get_element_by_id(&format!("m-{key}")) {
                         el.scroll_into_view_with_bool(false);
                     }
-                } else if let Some(list) = list_ref.get_untracked() {
+                } else if let Some(list) = list_ref.try_get_untracked().flatten() {
                     let _ = newest;
                     list.set_scroll_top(list.scroll_height());
                 }
@@ -204,7 +204,7 @@ fn Conversation(peer: String) -> impl IntoView {
         }
         // Keep the reader's place while rows appear above.
         request_animation_frame(move || {
-            if let Some(l) = list_ref.get_untracked() {
+            if let Some(l) = list_ref.try_get_untracked().flatten() {
                 l.set_scroll_top(l.scroll_top() + l.scroll_height() - height);
             }
         });
