@@ -920,3 +920,70 @@ async fn signing_out_with_a_chat_open_keeps_the_console_clean() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     close_clean(a).await;
 }
+
+/// Issue 10, staying put: a reload keeps the session, the open chat, its draft and the place in
+/// its history.
+#[tokio::test]
+async fn a_reload_keeps_the_open_chat_its_draft_and_the_place_in_it() {
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let mut bob = server.client().register("bob", "pw-bob-long").await.unwrap();
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    sign_up(&a, &server.url, "alice", true).await;
+    let conversation = {
+        bob.send_text("alice", "message 0", false).await.unwrap();
+        bob.existing_conversation("alice").await.unwrap()
+    };
+    let mut ws = bob.connect().await.unwrap();
+    for i in 1..40 {
+        let (cmid, env) = bob
+            .encrypt_to(
+                &"alice".parse().unwrap(),
+                &sealroom_crypto::Payload::Text(format!("message {i}")),
+                false,
+            )
+            .await
+            .unwrap();
+        ws.send_and_wait(conversation, cmid, env).await.unwrap();
+    }
+    wait_text(&a, ".conv .preview", "message 39").await;
+    a.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "message 39").await;
+    let input = wait_css(&a, "textarea#message").await;
+    input.send_keys("a half-written thought").await.unwrap();
+    let from_bottom = |c: &Client| {
+        let c = c.clone();
+        async move {
+            let v = c
+                .execute(
+                    "const l = document.querySelector('.messages'); return l.scrollHeight - l.clientHeight - l.scrollTop;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            v.as_f64().unwrap()
+        }
+    };
+    a.execute(
+        "const l = document.querySelector('.messages'); l.scrollTop = l.scrollHeight - l.clientHeight - 600;
+         l.dispatchEvent(new Event('scroll'));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = from_bottom(&a).await;
+    assert!((before - 600.0).abs() < 5.0, "{before}");
+
+    a.goto(&server.url).await.unwrap();
+    wait_text(&a, ".chat-head", "bob").await;
+    wait_text(&a, ".msg.theirs .text", "message 39").await;
+    let draft = wait_css(&a, "textarea#message").await.prop("value").await.unwrap();
+    assert_eq!(draft.as_deref(), Some("a half-written thought"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = from_bottom(&a).await;
+    assert!((after - before).abs() < 60.0, "the place in the history is kept: {before} then {after}");
+    close_clean(a).await;
+}

@@ -104,3 +104,44 @@ pub(crate) fn focus_within(css: &str) -> bool {
         .and_then(|e| e.closest(css).ok().flatten())
         .is_some()
 }
+
+/// This tab's own storage (kept across reloads, gone when the tab closes): the open chat,
+/// drafts and scroll positions, so a reload puts the user back where they were.
+pub(crate) mod tab {
+    fn storage() -> Option<web_sys::Storage> {
+        web_sys::window().and_then(|w| w.session_storage().ok().flatten())
+    }
+
+    const PREFIX: &str = "sealroom.tab.";
+
+    /// The value stored under `key`.
+    pub(crate) fn get(key: &str) -> Option<String> {
+        storage()?.get_item(&format!("{PREFIX}{key}")).ok().flatten()
+    }
+
+    /// Stores `value` under `key`, or removes it when `None` or empty.
+    pub(crate) fn set(key: &str, value: Option<&str>) {
+        let Some(s) = storage() else { return };
+        let key = format!("{PREFIX}{key}");
+        match value {
+            Some(v) if !v.is_empty() => {
+                let _ = s.set_item(&key, v);
+            }
+            _ => {
+                let _ = s.remove_item(&key);
+            }
+        }
+    }
+
+    /// Forgets everything this tab kept (sign-out).
+    pub(crate) fn clear() {
+        let Some(s) = storage() else { return };
+        let keys: Vec<String> = (0..s.length().unwrap_or(0))
+            .filter_map(|i| s.key(i).ok().flatten())
+            .filter(|k| k.starts_with(PREFIX))
+            .collect();
+        for k in keys {
+            let _ = s.remove_item(&k);
+        }
+    }
+}

@@ -33,7 +33,10 @@ fn Conversation(peer: String) -> impl IntoView {
     let current = RwSignal::new(0usize);
     let show_safety = RwSignal::new(false);
     let clear_open = RwSignal::new(false);
-    let draft = RwSignal::new(String::new());
+    // The draft survives a reload of this tab (kept per chat in the tab's own storage).
+    let draft_key = format!("draft.{peer}");
+    let draft = RwSignal::new(crate::browser::tab::get(&draft_key).unwrap_or_default());
+    Effect::new(move |_| draft.with(|d| crate::browser::tab::set(&draft_key, Some(d))));
     let list_ref = NodeRef::<leptos::html::Div>::new();
     // How many of the newest messages are in the DOM. Search runs over all of them in memory;
     // the DOM holds a window, so a query re-highlights only what is rendered.
@@ -138,6 +141,12 @@ fn Conversation(peer: String) -> impl IntoView {
             anchor.set(None);
         }
     });
+    // Where the reader was, as a distance from the bottom, kept across a reload of this tab;
+    // restored once, when the history first shows.
+    let scroll_key = format!("scroll.{peer}");
+    let restore = StoredValue::new(
+        crate::browser::tab::get(&scroll_key).and_then(|d| d.parse::<i32>().ok()).filter(|d| *d > 0),
+    );
     // Scroll the current hit into view; otherwise stick to the bottom when a newer message comes
     // (not when older history is prepended).
     Effect::new(move |_| {
@@ -151,8 +160,11 @@ fn Conversation(peer: String) -> impl IntoView {
                         el.scroll_into_view_with_bool(false);
                     }
                 } else if let Some(list) = list_ref.try_get_untracked().flatten() {
-                    let _ = newest;
-                    list.set_scroll_top(list.scroll_height());
+                    let from_bottom = match newest {
+                        Some(_) => restore.try_update_value(Option::take).flatten().unwrap_or(0),
+                        None => 0,
+                    };
+                    list.set_scroll_top(list.scroll_height() - list.client_height() - from_bottom);
                 }
             })
         });
@@ -315,7 +327,10 @@ fn Conversation(peer: String) -> impl IntoView {
                 }
             }
             on:scroll=move |_| {
-                if list_ref.get_untracked().is_some_and(|l| l.scroll_top() < 40) {
+                let Some(list) = list_ref.get_untracked() else { return };
+                let from_bottom = list.scroll_height() - list.client_height() - list.scroll_top();
+                crate::browser::tab::set(&scroll_key, Some(&from_bottom.max(0).to_string()));
+                if list.scroll_top() < 40 {
                     older();
                 }
             }>

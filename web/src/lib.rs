@@ -37,6 +37,13 @@ pub fn App() -> impl IntoView {
             let _ = root.set_attribute("data-theme", theme);
         }
     });
+    // This tab remembers the open chat across a reload (restored when signing in).
+    Effect::new(move |_| {
+        let active = app.rooms.active.get();
+        if app.account.me.get_untracked().is_some() {
+            browser::tab::set("active", active.as_deref());
+        }
+    });
     // The tab's title carries the total of unread messages.
     Effect::new(move |_| {
         let n: u32 = app.rooms.convs.with(|cs| cs.iter().map(|c| c.unread).sum());

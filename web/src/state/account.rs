@@ -54,6 +54,7 @@ impl App {
     }
 
     pub(crate) fn start(self, username: Username, vault: Vault, remember: bool) {
+        let reopen = crate::browser::tab::get("active");
         if remember {
             let name = username.to_string();
             let bytes = zeroize::Zeroizing::new(*vault.backup_key().expose_bytes());
@@ -73,6 +74,12 @@ impl App {
             // The list first: its newest message is where live sync starts, so a sign-in does
             // not stream the whole history over the socket.
             app.load_conversations().await;
+            // A reload reopens the chat that was open in this tab.
+            if let Some(peer) = reopen {
+                if app.rooms.active.get_untracked().is_none() {
+                    spawn_local(app.open_chat(peer));
+                }
+            }
             let socket = Socket::connect(move |f| app.on_frame(f), move |up| app.on_socket(up));
             with_keys(|k| k.socket = Some(socket));
         });
@@ -127,6 +134,7 @@ impl App {
     }
 
     pub(crate) fn forget(&self, why: Option<String>) {
+        crate::browser::tab::clear();
         spawn_local(crate::device::forget());
         if let Some(s) = KEYS.with(|k| k.borrow_mut().take()).and_then(|k| k.socket) {
             s.stop();
