@@ -183,7 +183,7 @@ async fn two_people_chat_in_real_browsers() {
     sign_up(&b, &server.url, "bob", true).await;
 
     // Alice finds bob and writes; bob's list updates live with preview, unread count, online dot.
-    a.find(Locator::Id("find")).await.unwrap().send_keys("bo").await.unwrap();
+    a.find(Locator::Id("find")).await.unwrap().send_keys("bob").await.unwrap();
     wait_text(&a, ".found .row", "bob").await;
     a.find(Locator::Css(".found .row")).await.unwrap().click().await.unwrap();
     wait_text(&a, ".chat-head", "bob").await;
@@ -338,10 +338,21 @@ async fn offline_messages_are_queued_and_sent_once_and_a_changed_key_blocks_send
     wait_text(&a, ".conv .preview", "hi from the cli").await;
     a.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
     wait_text(&a, ".msg.theirs .text", "hi from the cli").await;
+    let bob_online = bob.connect().await.unwrap();
+    wait_css(&a, ".conv .dot.on").await;
+    wait_text(&a, ".chat-head", "online").await;
 
-    // The relay goes away: the page says so, and what alice writes waits in the outbox.
+    // The relay goes away: the page says so, shows no stale presence, says the directory
+    // cannot be reached (not "no one by that name"), and what alice writes waits in the outbox.
     server.stop();
     wait_css(&a, ".banner.offline").await;
+    wait_gone(&a, ".conv .dot.on").await;
+    let head = a.find(Locator::Css(".chat-head")).await.unwrap().text().await.unwrap();
+    assert!(!head.contains("online"), "no stale presence: {head}");
+    a.find(Locator::Id("find")).await.unwrap().send_keys("carol").await.unwrap();
+    wait_text(&a, ".found .error", "Can't reach the server").await;
+    a.find(Locator::Id("find")).await.unwrap().clear().await.unwrap();
+    drop(bob_online);
     send(&a, "written while offline").await;
     wait_text(&a, ".msg.mine .state", "sending").await;
     // It comes back on the same address: the page reconnects by itself (backoff), flushes the
@@ -349,6 +360,8 @@ async fn offline_messages_are_queued_and_sent_once_and_a_changed_key_blocks_send
     server.start_again_same_port();
     wait_gone(&a, ".banner.offline").await;
     wait_text(&a, ".msg.mine .state", "✓").await;
+    let page = a.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+    assert!(!page.contains("shutting down"), "nothing stale or raw after recovery: {page}");
     let h = bob.history("alice", 10).await.unwrap();
     let copies = h
         .iter()
@@ -568,7 +581,7 @@ async fn files_and_images_travel_encrypted_between_browsers() {
     let b = driver.browser(&profiles.path().join("bob")).await;
     sign_up(&a, &server.url, "alice", false).await;
     sign_up(&b, &server.url, "bob", false).await;
-    a.find(Locator::Id("find")).await.unwrap().send_keys("bo").await.unwrap();
+    a.find(Locator::Id("find")).await.unwrap().send_keys("bob").await.unwrap();
     wait_text(&a, ".found .row", "bob").await;
     a.find(Locator::Css(".found .row")).await.unwrap().click().await.unwrap();
     wait_text(&a, ".chat-head", "bob").await;
@@ -829,7 +842,7 @@ async fn everything_a_first_visit_needs_works_from_the_keyboard_alone() {
     // Find people: the cursor is there; arrow down to the result, Enter opens the chat, and
     // the cursor is in the composer.
     assert_eq!(focused_id(&c).await, "find");
-    typed("bo").await;
+    typed("bob").await;
     wait_text(&c, ".found .row", "bob").await;
     typed(DOWN).await;
     assert!(c.active_element().await.unwrap().text().await.unwrap().contains("bob"));

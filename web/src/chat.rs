@@ -225,6 +225,9 @@ fn Conversation(peer: String) -> impl IntoView {
         if app.timeline.typing_until.get() > now() {
             return "typing…".to_owned();
         }
+        if !app.account.online.get() {
+            return String::new(); // presence is unknown while this client is offline
+        }
         match conv.get() {
             Some(c) if c.online => "online".into(),
             Some(c) => c.last_seen.map(|t| last_seen(t, now())).unwrap_or_default(),

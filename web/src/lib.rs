@@ -95,6 +95,9 @@ fn Messenger() -> impl IntoView {
                     }}
                 </div>
             })}
+            {move || app.ui.connection_notice.get().map(|n| view! {
+                <div class="banner notice" role="status"><span>{n}</span></div>
+            })}
             {move || app.ui.notice.get().map(|n| view! {
                 <div class="banner notice" role="alert">
                     <span>{n}</span>

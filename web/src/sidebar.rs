@@ -88,7 +88,7 @@ pub fn Sidebar() -> impl IntoView {
             </header>
             <div class="search-users">
                 <label for="find" class="sr-only">"Find people"</label>
-                <input id="find" type="search" placeholder="Find people…" autocomplete="off" node_ref=find_ref
+                <input id="find" type="search" placeholder="Find people by username…" autocomplete="off" node_ref=find_ref
                     on:keydown=move |ev: web_sys::KeyboardEvent| if ev.key() == "ArrowDown" {
                         ev.prevent_default();
                         crate::browser::move_focus(".found", ".row", 1);
@@ -114,9 +114,13 @@ pub fn Sidebar() -> impl IntoView {
                             <span class="muted">"Start chat"</span>
                         </button></li>
                     </For>
-                    <Show when=move || app.rooms.found.get().is_empty()>
-                        <li class="muted pad">"No one by that name."</li>
-                    </Show>
+                    {move || match app.rooms.search_error.get() {
+                        Some(e) => Some(view! { <li class="error pad" role="alert">{e}</li> }.into_any()),
+                        None if app.rooms.found.with(Vec::is_empty) => Some(view! {
+                            <li class="muted pad">"No one by that name among your contacts. To find someone new, type their exact username."</li>
+                        }.into_any()),
+                        None => None,
+                    }}
                 </ul>
             </Show>
             <ul class="convs">
@@ -172,13 +176,19 @@ fn ConvRow(
         }
         press.set_value(None);
     };
-    let presence = field(|c| {
-        if c.online {
-            "online".to_owned()
-        } else {
-            c.last_seen.map(|t| last_seen(t, now())).unwrap_or_else(|| "offline".into())
+    let connected = app.account.online;
+    let presence = move || {
+        if !connected.get() {
+            return "presence unknown while offline".to_owned();
         }
-    });
+        field(|c| {
+            if c.online {
+                "online".to_owned()
+            } else {
+                c.last_seen.map(|t| last_seen(t, now())).unwrap_or_else(|| "offline".into())
+            }
+        })()
+    };
     let unread = move || conv.with(|c| c.as_ref().map_or(0, |c| c.unread));
     let has_unread = move || unread() > 0;
     // An opened menu takes the focus on its first item (arrow keys move it, Escape closes).
@@ -188,7 +198,8 @@ fn ConvRow(
             request_animation_frame(|| crate::browser::move_focus(".menu", "[role=menuitem]", 1));
         }
     });
-    let online = move || conv.with(|c| c.as_ref().is_some_and(|c| c.online));
+    // Presence is only known while connected: offline, no one is shown online.
+    let online = move || app.account.online.get() && conv.with(|c| c.as_ref().is_some_and(|c| c.online));
     let pinned = move || conv.with(|c| c.as_ref().is_some_and(|c| c.pinned));
     let time = field(|c| if c.ts > 0.0 { time_label(c.ts) } else { String::new() });
     let preview = field(|c| c.preview.clone());

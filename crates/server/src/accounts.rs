@@ -275,9 +275,18 @@ pub async fn update_key_backup(
     }
 }
 
-/// Users whose name starts with `prefix` (already validated), at most `limit`.
-pub async fn search_users(state: &Relay, prefix: String, limit: i64) -> Result<Vec<UserInfo>> {
-    let rows = state.store.run(move |conn| Ok(store::search_users(conn, &prefix, limit)?)).await?;
+/// The directory: the user named exactly `prefix` (already validated), and people `me` shares
+/// a conversation with whose name starts with it ([`crate::policy::directory_scope`]), at most
+/// `limit`.
+pub async fn search_users(state: &Relay, me: &AuthUser, prefix: String, limit: i64) -> Result<Vec<UserInfo>> {
+    let me = me.id;
+    let rows = state
+        .store
+        .run(move |conn| {
+            let among = crate::policy::directory_scope(conn, me)?;
+            Ok(store::search_users(conn, me, &prefix, &among, limit)?)
+        })
+        .await?;
     Ok(rows
         .into_iter()
         .filter_map(|(name, key)| {

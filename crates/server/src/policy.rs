@@ -18,6 +18,7 @@
 //! | read one stored message | members of its conversation who have not cleared it | `not_found` |
 //! | download a blob | members who can still see a message that references it | `not_found` |
 //! | withdraw a blob | its uploader, while no message references it | `not_found` |
+//! | find a user in the directory | anyone, by exact name; by name prefix only among the people they share a conversation with | (not listed) |
 //! | see a user's presence | the people who share a conversation with them that has a message | (not sent) |
 
 use sealroom_protocol::{BlobId, ConversationId, ErrorCode, MessageId, UserId, Username};
@@ -139,4 +140,11 @@ pub fn withdraw(conn: &mut store::Conn, me: UserId, id: &BlobId) -> Result<()> {
 /// with them, and no one else.
 pub fn presence_audience(conn: &mut store::Conn, user: UserId) -> Result<Vec<UserId>> {
     Ok(store::peers_of(conn, user)?)
+}
+
+/// Whose names `me` may find by prefix in the directory: the people they already share a
+/// conversation with. Anyone else is found only by their exact name, so the directory cannot be
+/// listed a letter at a time.
+pub fn directory_scope(conn: &mut store::Conn, me: UserId) -> Result<Vec<UserId>> {
+    Ok(store::contacts_of(conn, me)?)
 }

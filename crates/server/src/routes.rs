@@ -171,7 +171,7 @@ struct SearchQuery {
 
 async fn search_users(
     state: web::Data<Relay>,
-    _user: AuthUser,
+    user: AuthUser,
     q: web::Query<SearchQuery>,
 ) -> Result<HttpResponse> {
     let q = q.into_inner();
@@ -182,7 +182,7 @@ async fn search_users(
         return Err(ServerError::api(ErrorCode::InvalidField, "prefix: up to 32 of a-z, 0-9 and _"));
     }
     let limit = i64::from(q.limit.unwrap_or(20).clamp(1, sealroom_protocol::MAX_SEARCH));
-    let users = accounts::search_users(&state, prefix, limit).await?;
+    let users = accounts::search_users(&state, &user, prefix, limit).await?;
     Ok(HttpResponse::Ok().json(UserSearchResponse { users }))
 }
 

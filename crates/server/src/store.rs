@@ -164,18 +164,39 @@ pub fn user_by_id(conn: &mut SqliteConnection, id: UserId) -> StoreResult<Option
 }
 
 /// (username, identity key) of users whose name starts with `prefix`, by name.
+/// (username, identity key) of the user named exactly `prefix`, and of those among `among`
+/// whose name starts with it, by name, never `me`.
 pub fn search_users(
     conn: &mut SqliteConnection,
+    me: UserId,
     prefix: &str,
+    among: &[UserId],
     limit: i64,
 ) -> StoreResult<Vec<(String, Vec<u8>)>> {
     // `prefix` is validated to [a-z0-9_]; escape `_`, LIKE's single-character wildcard.
     let pattern = format!("{}%", prefix.replace('_', "\\_"));
     Ok(users::table
-        .filter(users::username.like(pattern).escape('\\'))
+        .filter(users::id.ne(me))
+        .filter(
+            users::username
+                .eq(prefix)
+                .or(users::username.like(pattern).escape('\\').and(users::id.eq_any(among))),
+        )
         .order(users::username.asc())
         .limit(limit)
         .select((users::username, users::identity_key))
+        .load(conn)?)
+}
+
+/// Everyone who shares a conversation with `user` (written to or only opened).
+pub fn contacts_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<UserId>> {
+    let mine: Vec<ConversationId> =
+        members::table.filter(members::user_id.eq(user)).select(members::conversation_id).load(conn)?;
+    Ok(members::table
+        .filter(members::conversation_id.eq_any(mine))
+        .filter(members::user_id.ne(user))
+        .select(members::user_id)
+        .distinct()
         .load(conn)?)
 }
 

@@ -128,3 +128,29 @@ async fn browsers_use_the_cookie_and_other_origins_are_refused() {
     assert_eq!(evil.status(), 403);
     assert_eq!(evil.json::<serde_json::Value>().await.unwrap()["error"], "bad_origin");
 }
+
+#[tokio::test]
+async fn the_directory_finds_strangers_only_by_exact_name_and_contacts_by_prefix() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let _albert = server.register("albert").await;
+    let _bob = server.register("bob").await;
+    let carol = server.register("carol").await;
+    let names = |users: Vec<sealroom_protocol::UserInfo>| {
+        users.into_iter().map(|u| u.username.to_string()).collect::<Vec<_>>()
+    };
+
+    // Nobody can list the directory a letter at a time.
+    assert!(carol.users("a").await.unwrap().is_empty(), "no prefix search among strangers");
+    assert!(carol.users("al").await.unwrap().is_empty());
+    assert_eq!(names(carol.users("alice").await.unwrap()), ["alice"], "a stranger by exact name");
+    assert_eq!(names(carol.users("ALICE").await.unwrap()), ["alice"], "names are case-insensitive");
+    assert!(carol.users("carol").await.unwrap().is_empty(), "not oneself");
+
+    // People one talks to are found by prefix.
+    alice.send_text("albert", "hi", false).await.unwrap();
+    assert_eq!(names(alice.users("al").await.unwrap()), ["albert"]);
+    assert_eq!(names(alice.users("b").await.unwrap()), Vec::<String>::new(), "bob is a stranger to alice");
+    let albert = server.client().login("albert", "password-of-albert").await.unwrap();
+    assert_eq!(names(albert.users("a").await.unwrap()), ["alice"], "both ways");
+}

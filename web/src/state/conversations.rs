@@ -127,6 +127,7 @@ impl App {
     /// Directory search.
     pub async fn search_users(self, prefix: String) {
         let prefix = prefix.trim().to_ascii_lowercase();
+        self.rooms.search_error.set(None);
         if prefix.is_empty() {
             return self.rooms.found.set(Vec::new());
         }
@@ -136,7 +137,14 @@ impl App {
                 .rooms
                 .found
                 .set(r.users.into_iter().map(|u| u.username.to_string()).filter(|u| *u != me).collect()),
-            Err(_) => self.rooms.found.set(Vec::new()),
+            Err(e) => {
+                self.rooms.found.set(Vec::new());
+                self.rooms.search_error.set(Some(if e.error == ErrorCode::Internal {
+                    "Can't reach the server. Try again when the connection is back.".into()
+                } else {
+                    human(&e)
+                }));
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! Every frame from the relay, and the tab coming back into view.
 
-use sealroom_protocol::{ClientFrame, ErrorCode, MessageOut, ServerFrame};
+use sealroom_protocol::{ApiError, ClientFrame, ErrorCode, MessageOut, ServerFrame};
 use sealroom_session::OutboxEvent;
 
 use crate::api::Socket;
@@ -21,6 +21,8 @@ impl App {
         let app = *self;
         match frame {
             ServerFrame::Hello { .. } => {
+                // A fresh connection: what the last one complained about is resolved.
+                self.ui.connection_notice.set(None);
                 // Catch up on what was missed, then flush the outbox (resends are de-duplicated
                 // by client_msg_id, so nothing is stored twice).
                 self.flush_outbox();
@@ -123,11 +125,12 @@ impl App {
                     _ => {}
                 }
             }
-            ServerFrame::Error { code, message, client_msg_id: None } => {
-                if code != ErrorCode::RateLimited {
-                    self.ui.notice.set(Some(message));
-                }
-            }
+            ServerFrame::Error { code, message, client_msg_id: None } => match code {
+                // Slowing down is handled where it applies; a relay going away is what the
+                // offline banner says while this client reconnects.
+                ErrorCode::RateLimited | ErrorCode::Internal => {}
+                _ => self.ui.connection_notice.set(Some(human(&ApiError::new(code, message)))),
+            },
         }
     }
 

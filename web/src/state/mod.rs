@@ -70,6 +70,8 @@ pub struct Rooms {
     pub active: RwSignal<Option<String>>,
     /// Directory search results.
     pub found: RwSignal<Vec<String>>,
+    /// Why the directory search has no answer (the server could not be reached…).
+    pub search_error: RwSignal<Option<String>>,
     /// Peers whose key changed and was not accepted: nothing is sent to them, from anywhere.
     pub key_alerts: RwSignal<BTreeMap<String, KeyAlert>>,
     /// The key-change alert of the open chat, if its peer is in `key_alerts`.
@@ -101,6 +103,8 @@ pub struct Transfers {
 pub struct Ui {
     /// A transient notice.
     pub notice: RwSignal<Option<String>>,
+    /// What the relay said about the connection; gone with the next connection.
+    pub connection_notice: RwSignal<Option<String>>,
     /// Dark theme forced on (None: follow the system).
     pub dark: RwSignal<Option<bool>>,
     /// Messages the relay handed this user that were addressed to someone else (not shown).
@@ -132,6 +136,7 @@ impl App {
                 convs: RwSignal::new(Vec::new()),
                 active,
                 found: RwSignal::new(Vec::new()),
+                search_error: RwSignal::new(None),
                 key_alerts,
                 key_alert,
             },
@@ -144,7 +149,12 @@ impl App {
                 progress: RwSignal::new(HashMap::new()),
                 files: RwSignal::new(HashMap::new()),
             },
-            ui: Ui { notice: RwSignal::new(None), dark: RwSignal::new(None), misaddressed: RwSignal::new(0) },
+            ui: Ui {
+                notice: RwSignal::new(None),
+                connection_notice: RwSignal::new(None),
+                dark: RwSignal::new(None),
+                misaddressed: RwSignal::new(0),
+            },
         }
     }
 
