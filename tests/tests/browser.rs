@@ -189,9 +189,9 @@ async fn two_people_chat_in_real_browsers() {
     wait_text(&a, ".chat-head", "bob").await;
     send(&a, "hello bob — grüße 👋").await;
     wait_text(&a, ".msg.mine .text", "hello bob — grüße 👋").await;
-    wait_text(&a, ".msg.mine .state", "✓").await; // sent or already delivered
-                                                  // Rows are keyed by identity: the same DOM element follows the message from sent to read
-                                                  // (a rebuilt row would make this handle stale).
+    wait_css(&a, ".msg.mine .state.stored").await; // sent, or already delivered
+                                                   // Rows are keyed by identity: the same DOM element follows the message from sent to read
+                                                   // (a rebuilt row would make this handle stale).
     let bubble = a.find(Locator::Css(".msg.mine")).await.unwrap();
 
     wait_text(&b, ".conv .preview", "hello bob").await;
@@ -215,6 +215,18 @@ async fn two_people_chat_in_real_browsers() {
     wait_text(&b, ".conv .preview", "see you at 5").await;
     let row_text = bobs_row.text().await.expect("the same list row, updated in place");
     assert!(row_text.contains("see you at 5"), "{row_text}");
+    // Links are links (opening a new tab, telling it nothing); text runs in its own direction.
+    send(&b, "the plan: https://example.org/plan.").await;
+    let link = wait_css(&a, ".msg.theirs .text a").await;
+    assert_eq!(link.attr("href").await.unwrap().as_deref(), Some("https://example.org/plan"));
+    assert_eq!(link.attr("rel").await.unwrap().as_deref(), Some("noopener noreferrer nofollow"));
+    send(&b, "שלום, מה שלומך?").await;
+    wait_text(&a, ".msg.theirs .text", "שלום").await;
+    let rtl = a.find(Locator::XPath("//p[contains(@class,'text')][contains(., 'שלום')]")).await.unwrap();
+    assert_eq!(rtl.attr("dir").await.unwrap().as_deref(), Some("auto"));
+    let avatar =
+        a.find(Locator::Css(".chat-head .avatar")).await.unwrap().attr("class").await.unwrap().unwrap();
+    assert!(avatar.contains("hue-"), "each person has a colour: {avatar}");
     wait_css(&a, ".divider").await;
 
     // Search highlights matches in the decrypted history, with a count.
@@ -224,7 +236,13 @@ async fn two_people_chat_in_real_browsers() {
     wait_text(&a, ".searchbar .count", "1 of 1").await;
 
     // "Show ciphertext" reveals the stored envelope.
-    a.find(Locator::XPath("(//button[text()='Show ciphertext'])[1]")).await.unwrap().click().await.unwrap();
+    a.find(Locator::XPath("(//button[@aria-label='Message options'])[1]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    a.find(Locator::XPath("//button[text()='Show ciphertext']")).await.unwrap().click().await.unwrap();
     let cipher = wait_css(&a, ".cipher code").await.text().await.unwrap();
     assert!(cipher.len() > 400 && !cipher.contains("hello"), "{cipher}");
 
@@ -359,7 +377,7 @@ async fn offline_messages_are_queued_and_sent_once_and_a_changed_key_blocks_send
     // outbox, and the message is stored exactly once.
     server.start_again_same_port();
     wait_gone(&a, ".banner.offline").await;
-    wait_text(&a, ".msg.mine .state", "✓").await;
+    wait_css(&a, ".msg.mine .state.stored").await;
     let page = a.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
     assert!(!page.contains("shutting down"), "nothing stale or raw after recovery: {page}");
     let h = bob.history("alice", 10).await.unwrap();
@@ -492,7 +510,7 @@ async fn a_changed_key_stops_sending_to_that_peer_whether_or_not_the_chat_is_ope
     wait_text(&a, ".conv .key-changed", "key changed").await;
     assert!(a.find_all(Locator::Css(".banner.danger")).await.unwrap().is_empty(), "carol's chat is fine");
     send(&a, "still fine with carol").await;
-    wait_text(&a, ".msg.mine .state", "✓").await;
+    wait_css(&a, ".msg.mine .state.stored").await;
 
     // In bob's chat every way to send is stopped: the composer, the attach button, a paste.
     open_conv(&a, "bob").await;
@@ -594,8 +612,8 @@ async fn files_and_images_travel_encrypted_between_browsers() {
     // in his browser (its pixels are the ones alice drew).
     give_files(&a, "attach", PNG).await;
     wait_css(&a, ".msg.mine img.thumb").await;
-    wait_text(&a, ".msg.mine:last-child .state", "✓").await;
-    wait_text(&b, ".conv .preview", "📎 red-blue.png").await;
+    wait_css(&a, ".msg.mine:last-child .state.stored").await;
+    wait_text(&b, ".conv .preview", "File: red-blue.png").await;
     wait_css(&b, ".msg.theirs img.thumb").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let pixels = loop {
@@ -613,6 +631,12 @@ async fn files_and_images_travel_encrypted_between_browsers() {
     let src =
         b.find(Locator::Css(".msg.theirs img.thumb")).await.unwrap().attr("src").await.unwrap().unwrap();
     assert!(src.starts_with("blob:"), "decrypted in the page: {src}");
+    // The picture opens large; Escape closes it.
+    b.find(Locator::Css(".msg.theirs .thumb-btn")).await.unwrap().click().await.unwrap();
+    let large = wait_css(&b, ".lightbox img").await;
+    assert_eq!(large.attr("src").await.unwrap().as_deref(), Some(src.as_str()));
+    b.active_element().await.unwrap().send_keys("\u{e00c}").await.unwrap();
+    wait_gone(&b, ".lightbox").await;
 
     // A document pasted into the composer arrives as a card; "Save" decrypts it into a file.
     let doc = r#"[new File(["Minutes of the meeting: nothing to see here.\n".repeat(200)], "minutes.txt", { type: "text/plain" })]"#;
@@ -923,7 +947,7 @@ async fn signing_out_with_a_chat_open_keeps_the_console_clean() {
     a.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
     wait_text(&a, ".msg.theirs .text", "hello there").await;
     send(&a, "and goodbye").await;
-    wait_text(&a, ".msg.mine .state", "✓").await;
+    wait_css(&a, ".msg.mine .state.stored").await;
     a.find(Locator::Css("button[aria-label='Search in chat']")).await.unwrap().click().await.unwrap();
     bob.send_text("alice", "one more", false).await.unwrap();
     a.find(Locator::Css("button[aria-label='Sign out']")).await.unwrap().click().await.unwrap();

@@ -7,7 +7,9 @@ use leptos::task::spawn_local;
 use crate::files::{files_of, human_size, is_inline_image, INLINE_IMAGE_MAX};
 use crate::icons::{Icon, Svg};
 use crate::state::{now, App, Delivery, FileMeta, Msg};
-use crate::text::{day_label, divider_positions, highlight, last_seen, time_label, Matcher, SearchMode};
+use crate::text::{
+    day_label, divider_positions, highlight, last_seen, linkify, time_label, Matcher, SearchMode,
+};
 
 /// Right column.
 #[component]
@@ -252,7 +254,7 @@ fn Conversation(peer: String) -> impl IntoView {
     view! {
         <header class="chat-head">
             <button class="icon back" aria-label="Back to conversations" on:click=move |_| app.rooms.active.set(None)><Svg icon=Icon::Back/></button>
-            <span class="avatar" aria-hidden="true">{crate::sidebar::initial(&peer)}</span>
+            <span class=crate::sidebar::avatar_class(&peer) aria-hidden="true">{crate::sidebar::initial(&peer)}</span>
             <div class="grow col">
                 <strong>{peer.clone()}{move || app.is_verified(&peer_v).then_some(" ✔")}</strong>
                 <span class="muted small" aria-live="polite">{status}</span>
@@ -429,15 +431,18 @@ fn MessageRow(
     }
 }
 
-fn delivery_label(msg: &Msg) -> String {
-    match &msg.state {
-        _ if !msg.mine => String::new(),
-        Delivery::Sending => "🕓 sending".into(),
-        Delivery::Sent => "✓ sent".into(),
-        Delivery::Delivered => "✓✓ delivered".into(),
-        Delivery::Read => "✓✓ read".into(),
-        Delivery::Failed(why) => format!("⚠ not sent: {why}"),
+/// Where this user's message is, as an icon and words (nothing for the peer's messages).
+fn delivery(msg: &Msg) -> Option<(Icon, String)> {
+    if !msg.mine {
+        return None;
     }
+    Some(match &msg.state {
+        Delivery::Sending => (Icon::Clock, "sending".into()),
+        Delivery::Sent => (Icon::Check, "sent".into()),
+        Delivery::Delivered => (Icon::CheckCheck, "delivered".into()),
+        Delivery::Read => (Icon::CheckCheck, "read".into()),
+        Delivery::Failed(why) => (Icon::Alert, format!("not sent: {why}")),
+    })
 }
 
 /// A message's bubble. What a message is (its text, sender side, envelope) never changes;
@@ -454,8 +459,18 @@ fn Bubble(
     let segments = move || matcher.with(|m| highlight(&text, m.as_ref().unwrap_or(&Matcher::None)));
     let key = msg.key.clone();
     let is_current = move || current.with(|c| c.as_deref() == Some(key.as_str()));
-    let state = move || live.with(|m| m.as_ref().map(delivery_label).unwrap_or_default());
+    let state = move || {
+        live.with(|m| m.as_ref().and_then(delivery))
+            .map(|(icon, words)| view! { <Svg icon=icon/><span>{words}</span> })
+    };
+    let menu_open = RwSignal::new(false);
     let read = move || live.with(|m| m.as_ref().is_some_and(|m| m.state == Delivery::Read));
+    let stored = move || {
+        live.with(|m| {
+            m.as_ref()
+                .is_some_and(|m| matches!(m.state, Delivery::Sent | Delivery::Delivered | Delivery::Read))
+        })
+    };
     let failed = move || live.with(|m| m.as_ref().is_some_and(|m| matches!(m.state, Delivery::Failed(_))));
     let ts = move || live.with(|m| m.as_ref().map_or(msg.ts, |m| m.ts));
     let envelope = msg.envelope.clone();
@@ -468,17 +483,30 @@ fn Bubble(
             class:undecryptable=msg.undecryptable id=format!("m-{}", msg.key)>
             <div class="bubble">
                 {file}
-                <p class="text" class:sr-only=is_file>{move || segments().into_iter().map(|(t, hit)| if hit {
+                <p class="text" class:sr-only=is_file dir="auto">{move || segments().into_iter().map(|(t, hit)| if hit {
                     view! { <mark>{t}</mark> }.into_any()
                 } else {
-                    view! { <span>{t}</span> }.into_any()
+                    linkify(&t).into_iter().map(|(run, link)| if link {
+                        let href = run.clone();
+                        view! { <a href=href target="_blank" rel="noopener noreferrer nofollow">{run}</a> }.into_any()
+                    } else {
+                        view! { <span>{run}</span> }.into_any()
+                    }).collect_view().into_any()
                 }).collect_view()}</p>
                 <p class="meta small">
                     <span>{move || time_label(ts())}</span>
-                    <span class="state" class:read=read>{state}</span>
-                    <button class="link small" aria-expanded=move || show_cipher.get().to_string()
-                        on:click=move |_| show_cipher.update(|s| *s = !*s)>
-                        {move || if show_cipher.get() { "Hide ciphertext" } else { "Show ciphertext" }}</button>
+                    <span class="state" class:read=read class:stored=stored>{state}</span>
+                    <span class="msg-menu">
+                        <button class="icon msg-more" aria-label="Message options" aria-haspopup="menu"
+                            aria-expanded=move || menu_open.get().to_string()
+                            on:click=move |_| menu_open.update(|o| *o = !*o)><Svg icon=Icon::More/></button>
+                        <Show when=move || menu_open.get()>
+                            <span class="menu" role="menu" aria-label="Message options">
+                                <button role="menuitem" on:click=move |_| { menu_open.set(false); show_cipher.update(|s| *s = !*s); }>
+                                    {move || if show_cipher.get() { "Hide ciphertext" } else { "Show ciphertext" }}</button>
+                            </span>
+                        </Show>
+                    </span>
                 </p>
                 <Show when=move || show_cipher.get()>
                     <pre class="cipher" aria-label="Envelope as stored by the server"><code>{envelope.clone()}</code></pre>
@@ -511,10 +539,24 @@ fn FileCard(msg_key: String, meta: FileMeta) -> impl IntoView {
     let save_key = msg_key.clone();
     let cancel_key = msg_key.clone();
     let save_label = format!("Save {}", meta.name);
+    // A picture opens large in an overlay; Escape or a click closes it.
+    let large = RwSignal::new(false);
+    let escape = window_event_listener(leptos::ev::keydown, move |ev| {
+        if ev.key() == "Escape" && large.try_get_untracked() == Some(true) {
+            ev.prevent_default();
+            large.set(false);
+        }
+    });
+    on_cleanup(move || escape.remove());
+    let large_alt = meta.name.clone();
     view! {
         <div class="file" class:image=image>
             {move || match entry.get() {
-                Some(Ok(url)) if image => Some(view! { <img class="thumb" src=url alt=alt.clone()/> }.into_any()),
+                Some(Ok(url)) if image => Some(view! {
+                    <button type="button" class="thumb-btn" aria-label=format!("Open {} large", alt) on:click=move |_| large.set(true)>
+                        <img class="thumb" src=url alt=alt.clone()/>
+                    </button>
+                }.into_any()),
                 _ if image && progress.with(Option::is_some) => Some(view! { <div class="thumb placeholder" aria-hidden="true"></div> }.into_any()),
                 _ => None,
             }}
@@ -551,8 +593,17 @@ fn FileCard(msg_key: String, meta: FileMeta) -> impl IntoView {
                     </div>
                 }
             })}
+            {move || match (large.get(), entry.get()) {
+                (true, Some(Ok(url))) => Some(view! {
+                    <div class="lightbox" role="dialog" aria-modal="true" aria-label=large_alt.clone() on:click=move |_| large.set(false)>
+                        <img src=url alt=large_alt.clone()/>
+                        <button type="button" class="icon close" aria-label="Close picture" on:click=move |_| large.set(false)><Svg icon=Icon::Close/></button>
+                    </div>
+                }),
+                _ => None,
+            }}
             {move || match entry.get() {
-                Some(Err(e)) => Some(view! { <p class="file-error" role="alert">{format!("⚠ {e}")}</p> }),
+                Some(Err(e)) => Some(view! { <p class="file-error" role="alert"><Svg icon=Icon::Alert/>{e}</p> }),
                 _ => None,
             }}
         </div>

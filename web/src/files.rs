@@ -192,11 +192,11 @@ impl App {
         }
         self.timeline.msgs.update(|ms| {
             ms.push(Msg {
-                folded: format!("📎 {payload_name}").to_lowercase(),
+                folded: format!("File: {payload_name}").to_lowercase(),
                 key: key.clone(),
                 id: None,
                 mine: true,
-                text: format!("📎 {payload_name}"),
+                text: format!("File: {payload_name}"),
                 ts: now(),
                 state: Delivery::Sending,
                 envelope: String::new(),
@@ -239,7 +239,7 @@ impl App {
                 }
             }
         });
-        self.touch_conv(&peer, format!("You: 📎 {payload_name}"), now(), false);
+        self.touch_conv(&peer, format!("You: File: {payload_name}"), now(), false);
         self.enqueue(peer, frame);
     }
 

@@ -29,6 +29,18 @@ pub enum Icon {
     Clip,
     /// Document (a file card).
     File,
+    /// Pin (a pinned chat).
+    Pin,
+    /// Clock (sending).
+    Clock,
+    /// One tick (stored by the relay).
+    Check,
+    /// Two ticks (delivered, read).
+    CheckCheck,
+    /// Exclamation in a circle (not sent).
+    Alert,
+    /// A cross (close).
+    Close,
 }
 
 impl Icon {
@@ -46,6 +58,12 @@ impl Icon {
             Icon::Down => "M12 16.4 5.3 9.7l1.4-1.4L12 13.6l5.3-5.3 1.4 1.4L12 16.4z",
             Icon::Clip => "M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5H9v9a3 3 0 0 0 6 0V5a4.5 4.5 0 0 0-9 0v11.5a6 6 0 0 0 12 0v-10h-1.5z",
             Icon::File => "M6 2h8l6 6v14H6V2zm7 1.5V9h5.5L13 3.5zM8 4v16h10V11h-7V4H8z",
+            Icon::Pin => "M14 2l8 8-1.4 1.4-1.1-1.1-3.9 3.9.7 4.2-1.4 1.4-4.2-4.2L5.4 21 4 19.6l5.3-5.3-4.2-4.2 1.4-1.4 4.2.7 3.9-3.9-1.1-1.1L14 2z",
+            Icon::Clock => "M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm0 2a8 8 0 1 1 0 16 8 8 0 0 1 0-16zm-1 3v6l5 3 1-1.7-4-2.4V7h-2z",
+            Icon::Check => "M9 16.2 4.8 12l-1.4 1.4L9 19 21 7l-1.4-1.4L9 16.2z",
+            Icon::CheckCheck => "M.4 13.4 6 19l1.4-1.4L1.8 12 .4 13.4zm21.8-7.8L12 15.8 8.2 12l-1.4 1.4 5.2 5.2 11.6-11.6-1.4-1.4zm-4.2 0-1.4-1.4L10 10.8l1.4 1.4L18 5.6z",
+            Icon::Alert => "M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm-1 5h2v7h-2V7zm0 9h2v2h-2v-2z",
+            Icon::Close => "M6.4 5 5 6.4l5.6 5.6L5 17.6 6.4 19l5.6-5.6 5.6 5.6 1.4-1.4-5.6-5.6L19 6.4 17.6 5 12 10.6 6.4 5z",
         }
     }
 }

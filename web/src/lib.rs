@@ -44,6 +44,19 @@ pub fn App() -> impl IntoView {
             browser::tab::set("active", active.as_deref());
         }
     });
+    // A notice goes away by itself after a while (or when replaced, or dismissed).
+    Effect::new(move |_| {
+        if let Some(shown) = app.ui.notice.get() {
+            set_timeout(
+                move || {
+                    if app.ui.notice.try_get_untracked().flatten().as_deref() == Some(shown.as_str()) {
+                        app.ui.notice.set(None);
+                    }
+                },
+                std::time::Duration::from_secs(10),
+            );
+        }
+    });
     // The tab's title carries the total of unread messages.
     Effect::new(move |_| {
         let n: u32 = app.rooms.convs.with(|cs| cs.iter().map(|c| c.unread).sum());

@@ -75,7 +75,7 @@ pub fn Sidebar() -> impl IntoView {
     view! {
         <aside class="sidebar" aria-label="Conversations">
             <header class="me">
-                <span class="avatar" aria-hidden="true">{move || initial(&app.account.me.get().unwrap_or_default())}</span>
+                <span class=move || avatar_class(&app.account.me.get().unwrap_or_default()) aria-hidden="true">{move || initial(&app.account.me.get().unwrap_or_default())}</span>
                 <strong class="grow">{move || app.account.me.get().unwrap_or_default()}</strong>
                 <button class="icon" aria-label="Toggle dark theme" title="Theme" on:click=move |_| {
                     let next = !app.ui.dark.get_untracked().unwrap_or_else(system_dark);
@@ -109,7 +109,7 @@ pub fn Sidebar() -> impl IntoView {
                     }>
                     <For each=move || app.rooms.found.get() key=|u| u.clone() let:user>
                         <li><button class="row" on:click={let u = user.clone(); move |_| open(u.clone())}>
-                            <span class="avatar" aria-hidden="true">{initial(&user)}</span>
+                            <span class=avatar_class(&user) aria-hidden="true">{initial(&user)}</span>
                             <span class="grow">{user.clone()}</span>
                             <span class="muted">"Start chat"</span>
                         </button></li>
@@ -149,6 +149,12 @@ fn system_dark() -> bool {
 /// First letter for the avatar.
 pub fn initial(name: &str) -> String {
     name.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default()
+}
+
+/// The avatar's classes: one of eight hues, the same for a name everywhere.
+pub fn avatar_class(name: &str) -> String {
+    let hash = name.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("avatar hue-{}", hash % 8)
 }
 
 /// One conversation: `peer` is who it is with (fixed for the row); everything else follows
@@ -227,16 +233,18 @@ fn ConvRow(
             on:pointerup=move |_| cancel_press()
             on:pointerleave=move |_| cancel_press()>
             <button class="row" on:click=move |_| on_open(p2.clone()) aria-label=label>
-                <span class="avatar" aria-hidden="true">{initial(&peer)}
+                <span class=avatar_class(&peer) aria-hidden="true">{initial(&peer)}
                     <span class="dot" class:on=online title=presence></span>
                 </span>
                 <span class="grow col">
-                    <span class="line"><strong>{peer.clone()}</strong>{move || pinned().then_some(" (pinned)")}
+                    <span class="line"><strong>{peer.clone()}</strong>{move || pinned().then(|| view! {
+                            <span class="pin" title="Pinned"><Svg icon=Icon::Pin/><span class="sr-only">" (pinned)"</span></span>
+                        })}
                         {let p = peer.clone(); move || app.rooms.key_alerts.with(|k| k.contains_key(&p)).then(|| view! {
-                            <span class="key-changed" title="Security key changed: sending is paused">" ⚠ key changed"</span>
+                            <span class="key-changed" title="Security key changed: sending is paused"><Svg icon=Icon::Alert/>" key changed"</span>
                         })}
                         <span class="time muted">{time}</span></span>
-                    <span class="line"><span class="preview muted">{preview}</span>
+                    <span class="line"><span class="preview muted" dir="auto">{preview}</span>
                         {move || has_unread().then(|| view! { <span class="badge" aria-hidden="true">{unread}</span> })}</span>
                 </span>
             </button>

@@ -161,3 +161,56 @@ pub fn divider_positions(times_ms: &[f64]) -> Vec<usize> {
     }
     out
 }
+
+/// Splits `text` into plain runs and web links (`http://` or `https://` up to the next space,
+/// without trailing punctuation), in order: `(run, is_link)`.
+pub fn linkify(text: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = ["https://", "http://"].iter().filter_map(|p| rest.find(p)).min() {
+        let tail = &rest[start..];
+        let mut end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        while end > 0 && tail[..end].ends_with(['.', ',', ';', ':', '!', '?', ')', '\'', '"']) {
+            end -= 1;
+        }
+        let link = &tail[..end];
+        if link.len() <= "https://".len() {
+            out.push((rest[..start + end.max(1)].to_owned(), false));
+            rest = &rest[start + end.max(1)..];
+            continue;
+        }
+        if start > 0 {
+            out.push((rest[..start].to_owned(), false));
+        }
+        out.push((link.to_owned(), true));
+        rest = &tail[end..];
+    }
+    if !rest.is_empty() {
+        out.push((rest.to_owned(), false));
+    }
+    out
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::linkify;
+
+    #[test]
+    fn links_are_found_without_their_trailing_punctuation() {
+        let l = |s: &str| {
+            linkify(s)
+                .into_iter()
+                .map(|(t, link)| format!("{}{t}", if link { "@" } else { "" }))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            l("see https://example.org/a?b=1, then"),
+            ["see ", "@https://example.org/a?b=1", ", then"]
+        );
+        assert_eq!(l("(http://x.y)"), ["(", "@http://x.y", ")"]);
+        assert_eq!(l("no links here"), ["no links here"]);
+        assert_eq!(l("https:// alone"), ["https://", " alone"]);
+        assert_eq!(l("two https://a.b https://c.d."), ["two ", "@https://a.b", " ", "@https://c.d", "."]);
+        assert_eq!(l("javascript:alert(1) ftp://x"), ["javascript:alert(1) ftp://x"]);
+    }
+}

@@ -79,7 +79,48 @@ pub fn build_web(release: bool) -> Result {
         .env("NO_COLOR", "true")
         .status()
         .map_err(|e| format!("could not start trunk: {e}"))?;
-    status.success().then_some(()).ok_or_else(|| "trunk build failed".to_owned())
+    status.success().then_some(()).ok_or_else(|| "trunk build failed".to_owned())?;
+    if release {
+        precompress(&root().join("web/dist"))?;
+    }
+    Ok(())
+}
+
+/// Writes `<file>.br` (brotli, quality 11) and `<file>.gz` (gzip, level 9) beside every text or
+/// wasm asset of the built client; the relay serves them to browsers that accept them.
+pub fn precompress(dist: &std::path::Path) -> Result {
+    use std::io::Write;
+    step("precompressing the web client (brotli and gzip)");
+    let entries = std::fs::read_dir(dist).map_err(|e| format!("cannot read {}: {e}", dist.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        if !["wasm", "js", "css", "html", "svg", "json"].contains(&ext) {
+            continue;
+        }
+        let raw = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut br = Vec::new();
+        let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 22, ..Default::default() };
+        brotli::BrotliCompress(&mut raw.as_slice(), &mut br, &params)
+            .map_err(|e| format!("brotli {}: {e}", path.display()))?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&raw).map_err(|e| format!("gzip {}: {e}", path.display()))?;
+        let gz = gz.finish().map_err(|e| format!("gzip {}: {e}", path.display()))?;
+        for (suffix, bytes) in [("br", br), ("gz", gz)] {
+            let out = std::path::PathBuf::from(format!("{}.{suffix}", path.display()));
+            std::fs::write(&out, bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        }
+        let size =
+            |suffix: &str| std::fs::metadata(format!("{}.{suffix}", path.display())).map_or(0, |m| m.len());
+        println!(
+            "    {}: {} KiB, {} KiB gzip, {} KiB brotli",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            raw.len() / 1024,
+            size("gz") / 1024,
+            size("br") / 1024
+        );
+    }
+    Ok(())
 }
 
 fn output(program: &str, args: &[&str]) -> Option<String> {

@@ -107,13 +107,17 @@ pub async fn serve(config: ServeArgs) -> Result<(), error::StartError> {
             .route("/healthz", web::get().to(routes::healthz))
             .route("/metrics", web::get().to(routes::metrics));
         if let Some(client) = web_client.clone() {
-            let dir = client.dir.clone();
+            // GET and HEAD alike (HEAD answers the same headers without a body).
+            let get_or_head = || {
+                web::route()
+                    .guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+            };
             app = app
                 .app_data(client)
-                .route(webapp::BOOT_PATH, web::get().to(webapp::boot))
-                .route("/", web::get().to(webapp::index))
-                .route("/index.html", web::get().to(webapp::index))
-                .service(actix_files::Files::new("/", dir).default_handler(web::to(webapp::index)));
+                .route(webapp::BOOT_PATH, get_or_head().to(webapp::boot))
+                .route("/", get_or_head().to(webapp::index))
+                .route("/index.html", get_or_head().to(webapp::index))
+                .route("/{file:.*}", get_or_head().to(webapp::asset));
         }
         app
     })

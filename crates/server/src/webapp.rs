@@ -4,9 +4,16 @@
 //! `script-src 'self'` forbids (and its build-time "nonce" is no nonce at all). At startup the
 //! relay moves inline scripts into a same-origin `/sealroom-boot.js` and serves the rewritten
 //! `index.html`, so the CSP stays strict whatever built the bundle.
+//!
+//! Assets: a file whose name carries trunk's content hash never changes, so it is served with a
+//! year of `immutable` caching; `index.html` and the loader are revalidated every time
+//! (`no-cache`). When the build left `<file>.br` or `<file>.gz` beside an asset (`cargo xtask`
+//! precompresses release builds), a browser that accepts it gets that, as it is. `HEAD` works
+//! for all of them.
 
 use std::path::{Path, PathBuf};
 
+use actix_web::http::header::{ContentEncoding, HeaderValue, ACCEPT_ENCODING, CACHE_CONTROL, VARY};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 /// Path the extracted loader is served at.
@@ -74,19 +81,94 @@ fn strip_nonces(html: &str) -> String {
     out
 }
 
+/// Caching of what may change with a new build (revalidated on every load).
+const REVALIDATE: &str = "no-cache";
+/// Caching of a content-hashed file (its name changes when it does).
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
 /// `GET /sealroom-boot.js`.
 pub async fn boot(app: web::Data<WebApp>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/javascript; charset=utf-8").body(app.boot.clone())
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((CACHE_CONTROL, REVALIDATE))
+        .body(app.boot.clone())
 }
 
 /// `index.html` for `/` and for any unknown path (client-side routes).
 pub async fn index(app: web::Data<WebApp>, _req: HttpRequest) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(app.index.clone())
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((CACHE_CONTROL, REVALIDATE))
+        .body(app.index.clone())
+}
+
+/// Whether a file name carries trunk's content hash (`-` and 16 hex digits), e.g.
+/// `sealroom-web-b02585b1b86e880a_bg.wasm`.
+pub fn is_content_hashed(name: &str) -> bool {
+    name.match_indices('-').any(|(i, _)| {
+        let hash = name.get(i + 1..i + 17).unwrap_or_default();
+        hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// A static file of the web client, precompressed when the browser accepts it; `index.html`
+/// for anything that is not a file (client-side routes).
+pub async fn asset(app: web::Data<WebApp>, req: HttpRequest) -> HttpResponse {
+    let rel = req.match_info().query("file").to_owned();
+    let safe = !rel.is_empty() && rel.split('/').all(|s| !s.is_empty() && !s.starts_with('.'));
+    let path = app.dir.join(&rel);
+    if !safe || !path.is_file() {
+        return index(app, req).await;
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let accepts = |coding: &str| {
+        req.headers()
+            .get(ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|c| c.split(';').next().unwrap_or_default().trim() == coding))
+    };
+    let encoded = [("br", ContentEncoding::Brotli), ("gzip", ContentEncoding::Gzip)]
+        .into_iter()
+        .filter(|(coding, _)| accepts(coding))
+        .map(|(coding, encoding)| {
+            let suffix = if coding == "gzip" { "gz" } else { coding };
+            (PathBuf::from(format!("{}.{suffix}", path.display())), encoding)
+        })
+        .find(|(p, _)| p.is_file());
+    let (file, encoding) = match encoded {
+        Some((p, e)) => (p, Some(e)),
+        None => (path.clone(), None),
+    };
+    let Ok(named) = actix_files::NamedFile::open_async(&file).await else {
+        return index(app, req).await;
+    };
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    let mut named =
+        named.set_content_type(actix_files::file_extension_to_mime(ext)).disable_content_disposition();
+    if let Some(e) = encoding {
+        named = named.set_content_encoding(e);
+    }
+    let mut resp = named.into_response(&req);
+    let caching = if is_content_hashed(&name) { IMMUTABLE } else { REVALIDATE };
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static(caching));
+    resp.headers_mut().insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    resp
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_hashes_are_recognised_in_trunks_names_only() {
+        assert!(is_content_hashed("sealroom-web-b02585b1b86e880a_bg.wasm"));
+        assert!(is_content_hashed("sealroom-web-b02585b1b86e880a.js"));
+        assert!(is_content_hashed("style-0123456789abcdef.css"));
+        assert!(!is_content_hashed("style.css"));
+        assert!(!is_content_hashed("index.html"));
+        assert!(!is_content_hashed("sealroom-web-b02585b1b86e880.js"), "15 digits");
+        assert!(!is_content_hashed("photo-0123456789ABCDEF.png"), "not trunk's lowercase hex");
+    }
 
     #[test]
     fn inline_loader_moves_out_and_src_scripts_stay() {

@@ -10,3 +10,4 @@ mod cli;
 mod files;
 mod messaging;
 mod sessions;
+mod webapp;

@@ -24,7 +24,7 @@ impl App {
         self.account.auth_error.set(None);
         let username = match Username::parse(&username) {
             Ok(u) => u,
-            Err(e) => return self.account.auth_error.set(Some(e.to_string())),
+            Err(_) => return self.account.auth_error.set(Some(USERNAME_RULE.into())),
         };
         match flows::register(&Fetch(self), &username, &password).await {
             Ok((resp, vault)) => self.start(resp.user.username, vault, self.account.remember.get_untracked()),
@@ -41,7 +41,7 @@ impl App {
         self.account.auth_error.set(None);
         let username = match Username::parse(&username) {
             Ok(u) => u,
-            Err(e) => return self.account.auth_error.set(Some(e.to_string())),
+            Err(_) => return self.account.auth_error.set(Some(USERNAME_RULE.into())),
         };
         self.account.busy.set(Some("Contacting the server…".into()));
         match flows::login(&Fetch(self), &username, &password).await {

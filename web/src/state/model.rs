@@ -127,13 +127,14 @@ pub(crate) fn apply_markers(msgs: &mut [Msg], delivered: i64, read: i64) {
     }
 }
 
+/// What a username may be, in a sentence.
+pub const USERNAME_RULE: &str = "Usernames are 3–32 letters, digits or _, starting with a letter.";
+
 /// An error as a sentence for people.
 pub fn human(e: &ApiError) -> String {
     match e.error {
         ErrorCode::UsernameTaken => "That name is taken. Try another.".into(),
-        ErrorCode::InvalidUsername => {
-            "Usernames are 3–32 letters, digits or _, starting with a letter.".into()
-        }
+        ErrorCode::InvalidUsername => USERNAME_RULE.into(),
         ErrorCode::InvalidCredentials => "Wrong username or password.".into(),
         ErrorCode::RateLimited => format!("Too many attempts. {}", capitalize(&e.message)),
         ErrorCode::Internal if e.message.starts_with("server unreachable") => {

@@ -23,7 +23,7 @@ impl App {
         let (text, undecryptable) = match opened.map(|o| o.payload) {
             Ok(Payload::Text(t)) => (t, false),
             Ok(Payload::File(f)) => {
-                let text = format!("📎 {}", f.name);
+                let text = format!("File: {}", f.name);
                 file = Some(FileMeta {
                     name: f.name.clone(),
                     size: f.size,
@@ -37,7 +37,7 @@ impl App {
                 self.ui.misaddressed.set(WebVault.with(|v| v.misaddressed()).unwrap_or(0));
                 return None;
             }
-            Err(_) => ("🔒 This message could not be decrypted.".into(), true),
+            Err(_) => ("This message could not be decrypted.".into(), true),
         };
         Some(Msg {
             folded: text.to_lowercase(),
