@@ -1024,3 +1024,90 @@ async fn a_reload_keeps_the_open_chat_its_draft_and_the_place_in_it() {
     assert!((after - before).abs() < 60.0, "the place in the history is kept: {before} then {after}");
     close_clean(a).await;
 }
+
+/// axe-core's serious and critical violations on the page as it is now, as "rule: target…".
+async fn axe_violations(c: &Client) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/node_modules/axe-core/axe.min.js");
+    let axe = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (cargo xtask setup installs axe-core)", path.display()));
+    c.execute(&format!("{axe}\n;return true;"), vec![]).await.unwrap();
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] }).then(r => done(
+               r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+/// Issue 10: axe-core finds no serious or critical accessibility violation on any screen, in
+/// the light and the dark theme, at 1440×900 and at 360×740.
+#[tokio::test]
+async fn every_screen_passes_the_accessibility_check_in_both_themes_at_both_sizes() {
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let mut bob = server.client().register("bob", "pw-bob-long").await.unwrap();
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let c = driver.browser(&profiles.path().join("alice")).await;
+    let mut report = Vec::new();
+    let mut check = async |c: &Client, screen: &str| {
+        for (w, h) in [(1440, 900), (360, 740)] {
+            c.set_window_size(w, h).await.unwrap();
+            for theme in ["light", "dark"] {
+                c.execute(&format!("document.documentElement.dataset.theme = '{theme}'; return 1;"), vec![])
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                for v in axe_violations(c).await {
+                    report.push(format!("{screen} {w}x{h} {theme}: {v}"));
+                }
+            }
+        }
+        c.set_window_size(1440, 900).await.unwrap();
+    };
+
+    c.goto(&server.url).await.unwrap();
+    wait_css(&c, "form.card #username").await;
+    c.find(Locator::Id("password")).await.unwrap().send_keys("password").await.unwrap();
+    check(&c, "create account (weak password typed)").await;
+    c.find(Locator::Id("tab-signin")).await.unwrap().click().await.unwrap();
+    check(&c, "sign in").await;
+    c.find(Locator::Id("tab-signup")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("password")).await.unwrap().clear().await.unwrap();
+    let password = "pw-alice-long";
+    fill_credentials(&c, "alice", password).await;
+    c.find(Locator::Id("confirm")).await.unwrap().send_keys(password).await.unwrap();
+    c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+    wait_css(&c, ".sidebar").await;
+    check(&c, "no conversations yet").await;
+
+    bob.send_text("alice", "hello, have a look: https://example.org", false).await.unwrap();
+    wait_text(&c, ".conv .preview", "have a look").await;
+    check(&c, "list with an unread chat").await;
+    c.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
+    wait_text(&c, ".msg.theirs .text", "have a look").await;
+    send(&c, "thanks").await;
+    wait_css(&c, ".msg.mine .state.stored").await;
+    check(&c, "open chat").await;
+    c.find(Locator::Css("button[aria-label='Safety number']")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("button[aria-label='Search in chat']")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("chat-search")).await.unwrap().send_keys("look").await.unwrap();
+    c.find(Locator::XPath("(//button[@aria-label='Message options'])[1]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    check(&c, "chat with search, safety number and a message menu open").await;
+    c.find(Locator::Css("li.conv .menu-btn")).await.unwrap().click().await.unwrap();
+    c.find(Locator::XPath("//button[text()='Change password']")).await.unwrap().click().await.unwrap();
+    check(&c, "conversation menu and password form open").await;
+
+    assert!(report.is_empty(), "accessibility violations:\n{}", report.join("\n"));
+    close_clean(c).await;
+}

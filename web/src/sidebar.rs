@@ -209,13 +209,10 @@ fn ConvRow(
     let pinned = move || conv.with(|c| c.as_ref().is_some_and(|c| c.pinned));
     let time = field(|c| if c.ts > 0.0 { time_label(c.ts) } else { String::new() });
     let preview = field(|c| c.preview.clone());
-    let label = {
-        let peer = peer.clone();
-        move || {
-            let n = unread();
-            let unread = if n > 0 { format!(", {n} unread") } else { String::new() };
-            format!("Chat with {peer}, {}{unread}", presence())
-        }
+    let label = move || {
+        let n = unread();
+        let unread = if n > 0 { format!(", {n} unread") } else { String::new() };
+        format!(", {}{unread}, ", presence())
     };
     view! {
         <li class="conv" class:active=is_active class:unread=has_unread
@@ -232,7 +229,9 @@ fn ConvRow(
             }
             on:pointerup=move |_| cancel_press()
             on:pointerleave=move |_| cancel_press()>
-            <button class="row" on:click=move |_| on_open(p2.clone()) aria-label=label>
+            // The button's name is what it shows (so speech input finds it by what one sees),
+            // with presence and the unread count added for screen readers.
+            <button class="row" on:click=move |_| on_open(p2.clone())>
                 <span class=avatar_class(&peer) aria-hidden="true">{initial(&peer)}
                     <span class="dot" class:on=online title=presence></span>
                 </span>
@@ -243,6 +242,7 @@ fn ConvRow(
                         {let p = peer.clone(); move || app.rooms.key_alerts.with(|k| k.contains_key(&p)).then(|| view! {
                             <span class="key-changed" title="Security key changed: sending is paused"><Svg icon=Icon::Alert/>" key changed"</span>
                         })}
+                        <span class="sr-only">{label}</span>
                         <span class="time muted">{time}</span></span>
                     <span class="line"><span class="preview muted" dir="auto">{preview}</span>
                         {move || has_unread().then(|| view! { <span class="badge" aria-hidden="true">{unread}</span> })}</span>

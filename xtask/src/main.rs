@@ -20,6 +20,8 @@ commands:
   run          build the server (and web client) and start it on the embedded SQLite default;
                extra arguments go to `sealroom serve` (e.g. cargo xtask run -- --bind 0.0.0.0:8080)
   test         install what the tests need, then run every test: native, browser, end-to-end
+  dist         build the web client for deployment into web/dist (release, precompressed) and
+               print its sizes
   setup        only install the toolchain (wasm32 target, wasm-bindgen-cli, chromium, chromedriver)
   bench        criterion benchmarks of the crypto core (native)
   bench-wasm   the crypto benchmarks timed in headless Chromium
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("run") => run(&args[1..]),
         Some("setup") => setup::ensure_all(),
+        Some("dist") => setup::build_web(true),
         Some("bench") => bench(),
         Some("bench-wasm") => bench_wasm(),
         Some("bench-web") => bench_web(),

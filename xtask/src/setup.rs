@@ -14,7 +14,34 @@ pub fn ensure_all() -> Result {
     ensure_wasm_bindgen()?;
     ensure_chromium()?;
     ensure_web_tools()?;
+    ensure_axe()?;
     Ok(())
+}
+
+/// axe-core, the accessibility checker the browser tests run in every screen.
+const AXE_NPM: &str = "4.14.1";
+
+/// axe-core from npm into .tools (the browser tests read `.tools/node_modules/axe-core/axe.min.js`).
+pub fn ensure_axe() -> Result {
+    let package = root().join(".tools/node_modules/axe-core/package.json");
+    let have = std::fs::read_to_string(&package).unwrap_or_default();
+    if have.contains(&format!("\"version\": \"{AXE_NPM}\"")) {
+        return Ok(());
+    }
+    step(&format!("installing axe-core {AXE_NPM} into .tools from npm (accessibility checks)"));
+    let prefix = root().join(".tools");
+    cmd(
+        "npm",
+        &[
+            "install",
+            "--prefix",
+            &prefix.to_string_lossy(),
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            &format!("axe-core@{AXE_NPM}"),
+        ],
+    )
 }
 
 /// trunk's version: 0.22 needs a newer rustc than these machines have.

@@ -102,12 +102,14 @@ pub async fn index(app: web::Data<WebApp>, _req: HttpRequest) -> HttpResponse {
         .body(app.index.clone())
 }
 
-/// Whether a file name carries trunk's content hash (`-` and 16 hex digits), e.g.
-/// `sealroom-web-b02585b1b86e880a_bg.wasm`.
+/// Whether a file name carries trunk's content hash: `-`, then a 64-bit hash in lowercase hex
+/// (12 to 16 digits: trunk does not pad it), then `.` or `_`, e.g.
+/// `sealroom-web-b02585b1b86e880a_bg.wasm` or `sealroom-web-f92a1a6ed33ec96.js`.
 pub fn is_content_hashed(name: &str) -> bool {
     name.match_indices('-').any(|(i, _)| {
-        let hash = name.get(i + 1..i + 17).unwrap_or_default();
-        hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        let after = &name.as_bytes()[i + 1..];
+        let digits = after.iter().take_while(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(*b)).count();
+        (12..=16).contains(&digits) && matches!(after.get(digits), Some(b'.' | b'_'))
     })
 }
 
@@ -166,7 +168,10 @@ mod tests {
         assert!(is_content_hashed("style-0123456789abcdef.css"));
         assert!(!is_content_hashed("style.css"));
         assert!(!is_content_hashed("index.html"));
-        assert!(!is_content_hashed("sealroom-web-b02585b1b86e880.js"), "15 digits");
+        assert!(is_content_hashed("sealroom-web-f92a1a6ed33ec96.js"), "trunk does not pad the hash");
+        assert!(!is_content_hashed("sealroom-web-b02585b1.js"), "too short for a 64-bit hash");
+        assert!(!is_content_hashed("sealroom-web-b02585b1b86e880a0.js"), "too long");
+        assert!(!is_content_hashed("notes-0123456789abcdefx.txt"), "not followed by . or _");
         assert!(!is_content_hashed("photo-0123456789ABCDEF.png"), "not trunk's lowercase hex");
     }
 

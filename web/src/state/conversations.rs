@@ -128,11 +128,18 @@ impl App {
     pub async fn search_users(self, prefix: String) {
         let prefix = prefix.trim().to_ascii_lowercase();
         self.rooms.search_error.set(None);
+        // Answers can come back out of order as the user types: only the latest query's counts.
+        self.rooms.search_query.set(prefix.clone());
         if prefix.is_empty() {
             return self.rooms.found.set(Vec::new());
         }
         let me = self.account.me.get_untracked().unwrap_or_default();
-        match call::<SearchUsers>(&format!("{}?prefix={prefix}&limit=10", SearchUsers::PATH), None).await {
+        let answer =
+            call::<SearchUsers>(&format!("{}?prefix={prefix}&limit=10", SearchUsers::PATH), None).await;
+        if self.rooms.search_query.get_untracked() != prefix {
+            return;
+        }
+        match answer {
             Ok(r) => self
                 .rooms
                 .found

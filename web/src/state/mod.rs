@@ -70,6 +70,8 @@ pub struct Rooms {
     pub active: RwSignal<Option<String>>,
     /// Directory search results.
     pub found: RwSignal<Vec<String>>,
+    /// The directory query last sent (an older answer arriving late is ignored).
+    pub search_query: RwSignal<String>,
     /// Why the directory search has no answer (the server could not be reached…).
     pub search_error: RwSignal<Option<String>>,
     /// Peers whose key changed and was not accepted: nothing is sent to them, from anywhere.
@@ -136,6 +138,7 @@ impl App {
                 convs: RwSignal::new(Vec::new()),
                 active,
                 found: RwSignal::new(Vec::new()),
+                search_query: RwSignal::new(String::new()),
                 search_error: RwSignal::new(None),
                 key_alerts,
                 key_alert,
