@@ -714,6 +714,13 @@ async fn a_newcomer_creates_an_account_without_losing_what_they_typed_and_stays_
     c.goto(&server.url).await.unwrap();
     let username = wait_css(&c, "form.card #username").await;
     watch_console(&c).await;
+    // Count the page's requests for notification permission.
+    c.execute(
+        "window.__asked = 0; Notification.requestPermission = () => { window.__asked++; return Promise.resolve('default'); }; return 1;",
+        vec![],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         c.find(Locator::Id("tab-signup")).await.unwrap().attr("aria-selected").await.unwrap().as_deref(),
         Some("true"),
@@ -768,6 +775,15 @@ async fn a_newcomer_creates_an_account_without_losing_what_they_typed_and_stays_
     c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
     wait_css(&c, ".sidebar").await;
     std::fs::write(artifacts().join("first-minute-signed-up.png"), c.screenshot().await.unwrap()).unwrap();
+    // Notifications are not asked for unprompted; choosing them in the settings asks, once.
+    let asked = || async { c.execute("return window.__asked", vec![]).await.unwrap().as_i64().unwrap() };
+    assert_eq!(asked().await, 0, "no permission prompt at sign-up");
+    let select = c.find(Locator::Id("notifications")).await.unwrap();
+    assert_eq!(select.prop("value").await.unwrap().as_deref(), Some("off"));
+    select.select_by_value("name").await.unwrap();
+    assert_eq!(asked().await, 1, "asked when the user chose notifications");
+    let stored = c.execute("return localStorage.getItem('sealroom.notifications')", vec![]).await.unwrap();
+    assert_eq!(stored, serde_json::json!("name"));
 
     // A reload keeps the session: no password asked.
     c.goto(&server.url).await.unwrap();

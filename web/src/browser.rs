@@ -38,19 +38,74 @@ pub(crate) fn is_visible() -> bool {
         .is_none_or(|d| d.visibility_state() == web_sys::VisibilityState::Visible)
 }
 
-pub(crate) fn ask_notification_permission() {
-    if web_sys::Notification::permission() == web_sys::NotificationPermission::Default {
-        let _ = web_sys::Notification::request_permission();
+/// What a notification of a new message shows, as Signal offers it. Kept in this browser's
+/// localStorage (a preference, not a secret); off until the user chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyLevel {
+    /// No notifications.
+    Off,
+    /// "Message from alice".
+    NameOnly,
+    /// "Message from alice" and the first 120 characters.
+    NameAndMessage,
+}
+
+impl NotifyLevel {
+    const KEY: &'static str = "sealroom.notifications";
+
+    /// The stored choice (off when none).
+    pub fn load() -> Self {
+        match local_storage().and_then(|s| s.get_item(Self::KEY).ok().flatten()).as_deref() {
+            Some("name") => NotifyLevel::NameOnly,
+            Some("message") => NotifyLevel::NameAndMessage,
+            _ => NotifyLevel::Off,
+        }
+    }
+
+    /// Stores the choice; choosing to be notified asks the browser's permission (only then).
+    pub fn store(self) {
+        if let Some(s) = local_storage() {
+            let _ = s.set_item(Self::KEY, self.as_str());
+        }
+        if self != NotifyLevel::Off
+            && web_sys::Notification::permission() == web_sys::NotificationPermission::Default
+        {
+            let _ = web_sys::Notification::request_permission();
+        }
+    }
+
+    /// The stored form, also the `<select>` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyLevel::Off => "off",
+            NotifyLevel::NameOnly => "name",
+            NotifyLevel::NameAndMessage => "message",
+        }
+    }
+
+    /// From the `<select>` value.
+    pub fn parse(v: &str) -> Self {
+        match v {
+            "name" => NotifyLevel::NameOnly,
+            "message" => NotifyLevel::NameAndMessage,
+            _ => NotifyLevel::Off,
+        }
     }
 }
 
+/// Shows a notification of a message from `peer`, as much as the user chose to show.
 pub(crate) fn notify(peer: &str, text: &str) {
-    if web_sys::Notification::permission() != web_sys::NotificationPermission::Granted {
+    let level = NotifyLevel::load();
+    if level == NotifyLevel::Off
+        || web_sys::Notification::permission() != web_sys::NotificationPermission::Granted
+    {
         return;
     }
     let opts = web_sys::NotificationOptions::new();
-    let body: String = text.chars().take(120).collect();
-    opts.set_body(&body);
+    if level == NotifyLevel::NameAndMessage {
+        let body: String = text.chars().take(120).collect();
+        opts.set_body(&body);
+    }
     opts.set_tag(peer);
     let _ = web_sys::Notification::new_with_options(&format!("Message from {peer}"), &opts);
 }

@@ -306,6 +306,14 @@ fn Account() -> impl IntoView {
         });
     };
     view! {
+        <label class="pad notify-setting">"Notifications "
+            <select id="notifications" on:change=move |ev| crate::browser::NotifyLevel::parse(&event_target_value(&ev)).store()
+                prop:value=crate::browser::NotifyLevel::load().as_str()>
+                <option value="off">"Off"</option>
+                <option value="name">"Name only"</option>
+                <option value="message">"Name and message"</option>
+            </select>
+        </label>
         <button class="link pad" aria-expanded=move || open.get().to_string() on:click=move |_| open.update(|o| *o = !*o)>"Change password"</button>
         <Show when=move || open.get()>
             <form class="account pad" on:submit=submit>

@@ -10,7 +10,6 @@ use sealroom_session::{flows, KeyChange, Outbox, PeerKey, Vault, VaultCell};
 
 use super::keys::{Keys, KEYS};
 use crate::api::{self, Socket};
-use crate::browser::ask_notification_permission;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -83,7 +82,6 @@ impl App {
             let socket = Socket::connect(move |f| app.on_frame(f), move |up| app.on_socket(up));
             with_keys(|k| k.socket = Some(socket));
         });
-        ask_notification_permission();
     }
 
     /// Changes the password: the backup is re-sealed under the new key here, and the relay
