@@ -1127,3 +1127,48 @@ async fn every_screen_passes_the_accessibility_check_in_both_themes_at_both_size
     assert!(report.is_empty(), "accessibility violations:\n{}", report.join("\n"));
     close_clean(c).await;
 }
+
+/// Issue 10, privacy: blocking from the conversation's menu withholds the blocked user's
+/// messages (the relay does; they are not told) and pauses writing to them until unblocked.
+#[tokio::test]
+async fn blocking_someone_stops_their_messages_and_pauses_the_chat_until_unblocked() {
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let mut bob = server.client().register("bob", "pw-bob-long").await.unwrap();
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    sign_up(&a, &server.url, "alice", true).await;
+    bob.send_text("alice", "first", false).await.unwrap();
+    wait_text(&a, ".conv .preview", "first").await;
+    a.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "first").await;
+
+    a.find(Locator::Css("li.conv .menu-btn")).await.unwrap().click().await.unwrap();
+    a.find(Locator::XPath("//button[@role='menuitem'][text()='Block']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&a, ".banner.blocked", "You blocked bob").await;
+    let input = wait_css(&a, "textarea#message").await;
+    assert!(!input.is_enabled().await.unwrap(), "writing to a blocked user is paused");
+    let sent = bob.send_text("alice", "are you there?", false).await;
+    assert!(sent.is_ok(), "bob's send is acknowledged as usual: he is not told");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let shown = a.find(Locator::Css(".messages")).await.unwrap().text().await.unwrap();
+    assert!(!shown.contains("are you there"), "withheld: {shown}");
+
+    a.find(Locator::XPath("//div[contains(@class,'blocked')]//button[text()='Unblock']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_gone(&a, ".banner.blocked").await;
+    assert!(wait_css(&a, "textarea#message").await.is_enabled().await.unwrap());
+    bob.send_text("alice", "now?", false).await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "now?").await;
+    close_clean(a).await;
+}

@@ -265,6 +265,15 @@ fn Conversation(peer: String) -> impl IntoView {
             <button class="icon" aria-label="Clear chat" on:click=move |_| clear_open.update(|s| *s = !*s)><Svg icon=Icon::Trash/></button>
         </header>
 
+        {let p = peer.clone(); move || app.rooms.blocked.with(|b| b.contains(&p)).then(|| {
+            let p = p.clone();
+            view! {
+                <div class="banner notice blocked" role="status">
+                    <span>{format!("You blocked {p}: their messages do not reach you, and you cannot write to them.")}</span>
+                    <button class="link" on:click=move |_| spawn_local(app.set_blocked(p.clone(), false))>"Unblock"</button>
+                </div>
+            }
+        })}
         {move || app.rooms.key_alert.get().map(|alert| view! {
             <div class="banner danger" role="alert">
                 <p><strong>{format!("{}'s security key has changed.", alert.peer)}</strong>
@@ -318,7 +327,7 @@ fn Conversation(peer: String) -> impl IntoView {
 
         <div class="messages" node_ref=list_ref role="log" aria-label=format!("Messages with {peer_l}") class:dragging=move || dragging.get()
             on:dragover=move |ev: web_sys::DragEvent| {
-                if app.rooms.key_alert.get_untracked().is_none() {
+                if !app.rooms.paused.get_untracked() {
                     ev.prevent_default();
                     dragging.set(true);
                 }
@@ -327,7 +336,7 @@ fn Conversation(peer: String) -> impl IntoView {
             on:drop=move |ev: web_sys::DragEvent| {
                 ev.prevent_default();
                 dragging.set(false);
-                if app.rooms.key_alert.get_untracked().is_none() {
+                if !app.rooms.paused.get_untracked() {
                     app.send_files(files_of(ev.data_transfer().and_then(|d| d.files())));
                 }
             }
@@ -368,11 +377,11 @@ fn Conversation(peer: String) -> impl IntoView {
                     app.send_files(files_of(input.files()));
                     input.set_value("");
                 } />
-            <button type="button" class="icon attach" aria-label="Attach files" disabled=move || app.rooms.key_alert.get().is_some()
+            <button type="button" class="icon attach" aria-label="Attach files" disabled=move || app.rooms.paused.get()
                 on:click=move |_| if let Some(i) = attach_ref.get_untracked() { i.click(); }><Svg icon=Icon::Clip/></button>
             <label for="message" class="sr-only">"Message"</label>
             <textarea id="message" node_ref=input_ref rows="1" placeholder="Write a message…" aria-label="Write a message"
-                disabled=move || app.rooms.key_alert.get().is_some()
+                disabled=move || app.rooms.paused.get()
                 prop:value=move || draft.get()
                 on:input=move |ev| { draft.set(event_target_value(&ev)); app.typing(); }
                 on:paste=move |ev: web_sys::ClipboardEvent| {
@@ -388,7 +397,7 @@ fn Conversation(peer: String) -> impl IntoView {
                         send();
                     }
                 }></textarea>
-            <button type="submit" class="primary" aria-label="Send" disabled=move || app.rooms.key_alert.get().is_some()>"Send"</button>
+            <button type="submit" class="primary" aria-label="Send" disabled=move || app.rooms.paused.get()>"Send"</button>
         </form>
     }
 }

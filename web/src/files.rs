@@ -138,7 +138,7 @@ impl App {
 
     async fn send_file(self, file: web_sys::File) {
         let Some(peer) = self.rooms.active.get_untracked() else { return };
-        if self.rooms.key_alert.with_untracked(Option::is_some) {
+        if self.rooms.paused.get_untracked() {
             return;
         }
         let name = file.name();

@@ -259,6 +259,11 @@ fn ConvRow(
                     }>
                     <button role="menuitem" on:click={let p = peer.clone(); move |_| { menu.set(None); spawn_local(app.set_flags(p.clone(), Some(!pinned()), None)); }}>
                         {move || if pinned() { "Unpin" } else { "Pin to top" }}</button>
+                    {let p = peer.clone(); let is_blocked = Memo::new(move |_| app.rooms.blocked.with(|b| b.contains(&p)));
+                    let p = peer.clone(); view! {
+                        <button role="menuitem" on:click=move |_| { menu.set(None); spawn_local(app.set_blocked(p.clone(), !is_blocked.get_untracked())); }>
+                            {move || if is_blocked.get() { "Unblock" } else { "Block" }}</button>
+                    }}
                     <button role="menuitem" on:click={let p = peer.clone(); move |_| {
                         menu.set(None);
                         if app.rooms.active.get_untracked().as_deref() == Some(p.as_str()) { app.rooms.active.set(None); }

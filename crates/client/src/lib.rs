@@ -428,6 +428,26 @@ impl Session {
         self.send_json::<MarkRead>(&MarkRead::path(&[&id]), &body).await
     }
 
+    /// Blocks `name`: what they send is withheld from this user from now on (they are not told).
+    pub async fn block(&self, name: &str) -> Result<()> {
+        use sealroom_protocol::endpoint::Block;
+        let name = parse(name)?;
+        self.client.call::<Block>(&Block::path(&[&name]), Some(&self.token), None).await
+    }
+
+    /// Unblocks `name` (what was withheld stays withheld).
+    pub async fn unblock(&self, name: &str) -> Result<()> {
+        use sealroom_protocol::endpoint::Unblock;
+        let name = parse(name)?;
+        self.client.call::<Unblock>(&Unblock::path(&[&name]), Some(&self.token), None).await
+    }
+
+    /// The users this user has blocked.
+    pub async fn blocked(&self) -> Result<Vec<Username>> {
+        use sealroom_protocol::endpoint::Blocks;
+        Ok(self.get::<Blocks>(Blocks::PATH).await?.users)
+    }
+
     /// Changes the password: new salt and keys, the backup re-sealed under the new key, the
     /// credential replaced; the relay signs out every other session.
     pub async fn change_password(&mut self, current: &str, new: &str) -> Result<()> {

@@ -274,6 +274,13 @@ pub struct ConversationFlags {
     pub hidden: Option<bool>,
 }
 
+/// `GET /api/blocks`: the users this user has blocked, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockList {
+    /// Blocked users.
+    pub users: Vec<Username>,
+}
+
 /// `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {

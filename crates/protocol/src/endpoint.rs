@@ -136,6 +136,12 @@ endpoints! {
     Clear, Post, "/api/conversations/{id}/clear", ClearRequest => ();
     /// Pins or closes conversation `{id}`.
     SetFlags, Put, "/api/conversations/{id}/flags", ConversationFlags => ();
+    /// The users this user has blocked.
+    Blocks, Get, "/api/blocks", () => BlockList;
+    /// Blocks `{username}`: what they send is withheld from this user; they are not told.
+    Block, Put, "/api/blocks/{username}", () => ();
+    /// Unblocks `{username}` (what was withheld stays withheld).
+    Unblock, Delete, "/api/blocks/{username}", () => ();
     /// One stored message `{id}` this user may see.
     GetMessage, Get, "/api/messages/{id}", () => MessageOut;
     /// Uploads an encrypted blob (the body is raw bytes, not JSON).

@@ -171,6 +171,7 @@ fn rest_bodies() {
         json!({"used": 1, "quota": 2, "max_file_size": 3, "max_blob_size": 19, "unattached_ttl_secs": 4}),
     );
     round_trip(&OpenDirectRequest { peer: bob() }, json!({"peer": "bob"}));
+    round_trip(&BlockList { users: vec![bob()] }, json!({"users": ["bob"]}));
     round_trip(
         &ApiError::new(ErrorCode::QuotaExceeded, "over quota"),
         json!({"error": "quota_exceeded", "message": "over quota"}),

@@ -19,6 +19,8 @@
 //! | download a blob | members who can still see a message that references it | `not_found` |
 //! | withdraw a blob | its uploader, while no message references it | `not_found` |
 //! | find a user in the directory | anyone, by exact name; by name prefix only among the people they share a conversation with | (not listed) |
+//! | block or unblock a user | anyone, any existing user but themselves | `not_found`, `invalid_field` |
+//! | receive what a user sends, see them type or come online | not those who blocked them (withheld; the sender is not told) | (not sent) |
 //! | see a user's presence | the people who share a conversation with them that has a message | (not sent) |
 
 use sealroom_protocol::{BlobId, ConversationId, ErrorCode, MessageId, UserId, Username};
@@ -81,12 +83,27 @@ pub fn direct_peer(conn: &mut store::Conn, me: &AuthUser, peer: &Username) -> Re
 }
 
 /// Who sees `me` typing in a conversation they are a member of: the other members, but only
-/// once it has a message (a conversation only opened is not yet the peer's to see).
+/// once it has a message (a conversation only opened is not yet the peer's to see), and not
+/// those who blocked `me`.
 pub fn typing_audience(conn: &mut store::Conn, me: &MemberRow) -> Result<Vec<UserId>> {
     if !store::written_to(conn, me.conversation_id)? {
         return Ok(vec![]);
     }
-    Ok(store::other_members(conn, me.conversation_id, me.user_id)?.into_iter().map(|m| m.user_id).collect())
+    let blockers = store::blockers_of(conn, me.user_id)?;
+    Ok(store::other_members(conn, me.conversation_id, me.user_id)?
+        .into_iter()
+        .map(|m| m.user_id)
+        .filter(|u| !blockers.contains(u))
+        .collect())
+}
+
+/// Whom `me` may block or unblock: any existing user but themselves.
+pub fn block_target(conn: &mut store::Conn, me: &AuthUser, name: &Username) -> Result<UserRow> {
+    if *name == me.username {
+        return Err(ServerError::api(ErrorCode::InvalidField, "you cannot block yourself"));
+    }
+    store::user_by_name(conn, name.as_str())?
+        .ok_or_else(|| ServerError::api(ErrorCode::NotFound, format!("no user named {name}")))
 }
 
 /// How many blobs one message may reference. Which ones is decided inside the storing
@@ -137,9 +154,10 @@ pub fn withdraw(conn: &mut store::Conn, me: UserId, id: &BlobId) -> Result<()> {
 }
 
 /// Who is told when `user` comes online or goes offline: the people who share a conversation
-/// with them, and no one else.
+/// with them (that has a message), except those who blocked them, and no one else.
 pub fn presence_audience(conn: &mut store::Conn, user: UserId) -> Result<Vec<UserId>> {
-    Ok(store::peers_of(conn, user)?)
+    let blockers = store::blockers_of(conn, user)?;
+    Ok(store::peers_of(conn, user)?.into_iter().filter(|p| !blockers.contains(p)).collect())
 }
 
 /// Whose names `me` may find by prefix in the directory: the people they already share a

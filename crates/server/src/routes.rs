@@ -4,9 +4,10 @@ use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
 use sealroom_protocol::endpoint::{Endpoint, Method};
 use sealroom_protocol::{
-    ApiError, ChangePasswordRequest, ClearRequest, ConversationFlags, ConversationId, ConversationsResponse,
-    ErrorCode, Health, HistoryQuery, LoginRequest, MarkReadRequest, MessageId, OpenDirectRequest,
-    PreloginRequest, RegisterRequest, UpdateKeyBackupRequest, UserSearchResponse, Username,
+    ApiError, BlockList, ChangePasswordRequest, ClearRequest, ConversationFlags, ConversationId,
+    ConversationsResponse, ErrorCode, Health, HistoryQuery, LoginRequest, MarkReadRequest, MessageId,
+    OpenDirectRequest, PreloginRequest, RegisterRequest, UpdateKeyBackupRequest, UserSearchResponse,
+    Username,
 };
 use serde::Deserialize;
 
@@ -64,6 +65,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         e::Clear => clear,
         e::SetFlags => set_flags,
         e::GetMessage => get_message,
+        e::Blocks => blocks,
+        e::Block => block,
+        e::Unblock => unblock,
         e::UploadBlob => crate::blobs::upload,
         e::BlobInfo => crate::blobs::info,
         e::DownloadBlob => crate::blobs::download,
@@ -243,6 +247,20 @@ async fn set_flags(
 ) -> Result<HttpResponse> {
     let id = parse_conversation(&path)?;
     service::set_flags(&state, &user, id, body.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn blocks(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(BlockList { users: service::blocks(&state, &user).await? }))
+}
+
+async fn block(state: web::Data<Relay>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse> {
+    service::set_blocked(&state, &user, parse_peer(&path)?, true).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn unblock(state: web::Data<Relay>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse> {
+    service::set_blocked(&state, &user, parse_peer(&path)?, false).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

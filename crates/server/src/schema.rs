@@ -59,6 +59,15 @@ diesel::table! {
         client_msg_id -> Binary,
         envelope -> Binary,
         created_at -> BigInt,
+        withheld -> Bool,
+    }
+}
+
+diesel::table! {
+    blocks (user_id, blocked_id) {
+        user_id -> BigInt,
+        blocked_id -> BigInt,
+        created_at -> BigInt,
     }
 }
 
@@ -91,5 +100,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     members,
     messages,
     blobs,
-    message_blobs
+    message_blobs,
+    blocks
 );

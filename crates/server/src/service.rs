@@ -89,8 +89,11 @@ pub async fn send(
                 }
             };
             let new = stored.new;
+            // A withheld message (the recipient blocked the sender) goes to the sender's own
+            // connections only; the sender gets the same ack and is not told.
+            let audience = if stored.withheld { vec![] } else { others(conn, conversation, me_id)? };
             let message = to_wire(conn, vec![stored.row])?.remove(0);
-            Ok((message, new, others(conn, conversation, me_id)?))
+            Ok((message, new, audience))
         })
         .await?;
     if new {
@@ -378,4 +381,30 @@ pub async fn typing(state: &Relay, me: &AuthUser, conversation: ConversationId) 
         state.fanout.send_to_user(user, &frame, None);
     }
     Ok(())
+}
+
+/// The users `me` has blocked.
+pub async fn blocks(state: &Relay, me: &AuthUser) -> Result<Vec<Username>> {
+    let me = me.id;
+    let names = state.store.run(move |conn| Ok(store::blocked_by(conn, me)?)).await?;
+    Ok(names.iter().filter_map(|n| Username::parse(n).ok()).collect())
+}
+
+/// Blocks (or unblocks) `name` for `me` ([`policy::block_target`]). Blocking withholds what
+/// they send from now on; unblocking does not release what was withheld.
+pub async fn set_blocked(state: &Relay, me: &AuthUser, name: Username, blocked: bool) -> Result<()> {
+    let caller = me.clone();
+    let now = state.clock.now_ms();
+    state
+        .store
+        .run(move |conn| {
+            let other = policy::block_target(conn, &caller, &name)?;
+            if blocked {
+                store::block(conn, caller.id, other.id, now)?;
+            } else {
+                store::unblock(conn, caller.id, other.id)?;
+            }
+            Ok(())
+        })
+        .await
 }

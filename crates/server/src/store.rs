@@ -14,7 +14,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use sealroom_protocol::{ConversationId, ConversationKind, MessageId, UserId};
 
-use crate::schema::{blobs, conversations, members, message_blobs, messages, sessions, users};
+use crate::schema::{blobs, blocks, conversations, members, message_blobs, messages, sessions, users};
 
 /// Migrations compiled into the binary and applied at start.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -489,7 +489,8 @@ pub fn conversation_rows(
         "SELECT c.id, c.kind, c.last_activity, m.read_up_to, m.pinned, m.hidden,
                 (SELECT COUNT(*) FROM messages x
                   WHERE x.conversation_id = c.id AND x.sender_id != m.user_id
-                    AND x.id > MAX(m.read_up_to, m.cleared_up_to)) AS unread,
+                    AND x.id > MAX(m.read_up_to, m.cleared_up_to)
+                    AND NOT (x.recipient_id = m.user_id AND x.withheld)) AS unread,
                 p.user_id AS peer_id, u.username AS peer_name, u.identity_key AS peer_identity_key,
                 u.last_seen AS peer_last_seen, p.delivered_up_to AS peer_delivered_up_to,
                 p.read_up_to AS peer_read_up_to,
@@ -501,7 +502,8 @@ pub fn conversation_rows(
            JOIN members p ON p.conversation_id = m.conversation_id AND p.user_id != m.user_id
            JOIN users u ON u.id = p.user_id
            LEFT JOIN messages l ON l.id = (SELECT MAX(y.id) FROM messages y
-                                           WHERE y.conversation_id = c.id AND y.id > m.cleared_up_to)
+                                           WHERE y.conversation_id = c.id AND y.id > m.cleared_up_to
+                                             AND NOT (y.recipient_id = m.user_id AND y.withheld))
           WHERE m.user_id = ? AND (? IS NULL OR c.id = ?)
             AND NOT (c.last_activity = 0 AND m.hidden)",
     )
@@ -517,6 +519,9 @@ pub struct Stored {
     pub row: MessageRow,
     /// False when the same (sender, client_msg_id) had been stored before.
     pub new: bool,
+    /// The recipient has blocked the sender: stored for the sender, never shown or relayed to
+    /// the recipient.
+    pub withheld: bool,
 }
 
 /// Why a message was not stored though the database worked.
@@ -543,14 +548,14 @@ pub fn store_message(
     now: i64,
 ) -> StoreResult<Result<Stored, Refused>> {
     conn.immediate_transaction(|conn| {
-        if let Some(row) = messages::table
+        if let Some((row, withheld)) = messages::table
             .filter(messages::sender_id.eq(sender))
             .filter(messages::client_msg_id.eq(client_msg_id))
-            .select(MessageRow::as_select())
+            .select((MessageRow::as_select(), messages::withheld))
             .first(conn)
             .optional()?
         {
-            return Ok(Ok(Stored { row, new: false }));
+            return Ok(Ok(Stored { row, new: false, withheld }));
         }
         let owned: Vec<String> = blobs::table
             .filter(blobs::id.eq_any(blob_ids))
@@ -564,6 +569,7 @@ pub fn store_message(
         let Some(recipient) = other_members(conn, conversation, sender)?.first().map(|m| m.user_id) else {
             return Ok(Err(Refused::NoRecipient));
         };
+        let withheld = is_blocked(conn, recipient, sender)?;
         let row = diesel::insert_into(messages::table)
             .values((
                 messages::conversation_id.eq(conversation),
@@ -572,15 +578,23 @@ pub fn store_message(
                 messages::client_msg_id.eq(client_msg_id),
                 messages::envelope.eq(envelope),
                 messages::created_at.eq(now),
+                messages::withheld.eq(withheld),
             ))
             .returning(MessageRow::as_returning())
             .get_result(conn)?;
         diesel::update(conversations::table.find(conversation))
             .set(conversations::last_activity.eq(now))
             .execute(conn)?;
-        diesel::update(members::table.filter(members::conversation_id.eq(conversation)))
-            .set(members::hidden.eq(false))
-            .execute(conn)?;
+        // Reopen it for those who closed it (but a withheld message reopens nothing for the
+        // recipient who blocked the sender).
+        let reopen = members::table.filter(members::conversation_id.eq(conversation));
+        if withheld {
+            diesel::update(reopen.filter(members::user_id.eq(sender)))
+                .set(members::hidden.eq(false))
+                .execute(conn)?;
+        } else {
+            diesel::update(reopen).set(members::hidden.eq(false)).execute(conn)?;
+        }
         if !blob_ids.is_empty() {
             let mut ids = blob_ids.to_vec();
             ids.sort_unstable();
@@ -594,7 +608,7 @@ pub fn store_message(
                 .set(blobs::attached.eq(true))
                 .execute(conn)?;
         }
-        Ok(Ok(Stored { row, new: true }))
+        Ok(Ok(Stored { row, new: true, withheld }))
     })
 }
 
@@ -613,6 +627,7 @@ pub fn messages_since(
         )
         .filter(messages::id.gt(since))
         .filter(messages::id.gt(members::cleared_up_to))
+        .filter(diesel::dsl::not(messages::recipient_id.eq(user).and(messages::withheld)))
         .order(messages::id.asc())
         .limit(limit)
         .select(MessageRow::as_select())
@@ -630,6 +645,7 @@ pub fn history(
     let mut q = messages::table
         .filter(messages::conversation_id.eq(m.conversation_id))
         .filter(messages::id.gt(m.cleared_up_to))
+        .filter(diesel::dsl::not(messages::recipient_id.eq(m.user_id).and(messages::withheld)))
         .select(MessageRow::as_select())
         .into_boxed();
     if let Some(b) = before {
@@ -748,9 +764,48 @@ pub fn visible_message(
         )
         .filter(messages::id.eq(id))
         .filter(messages::id.gt(members::cleared_up_to))
+        .filter(diesel::dsl::not(messages::recipient_id.eq(user).and(messages::withheld)))
         .select(MessageRow::as_select())
         .first(conn)
         .optional()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocks
+
+/// Whether `blocker` has blocked `blocked`.
+pub fn is_blocked(conn: &mut SqliteConnection, blocker: UserId, blocked: UserId) -> StoreResult<bool> {
+    Ok(diesel::select(diesel::dsl::exists(blocks::table.find((blocker, blocked)))).get_result(conn)?)
+}
+
+/// `user` blocks `other` (again is no change).
+pub fn block(conn: &mut SqliteConnection, user: UserId, other: UserId, now: i64) -> StoreResult<()> {
+    diesel::insert_into(blocks::table)
+        .values((blocks::user_id.eq(user), blocks::blocked_id.eq(other), blocks::created_at.eq(now)))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(())
+}
+
+/// `user` unblocks `other` (not blocked is no change).
+pub fn unblock(conn: &mut SqliteConnection, user: UserId, other: UserId) -> StoreResult<()> {
+    diesel::delete(blocks::table.find((user, other))).execute(conn)?;
+    Ok(())
+}
+
+/// The names of those `user` has blocked, by name.
+pub fn blocked_by(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<String>> {
+    Ok(blocks::table
+        .inner_join(users::table.on(users::id.eq(blocks::blocked_id)))
+        .filter(blocks::user_id.eq(user))
+        .order(users::username.asc())
+        .select(users::username)
+        .load(conn)?)
+}
+
+/// Those who have blocked `user`.
+pub fn blockers_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<UserId>> {
+    Ok(blocks::table.filter(blocks::blocked_id.eq(user)).select(blocks::user_id).load(conn)?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -801,7 +856,8 @@ pub fn downloadable_blob(conn: &mut SqliteConnection, user: UserId, id: &str) ->
                 .on(members::conversation_id.eq(messages::conversation_id).and(members::user_id.eq(user))),
         )
         .filter(message_blobs::blob_id.eq(id))
-        .filter(messages::id.gt(members::cleared_up_to));
+        .filter(messages::id.gt(members::cleared_up_to))
+        .filter(diesel::dsl::not(messages::recipient_id.eq(user).and(messages::withheld)));
     Ok(blobs::table
         .filter(blobs::id.eq(id))
         .filter(diesel::dsl::exists(visible))

@@ -154,3 +154,68 @@ async fn the_directory_finds_strangers_only_by_exact_name_and_contacts_by_prefix
     let albert = server.client().login("albert", "password-of-albert").await.unwrap();
     assert_eq!(names(albert.users("a").await.unwrap()), ["alice"], "both ways");
 }
+
+#[tokio::test]
+async fn a_blocked_user_is_withheld_from_the_blocker_and_is_not_told() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    bob.send_text("alice", "before the block", false).await.unwrap();
+    alice.block("bob").await.unwrap();
+    alice.block("bob").await.unwrap(); // again: no change
+    assert_eq!(alice.blocked().await.unwrap().iter().map(|u| u.to_string()).collect::<Vec<_>>(), ["bob"]);
+    let mut alice_ws = alice.connect().await.unwrap();
+    let mut bob_ws = bob.connect().await.unwrap();
+    while alice_ws.next_within(Duration::from_millis(300)).await.is_ok() {}
+
+    // Bob's message is acknowledged as usual and is in his history; alice gets nothing —
+    // not live, not in her history, her list, her sync, nor its typing notice.
+    let withheld = bob.send_text("alice", "while blocked", false).await.unwrap();
+    let conversation = bob.existing_conversation("alice").await.unwrap();
+    bob_ws.send(&ClientFrame::Typing { conversation }).await.unwrap();
+    assert!(alice_ws.next_within(Duration::from_millis(700)).await.is_err(), "nothing reaches alice");
+    let bobs: Vec<String> =
+        bob.history("alice", 10).await.unwrap().iter().map(|m| text(&m.payload)).collect();
+    assert_eq!(bobs, ["before the block", "while blocked"], "bob sees his message as sent");
+    let page = alice.history_raw("bob", &HistoryQuery::default()).await.unwrap();
+    assert_eq!(page.messages.len(), 1, "alice sees only what came before the block");
+    assert!(page.messages.iter().all(|m| m.id != withheld));
+    let list = alice.conversations().await.unwrap();
+    assert_eq!((list[0].unread, list[0].last_message.as_ref().map(|m| m.id)), (1, Some(page.messages[0].id)));
+    alice_ws.send(&ClientFrame::Sync { since: MessageId(0) }).await.unwrap();
+    let mut synced = Vec::new();
+    loop {
+        match alice_ws.next_within(Duration::from_secs(5)).await.unwrap() {
+            ServerFrame::Message { message } => synced.push(message.id),
+            ServerFrame::Synced { .. } => break,
+            _ => {}
+        }
+    }
+    assert!(!synced.contains(&withheld), "sync withholds it too");
+    let (status, _, _) =
+        raw(Method::GET, &format!("{}/api/messages/{withheld}", server.url), Some(alice.token()), None).await;
+    assert_eq!(status, 404);
+
+    // Unblocking lets new messages through; the withheld one stays withheld.
+    alice.unblock("bob").await.unwrap();
+    bob.send_text("alice", "after the unblock", false).await.unwrap();
+    let texts: Vec<String> =
+        alice.history("bob", 10).await.unwrap().iter().map(|m| text(&m.payload)).collect();
+    assert_eq!(texts, ["before the block", "after the unblock"]);
+
+    // Blocking oneself, or nobody, is refused plainly.
+    let err = alice.block("alice").await.unwrap_err();
+    assert!(
+        matches!(&err, sealroom_client::ClientError::Api(e) if e.error == ErrorCode::InvalidField),
+        "{err}"
+    );
+    let err = alice.block("nobody").await.unwrap_err();
+    assert!(matches!(&err, sealroom_client::ClientError::Api(e) if e.error == ErrorCode::NotFound), "{err}");
+}
+
+fn text(p: &Payload) -> String {
+    match p {
+        Payload::Text(t) => t.clone(),
+        other => format!("{other:?}"),
+    }
+}

@@ -131,9 +131,9 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
     let fake_salt = sealroom_protocol::encode_b64(&[7u8; 16]);
     let backup = me["key_backup"].as_str().unwrap().to_owned();
     use endpoint::{
-        BlobInfo, ChangePassword, Clear, Conversations, DeleteBlob, DownloadBlob, GetMe, GetMessage, GetUser,
-        History, Login, Logout, LogoutAll, MarkRead, OpenDirect, Prelogin, PutKeyBackup, Register,
-        SearchUsers, SetFlags, UploadBlob,
+        BlobInfo, Block, Blocks, ChangePassword, Clear, Conversations, DeleteBlob, DownloadBlob, GetMe,
+        GetMessage, GetUser, History, Login, Logout, LogoutAll, MarkRead, OpenDirect, Prelogin, PutKeyBackup,
+        Register, SearchUsers, SetFlags, Unblock, UploadBlob,
     };
     let probes = vec![
         probe::<GetMe>(GetMe::path(&[]), None),
@@ -149,6 +149,9 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
         probe::<OpenDirect>(OpenDirect::path(&[]), json(r#"{"peer":"bob"}"#.into())),
         probe::<History>(History::path(&[&conversation]), None).other(404, Some("not_found")),
         probe::<GetMessage>(GetMessage::path(&[&text_id]), None).other(404, Some("not_found")),
+        probe::<Blocks>(Blocks::path(&[]), None),
+        probe::<Block>(Block::path(&[&"bob"]), None).other(204, None).right(204, None),
+        probe::<Unblock>(Unblock::path(&[&"bob"]), None).other(204, None).right(204, None),
         probe::<BlobInfo>(BlobInfo::path(&[]), None),
         probe::<DownloadBlob>(DownloadBlob::path(&[&attached.blob_id]), None).other(404, Some("not_found")),
         probe::<UploadBlob>(UploadBlob::path(&[]), Some(("application/octet-stream", "x".repeat(40))))

@@ -34,6 +34,11 @@ fn the_cli_session_works_end_to_end() {
     fails(&server.cli("carol", "short", &["register"]), "at least 8 characters");
     fails(&server.cli("carol", "password1", &["register"]), "one of the most common passwords");
     fails(&server.cli("carol", "pass-phrase-c", &["history", "bob"]), "invalid_credentials");
+    // Blocking from the command line.
+    assert_eq!(ok(&server.cli("alice", "pass-phrase-a", &["block", "bob"])).trim(), "blocked bob");
+    assert_eq!(ok(&server.cli("alice", "pass-phrase-a", &["blocked"])).trim(), "bob");
+    assert_eq!(ok(&server.cli("alice", "pass-phrase-a", &["unblock", "bob"])).trim(), "unblocked bob");
+    assert_eq!(ok(&server.cli("alice", "pass-phrase-a", &["blocked"])).trim(), "");
 
     // bob listens for two messages.
     let mut listener = Command::new(bin("sealroom-cli"))

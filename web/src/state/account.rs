@@ -73,6 +73,7 @@ impl App {
             // The list first: its newest message is where live sync starts, so a sign-in does
             // not stream the whole history over the socket.
             app.load_conversations().await;
+            app.load_blocks().await;
             // A reload reopens the chat that was open in this tab.
             if let Some(peer) = reopen {
                 if app.rooms.active.get_untracked().is_none() {
@@ -143,6 +144,7 @@ impl App {
         crate::files::drop_all(*self, true);
         self.rooms.active.set(None);
         self.rooms.key_alerts.set(BTreeMap::new());
+        self.rooms.blocked.set(Default::default());
         self.ui.misaddressed.set(0);
         self.account.online.set(false);
         self.account.auth_error.set(why);

@@ -1,6 +1,8 @@
 //! The conversation list, opening a chat, flags, clearing and the directory search.
 
-use sealroom_protocol::endpoint::{Clear, Conversations, Endpoint, History, SearchUsers, SetFlags};
+use sealroom_protocol::endpoint::{
+    Block, Blocks, Clear, Conversations, Endpoint, History, SearchUsers, SetFlags, Unblock,
+};
 use sealroom_protocol::{ClearRequest, ConversationId, ConversationSummary, ErrorCode, MessageId, Username};
 
 use super::keys::call;
@@ -152,6 +154,40 @@ impl App {
                     human(&e)
                 }));
             }
+        }
+    }
+
+    /// Loads the list of blocked users.
+    pub async fn load_blocks(self) {
+        if let Ok(list) = call::<Blocks>(Blocks::PATH, None).await {
+            self.rooms.blocked.set(list.users.into_iter().map(|u| u.to_string()).collect());
+        }
+    }
+
+    /// Blocks or unblocks `peer`: a blocked user's messages are withheld by the relay (they are
+    /// not told); this client does not write to them until unblocked.
+    pub async fn set_blocked(self, peer: String, blocked: bool) {
+        let result = if blocked {
+            call::<Block>(&Block::path(&[&peer]), None).await
+        } else {
+            call::<Unblock>(&Unblock::path(&[&peer]), None).await
+        };
+        match result {
+            Ok(()) => {
+                self.rooms.blocked.update(|b| {
+                    if blocked {
+                        b.insert(peer.clone());
+                    } else {
+                        b.remove(&peer);
+                    }
+                });
+                self.ui.notice.set(Some(if blocked {
+                    format!("You blocked {peer}. Their messages no longer reach you; they are not told.")
+                } else {
+                    format!("You unblocked {peer}.")
+                }));
+            }
+            Err(e) => self.fail(&e),
         }
     }
 

@@ -70,6 +70,8 @@ pub struct Rooms {
     pub active: RwSignal<Option<String>>,
     /// Directory search results.
     pub found: RwSignal<Vec<String>>,
+    /// The users this user has blocked.
+    pub blocked: RwSignal<std::collections::BTreeSet<String>>,
     /// The directory query last sent (an older answer arriving late is ignored).
     pub search_query: RwSignal<String>,
     /// Why the directory search has no answer (the server could not be reached…).
@@ -78,6 +80,9 @@ pub struct Rooms {
     pub key_alerts: RwSignal<BTreeMap<String, KeyAlert>>,
     /// The key-change alert of the open chat, if its peer is in `key_alerts`.
     pub key_alert: Memo<Option<KeyAlert>>,
+    /// Nothing may be sent in the open chat: its peer's key changed, or they are blocked. Every
+    /// way to send (composer, Enter, attach, drop, paste) asks this.
+    pub paused: Memo<bool>,
 }
 
 /// The open chat's messages.
@@ -121,6 +126,11 @@ impl App {
         let key_alert = Memo::new(move |_| {
             active.with(|a| a.as_ref().and_then(|p| key_alerts.with(|k| k.get(p).cloned())))
         });
+        let blocked = RwSignal::new(std::collections::BTreeSet::<String>::new());
+        let paused = Memo::new(move |_| {
+            key_alert.with(Option::is_some)
+                || active.with(|a| a.as_ref().is_some_and(|p| blocked.with(|b| b.contains(p))))
+        });
         App {
             account: Account {
                 screen: RwSignal::new(if crate::browser::returning() {
@@ -139,9 +149,11 @@ impl App {
                 active,
                 found: RwSignal::new(Vec::new()),
                 search_query: RwSignal::new(String::new()),
+                blocked,
                 search_error: RwSignal::new(None),
                 key_alerts,
                 key_alert,
+                paused,
             },
             timeline: Timeline {
                 msgs: RwSignal::new(Vec::new()),

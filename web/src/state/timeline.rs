@@ -114,7 +114,7 @@ impl App {
     /// Encrypts and sends a text to the open chat's peer; queued while offline.
     pub async fn send(self, text: String) {
         let Some(peer) = self.rooms.active.get_untracked() else { return };
-        if text.trim().is_empty() || self.rooms.key_alert.with_untracked(Option::is_some) {
+        if text.trim().is_empty() || self.rooms.paused.get_untracked() {
             // The composer is disabled behind the banner; this is the same rule for Enter.
             return;
         }

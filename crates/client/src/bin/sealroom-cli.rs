@@ -106,6 +106,18 @@ enum Command {
     },
     /// Change your password (the new one from SEALROOM_NEW_PASSWORD, or a prompt).
     Passwd,
+    /// Block USER: the relay withholds what they send you from now on; they are not told.
+    Block {
+        /// Who.
+        user: String,
+    },
+    /// Unblock USER (what was withheld stays withheld).
+    Unblock {
+        /// Who.
+        user: String,
+    },
+    /// List the users you have blocked.
+    Blocked,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -210,6 +222,19 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
         Command::Clear { peer, for_both } => {
             session.clear(&peer, for_both).await?;
             writeln!(out, "cleared").map_err(io)?;
+        }
+        Command::Block { user } => {
+            session.block(&user).await?;
+            writeln!(out, "blocked {}", user.to_ascii_lowercase()).map_err(io)?;
+        }
+        Command::Unblock { user } => {
+            session.unblock(&user).await?;
+            writeln!(out, "unblocked {}", user.to_ascii_lowercase()).map_err(io)?;
+        }
+        Command::Blocked => {
+            for u in session.blocked().await? {
+                writeln!(out, "{u}").map_err(io)?;
+            }
         }
         Command::Passwd => {
             let current = secret("SEALROOM_PASSWORD", "Current password: ")?;

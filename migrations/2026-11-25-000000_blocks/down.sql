@@ -1,0 +1,2 @@
+ALTER TABLE messages DROP COLUMN withheld;
+DROP TABLE blocks;
