@@ -911,7 +911,7 @@ async fn everything_a_first_visit_needs_works_from_the_keyboard_alone() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(c.active_element().await.unwrap().text().await.unwrap(), "Pin to top");
     typed(DOWN).await;
-    assert_eq!(c.active_element().await.unwrap().text().await.unwrap(), "Close chat");
+    assert_eq!(c.active_element().await.unwrap().text().await.unwrap(), "Block");
     typed(ESCAPE).await;
     wait_gone(&c, ".menu").await;
     close_clean(c).await;
