@@ -810,11 +810,7 @@ fn artifacts() -> std::path::PathBuf {
 /// only once they do.
 #[tokio::test]
 async fn delivered_shows_when_the_recipients_device_fetches_not_only_when_they_read() {
-    let dist = web_dist();
-    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
-    server.client().register("bob", "pw-bob-long").await.unwrap();
-    let driver = Driver::start().await;
-    let profiles = tempfile::tempdir().unwrap();
+    let Scene { server, driver, profiles, .. } = Scene::new().await;
     let a = driver.browser(&profiles.path().join("alice")).await;
     sign_up(&a, &server.url, "alice", false).await;
     a.find(Locator::Id("find")).await.unwrap().send_keys("bob").await.unwrap();
@@ -853,11 +849,7 @@ async fn everything_a_first_visit_needs_works_from_the_keyboard_alone() {
     const TAB: &str = "\u{e004}";
     const DOWN: &str = "\u{e015}";
     const ESCAPE: &str = "\u{e00c}";
-    let dist = web_dist();
-    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
-    server.client().register("bob", "pw-bob-long").await.unwrap();
-    let driver = Driver::start().await;
-    let profiles = tempfile::tempdir().unwrap();
+    let Scene { server, driver, profiles, .. } = Scene::new().await;
     let c = driver.browser(&profiles.path().join("kim")).await;
     c.goto(&server.url).await.unwrap();
     wait_css(&c, "form.card #username").await;
@@ -917,6 +909,24 @@ async fn everything_a_first_visit_needs_works_from_the_keyboard_alone() {
     close_clean(c).await;
 }
 
+/// A relay serving the web client, bob registered there from the native client (password
+/// `pw-bob-long`), and a chromedriver with a folder for browser profiles.
+struct Scene {
+    server: TestServer,
+    bob: sealroom_client::Session,
+    driver: Driver,
+    profiles: tempfile::TempDir,
+}
+
+impl Scene {
+    async fn new() -> Self {
+        let dist = web_dist();
+        let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+        let bob = server.client().register("bob", "pw-bob-long").await.unwrap();
+        Scene { server, bob, driver: Driver::start().await, profiles: tempfile::tempdir().unwrap() }
+    }
+}
+
 /// Starts recording what the page writes to `console.error` and every uncaught error (a Rust
 /// panic in the wasm reaches `console.error` through the panic hook).
 async fn watch_console(c: &Client) {
@@ -950,11 +960,7 @@ async fn console_errors(c: &Client) -> Vec<String> {
 /// the console.
 #[tokio::test]
 async fn signing_out_with_a_chat_open_keeps_the_console_clean() {
-    let dist = web_dist();
-    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
-    let mut bob = server.client().register("bob", "pw-bob-long").await.unwrap();
-    let driver = Driver::start().await;
-    let profiles = tempfile::tempdir().unwrap();
+    let Scene { server, mut bob, driver, profiles } = Scene::new().await;
     let a = driver.browser(&profiles.path().join("alice")).await;
     sign_up(&a, &server.url, "alice", true).await;
     watch_console(&a).await;
@@ -978,11 +984,7 @@ async fn signing_out_with_a_chat_open_keeps_the_console_clean() {
 /// its history.
 #[tokio::test]
 async fn a_reload_keeps_the_open_chat_its_draft_and_the_place_in_it() {
-    let dist = web_dist();
-    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
-    let mut bob = server.client().register("bob", "pw-bob-long").await.unwrap();
-    let driver = Driver::start().await;
-    let profiles = tempfile::tempdir().unwrap();
+    let Scene { server, mut bob, driver, profiles } = Scene::new().await;
     let a = driver.browser(&profiles.path().join("alice")).await;
     sign_up(&a, &server.url, "alice", true).await;
     let conversation = {
@@ -1064,11 +1066,7 @@ async fn axe_violations(c: &Client) -> Vec<String> {
 /// the light and the dark theme, at 1440×900 and at 360×740.
 #[tokio::test]
 async fn every_screen_passes_the_accessibility_check_in_both_themes_at_both_sizes() {
-    let dist = web_dist();
-    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
-    let mut bob = server.client().register("bob", "pw-bob-long").await.unwrap();
-    let driver = Driver::start().await;
-    let profiles = tempfile::tempdir().unwrap();
+    let Scene { server, mut bob, driver, profiles } = Scene::new().await;
     let c = driver.browser(&profiles.path().join("alice")).await;
     let mut report = Vec::new();
     let mut check = async |c: &Client, screen: &str| {
@@ -1132,11 +1130,7 @@ async fn every_screen_passes_the_accessibility_check_in_both_themes_at_both_size
 /// messages (the relay does; they are not told) and pauses writing to them until unblocked.
 #[tokio::test]
 async fn blocking_someone_stops_their_messages_and_pauses_the_chat_until_unblocked() {
-    let dist = web_dist();
-    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
-    let mut bob = server.client().register("bob", "pw-bob-long").await.unwrap();
-    let driver = Driver::start().await;
-    let profiles = tempfile::tempdir().unwrap();
+    let Scene { server, mut bob, driver, profiles } = Scene::new().await;
     let a = driver.browser(&profiles.path().join("alice")).await;
     sign_up(&a, &server.url, "alice", true).await;
     bob.send_text("alice", "first", false).await.unwrap();

@@ -29,18 +29,15 @@ pub fn ensure_axe() -> Result {
         return Ok(());
     }
     step(&format!("installing axe-core {AXE_NPM} into .tools from npm (accessibility checks)"));
+    npm_install(&format!("axe-core@{AXE_NPM}"))
+}
+
+/// `npm install` of one package into `.tools`.
+fn npm_install(package: &str) -> Result {
     let prefix = root().join(".tools");
     cmd(
         "npm",
-        &[
-            "install",
-            "--prefix",
-            &prefix.to_string_lossy(),
-            "--no-audit",
-            "--no-fund",
-            "--silent",
-            &format!("axe-core@{AXE_NPM}"),
-        ],
+        &["install", "--prefix", &prefix.to_string_lossy(), "--no-audit", "--no-fund", "--silent", package],
     )
 }
 
@@ -67,19 +64,7 @@ pub fn ensure_web_tools() -> Result {
     let have = output(&wasm_opt.to_string_lossy(), &["--version"]).unwrap_or_default();
     if !have.contains("version 132") {
         step(&format!("installing wasm-opt (binaryen {BINARYEN_NPM}) into .tools from npm"));
-        let prefix = root().join(".tools");
-        cmd(
-            "npm",
-            &[
-                "install",
-                "--prefix",
-                &prefix.to_string_lossy(),
-                "--no-audit",
-                "--no-fund",
-                "--silent",
-                &format!("binaryen@{BINARYEN_NPM}"),
-            ],
-        )?;
+        npm_install(&format!("binaryen@{BINARYEN_NPM}"))?;
     }
     Ok(())
 }
