@@ -53,42 +53,53 @@ fn by_text(root: &web_sys::Element, selector: &str, text: &str) -> Option<web_sy
 }
 
 #[wasm_bindgen_test]
-async fn the_app_mounts_with_labelled_fields_and_switches_to_sign_up() {
+async fn the_app_mounts_on_create_account_with_labelled_fields_and_keeps_what_was_typed() {
     let doc = web_sys::window().unwrap().document().unwrap();
     let host: web_sys::HtmlElement = doc.create_element("div").unwrap().dyn_into().unwrap();
     doc.body().unwrap().append_child(&host).unwrap();
     let _mounted = leptos::mount::mount_to(host.clone(), sealroom_web::App);
     leptos::task::tick().await;
 
-    // Every field has a label; the primary button says what it does.
+    // A first visit opens on "Create account"; every field has a label.
     let user_label = by_text(&host, "label", "Username").expect("a Username label");
     assert_eq!(user_label.get_attribute("for").as_deref(), Some("username"));
-    assert!(host.query_selector("input#username").unwrap().is_some());
     assert!(by_text(&host, "label", "Password").is_some());
-    assert!(by_text(&host, "button", "Sign in").is_some());
-
-    // "Create an account" switches the form.
-    by_text(&host, "button", "Create an account").unwrap().click();
-    leptos::task::tick().await;
-    assert!(by_text(&host, "button", "Create account").is_some());
-    let pw: web_sys::HtmlInputElement =
-        host.query_selector("#password").unwrap().unwrap().dyn_into().unwrap();
+    assert!(by_text(&host, "label", "Repeat password").is_some());
+    let primary = || host.query_selector("form button.primary").unwrap().unwrap().text_content().unwrap();
+    assert_eq!(primary(), "Create account");
+    let input = |id: &str| -> web_sys::HtmlInputElement {
+        host.query_selector(&format!("#{id}")).unwrap().unwrap().dyn_into().unwrap()
+    };
+    let pw = input("password");
     assert_eq!(pw.get_attribute("autocomplete").as_deref(), Some("new-password"));
+    let typed = |el: &web_sys::HtmlInputElement, v: &str| {
+        el.set_value(v);
+        el.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+    };
+    typed(&input("username"), "x");
+    typed(&pw, "long enough password");
 
-    // An invalid username is refused inline, before any key is derived.
-    let user: web_sys::HtmlInputElement =
-        host.query_selector("#username").unwrap().unwrap().dyn_into().unwrap();
-    user.set_value("x");
-    user.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
-    pw.set_value("long enough password");
-    pw.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+    // "Sign in" switches the form and keeps what was typed; so does coming back.
+    by_text(&host, "button", "Sign in").unwrap().click();
+    leptos::task::tick().await;
+    assert_eq!(primary(), "Sign in");
+    assert_eq!(input("password").get_attribute("autocomplete").as_deref(), Some("current-password"));
+    assert_eq!(input("username").value(), "x");
+    assert_eq!(input("password").value(), "long enough password");
+    by_text(&host, "button", "Create account").unwrap().click();
+    leptos::task::tick().await;
+    assert_eq!(primary(), "Create account");
+    assert_eq!(input("username").value(), "x");
+
+    // An invalid username is refused inline, in a sentence, before any key is derived.
+    typed(&input("confirm"), "long enough password");
     let form: web_sys::HtmlFormElement = host.query_selector("form").unwrap().unwrap().dyn_into().unwrap();
     form.request_submit().unwrap();
     for _ in 0..20 {
         leptos::task::tick().await;
     }
-    let error = host.query_selector(".error").unwrap().expect("an inline error");
-    assert!(error.text_content().unwrap().contains("at least 3"), "{:?}", error.text_content());
+    let error = host.query_selector("p.error").unwrap().expect("an inline error");
+    assert!(error.text_content().unwrap().contains("3–32 letters"), "{:?}", error.text_content());
 }
 
 #[wasm_bindgen_test]
