@@ -1077,6 +1077,13 @@ async fn every_screen_passes_the_accessibility_check_in_both_themes_at_both_size
                     .await
                     .unwrap();
                 tokio::time::sleep(Duration::from_millis(150)).await;
+                let slug: String =
+                    screen.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' }).collect();
+                std::fs::write(
+                    artifacts().join(format!("screen-{slug}-{w}x{h}-{theme}.png")),
+                    c.screenshot().await.unwrap(),
+                )
+                .unwrap();
                 for v in axe_violations(c).await {
                     report.push(format!("{screen} {w}x{h} {theme}: {v}"));
                 }
@@ -1102,6 +1109,15 @@ async fn every_screen_passes_the_accessibility_check_in_both_themes_at_both_size
 
     bob.send_text("alice", "hello, have a look: https://example.org", false).await.unwrap();
     wait_text(&c, ".conv .preview", "have a look").await;
+    // A message in a chat that is not open is announced to screen readers.
+    let announced = c.find(Locator::Id("announcer")).await.unwrap();
+    assert_eq!(announced.attr("aria-live").await.unwrap().as_deref(), Some("polite"));
+    assert!(
+        announced.attr("class").await.unwrap().unwrap_or_default().contains("sr-only"),
+        "visually hidden"
+    );
+    let said = c.execute("return document.getElementById('announcer').textContent", vec![]).await.unwrap();
+    assert_eq!(said, serde_json::json!("New message from bob."));
     check(&c, "list with an unread chat").await;
     c.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
     wait_text(&c, ".msg.theirs .text", "have a look").await;

@@ -117,6 +117,7 @@ fn Messenger() -> impl IntoView {
                     <button class="link" on:click=move |_| app.ui.notice.set(None) aria-label="Dismiss">"✕"</button>
                 </div>
             })}
+            <div class="sr-only" id="announcer" role="status" aria-live="polite">{move || app.ui.announcement.get()}</div>
             <sidebar::Sidebar/>
             <chat::ChatPane/>
         </div>

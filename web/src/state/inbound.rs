@@ -182,6 +182,11 @@ impl App {
             message.ts as f64,
             !(mine || open && visible),
         );
+        // Screen readers hear of a message in another chat (the open chat's history is itself
+        // a live log).
+        if !mine && !open {
+            self.ui.announcement.set(format!("New message from {peer}."));
+        }
         if !mine && !visible {
             notify(&peer, &msg.text);
         }

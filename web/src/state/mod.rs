@@ -110,6 +110,8 @@ pub struct Transfers {
 pub struct Ui {
     /// A transient notice.
     pub notice: RwSignal<Option<String>>,
+    /// What a screen reader is told politely (a message arrived in another chat).
+    pub announcement: RwSignal<String>,
     /// What the relay said about the connection; gone with the next connection.
     pub connection_notice: RwSignal<Option<String>>,
     /// Dark theme forced on (None: follow the system).
@@ -167,6 +169,7 @@ impl App {
             ui: Ui {
                 notice: RwSignal::new(None),
                 connection_notice: RwSignal::new(None),
+                announcement: RwSignal::new(String::new()),
                 dark: RwSignal::new(None),
                 misaddressed: RwSignal::new(0),
             },
