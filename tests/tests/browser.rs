@@ -874,7 +874,9 @@ async fn everything_a_first_visit_needs_works_from_the_keyboard_alone() {
     // Find people: the cursor is there; arrow down to the result, Enter opens the chat, and
     // the cursor is in the composer.
     assert_eq!(focused_id(&c).await, "find");
-    typed("bob").await;
+    typed("bo").await;
+    wait_text(&c, ".found", "type their exact username").await; // strangers: exact names only
+    typed("b").await;
     wait_text(&c, ".found .row", "bob").await;
     typed(DOWN).await;
     assert!(c.active_element().await.unwrap().text().await.unwrap().contains("bob"));
@@ -1107,8 +1109,21 @@ async fn every_screen_passes_the_accessibility_check_in_both_themes_at_both_size
     wait_css(&c, ".sidebar").await;
     check(&c, "no conversations yet").await;
 
-    bob.send_text("alice", "hello, have a look: https://example.org", false).await.unwrap();
+    let long =
+        format!("hello, have a look: https://example.org {}", "and a preview that goes on and on ".repeat(6));
+    bob.send_text("alice", &long, false).await.unwrap();
     wait_text(&c, ".conv .preview", "have a look").await;
+    // A long preview does not push the row's menu button out of the sidebar.
+    let fits = c
+        .execute(
+            "const b = document.querySelector('li.conv .menu-btn').getBoundingClientRect();
+             const s = document.querySelector('.sidebar').getBoundingClientRect();
+             return b.width > 0 && b.right <= s.right + 0.5;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits, serde_json::json!(true), "the menu button stays inside the sidebar");
     // A message in a chat that is not open is announced to screen readers.
     let announced = c.find(Locator::Id("announcer")).await.unwrap();
     assert_eq!(announced.attr("aria-live").await.unwrap().as_deref(), Some("polite"));

@@ -123,7 +123,12 @@ pub fn Sidebar() -> impl IntoView {
                     }}
                 </ul>
             </Show>
-            <ul class="convs">
+            <ul class="convs" aria-label="Conversations"
+                on:keydown=move |ev: web_sys::KeyboardEvent| match ev.key().as_str() {
+                    "ArrowDown" if !crate::browser::focus_within(".menu") => { ev.prevent_default(); crate::browser::move_focus(".convs", ".row", 1); }
+                    "ArrowUp" if !crate::browser::focus_within(".menu") => { ev.prevent_default(); crate::browser::move_focus(".convs", ".row", -1); }
+                    _ => {}
+                }>
                 <For each=visible key=|id| *id let:id>
                     {
                         let conv = Memo::new(move |_| app.rooms.convs.with(|cs| cs.iter().find(|c| c.id == id).cloned()));
