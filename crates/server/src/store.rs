@@ -612,6 +612,14 @@ pub fn store_message(
     })
 }
 
+/// The messages `user` may see as a member: all but those withheld from them because they
+/// blocked the sender (one rule for history, sync, single messages and downloads; the
+/// conversation list's SQL states it once more).
+#[diesel::dsl::auto_type]
+fn shown_to(user: UserId) -> _ {
+    diesel::dsl::not(messages::recipient_id.eq(user).and(messages::withheld))
+}
+
 /// Messages of every conversation of `user` after `since` that the user has not cleared,
 /// oldest first.
 pub fn messages_since(
@@ -627,7 +635,7 @@ pub fn messages_since(
         )
         .filter(messages::id.gt(since))
         .filter(messages::id.gt(members::cleared_up_to))
-        .filter(diesel::dsl::not(messages::recipient_id.eq(user).and(messages::withheld)))
+        .filter(shown_to(user))
         .order(messages::id.asc())
         .limit(limit)
         .select(MessageRow::as_select())
@@ -645,7 +653,7 @@ pub fn history(
     let mut q = messages::table
         .filter(messages::conversation_id.eq(m.conversation_id))
         .filter(messages::id.gt(m.cleared_up_to))
-        .filter(diesel::dsl::not(messages::recipient_id.eq(m.user_id).and(messages::withheld)))
+        .filter(shown_to(m.user_id))
         .select(MessageRow::as_select())
         .into_boxed();
     if let Some(b) = before {
@@ -764,7 +772,7 @@ pub fn visible_message(
         )
         .filter(messages::id.eq(id))
         .filter(messages::id.gt(members::cleared_up_to))
-        .filter(diesel::dsl::not(messages::recipient_id.eq(user).and(messages::withheld)))
+        .filter(shown_to(user))
         .select(MessageRow::as_select())
         .first(conn)
         .optional()?)
@@ -857,7 +865,7 @@ pub fn downloadable_blob(conn: &mut SqliteConnection, user: UserId, id: &str) ->
         )
         .filter(message_blobs::blob_id.eq(id))
         .filter(messages::id.gt(members::cleared_up_to))
-        .filter(diesel::dsl::not(messages::recipient_id.eq(user).and(messages::withheld)));
+        .filter(shown_to(user));
     Ok(blobs::table
         .filter(blobs::id.eq(id))
         .filter(diesel::dsl::exists(visible))
