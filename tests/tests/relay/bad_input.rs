@@ -165,6 +165,9 @@ async fn bad_rest_input_gets_stable_codes_and_changes_nothing() {
             404,
             "not_found",
         ),
+        ("block a bad name", Method::PUT, u("/api/blocks/A%20B"), None, 400, "invalid_username"),
+        ("block nobody", Method::PUT, u("/api/blocks/nobody"), None, 404, "not_found"),
+        ("block oneself", Method::PUT, u("/api/blocks/alice"), None, 400, "invalid_field"),
         (
             "direct conversation with a bad name",
             Method::POST,
