@@ -32,8 +32,12 @@ pub fn ensure_axe() -> Result {
     npm_install(&format!("axe-core@{AXE_NPM}"))
 }
 
-/// `npm install` of one package into `.tools`.
+/// `npm install` of one package into `.tools` (Debian's npm first, on a machine without it).
 fn npm_install(package: &str) -> Result {
+    if output("npm", &["--version"]).is_none() {
+        step("installing npm from Debian's packages");
+        apt_install(&["npm"])?;
+    }
     let prefix = root().join(".tools");
     cmd(
         "npm",
@@ -218,6 +222,11 @@ pub fn ensure_chromium() -> Result {
         return Ok(());
     }
     step("installing chromium and chromium-driver from Debian's packages");
+    apt_install(&["chromium", "chromium-driver"])
+}
+
+/// Installs Debian packages (through sudo when not root).
+fn apt_install(packages: &[&str]) -> Result {
     let sudo: &[&str] =
         if output("id", &["-u"]).map(|s| s.trim() == "0").unwrap_or(false) { &[] } else { &["sudo"] };
     let apt = |args: &[&str]| -> Result {
@@ -232,7 +241,9 @@ pub fn ensure_chromium() -> Result {
         status.success().then_some(()).ok_or_else(|| format!("apt-get {} failed", args.join(" ")))
     };
     apt(&["update", "-qq"])?;
-    apt(&["install", "-y", "-qq", "chromium", "chromium-driver"])
+    let mut install = vec!["install", "-y", "-qq"];
+    install.extend_from_slice(packages);
+    apt(&install)
 }
 
 /// A project-local Python venv with the independent crypto implementations that
