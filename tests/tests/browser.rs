@@ -759,10 +759,20 @@ async fn a_newcomer_creates_an_account_without_losing_what_they_typed_and_stays_
     name.clear().await.unwrap();
     name.send_keys("dora_two").await.unwrap();
     wait_gone(&c, "form.card p.error").await; // a refusal goes away once the user changes what it was about
+                                              // What only zxcvbn (in the strength worker) catches: a common word with a year and a symbol.
     let password = c.find(Locator::Id("password")).await.unwrap();
     password.clear().await.unwrap();
+    password.send_keys("Summer2024!").await.unwrap();
+    wait_text(&c, ".strength[data-full='true']", "common password with small changes").await;
+    let confirm = c.find(Locator::Id("confirm")).await.unwrap();
+    confirm.clear().await.unwrap();
+    confirm.send_keys("Summer2024!").await.unwrap();
+    c.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+    wait_text(&c, ".error", "Choose a stronger password: this is a common password with small changes").await;
+    assert!(server.client().login("dora_two", "Summer2024!").await.is_err(), "nothing was registered");
+    password.clear().await.unwrap();
     password.send_keys("wild orchids at noon").await.unwrap();
-    wait_text(&c, ".strength", "strong").await;
+    wait_text(&c, ".strength[data-full='true']", "strong").await;
     std::fs::write(artifacts().join("first-minute-create-account.png"), c.screenshot().await.unwrap())
         .unwrap();
     let confirm = c.find(Locator::Id("confirm")).await.unwrap();
@@ -796,6 +806,17 @@ async fn a_newcomer_creates_an_account_without_losing_what_they_typed_and_stays_
         Some("true"),
         "a returning browser opens on Sign in"
     );
+    // The strength worker is loaded where a password is chosen, not for signing in.
+    c.goto(&server.url).await.unwrap();
+    wait_css(&c, "form.card #username").await;
+    let loaded = c
+        .execute(
+            "return performance.getEntriesByType('resource').some(e => e.name.includes('sealroom-strength'))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(loaded, serde_json::json!(false), "the sign-in screen does not load the strength worker");
     close_clean(c).await;
 }
 

@@ -6,33 +6,45 @@ use leptos::task::spawn_local;
 
 use crate::icons::{Icon, Svg};
 use crate::state::{App, Screen};
+use crate::strength::PasswordCheck;
 
 /// Said wherever a password is chosen.
 pub const NO_RESET: &str = "There is no password reset. Your password is the key to your encrypted \
     history: if you forget it, nobody — not even the server's operator — can recover your messages.";
 
-/// The strength of a password being chosen, as the shared client core judges it (the same rule
-/// refuses it on submit, in the browser and the CLI).
+/// The strength of a password being chosen, as the shared client core judges it: the floor at
+/// once, zxcvbn's verdict from the strength worker when it answers (the same rule refuses it on
+/// submit, in the browser and the CLI).
 #[component]
-pub fn StrengthMeter(password: RwSignal<String>, username: Signal<String>) -> impl IntoView {
-    let strength = Memo::new(move |_| sealroom_session::strength(&password.get(), &username.get()));
+pub fn StrengthMeter(password: RwSignal<String>, check: PasswordCheck) -> impl IntoView {
     view! {
         <Show when=move || !password.with(String::is_empty)>
-            <div class="strength" aria-live="polite">
-                <meter min="0" max="4" low="2" high="3" optimum="4" value=move || strength.get().score
+            <div class="strength" aria-live="polite" data-full=move || check.verdict().full.to_string()>
+                <meter min="0" max="4" low="2" high="3" optimum="4" value=move || check.verdict().score
                     aria-label="Password strength"></meter>
-                <span class="small" class:error=move || !strength.get().acceptable()>
+                <span class="small" class:error=move || !check.verdict().acceptable()>
                     {move || {
-                        let s = strength.get();
-                        match s.problem {
-                            Some(why) => format!("Password {}: {why}.", s.label()),
-                            None => format!("Password strength: {}.", s.label()),
+                        let v = check.verdict();
+                        match &v.problem {
+                            Some(why) => format!("Password {}: {why}.", v.label()),
+                            None if v.full => format!("Password strength: {}.", v.label()),
+                            None => format!("Password strength: {} (checking against common patterns…).", v.label()),
                         }
                     }}
                 </span>
             </div>
         </Show>
     }
+}
+
+/// Refuses a new password the full check refuses, in the form's words; waits for the strength
+/// worker's answer while it loads.
+pub async fn refuse_weak(check: PasswordCheck, busy: RwSignal<Option<String>>) -> Option<String> {
+    let was = busy.get_untracked();
+    busy.set(Some("Checking your password…".into()));
+    let verdict = check.settled().await;
+    busy.try_set(was);
+    verdict.problem.map(|why| format!("Choose a stronger password: {why}."))
 }
 
 /// The account form.
@@ -43,6 +55,7 @@ pub fn AuthScreen() -> impl IntoView {
     let password = RwSignal::new(String::new());
     let confirm = RwSignal::new(String::new());
     let signing_up = move || app.account.screen.get() == Screen::SignUp;
+    let check = PasswordCheck::new(password.into(), username.into(), Signal::derive(signing_up));
     let username_ref = NodeRef::<leptos::html::Input>::new();
     let choose = move |screen: Screen| {
         app.account.auth_error.set(None);
@@ -64,7 +77,18 @@ pub fn AuthScreen() -> impl IntoView {
                     .set(Some("The two passwords are not the same. Type them again.".into()));
                 return;
             }
-            spawn_local(app.sign_up(u, p));
+            // The name first: it is checked at once, the password may wait for the worker.
+            if sealroom_protocol::Username::parse(&u).is_err() {
+                app.account.auth_error.set(Some(crate::state::USERNAME_RULE.into()));
+                return;
+            }
+            spawn_local(async move {
+                if let Some(why) = refuse_weak(check, app.account.busy).await {
+                    app.account.auth_error.set(Some(why));
+                    return;
+                }
+                app.sign_up(u, p).await;
+            });
         } else {
             spawn_local(app.sign_in(u, p));
         }
@@ -106,7 +130,7 @@ pub fn AuthScreen() -> impl IntoView {
                     autocomplete=move || if signing_up() { "new-password" } else { "current-password" }
                     prop:value=move || password.get() on:input=move |ev| { app.account.auth_error.set(None); password.set(event_target_value(&ev)); } />
                 <Show when=signing_up>
-                    <StrengthMeter password=password username=Signal::derive(move || username.get())/>
+                    <StrengthMeter password=password check=check/>
                     <label for="confirm">"Repeat password"</label>
                     <input id="confirm" name="confirm" type="password" autocomplete="new-password" required
                         prop:value=move || confirm.get() on:input=move |ev| { app.account.auth_error.set(None); confirm.set(event_target_value(&ev)); } />

@@ -11,6 +11,7 @@ pub mod files;
 mod icons;
 mod sidebar;
 pub mod state;
+mod strength;
 pub mod text;
 
 use leptos::prelude::*;

@@ -288,33 +288,10 @@ fn ConvRow(
     }
 }
 
-/// Account settings: change password.
+/// Account settings: notifications, change password.
 #[component]
 fn Account() -> impl IntoView {
-    let app = expect_context::<App>();
     let open = RwSignal::new(false);
-    let current = RwSignal::new(String::new());
-    let new = RwSignal::new(String::new());
-    let repeat = RwSignal::new(String::new());
-    let result = RwSignal::new(None::<Result<String, String>>);
-    let me = Signal::derive(move || app.account.me.get().unwrap_or_default());
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let (c, n) = (current.get_untracked(), new.get_untracked());
-        if repeat.get_untracked() != n {
-            result.set(Some(Err("The two new passwords are not the same. Type them again.".into())));
-            return;
-        }
-        spawn_local(async move {
-            let r = app.change_password(c, n).await;
-            if r.is_ok() {
-                current.set(String::new());
-                new.set(String::new());
-                repeat.set(String::new());
-            }
-            result.set(Some(r.map(|()| "Password changed. Your other sessions were signed out.".into())));
-        });
-    };
     view! {
         <label class="pad notify-setting">"Notifications "
             <select id="notifications" on:change=move |ev| crate::browser::NotifyLevel::parse(&event_target_value(&ev)).store()
@@ -326,25 +303,61 @@ fn Account() -> impl IntoView {
         </label>
         <button class="link pad" aria-expanded=move || open.get().to_string() on:click=move |_| open.update(|o| *o = !*o)>"Change password"</button>
         <Show when=move || open.get()>
-            <form class="account pad" on:submit=submit>
-                <label for="current-password">"Current password"</label>
-                <input id="current-password" type="password" autocomplete="current-password" required
-                    prop:value=move || current.get() on:input=move |ev| current.set(event_target_value(&ev)) />
-                <label for="new-password">"New password"</label>
-                <input id="new-password" type="password" autocomplete="new-password" required
-                    prop:value=move || new.get() on:input=move |ev| new.set(event_target_value(&ev)) />
-                <crate::auth::StrengthMeter password=new username=me/>
-                <label for="repeat-password">"Repeat new password"</label>
-                <input id="repeat-password" type="password" autocomplete="new-password" required
-                    prop:value=move || repeat.get() on:input=move |ev| repeat.set(event_target_value(&ev)) />
-                <p class="small notice-reset">{crate::auth::NO_RESET}</p>
-                {move || app.account.busy.get().map(|b| view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>{b}</p> })}
-                {move || result.get().map(|r| match r {
-                    Ok(m) => view! { <p class="ok" role="status">{m}</p> }.into_any(),
-                    Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
-                })}
-                <button type="submit" class="primary" disabled=move || app.account.busy.get().is_some()>"Change password"</button>
-            </form>
+            <ChangePassword/>
         </Show>
+    }
+}
+
+/// The change-password form; while it is open, the strength worker runs.
+#[component]
+fn ChangePassword() -> impl IntoView {
+    let app = expect_context::<App>();
+    let current = RwSignal::new(String::new());
+    let new = RwSignal::new(String::new());
+    let repeat = RwSignal::new(String::new());
+    let result = RwSignal::new(None::<Result<String, String>>);
+    let me = Signal::derive(move || app.account.me.get().unwrap_or_default());
+    let check = crate::strength::PasswordCheck::new(new.into(), me, Signal::from(true));
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let (c, n) = (current.get_untracked(), new.get_untracked());
+        if repeat.get_untracked() != n {
+            result.set(Some(Err("The two new passwords are not the same. Type them again.".into())));
+            return;
+        }
+        spawn_local(async move {
+            if let Some(why) = crate::auth::refuse_weak(check, app.account.busy).await {
+                result.set(Some(Err(why)));
+                return;
+            }
+            let r = app.change_password(c, n).await;
+            if r.is_ok() {
+                current.set(String::new());
+                new.set(String::new());
+                repeat.set(String::new());
+            }
+            result.set(Some(r.map(|()| "Password changed. Your other sessions were signed out.".into())));
+        });
+    };
+    view! {
+        <form class="account pad" on:submit=submit>
+            <label for="current-password">"Current password"</label>
+            <input id="current-password" type="password" autocomplete="current-password" required
+                prop:value=move || current.get() on:input=move |ev| current.set(event_target_value(&ev)) />
+            <label for="new-password">"New password"</label>
+            <input id="new-password" type="password" autocomplete="new-password" required
+                prop:value=move || new.get() on:input=move |ev| new.set(event_target_value(&ev)) />
+            <crate::auth::StrengthMeter password=new check=check/>
+            <label for="repeat-password">"Repeat new password"</label>
+            <input id="repeat-password" type="password" autocomplete="new-password" required
+                prop:value=move || repeat.get() on:input=move |ev| repeat.set(event_target_value(&ev)) />
+            <p class="small notice-reset">{crate::auth::NO_RESET}</p>
+            {move || app.account.busy.get().map(|b| view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>{b}</p> })}
+            {move || result.get().map(|r| match r {
+                Ok(m) => view! { <p class="ok" role="status">{m}</p> }.into_any(),
+                Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
+            })}
+            <button type="submit" class="primary" disabled=move || app.account.busy.get().is_some()>"Change password"</button>
+        </form>
     }
 }

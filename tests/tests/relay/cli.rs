@@ -33,6 +33,8 @@ fn the_cli_session_works_end_to_end() {
     // The client core refuses a weak password before making any key; nothing is registered.
     fails(&server.cli("carol", "short", &["register"]), "at least 8 characters");
     fails(&server.cli("carol", "password1", &["register"]), "one of the most common passwords");
+    // zxcvbn, linked into the native client: a common word with a year and a symbol.
+    fails(&server.cli("carol", "Summer2024!", &["register"]), "common password with small changes");
     fails(&server.cli("carol", "pass-phrase-c", &["history", "bob"]), "invalid_credentials");
     // Blocking from the command line.
     assert_eq!(ok(&server.cli("alice", "pass-phrase-a", &["block", "bob"])).trim(), "blocked bob");

@@ -47,20 +47,20 @@ async fn password_change_keeps_this_session_revokes_others_and_keeps_keys() {
     bob.send_text("alice", "before the change", false).await.unwrap();
     let other = server.client().login("alice", "password-of-alice").await.unwrap();
     let mut other_ws = other.connect().await.unwrap();
-    alice.change_password("password-of-alice", "new secret").await.unwrap();
+    alice.change_password("password-of-alice", "a new long secret").await.unwrap();
     expect_frame(&mut other_ws, "revoked", |f| matches!(f, ServerFrame::SessionRevoked { .. })).await;
     let (status, _, _) = raw(Method::GET, &format!("{}/api/me", server.url), Some(alice.token()), None).await;
     assert_eq!(status, 200, "the changing session stays");
     let old = server.client().login("alice", "password-of-alice").await.unwrap_err();
     assert!(old.to_string().contains("invalid_credentials"), "{old}");
-    let mut again = server.client().login("alice", "new secret").await.unwrap();
+    let mut again = server.client().login("alice", "a new long secret").await.unwrap();
     assert_eq!(again.identity_key(), alice.identity_key(), "same identity after re-sealing");
     let h = again.history("bob", 10).await.unwrap();
     assert_eq!(h.len(), 1, "old history still decrypts");
     // Wrong current password: refused, nothing changes.
     let err = again.change_password("wrong", "another secret").await.unwrap_err();
     assert!(err.to_string().contains("invalid_credentials"), "{err}");
-    server.client().login("alice", "new secret").await.unwrap();
+    server.client().login("alice", "a new long secret").await.unwrap();
 }
 
 #[tokio::test]
