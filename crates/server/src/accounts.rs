@@ -10,7 +10,6 @@ use sealroom_protocol::{
 
 use crate::auth::{self, AuthUser};
 use crate::error::{Result, ServerError};
-use crate::relay::blocking;
 use crate::store::StoreError;
 use crate::store::{self, NewUser};
 use crate::Relay;
@@ -41,6 +40,56 @@ fn check_kdf(k: &KdfParams) -> Result<()> {
 
 fn limit(limiter: &crate::ratelimit::RateLimiter, key: &str) -> Result<()> {
     limiter.check(key).map_err(ServerError::RateLimited)
+}
+
+/// One password attempt against `account` from `ip`, with its place in every failure limit
+/// reserved before the password is checked: the per-IP and per-IP-and-account limits refuse
+/// at once; the per-account limit (attempts from anywhere) is soft — over it, the password is
+/// still checked and the right one still signs in, so guessing cannot lock the owner out.
+struct Attempt<'a> {
+    state: &'a Relay,
+    ip: &'a str,
+    pair: String,
+    account: &'a str,
+    /// Whether the account's soft limit had a place for this attempt.
+    counted: bool,
+}
+
+impl<'a> Attempt<'a> {
+    fn reserve(state: &'a Relay, ip: &'a str, account: &'a str) -> Result<Self> {
+        limit(&state.auth_ip_limit, ip)?;
+        let pair = format!("{ip} {account}");
+        if let Err(secs) = state.auth_pair_limit.check(&pair) {
+            state.auth_ip_limit.refund(ip);
+            return Err(ServerError::RateLimited(secs));
+        }
+        let counted = state.auth_user_limit.check(account).is_ok();
+        Ok(Attempt { state, ip, pair, account, counted })
+    }
+
+    /// The attempt did not get to the password (the hash gate was full): nothing is counted.
+    fn unused(self) {
+        self.succeeded();
+    }
+
+    /// The password was right: the reserved places are given back.
+    fn succeeded(self) {
+        self.state.auth_ip_limit.refund(self.ip);
+        self.state.auth_pair_limit.refund(&self.pair);
+        if self.counted {
+            self.state.auth_user_limit.refund(self.account);
+        }
+    }
+
+    /// The password was wrong: the places stay taken; over the account's limit, the answer is
+    /// 429 rather than 401.
+    fn failed(self, wrong: ServerError) -> ServerError {
+        if self.counted {
+            wrong
+        } else {
+            ServerError::RateLimited(60)
+        }
+    }
 }
 
 /// A stored user as the wire's `Me`.
@@ -123,7 +172,7 @@ pub async fn register(state: &Relay, ip: &str, body: RegisterRequest) -> Result<
         return Err(ServerError::api(ErrorCode::InvalidLength, "key_backup is empty"));
     }
     let auth_key = body.auth_key;
-    let hash = blocking(move || auth::hash_auth_key(&auth_key.0)).await??;
+    let hash = state.hash(move || auth::hash_auth_key(&auth_key.0)).await??;
     let now = state.clock.now_ms();
     let user = state
         .store
@@ -152,22 +201,35 @@ pub async fn register(state: &Relay, ip: &str, body: RegisterRequest) -> Result<
     start_session(state, user).await
 }
 
-/// Starts a session for the right `auth_key`. Failures count against the IP and the name.
+/// Starts a session for the right `auth_key`. Every attempt counts against the IP and the
+/// name before the password is checked ([`Attempt`]); a success gives its places back.
 pub async fn login(state: &Relay, ip: &str, body: LoginRequest) -> Result<Granted> {
     limit(&state.auth_ip_total, ip)?;
-    state.auth_ip_limit.limited(ip).map_err(ServerError::RateLimited)?;
-    state.auth_user_limit.limited(body.username.as_str()).map_err(ServerError::RateLimited)?;
+    let attempt = Attempt::reserve(state, ip, body.username.as_str())?;
     let name = body.username.clone();
-    let row = state.store.run(move |conn| Ok(store::user_by_name(conn, name.as_str())?)).await?;
+    let row = match state.store.run(move |conn| Ok(store::user_by_name(conn, name.as_str())?)).await {
+        Ok(row) => row,
+        Err(e) => {
+            attempt.unused();
+            return Err(e);
+        }
+    };
     let stored = row.as_ref().map(|u| u.auth_hash.clone());
     let auth_key = body.auth_key;
-    let ok = blocking(move || auth::verify_auth_key(&auth_key.0, stored.as_deref())).await?;
+    let ok = match state.hash(move || auth::verify_auth_key(&auth_key.0, stored.as_deref())).await {
+        Ok(ok) => ok,
+        Err(busy) => {
+            attempt.unused();
+            return Err(busy);
+        }
+    };
     match row {
-        Some(user) if ok => start_session(state, user).await,
+        Some(user) if ok => {
+            attempt.succeeded();
+            start_session(state, user).await
+        }
         _ => {
-            state.auth_ip_limit.hit(ip);
-            state.auth_user_limit.hit(body.username.as_str());
-            Err(ServerError::api(ErrorCode::InvalidCredentials, "wrong username or password"))
+            Err(attempt.failed(ServerError::api(ErrorCode::InvalidCredentials, "wrong username or password")))
         }
     }
 }
@@ -199,8 +261,14 @@ pub async fn me(state: &Relay, user: &AuthUser) -> Result<Me> {
 
 /// Replaces credential, KDF parameters and key backup in one transaction after checking the
 /// current `auth_key`; signs out every other session.
-pub async fn change_password(state: &Relay, user: &AuthUser, body: ChangePasswordRequest) -> Result<Me> {
-    state.auth_user_limit.limited(user.username.as_str()).map_err(ServerError::RateLimited)?;
+pub async fn change_password(
+    state: &Relay,
+    ip: &str,
+    user: &AuthUser,
+    body: ChangePasswordRequest,
+) -> Result<Me> {
+    limit(&state.auth_ip_total, ip)?;
+    limit(&state.password_changes, user.username.as_str())?;
     check_kdf(&body.new_kdf)?;
     if body.new_key_backup.as_bytes().is_empty() {
         return Err(ServerError::api(ErrorCode::InvalidLength, "new_key_backup is empty"));
@@ -210,15 +278,26 @@ pub async fn change_password(state: &Relay, user: &AuthUser, body: ChangePasswor
     let stored = row.map(|u| u.auth_hash);
     let current = body.auth_key;
     let new_key = body.new_auth_key;
-    let (ok, new_hash) = blocking(move || {
-        let ok = auth::verify_auth_key(&current.0, stored.as_deref());
-        (ok, if ok { Some(auth::hash_auth_key(&new_key.0)) } else { None })
-    })
-    .await?;
+    let attempt = Attempt::reserve(state, ip, user.username.as_str())?;
+    let checked = state
+        .hash(move || {
+            let ok = auth::verify_auth_key(&current.0, stored.as_deref());
+            (ok, if ok { Some(auth::hash_auth_key(&new_key.0)) } else { None })
+        })
+        .await;
+    let (ok, new_hash) = match checked {
+        Ok(done) => done,
+        Err(busy) => {
+            attempt.unused();
+            return Err(busy);
+        }
+    };
     if !ok {
-        state.auth_user_limit.hit(user.username.as_str());
-        return Err(ServerError::api(ErrorCode::InvalidCredentials, "the current password is wrong"));
+        return Err(
+            attempt.failed(ServerError::api(ErrorCode::InvalidCredentials, "the current password is wrong"))
+        );
     }
+    attempt.succeeded();
     let Some(new_hash) = new_hash.transpose()? else {
         return Err(ServerError::api(ErrorCode::InvalidCredentials, "the current password is wrong"));
     };

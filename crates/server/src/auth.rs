@@ -6,7 +6,7 @@ use std::path::Path;
 use std::pin::Pin;
 
 use actix_web::{web, FromRequest, HttpRequest};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{
@@ -103,15 +103,76 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), StartError> {
 /// Argon2id for the stored credential. `auth_key` is already a 256-bit key from the client's
 /// production Argon2id, so these parameters only need to make a dump useless, not slow
 /// guessing of a low-entropy secret: OWASP's minimum (19 MiB, t=2) keeps logins cheap.
-fn hasher() -> Argon2<'static> {
-    let params = Params::new(19_456, 2, 1, None).expect("constant Argon2 parameters are valid");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+/// The relay's Argon2id parameters for stored credentials: 19 MiB, 2 passes (OWASP's
+/// minimum; the client already stretched the password with 64 MiB).
+fn params() -> Params {
+    Params::new(19_456, 2, 1, None).expect("constant Argon2 parameters are valid")
+}
+
+thread_local! {
+    /// Argon2id's working memory, kept by each hashing thread ([`crate::ratelimit::HashGate`])
+    /// and reused: allocating 19 MiB per hash left the allocator holding another 19 MiB after
+    /// many of them (the relay grew without bound under a login burst).
+    static MEMORY: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Argon2id of `secret` into `out` with these `params`, in this thread's reused memory, which
+/// is wiped afterwards.
+fn argon2id(secret: &[u8], salt: &[u8], params: Params, out: &mut [u8]) -> Result<(), argon2::Error> {
+    use zeroize::Zeroize;
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        let blocks = params.block_count();
+        if memory.len() != blocks {
+            *memory = vec![argon2::Block::default(); blocks];
+        }
+        let result = Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hash_password_into_with_memory(
+            secret,
+            salt,
+            out,
+            &mut memory[..],
+        );
+        memory.iter_mut().for_each(Zeroize::zeroize);
+        result
+    })
 }
 
 /// PHC string of Argon2id(auth_key) with a fresh salt.
 pub fn hash_auth_key(auth_key: &[u8]) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
-    hasher().hash_password(auth_key, &salt).map(|h| h.to_string()).map_err(ServerError::Argon2)
+    let mut raw_salt = [0u8; 64];
+    let raw_salt = salt.decode_b64(&mut raw_salt).map_err(ServerError::Argon2)?;
+    let mut out = [0u8; 32];
+    let params = params();
+    argon2id(auth_key, raw_salt, params.clone(), &mut out)
+        .map_err(|e| ServerError::Argon2(argon2::password_hash::Error::from(e)))?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: (&params).try_into().map_err(ServerError::Argon2)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(ServerError::Argon2)?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `auth_key` matches the PHC string `stored` (compared in constant time).
+fn matches(auth_key: &[u8], stored: &str) -> bool {
+    let Ok(phc) = PasswordHash::new(stored) else { return false };
+    if phc.algorithm != argon2::ARGON2ID_IDENT {
+        return false;
+    }
+    let (Ok(params), Some(salt), Some(expected)) = (Params::try_from(&phc), phc.salt, phc.hash) else {
+        return false;
+    };
+    let mut raw_salt = [0u8; 64];
+    let Ok(raw_salt) = salt.decode_b64(&mut raw_salt) else { return false };
+    let mut out = vec![0u8; expected.len()];
+    if argon2id(auth_key, raw_salt, params, &mut out).is_err() {
+        return false;
+    }
+    // `Output`'s equality is constant-time.
+    Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
 /// Checks `auth_key` against a stored hash; with `None` it burns the same time and fails, so
@@ -123,8 +184,7 @@ pub fn verify_auth_key(auth_key: &[u8], stored: Option<&str>) -> bool {
         Some(h) => (h, true),
         None => (dummy.as_str(), false),
     };
-    let ok = PasswordHash::new(hash).map(|h| hasher().verify_password(auth_key, &h).is_ok()).unwrap_or(false);
-    ok && real
+    matches(auth_key, hash) && real
 }
 
 /// JWT claims.
@@ -215,7 +275,7 @@ fn token_of(req: &HttpRequest, state: &Relay) -> Result<String> {
 /// cross-origin WebSockets, which SameSite does not cover everywhere.
 pub fn check_origin(req: &HttpRequest, state: &Relay) -> Result<()> {
     let origin = req.headers().get(actix_web::http::header::ORIGIN).map(|o| o.to_str().unwrap_or_default());
-    crate::policy::origin(origin, req.connection_info().host(), &state.config.allowed_origins)
+    crate::policy::origin(origin, state.proxies.host_of(req), &state.config.allowed_origins)
 }
 
 /// Resolves a token to its live session.
@@ -237,5 +297,36 @@ impl FromRequest for AuthUser {
             let token = token_of(&req, &state)?;
             authenticate(&state, &token).await
         })
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_hashes_verify_including_those_argon2_wrote_itself() {
+        let ours = hash_auth_key(&[2u8; 32]).unwrap();
+        assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{ours}");
+        assert!(verify_auth_key(&[2u8; 32], Some(&ours)));
+        assert!(!verify_auth_key(&[3u8; 32], Some(&ours)));
+        // A credential stored before the memory was reused (argon2's own PHC writer).
+        use argon2::password_hash::PasswordHasher;
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
+            .hash_password(&[4u8; 32], &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_auth_key(&[4u8; 32], Some(&theirs)));
+        assert!(!verify_auth_key(&[5u8; 32], Some(&theirs)));
+        // Unknown users and garbage never match.
+        assert!(!verify_auth_key(&[0u8; 32], None));
+        assert!(!verify_auth_key(&[2u8; 32], Some("$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g")));
+        assert!(!verify_auth_key(&[2u8; 32], Some("not a phc string")));
+        // The working memory stays with the thread, wiped.
+        MEMORY.with(|m| {
+            let m = m.borrow();
+            assert_eq!(m.len(), 19_456);
+            assert!(m.iter().all(|b| b.as_ref().iter().all(|w| *w == 0)));
+        });
     }
 }

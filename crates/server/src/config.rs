@@ -63,14 +63,29 @@ pub struct ServeArgs {
     #[arg(long = "allowed-origin", env = "SEALROOM_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Reverse proxies (addresses or CIDRs, e.g. 127.0.0.1,10.0.0.0/8) whose `Forwarded` /
+    /// `X-Forwarded-For` and forwarded host headers the relay believes, for the client address
+    /// in rate limits and the host in the Origin check. From any other peer they are ignored.
+    #[arg(long = "trusted-proxy", env = "SEALROOM_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// Failed logins plus registrations allowed per client IP per minute (all login, register
     /// and password calls are also capped at 20 times this per IP).
     #[arg(long, env = "SEALROOM_AUTH_RATE_PER_IP", default_value_t = 30)]
     pub auth_rate_per_ip: u32,
 
-    /// Failed logins allowed per username per minute.
+    /// Failed logins allowed per client IP and username per minute (then 429 without checking
+    /// the password). Across all IPs an account takes 10 times this per minute; beyond that a
+    /// wrong password gets 429 but the right one still signs in, so nobody can lock the owner
+    /// out. Password changes, successful or not, are capped at this per account per minute.
     #[arg(long, env = "SEALROOM_AUTH_RATE_PER_USER", default_value_t = 10)]
     pub auth_rate_per_user: u32,
+
+    /// Password hashes (Argon2id, 19 MiB each) computed at once; up to 8 times as many requests
+    /// wait (10 s at most), beyond that they get 429 with Retry-After. Default: the number of
+    /// CPUs.
+    #[arg(long, env = "SEALROOM_MAX_PASSWORD_HASHES")]
+    pub max_password_hashes: Option<usize>,
 
     /// Seconds without any frame or pong before a WebSocket is dropped.
     #[arg(long, env = "SEALROOM_WS_IDLE_TIMEOUT", default_value_t = 60)]

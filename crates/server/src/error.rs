@@ -17,6 +17,9 @@ pub enum ServerError {
     /// Too many attempts: retry after this many seconds.
     #[error("rate limited for {0} s")]
     RateLimited(u64),
+    /// Too many passwords are being checked at once: retry after this many seconds.
+    #[error("password hashing busy for {0} s")]
+    Busy(u64),
     /// A blocking task was cancelled.
     #[error("blocking task failed")]
     Blocking,
@@ -53,6 +56,10 @@ impl ServerError {
             ServerError::RateLimited(secs) => {
                 ApiError::new(ErrorCode::RateLimited, format!("too many attempts; try again in {secs} s"))
             }
+            ServerError::Busy(secs) => ApiError::new(
+                ErrorCode::RateLimited,
+                format!("the server is busy checking passwords; try again in {secs} s"),
+            ),
             other => {
                 tracing::error!(error = %other, "internal error");
                 ApiError::new(ErrorCode::Internal, "internal error")
@@ -67,7 +74,7 @@ impl ResponseError for ServerError {
             ServerError::Api(e) => {
                 StatusCode::from_u16(e.error.http_status()).unwrap_or(StatusCode::BAD_REQUEST)
             }
-            ServerError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ServerError::RateLimited(_) | ServerError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -77,7 +84,7 @@ impl ResponseError for ServerError {
         let mut resp = HttpResponse::build(self.status_code());
         // Counted by the relay's metrics middleware, which has the relay at hand.
         resp.extensions_mut().insert(body.error);
-        if let ServerError::RateLimited(secs) = self {
+        if let ServerError::RateLimited(secs) | ServerError::Busy(secs) = self {
             resp.insert_header(("Retry-After", secs.to_string()));
         }
         resp.json(body)

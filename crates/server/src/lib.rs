@@ -24,6 +24,7 @@ pub mod error;
 pub mod hub;
 pub mod metrics;
 pub mod policy;
+pub mod proxy;
 pub mod ratelimit;
 pub mod relay;
 mod routes;

@@ -13,6 +13,7 @@ pub struct Metrics {
     connections: AtomicI64,
     messages_relayed: AtomicU64,
     logins: AtomicU64,
+    hashes_refused: AtomicU64,
     blobs_uploaded: AtomicU64,
     blob_bytes_uploaded: AtomicU64,
     blobs_downloaded: AtomicU64,
@@ -27,6 +28,7 @@ impl Metrics {
             connections: AtomicI64::new(0),
             messages_relayed: AtomicU64::new(0),
             logins: AtomicU64::new(0),
+            hashes_refused: AtomicU64::new(0),
             blobs_uploaded: AtomicU64::new(0),
             blob_bytes_uploaded: AtomicU64::new(0),
             blobs_downloaded: AtomicU64::new(0),
@@ -48,6 +50,11 @@ impl Metrics {
     /// A login or registration succeeded.
     pub fn login(&self) {
         self.logins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A password request was refused because too many hashes were running or waiting.
+    pub fn hash_refused(&self) {
+        self.hashes_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An attachment blob of `size` bytes was stored.
@@ -90,6 +97,11 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE sealroom_logins_total counter");
         let _ = writeln!(out, "sealroom_logins_total {}", self.logins.load(Ordering::Relaxed));
         for (name, help, value) in [
+            (
+                "sealroom_password_hashes_refused_total",
+                "Login, registration or password-change requests refused because the hash gate was full.",
+                &self.hashes_refused,
+            ),
             ("sealroom_blobs_uploaded_total", "Attachment blobs stored.", &self.blobs_uploaded),
             (
                 "sealroom_blob_bytes_uploaded_total",

@@ -25,10 +25,18 @@ pub struct Relay {
     pub secret: auth::ServerSecret,
     /// Counters and gauges for `/metrics`.
     pub metrics: metrics::Metrics,
-    /// Failed logins and registrations per client IP.
+    /// Failed logins and password changes, and registrations, per client IP.
     pub auth_ip_limit: ratelimit::RateLimiter,
-    /// Failed logins (and password changes) per username.
+    /// Failed logins and password changes per client IP and username (a hard limit).
+    pub auth_pair_limit: ratelimit::RateLimiter,
+    /// Failed logins per username from anywhere (soft: the right password still signs in).
     pub auth_user_limit: ratelimit::RateLimiter,
+    /// Every password change per user, successful or not.
+    pub password_changes: ratelimit::RateLimiter,
+    /// Whose forwarding headers to believe.
+    pub proxies: crate::proxy::TrustedProxies,
+    /// Bounds the Argon2id hashes computed at once.
+    pub hashing: ratelimit::HashGate,
     /// Every login/register/password call per client IP: bounds the Argon2id work one client
     /// can make the server do.
     pub auth_ip_total: ratelimit::RateLimiter,
@@ -46,7 +54,10 @@ impl Relay {
             tracing::warn!(removed = orphans, "removed blob files that had no database row");
         }
         let window = Duration::from_secs(60);
+        let proxies =
+            crate::proxy::TrustedProxies::parse(&config.trusted_proxies).map_err(StartError::Invalid)?;
         Ok(Relay {
+            proxies,
             store,
             fanout: Box::new(hub::Hub::default()),
             blobs: blob_store,
@@ -54,14 +65,42 @@ impl Relay {
             secret,
             metrics: metrics::Metrics::new(),
             auth_ip_limit: ratelimit::RateLimiter::new(config.auth_rate_per_ip, window),
-            auth_user_limit: ratelimit::RateLimiter::new(config.auth_rate_per_user, window),
+            auth_pair_limit: ratelimit::RateLimiter::new(config.auth_rate_per_user, window),
+            auth_user_limit: ratelimit::RateLimiter::new(
+                config.auth_rate_per_user.saturating_mul(10),
+                window,
+            ),
+            password_changes: ratelimit::RateLimiter::new(config.auth_rate_per_user, window),
+            hashing: {
+                let permits = config
+                    .max_password_hashes
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+                ratelimit::HashGate::new(permits, permits * 8, Duration::from_secs(10))
+            },
             auth_ip_total: ratelimit::RateLimiter::new(config.auth_rate_per_ip.saturating_mul(20), window),
             config,
         })
     }
 }
 
-/// Runs CPU-bound or blocking work (Argon2id, file removal) off the async threads.
+impl Relay {
+    /// Runs a password hash through the [`HashGate`](ratelimit::HashGate).
+    pub async fn hash<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.hashing.run(f).await {
+            Ok(done) => Ok(done),
+            Err(secs) => {
+                self.metrics.hash_refused();
+                Err(ServerError::Busy(secs))
+            }
+        }
+    }
+}
+
+/// Runs CPU-bound or blocking work (file removal, reads) off the async threads.
 pub async fn blocking<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> T + Send + 'static,

@@ -78,10 +78,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     })));
 }
 
-fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
-}
-
 fn parse_peer(raw: &str) -> Result<Username> {
     Username::parse(raw).map_err(|e| ServerError::api(ErrorCode::InvalidUsername, e.to_string()))
 }
@@ -122,7 +118,7 @@ async fn register(
     state: web::Data<Relay>,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse> {
-    let g = accounts::register(&state, &client_ip(&req), body.into_inner()).await?;
+    let g = accounts::register(&state, &state.proxies.client_of(&req), body.into_inner()).await?;
     Ok(granted(&state, g, true))
 }
 
@@ -131,7 +127,7 @@ async fn login(
     state: web::Data<Relay>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse> {
-    let g = accounts::login(&state, &client_ip(&req), body.into_inner()).await?;
+    let g = accounts::login(&state, &state.proxies.client_of(&req), body.into_inner()).await?;
     Ok(granted(&state, g, false))
 }
 
@@ -150,11 +146,14 @@ async fn me(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {
 }
 
 async fn change_password(
+    req: HttpRequest,
     state: web::Data<Relay>,
     user: AuthUser,
     body: web::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(accounts::change_password(&state, &user, body.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(
+        accounts::change_password(&state, &state.proxies.client_of(&req), &user, body.into_inner()).await?,
+    ))
 }
 
 async fn update_key_backup(

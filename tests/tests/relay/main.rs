@@ -2,6 +2,7 @@
 //! on 127.0.0.1:0 with a fresh data dir per test.
 #![allow(clippy::unwrap_used, clippy::panic)] // test code: failures should panic with context
 
+mod abuse;
 mod access;
 mod architecture;
 mod authz;

@@ -1,0 +1,180 @@
+//! Issue 12's findings about password work, each reproduced against a real relay: a burst of
+//! logins without an account, parallel guesses past a limit, locking the owner out, unlimited
+//! password changes, and forwarding headers from anyone.
+
+use sealroom_tests::TestServer;
+
+const WRONG_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+/// A login with a wrong key, from `from` (an `X-Forwarded-For` address) when given.
+async fn wrong_login(url: &str, name: &str, from: Option<&str>) -> (u16, Option<String>, Option<String>) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{url}/api/login"))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"username":"{name}","auth_key":"{WRONG_KEY}"}}"#));
+    if let Some(ip) = from {
+        req = req.header("x-forwarded-for", ip);
+    }
+    let resp = req.send().await.expect("answered");
+    let status = resp.status().as_u16();
+    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap_or_default().to_owned());
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    (status, body["error"].as_str().map(str::to_owned), retry)
+}
+
+/// The relay's peak resident memory, from /proc.
+fn peak_rss_mib(server: &TestServer) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid().unwrap())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// Found: 150 parallel logins from one IP were all answered 401, none 429, and the relay grew
+/// from 19 MiB to 2.5 GiB. Now at most `--max-password-hashes` Argon2id run at once, a few
+/// more wait, the rest get 429 with Retry-After, and memory stays flat. The requests come
+/// "from" 150 addresses through a trusted proxy, so only the hash gate can hold them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_logins_without_an_account_is_bounded_by_the_hash_gate() {
+    let server = TestServer::start_with(&["--trusted-proxy", "127.0.0.1", "--max-password-hashes", "2"]);
+    let url = server.url.clone();
+    let before = peak_rss_mib(&server);
+    let answers =
+        futures_util::future::join_all((0..150).map(|i| {
+            let url = url.clone();
+            async move {
+                wrong_login(&url, &format!("nobody{i}"), Some(&format!("198.51.100.{}", i % 250 + 1))).await
+            }
+        }))
+        .await;
+    let unauthorized = answers.iter().filter(|a| a.0 == 401).count();
+    let busy: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
+    assert_eq!(unauthorized + busy.len(), 150, "every request answered 401 or 429: {answers:?}");
+    assert!(!busy.is_empty(), "the excess is refused");
+    assert!(unauthorized >= 2, "the gate's own share is served");
+    for (_, code, retry) in &busy {
+        assert_eq!(code.as_deref(), Some("rate_limited"));
+        assert!(retry.as_deref().and_then(|r| r.parse::<u64>().ok()).is_some_and(|r| r >= 1), "Retry-After");
+    }
+    let peak = peak_rss_mib(&server);
+    assert!(peak < before + 100, "peak RSS {peak} MiB (was {before} MiB before the burst)");
+    // The refusals are counted for operators.
+    let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sealroom_password_hashes_refused_total "))
+        .and_then(|v| v.parse::<usize>().ok());
+    assert_eq!(refused, Some(busy.len()));
+}
+
+/// Found: 40 parallel wrong guesses at one account all ran against a limit of 10. The place
+/// is now taken before the password is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_at_one_account_never_pass_the_limit() {
+    let server = TestServer::start_with(&["--auth-rate-per-user", "10"]);
+    server.register("alice").await;
+    let url = server.url.clone();
+    let answers = futures_util::future::join_all((0..40).map(|_| wrong_login(&url, "alice", None))).await;
+    let checked = answers.iter().filter(|a| a.0 == 401).count();
+    let refused = answers.iter().filter(|a| a.0 == 429).count();
+    assert_eq!(checked + refused, 40, "{answers:?}");
+    assert!(checked <= 10, "{checked} guesses were checked against a limit of 10");
+}
+
+/// Found: after 10 wrong logins the victim's correct login got 429. Guessing from one address
+/// is stopped for that address; from many, wrong guesses get 429 while the owner's right
+/// password still signs in.
+#[tokio::test]
+async fn guessing_does_not_lock_the_owner_out() {
+    let server = TestServer::start_with(&["--trusted-proxy", "127.0.0.1", "--auth-rate-per-user", "3"]);
+    server.register("alice").await;
+    let url = server.url.clone();
+    for _ in 0..3 {
+        assert_eq!(wrong_login(&url, "alice", Some("203.0.113.1")).await.0, 401);
+    }
+    let (status, code, retry) = wrong_login(&url, "alice", Some("203.0.113.1")).await;
+    assert_eq!((status, code.as_deref()), (429, Some("rate_limited")), "this address is stopped");
+    assert!(retry.is_some());
+    // The owner, elsewhere (the proxy's own address), signs in.
+    server.client().login("alice", "password-of-alice").await.expect("the owner is not locked out");
+
+    // Guesses from many addresses use up the account's budget (10 × 3 per minute): then a
+    // wrong password gets 429 from anywhere, and the right one still signs in.
+    for i in 2..=11 {
+        for _ in 0..3 {
+            wrong_login(&url, "alice", Some(&format!("203.0.113.{i}"))).await;
+        }
+    }
+    let (status, _, _) = wrong_login(&url, "alice", Some("203.0.113.200")).await;
+    assert_eq!(status, 429, "over the account's budget, a wrong guess is refused");
+    server.client().login("alice", "password-of-alice").await.expect("the right password still signs in");
+}
+
+/// Found: password changes had no per-IP cap and successes were unlimited (each runs Argon2id
+/// twice). Now every change, successful or not, counts against the account.
+#[tokio::test]
+async fn password_changes_are_capped_successes_included() {
+    let server = TestServer::start_with(&["--auth-rate-per-user", "2"]);
+    let mut alice = server.register("alice").await;
+    alice.change_password("password-of-alice", "a second long secret").await.unwrap();
+    alice.change_password("a second long secret", "a third long secret").await.unwrap();
+    let err = alice.change_password("a third long secret", "a fourth long secret").await.unwrap_err();
+    assert!(err.to_string().contains("rate_limited") || err.to_string().contains("too many"), "{err}");
+    // Nothing changed: the third password is still the one.
+    server.client().login("alice", "a third long secret").await.unwrap();
+}
+
+/// Found: behind a reverse proxy every client shared one bucket, and forwarded headers were
+/// believed from anyone. Now they count only from `--trusted-proxy`.
+#[tokio::test]
+async fn forwarding_headers_count_only_from_trusted_proxies() {
+    // Not trusted: a client naming a new address each time still fills its own bucket.
+    let server = TestServer::start_with(&["--auth-rate-per-ip", "3"]);
+    let url = server.url.clone();
+    let alice = server.register("alice").await;
+    for i in 0..2 {
+        assert_eq!(wrong_login(&url, &format!("xx{i}"), Some(&format!("192.0.2.{i}"))).await.0, 401);
+    }
+    assert_eq!(wrong_login(&url, "xx9", Some("192.0.2.99")).await.0, 429, "X-Forwarded-For ignored");
+    // And a forwarded host does not pass the Origin check.
+    let cookie = format!("sealroom_session={}", alice.token());
+    let me = |origin: &'static str, forwarded: Option<(&'static str, &'static str)>| {
+        let (url, cookie) = (url.clone(), cookie.clone());
+        async move {
+            let mut req = reqwest::Client::new()
+                .get(format!("{url}/api/me"))
+                .header("cookie", cookie)
+                .header("origin", origin);
+            if let Some((k, v)) = forwarded {
+                req = req.header(k, v);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(me("http://evil.example", Some(("x-forwarded-host", "evil.example"))).await, 403);
+    assert_eq!(me("http://evil.example", Some(("forwarded", "host=evil.example"))).await, 403);
+
+    // Trusted: each client address has its own bucket, and the proxy's host is believed.
+    let server = TestServer::start_with(&["--auth-rate-per-ip", "3", "--trusted-proxy", "127.0.0.0/8"]);
+    let url = server.url.clone();
+    let alice = server.register("alice").await;
+    for i in 0..6 {
+        assert_eq!(wrong_login(&url, &format!("xx{i}"), Some(&format!("192.0.2.{i}"))).await.0, 401);
+    }
+    let cookie = format!("sealroom_session={}", alice.token());
+    let status = reqwest::Client::new()
+        .get(format!("{url}/api/me"))
+        .header("cookie", cookie)
+        .header("origin", "https://chat.example")
+        .header("forwarded", "for=192.0.2.50;host=chat.example;proto=https")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 200);
+}
