@@ -110,19 +110,41 @@ def main() -> None:
         plain = crypto_aead_xchacha20poly1305_ietf_decrypt(env[49:], aad, env[25:49], key)
         check(plain.rstrip(b"\x00")[:-1], m["plaintext_hex"], "message decrypt + unpad")
 
+    formats = set()
     for k in v["key_backup"]:
         name = k["username"].encode()
-        aad = b"sealroom/v1/backup\x01" + bytes([len(name)]) + name
-        check(aad, k["aad_hex"], "backup aad")
+        fmt, gen = k["format"], k["generation"]
+        formats.add(fmt)
+        if fmt == 1:  # read only, as generation 0
+            assert gen == 0
+            header = b"\x01"
+            aad = b"sealroom/v1/backup\x01" + bytes([len(name)]) + name
+        else:  # format 2: the generation is in the header and authenticated in the AAD
+            assert fmt == 2
+            header = b"\x02" + struct.pack(">Q", gen)
+            aad = b"sealroom/v1/backup\x02" + struct.pack(">Q", gen) + bytes([len(name)]) + name
+        check(aad, k["aad_hex"], f"backup format {fmt} aad")
         ct = crypto_aead_xchacha20poly1305_ietf_encrypt(b(k["plaintext_hex"]), aad, b(k["nonce_hex"]),
                                                         b(k["backup_key_hex"]))
-        check(ct, k["ciphertext_hex"], "backup ciphertext")
-        check(b"\x01" + b(k["nonce_hex"]) + ct, k["sealed_hex"], "backup sealed")
+        check(ct, k["ciphertext_hex"], f"backup format {fmt} ciphertext")
+        check(header + b(k["nonce_hex"]) + ct, k["sealed_hex"], f"backup format {fmt} sealed")
+        # Another generation in the AAD does not open it: a rolled-back header is refused.
+        if fmt == 2:
+            other = b"sealroom/v1/backup\x02" + struct.pack(">Q", gen + 1) + bytes([len(name)]) + name
+            try:
+                crypto_aead_xchacha20poly1305_ietf_decrypt(ct, other, b(k["nonce_hex"]), b(k["backup_key_hex"]))
+                raise SystemExit("backup opened under another generation")
+            except SystemExit:
+                raise
+            except Exception:
+                pass
         contents = b(k["plaintext_hex"])
         assert contents[0] == 1 and contents[1] == 1 and contents[2:6] == b"\x00\x00\x00\x20"
         x = v["x25519"][0]
         if k["username"] == "alice":
             check(contents[6:38], x["a_secret_hex"], "backup identity record")
+
+    assert formats == {1, 2}, "vectors for both backup formats"
 
     for a in v["attachment"]:
         aead = ChaCha20Poly1305(b(a["file_key_hex"]))

@@ -192,6 +192,8 @@ impl TestServer {
             .args(["--server", &self.url, "--user", user])
             .args(args)
             .env("SEALROOM_PASSWORD", password)
+            // One "device": the CLI's memory of backup generations lives with the test.
+            .env("SEALROOM_STATE_DIR", self.root.path().join("cli-state"))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()

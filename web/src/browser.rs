@@ -125,6 +125,24 @@ pub(crate) fn mark_returning() {
     }
 }
 
+/// The newest key-backup generation this browser has opened or written for `username`. Not
+/// a secret; kept so that an older backup served later is refused (a rollback), even after
+/// signing out ("shared computer" included: it says nothing but a counter).
+pub(crate) fn seen_generation(username: &str) -> Option<u64> {
+    let key = format!("sealroom.backup-generation.{username}");
+    local_storage()?.get_item(&key).ok().flatten()?.parse().ok()
+}
+
+/// Remembers `generation` for `username` if it is newer than what is remembered.
+pub(crate) fn saw_generation(username: &str, generation: u64) {
+    if seen_generation(username).is_some_and(|seen| seen >= generation) {
+        return;
+    }
+    if let Some(s) = local_storage() {
+        let _ = s.set_item(&format!("sealroom.backup-generation.{username}"), &generation.to_string());
+    }
+}
+
 pub(crate) fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window().and_then(|w| w.local_storage().ok().flatten())
 }

@@ -276,7 +276,12 @@ fn Conversation(peer: String) -> impl IntoView {
         })}
         {move || app.rooms.key_alert.get().map(|alert| view! {
             <div class="banner danger" role="alert">
-                <p><strong>{format!("{}'s security key has changed.", alert.peer)}</strong>
+                <p><strong>{if alert.pin_lost {
+                        format!("Your key backup no longer has the security key you used with {}.", alert.peer)
+                    } else {
+                        format!("{}'s security key has changed.", alert.peer)
+                    }}</strong>
+                    {alert.pin_lost.then_some(" The server may have given you an older copy of your backup.")}
                     " Sending is paused. Compare this new safety number with them (in person or another channel) before you continue:"</p>
                 <p class="safety">{alert.safety_number.clone()}</p>
                 <button class="primary" on:click=move |_| spawn_local(app.accept_new_key())>"I compared it — accept the new key"</button>

@@ -23,14 +23,15 @@ pub enum ClientError {
     BackupUnreadable,
     /// A peer's identity key differs from the one pinned for them.
     #[error(
-        "{peer}'s identity key has changed. Pinned safety number: {old_safety_number}; new: {new_safety_number}. \
-         Compare the new number with {peer} before accepting it (--accept-new-key)"
+        "{peer}'s identity key has changed. Pinned safety number: {}; new: {new_safety_number}. \
+         Compare the new number with {peer} before accepting it (--accept-new-key)",
+        old_safety_number.as_deref().unwrap_or("none (your key backup has lost the key you checked; the server may have served an old copy)")
     )]
     KeyChanged {
         /// The peer.
         peer: String,
-        /// Safety number with the pinned key.
-        old_safety_number: String,
+        /// Safety number with the pinned key; `None` when the pin was lost.
+        old_safety_number: Option<String>,
         /// Safety number with the new key.
         new_safety_number: String,
     },

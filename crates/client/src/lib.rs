@@ -48,6 +48,7 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 pub struct Client {
     http: reqwest::Client,
     base: url::Url,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl Client {
@@ -64,7 +65,24 @@ impl Client {
             .user_agent(concat!("sealroom-client/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientError::Http)?;
-        Ok(Client { http, base })
+        Ok(Client { http, base, state_dir: None })
+    }
+
+    /// Remembers per account, in `dir`, the newest key-backup generation this device has
+    /// opened or written, and refuses an older backup from the relay (a rollback). Without a
+    /// state directory nothing is remembered between runs.
+    pub fn with_state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// `<state dir>/<relay host_port>/<username>.generation`.
+    fn generation_file(&self, username: &str) -> Option<std::path::PathBuf> {
+        let relay: String = format!("{}_{}", self.base.host_str()?, self.base.port_or_known_default()?)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .collect();
+        Some(self.state_dir.as_ref()?.join(relay).join(format!("{username}.generation")))
     }
 
     fn url(&self, path: &str) -> Result<url::Url> {
@@ -159,6 +177,28 @@ impl Transport for Http<'_> {
             .await
             .map_err(|e| ClientError::Protocol(format!("key derivation task failed: {e}")))?
             .map_err(ClientError::from)
+    }
+
+    fn seen_generation(&self, username: &str) -> Option<u64> {
+        let text = std::fs::read_to_string(self.client.generation_file(username)?).ok()?;
+        text.trim().parse().ok()
+    }
+
+    fn saw_generation(&self, username: &str, generation: u64) {
+        let Some(file) = self.client.generation_file(username) else { return };
+        if self.seen_generation(username).is_some_and(|seen| seen >= generation) {
+            return;
+        }
+        // Written to a temporary file and renamed, so a crash never leaves a torn number.
+        let tmp = file.with_extension("generation.tmp");
+        let written = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&tmp, format!("{generation}\n")))
+            .and_then(|()| std::fs::rename(&tmp, &file));
+        if let Err(e) = written {
+            eprintln!("warning: could not remember the key backup generation in {}: {e}", file.display());
+        }
     }
 }
 
@@ -337,8 +377,10 @@ impl Session {
         accept_new_key: bool,
     ) -> Result<MessageId> {
         let peer = parse(peer)?;
-        let (client_msg_id, envelope) = self.encrypt_to(&peer, payload, accept_new_key).await?;
+        // The conversation first: what the relay says of it (whether this user has written
+        // there) is what tells a lost pin from a first use.
         let conversation = self.conversation_with(&peer).await?;
+        let (client_msg_id, envelope) = self.encrypt_to(&peer, payload, accept_new_key).await?;
         let mut conn = self.connect().await?;
         let id = conn.send_and_wait(conversation, client_msg_id, envelope).await?;
         conn.close().await;

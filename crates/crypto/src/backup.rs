@@ -1,8 +1,9 @@
 //! The sealed key backup: the user's secrets and trust decisions, sealed under `backup_key`.
 //!
 //! ```text
-//! sealed   = 0x01 (format version) | nonce (24) | XChaCha20-Poly1305(backup_key, nonce, contents, AAD)
-//! AAD      = "sealroom/v1/backup" | 0x01 | username_len: u8 | username (UTF-8)
+//! sealed   = 0x02 (format version) | generation: u64 BE | nonce (24)
+//!            | XChaCha20-Poly1305(backup_key, nonce, contents, AAD)
+//! AAD      = "sealroom/v1/backup" | 0x02 | generation: u64 BE | username_len: u8 | username (UTF-8)
 //! contents = 0x01 (contents version) | record*
 //! record   = tag: u8 | len: u32 big-endian | value (len bytes)
 //!   0x01 identity secret: 32 bytes; exactly once
@@ -11,6 +12,12 @@
 //!   other tags: kept verbatim and written back, so an older client re-sealing a backup made
 //!   by a newer one loses nothing.
 //! ```
+//!
+//! The generation counts the writes of one account's backup (the first is 1, each write one
+//! more than the newest the writer had seen). It is authenticated, so a server that hands out
+//! an older backup cannot pass it off as the newest: a client that has seen generation n
+//! refuses anything below n. Format 1 (`0x01 | nonce | ciphertext`, AAD without the
+//! generation) is still read, as generation 0, and never written.
 
 use std::collections::BTreeMap;
 
@@ -22,8 +29,10 @@ use crate::password::BackupKey;
 use crate::payload::Reader;
 use crate::{Error, Result};
 
-/// The sealed format version.
-pub const BACKUP_VERSION: u8 = 0x01;
+/// The sealed format version written.
+pub const BACKUP_VERSION: u8 = 0x02;
+/// The first sealed format, still read (as generation 0).
+pub const BACKUP_VERSION_1: u8 = 0x01;
 /// The contents format version.
 pub const CONTENTS_VERSION: u8 = 0x01;
 /// AAD label of the key backup.
@@ -57,6 +66,8 @@ pub struct BackupContents {
     pub settings: Option<String>,
     /// Records of newer versions, kept verbatim: (tag, value).
     pub unknown: Vec<(u8, Vec<u8>)>,
+    /// Which write this is (authenticated with the sealed backup; 0 for a format-1 backup).
+    pub generation: u64,
 }
 
 impl std::fmt::Debug for BackupContents {
@@ -66,21 +77,24 @@ impl std::fmt::Debug for BackupContents {
             .field("pins", &self.pins)
             .field("settings", &self.settings.as_ref().map(|s| s.len()))
             .field("unknown", &self.unknown.len())
+            .field("generation", &self.generation)
             .finish()
     }
 }
 
 impl BackupContents {
-    /// Contents holding only an identity.
+    /// Contents holding only an identity: a new account's first backup (generation 1).
     pub fn new(identity: IdentitySecret) -> Self {
-        BackupContents { identity, pins: BTreeMap::new(), settings: None, unknown: Vec::new() }
+        BackupContents { identity, pins: BTreeMap::new(), settings: None, unknown: Vec::new(), generation: 1 }
     }
 
     /// Folds in a newer copy stored by another client (after a stale write was refused):
     /// every pin from `theirs` is kept, this copy's pins win where both name a user, this
     /// copy's settings win if it has any, and records unknown to this build are kept from
-    /// both. The identity is this copy's (it is the same key in every copy).
+    /// both. The identity is this copy's (it is the same key in every copy); the generation is
+    /// the newer of the two.
     pub fn merge_from(&mut self, theirs: BackupContents) {
+        self.generation = self.generation.max(theirs.generation);
         let mut pins = theirs.pins;
         pins.extend(std::mem::take(&mut self.pins));
         self.pins = pins;
@@ -172,7 +186,7 @@ impl BackupContents {
             }
         }
         let identity = identity.ok_or(Error::Malformed("backup without identity"))?;
-        Ok(BackupContents { identity, pins, settings, unknown })
+        Ok(BackupContents { identity, pins, settings, unknown, generation: 0 })
     }
 }
 
@@ -188,20 +202,45 @@ fn record(out: &mut Vec<u8>, tag: u8, value: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The AAD of a user's key backup.
-pub fn backup_aad(username: &str) -> Result<Vec<u8>> {
-    if username.is_empty() || username.len() > 255 {
-        return Err(Error::Malformed("username"));
-    }
-    let mut aad = Vec::with_capacity(AAD_LABEL_BACKUP.len() + 2 + username.len());
+/// The AAD of a user's key backup of this `generation` (format 2).
+pub fn backup_aad(username: &str, generation: u64) -> Result<Vec<u8>> {
+    let mut aad = Vec::with_capacity(AAD_LABEL_BACKUP.len() + 10 + username.len());
     aad.extend_from_slice(AAD_LABEL_BACKUP);
     aad.push(BACKUP_VERSION);
-    aad.push(username.len() as u8);
-    aad.extend_from_slice(username.as_bytes());
+    aad.extend_from_slice(&generation.to_be_bytes());
+    push_username(&mut aad, username)?;
     Ok(aad)
 }
 
-/// Seals `contents` for `username` under `key` with a random nonce.
+/// The AAD of a format-1 backup (read only).
+pub(crate) fn backup_aad_v1(username: &str) -> Result<Vec<u8>> {
+    let mut aad = Vec::with_capacity(AAD_LABEL_BACKUP.len() + 2 + username.len());
+    aad.extend_from_slice(AAD_LABEL_BACKUP);
+    aad.push(BACKUP_VERSION_1);
+    push_username(&mut aad, username)?;
+    Ok(aad)
+}
+
+fn push_username(aad: &mut Vec<u8>, username: &str) -> Result<()> {
+    if username.is_empty() || username.len() > 255 {
+        return Err(Error::Malformed("username"));
+    }
+    aad.push(username.len() as u8);
+    aad.extend_from_slice(username.as_bytes());
+    Ok(())
+}
+
+/// The generation a sealed backup claims, read without opening it (authenticated only once
+/// [`unseal_backup`] succeeds); `None` if it is not a sealed backup.
+pub fn sealed_generation(sealed: &[u8]) -> Option<u64> {
+    match *sealed.first()? {
+        BACKUP_VERSION => Some(u64::from_be_bytes(sealed.get(1..9)?.try_into().ok()?)),
+        BACKUP_VERSION_1 => Some(0),
+        _ => None,
+    }
+}
+
+/// Seals `contents` (as its `generation`) for `username` under `key` with a random nonce.
 pub fn seal_backup(key: &BackupKey, username: &str, contents: &BackupContents) -> Result<Vec<u8>> {
     let mut nonce = [0u8; 24];
     random_bytes(&mut nonce)?;
@@ -217,10 +256,11 @@ pub fn seal_backup_with_nonce(
     nonce: &[u8; 24],
 ) -> Result<Vec<u8>> {
     let plaintext = contents.encode()?;
-    let aad = backup_aad(username)?;
+    let aad = backup_aad(username, contents.generation)?;
     let ct = xseal(&key.0, nonce, &aad, &plaintext)?;
-    let mut sealed = Vec::with_capacity(25 + ct.len());
+    let mut sealed = Vec::with_capacity(33 + ct.len());
     sealed.push(BACKUP_VERSION);
+    sealed.extend_from_slice(&contents.generation.to_be_bytes());
     sealed.extend_from_slice(nonce);
     sealed.extend_from_slice(&ct);
     if sealed.len() > MAX_SEALED_BACKUP {
@@ -229,24 +269,42 @@ pub fn seal_backup_with_nonce(
     Ok(sealed)
 }
 
-/// Unseals a key backup. A wrong password (so a wrong key), another user's backup or any
-/// altered byte gives [`Error::Decryption`].
+/// Unseals a key backup (format 2, or format 1 as generation 0). A wrong password (so a wrong
+/// key), another user's backup, a changed generation or any altered byte gives
+/// [`Error::Decryption`].
 pub fn unseal_backup(key: &BackupKey, username: &str, sealed: &[u8]) -> Result<BackupContents> {
     if sealed.len() > MAX_SEALED_BACKUP {
         return Err(Error::TooLarge { what: "key backup", max: MAX_SEALED_BACKUP, actual: sealed.len() });
     }
-    if sealed.len() < 1 + 24 + 16 {
-        return Err(Error::InvalidLength { what: "sealed key backup", expected: 41, actual: sealed.len() });
-    }
-    if sealed[0] != BACKUP_VERSION {
-        return Err(Error::UnsupportedVersion { what: "key backup", version: sealed[0] });
+    let (header, generation, aad) = match sealed.first() {
+        Some(&BACKUP_VERSION) if sealed.len() >= 9 => {
+            let generation = u64::from_be_bytes(sealed[1..9].try_into().map_err(|_| Error::Decryption)?);
+            (9, generation, backup_aad(username, generation)?)
+        }
+        Some(&BACKUP_VERSION_1) => (1, 0, backup_aad_v1(username)?),
+        Some(&BACKUP_VERSION) | None => {
+            return Err(Error::InvalidLength {
+                what: "sealed key backup",
+                expected: 49,
+                actual: sealed.len(),
+            })
+        }
+        Some(&version) => return Err(Error::UnsupportedVersion { what: "key backup", version }),
+    };
+    if sealed.len() < header + 24 + 16 {
+        return Err(Error::InvalidLength {
+            what: "sealed key backup",
+            expected: header + 40,
+            actual: sealed.len(),
+        });
     }
     let mut nonce = [0u8; 24];
-    nonce.copy_from_slice(&sealed[1..25]);
-    let aad = backup_aad(username)?;
-    let plaintext = Zeroizing::new(xopen(&key.0, &nonce, &aad, &sealed[25..])?);
-    BackupContents::decode(&plaintext).map_err(|e| match e {
+    nonce.copy_from_slice(&sealed[header..header + 24]);
+    let plaintext = Zeroizing::new(xopen(&key.0, &nonce, &aad, &sealed[header + 24..])?);
+    let mut contents = BackupContents::decode(&plaintext).map_err(|e| match e {
         Error::UnsupportedVersion { .. } => e,
         _ => Error::Decryption,
-    })
+    })?;
+    contents.generation = generation;
+    Ok(contents)
 }

@@ -58,8 +58,8 @@ pub use attachment::{
     StreamEncryptor, AAD_ATTACHMENT, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE,
 };
 pub use backup::{
-    backup_aad, seal_backup, seal_backup_with_nonce, unseal_backup, BackupContents, Pin, AAD_LABEL_BACKUP,
-    BACKUP_VERSION, CONTENTS_VERSION, MAX_SEALED_BACKUP,
+    backup_aad, seal_backup, seal_backup_with_nonce, sealed_generation, unseal_backup, BackupContents, Pin,
+    AAD_LABEL_BACKUP, BACKUP_VERSION, BACKUP_VERSION_1, CONTENTS_VERSION, MAX_SEALED_BACKUP,
 };
 pub use error::{Error, Result};
 pub use identity::{pair_info, IdentitySecret, PairKey, PublicKey, SharedSecret, KEY_LEN};

@@ -3,7 +3,7 @@
 //! list, from opened conversations and from messages, so both clients resolve a name or an id
 //! the same way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sealroom_protocol::{ConversationId, ConversationSummary, MessageOut, Username};
 
@@ -12,18 +12,27 @@ use sealroom_protocol::{ConversationId, ConversationSummary, MessageOut, Usernam
 pub struct Directory {
     by_peer: BTreeMap<Username, ConversationId>,
     by_id: BTreeMap<ConversationId, Username>,
+    /// Peers this user has written to (seen in the list or in messages).
+    wrote_to: BTreeSet<Username>,
 }
 
 impl Directory {
     /// Records a conversation from the list or from opening one.
     pub fn learn(&mut self, summary: &ConversationSummary) {
         self.insert(summary.id, summary.peer.clone());
+        // This user has written there if the newest message is theirs, or the peer's clients
+        // have received or read any of theirs.
+        let mine_delivered = summary.peer_delivered_up_to.0 > 0 || summary.peer_read_up_to.0 > 0;
+        if mine_delivered || summary.last_message.as_ref().is_some_and(|m| m.from != summary.peer) {
+            self.wrote_to.insert(summary.peer.clone());
+        }
     }
 
     /// Records the conversation a message to or from `me` belongs to. A message that is
     /// neither is not learnt from (the vault refuses it anyway).
     pub fn learn_message(&mut self, me: &Username, m: &MessageOut) {
         let peer = if m.from == *me {
+            self.wrote_to.insert(m.to.clone());
             &m.to
         } else if m.to == *me {
             &m.from
@@ -52,9 +61,15 @@ impl Directory {
         self.by_id.get(&id)
     }
 
+    /// Whether this user has written to `peer` (a message from them to `peer` was seen).
+    pub fn wrote_to(&self, peer: &Username) -> bool {
+        self.wrote_to.contains(peer)
+    }
+
     /// Forgets everything (sign-out).
     pub fn clear(&mut self) {
         self.by_peer.clear();
         self.by_id.clear();
+        self.wrote_to.clear();
     }
 }

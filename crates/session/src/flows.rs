@@ -49,8 +49,9 @@ pub async fn register<T: Transport>(
         key_backup: SealedBackup::new(sealed).map_err(Error::from)?,
     };
     let resp = t.call::<Register>(&Register::path(&[]), Some(&req)).await?;
-    let mut vault = Vault::unlock(&resp.user, keys.backup_key)?;
+    let mut vault = Vault::unlock(&resp.user, keys.backup_key, t.seen_generation(username.as_str()))?;
     vault.backup_stored(resp.user.key_backup_version);
+    t.saw_generation(username.as_str(), vault.generation());
     Ok((resp, vault))
 }
 
@@ -76,7 +77,8 @@ pub async fn login<T: Transport>(
     let keys = keys_for(t, username, password).await?;
     let req = LoginRequest { username: username.clone(), auth_key: AuthKeyBytes(*keys.auth_key.as_bytes()) };
     let resp = t.call::<Login>(&Login::path(&[]), Some(&req)).await?;
-    let vault = Vault::unlock(&resp.user, keys.backup_key)?;
+    let vault = Vault::unlock(&resp.user, keys.backup_key, t.seen_generation(username.as_str()))?;
+    t.saw_generation(username.as_str(), vault.generation());
     Ok((resp, vault))
 }
 
@@ -91,7 +93,9 @@ pub async fn resume<T: Transport>(
     if me.username.as_str() != username {
         return Ok(None);
     }
-    Ok(Some(Vault::unlock(&me, backup_key)?))
+    let vault = Vault::unlock(&me, backup_key, t.seen_generation(username))?;
+    t.saw_generation(username, vault.generation());
+    Ok(Some(vault))
 }
 
 /// Changes the password: new salt and keys, the backup re-sealed under the new key; the relay
@@ -107,10 +111,13 @@ pub async fn change_password<T: Transport, V: VaultCell>(
     let old = keys_for(t, &username, current).await?;
     let salt = sealroom_crypto::generate_salt().map_err(Error::from)?;
     let keys = t.derive_keys(new, &salt, KdfParams::PRODUCTION).await?;
-    let sealed = vault
-        .with(|v| seal_backup(&keys.backup_key, username.as_str(), v.contents()))
-        .ok_or(Error::SignedOut)?
-        .map_err(Error::from)?;
+    let (sealed, generation) = vault
+        .with(|v| {
+            v.contents_mut().generation += 1;
+            (seal_backup(&keys.backup_key, username.as_str(), v.contents()), v.generation())
+        })
+        .ok_or(Error::SignedOut)?;
+    let sealed = sealed.map_err(Error::from)?;
     let req = ChangePasswordRequest {
         auth_key: AuthKeyBytes(*old.auth_key.as_bytes()),
         new_auth_key: AuthKeyBytes(*keys.auth_key.as_bytes()),
@@ -121,6 +128,7 @@ pub async fn change_password<T: Transport, V: VaultCell>(
     let me = t.call::<ChangePassword>(&ChangePassword::path(&[]), Some(&req)).await?;
     let version = me.key_backup_version;
     vault.with(move |v| v.rekey(keys.backup_key, version)).ok_or(Error::SignedOut)?;
+    t.saw_generation(username.as_str(), generation);
     Ok(me)
 }
 
@@ -131,7 +139,13 @@ pub async fn save_backup<T: Transport, V: VaultCell>(t: &T, vault: &V) -> Result
         let req = vault.with(|v| v.backup_update()).ok_or(Error::SignedOut)??;
         match t.call::<PutKeyBackup>(&PutKeyBackup::path(&[]), Some(&req)).await {
             Ok(stored) => {
-                vault.with(|v| v.backup_stored(stored.key_backup_version));
+                let saved = vault.with(|v| {
+                    v.backup_stored(stored.key_backup_version);
+                    (v.username().clone(), v.generation())
+                });
+                if let Some((username, generation)) = saved {
+                    t.saw_generation(username.as_str(), generation);
+                }
                 return Ok(());
             }
             Err(e) if T::api_error(&e).is_some_and(|a| a.error == ErrorCode::StaleBackupVersion) => {

@@ -67,12 +67,26 @@ pub enum Error {
          signing in was stopped so that nobody encrypts to a key you do not hold"
     )]
     IdentityMismatch,
+    /// The relay returned an older key backup than one this device has already opened: a
+    /// rollback that could undo pins (an attack, or a restored server). Sign-in stops.
+    #[error(
+        "the server returned an older copy of your key backup (generation {got}) than this device \
+         has already seen (generation {seen}); signing in was stopped so that no key you checked \
+         is silently forgotten. If the server was restored from a backup, ask its operator."
+    )]
+    BackupRolledBack {
+        /// The newest generation this device opened or wrote.
+        seen: u64,
+        /// The generation the relay returned.
+        got: u64,
+    },
     /// A peer's identity key differs from the one pinned for them; nothing is sent to them until
     /// the user compares the new safety number and accepts it.
     #[error(
         "{}'s identity key has changed. Pinned safety number: {}; new: {}. Compare the new number \
          with {} before accepting it",
-        .0.peer, .0.old_safety_number, .0.new_safety_number, .0.peer
+        .0.peer, .0.old_safety_number.as_deref().unwrap_or("none (your key backup has lost it)"),
+        .0.new_safety_number, .0.peer
     )]
     KeyChanged(Box<KeyChange>),
     /// No key has been checked for this peer yet.
@@ -128,6 +142,16 @@ pub trait Transport {
     ) -> Result<sealroom_crypto::PasswordKeys, Self::Error> {
         Ok(sealroom_crypto::PasswordKeys::derive(password, salt, params).map_err(Error::from)?)
     }
+
+    /// The newest key-backup generation this device has opened or written for `username`
+    /// (kept by the adapter across sessions); `None` when it remembers none.
+    fn seen_generation(&self, _username: &str) -> Option<u64> {
+        None
+    }
+
+    /// Remembers that this device opened or wrote `username`'s backup of `generation`. An
+    /// adapter keeps the largest it is told.
+    fn saw_generation(&self, _username: &str, _generation: u64) {}
 }
 
 /// Where an adapter keeps its [`Vault`], borrowed briefly and never across an await: the

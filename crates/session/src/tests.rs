@@ -41,6 +41,8 @@ struct Account {
 struct MemRelay {
     accounts: RefCell<BTreeMap<String, Account>>,
     signed_in: RefCell<Option<String>>,
+    /// What this "device" remembers: the newest backup generation per account.
+    seen: RefCell<BTreeMap<String, u64>>,
 }
 
 impl MemRelay {
@@ -169,6 +171,16 @@ impl crate::Transport for MemRelay {
             TestError::Core(_) => None,
         }
     }
+
+    fn seen_generation(&self, username: &str) -> Option<u64> {
+        self.seen.borrow().get(username).copied()
+    }
+
+    fn saw_generation(&self, username: &str, generation: u64) {
+        let mut seen = self.seen.borrow_mut();
+        let g = seen.entry(username.to_owned()).or_default();
+        *g = (*g).max(generation);
+    }
 }
 
 fn name(n: &str) -> Username {
@@ -243,7 +255,7 @@ fn first_use_pins_and_saves_a_changed_key_blocks_sealing_until_accepted() {
     relay.publish_key("bob", mallory);
     let changed = block_on(flows::peer_key(&relay, &alice, &bob_name)).expect("key");
     let PeerKey::Changed(change) = changed else { panic!("expected a key change, got {changed:?}") };
-    assert_ne!(change.old_safety_number, change.new_safety_number);
+    assert_ne!(change.old_safety_number.as_deref(), Some(change.new_safety_number.as_str()));
     assert_eq!(change.new_key, mallory);
     let refused = block_on(flows::seal(&relay, &alice, &bob_name, &header, &text));
     assert!(matches!(refused, Err(TestError::Core(Error::KeyChanged(_)))), "{refused:?}");
@@ -308,7 +320,7 @@ fn password_change_reseals_the_backup_under_the_new_password() {
     )
     .expect("derive");
     assert!(matches!(
-        Vault::unlock(&relay.me().expect("me"), old_keys.backup_key),
+        Vault::unlock(&relay.me().expect("me"), old_keys.backup_key, None),
         Err(Error::BackupUnreadable)
     ));
 }
@@ -499,4 +511,63 @@ fn summary_with(peer: &str, id: i64) -> sealroom_protocol::ConversationSummary {
         hidden: false,
         last_activity: 0,
     }
+}
+
+/// Issue 12: a malicious relay serves an older copy of alice's backup (before she pinned bob)
+/// and then hands out mallory's key for bob. A device that saw the newer backup refuses the
+/// old one; a fresh device, which cannot know, treats "no pin for someone alice has written
+/// to" as a key change and refuses to seal until she compares and accepts.
+#[test]
+fn a_rolled_back_backup_is_refused_and_a_lost_pin_is_a_key_change() {
+    let relay = MemRelay::default();
+    register(&relay, "bob");
+    let alice = register(&relay, "alice");
+    let old_backup = relay.as_user("alice").me().expect("me").key_backup;
+    assert_eq!(alice.with(|v| v.generation()), Some(1));
+    block_on(flows::peer_key(&relay, &alice, &name("bob"))).expect("pin bob");
+    assert_eq!(alice.with(|v| v.generation()), Some(2), "each write is the next generation");
+    assert_eq!(relay.seen.borrow().get("alice").copied(), Some(2), "the device remembers what it wrote");
+    let header = MessageHeader::new(1).expect("header");
+    let text = Payload::Text("hi".into());
+    let (cid, envelope) = block_on(flows::seal(&relay, &alice, &name("bob"), &header, &text)).expect("seal");
+
+    // The relay rolls the backup back and publishes another key for bob.
+    relay.accounts.borrow_mut().get_mut("alice").expect("alice").me.key_backup = old_backup;
+    let mallory = IdentitySecret::generate().expect("key").public_key();
+    relay.publish_key("bob", mallory);
+
+    // This device has seen generation 2: signing in stops.
+    let again = block_on(flows::login(&relay, &name("alice"), "password of alice"));
+    assert!(
+        matches!(again, Err(TestError::Core(Error::BackupRolledBack { seen: 2, got: 1 }))),
+        "{:?}",
+        again.map(|_| ())
+    );
+
+    // A fresh device opens it, but alice has written to bob: no pin is a lost pin.
+    let fresh_device = MemRelay::default();
+    *fresh_device.accounts.borrow_mut() = std::mem::take(&mut *relay.accounts.borrow_mut());
+    let (_, fresh) =
+        block_on(flows::login(&fresh_device, &name("alice"), "password of alice")).expect("login");
+    let fresh = Mutex::new(fresh);
+    let mine = MessageOut {
+        id: MessageId(1),
+        conversation: conversation_of("alice", "bob"),
+        from: name("alice"),
+        to: name("bob"),
+        client_msg_id: cid,
+        envelope,
+        ts: 5,
+    };
+    fresh.with(|v| v.directory_mut().learn_message(&name("alice"), &mine)).expect("vault");
+    let checked = block_on(flows::peer_key(&fresh_device, &fresh, &name("bob"))).expect("key");
+    let PeerKey::Changed(change) = checked else { panic!("expected a key change, got {checked:?}") };
+    assert_eq!((change.pinned, change.new_key, change.old_safety_number), (None, mallory, None));
+    let refused = block_on(flows::seal(&fresh_device, &fresh, &name("bob"), &header, &text));
+    assert!(matches!(refused, Err(TestError::Core(Error::KeyChanged(_)))), "{refused:?}");
+    // Someone alice never wrote to is still pinned on first use.
+    register(&fresh_device, "carol");
+    let carol =
+        block_on(flows::peer_key(fresh_device.as_user("alice"), &fresh, &name("carol"))).expect("key");
+    assert!(matches!(carol, PeerKey::FirstUse(_)));
 }

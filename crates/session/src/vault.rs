@@ -31,12 +31,13 @@ pub enum PeerKey {
 pub struct KeyChange {
     /// The peer.
     pub peer: Username,
-    /// The pinned key.
-    pub pinned: PublicKey,
+    /// The pinned key; `None` when the backup has no pin for a peer this user has written to
+    /// (the pin was lost: a rolled-back backup).
+    pub pinned: Option<PublicKey>,
     /// The key the directory now hands out.
     pub new_key: PublicKey,
-    /// Safety number with the pinned key.
-    pub old_safety_number: String,
+    /// Safety number with the pinned key, if there is one.
+    pub old_safety_number: Option<String>,
     /// Safety number with the new key.
     pub new_safety_number: String,
 }
@@ -104,15 +105,26 @@ impl Vault {
     /// Opens the sealed backup the relay returned for `me` with `backup_key`, and checks that
     /// the identity inside is the one the relay publishes for this user: a relay that hands out
     /// another key for us would otherwise make our peers encrypt to it.
-    pub fn unlock(me: &Me, backup_key: BackupKey) -> Result<Self, Error> {
+    ///
+    /// `seen` is the newest backup generation this device has opened or written for this user:
+    /// an older one is a rollback and is refused.
+    pub fn unlock(me: &Me, backup_key: BackupKey, seen: Option<u64>) -> Result<Self, Error> {
         let contents = unseal_backup(&backup_key, me.username.as_str(), me.key_backup.as_bytes())
             .map_err(|_| Error::BackupUnreadable)?;
         if contents.identity.public_key().as_bytes() != &me.identity_key.0 {
             return Err(Error::IdentityMismatch);
         }
+        if let Some(seen) = seen.filter(|seen| contents.generation < *seen) {
+            return Err(Error::BackupRolledBack { seen, got: contents.generation });
+        }
         let mut vault = Vault::new(me.username.clone(), backup_key, contents);
         vault.backup_version = me.key_backup_version;
         Ok(vault)
+    }
+
+    /// The generation of the backup as last opened or stored.
+    pub fn generation(&self) -> u64 {
+        self.contents.generation
     }
 
     /// This user.
@@ -133,6 +145,10 @@ impl Vault {
     /// The backup contents (sealing a new backup on a password change).
     pub(crate) fn contents(&self) -> &BackupContents {
         &self.contents
+    }
+
+    pub(crate) fn contents_mut(&mut self) -> &mut BackupContents {
+        &mut self.contents
     }
 
     /// The backup's version as last stored.
@@ -165,22 +181,15 @@ impl Vault {
     /// after [`PeerKey::FirstUse`].
     pub fn check_peer_key(&mut self, peer: &Username, directory: &IdentityKey) -> Result<PeerKey, Error> {
         let key = PublicKey::from(directory.0);
-        match self.contents.pins.get(peer.as_str()) {
+        match self.contents.pins.get(peer.as_str()).copied() {
             Some(pin) if pin.public_key == key => {
                 self.changes.remove(peer);
                 Ok(PeerKey::Pinned(key))
             }
-            Some(pin) => {
-                let change = KeyChange {
-                    peer: peer.clone(),
-                    pinned: pin.public_key,
-                    new_key: key,
-                    old_safety_number: self.safety_number_with(peer, &pin.public_key)?.to_string(),
-                    new_safety_number: self.safety_number_with(peer, &key)?.to_string(),
-                };
-                self.changes.insert(peer.clone(), change.clone());
-                Ok(PeerKey::Changed(change))
-            }
+            Some(pin) => self.key_changed(peer, Some(pin.public_key), key),
+            // Sealing needs a pin, so messages this user wrote to `peer` mean a pin existed:
+            // its absence is a lost pin (an older backup served), not a first use.
+            None if self.directory.wrote_to(peer) => self.key_changed(peer, None, key),
             None => {
                 self.contents
                     .pins
@@ -188,6 +197,26 @@ impl Vault {
                 Ok(PeerKey::FirstUse(key))
             }
         }
+    }
+
+    fn key_changed(
+        &mut self,
+        peer: &Username,
+        pinned: Option<PublicKey>,
+        key: PublicKey,
+    ) -> Result<PeerKey, Error> {
+        let change = KeyChange {
+            peer: peer.clone(),
+            pinned,
+            new_key: key,
+            old_safety_number: match pinned {
+                Some(old) => Some(self.safety_number_with(peer, &old)?.to_string()),
+                None => None,
+            },
+            new_safety_number: self.safety_number_with(peer, &key)?.to_string(),
+        };
+        self.changes.insert(peer.clone(), change.clone());
+        Ok(PeerKey::Changed(change))
     }
 
     /// The pending key change for `peer`, if any.
@@ -330,8 +359,10 @@ impl Vault {
         self.misaddressed.len() as u64
     }
 
-    /// The request that stores the current backup, guarded by its version.
-    pub fn backup_update(&self) -> Result<UpdateKeyBackupRequest, Error> {
+    /// The request that stores the current backup as the next generation, guarded by its
+    /// version.
+    pub fn backup_update(&mut self) -> Result<UpdateKeyBackupRequest, Error> {
+        self.contents.generation += 1;
         let sealed = seal_backup(&self.backup_key, self.username.as_str(), &self.contents)?;
         Ok(UpdateKeyBackupRequest {
             key_backup: SealedBackup::new(sealed)?,

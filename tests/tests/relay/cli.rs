@@ -140,3 +140,46 @@ fn the_cli_refuses_a_changed_peer_key_until_accepted() {
     ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "third"]));
     std::thread::sleep(Duration::from_millis(10));
 }
+
+/// Issue 12, reproduced end to end with the CLI: the relay serves alice an older backup (from
+/// before she pinned bob) and mallory's key as bob's. Her device, which saw the newer backup,
+/// refuses to sign in; a fresh device signs in but will not send to bob, because she has
+/// written to him and the pin is gone: it shows the key change instead.
+#[test]
+fn a_rolled_back_backup_is_refused_and_the_lost_pin_shows_as_a_key_change() {
+    let mut server = TestServer::start();
+    ok(&server.cli("alice", "pass-phrase-a", &["register"]));
+    ok(&server.cli("bob", "pass-phrase-b", &["register"]));
+    ok(&server.cli("mallory", "pass-phrase-m", &["register"]));
+    server.stop();
+    server.sql("CREATE TABLE saved AS SELECT key_backup FROM users WHERE username = 'alice'");
+    server.sql("CREATE TABLE bobs AS SELECT identity_key FROM users WHERE username = 'bob'");
+    server.start_again_same_port();
+    ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "before the rollback"]));
+
+    server.stop();
+    server.sql("UPDATE users SET key_backup = (SELECT key_backup FROM saved), key_backup_version = 1 WHERE username = 'alice'");
+    server.sql(
+        "UPDATE users SET identity_key = (SELECT identity_key FROM users WHERE username = 'mallory') \
+         WHERE username = 'bob'",
+    );
+    server.start_again_same_port();
+    fails(&server.cli("alice", "pass-phrase-a", &["conversations"]), "older copy of your key backup");
+
+    let fresh = server.root.path().join("fresh-device");
+    let fresh = fresh.to_str().unwrap();
+    let out = server.cli_env(
+        "alice",
+        "pass-phrase-a",
+        &["send", "bob", "to mallory?"],
+        &[("SEALROOM_STATE_DIR", fresh)],
+    );
+    fails(&out, "identity key has changed");
+    fails(&out, "lost the key you checked");
+    // Nothing reached the relay for bob after the rollback (his own key back in place).
+    server.stop();
+    server.sql("UPDATE users SET identity_key = (SELECT identity_key FROM bobs) WHERE username = 'bob'");
+    server.start_again_same_port();
+    let history = ok(&server.cli("bob", "pass-phrase-b", &["history", "alice"]));
+    assert!(history.contains("before the rollback") && !history.contains("to mallory?"), "{history}");
+}

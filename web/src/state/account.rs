@@ -175,6 +175,7 @@ impl App {
             peer: change.peer.to_string(),
             new_key: *change.new_key.as_bytes(),
             safety_number: change.new_safety_number.clone(),
+            pin_lost: change.pinned.is_none(),
         };
         if self.rooms.key_alerts.with_untracked(|a| a.get(&alert.peer) != Some(&alert)) {
             self.rooms.key_alerts.update(|a| {

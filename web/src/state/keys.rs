@@ -120,6 +120,14 @@ impl Transport for Fetch {
         self.0.account.busy.set(Some("Contacting the server…".into()));
         keys
     }
+
+    fn seen_generation(&self, username: &str) -> Option<u64> {
+        crate::browser::seen_generation(username)
+    }
+
+    fn saw_generation(&self, username: &str, generation: u64) {
+        crate::browser::saw_generation(username, generation);
+    }
 }
 
 /// A REST call to endpoint `E` at `path`.

@@ -111,6 +111,9 @@ pub struct KeyAlert {
     pub new_key: [u8; 32],
     /// Safety number with the new key.
     pub safety_number: String,
+    /// The key backup has no pin for them though this user wrote to them (an older backup
+    /// was served): the key they checked was lost, not changed.
+    pub pin_lost: bool,
 }
 
 pub(crate) fn apply_markers(msgs: &mut [Msg], delivered: i64, read: i64) {

@@ -24,6 +24,11 @@ struct Cli {
     /// Your username. The password comes from SEALROOM_PASSWORD, or a prompt on a terminal.
     #[arg(long, env = "SEALROOM_USER")]
     user: String,
+    /// Where this device remembers, per relay and account, the newest key-backup generation it
+    /// has seen, so an older backup served later is refused. Default: $XDG_STATE_HOME/sealroom
+    /// or ~/.local/state/sealroom.
+    #[arg(long, env = "SEALROOM_STATE_DIR")]
+    state_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -149,7 +154,16 @@ fn print_message(out: &mut impl Write, m: &Message) -> std::io::Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<(), ClientError> {
-    let client = Client::new(&cli.server)?;
+    let state_dir = cli.state_dir.clone().or_else(|| {
+        std::env::var_os("XDG_STATE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state")))
+            .map(|base| base.join("sealroom"))
+    });
+    let client = match state_dir {
+        Some(dir) => Client::new(&cli.server)?.with_state_dir(dir),
+        None => Client::new(&cli.server)?,
+    };
     let password = secret("SEALROOM_PASSWORD", "Password: ")?;
     if let Command::Register = cli.command {
         let session = client.register(&cli.user, &password).await?;

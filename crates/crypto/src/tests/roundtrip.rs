@@ -389,3 +389,25 @@ fn a_file_decryptor_holds_the_blob_to_the_message() {
         assert_eq!(open(&f).err(), Some(Error::Decryption), "{what}");
     }
 }
+
+#[test]
+fn backup_generation_is_authenticated() {
+    let keys = PasswordKeys::from_master(&[1; 32]);
+    let mut c = contents();
+    c.generation = 42;
+    let sealed = seal_backup(&keys.backup_key, "alice", &c).unwrap();
+    assert_eq!(sealed_generation(&sealed), Some(42));
+    assert_eq!(unseal_backup(&keys.backup_key, "alice", &sealed).unwrap().generation, 42);
+    // A relay relabelling an old backup as newer (or a new one as older) is caught.
+    for claimed in [41u64, 43, u64::MAX] {
+        let mut relabelled = sealed.clone();
+        relabelled[1..9].copy_from_slice(&claimed.to_be_bytes());
+        assert_eq!(sealed_generation(&relabelled), Some(claimed));
+        assert_eq!(unseal_backup(&keys.backup_key, "alice", &relabelled).unwrap_err(), Error::Decryption);
+    }
+    // Merging keeps the newer generation.
+    let mut older = contents();
+    older.generation = 7;
+    older.merge_from(c);
+    assert_eq!(older.generation, 42);
+}

@@ -153,11 +153,24 @@ fn generate() -> Value {
     contents.pins.insert("bob".into(), Pin { public_key: bp, verified: true, other_flags: 0 });
     contents.settings = Some(r#"{"theme":"dark"}"#.into());
     let nonce = [0x5c; 24];
+    let plaintext = contents.encode().unwrap();
+    // Format 1, as clients before generations wrote it: still read, as generation 0.
+    let aad_v1 = crate::backup::backup_aad_v1("alice").unwrap();
+    let ct_v1 = crate::kdf::xseal(keys.backup_key.expose_bytes(), &nonce, &aad_v1, &plaintext).unwrap();
+    let sealed_v1 = [&[crate::BACKUP_VERSION_1][..], &nonce, &ct_v1].concat();
+    // Format 2: the generation in the header and the AAD.
+    contents.generation = 7;
     let sealed = seal_backup_with_nonce(&keys.backup_key, "alice", &contents, &nonce).unwrap();
-    let key_backup = vec![json!({"username": "alice", "backup_key_hex": hx(keys.backup_key.expose_bytes()),
-        "nonce_hex": hx(nonce), "aad_hex": hx(backup_aad("alice").unwrap()),
-        "plaintext_hex": hx(&contents.encode().unwrap()[..]), "ciphertext_hex": hx(&sealed[25..]),
-        "sealed_hex": hx(&sealed)})];
+    let key_backup = vec![
+        json!({"format": 1, "generation": 0, "username": "alice", "backup_key_hex": hx(keys.backup_key.expose_bytes()),
+            "nonce_hex": hx(nonce), "aad_hex": hx(&aad_v1),
+            "plaintext_hex": hx(&plaintext[..]), "ciphertext_hex": hx(&ct_v1),
+            "sealed_hex": hx(&sealed_v1)}),
+        json!({"format": 2, "generation": 7, "username": "alice", "backup_key_hex": hx(keys.backup_key.expose_bytes()),
+            "nonce_hex": hx(nonce), "aad_hex": hx(backup_aad("alice", 7).unwrap()),
+            "plaintext_hex": hx(&plaintext[..]), "ciphertext_hex": hx(&sealed[33..]),
+            "sealed_hex": hx(&sealed)}),
+    ];
 
     let attachment: Vec<Value> = [("three chunks, the last short", attachment_plaintext(), [0x77u8; 32]),
                                   ("empty file", Vec::new(), [0x78u8; 32])]
@@ -307,6 +320,8 @@ fn vectors_check_from_their_own_fields() {
         let user = e["username"].as_str().unwrap();
         let c = unseal_backup(&BackupKey::from_bytes(key), user, &unhex(&e["sealed_hex"])).unwrap();
         assert_eq!(hx(&c.encode().unwrap()[..]), e["plaintext_hex"]);
+        assert_eq!(Some(c.generation), e["generation"].as_u64());
+        assert_eq!(sealed_generation(&unhex(&e["sealed_hex"])), e["generation"].as_u64());
         let mut bad = unhex(&e["sealed_hex"]);
         bad[30] ^= 1;
         assert_eq!(unseal_backup(&BackupKey::from_bytes(key), user, &bad).unwrap_err(), Error::Decryption);
