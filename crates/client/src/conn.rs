@@ -63,8 +63,19 @@ impl Connection {
         )?;
         let mut conn = Connection { ws, hello: ServerFrame::Synced { up_to: MessageId(0), more: false } };
         conn.hello = conn.next().await?;
-        if !matches!(conn.hello, ServerFrame::Hello { .. }) {
-            return Err(ClientError::Protocol("the relay did not say hello".into()));
+        match &conn.hello {
+            ServerFrame::Hello { .. } => {}
+            // Refused after the handshake (too many connections, a revoked session): say why.
+            ServerFrame::Error { code, message, .. } => {
+                return Err(ClientError::Api(sealroom_protocol::ApiError::new(*code, message.clone())))
+            }
+            ServerFrame::SessionRevoked { reason } => {
+                return Err(ClientError::Api(sealroom_protocol::ApiError::new(
+                    sealroom_protocol::ErrorCode::Unauthorized,
+                    reason.clone(),
+                )))
+            }
+            _ => return Err(ClientError::Protocol("the relay did not say hello".into())),
         }
         Ok(conn)
     }

@@ -87,6 +87,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_MAX_PASSWORD_HASHES")]
     pub max_password_hashes: Option<usize>,
 
+    /// WebSocket connections one user may hold at once (tabs and devices); one more is closed
+    /// at once with a `rate_limited` error.
+    #[arg(long, env = "SEALROOM_MAX_CONNECTIONS_PER_USER", default_value_t = crate::hub::DEFAULT_MAX_CONNECTIONS_PER_USER)]
+    pub max_connections_per_user: usize,
+
     /// Seconds without any frame or pong before a WebSocket is dropped.
     #[arg(long, env = "SEALROOM_WS_IDLE_TIMEOUT", default_value_t = 60)]
     pub ws_idle_timeout: u64,

@@ -37,9 +37,29 @@ struct Inner {
 }
 
 /// Live connections by user.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// Connections one user may hold at once.
+    max_per_user: usize,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new(DEFAULT_MAX_CONNECTIONS_PER_USER)
+    }
+}
+
+/// Connections per user unless configured (`--max-connections-per-user`).
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 32;
+
+/// Why a connection was not registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The relay is shutting down.
+    ShuttingDown,
+    /// The user already holds the most connections allowed.
+    TooMany,
 }
 
 /// Serializes a frame once for any number of recipients.
@@ -56,8 +76,14 @@ pub fn encode(frame: &ServerFrame) -> Arc<str> {
 /// connections, revoke sessions, and answer who is online. The in-process [`Hub`] is the one
 /// implementation on a single node; a broker-backed one serves several nodes.
 pub trait Fanout: Send + Sync + std::fmt::Debug {
-    /// Adds a connection; its id and whether the user just came online. `None` while closing.
-    fn register(&self, user: UserId, session_id: &str, tx: mpsc::Sender<Outbound>) -> Option<(u64, bool)>;
+    /// Adds a connection; its id and whether the user just came online. Refused while closing
+    /// and past the per-user cap.
+    fn register(
+        &self,
+        user: UserId,
+        session_id: &str,
+        tx: mpsc::Sender<Outbound>,
+    ) -> Result<(u64, bool), Refused>;
     /// Removes a connection; whether the user now has none.
     fn unregister(&self, user: UserId, conn: u64) -> bool;
     /// Whether the user has a live connection (presence is asked of the fanout).
@@ -73,7 +99,12 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
 }
 
 impl Fanout for Hub {
-    fn register(&self, user: UserId, session_id: &str, tx: mpsc::Sender<Outbound>) -> Option<(u64, bool)> {
+    fn register(
+        &self,
+        user: UserId,
+        session_id: &str,
+        tx: mpsc::Sender<Outbound>,
+    ) -> Result<(u64, bool), Refused> {
         Hub::register(self, user, session_id, tx)
     }
     fn unregister(&self, user: UserId, conn: u64) -> bool {
@@ -103,24 +134,33 @@ impl Hub {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a connection; returns its id and whether the user just came online. `None` while
-    /// the server is shutting down.
+    /// A hub allowing `max_per_user` connections per user.
+    pub fn new(max_per_user: usize) -> Self {
+        Hub { inner: Mutex::default(), max_per_user }
+    }
+
+    /// Adds a connection; returns its id and whether the user just came online. Refused while
+    /// the server is shutting down, or when the user holds `max_per_user` connections already
+    /// (checked and added under one lock, so parallel handshakes cannot pass it together).
     pub fn register(
         &self,
         user: UserId,
         session_id: &str,
         tx: mpsc::Sender<Outbound>,
-    ) -> Option<(u64, bool)> {
+    ) -> Result<(u64, bool), Refused> {
         let mut inner = self.lock();
         if inner.closing {
-            return None;
+            return Err(Refused::ShuttingDown);
+        }
+        if inner.users.get(&user).is_some_and(|c| c.len() >= self.max_per_user) {
+            return Err(Refused::TooMany);
         }
         inner.next_id += 1;
         let id = inner.next_id;
         let conns = inner.users.entry(user).or_default();
         let first = conns.is_empty();
         conns.push(Conn { id, session_id: session_id.to_owned(), tx });
-        Some((id, first))
+        Ok((id, first))
     }
 
     /// Removes a connection; returns whether the user now has no connection at all (also when

@@ -59,7 +59,7 @@ impl Relay {
         Ok(Relay {
             proxies,
             store,
-            fanout: Box::new(hub::Hub::default()),
+            fanout: Box::new(hub::Hub::new(config.max_connections_per_user)),
             blobs: blob_store,
             clock: Clock,
             secret,

@@ -121,18 +121,40 @@ pub async fn message(state: &Relay, me: &AuthUser, id: MessageId) -> Result<Mess
 
 /// Everything after `since` in all of the user's conversations, in one batch.
 pub async fn sync(state: &Relay, me: &AuthUser, since: MessageId) -> Result<(Vec<MessageOut>, bool)> {
-    let limit = sealroom_protocol::MAX_PAGE as i64;
+    let limit = sealroom_protocol::MAX_PAGE as usize;
     let me_id = me.id;
     state
         .store
         .run(move |conn| {
-            let mut rows = store::messages_since(conn, me_id, since, limit + 1)?;
-            let more = rows.len() as i64 > limit;
-            rows.truncate(limit as usize);
-            Ok((to_wire(conn, rows)?, more))
+            // Read in small batches and stop at SYNC_PAGE_BYTES of envelopes, so one page never
+            // holds hundreds of maximum-size envelopes in memory at once.
+            let mut page = Vec::new();
+            let mut bytes = 0usize;
+            let mut cursor = since;
+            loop {
+                let rows = store::messages_since(conn, me_id, cursor, SYNC_BATCH)?;
+                let last_batch = (rows.len() as i64) < SYNC_BATCH;
+                for row in rows {
+                    let size = row.envelope.len();
+                    if page.len() == limit || (!page.is_empty() && bytes + size > SYNC_PAGE_BYTES) {
+                        return Ok((to_wire(conn, page)?, true));
+                    }
+                    bytes += size;
+                    cursor = row.id;
+                    page.push(row);
+                }
+                if last_batch {
+                    return Ok((to_wire(conn, page)?, false));
+                }
+            }
         })
         .await
 }
+
+/// Rows read from the store at a time while filling a sync page.
+const SYNC_BATCH: i64 = 32;
+/// Envelope bytes in one sync page (at least one message, whatever its size).
+pub const SYNC_PAGE_BYTES: usize = 1 << 20;
 
 /// List rows and the names of everyone their last messages mention (one more query for all
 /// of them, whoever the rows' messages claim to involve).

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::{self, AuthUser};
 use crate::error::{Result, ServerError};
-use crate::hub::{encode, Outbound, QUEUE};
+use crate::hub::{encode, Outbound, Refused, QUEUE};
 use crate::{now_ms, service, Relay};
 
 /// How often the server pings.
@@ -56,45 +56,127 @@ pub async fn handshake(
         .max_frame_size(HARD_FRAME_LIMIT)
         .aggregate_continuations()
         .max_continuation_size(HARD_FRAME_LIMIT);
-    actix_web::rt::spawn(run(state, user, session, stream));
+    actix_web::rt::spawn(run(state, user, token, session, stream));
     Ok(response)
 }
 
+/// A token bucket: `burst` at most, refilled at `rate` per second.
 struct Budget {
     tokens: f64,
+    burst: f64,
+    rate: f64,
     at: Instant,
     refused: u32,
 }
 
 impl Budget {
-    fn take(&mut self) -> bool {
+    fn new(burst: f64, rate: f64) -> Self {
+        Budget { tokens: burst, burst, rate, at: Instant::now(), refused: 0 }
+    }
+
+    fn refill(&mut self) {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * FRAME_RATE).min(FRAME_BURST);
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
         self.at = now;
+    }
+
+    /// Takes one token; counts refusals until the client has calmed down (the bucket back
+    /// above half full), so a flood just above the refill rate still adds up.
+    fn take(&mut self) -> bool {
+        self.refill();
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            self.refused = 0;
+            if self.tokens > self.burst / 2.0 {
+                self.refused = 0;
+            }
             true
         } else {
             self.refused += 1;
             false
         }
     }
+
+    /// Whether any is left (after a refill); `spend` then charges what was used, possibly
+    /// going below zero, which the next refills pay back.
+    fn available(&mut self) -> bool {
+        self.refill();
+        self.tokens > 0.0
+    }
+
+    fn spend(&mut self, amount: f64) {
+        self.tokens -= amount;
+    }
+
+    /// How long until some is available again.
+    fn until_available(&mut self) -> Duration {
+        self.refill();
+        if self.tokens > 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((-self.tokens + 1.0) / self.rate)
+        }
+    }
 }
+
+/// Sync output per connection: a burst of this many bytes of messages, refilled at
+/// `SYNC_BYTES_RATE` per second; past it, the next `sync` is answered only once the budget
+/// has refilled (the connection waits; nothing is refused), so a stream of tiny `sync` frames
+/// cannot make the relay produce output faster than that.
+const SYNC_BYTES_BURST: f64 = 8.0 * 1024.0 * 1024.0;
+const SYNC_BYTES_RATE: f64 = 2.0 * 1024.0 * 1024.0;
 
 async fn run(
     state: web::Data<Relay>,
     user: AuthUser,
+    token: String,
     mut session: actix_ws::Session,
     mut stream: actix_ws::AggregatedMessageStream,
 ) {
     let (tx, mut rx) = mpsc::channel::<Outbound>(QUEUE);
-    let Some((conn_id, first)) = state.fanout.register(user.id, &user.session_id, tx) else {
-        let _ = session
-            .close(Some(CloseReason { code: CloseCode::Away, description: Some("shutting down".into()) }))
-            .await;
-        return;
+    let (conn_id, first) = match state.fanout.register(user.id, &user.session_id, tx) {
+        Ok(registered) => registered,
+        Err(Refused::ShuttingDown) => {
+            let _ = session
+                .close(Some(CloseReason { code: CloseCode::Away, description: Some("shutting down".into()) }))
+                .await;
+            return;
+        }
+        Err(Refused::TooMany) => {
+            state.metrics.error(ErrorCode::RateLimited);
+            let max = state.config.max_connections_per_user;
+            let refusal = ServerFrame::error(
+                ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!("at most {max} connections per user; close one first"),
+                ),
+                None,
+            );
+            let _ = session.text(encode(&refusal).to_string()).await;
+            let _ = session
+                .close(Some(CloseReason {
+                    code: CloseCode::Policy,
+                    description: Some("too many connections".into()),
+                }))
+                .await;
+            return;
+        }
     };
+    // A logout, logout-everywhere or password change that ran while this handshake was in
+    // flight revoked the session before this connection was registered, so its notice could
+    // not reach it: look again now that it is. (Revocations write the store first, then
+    // notify registered connections, so one of the two always sees the other.)
+    if auth::authenticate(&state, &token).await.is_err() {
+        let frame = ServerFrame::SessionRevoked { reason: "the session ended; log in again".into() };
+        let _ = session.text(encode(&frame).to_string()).await;
+        let _ = session
+            .close(Some(CloseReason {
+                code: CloseCode::Other(4001),
+                description: Some("session revoked".into()),
+            }))
+            .await;
+        state.fanout.unregister(user.id, conn_id);
+        return;
+    }
     state.metrics.connections(1);
     tracing::info!(user = user.id.0, conn = conn_id, "websocket connected");
     if first {
@@ -130,33 +212,51 @@ async fn serve(
     let idle = Duration::from_secs(state.config.ws_idle_timeout);
     let mut last_heard = Instant::now();
     let mut tick = tokio::time::interval(HEARTBEAT);
-    let mut budget = Budget { tokens: FRAME_BURST, at: Instant::now(), refused: 0 };
+    let mut budget = Budget::new(FRAME_BURST, FRAME_RATE);
+    let mut output = Budget::new(SYNC_BYTES_BURST, SYNC_BYTES_RATE);
     let mut typing: HashMap<ConversationId, Instant> = HashMap::new();
+    let flooding = || Some(CloseReason { code: CloseCode::Policy, description: Some("flooding".into()) });
     loop {
         tokio::select! {
             msg = stream.recv() => {
                 last_heard = Instant::now();
                 let reply = match msg {
                     Some(Ok(AggregatedMessage::Text(text))) => {
-                        if text.len() > SOFT_FRAME_LIMIT {
+                        // Every frame is charged, malformed or not: a flood of garbage is a flood.
+                        let within = budget.take();
+                        if budget.refused > FLOOD_CLOSE_AFTER {
+                            return flooding();
+                        }
+                        if !within {
+                            // Over budget: only a `send` is answered (its sender must learn to
+                            // resend); anything else is dropped, so a flood earns no output.
+                            match parse_client_frame(&text) {
+                                Ok(ClientFrame::Send { client_msg_id, .. }) => vec![ServerFrame::error(
+                                    ApiError::new(ErrorCode::RateLimited, "too many frames; slow down"), Some(client_msg_id))],
+                                _ => vec![],
+                            }
+                        } else if text.len() > SOFT_FRAME_LIMIT {
                             vec![ServerFrame::error(ApiError::new(ErrorCode::FrameTooLarge,
                                 format!("frames are limited to {SOFT_FRAME_LIMIT} bytes")), None)]
                         } else {
                             match parse_client_frame(&text) {
                                 Err(e) => vec![ServerFrame::error(e, None)],
-                                Ok(frame) if !budget.take() => {
-                                    if budget.refused > FLOOD_CLOSE_AFTER {
-                                        return Some(CloseReason { code: CloseCode::Policy, description: Some("flooding".into()) });
-                                    }
-                                    let id = match frame { ClientFrame::Send { client_msg_id, .. } => Some(client_msg_id), _ => None };
-                                    vec![ServerFrame::error(ApiError::new(ErrorCode::RateLimited, "too many frames; slow down"), id)]
-                                }
-                                Ok(frame) => handle(state, user, conn_id, frame, &mut typing).await,
+                                Ok(frame) => handle(state, user, conn_id, frame, &mut typing, &mut output).await,
                             }
                         }
                     }
-                    Some(Ok(AggregatedMessage::Binary(_))) => vec![ServerFrame::error(
-                        ApiError::new(ErrorCode::InvalidJson, "binary frames are not supported; send JSON text"), None)],
+                    Some(Ok(AggregatedMessage::Binary(_))) => {
+                        let within = budget.take();
+                        if budget.refused > FLOOD_CLOSE_AFTER {
+                            return flooding();
+                        }
+                        if within {
+                            vec![ServerFrame::error(
+                                ApiError::new(ErrorCode::InvalidJson, "binary frames are not supported; send JSON text"), None)]
+                        } else {
+                            vec![]
+                        }
+                    }
                     Some(Ok(AggregatedMessage::Ping(bytes))) => {
                         if session.pong(&bytes).await.is_err() { return None; }
                         vec![]
@@ -207,6 +307,7 @@ async fn handle(
     conn_id: u64,
     frame: ClientFrame,
     typing: &mut HashMap<ConversationId, Instant>,
+    output: &mut Budget,
 ) -> Vec<ServerFrame> {
     if let Err(e) = crate::policy::still_live(user, state.clock.now_ms()) {
         return vec![ServerFrame::error(e.sanitized(), None)];
@@ -225,13 +326,19 @@ async fn handle(
                 Err(e) => return vec![ServerFrame::error(e.sanitized(), Some(client_msg_id))],
             }
         }
-        ClientFrame::Sync { since } => service::sync(state, user, since).await.map(|(messages, more)| {
-            let up_to = messages.last().map_or(since, |m| m.id);
-            let mut frames: Vec<ServerFrame> =
-                messages.into_iter().map(|message| ServerFrame::Message { message }).collect();
-            frames.push(ServerFrame::Synced { up_to, more });
-            frames
-        }),
+        ClientFrame::Sync { since } => {
+            if !output.available() {
+                tokio::time::sleep(output.until_available()).await;
+            }
+            service::sync(state, user, since).await.map(|(messages, more)| {
+                output.spend(messages.iter().map(|m| m.envelope.as_bytes().len() as f64).sum());
+                let up_to = messages.last().map_or(since, |m| m.id);
+                let mut frames: Vec<ServerFrame> =
+                    messages.into_iter().map(|message| ServerFrame::Message { message }).collect();
+                frames.push(ServerFrame::Synced { up_to, more });
+                frames
+            })
+        }
         ClientFrame::Typing { conversation } => {
             let now = Instant::now();
             let recent = typing.get(&conversation).is_some_and(|t| now.duration_since(*t) < TYPING_GAP);

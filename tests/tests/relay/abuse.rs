@@ -178,3 +178,136 @@ async fn forwarding_headers_count_only_from_trusted_proxies() {
         .as_u16();
     assert_eq!(status, 200);
 }
+
+/// Found: 3,000 invalid frames got 3,000 replies and no close. Malformed frames now count
+/// against the budget like any other, and a flood closes the connection (1008).
+#[tokio::test]
+async fn a_flood_of_malformed_frames_closes_the_connection() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let mut ws = alice.connect().await.unwrap();
+    let sender = async {
+        for _ in 0..3000 {
+            if ws.send_raw("{nope".into()).await.is_err() {
+                break;
+            }
+        }
+    };
+    sender.await;
+    let mut replies = 0;
+    let err = loop {
+        match ws.next_within(std::time::Duration::from_secs(10)).await {
+            Ok(_) => replies += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(err.to_string().contains("1008"), "closed as a flood: {err}");
+    assert!(replies <= 1500, "{replies} replies to 3000 bad frames");
+}
+
+/// Found: one user opened 400 sockets. Past `--max-connections-per-user` a connection gets a
+/// `rate_limited` error and is closed; the others are unaffected.
+#[tokio::test]
+async fn one_user_cannot_hold_more_connections_than_the_cap() {
+    use sealroom_protocol::{ErrorCode, ServerFrame};
+    let server = TestServer::start_with(&["--max-connections-per-user", "4"]);
+    let alice = server.register("alice").await;
+    let mut kept = Vec::new();
+    for _ in 0..4 {
+        kept.push(alice.connect().await.unwrap());
+    }
+    for _ in 0..3 {
+        // The relay's first frame is the refusal, then it closes (1008).
+        match alice.connect().await {
+            Err(sealroom_client::ClientError::Api(e)) => {
+                assert_eq!(e.error, ErrorCode::RateLimited);
+                assert!(e.message.contains("at most 4"), "{}", e.message);
+            }
+            other => panic!("expected a rate_limited refusal, got {other:?}"),
+        }
+    }
+    // The four still work; closing one frees a place.
+    kept.pop().unwrap().close().await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut again = alice.connect().await.unwrap();
+    again
+        .send(&sealroom_protocol::ClientFrame::Sync { since: sealroom_protocol::MessageId(0) })
+        .await
+        .unwrap();
+    sealroom_tests::expect_frame(&mut again, "synced", |f| matches!(f, ServerFrame::Synced { .. })).await;
+}
+
+/// Found: a WebSocket whose handshake was in flight during a logout stayed open and
+/// authorized. Now every socket of the revoked session ends, whatever the timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sockets_opened_during_a_logout_do_not_outlive_it() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let token = alice.token().to_owned();
+    let url = server.ws_url();
+    let opens: Vec<_> = (0..20)
+        .map(|_| {
+            let (url, token) = (url.clone(), token.clone());
+            tokio::spawn(async move { sealroom_client::Connection::open_url(&url, Some(&token)).await })
+        })
+        .collect();
+    let logout = {
+        let (base, token) = (server.url.clone(), token.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new().post(format!("{base}/api/logout")).bearer_auth(token).send().await.unwrap()
+        })
+    };
+    assert!(logout.await.unwrap().status().is_success());
+    let mut survivors = 0;
+    for open in opens {
+        let Ok(Ok(mut ws)) = open.await else { continue };
+        // Each opened socket must be told and closed promptly; none may stay usable.
+        let ended = loop {
+            match ws.next_within(std::time::Duration::from_secs(5)).await {
+                Ok(sealroom_protocol::ServerFrame::SessionRevoked { .. }) => continue,
+                Ok(_) => continue,
+                Err(e) => break !matches!(e, sealroom_client::ClientError::Timeout),
+            }
+        };
+        if !ended {
+            survivors += 1;
+        }
+    }
+    assert_eq!(survivors, 0, "sockets still open after the logout");
+}
+
+/// Found: 20 `sync` frames of 30 bytes made 836 MiB of output. A sync page now holds about
+/// 1 MiB of envelopes at most (and `more` says there is another).
+#[tokio::test]
+async fn a_sync_page_is_bounded_in_bytes() {
+    use sealroom_protocol::{ClientFrame, MessageId, ServerFrame};
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let peer: sealroom_protocol::Username = "bob".parse().unwrap();
+    let conv = alice.conversation_with(&peer).await.unwrap();
+    let mut ws = alice.connect().await.unwrap();
+    let big = sealroom_crypto::Payload::Text("x".repeat(60_000));
+    for _ in 0..24 {
+        let (cmid, env) = alice.encrypt_to(&peer, &big, false).await.unwrap();
+        ws.send_and_wait(conv, cmid, env).await.unwrap();
+    }
+    let mut bob_ws = bob.connect().await.unwrap();
+    bob_ws.send(&ClientFrame::Sync { since: MessageId(0) }).await.unwrap();
+    let (mut count, mut bytes) = (0, 0);
+    loop {
+        match bob_ws.next_within(std::time::Duration::from_secs(10)).await.unwrap() {
+            ServerFrame::Message { message } => {
+                count += 1;
+                bytes += message.envelope.as_bytes().len();
+            }
+            ServerFrame::Synced { more, .. } => {
+                assert!(more, "24 large messages do not fit one page");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!((1..24).contains(&count), "{count} messages in the first page");
+    assert!(bytes <= (1 << 20) + 65_601, "{bytes} bytes in the first page");
+}
