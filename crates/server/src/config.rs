@@ -92,6 +92,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_MAX_CONNECTIONS_PER_USER", default_value_t = crate::hub::DEFAULT_MAX_CONNECTIONS_PER_USER)]
     pub max_connections_per_user: usize,
 
+    /// Token that `GET /metrics` must present as `Authorization: Bearer …`. Without one,
+    /// `/metrics` answers only requests from this machine (loopback).
+    #[arg(long, env = "SEALROOM_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Seconds without any frame or pong before a WebSocket is dropped.
     #[arg(long, env = "SEALROOM_WS_IDLE_TIMEOUT", default_value_t = 60)]
     pub ws_idle_timeout: u64,

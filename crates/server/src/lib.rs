@@ -143,6 +143,13 @@ pub async fn serve(config: ServeArgs) -> Result<(), error::StartError> {
             if let Err(e) = blobs::expire(&gc_state).await {
                 tracing::warn!(error = %e, "expiring unsent attachments failed");
             }
+            // Sessions that can never authenticate again (a day of grace, for the logs).
+            let before = gc_state.clock.now_ms() - 24 * 3600 * 1000;
+            match gc_state.store.run(move |conn| Ok(store::prune_sessions(conn, before)?)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "pruned expired and revoked sessions"),
+                Err(e) => tracing::warn!(error = %e, "pruning sessions failed"),
+            }
         }
     });
     let server = server.run();

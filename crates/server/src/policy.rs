@@ -166,3 +166,32 @@ pub fn presence_audience(conn: &mut store::Conn, user: UserId) -> Result<Vec<Use
 pub fn directory_scope(conn: &mut store::Conn, me: UserId) -> Result<Vec<UserId>> {
     Ok(store::contacts_of(conn, me)?)
 }
+
+/// Who may read `/metrics`: with a configured token, a request bearing it (compared in
+/// constant time); without one, only the relay's own machine (a loopback peer). Counters of
+/// logins, connections and errors are not for the whole internet.
+pub fn metrics(
+    token: Option<&str>,
+    authorization: Option<&str>,
+    peer: Option<std::net::IpAddr>,
+) -> Result<()> {
+    let allowed = match token {
+        Some(expected) => authorization
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|given| subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into()),
+        None => peer.is_some_and(|ip| match ip {
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+            v4 => v4.is_loopback(),
+        }),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ServerError::api(
+            ErrorCode::Unauthorized,
+            "metrics need the --metrics-token as a Bearer token (or a request from this machine)",
+        ))
+    }
+}

@@ -286,9 +286,15 @@ pub async fn healthz(state: web::Data<Relay>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(state: web::Data<Relay>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+/// `GET /metrics`: Prometheus text format, for `Authorization: Bearer <--metrics-token>`;
+/// without a configured token, only for requests from the relay's own machine (loopback).
+pub async fn metrics(req: HttpRequest, state: web::Data<Relay>) -> Result<HttpResponse> {
+    crate::policy::metrics(
+        state.config.metrics_token.as_deref(),
+        req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|h| h.to_str().ok()),
+        state.proxies.client_ip(req.peer_addr().map(|a| a.ip()), req.headers()),
+    )?;
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render()))
 }
 
 /// JSON, query and path extractor errors as API errors with stable codes.

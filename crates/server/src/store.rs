@@ -223,6 +223,15 @@ pub fn update_key_backup(
     Ok((n == 1).then_some(expected_version + 1))
 }
 
+/// Deletes session rows that expired or were revoked before `before` (ms): they can never
+/// authenticate again. Returns how many went.
+pub fn prune_sessions(conn: &mut SqliteConnection, before: i64) -> StoreResult<usize> {
+    Ok(diesel::delete(
+        sessions::table.filter(sessions::expires_at.lt(before).or(sessions::revoked_at.lt(before))),
+    )
+    .execute(conn)?)
+}
+
 /// New credential, KDF salt/params and backup for a user (caller wraps in a transaction).
 pub fn change_password(
     conn: &mut SqliteConnection,

@@ -241,3 +241,32 @@ async fn services_run_on_a_plain_relay_and_ask_the_policy() {
     let nobody = service::open_direct(&relay, &alice, Username::parse("nobody").unwrap()).await;
     assert!(matches!(nobody, Err(ServerError::Api(e)) if e.error == ErrorCode::UnknownRecipient));
 }
+
+#[test]
+fn sessions_that_can_never_authenticate_again_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&url(&dir)).unwrap();
+    let mut conn = store.conn().unwrap();
+    let alice = add_user(&mut conn, "alice");
+    let row = |id: &str, expires_at: i64, revoked_at: Option<i64>| store::SessionRow {
+        id: id.into(),
+        user_id: alice,
+        created_at: 0,
+        expires_at,
+        revoked_at,
+    };
+    for s in [
+        row("expired-long-ago", 1_000, None),
+        row("revoked-long-ago", 9_000_000, Some(1_000)),
+        row("live", 9_000_000, None),
+        row("revoked-just-now", 9_000_000, Some(5_000)),
+    ] {
+        store::insert_session(&mut conn, &s).unwrap();
+    }
+    assert_eq!(store::prune_sessions(&mut conn, 2_000).unwrap(), 2);
+    for (id, kept) in
+        [("expired-long-ago", false), ("revoked-long-ago", false), ("live", true), ("revoked-just-now", true)]
+    {
+        assert_eq!(store::session(&mut conn, id).unwrap().is_some(), kept, "{id}");
+    }
+}

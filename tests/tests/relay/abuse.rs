@@ -311,3 +311,62 @@ async fn a_sync_page_is_bounded_in_bytes() {
     assert!((1..24).contains(&count), "{count} messages in the first page");
     assert!(bytes <= (1 << 20) + 65_601, "{bytes} bytes in the first page");
 }
+
+/// Found: `/metrics` answered anyone. It needs `--metrics-token`; without one, only this
+/// machine (behind a trusted proxy, the real client's address counts, not the proxy's).
+#[tokio::test]
+async fn metrics_need_the_token_or_this_machine() {
+    let server =
+        TestServer::start_with(&["--metrics-token", "s3cret-metrics", "--trusted-proxy", "127.0.0.1"]);
+    let get = |auth: Option<&'static str>, from: Option<&'static str>| {
+        let url = format!("{}/metrics", server.url);
+        async move {
+            let mut req = reqwest::Client::new().get(url);
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            if let Some(ip) = from {
+                req = req.header("x-forwarded-for", ip);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(get(None, None).await, 401);
+    assert_eq!(get(Some("Bearer wrong"), None).await, 401);
+    assert_eq!(get(Some("Bearer s3cret-metrics"), None).await, 200);
+    // No token configured: this machine only; a client behind the trusted proxy is not it.
+    let server = TestServer::start_with(&["--trusted-proxy", "127.0.0.1"]);
+    let status = |from: Option<&'static str>| {
+        let url = format!("{}/metrics", server.url);
+        async move {
+            let mut req = reqwest::Client::new().get(url);
+            if let Some(ip) = from {
+                req = req.header("x-forwarded-for", ip);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(status(None).await, 200);
+    assert_eq!(status(Some("203.0.113.7")).await, 401);
+}
+
+/// Found: `expected_version` near i64::MAX overflowed into a 500. Now a clear 400.
+#[tokio::test]
+async fn a_key_backup_version_that_cannot_be_followed_is_refused() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    for version in [i64::MAX, 0, -5] {
+        let resp = reqwest::Client::new()
+            .put(format!("{}/api/me/key-backup", server.url))
+            .bearer_auth(alice.token())
+            .json(&serde_json::json!({"key_backup": "AQID", "expected_version": version}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "version {version}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_field");
+    }
+    // Nothing was stored: the backup still opens.
+    server.client().login("alice", "password-of-alice").await.unwrap();
+}
