@@ -87,6 +87,12 @@ pub async fn send(
                         "no one else is in this conversation",
                     ))
                 }
+                Err(Refused::IdReused) => {
+                    return Err(ServerError::api(
+                        ErrorCode::InvalidField,
+                        "this client_msg_id was already used for a different message; a resend must repeat the same message",
+                    ))
+                }
             };
             let new = stored.new;
             // A withheld message (the recipient blocked the sender) goes to the sender's own

@@ -540,6 +540,9 @@ pub enum Refused {
     Blob(String),
     /// The conversation has no other member to address.
     NoRecipient,
+    /// The sender already used this client_msg_id for a different message (another
+    /// conversation or another envelope): a resend must be the same message.
+    IdReused,
 }
 
 /// Stores a message in `conversation` (whose member the sender is) once per (sender,
@@ -564,6 +567,11 @@ pub fn store_message(
             .first(conn)
             .optional()?
         {
+            // A resend is the same message to the same place; anything else reusing the id
+            // would be acked as a message it is not.
+            if row.conversation_id != conversation || row.envelope != envelope {
+                return Ok(Err(Refused::IdReused));
+            }
             return Ok(Ok(Stored { row, new: false, withheld }));
         }
         let owned: Vec<String> = blobs::table

@@ -370,3 +370,35 @@ async fn a_key_backup_version_that_cannot_be_followed_is_refused() {
     // Nothing was stored: the backup still opens.
     server.client().login("alice", "password-of-alice").await.unwrap();
 }
+
+/// Found: a `client_msg_id` reused towards another recipient was acked with the first
+/// message's id and not stored. Now a true resend is still deduplicated, and a different
+/// message under the same id is refused.
+#[tokio::test]
+async fn a_reused_client_msg_id_is_refused_unless_it_is_a_resend() {
+    use sealroom_protocol::{ClientFrame, ErrorCode, ServerFrame};
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    server.register("bob").await;
+    server.register("carol").await;
+    let (bob, carol) = ("bob".parse().unwrap(), "carol".parse().unwrap());
+    let to_bob = alice.conversation_with(&bob).await.unwrap();
+    let to_carol = alice.conversation_with(&carol).await.unwrap();
+    let mut ws = alice.connect().await.unwrap();
+    let (cmid, env) =
+        alice.encrypt_to(&bob, &sealroom_crypto::Payload::Text("hi".into()), false).await.unwrap();
+    let first = ws.send_and_wait(to_bob, cmid, env.clone()).await.unwrap();
+    assert_eq!(ws.send_and_wait(to_bob, cmid, env.clone()).await.unwrap(), first, "a resend is acked alike");
+    for (conversation, envelope) in
+        [(to_carol, env.clone()), (to_bob, sealroom_protocol::Envelope::new(vec![7; 400]).unwrap())]
+    {
+        ws.send(&ClientFrame::Send { conversation, client_msg_id: cmid, envelope, blobs: vec![] })
+            .await
+            .unwrap();
+        let refused =
+            sealroom_tests::expect_frame(&mut ws, "an error", |f| matches!(f, ServerFrame::Error { .. }))
+                .await;
+        let ServerFrame::Error { code, client_msg_id, .. } = refused else { unreachable!() };
+        assert_eq!((code, client_msg_id), (ErrorCode::InvalidField, Some(cmid)));
+    }
+}
