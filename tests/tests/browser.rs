@@ -197,7 +197,8 @@ async fn two_people_chat_in_real_browsers() {
     wait_text(&b, ".conv .preview", "hello bob").await;
     let bobs_row = b.find(Locator::Css("li.conv")).await.unwrap();
     wait_text(&b, ".conv .badge", "1").await;
-    wait_css(&b, ".conv .dot.on").await;
+    // Presence is shared only once both have written (issue 12): not yet.
+    assert!(b.find(Locator::Css(".conv .dot.on")).await.is_err(), "no presence from a one-sided chat");
     assert_eq!(b.title().await.unwrap(), "(1) Sealroom", "the tab's title counts what is unread");
     b.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
     wait_text(&b, ".msg.theirs .text", "hello bob — grüße 👋").await;
@@ -210,6 +211,9 @@ async fn two_people_chat_in_real_browsers() {
 
     send(&b, "hi alice, all good?").await;
     wait_text(&a, ".msg.theirs .text", "hi alice, all good?").await;
+    // Bob's reply made it mutual: each sees the other online at once.
+    wait_css(&b, ".conv .dot.on").await;
+    wait_css(&a, ".conv .dot.on").await;
     send(&a, "yes — see you at 5").await;
     wait_text(&b, ".msg.theirs .text", "see you at 5").await;
     wait_text(&b, ".conv .preview", "see you at 5").await;
@@ -356,6 +360,9 @@ async fn offline_messages_are_queued_and_sent_once_and_a_changed_key_blocks_send
     wait_text(&a, ".conv .preview", "hi from the cli").await;
     a.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
     wait_text(&a, ".msg.theirs .text", "hi from the cli").await;
+    // Alice answers, so the two share presence (one-sided chats share none).
+    send(&a, "hi from the browser").await;
+    wait_css(&a, ".msg.mine .state.stored").await;
     let bob_online = bob.connect().await.unwrap();
     wait_css(&a, ".conv .dot.on").await;
     wait_text(&a, ".chat-head", "online").await;
@@ -377,10 +384,24 @@ async fn offline_messages_are_queued_and_sent_once_and_a_changed_key_blocks_send
     // outbox, and the message is stored exactly once.
     server.start_again_same_port();
     wait_gone(&a, ".banner.offline").await;
-    wait_css(&a, ".msg.mine .state.stored").await;
+    // The queued message is flushed (its bubble leaves "sending") and stored exactly once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let h = loop {
+        let h = bob.history("alice", 10).await.unwrap();
+        let flushed =
+            h.iter().any(|m| m.payload == sealroom_crypto::Payload::Text("written while offline".into()));
+        let shown = a.find(Locator::Css(".msg.mine:last-child .state")).await.ok();
+        let sending = match shown {
+            Some(e) => e.text().await.unwrap_or_default().contains("sending"),
+            None => false,
+        };
+        if (flushed && !sending) || Instant::now() > deadline {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let page = a.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
     assert!(!page.contains("shutting down"), "nothing stale or raw after recovery: {page}");
-    let h = bob.history("alice", 10).await.unwrap();
     let copies = h
         .iter()
         .filter(|m| m.payload == sealroom_crypto::Payload::Text("written while offline".into()))

@@ -338,9 +338,9 @@ pub async fn update_key_backup(
     if body.key_backup.as_bytes().is_empty() {
         return Err(ServerError::api(ErrorCode::InvalidLength, "key_backup is empty"));
     }
-    // Versions count writes from 1; one that cannot be followed by another is no version at
-    // all (it overflowed into a 500 before).
-    if !(1..i64::MAX).contains(&body.expected_version) {
+    // Versions count writes from 1. A negative one, or one that cannot be followed by another
+    // (it overflowed into a 500 before), is no version at all; 0 is simply never current.
+    if !(0..i64::MAX).contains(&body.expected_version) {
         return Err(ServerError::api(
             ErrorCode::InvalidField,
             "expected_version must be a stored version (1 or more)",

@@ -21,7 +21,7 @@
 //! | find a user in the directory | anyone, by exact name; by name prefix only among the people they share a conversation with | (not listed) |
 //! | block or unblock a user | anyone, any existing user but themselves | `not_found`, `invalid_field` |
 //! | receive what a user sends, see them type or come online | not those who blocked them (withheld; the sender is not told) | (not sent) |
-//! | see a user's presence | the people who share a conversation with them that has a message | (not sent) |
+//! | see a user's presence | the people who share a conversation with them in which both wrote and that neither closed, neither blocking the other | (not sent) |
 
 use sealroom_protocol::{BlobId, ConversationId, ErrorCode, MessageId, UserId, Username};
 
@@ -153,11 +153,19 @@ pub fn withdraw(conn: &mut store::Conn, me: UserId, id: &BlobId) -> Result<()> {
     }
 }
 
-/// Who is told when `user` comes online or goes offline: the people who share a conversation
-/// with them (that has a message), except those who blocked them, and no one else.
+/// Who is told when `user` comes online or goes offline, and whose presence and last-seen
+/// `user` is shown (the same people, both ways): those with whom `user` has a conversation in
+/// which both have written and which neither has closed, unless either blocked the other.
 pub fn presence_audience(conn: &mut store::Conn, user: UserId) -> Result<Vec<UserId>> {
     let blockers = store::blockers_of(conn, user)?;
-    Ok(store::peers_of(conn, user)?.into_iter().filter(|p| !blockers.contains(p)).collect())
+    let blocked = store::blocked_by(conn, user)?;
+    let peers = store::peers_of(conn, user)?;
+    let names: std::collections::HashMap<UserId, String> =
+        store::usernames(conn, &peers)?.into_iter().collect();
+    Ok(peers
+        .into_iter()
+        .filter(|p| !blockers.contains(p) && !names.get(p).is_some_and(|n| blocked.contains(n)))
+        .collect())
 }
 
 /// Whose names `me` may find by prefix in the directory: the people they already share a

@@ -65,7 +65,7 @@ pub async fn send(
         return Err(ServerError::api(ErrorCode::InvalidLength, "envelope is empty"));
     }
     let me_id = me.id;
-    let (message, new, audience) = state
+    let (message, new, audience, introduce) = state
         .store
         .run(move |conn| {
             policy::conversation(conn, me_id, conversation)?;
@@ -98,8 +98,20 @@ pub async fn send(
             // A withheld message (the recipient blocked the sender) goes to the sender's own
             // connections only; the sender gets the same ack and is not told.
             let audience = if stored.withheld { vec![] } else { others(conn, conversation, me_id)? };
+            // The sender's first message where the other side has written too makes the
+            // conversation mutual: from now on the two share presence (policy::presence_audience),
+            // so each is told the other's at once rather than at their next reconnect.
+            let mut introduce = Vec::new();
+            if new && !stored.withheld && store::sent_in(conn, conversation, me_id)? == 1 {
+                let sharing = policy::presence_audience(conn, me_id)?;
+                for peer in audience.iter().filter(|p| sharing.contains(p)) {
+                    if let Some((name, last_seen)) = store::name_and_last_seen(conn, *peer)? {
+                        introduce.push((*peer, name, last_seen));
+                    }
+                }
+            }
             let message = to_wire(conn, vec![stored.row])?.remove(0);
-            Ok((message, new, audience))
+            Ok((message, new, audience, introduce))
         })
         .await?;
     if new {
@@ -109,6 +121,18 @@ pub async fn send(
             state.fanout.send_to_user(user, &frame, None);
         }
         state.fanout.send_to_user(me.id, &frame, except_conn);
+    }
+    for (peer, name, last_seen) in introduce {
+        let Ok(name) = Username::parse(&name) else { continue };
+        let theirs = state.fanout.is_online(peer);
+        let to_me = ServerFrame::Presence {
+            user: name,
+            online: theirs,
+            last_seen: if theirs { None } else { last_seen },
+        };
+        state.fanout.send_to_user(me.id, &encode(&to_me), None);
+        let to_them = ServerFrame::Presence { user: me.username.clone(), online: true, last_seen: None };
+        state.fanout.send_to_user(peer, &encode(&to_them), None);
     }
     Ok(message)
 }
@@ -168,27 +192,31 @@ fn rows_with_names(
     conn: &mut store::Conn,
     me: UserId,
     only: Option<ConversationId>,
-) -> Result<(Vec<ConversationRow>, HashMap<UserId, String>)> {
+) -> Result<(Vec<ConversationRow>, Names)> {
     let rows = store::conversation_rows(conn, me, only)?;
+    let presence = policy::presence_audience(conn, me)?;
     let mut ids: Vec<UserId> =
         rows.iter().filter_map(|r| r.last_message()).flat_map(|m| [m.sender_id, m.recipient_id]).collect();
     ids.sort_unstable();
     ids.dedup();
-    Ok((rows, store::usernames(conn, &ids)?.into_iter().collect()))
+    Ok((rows, Names { names: store::usernames(conn, &ids)?.into_iter().collect(), presence }))
+}
+
+/// What the list needs besides its rows: names its last messages mention, and whose presence
+/// this user may see ([`policy::presence_audience`]).
+struct Names {
+    names: HashMap<UserId, String>,
+    presence: Vec<UserId>,
 }
 
 /// A list row on the wire; presence is asked of the fan-out.
-fn summary(
-    state: &Relay,
-    me: &AuthUser,
-    row: ConversationRow,
-    names: &HashMap<UserId, String>,
-) -> Result<ConversationSummary> {
+fn summary(state: &Relay, me: &AuthUser, row: ConversationRow, names: &Names) -> Result<ConversationSummary> {
     let corrupt = |what| StoreError::Corrupt { what, row: row.id.0 };
     let peer = Username::parse(&row.peer_name).map_err(|_| corrupt("peer name"))?;
-    let online = state.fanout.is_online(row.peer_id);
+    let shares_presence = names.presence.contains(&row.peer_id);
+    let online = shares_presence && state.fanout.is_online(row.peer_id);
     let last_message = match row.last_message() {
-        Some(m) => Some(wire_message(m, |id| names.get(&id).cloned())?),
+        Some(m) => Some(wire_message(m, |id| names.names.get(&id).cloned())?),
         None => None,
     };
     let mut members = vec![me.username.clone(), peer.clone()];
@@ -203,7 +231,7 @@ fn summary(
         last_message,
         unread: u32::try_from(row.unread).unwrap_or(u32::MAX),
         peer_online: online,
-        peer_last_seen: if online { None } else { row.peer_last_seen },
+        peer_last_seen: if online || !shares_presence { None } else { row.peer_last_seen },
         peer_delivered_up_to: row.peer_delivered_up_to,
         peer_read_up_to: row.peer_read_up_to,
         read_up_to: row.read_up_to,

@@ -204,6 +204,28 @@ pub fn usernames(conn: &mut SqliteConnection, ids: &[UserId]) -> StoreResult<Vec
     Ok(users::table.filter(users::id.eq_any(ids)).select((users::id, users::username)).load(conn)?)
 }
 
+/// How many relayed (not withheld) messages `sender` has written in `conversation`.
+pub fn sent_in(
+    conn: &mut SqliteConnection,
+    conversation: ConversationId,
+    sender: UserId,
+) -> StoreResult<i64> {
+    Ok(messages::table
+        .filter(messages::conversation_id.eq(conversation))
+        .filter(messages::sender_id.eq(sender))
+        .filter(messages::withheld.eq(false))
+        .count()
+        .get_result(conn)?)
+}
+
+/// A user's name and when they were last seen.
+pub fn name_and_last_seen(
+    conn: &mut SqliteConnection,
+    user: UserId,
+) -> StoreResult<Option<(String, Option<i64>)>> {
+    Ok(users::table.find(user).select((users::username, users::last_seen)).first(conn).optional()?)
+}
+
 pub fn set_last_seen(conn: &mut SqliteConnection, user: UserId, at: i64) -> StoreResult<()> {
     diesel::update(users::table.find(user)).set(users::last_seen.eq(at)).execute(conn)?;
     Ok(())
@@ -357,21 +379,29 @@ pub fn other_members(
         .load(conn)?)
 }
 
-/// Ids of every user who shares a conversation with `user` that has had a message: a
-/// conversation only opened, never written to, shares nothing.
+/// Ids of every user with whom `user` shares presence: a conversation in which both have
+/// written and which neither has closed. Someone who once wrote to `user`, a conversation only
+/// opened, or one either side closed shares nothing.
 pub fn peers_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<UserId>> {
-    let written: Vec<ConversationId> = members::table
-        .inner_join(conversations::table)
-        .filter(members::user_id.eq(user))
-        .filter(conversations::last_activity.gt(0))
-        .select(members::conversation_id)
-        .load(conn)?;
-    Ok(members::table
-        .filter(members::conversation_id.eq_any(written))
-        .filter(members::user_id.ne(user))
-        .select(members::user_id)
-        .distinct()
-        .load(conn)?)
+    #[derive(QueryableByName)]
+    struct Peer {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        user_id: i64,
+    }
+    // Both wrote (a relayed message each: a withheld one does not count), and neither closed it.
+    let peers: Vec<Peer> = diesel::sql_query(
+        "SELECT DISTINCT other.user_id FROM members mine
+           JOIN members other ON other.conversation_id = mine.conversation_id AND other.user_id != mine.user_id
+          WHERE mine.user_id = ?1 AND NOT mine.hidden AND NOT other.hidden
+            AND EXISTS (SELECT 1 FROM messages x WHERE x.conversation_id = mine.conversation_id
+                          AND x.sender_id = mine.user_id AND NOT x.withheld)
+            AND EXISTS (SELECT 1 FROM messages x WHERE x.conversation_id = mine.conversation_id
+                          AND x.sender_id = other.user_id AND NOT x.withheld)
+          ORDER BY other.user_id",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(user.0)
+    .load(conn)?;
+    Ok(peers.into_iter().map(|p| UserId(p.user_id)).collect())
 }
 
 /// Whether `conversation` has ever had a message.

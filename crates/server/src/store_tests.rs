@@ -125,8 +125,14 @@ fn a_direct_conversation_opened_is_the_peers_only_from_its_first_message() {
     send(conn, alice, c, 1, &[]);
     assert!(!row(conn, bob).hidden, "the first message shows it");
     assert_eq!(row(conn, bob).unread, 1);
-    assert_eq!(store::peers_of(conn, bob).unwrap(), [alice]);
+    assert!(store::peers_of(conn, bob).unwrap().is_empty(), "one side writing shares no presence");
     assert_eq!(store::open_direct(conn, bob, alice, 102).unwrap(), c, "the same from either side");
+    send(conn, bob, c, 2, &[]);
+    assert_eq!(store::peers_of(conn, bob).unwrap(), [alice], "both wrote");
+    assert_eq!(store::peers_of(conn, alice).unwrap(), [bob]);
+    let bobs = store::member(conn, bob, c).unwrap().expect("member");
+    store::set_flags(conn, &bobs, None, Some(true)).unwrap();
+    assert!(store::peers_of(conn, alice).unwrap().is_empty(), "closed by one side: nothing shared");
 }
 
 #[test]
