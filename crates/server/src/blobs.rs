@@ -27,6 +27,37 @@ use crate::{now_ms, Relay};
 /// Bytes gathered from the request before each write to the part file.
 const WRITE_BUFFER: usize = 1 << 20;
 
+/// This upload's bytes in the relay's per-user in-flight count, given back when it ends
+/// (committed or not).
+struct InFlight<'a> {
+    relay: &'a Relay,
+    user: sealroom_protocol::UserId,
+    bytes: u64,
+}
+
+impl InFlight<'_> {
+    /// Adds `n` bytes; returns every in-flight byte of this user (this upload's included).
+    fn add(&mut self, n: u64) -> u64 {
+        self.bytes += n;
+        let mut map = self.relay.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let total = map.entry(self.user).or_default();
+        *total += n;
+        *total
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = self.relay.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(total) = map.get_mut(&self.user) {
+            *total = total.saturating_sub(self.bytes);
+            if *total == 0 {
+                map.remove(&self.user);
+            }
+        }
+    }
+}
+
 /// Where blobs live on disk.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
@@ -153,13 +184,16 @@ pub async fn upload(
     let max_blob = blob_size_for(config.max_upload);
     let quota = config.user_quota;
     let owner = user.id;
-    let used = state.store.run(move |conn| Ok(store::blob_usage(conn, owner)?)).await?.max(0) as u64;
+    // Everything this user has stored or is uploading right now counts: parallel uploads can
+    // no longer each pass a quota that only the commit enforced.
+    let mut in_flight = InFlight { relay: &state, user: owner, bytes: 0 };
+    let mut used = stored_bytes(&state, owner).await?;
     // Refuse early what the declared length already rules out.
     if let Some(len) = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
         if len > max_blob {
             return Err(too_large(config.max_upload));
         }
-        if used.saturating_add(len) > quota {
+        if used.saturating_add(in_flight.add(0)).saturating_add(len) > quota {
             return Err(over_quota(quota));
         }
     }
@@ -170,7 +204,17 @@ pub async fn upload(
     let mut file = tokio::fs::File::create(&part.path).await.map_err(io_error)?;
     let mut buffer: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
     let mut size: u64 = 0;
-    while let Some(chunk) = body.next().await {
+    loop {
+        // An upload that sends nothing for a while is dropped (its part file deleted).
+        let idle = config.upload_idle_timeout;
+        let next =
+            tokio::time::timeout(std::time::Duration::from_secs(idle), body.next()).await.map_err(|_| {
+                ServerError::api(
+                    ErrorCode::InvalidField,
+                    format!("the upload stalled: nothing arrived for {idle} s"),
+                )
+            })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| {
             ServerError::api(ErrorCode::InvalidField, format!("the upload was interrupted: {e}"))
         })?;
@@ -178,13 +222,15 @@ pub async fn upload(
         if size > max_blob {
             return Err(too_large(config.max_upload));
         }
-        if used.saturating_add(size) > quota {
+        if used.saturating_add(in_flight.add(chunk.len() as u64)) > quota {
             return Err(over_quota(quota));
         }
         buffer.extend_from_slice(&chunk);
         if buffer.len() >= WRITE_BUFFER {
             file.write_all(&buffer).await.map_err(io_error)?;
             buffer.clear();
+            // Others' uploads may have committed (moving their bytes from in flight to stored).
+            used = stored_bytes(&state, owner).await?;
         }
     }
     if size == 0 {
@@ -210,6 +256,11 @@ pub async fn upload(
     state.metrics.blob_uploaded(size);
     tracing::info!(user = owner.0, blob = %id, size, "blob stored");
     Ok(HttpResponse::Created().json(UploadResponse { blob_id: id, size }))
+}
+
+/// Bytes of blobs `owner` has stored.
+async fn stored_bytes(state: &Relay, owner: sealroom_protocol::UserId) -> Result<u64> {
+    Ok(state.store.run(move |conn| Ok(store::blob_usage(conn, owner)?)).await?.max(0) as u64)
 }
 
 fn io_error(e: std::io::Error) -> ServerError {

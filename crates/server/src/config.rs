@@ -97,6 +97,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
 
+    /// Seconds an attachment upload may send nothing before it is dropped.
+    #[arg(long, env = "SEALROOM_UPLOAD_IDLE_TIMEOUT", default_value_t = 60)]
+    pub upload_idle_timeout: u64,
+
     /// Seconds without any frame or pong before a WebSocket is dropped.
     #[arg(long, env = "SEALROOM_WS_IDLE_TIMEOUT", default_value_t = 60)]
     pub ws_idle_timeout: u64,

@@ -33,6 +33,8 @@ pub struct Relay {
     pub auth_user_limit: ratelimit::RateLimiter,
     /// Every password change per user, successful or not.
     pub password_changes: ratelimit::RateLimiter,
+    /// Bytes of uploads in progress, per user: counted against the quota while they stream.
+    pub uploads: std::sync::Mutex<std::collections::HashMap<sealroom_protocol::UserId, u64>>,
     /// Whose forwarding headers to believe.
     pub proxies: crate::proxy::TrustedProxies,
     /// Bounds the Argon2id hashes computed at once.
@@ -57,6 +59,7 @@ impl Relay {
         let proxies =
             crate::proxy::TrustedProxies::parse(&config.trusted_proxies).map_err(StartError::Invalid)?;
         Ok(Relay {
+            uploads: std::sync::Mutex::default(),
             proxies,
             store,
             fanout: Box::new(hub::Hub::new(config.max_connections_per_user)),

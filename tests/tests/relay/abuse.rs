@@ -427,3 +427,66 @@ async fn presence_is_shared_only_once_both_have_written() {
     .await;
     assert!(bob.conversations().await.unwrap()[0].peer_online);
 }
+
+/// A streaming upload body: `chunks` of `size` bytes, then it stalls (the sender stays open)
+/// until `release` fires.
+fn stalling_body(chunks: usize, size: usize, release: tokio::sync::oneshot::Receiver<()>) -> reqwest::Body {
+    let data = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(vec![7u8; size])));
+    let stall = futures_util::stream::once(async move {
+        let _ = release.await;
+        Ok::<_, std::io::Error>(Vec::new())
+    });
+    reqwest::Body::wrap_stream(futures_util::StreamExt::chain(data, stall))
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+}
+
+/// Found: the upload quota was checked only at commit (8 parallel uploads put 4.7x the quota on
+/// disk) and stalled uploads never timed out. Uploads in flight now count against the quota as
+/// they stream, and one that sends nothing for `--upload-idle-timeout` is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_uploads_stay_within_the_quota_and_stalled_ones_end() {
+    let server = TestServer::start_with(&["--user-quota", "4M", "--upload-idle-timeout", "3"]);
+    let alice = server.register("alice").await;
+    let tmp = server.data_dir().join("blobs").join("tmp");
+    let mut releases = Vec::new();
+    let mut uploads = Vec::new();
+    for _ in 0..8 {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        releases.push(tx);
+        // 3 MiB each, in 256 KiB pieces, then the sender goes quiet.
+        let req = reqwest::Client::new()
+            .post(format!("{}/api/blobs", server.url))
+            .bearer_auth(alice.token())
+            .body(stalling_body(12, 256 << 10, rx));
+        uploads.push(tokio::spawn(req.send()));
+    }
+    // While they stream and stall, the part files stay within the quota (plus one write buffer).
+    let mut most = 0;
+    for _ in 0..20 {
+        most = most.max(dir_bytes(&tmp));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(most <= (5 << 20), "{most} bytes of part files against a 4 MiB quota");
+    // The stalled ones are dropped after the idle timeout (3 s), with a sentence; then the
+    // senders are let go so the refused ones finish too. Nothing is left behind.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    drop(releases);
+    let mut codes = Vec::new();
+    for u in uploads {
+        let resp = u.await.unwrap().unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        codes.push((
+            status,
+            body["error"].as_str().unwrap_or_default().to_owned(),
+            body["message"].to_string(),
+        ));
+    }
+    assert!(codes.iter().all(|(s, _, _)| *s >= 400), "{codes:?}");
+    assert!(codes.iter().any(|(_, e, _)| e == "quota_exceeded"), "{codes:?}");
+    assert!(codes.iter().any(|(_, _, m)| m.contains("stalled")), "{codes:?}");
+    assert_eq!(dir_bytes(&tmp), 0, "no part file left");
+}
