@@ -457,10 +457,13 @@ impl Session {
         Ok(self.get::<SearchUsers>(&path).await?.users)
     }
 
-    /// Clears the conversation with `peer`, for this user or for both.
+    /// Clears the conversation with `peer`, for this user or for both, up to the newest
+    /// message this client has seen (fetched now), so nothing arriving meanwhile goes unseen.
     pub async fn clear(&self, peer: &str, for_both: bool) -> Result<()> {
         let id = self.existing_conversation(peer).await?;
-        self.send_json::<Clear>(&Clear::path(&[&id]), &ClearRequest { for_both }).await
+        let newest = self.history_raw(peer, &HistoryQuery { limit: Some(1), ..Default::default() }).await?;
+        let up_to = newest.messages.last().map(|m| m.id);
+        self.send_json::<Clear>(&Clear::path(&[&id]), &ClearRequest { for_both, up_to }).await
     }
 
     /// Marks the conversation with `peer` read up to `up_to`.

@@ -262,6 +262,10 @@ pub struct ClearRequest {
     /// Also delete for every other member (their live clients get `chat_cleared`).
     #[serde(default)]
     pub for_both: bool,
+    /// Clear up to and including this message: the newest the clearer has seen, so nothing
+    /// that arrived meanwhile is cleared unseen. Omitted: up to the newest message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_to: Option<MessageId>,
 }
 
 /// `PUT /api/conversations/{id}/flags`: omitted fields stay as they are.

@@ -153,7 +153,11 @@ fn rest_bodies() {
         &LoginRequest { username: alice(), auth_key: AuthKeyBytes([1; 32]) },
         json!({"username": "alice", "auth_key": KEY_B64}),
     );
-    round_trip(&ClearRequest { for_both: true }, json!({"for_both": true}));
+    round_trip(&ClearRequest { for_both: true, up_to: None }, json!({"for_both": true}));
+    round_trip(
+        &ClearRequest { for_both: true, up_to: Some(MessageId(41)) },
+        json!({"for_both": true, "up_to": 41}),
+    );
     round_trip(
         &ConversationFlags { pinned: Some(true), hidden: None },
         json!({"pinned": true, "hidden": null}),

@@ -234,7 +234,7 @@ async fn clear(
     body: web::Json<ClearRequest>,
 ) -> Result<HttpResponse> {
     let id = parse_conversation(&path)?;
-    service::clear(&state, &user, id, body.for_both).await?;
+    service::clear(&state, &user, id, body.for_both, body.up_to).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -355,13 +355,14 @@ pub async fn clear(
     me: &AuthUser,
     conversation: ConversationId,
     for_both: bool,
+    requested: Option<MessageId>,
 ) -> Result<MessageId> {
     let me_id = me.id;
     let (audience, (up_to, freed)) = state
         .store
         .run(move |conn| {
             let m = policy::conversation(conn, me_id, conversation)?;
-            Ok((others(conn, conversation, me_id)?, store::clear(conn, &m, for_both)?))
+            Ok((others(conn, conversation, me_id)?, store::clear(conn, &m, for_both, requested)?))
         })
         .await?;
     let removed = state.blobs.remove(freed).await;

@@ -751,14 +751,17 @@ pub fn clear(
     conn: &mut SqliteConnection,
     m: &MemberRow,
     for_all: bool,
+    requested: Option<MessageId>,
 ) -> StoreResult<(MessageId, Vec<String>)> {
     conn.immediate_transaction(|conn| {
-        let up_to = max_message_id(conn, m.conversation_id)?;
-        let conv = members::table.filter(members::conversation_id.eq(m.conversation_id));
+        // Up to what the clearer saw (never past the newest message); markers only move up.
+        let newest = max_message_id(conn, m.conversation_id)?;
+        let up_to = requested.map_or(newest, |r| r.min(newest));
+        let conv = members::table
+            .filter(members::conversation_id.eq(m.conversation_id))
+            .filter(members::cleared_up_to.lt(up_to));
         if for_all {
-            diesel::update(conv.filter(members::cleared_up_to.lt(up_to)))
-                .set(members::cleared_up_to.eq(up_to))
-                .execute(conn)?;
+            diesel::update(conv).set(members::cleared_up_to.eq(up_to)).execute(conn)?;
         } else {
             diesel::update(conv.filter(members::user_id.eq(m.user_id)))
                 .set(members::cleared_up_to.eq(up_to))

@@ -160,7 +160,7 @@ fn the_conversation_list_is_one_query_that_respects_clears_and_markers() {
 
     // Alice clears carol's conversation for herself: no preview, no unread; carol keeps hers.
     let m = store::member(conn, alice, ac).unwrap().unwrap();
-    store::clear(conn, &m, false).unwrap();
+    store::clear(conn, &m, false, None).unwrap();
     let mine = store::conversation_rows(conn, alice, Some(ac)).unwrap().remove(0);
     assert!(mine.last_message().is_none());
     assert_eq!(mine.unread, 0);
@@ -228,7 +228,7 @@ async fn services_run_on_a_plain_relay_and_ask_the_policy() {
             .map(|_| ())
     ));
     assert!(not_found(service::mark(&relay, &carol, opened.id, sent.id, true).await));
-    assert!(not_found(service::clear(&relay, &carol, opened.id, true).await.map(|_| ())));
+    assert!(not_found(service::clear(&relay, &carol, opened.id, true, None).await.map(|_| ())));
     assert!(not_found(
         service::set_flags(&relay, &carol, opened.id, ConversationFlags { pinned: Some(true), hidden: None })
             .await
@@ -275,4 +275,36 @@ fn sessions_that_can_never_authenticate_again_are_pruned() {
     {
         assert_eq!(store::session(&mut conn, id).unwrap().is_some(), kept, "{id}");
     }
+}
+
+/// Issue 12: clear-for-both had no `up_to`, so it could delete a message the clearer never
+/// saw. It clears up to what the clearer names, and markers only move up.
+#[test]
+fn clearing_for_both_stops_at_what_the_clearer_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&url(&dir)).unwrap();
+    let conn = &mut store.conn().unwrap();
+    let (alice, bob) = (add_user(conn, "alice"), add_user(conn, "bob"));
+    let c = store::open_direct(conn, alice, bob, 1).unwrap();
+    let seen = send(conn, bob, c, 1, &[]);
+    send(conn, alice, c, 2, &[]);
+    let late = send(conn, bob, c, 3, &[]);
+    let m = store::member(conn, alice, c).unwrap().unwrap();
+    let (up_to, _) = store::clear(conn, &m, true, Some(MessageId(2))).unwrap();
+    assert_eq!(up_to, MessageId(2));
+    let ids = |conn: &mut SqliteConnection, who| {
+        let m = store::member(conn, who, c).unwrap().unwrap();
+        store::history(conn, &m, None, None, 50).unwrap().iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(conn, alice), [late], "what arrived after stays for the clearer too");
+    assert_eq!(ids(conn, bob), [late], "and for the other side");
+    assert!(seen < MessageId(3));
+    // A lower up_to later does not bring anything back; a larger one stops at the newest.
+    let m = store::member(conn, alice, c).unwrap().unwrap();
+    assert_eq!(store::clear(conn, &m, false, Some(MessageId(1))).unwrap().0, MessageId(1));
+    assert_eq!(ids(conn, alice), [late]);
+    let m = store::member(conn, alice, c).unwrap().unwrap();
+    assert_eq!(store::clear(conn, &m, false, Some(MessageId(99))).unwrap().0, late);
+    assert!(ids(conn, alice).is_empty());
+    assert_eq!(ids(conn, bob), [late]);
 }

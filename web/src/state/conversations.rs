@@ -107,7 +107,9 @@ impl App {
     pub async fn clear(self, for_both: bool) {
         let Some(peer) = self.rooms.active.get_untracked() else { return };
         let Some(id) = self.conversation_of(&peer) else { return };
-        match call::<Clear>(&Clear::path(&[&id]), Some(&ClearRequest { for_both })).await {
+        // Up to the newest message on screen: one arriving meanwhile is not cleared unseen.
+        let up_to = self.timeline.msgs.with_untracked(|m| m.iter().filter_map(|m| m.id).max()).map(MessageId);
+        match call::<Clear>(&Clear::path(&[&id]), Some(&ClearRequest { for_both, up_to })).await {
             Ok(()) => {
                 self.timeline.msgs.set(Vec::new());
                 self.load_conversations().await;
