@@ -487,6 +487,7 @@ fn Bubble(
     };
     let failed = move || live.with(|m| m.as_ref().is_some_and(|m| matches!(m.state, Delivery::Failed(_))));
     let ts = move || live.with(|m| m.as_ref().map_or(msg.ts, |m| m.ts));
+    let relay_ts = move || live.with(|m| m.as_ref().and_then(|m| m.relay_ts));
     let envelope = msg.envelope.clone();
     let meta = Memo::new(move |_| live.with(|m| m.as_ref().and_then(|m| m.file.clone())));
     let file_key = msg.key.clone();
@@ -509,6 +510,10 @@ fn Bubble(
                 }).collect_view()}</p>
                 <p class="meta small">
                     <span>{move || time_label(ts())}</span>
+                    {move || relay_ts().map(|r| view! {
+                        <span class="clock-skew" title="The sender's clock and the server's disagree: the message may have been held back or back-dated.">
+                            {format!("· server got it {} {}", day_label(r, now()), time_label(r))}</span>
+                    })}
                     <span class="state" class:read=read class:stored=stored>{state}</span>
                     <span class="msg-menu">
                         <button class="icon msg-more" aria-label="Message options" aria-haspopup="menu"

@@ -198,6 +198,7 @@ impl App {
                 mine: true,
                 text: format!("File: {payload_name}"),
                 ts: now(),
+                relay_ts: None,
                 state: Delivery::Sending,
                 envelope: String::new(),
                 undecryptable: false,

@@ -353,6 +353,20 @@ impl Session {
         Ok(self.vault.seal(peer, &header, payload)?)
     }
 
+    /// [`encrypt_to`](Self::encrypt_to) with the sender's clock set to `sent_at_ms`: what a
+    /// sender with a wrong clock (or one back-dating a message) produces. For tests.
+    #[doc(hidden)]
+    pub async fn encrypt_to_with_clock(
+        &mut self,
+        peer: &Username,
+        payload: &Payload,
+        sent_at_ms: u64,
+    ) -> Result<(sealroom_protocol::ClientMsgId, sealroom_protocol::Envelope)> {
+        self.peer_key(peer, false).await?;
+        let header = sealroom_crypto::MessageHeader::new(sent_at_ms)?;
+        Ok(self.vault.seal(peer, &header, payload)?)
+    }
+
     /// Decrypts a stored message to or from this user.
     pub async fn decrypt(&mut self, m: &MessageOut) -> Result<Message> {
         Ok(flow!(self, open(m))?.into())

@@ -182,6 +182,19 @@ impl VaultCell for std::cell::RefCell<Option<Vault>> {
     }
 }
 
+/// How far the sender's authenticated clock (`sent_at`) and the relay's receipt time may
+/// differ before a client flags the message: 10 minutes.
+pub const CLOCK_SKEW_MS: i64 = 10 * 60 * 1000;
+
+/// Whether a message's authenticated `sent_at` and the relay's `ts` disagree by more than
+/// [`CLOCK_SKEW_MS`]. Clients show `sent_at` (the relay cannot change it) and flag such a
+/// message with the relay's time, since one of the two clocks is wrong or a message was held
+/// back or back-dated.
+pub fn clock_disagrees(sent_at_ms: u64, relay_ts_ms: i64) -> bool {
+    let sent = i64::try_from(sent_at_ms).unwrap_or(i64::MAX);
+    sent.abs_diff(relay_ts_ms) > CLOCK_SKEW_MS.unsigned_abs()
+}
+
 /// The password rule both clients apply to a new password ([`password::strength`]). The key
 /// backup is only as strong as the password: there is no reset.
 pub fn check_new_password(password: &str, username: &str) -> Result<(), Error> {

@@ -571,3 +571,14 @@ fn a_rolled_back_backup_is_refused_and_a_lost_pin_is_a_key_change() {
         block_on(flows::peer_key(fresh_device.as_user("alice"), &fresh, &name("carol"))).expect("key");
     assert!(matches!(carol, PeerKey::FirstUse(_)));
 }
+
+#[test]
+fn a_clock_disagreement_is_flagged_past_ten_minutes_either_way() {
+    let t = 1_700_000_000_000u64;
+    let relay = t as i64;
+    assert!(!crate::clock_disagrees(t, relay));
+    assert!(!crate::clock_disagrees(t, relay + crate::CLOCK_SKEW_MS));
+    assert!(crate::clock_disagrees(t, relay + crate::CLOCK_SKEW_MS + 1), "held back or back-dated");
+    assert!(crate::clock_disagrees(t, relay - crate::CLOCK_SKEW_MS - 1), "dated in the future");
+    assert!(crate::clock_disagrees(u64::MAX, 0));
+}

@@ -183,3 +183,39 @@ fn a_rolled_back_backup_is_refused_and_the_lost_pin_shows_as_a_key_change() {
     let history = ok(&server.cli("bob", "pass-phrase-b", &["history", "alice"]));
     assert!(history.contains("before the rollback") && !history.contains("to mallory?"), "{history}");
 }
+
+/// Issue 12: clients showed the relay's timestamp, so a back-dated message went unnoticed.
+/// They show the sender's authenticated `sent_at`, and the relay's time beside it when the two
+/// disagree by more than 10 minutes.
+#[tokio::test]
+async fn history_shows_the_authenticated_time_and_flags_a_disagreeing_clock() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    server.register("bob").await;
+    let bob: sealroom_protocol::Username = "bob".parse().unwrap();
+    let conv = alice.conversation_with(&bob).await.unwrap();
+    let mut ws = alice.connect().await.unwrap();
+    let three_hours_ago =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64)
+            - 3 * 3600 * 1000;
+    let (cmid, env) = alice
+        .encrypt_to_with_clock(&bob, &sealroom_crypto::Payload::Text("back-dated".into()), three_hours_ago)
+        .await
+        .unwrap();
+    ws.send_and_wait(conv, cmid, env).await.unwrap();
+    let (cmid, env) =
+        alice.encrypt_to(&bob, &sealroom_crypto::Payload::Text("on time".into()), false).await.unwrap();
+    ws.send_and_wait(conv, cmid, env).await.unwrap();
+    let out = ok(&server.cli("bob", "password-of-bob", &["history", "alice"]));
+    let line =
+        |needle: &str| out.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("{out}")).to_owned();
+    let late = line("back-dated");
+    assert!(late.contains("(server: "), "flagged: {late}");
+    // `id  2026-…THH:…Z (server: 2026-…THH:…Z)  alice  text`: three hours apart.
+    let when = late.split('\t').nth(1).unwrap();
+    let hour =
+        |t: &str| t.get(11..13).and_then(|h| h.parse::<i32>().ok()).unwrap_or_else(|| panic!("{late}"));
+    let server = when.split("(server: ").nth(1).unwrap();
+    assert_eq!((hour(server) - hour(when)).rem_euclid(24), 3, "{late}");
+    assert!(!line("on time").contains("(server: "), "{out}");
+}

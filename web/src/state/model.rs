@@ -41,8 +41,12 @@ pub struct Msg {
     pub text: String,
     /// `text` lowercased once, for search.
     pub folded: String,
-    /// When (server time, or local time while sending).
+    /// When: the sender's authenticated `sent_at` (local time while sending; the relay's time
+    /// only for a message that does not open).
     pub ts: f64,
+    /// The relay's receipt time, when it disagrees with `ts` by more than
+    /// [`sealroom_session::CLOCK_SKEW_MS`]: shown beside it.
+    pub relay_ts: Option<f64>,
     /// Delivery state of this user's messages.
     pub state: Delivery,
     /// The exact envelope stored by the relay, base64.
@@ -172,6 +176,7 @@ mod tests {
             text: String::new(),
             folded: String::new(),
             ts: 0.0,
+            relay_ts: None,
             state: Delivery::Sent,
             envelope: String::new(),
             undecryptable: false,

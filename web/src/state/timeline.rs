@@ -18,6 +18,7 @@ impl App {
     /// it is never shown, only counted.
     pub(crate) async fn decrypt(&self, m: &MessageOut) -> Option<Msg> {
         let opened = flows::open(&Fetch(*self), &WebVault, m).await;
+        let sent_at = opened.as_ref().ok().map(|o| o.sent_at_ms);
         let mine = self.account.me.get_untracked().as_deref() == Some(m.from.as_str());
         let mut file = None;
         let (text, undecryptable) = match opened.map(|o| o.payload) {
@@ -45,7 +46,8 @@ impl App {
             id: Some(m.id.0),
             mine,
             text,
-            ts: m.ts as f64,
+            ts: sent_at.map_or(m.ts as f64, |s| s as f64),
+            relay_ts: sent_at.filter(|s| sealroom_session::clock_disagrees(*s, m.ts)).map(|_| m.ts as f64),
             state: Delivery::Sent,
             envelope: sealroom_protocol::encode_b64(m.envelope.as_bytes()),
             undecryptable,
@@ -134,6 +136,7 @@ impl App {
                 mine: true,
                 text: text.clone(),
                 ts: now(),
+                relay_ts: None,
                 state: Delivery::Sending,
                 envelope,
                 undecryptable: false,

@@ -149,8 +149,16 @@ fn secret(var: &str, prompt: &str) -> Result<String, ClientError> {
     Err(ClientError::Usage(format!("set {var} or run on a terminal to be asked")))
 }
 
+/// `id  sent_at  from  text`: the sender's authenticated time; when the relay's receipt time
+/// disagrees by more than 10 minutes, it follows in brackets.
 fn print_message(out: &mut impl Write, m: &Message) -> std::io::Result<()> {
-    writeln!(out, "{}\t{}\t{}\t{}", m.id, rfc3339(m.ts), m.from, m.text())
+    let sent = i64::try_from(m.sent_at_ms).unwrap_or(i64::MAX);
+    let when = if sealroom_session::clock_disagrees(m.sent_at_ms, m.ts) {
+        format!("{} (server: {})", rfc3339(sent), rfc3339(m.ts))
+    } else {
+        rfc3339(sent)
+    };
+    writeln!(out, "{}\t{}\t{}\t{}", m.id, when, m.from, m.text())
 }
 
 async fn run(cli: Cli) -> Result<(), ClientError> {
