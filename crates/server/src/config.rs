@@ -97,6 +97,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
 
+    /// Bytes of message envelopes one user may have stored as a sender: a number with an
+    /// optional K, M or G (binary multiples). Messages deleted by clearing for both free room.
+    #[arg(long, env = "SEALROOM_MESSAGE_QUOTA", default_value = "1G", value_parser = parse_size)]
+    pub message_quota: u64,
+
     /// Seconds an attachment upload may send nothing before it is dropped.
     #[arg(long, env = "SEALROOM_UPLOAD_IDLE_TIMEOUT", default_value_t = 60)]
     pub upload_idle_timeout: u64,

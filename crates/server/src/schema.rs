@@ -14,6 +14,7 @@ diesel::table! {
         key_backup_version -> BigInt,
         created_at -> BigInt,
         last_seen -> Nullable<BigInt>,
+        message_bytes -> BigInt,
     }
 }
 

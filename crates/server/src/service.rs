@@ -65,26 +65,35 @@ pub async fn send(
         return Err(ServerError::api(ErrorCode::InvalidLength, "envelope is empty"));
     }
     let me_id = me.id;
+    let quota = state.config.message_quota;
     let (message, new, audience, introduce) = state
         .store
         .run(move |conn| {
             policy::conversation(conn, me_id, conversation)?;
             let blob_ids: Vec<String> = blobs.iter().map(|b| b.to_string()).collect();
-            let stored = match store::store_message(
-                conn,
-                me_id,
+            let new_message = store::NewMessage {
+                sender: me_id,
                 conversation,
-                &client_msg_id.0,
-                envelope.as_bytes(),
-                &blob_ids,
-                crate::now_ms(),
-            )? {
+                client_msg_id: &client_msg_id.0,
+                envelope: envelope.as_bytes(),
+                blob_ids: &blob_ids,
+                now: crate::now_ms(),
+            };
+            let stored = match store::store_message(conn, &new_message, i64::try_from(quota).unwrap_or(i64::MAX))? {
                 Ok(stored) => stored,
                 Err(Refused::Blob(id)) => return Err(policy::unknown_blob(&id)),
                 Err(Refused::NoRecipient) => {
                     return Err(ServerError::api(
                         ErrorCode::UnknownRecipient,
                         "no one else is in this conversation",
+                    ))
+                }
+                Err(Refused::Quota) => {
+                    return Err(ServerError::api(
+                        ErrorCode::QuotaExceeded,
+                        format!(
+                            "you have stored the most messages allowed ({quota} bytes); clear some conversations for both to make room"
+                        ),
                     ))
                 }
                 Err(Refused::IdReused) => {

@@ -218,6 +218,11 @@ pub fn sent_in(
         .get_result(conn)?)
 }
 
+/// Bytes of envelopes `user` has stored as a sender (what the message quota counts).
+pub fn message_bytes(conn: &mut SqliteConnection, user: UserId) -> StoreResult<i64> {
+    Ok(users::table.find(user).select(users::message_bytes).first(conn)?)
+}
+
 /// A user's name and when they were last seen.
 pub fn name_and_last_seen(
     conn: &mut SqliteConnection,
@@ -570,25 +575,42 @@ pub enum Refused {
     Blob(String),
     /// The conversation has no other member to address.
     NoRecipient,
+    /// Storing it would take the sender past their message quota.
+    Quota,
     /// The sender already used this client_msg_id for a different message (another
     /// conversation or another envelope): a resend must be the same message.
     IdReused,
+}
+
+/// A message to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    /// Who sends it.
+    pub sender: UserId,
+    /// Where (the sender is a member).
+    pub conversation: ConversationId,
+    /// The sender's id for it (resends repeat it).
+    pub client_msg_id: &'a [u8],
+    /// The ciphertext.
+    pub envelope: &'a [u8],
+    /// The sender's blobs it references.
+    pub blob_ids: &'a [String],
+    /// Unix ms.
+    pub now: i64,
 }
 
 /// Stores a message in `conversation` (whose member the sender is) once per (sender,
 /// client_msg_id), in one transaction, links the blobs it references, and reopens the
 /// conversation for every member who had closed it.
 ///
-/// Every blob must have been uploaded by the sender; otherwise nothing is stored.
+/// Every blob must have been uploaded by the sender; otherwise nothing is stored. The envelope
+/// counts against the sender's `quota` of stored message bytes.
 pub fn store_message(
     conn: &mut SqliteConnection,
-    sender: UserId,
-    conversation: ConversationId,
-    client_msg_id: &[u8],
-    envelope: &[u8],
-    blob_ids: &[String],
-    now: i64,
+    message: &NewMessage<'_>,
+    quota: i64,
 ) -> StoreResult<Result<Stored, Refused>> {
+    let NewMessage { sender, conversation, client_msg_id, envelope, blob_ids, now } = *message;
     conn.immediate_transaction(|conn| {
         if let Some((row, withheld)) = messages::table
             .filter(messages::sender_id.eq(sender))
@@ -617,6 +639,13 @@ pub fn store_message(
             return Ok(Err(Refused::NoRecipient));
         };
         let withheld = is_blocked(conn, recipient, sender)?;
+        let size = envelope.len() as i64;
+        let charged = diesel::update(users::table.find(sender).filter(users::message_bytes.le(quota - size)))
+            .set(users::message_bytes.eq(users::message_bytes + size))
+            .execute(conn)?;
+        if charged == 0 {
+            return Ok(Err(Refused::Quota));
+        }
         let row = diesel::insert_into(messages::table)
             .values((
                 messages::conversation_id.eq(conversation),
@@ -779,6 +808,15 @@ pub fn clear(
             .select(message_blobs::blob_id)
             .distinct()
             .load(conn)?;
+        // Their senders get the bytes back under their message quota.
+        diesel::sql_query(
+            "UPDATE users SET message_bytes = MAX(0, message_bytes - COALESCE((SELECT SUM(LENGTH(x.envelope))
+                FROM messages x WHERE x.sender_id = users.id AND x.conversation_id = ?1 AND x.id <= ?2), 0))
+              WHERE id IN (SELECT sender_id FROM messages WHERE conversation_id = ?1 AND id <= ?2)",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(m.conversation_id.0)
+        .bind::<diesel::sql_types::BigInt, _>(floor.unwrap_or(MessageId(0)).0)
+        .execute(conn)?;
         diesel::delete(doomed).execute(conn)?;
         // The links went with the messages (ON DELETE CASCADE); a blob with none left is garbage.
         let freed: Vec<String> = blobs::table

@@ -41,11 +41,15 @@ fn add_user(conn: &mut SqliteConnection, name: &str) -> UserId {
 }
 
 fn send(conn: &mut SqliteConnection, from: UserId, c: ConversationId, n: u8, blobs: &[String]) -> MessageId {
-    store::store_message(conn, from, c, &[n; 16], &[n; 40], blobs, 1_000 + i64::from(n))
-        .expect("stored")
-        .expect("accepted")
-        .row
-        .id
+    let m = store::NewMessage {
+        sender: from,
+        conversation: c,
+        client_msg_id: &[n; 16],
+        envelope: &[n; 40],
+        blob_ids: blobs,
+        now: 1_000 + i64::from(n),
+    };
+    store::store_message(conn, &m, i64::MAX).expect("stored").expect("accepted").row.id
 }
 
 #[test]
@@ -96,6 +100,11 @@ fn a_v1_database_with_messages_and_attachments_migrates_in_place() {
     assert_eq!(stored, [(1, alice, bob, vec![0xAA, 0xBB, 0xCC]), (2, bob, alice, vec![0xDD, 0xEE, 0xFF])]);
     assert_eq!(store::downloadable_blob(conn, bob, "q1w2e3r4t5y6u7i8o9p0-_").unwrap(), Some(40));
     assert_eq!(store::peers_of(conn, alice).unwrap(), [bob]);
+    // What each had stored counts under the message quota from the start.
+    assert_eq!(
+        (store::message_bytes(conn, alice).unwrap(), store::message_bytes(conn, bob).unwrap()),
+        (3, 3)
+    );
     // And the conversation goes on under its old id.
     let next = send(conn, alice, c, 3, &[]);
     assert_eq!(next, MessageId(3));
@@ -176,10 +185,16 @@ fn a_message_is_refused_whole_when_a_blob_is_not_the_senders() {
     let (alice, bob) = (add_user(conn, "alice"), add_user(conn, "bob"));
     let c = store::open_direct(conn, alice, bob, 1).unwrap();
     assert!(store::insert_blob(conn, "q1w2e3r4t5y6u7i8o9p0-_", bob, 10, 1_000, 1).unwrap());
-    let refused =
-        store::store_message(conn, alice, c, &[1; 16], &[1; 40], &["q1w2e3r4t5y6u7i8o9p0-_".into()], 5)
-            .unwrap()
-            .unwrap_err();
+    let blob_ids = ["q1w2e3r4t5y6u7i8o9p0-_".to_owned()];
+    let m = store::NewMessage {
+        sender: alice,
+        conversation: c,
+        client_msg_id: &[1; 16],
+        envelope: &[1; 40],
+        blob_ids: &blob_ids,
+        now: 5,
+    };
+    let refused = store::store_message(conn, &m, i64::MAX).unwrap().unwrap_err();
     assert_eq!(refused, Refused::Blob("q1w2e3r4t5y6u7i8o9p0-_".into()));
     let m = store::member(conn, alice, c).unwrap().unwrap();
     assert!(store::history(conn, &m, None, None, 10).unwrap().is_empty(), "nothing stored");
@@ -307,4 +322,36 @@ fn clearing_for_both_stops_at_what_the_clearer_saw() {
     assert_eq!(store::clear(conn, &m, false, Some(MessageId(99))).unwrap().0, late);
     assert!(ids(conn, alice).is_empty());
     assert_eq!(ids(conn, bob), [late]);
+}
+
+/// Issue 12: one socket stored 520 maximum-size envelopes in 6.6 s, with no limit. Stored
+/// bytes count against the sender's quota, in the same transaction as the insert, and clearing
+/// for both gives them back.
+#[test]
+fn the_message_quota_counts_what_a_sender_stores_and_clearing_frees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&url(&dir)).unwrap();
+    let conn = &mut store.conn().unwrap();
+    let (alice, bob) = (add_user(conn, "alice"), add_user(conn, "bob"));
+    let c = store::open_direct(conn, alice, bob, 1).unwrap();
+    let put = |conn: &mut SqliteConnection, n: u8| {
+        let m = store::NewMessage {
+            sender: alice,
+            conversation: c,
+            client_msg_id: &[n; 16],
+            envelope: &[n; 400],
+            blob_ids: &[],
+            now: 10,
+        };
+        store::store_message(conn, &m, 1000).unwrap()
+    };
+    assert!(put(conn, 1).is_ok());
+    assert!(put(conn, 2).is_ok());
+    assert!(matches!(put(conn, 3), Err(Refused::Quota)), "a third 400-byte envelope is past 1000");
+    assert!(put(conn, 1).is_ok(), "a resend is not charged again");
+    assert_eq!(store::message_bytes(conn, alice).unwrap(), 800);
+    let m = store::member(conn, alice, c).unwrap().unwrap();
+    store::clear(conn, &m, true, None).unwrap();
+    assert_eq!(store::message_bytes(conn, alice).unwrap(), 0, "deleted messages free their bytes");
+    assert!(put(conn, 4).is_ok());
 }

@@ -490,3 +490,39 @@ async fn parallel_uploads_stay_within_the_quota_and_stalled_ones_end() {
     assert!(codes.iter().any(|(_, _, m)| m.contains("stalled")), "{codes:?}");
     assert_eq!(dir_bytes(&tmp), 0, "no part file left");
 }
+
+/// Found: one socket stored 520 maximum-size envelopes in 6.6 s. Past `--message-quota` a send
+/// gets `quota_exceeded` with its client_msg_id, and nothing is stored.
+#[tokio::test]
+async fn a_sender_past_the_message_quota_is_refused() {
+    use sealroom_protocol::{ClientFrame, ErrorCode, ServerFrame};
+    let server = TestServer::start_with(&["--message-quota", "200K"]);
+    let mut alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let peer: sealroom_protocol::Username = "bob".parse().unwrap();
+    let conv = alice.conversation_with(&peer).await.unwrap();
+    let mut ws = alice.connect().await.unwrap();
+    let big = sealroom_crypto::Payload::Text("y".repeat(60_000));
+    let mut stored = 0;
+    let refused = loop {
+        let (cmid, env) = alice.encrypt_to(&peer, &big, false).await.unwrap();
+        ws.send(&ClientFrame::Send { conversation: conv, client_msg_id: cmid, envelope: env, blobs: vec![] })
+            .await
+            .unwrap();
+        match sealroom_tests::expect_frame(&mut ws, "ack or error", |f| {
+            matches!(f, ServerFrame::Ack { .. } | ServerFrame::Error { .. })
+        })
+        .await
+        {
+            ServerFrame::Ack { .. } => stored += 1,
+            ServerFrame::Error { code, client_msg_id, message } => {
+                break (code, client_msg_id == Some(cmid), message)
+            }
+            _ => unreachable!(),
+        }
+        assert!(stored < 10, "no quota");
+    };
+    assert_eq!(stored, 3, "three ~64 KiB envelopes fit in 200 KiB");
+    assert_eq!((refused.0, refused.1), (ErrorCode::QuotaExceeded, true), "{}", refused.2);
+    assert_eq!(bob.history_raw("alice", &Default::default()).await.unwrap().messages.len(), 3);
+}
