@@ -218,11 +218,12 @@ pub fn ensure_wasm_bindgen() -> Result {
 
 pub fn ensure_chromium() -> Result {
     let have = |p: &str| std::path::Path::new(p).exists();
-    if have("/usr/bin/chromium") && have("/usr/bin/chromedriver") {
+    if have("/usr/bin/chromium") && have("/usr/bin/chromedriver") && have("/usr/bin/openssl") {
         return Ok(());
     }
-    step("installing chromium and chromium-driver from Debian's packages");
-    apt_install(&["chromium", "chromium-driver"])
+    // openssl makes the throwaway certificate of the TLS test.
+    step("installing chromium, chromium-driver and openssl from Debian's packages");
+    apt_install(&["chromium", "chromium-driver", "openssl"])
 }
 
 /// Installs Debian packages (through sudo when not root).

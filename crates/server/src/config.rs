@@ -54,9 +54,21 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_SINGLE_SESSION")]
     pub single_session: bool,
 
-    /// Mark the session cookie `Secure` (set this when serving over HTTPS).
+    /// Mark the session cookie `Secure` even on a loopback address over plain HTTP (behind a
+    /// TLS proxy on the same machine). It is `Secure` anyway when the relay serves TLS or
+    /// listens on any address other than loopback.
     #[arg(long, env = "SEALROOM_SECURE_COOKIES")]
     pub secure_cookies: bool,
+
+    /// Serve HTTPS (and WSS) with this PEM certificate chain; needs `--tls-key`. Browsers give
+    /// WebCrypto only to secure contexts, so a relay reached by name needs TLS here or in a
+    /// proxy in front. Adds `Strict-Transport-Security`.
+    #[arg(long, env = "SEALROOM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) for `--tls-cert`.
+    #[arg(long, env = "SEALROOM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Extra browser origins allowed to use the cookie session (e.g. http://localhost:8081 for
     /// `trunk serve`). The relay's own origin is always allowed.
@@ -129,6 +141,12 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Whether the session cookie is marked `Secure`: when asked, when serving TLS, and
+    /// whenever the relay listens beyond loopback (plain HTTP there would leak the session).
+    pub fn cookies_secure(&self) -> bool {
+        self.secure_cookies || self.tls_cert.is_some() || !self.bind.ip().is_loopback()
+    }
+
     /// The database URL, defaulting into the data dir.
     pub fn database_url(&self) -> String {
         self.database_url

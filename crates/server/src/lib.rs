@@ -63,10 +63,47 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The rustls configuration for `--tls-cert` / `--tls-key`: the chain and key from PEM files,
+/// rustls' safe defaults (TLS 1.2 and 1.3) on the ring provider, HTTP/1.1 by ALPN.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<rustls::ServerConfig, error::StartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        error::StartError::Invalid(format!("{what} {}: {e}", path.display()))
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad("cannot read the TLS certificate", cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("cannot parse the TLS certificate", cert, &e))?;
+    if chain.is_empty() {
+        return Err(error::StartError::Invalid(format!("no certificate in {}", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("cannot read the TLS key", key, &e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| error::StartError::Invalid(format!("TLS: {e}")))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| error::StartError::Invalid(format!("the TLS key does not fit the certificate: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// Opens storage and runs the relay until SIGINT or SIGTERM, then drains connections.
-/// Prints `listening on http://ADDR` once bound (port 0 picks a free port).
+/// Prints `listening on http://ADDR` (or `https://` with `--tls-cert`) once bound (port 0
+/// picks a free port).
 pub async fn serve(config: ServeArgs) -> Result<(), error::StartError> {
     create_private_dir(&config.data_dir)?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+        _ => None,
+    };
+    let hsts = tls.is_some();
     let state = web::Data::new(Relay::open(config.clone())?);
     let web_client = match config.web_dir() {
         Some(dir) => Some(web::Data::new(webapp::WebApp::load(&dir)?)),
@@ -90,6 +127,11 @@ pub async fn serve(config: ServeArgs) -> Result<(), error::StartError> {
                     .add(("X-Frame-Options", "DENY"))
                     .add(("Cache-Control", "no-store")),
             )
+            // Over TLS, browsers are told to use nothing else for a year.
+            .wrap(actix_web::middleware::Condition::new(
+                hsts,
+                DefaultHeaders::new().add(("Strict-Transport-Security", "max-age=31536000")),
+            ))
             .wrap_fn(|req, srv| {
                 // Errors are counted here, where the relay is at hand (not in a global).
                 let relay = req.app_data::<web::Data<Relay>>().cloned();
@@ -123,11 +165,15 @@ pub async fn serve(config: ServeArgs) -> Result<(), error::StartError> {
         app
     })
     .disable_signals()
-    .shutdown_timeout(10)
-    .bind(config.bind)
+    .shutdown_timeout(10);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(config.bind, tls),
+        None => server.bind(config.bind),
+    }
     .map_err(error::StartError::io(format!("cannot listen on {}", config.bind)))?;
     for addr in server.addrs() {
-        println!("listening on http://{addr}");
+        println!("listening on {scheme}://{addr}");
     }
     tracing::info!(
         database = %config.database_url(),

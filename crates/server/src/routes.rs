@@ -91,7 +91,7 @@ fn session_cookie(state: &Relay, token: String, ttl_secs: i64) -> Cookie<'static
     Cookie::build(auth::COOKIE, token)
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(state.config.secure_cookies)
+        .secure(state.config.cookies_secure())
         .path("/")
         .max_age(CookieDuration::seconds(ttl_secs))
         .finish()

@@ -526,3 +526,70 @@ async fn a_sender_past_the_message_quota_is_refused() {
     assert_eq!((refused.0, refused.1), (ErrorCode::QuotaExceeded, true), "{}", refused.2);
     assert_eq!(bob.history_raw("alice", &Default::default()).await.unwrap().messages.len(), 3);
 }
+
+/// TLS built in: `--tls-cert`/`--tls-key` serve HTTPS with HSTS, and the session cookie is
+/// `Secure`. The certificate is a throwaway one made here with openssl.
+#[tokio::test]
+async fn the_relay_serves_tls_with_hsts_and_secure_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-addext"])
+        .arg("basicConstraints=critical,CA:FALSE")
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let server =
+        TestServer::start_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let health = client.get(format!("{}/healthz", server.url)).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(health.headers()["strict-transport-security"], "max-age=31536000");
+    // Plain HTTP on the same port gets nowhere.
+    let plain = server.url.replacen("https://", "http://", 1);
+    assert!(reqwest::get(format!("{plain}/healthz")).await.map_or(true, |r| !r.status().is_success()));
+    // A registration over TLS sets a Secure cookie.
+    let body = serde_json::json!({"username": "alice", "auth_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        "salt": "AAAAAAAAAAAAAAAAAAAAAA==", "kdf": {"m_kib": 65536, "t": 3, "p": 1},
+        "identity_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "key_backup": "AQID"});
+    let resp = client.post(format!("{}/api/register", server.url)).json(&body).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    // A bad key file is refused at start with a sentence.
+    std::fs::write(dir.path().join("bad.pem"), "not a key").unwrap();
+    let out = std::process::Command::new(sealroom_tests::bin("sealroom"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(dir.path().join("bad.pem"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TLS key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
