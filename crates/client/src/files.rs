@@ -155,7 +155,7 @@ impl Session {
         let upload = self.upload_file(path).await?;
         let payload = Payload::File(upload.file);
         let sent = async {
-            let (client_msg_id, envelope) = self.seal_to(&peer, &payload)?;
+            let (client_msg_id, envelope) = self.seal_to(&peer, &payload, crate::now_ms() as u64)?;
             let mut conn = self.connect().await?;
             let id = conn
                 .send_with_blobs_and_wait(conversation, client_msg_id, envelope, vec![upload.blob_id.clone()])

@@ -340,16 +340,17 @@ impl Session {
         accept_new_key: bool,
     ) -> Result<(sealroom_protocol::ClientMsgId, sealroom_protocol::Envelope)> {
         self.peer_key(peer, accept_new_key).await?;
-        self.seal_to(peer, payload)
+        self.seal_to(peer, payload, now_ms() as u64)
     }
 
-    /// Encrypts a payload to `peer`, whose key was just checked.
+    /// Encrypts a payload to `peer`, whose key was just checked, as sent at `sent_at_ms`.
     fn seal_to(
         &mut self,
         peer: &Username,
         payload: &Payload,
+        sent_at_ms: u64,
     ) -> Result<(sealroom_protocol::ClientMsgId, sealroom_protocol::Envelope)> {
-        let header = sealroom_crypto::MessageHeader::new(now_ms() as u64)?;
+        let header = sealroom_crypto::MessageHeader::new(sent_at_ms)?;
         Ok(self.vault.seal(peer, &header, payload)?)
     }
 
@@ -363,8 +364,7 @@ impl Session {
         sent_at_ms: u64,
     ) -> Result<(sealroom_protocol::ClientMsgId, sealroom_protocol::Envelope)> {
         self.peer_key(peer, false).await?;
-        let header = sealroom_crypto::MessageHeader::new(sent_at_ms)?;
-        Ok(self.vault.seal(peer, &header, payload)?)
+        self.seal_to(peer, payload, sent_at_ms)
     }
 
     /// Decrypts a stored message to or from this user.

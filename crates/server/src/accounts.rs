@@ -46,6 +46,8 @@ fn limit(limiter: &crate::ratelimit::RateLimiter, key: &str) -> Result<()> {
 /// reserved before the password is checked: the per-IP and per-IP-and-account limits refuse
 /// at once; the per-account limit (attempts from anywhere) is soft — over it, the password is
 /// still checked and the right one still signs in, so guessing cannot lock the owner out.
+/// The places are given back when the attempt is dropped (a right password, or one never
+/// checked because the store or the hash gate failed) unless it [`failed`](Self::failed).
 struct Attempt<'a> {
     state: &'a Relay,
     ip: &'a str,
@@ -53,6 +55,8 @@ struct Attempt<'a> {
     account: &'a str,
     /// Whether the account's soft limit had a place for this attempt.
     counted: bool,
+    /// The password was wrong: the places stay taken.
+    keep: bool,
 }
 
 impl<'a> Attempt<'a> {
@@ -64,30 +68,30 @@ impl<'a> Attempt<'a> {
             return Err(ServerError::RateLimited(secs));
         }
         let counted = state.auth_user_limit.check(account).is_ok();
-        Ok(Attempt { state, ip, pair, account, counted })
-    }
-
-    /// The attempt did not get to the password (the hash gate was full): nothing is counted.
-    fn unused(self) {
-        self.succeeded();
-    }
-
-    /// The password was right: the reserved places are given back.
-    fn succeeded(self) {
-        self.state.auth_ip_limit.refund(self.ip);
-        self.state.auth_pair_limit.refund(&self.pair);
-        if self.counted {
-            self.state.auth_user_limit.refund(self.account);
-        }
+        Ok(Attempt { state, ip, pair, account, counted, keep: false })
     }
 
     /// The password was wrong: the places stay taken; over the account's limit, the answer is
     /// 429 rather than 401.
-    fn failed(self, wrong: ServerError) -> ServerError {
+    fn failed(mut self, wrong: ServerError) -> ServerError {
+        self.keep = true;
         if self.counted {
             wrong
         } else {
             ServerError::RateLimited(60)
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        self.state.auth_ip_limit.refund(self.ip);
+        self.state.auth_pair_limit.refund(&self.pair);
+        if self.counted {
+            self.state.auth_user_limit.refund(self.account);
         }
     }
 }
@@ -207,25 +211,13 @@ pub async fn login(state: &Relay, ip: &str, body: LoginRequest) -> Result<Grante
     limit(&state.auth_ip_total, ip)?;
     let attempt = Attempt::reserve(state, ip, body.username.as_str())?;
     let name = body.username.clone();
-    let row = match state.store.run(move |conn| Ok(store::user_by_name(conn, name.as_str())?)).await {
-        Ok(row) => row,
-        Err(e) => {
-            attempt.unused();
-            return Err(e);
-        }
-    };
+    let row = state.store.run(move |conn| Ok(store::user_by_name(conn, name.as_str())?)).await?;
     let stored = row.as_ref().map(|u| u.auth_hash.clone());
     let auth_key = body.auth_key;
-    let ok = match state.hash(move || auth::verify_auth_key(&auth_key.0, stored.as_deref())).await {
-        Ok(ok) => ok,
-        Err(busy) => {
-            attempt.unused();
-            return Err(busy);
-        }
-    };
+    let ok = state.hash(move || auth::verify_auth_key(&auth_key.0, stored.as_deref())).await?;
     match row {
         Some(user) if ok => {
-            attempt.succeeded();
+            drop(attempt);
             start_session(state, user).await
         }
         _ => {
@@ -279,25 +271,18 @@ pub async fn change_password(
     let current = body.auth_key;
     let new_key = body.new_auth_key;
     let attempt = Attempt::reserve(state, ip, user.username.as_str())?;
-    let checked = state
+    let (ok, new_hash) = state
         .hash(move || {
             let ok = auth::verify_auth_key(&current.0, stored.as_deref());
             (ok, if ok { Some(auth::hash_auth_key(&new_key.0)) } else { None })
         })
-        .await;
-    let (ok, new_hash) = match checked {
-        Ok(done) => done,
-        Err(busy) => {
-            attempt.unused();
-            return Err(busy);
-        }
-    };
+        .await?;
     if !ok {
         return Err(
             attempt.failed(ServerError::api(ErrorCode::InvalidCredentials, "the current password is wrong"))
         );
     }
-    attempt.succeeded();
+    drop(attempt);
     let Some(new_hash) = new_hash.transpose()? else {
         return Err(ServerError::api(ErrorCode::InvalidCredentials, "the current password is wrong"));
     };

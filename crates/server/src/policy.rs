@@ -157,15 +157,8 @@ pub fn withdraw(conn: &mut store::Conn, me: UserId, id: &BlobId) -> Result<()> {
 /// `user` is shown (the same people, both ways): those with whom `user` has a conversation in
 /// which both have written and which neither has closed, unless either blocked the other.
 pub fn presence_audience(conn: &mut store::Conn, user: UserId) -> Result<Vec<UserId>> {
-    let blockers = store::blockers_of(conn, user)?;
-    let blocked = store::blocked_by(conn, user)?;
-    let peers = store::peers_of(conn, user)?;
-    let names: std::collections::HashMap<UserId, String> =
-        store::usernames(conn, &peers)?.into_iter().collect();
-    Ok(peers
-        .into_iter()
-        .filter(|p| !blockers.contains(p) && !names.get(p).is_some_and(|n| blocked.contains(n)))
-        .collect())
+    let blocks = store::blocks_either_way(conn, user)?;
+    Ok(store::peers_of(conn, user)?.into_iter().filter(|p| !blocks.contains(p)).collect())
 }
 
 /// Whose names `me` may find by prefix in the directory: the people they already share a
@@ -187,12 +180,9 @@ pub fn metrics(
         Some(expected) => authorization
             .and_then(|a| a.strip_prefix("Bearer "))
             .is_some_and(|given| subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into()),
-        None => peer.is_some_and(|ip| match ip {
-            std::net::IpAddr::V6(v6) => {
-                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-            }
-            v4 => v4.is_loopback(),
-        }),
+        // `peer` is the client's address as `proxy::TrustedProxies::client_ip` gives it, with
+        // IPv4-mapped addresses already as IPv4.
+        None => peer.is_some_and(|ip| ip.is_loopback()),
     };
     if allowed {
         Ok(())

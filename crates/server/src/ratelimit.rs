@@ -54,30 +54,6 @@ impl RateLimiter {
             hits.retain(|_, (start, _)| now.duration_since(*start) < window);
         }
     }
-
-    /// `Err(seconds)` if `key` is over the limit now, without counting anything.
-    pub fn limited(&self, key: &str) -> Result<(), u64> {
-        let now = Instant::now();
-        let Ok(hits) = self.hits.lock() else { return Ok(()) };
-        match hits.get(key) {
-            Some((start, n)) if now.duration_since(*start) < self.window && *n >= self.limit => {
-                Err(self.window.saturating_sub(now.duration_since(*start)).as_secs().max(1))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Counts a hit for `key`.
-    pub fn hit(&self, key: &str) {
-        let now = Instant::now();
-        let Ok(mut hits) = self.hits.lock() else { return };
-        Self::prune(&mut hits, now, self.window);
-        let entry = hits.entry(key.to_owned()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-    }
 }
 
 /// A job for a hashing thread: runs only if its requester is still waiting.
@@ -213,15 +189,5 @@ mod tests {
         }
         assert!(most.load(Ordering::SeqCst) <= 2, "at most 2 at once");
         assert!((2..=5).contains(&done), "2 running + at most 3 queued were served, got {done}");
-    }
-
-    #[test]
-    fn limited_does_not_count() {
-        let rl = RateLimiter::new(1, Duration::from_secs(60));
-        for _ in 0..5 {
-            assert!(rl.limited("a").is_ok());
-        }
-        rl.hit("a");
-        assert!(rl.limited("a").is_err());
     }
 }

@@ -904,6 +904,13 @@ pub fn blockers_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec
     Ok(blocks::table.filter(blocks::blocked_id.eq(user)).select(blocks::user_id).load(conn)?)
 }
 
+/// Everyone `user` blocked or who blocked `user`, in one query.
+pub fn blocks_either_way(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<UserId>> {
+    let blocked = blocks::table.filter(blocks::user_id.eq(user)).select(blocks::blocked_id);
+    let blockers = blocks::table.filter(blocks::blocked_id.eq(user)).select(blocks::user_id);
+    Ok(blocked.union(blockers).load(conn)?)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Attachment blobs
 

@@ -96,13 +96,7 @@ impl Budget {
         }
     }
 
-    /// Whether any is left (after a refill); `spend` then charges what was used, possibly
-    /// going below zero, which the next refills pay back.
-    fn available(&mut self) -> bool {
-        self.refill();
-        self.tokens > 0.0
-    }
-
+    /// Charges what was used, possibly going below zero, which the next refills pay back.
     fn spend(&mut self, amount: f64) {
         self.tokens -= amount;
     }
@@ -327,8 +321,9 @@ async fn handle(
             }
         }
         ClientFrame::Sync { since } => {
-            if !output.available() {
-                tokio::time::sleep(output.until_available()).await;
+            let wait = output.until_available();
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
             }
             service::sync(state, user, since).await.map(|(messages, more)| {
                 output.spend(messages.iter().map(|m| m.envelope.as_bytes().len() as f64).sum());

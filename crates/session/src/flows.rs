@@ -49,10 +49,18 @@ pub async fn register<T: Transport>(
         key_backup: SealedBackup::new(sealed).map_err(Error::from)?,
     };
     let resp = t.call::<Register>(&Register::path(&[]), Some(&req)).await?;
-    let mut vault = Vault::unlock(&resp.user, keys.backup_key, t.seen_generation(username.as_str()))?;
+    let mut vault = unlock(t, &resp.user, keys.backup_key)?;
     vault.backup_stored(resp.user.key_backup_version);
-    t.saw_generation(username.as_str(), vault.generation());
     Ok((resp, vault))
+}
+
+/// [`Vault::unlock`] against the newest backup generation this device has seen, which it then
+/// remembers: every way into an account (register, login, resume) goes through here.
+fn unlock<T: Transport>(t: &T, me: &Me, backup_key: sealroom_crypto::BackupKey) -> Result<Vault, Error> {
+    let username = me.username.as_str();
+    let vault = Vault::unlock(me, backup_key, t.seen_generation(username))?;
+    t.saw_generation(username, vault.generation());
+    Ok(vault)
 }
 
 /// The password keys for `username` under the salt and parameters the relay holds.
@@ -77,8 +85,7 @@ pub async fn login<T: Transport>(
     let keys = keys_for(t, username, password).await?;
     let req = LoginRequest { username: username.clone(), auth_key: AuthKeyBytes(*keys.auth_key.as_bytes()) };
     let resp = t.call::<Login>(&Login::path(&[]), Some(&req)).await?;
-    let vault = Vault::unlock(&resp.user, keys.backup_key, t.seen_generation(username.as_str()))?;
-    t.saw_generation(username.as_str(), vault.generation());
+    let vault = unlock(t, &resp.user, keys.backup_key)?;
     Ok((resp, vault))
 }
 
@@ -93,9 +100,7 @@ pub async fn resume<T: Transport>(
     if me.username.as_str() != username {
         return Ok(None);
     }
-    let vault = Vault::unlock(&me, backup_key, t.seen_generation(username))?;
-    t.saw_generation(username, vault.generation());
-    Ok(Some(vault))
+    Ok(Some(unlock(t, &me, backup_key)?))
 }
 
 /// Changes the password: new salt and keys, the backup re-sealed under the new key; the relay

@@ -318,36 +318,25 @@ async fn a_sync_page_is_bounded_in_bytes() {
 async fn metrics_need_the_token_or_this_machine() {
     let server =
         TestServer::start_with(&["--metrics-token", "s3cret-metrics", "--trusted-proxy", "127.0.0.1"]);
-    let get = |auth: Option<&'static str>, from: Option<&'static str>| {
-        let url = format!("{}/metrics", server.url);
-        async move {
-            let mut req = reqwest::Client::new().get(url);
-            if let Some(a) = auth {
-                req = req.header("authorization", a);
-            }
-            if let Some(ip) = from {
-                req = req.header("x-forwarded-for", ip);
-            }
-            req.send().await.unwrap().status().as_u16()
-        }
-    };
-    assert_eq!(get(None, None).await, 401);
-    assert_eq!(get(Some("Bearer wrong"), None).await, 401);
-    assert_eq!(get(Some("Bearer s3cret-metrics"), None).await, 200);
+    assert_eq!(metrics_status(&server, None, None).await, 401);
+    assert_eq!(metrics_status(&server, Some("Bearer wrong"), None).await, 401);
+    assert_eq!(metrics_status(&server, Some("Bearer s3cret-metrics"), None).await, 200);
     // No token configured: this machine only; a client behind the trusted proxy is not it.
     let server = TestServer::start_with(&["--trusted-proxy", "127.0.0.1"]);
-    let status = |from: Option<&'static str>| {
-        let url = format!("{}/metrics", server.url);
-        async move {
-            let mut req = reqwest::Client::new().get(url);
-            if let Some(ip) = from {
-                req = req.header("x-forwarded-for", ip);
-            }
-            req.send().await.unwrap().status().as_u16()
-        }
-    };
-    assert_eq!(status(None).await, 200);
-    assert_eq!(status(Some("203.0.113.7")).await, 401);
+    assert_eq!(metrics_status(&server, None, None).await, 200);
+    assert_eq!(metrics_status(&server, None, Some("203.0.113.7")).await, 401);
+}
+
+/// `GET /metrics` with an Authorization header and from an X-Forwarded-For address, if given.
+async fn metrics_status(server: &TestServer, auth: Option<&str>, from: Option<&str>) -> u16 {
+    let mut req = reqwest::Client::new().get(format!("{}/metrics", server.url));
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    if let Some(ip) = from {
+        req = req.header("x-forwarded-for", ip);
+    }
+    req.send().await.unwrap().status().as_u16()
 }
 
 /// Found: `expected_version` near i64::MAX overflowed into a 500. Now a clear 400.
