@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
+mod fuzz;
 mod setup;
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -28,6 +29,8 @@ commands:
   bench-web    the web client with a 10,000-message conversation in headless Chromium
   bench-files  a 50 MiB attachment up and down through a release relay, with its memory
   vectors      regenerate crates/crypto/tests/vectors/v1.json from the code
+  fuzz         run the cargo-fuzz targets in fuzz/ (default: each for 600 s); options:
+               TARGET… (only those), --seconds N, --seeds (rewrite the seed corpora)
 ";
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Some("bench-web") => bench_web(),
         Some("bench-files") => bench_files(),
         Some("vectors") => vectors(),
+        Some("fuzz") => fuzz::command(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -135,6 +139,9 @@ impl Tally {
     }
 }
 
+/// Seconds of new inputs per fuzz target in `cargo xtask test` (after its whole corpus).
+const FUZZ_SMOKE_SECONDS: u64 = 5;
+
 fn test() -> Result {
     let started = Instant::now();
     setup::ensure_all()?;
@@ -172,6 +179,7 @@ fn test() -> Result {
                 "--locked",
             ],
         )?;
+        tally.passed += fuzz::smoke(FUZZ_SMOKE_SECONDS)?;
         step("crypto vectors re-derived independently (argon2-cffi, libsodium, OpenSSL)");
         let python = setup::ensure_python_venv()?;
         cmd(&python, &["docs/verify_vectors.py"])?;

@@ -62,6 +62,14 @@ impl StreamEncryptor {
         Self::with_chunk_size(key, CHUNK_SIZE)
     }
 
+    /// A stream with small chunks, so that the fuzzer reaches the multi-chunk paths with small
+    /// inputs. Only in fuzz builds: the format fixes [`CHUNK_SIZE`].
+    #[cfg(fuzzing)]
+    #[doc(hidden)]
+    pub fn with_chunk_size_for_fuzzing(key: &FileKey, chunk_size: usize) -> Self {
+        Self::with_chunk_size(key, chunk_size.max(1))
+    }
+
     pub(crate) fn with_chunk_size(key: &FileKey, chunk_size: usize) -> Self {
         StreamEncryptor {
             cipher: chacha_cipher(&key.0),
@@ -137,6 +145,13 @@ impl StreamDecryptor {
     /// A new stream under `key`.
     pub fn new(key: &FileKey) -> Self {
         Self::with_chunk_size(key, CHUNK_SIZE)
+    }
+
+    /// The decryptor of [`StreamEncryptor::with_chunk_size_for_fuzzing`]. Only in fuzz builds.
+    #[cfg(fuzzing)]
+    #[doc(hidden)]
+    pub fn with_chunk_size_for_fuzzing(key: &FileKey, chunk_size: usize) -> Self {
+        Self::with_chunk_size(key, chunk_size.max(1))
     }
 
     pub(crate) fn with_chunk_size(key: &FileKey, chunk_size: usize) -> Self {

@@ -137,11 +137,19 @@ impl Payload {
         let payload = match r.u8()? {
             TAG_TEXT => {
                 let len = r.u32()? as usize;
+                if len > MAX_TEXT_BYTES {
+                    return Err(Error::Malformed("payload text"));
+                }
                 let text = std::str::from_utf8(r.take(len)?).map_err(|_| Error::Malformed("payload text"))?;
                 Payload::Text(text.to_owned())
             }
             TAG_FILE => {
                 let id_len = r.u8()? as usize;
+                // Found by fuzzing (fuzz/fuzz_targets/payload.rs): ids of 65..=255 bytes were
+                // read although the format allows 1..=64 and `encode` refuses them.
+                if id_len > MAX_BLOB_ID {
+                    return Err(Error::Malformed("payload blob id"));
+                }
                 let blob_id = r.ascii(id_len, "blob id")?;
                 if blob_id.is_empty() {
                     return Err(Error::Malformed("payload blob id"));

@@ -411,3 +411,33 @@ fn backup_generation_is_authenticated() {
     older.merge_from(c);
     assert_eq!(older.generation, 42);
 }
+
+/// Found by `cargo fuzz run payload`: the decoder read blob ids longer than the format's 64
+/// bytes, which `encode` refuses, so a peer could send a reference no honest client makes.
+/// Every payload that decodes now encodes back to the same bytes.
+#[test]
+fn payload_decoding_holds_the_format_limits() {
+    let file = |id_len: u8| {
+        let mut b = vec![0x02, id_len];
+        b.extend(std::iter::repeat_n(b'f', id_len as usize));
+        b.extend([7u8; 32 + 32]);
+        b.extend(5u64.to_be_bytes());
+        b.extend(1u16.to_be_bytes());
+        b.push(b'n');
+        b.push(0);
+        b
+    };
+    let ok = Payload::decode(&file(64)).unwrap();
+    assert_eq!(ok.encode().unwrap(), file(64));
+    for too_long in [65u8, 102, 255] {
+        assert_eq!(
+            Payload::decode(&file(too_long)).unwrap_err(),
+            Error::Malformed("payload blob id"),
+            "{too_long}"
+        );
+    }
+    let mut text = vec![0x01];
+    text.extend(((MAX_TEXT_BYTES + 1) as u32).to_be_bytes());
+    text.extend(std::iter::repeat_n(b'a', MAX_TEXT_BYTES + 1));
+    assert_eq!(Payload::decode(&text).unwrap_err(), Error::Malformed("payload text"));
+}

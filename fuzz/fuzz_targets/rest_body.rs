@@ -1,0 +1,51 @@
+//! Every REST body the relay reads, every query string and path segment it parses, and every
+//! response body a client reads. The first byte picks which.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sealroom_fuzz::{json_body, query};
+use sealroom_protocol::*;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, body)) = data.split_first() else { return };
+    match which % 26 {
+        // Requests: what the relay decodes.
+        0 => json_body::<PreloginRequest>(body),
+        1 => json_body::<RegisterRequest>(body),
+        2 => json_body::<LoginRequest>(body),
+        3 => json_body::<ChangePasswordRequest>(body),
+        4 => json_body::<UpdateKeyBackupRequest>(body),
+        5 => json_body::<OpenDirectRequest>(body),
+        6 => json_body::<MarkReadRequest>(body),
+        7 => json_body::<ClearRequest>(body),
+        8 => json_body::<ConversationFlags>(body),
+        9 => query::<HistoryQuery>(body),
+        10 => {
+            // Path segments: a username, a blob id, a conversation id.
+            let Ok(text) = std::str::from_utf8(body) else { return };
+            if let Ok(name) = Username::parse(text) {
+                assert_eq!(Username::parse(name.as_str()).ok(), Some(name));
+            }
+            if let Ok(id) = BlobId::parse(text) {
+                assert_eq!(id.as_str(), text);
+            }
+            let _ = text.parse::<i64>().map(ConversationId);
+        }
+        // Responses: what a client decodes from a relay it does not trust.
+        11 => json_body::<PreloginResponse>(body),
+        12 => json_body::<SessionResponse>(body),
+        13 => json_body::<Me>(body),
+        14 => json_body::<KeyBackupVersion>(body),
+        15 => json_body::<UserInfo>(body),
+        16 => json_body::<UserSearchResponse>(body),
+        17 => json_body::<ConversationsResponse>(body),
+        18 => json_body::<HistoryResponse>(body),
+        19 => json_body::<BlockList>(body),
+        20 => json_body::<Health>(body),
+        21 => json_body::<UploadResponse>(body),
+        22 => json_body::<StorageInfo>(body),
+        23 => json_body::<ApiError>(body),
+        24 => json_body::<ConversationSummary>(body),
+        _ => json_body::<MessageOut>(body),
+    }
+});
