@@ -136,6 +136,31 @@ impl TestServer {
         }
     }
 
+    /// Kills the relay with SIGKILL (no drain, no destructors: a crash) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs a SQL query against the stored database with Python's sqlite3 and returns the
+    /// rows, one per line, columns joined by `|`.
+    pub fn sql_rows(&self, query: &str) -> Vec<String> {
+        let db = self.data_dir().join("sealroom.db");
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3,sys\nfor r in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print('|'.join(map(str, r)))",
+            ])
+            .arg(&db)
+            .arg(query)
+            .output()
+            .expect("python3 runs");
+        assert!(out.status.success(), "sql failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+
     /// Stops and starts again on the same data dir (a new port).
     pub fn restart(&mut self) {
         self.stop();

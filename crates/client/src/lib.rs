@@ -354,6 +354,17 @@ impl Session {
         Ok(self.vault.seal(peer, &header, payload)?)
     }
 
+    /// Seals a payload to `peer` without asking the relay anything: for an outbox that keeps
+    /// composing while the relay is away. The peer's key must already be pinned (by
+    /// [`peer_key`](Self::peer_key) or an earlier message); a pending key change refuses.
+    pub fn seal_offline(
+        &mut self,
+        peer: &Username,
+        payload: &Payload,
+    ) -> Result<(sealroom_protocol::ClientMsgId, sealroom_protocol::Envelope)> {
+        self.seal_to(peer, payload, now_ms() as u64)
+    }
+
     /// [`encrypt_to`](Self::encrypt_to) with the sender's clock set to `sent_at_ms`: what a
     /// sender with a wrong clock (or one back-dating a message) produces. For tests.
     #[doc(hidden)]

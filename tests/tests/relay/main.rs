@@ -8,6 +8,7 @@ mod architecture;
 mod authz;
 mod bad_input;
 mod cli;
+mod crash;
 mod files;
 mod messaging;
 mod sessions;
