@@ -3,22 +3,22 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sealroom_fuzz::{json_body, query};
+use sealroom_fuzz::{json_body, query, request};
 use sealroom_protocol::*;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else { return };
     match which % 26 {
         // Requests: what the relay decodes.
-        0 => json_body::<PreloginRequest>(body),
-        1 => json_body::<RegisterRequest>(body),
-        2 => json_body::<LoginRequest>(body),
-        3 => json_body::<ChangePasswordRequest>(body),
-        4 => json_body::<UpdateKeyBackupRequest>(body),
-        5 => json_body::<OpenDirectRequest>(body),
-        6 => json_body::<MarkReadRequest>(body),
-        7 => json_body::<ClearRequest>(body),
-        8 => json_body::<ConversationFlags>(body),
+        0 => request::<PreloginRequest>(body),
+        1 => request::<RegisterRequest>(body),
+        2 => request::<LoginRequest>(body),
+        3 => request::<ChangePasswordRequest>(body),
+        4 => request::<UpdateKeyBackupRequest>(body),
+        5 => request::<OpenDirectRequest>(body),
+        6 => request::<MarkReadRequest>(body),
+        7 => request::<ClearRequest>(body),
+        8 => request::<ConversationFlags>(body),
         9 => query::<HistoryQuery>(body),
         10 => {
             // Path segments: a username, a blob id, a conversation id.

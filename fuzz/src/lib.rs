@@ -63,6 +63,28 @@ where
     }
 }
 
+/// A request body as the relay reads it (only a JSON object: [`sealroom_protocol::JsonObject`]):
+/// it decodes and round-trips, or the error is a documented 4xx code.
+pub fn request<T>(bytes: &[u8])
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    use sealroom_protocol::JsonObject;
+    match serde_json::from_slice::<JsonObject<T>>(bytes) {
+        Ok(JsonObject(value)) => {
+            let written = serde_json::to_vec(&value).expect("a decoded value serializes");
+            let back: JsonObject<T> =
+                serde_json::from_slice(&written).expect("a body reads back what it wrote");
+            assert_eq!(back.0, value, "round trip changed the body");
+            assert!(written.starts_with(b"{"), "a body is an object");
+        }
+        Err(e) => {
+            let status = sealroom_protocol::classify_json_error(&e).error.http_status();
+            assert!((400..500).contains(&status), "bad body classified as {status}");
+        }
+    }
+}
+
 /// A query string the relay reads (actix-web's `Query` is serde_urlencoded): no panic, and
 /// what decodes round-trips.
 pub fn query<T>(bytes: &[u8])

@@ -145,6 +145,7 @@ const FUZZ_SMOKE_SECONDS: u64 = 5;
 fn test() -> Result {
     let started = Instant::now();
     setup::ensure_all()?;
+    let python = setup::ensure_python_venv()?;
     let mut tally = Tally::default();
     let result = (|| {
         setup::build_web(false)?;
@@ -181,7 +182,6 @@ fn test() -> Result {
         )?;
         tally.passed += fuzz::smoke(FUZZ_SMOKE_SECONDS)?;
         step("crypto vectors re-derived independently (argon2-cffi, libsodium, OpenSSL)");
-        let python = setup::ensure_python_venv()?;
         cmd(&python, &["docs/verify_vectors.py"])?;
         tally.passed += 1;
         Ok(())

@@ -248,16 +248,17 @@ fn apt_install(packages: &[&str]) -> Result {
 }
 
 /// A project-local Python venv with the independent crypto implementations that
-/// `docs/verify_vectors.py` checks the vectors with. Returns the venv's python.
+/// `docs/verify_vectors.py` checks the vectors with, and schemathesis for the relay's API
+/// fuzzing test. Returns the venv's python.
 pub fn ensure_python_venv() -> Result<String> {
     let venv = root().join(".tools").join("pyvenv");
     let python = venv.join("bin").join("python");
     let python_s = python.to_string_lossy().into_owned();
-    let ready = output(&python_s, &["-c", "import argon2, nacl, cryptography"]).is_some();
+    let ready = output(&python_s, &["-c", "import argon2, nacl, cryptography, schemathesis"]).is_some();
     if ready {
         return Ok(python_s);
     }
-    step("creating .tools/pyvenv with argon2-cffi, pynacl, cryptography (from PyPI)");
+    step("creating .tools/pyvenv with argon2-cffi, pynacl, cryptography, schemathesis (from PyPI)");
     cmd("python3", &["-m", "venv", &venv.to_string_lossy()])?;
     cmd(
         &python_s,
@@ -270,6 +271,8 @@ pub fn ensure_python_venv() -> Result<String> {
             "argon2-cffi",
             "pynacl",
             "cryptography",
+            // The property-based API fuzzer the relay tests run against /api/openapi.json.
+            "schemathesis==4.32.5",
         ],
     )?;
     Ok(python_s)

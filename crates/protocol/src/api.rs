@@ -6,8 +6,44 @@ use crate::bytes::{AuthKeyBytes, ClientMsgId, Envelope, IdentityKey, Salt, Seale
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::username::Username;
 
+/// A JSON body that must be an object. serde's derived structs also accept an array of the
+/// fields in order (`[null, null]` for [`ConversationFlags`]); the relay reads every request
+/// body through this, so only the documented form is accepted (found by schemathesis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonObject<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        object(d).map(JsonObject)
+    }
+}
+
+impl<T> JsonObject<T> {
+    /// The value.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// Deserializes a struct only from a JSON object, streaming (so errors keep their order and
+/// position); for nested fields through `deserialize_with`.
+fn object<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    struct Object<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(Object(std::marker::PhantomData))
+}
+
 /// Argon2id cost parameters, stored with the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KdfParams {
     /// Memory in KiB.
@@ -20,6 +56,7 @@ pub struct KdfParams {
 
 /// `POST /api/prelogin`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PreloginRequest {
     /// Who is about to log in.
@@ -28,6 +65,7 @@ pub struct PreloginRequest {
 
 /// The salt and parameters to derive `auth_key` with. An unknown user gets a stable fake salt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PreloginResponse {
     /// Argon2id salt.
     pub salt: Salt,
@@ -37,6 +75,7 @@ pub struct PreloginResponse {
 
 /// `POST /api/register`: creates the account and logs in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// The new name.
@@ -46,6 +85,7 @@ pub struct RegisterRequest {
     /// The Argon2id salt the client chose.
     pub salt: Salt,
     /// The Argon2id parameters the client used.
+    #[serde(deserialize_with = "object")]
     pub kdf: KdfParams,
     /// The X25519 identity public key.
     pub identity_key: IdentityKey,
@@ -55,6 +95,7 @@ pub struct RegisterRequest {
 
 /// `POST /api/login`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Who.
@@ -65,6 +106,7 @@ pub struct LoginRequest {
 
 /// The logged-in user, with the sealed key backup to unseal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Me {
     /// Server id.
     pub id: UserId,
@@ -83,6 +125,7 @@ pub struct Me {
 /// Answer to register, login and password change. Browsers also get the token as an
 /// HttpOnly, SameSite=Strict cookie and can ignore `token`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionResponse {
     /// The JWT, for `Authorization: Bearer`.
     pub token: String,
@@ -97,6 +140,7 @@ pub struct SessionResponse {
 /// `POST /api/password`: re-authenticates with the current `auth_key`, then atomically
 /// replaces the credential, KDF salt/params and key backup; other sessions are revoked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     /// The current credential.
@@ -106,6 +150,7 @@ pub struct ChangePasswordRequest {
     /// The new salt.
     pub new_salt: Salt,
     /// The new parameters.
+    #[serde(deserialize_with = "object")]
     pub new_kdf: KdfParams,
     /// The backup re-sealed under the new password.
     pub new_key_backup: SealedBackup,
@@ -113,6 +158,7 @@ pub struct ChangePasswordRequest {
 
 /// `PUT /api/me/key-backup`: replaces the backup if `expected_version` is the stored one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyBackupRequest {
     /// The new sealed backup.
@@ -123,6 +169,7 @@ pub struct UpdateKeyBackupRequest {
 
 /// The stored backup's version after an update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyBackupVersion {
     /// New version.
     pub key_backup_version: i64,
@@ -130,6 +177,7 @@ pub struct KeyBackupVersion {
 
 /// A user in the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInfo {
     /// Name.
     pub username: Username,
@@ -139,6 +187,7 @@ pub struct UserInfo {
 
 /// `GET /api/users?prefix=…&limit=…`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserSearchResponse {
     /// Matches, by name.
     pub users: Vec<UserInfo>,
@@ -146,6 +195,7 @@ pub struct UserSearchResponse {
 
 /// A stored message as the relay hands it out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageOut {
     /// Server-assigned, strictly increasing.
     pub id: MessageId,
@@ -165,6 +215,7 @@ pub struct MessageOut {
 
 /// What kind of conversation it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationKind {
     /// Two users, found or created by the peer's name ([`OpenDirectRequest`]).
@@ -173,6 +224,7 @@ pub enum ConversationKind {
 
 /// One row of the conversation list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationSummary {
     /// The relay's id for it: every conversation operation names it.
     pub id: ConversationId,
@@ -209,6 +261,7 @@ pub struct ConversationSummary {
 /// `POST /api/conversations/direct`: the direct conversation with `peer`, created if the two
 /// users have none yet. The peer does not see it until the first message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OpenDirectRequest {
     /// The other user.
@@ -217,6 +270,7 @@ pub struct OpenDirectRequest {
 
 /// `GET /api/conversations`: pinned first, then by last activity, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationsResponse {
     /// The list.
     pub conversations: Vec<ConversationSummary>,
@@ -224,6 +278,7 @@ pub struct ConversationsResponse {
 
 /// `GET /api/conversations/{id}/messages?before=&after=&limit=`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Only messages with a smaller id (a page further back).
@@ -236,6 +291,7 @@ pub struct HistoryQuery {
 
 /// A page of history, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryResponse {
     /// Messages, ascending by id.
     pub messages: Vec<MessageOut>,
@@ -249,6 +305,7 @@ pub struct HistoryResponse {
 
 /// `POST /api/conversations/{id}/read`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MarkReadRequest {
     /// Everything up to this id is read.
@@ -257,6 +314,7 @@ pub struct MarkReadRequest {
 
 /// `POST /api/conversations/{id}/clear`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClearRequest {
     /// Also delete for every other member (their live clients get `chat_cleared`).
@@ -270,6 +328,7 @@ pub struct ClearRequest {
 
 /// `PUT /api/conversations/{id}/flags`: omitted fields stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConversationFlags {
     /// Pin to the top.
@@ -280,6 +339,7 @@ pub struct ConversationFlags {
 
 /// `GET /api/blocks`: the users this user has blocked, by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlockList {
     /// Blocked users.
     pub users: Vec<Username>,
@@ -287,6 +347,7 @@ pub struct BlockList {
 
 /// `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// "ok".
     pub status: String,
@@ -296,6 +357,7 @@ pub struct Health {
 
 /// `POST /api/blobs` (201): the stored upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadResponse {
     /// The relay's id for it; put it in the `send` frame's `blobs` and the encrypted payload.
     pub blob_id: crate::BlobId,
@@ -308,6 +370,7 @@ pub struct UploadResponse {
 /// [`StorageInfo::refusal`] tells a client what the relay would say to an upload before it
 /// sends a byte.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StorageInfo {
     /// Bytes of blobs this user uploaded that are still stored.
     pub used: u64,

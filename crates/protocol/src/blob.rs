@@ -13,6 +13,15 @@ pub const BLOB_ID_LEN: usize = 22;
 #[serde(try_from = "String", into = "String")]
 pub struct BlobId(String);
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for BlobId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::string("A blob id: 22 characters of A-Z, a-z, 0-9, - and _.", "^[A-Za-z0-9_-]{22}$")
+    }
+}
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for BlobId {}
+
 /// Why a blob id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid blob id: must be 22 characters of A-Z, a-z, 0-9, - and _")]

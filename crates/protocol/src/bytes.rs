@@ -49,6 +49,15 @@ macro_rules! fixed_bytes {
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(pub [u8; $len]);
 
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::openapi::base64_bytes($what, $len, $len)
+            }
+        }
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
+
         impl $name {
             /// Length in bytes.
             pub const LEN: usize = $len;
@@ -117,6 +126,15 @@ macro_rules! bounded_bytes {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq)]
         pub struct $name(Vec<u8>);
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::openapi::base64_bytes($what, 1, $max)
+            }
+        }
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
 
         impl $name {
             /// Largest accepted length.

@@ -84,9 +84,9 @@ fn fill(pattern: &str, args: &[&dyn std::fmt::Display]) -> String {
 }
 
 macro_rules! endpoints {
-    ($($(#[$doc:meta])* $name:ident, $method:ident, $path:literal, $body:ty => $resp:ty;)*) => {
+    ($($(#[doc = $doc:literal])* $name:ident, $method:ident, $path:literal, $body:ty => $resp:ty;)*) => {
         $(
-            $(#[$doc])*
+            $(#[doc = $doc])*
             #[derive(Debug, Clone, Copy)]
             pub struct $name;
             impl Endpoint for $name {
@@ -100,6 +100,12 @@ macro_rules! endpoints {
         /// Every endpoint's method and path pattern, in declaration order (the authorization
         /// matrix test walks this list, so a new endpoint cannot go untested).
         pub const ALL: &[(Method, &str)] = &[$((Method::$method, $path)),*];
+
+        /// Every endpoint's OpenAPI operation, in declaration order.
+        #[cfg(feature = "openapi")]
+        pub(crate) fn operations() -> Vec<crate::openapi::Operation> {
+            vec![$(crate::openapi::Operation::of::<$name>(stringify!($name), &[$($doc),*])),*]
+        }
     };
 }
 
@@ -152,6 +158,34 @@ endpoints! {
     DownloadBlob, Get, "/api/blobs/{id}", () => ();
     /// Withdraws unsent blob `{id}`.
     DeleteBlob, Delete, "/api/blobs/{id}", () => ();
+    /// This API's OpenAPI 3.1 description (generated from these declarations).
+    OpenApiDocument, Get, "/api/openapi.json", () => serde_json::Value;
+}
+
+/// Whether `path` (no query) is an instance of the pattern `pattern` (`{name}` matches one
+/// non-empty segment).
+pub fn matches(pattern: &str, path: &str) -> bool {
+    let (mut p, mut q) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (p.next(), q.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a.starts_with('{') && a.ends_with('}') => {
+                if b.is_empty() {
+                    return false;
+                }
+            }
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The methods that `path` answers to (empty for a path no endpoint has).
+pub fn methods_at(path: &str) -> Vec<Method> {
+    let mut out: Vec<Method> = ALL.iter().filter(|(_, p)| matches(p, path)).map(|(m, _)| *m).collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The WebSocket's path.
@@ -190,6 +224,11 @@ mod tests {
         assert_eq!(Clear::path(&[]), "/api/conversations/{id}/clear");
         assert_eq!(Login::path(&[]), "/api/login");
         assert_eq!(HistoryQuery::default().to_query(), "");
+        assert!(matches("/api/users/{username}", "/api/users/bob"));
+        assert!(!matches("/api/users/{username}", "/api/users/"));
+        assert!(!matches("/api/users/{username}", "/api/users/bob/x"));
+        assert_eq!(methods_at("/api/blobs/abc"), vec![Method::Get, Method::Delete]);
+        assert_eq!(methods_at("/api/nothing"), vec![]);
         assert_eq!(
             HistoryQuery { before: None, after: Some(crate::MessageId(3)), limit: None }.to_query(),
             "?after=3"

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// A stable, snake_case error code. Clients match on these; the text that goes with them is
 /// for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -48,6 +49,8 @@ pub enum ErrorCode {
     UnknownBlob,
     /// Too many attempts; retry after the `Retry-After` seconds.
     RateLimited,
+    /// The path exists but not with this method (`Allow` lists the ones it has).
+    MethodNotAllowed,
     /// A key backup update was based on an older version than the stored one.
     StaleBackupVersion,
     /// Key derivation parameters outside the accepted range.
@@ -59,6 +62,35 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code (the OpenAPI description lists them per status).
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::InvalidJson,
+        ErrorCode::UnknownFrame,
+        ErrorCode::InvalidField,
+        ErrorCode::InvalidBase64,
+        ErrorCode::InvalidLength,
+        ErrorCode::InvalidUsername,
+        ErrorCode::UsernameTaken,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::Unauthorized,
+        ErrorCode::SessionRevoked,
+        ErrorCode::TokenExpired,
+        ErrorCode::BadOrigin,
+        ErrorCode::NotFound,
+        ErrorCode::UnknownRecipient,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::EnvelopeTooLarge,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::UnknownBlob,
+        ErrorCode::RateLimited,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::StaleBackupVersion,
+        ErrorCode::KdfParamsRejected,
+        ErrorCode::UnsupportedProtocol,
+        ErrorCode::Internal,
+    ];
+
     /// The HTTP status a REST response with this code carries.
     pub fn http_status(self) -> u16 {
         use ErrorCode::*;
@@ -70,6 +102,7 @@ impl ErrorCode {
             NotFound | UnknownRecipient | UnknownBlob => 404,
             UsernameTaken | StaleBackupVersion => 409,
             FrameTooLarge | EnvelopeTooLarge | PayloadTooLarge | QuotaExceeded => 413,
+            MethodNotAllowed => 405,
             RateLimited => 429,
             Internal => 500,
         }
@@ -99,6 +132,7 @@ impl ErrorCode {
             QuotaExceeded => "quota_exceeded",
             UnknownBlob => "unknown_blob",
             RateLimited => "rate_limited",
+            MethodNotAllowed => "method_not_allowed",
             StaleBackupVersion => "stale_backup_version",
             KdfParamsRejected => "kdf_params_rejected",
             UnsupportedProtocol => "unsupported_protocol",
@@ -115,6 +149,7 @@ impl std::fmt::Display for ErrorCode {
 
 /// The body of every REST error response: `{"error": "<code>", "message": "<text>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[error("{error}: {message}")]
 pub struct ApiError {
     /// The stable code.

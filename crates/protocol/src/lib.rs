@@ -24,6 +24,8 @@ pub mod endpoint;
 mod error;
 mod ids;
 pub mod limits;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod username;
 pub mod ws;
 

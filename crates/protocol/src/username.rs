@@ -10,6 +10,18 @@ use crate::limits::{USERNAME_MAX, USERNAME_MIN};
 #[serde(transparent)]
 pub struct Username(String);
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Username {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::string(
+            "A username: 3 to 32 of a-z, 0-9 and _, starting with a letter (input is case-insensitive).",
+            "^[A-Za-z][A-Za-z0-9_]{2,31}$",
+        )
+    }
+}
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Username {}
+
 /// Why a username was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid username: {0}")]

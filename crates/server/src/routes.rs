@@ -5,9 +5,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use sealroom_protocol::endpoint::{Endpoint, Method};
 use sealroom_protocol::{
     ApiError, BlockList, ChangePasswordRequest, ClearRequest, ConversationFlags, ConversationId,
-    ConversationsResponse, ErrorCode, Health, HistoryQuery, LoginRequest, MarkReadRequest, MessageId,
-    OpenDirectRequest, PreloginRequest, RegisterRequest, UpdateKeyBackupRequest, UserSearchResponse,
-    Username,
+    ConversationsResponse, ErrorCode, Health, HistoryQuery, JsonObject, LoginRequest, MarkReadRequest,
+    MessageId, OpenDirectRequest, PreloginRequest, RegisterRequest, UpdateKeyBackupRequest,
+    UserSearchResponse, Username,
 };
 use serde::Deserialize;
 
@@ -72,9 +72,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         e::BlobInfo => crate::blobs::info,
         e::DownloadBlob => crate::blobs::download,
         e::DeleteBlob => crate::blobs::delete,
+        e::OpenApiDocument => openapi_document,
     );
-    cfg.service(scope.default_service(web::to(|| async {
-        Err::<HttpResponse, _>(ServerError::api(ErrorCode::NotFound, "no such endpoint"))
+    cfg.service(scope.default_service(web::to(|req: HttpRequest| async move {
+        // A known path with another method is 405 with `Allow`; anything else is 404.
+        let methods = sealroom_protocol::endpoint::methods_at(req.path());
+        if methods.is_empty() {
+            return Err::<HttpResponse, _>(ServerError::api(ErrorCode::NotFound, "no such endpoint"));
+        }
+        let allow = methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+        let body = ApiError::new(ErrorCode::MethodNotAllowed, format!("this path answers {allow}"));
+        Ok(HttpResponse::MethodNotAllowed().insert_header(("Allow", allow)).json(body))
     })));
 }
 
@@ -109,25 +117,29 @@ fn granted(state: &Relay, g: accounts::Granted, created: bool) -> HttpResponse {
     resp.cookie(session_cookie(state, g.token, g.ttl_secs)).json(g.body)
 }
 
-async fn prelogin(state: web::Data<Relay>, body: web::Json<PreloginRequest>) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(accounts::prelogin(&state, body.into_inner().username).await?))
+async fn prelogin(
+    state: web::Data<Relay>,
+    body: web::Json<JsonObject<PreloginRequest>>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(accounts::prelogin(&state, body.into_inner().into_inner().username).await?))
 }
 
 async fn register(
     req: HttpRequest,
     state: web::Data<Relay>,
-    body: web::Json<RegisterRequest>,
+    body: web::Json<JsonObject<RegisterRequest>>,
 ) -> Result<HttpResponse> {
-    let g = accounts::register(&state, &state.proxies.client_of(&req), body.into_inner()).await?;
+    let g =
+        accounts::register(&state, &state.proxies.client_of(&req), body.into_inner().into_inner()).await?;
     Ok(granted(&state, g, true))
 }
 
 async fn login(
     req: HttpRequest,
     state: web::Data<Relay>,
-    body: web::Json<LoginRequest>,
+    body: web::Json<JsonObject<LoginRequest>>,
 ) -> Result<HttpResponse> {
-    let g = accounts::login(&state, &state.proxies.client_of(&req), body.into_inner()).await?;
+    let g = accounts::login(&state, &state.proxies.client_of(&req), body.into_inner().into_inner()).await?;
     Ok(granted(&state, g, false))
 }
 
@@ -149,19 +161,26 @@ async fn change_password(
     req: HttpRequest,
     state: web::Data<Relay>,
     user: AuthUser,
-    body: web::Json<ChangePasswordRequest>,
+    body: web::Json<JsonObject<ChangePasswordRequest>>,
 ) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(
-        accounts::change_password(&state, &state.proxies.client_of(&req), &user, body.into_inner()).await?,
+        accounts::change_password(
+            &state,
+            &state.proxies.client_of(&req),
+            &user,
+            body.into_inner().into_inner(),
+        )
+        .await?,
     ))
 }
 
 async fn update_key_backup(
     state: web::Data<Relay>,
     user: AuthUser,
-    body: web::Json<UpdateKeyBackupRequest>,
+    body: web::Json<JsonObject<UpdateKeyBackupRequest>>,
 ) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(accounts::update_key_backup(&state, &user, body.into_inner()).await?))
+    Ok(HttpResponse::Ok()
+        .json(accounts::update_key_backup(&state, &user, body.into_inner().into_inner()).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,9 +220,10 @@ async fn conversations(state: web::Data<Relay>, user: AuthUser) -> Result<HttpRe
 async fn open_direct(
     state: web::Data<Relay>,
     user: AuthUser,
-    body: web::Json<OpenDirectRequest>,
+    body: web::Json<JsonObject<OpenDirectRequest>>,
 ) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(service::open_direct(&state, &user, body.into_inner().peer).await?))
+    Ok(HttpResponse::Ok()
+        .json(service::open_direct(&state, &user, body.into_inner().into_inner().peer).await?))
 }
 
 async fn history(
@@ -220,10 +240,10 @@ async fn mark_read(
     state: web::Data<Relay>,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<MarkReadRequest>,
+    body: web::Json<JsonObject<MarkReadRequest>>,
 ) -> Result<HttpResponse> {
     let id = parse_conversation(&path)?;
-    service::mark(&state, &user, id, body.up_to, true).await?;
+    service::mark(&state, &user, id, body.into_inner().into_inner().up_to, true).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -231,10 +251,11 @@ async fn clear(
     state: web::Data<Relay>,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<ClearRequest>,
+    body: web::Json<JsonObject<ClearRequest>>,
 ) -> Result<HttpResponse> {
     let id = parse_conversation(&path)?;
-    service::clear(&state, &user, id, body.for_both, body.up_to).await?;
+    let ClearRequest { for_both, up_to } = body.into_inner().into_inner();
+    service::clear(&state, &user, id, for_both, up_to).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -242,10 +263,10 @@ async fn set_flags(
     state: web::Data<Relay>,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<ConversationFlags>,
+    body: web::Json<JsonObject<ConversationFlags>>,
 ) -> Result<HttpResponse> {
     let id = parse_conversation(&path)?;
-    service::set_flags(&state, &user, id, body.into_inner()).await?;
+    service::set_flags(&state, &user, id, body.into_inner().into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -271,6 +292,16 @@ async fn get_message(
     // A malformed id is answered like an unknown one.
     let id = MessageId(path.parse().map_err(|_| ServerError::api(ErrorCode::NotFound, "no such message"))?);
     Ok(HttpResponse::Ok().json(service::message(&state, &user, id).await?))
+}
+
+/// `GET /api/openapi.json`: the OpenAPI description of this API, generated from the endpoint
+/// declarations and the wire types (built once).
+async fn openapi_document() -> HttpResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        serde_json::to_string(&sealroom_protocol::openapi::document()).unwrap_or_else(|_| "{}".into())
+    });
+    HttpResponse::Ok().content_type("application/json").body(body.as_str())
 }
 
 /// `GET /healthz`: the database answers.

@@ -11,5 +11,6 @@ mod cli;
 mod crash;
 mod files;
 mod messaging;
+mod openapi;
 mod sessions;
 mod webapp;
