@@ -85,6 +85,48 @@ impl Client {
         Some(self.state_dir.as_ref()?.join(relay).join(format!("{username}.generation")))
     }
 
+    /// Where this device keeps its session with `username` at this relay (beside the backup
+    /// generation it remembers).
+    fn session_file(&self, username: &str) -> Option<std::path::PathBuf> {
+        Some(self.generation_file(username)?.with_extension("session"))
+    }
+
+    fn saved_session(&self, username: &str) -> Option<SavedSession> {
+        let text = std::fs::read_to_string(self.session_file(username)?).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Saves the session token for the next command (mode 0600: it is a credential).
+    fn save_session(&self, session: &Session) {
+        let Some(file) = self.session_file(session.username().as_str()) else { return };
+        let saved = SavedSession { token: session.token.clone(), session_id: session.session_id.clone() };
+        let tmp = file.with_extension("session.tmp");
+        let written = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut f = options.open(&tmp)?;
+                std::io::Write::write_all(
+                    &mut f,
+                    serde_json::to_string(&saved).unwrap_or_default().as_bytes(),
+                )
+            })
+            .and_then(|()| std::fs::rename(&tmp, &file));
+        if let Err(e) = written {
+            eprintln!("warning: could not save the session in {}: {e}", file.display());
+        }
+    }
+
+    fn forget_session(&self, username: &str) {
+        if let Some(file) = self.session_file(username) {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
     fn url(&self, path: &str) -> Result<url::Url> {
         self.base.join(path).map_err(|e| ClientError::Usage(e.to_string()))
     }
@@ -141,6 +183,39 @@ impl Client {
         Ok(Session::start(self.clone(), resp, vault))
     }
 
+    /// Signs in, reusing this device's saved session while the relay still accepts it (no new
+    /// session, no password hash on the relay; the password still unseals the backup here),
+    /// else [`login`](Self::login) and save the new session in the state dir (mode 0600) for
+    /// the next time. Without a state dir, the same as `login`.
+    pub async fn sign_in(&self, username: &str, password: &str) -> Result<Session> {
+        let name = parse(username)?;
+        if let Some(saved) = self.saved_session(name.as_str()) {
+            match flows::resume_with_password(&self.transport(Some(&saved.token)), &name, password).await {
+                Ok(Some((me, vault))) => {
+                    return Ok(Session {
+                        client: self.clone(),
+                        token: saved.token,
+                        session_id: saved.session_id,
+                        me,
+                        vault,
+                    })
+                }
+                // Expired, revoked, or someone else's: it is of no more use.
+                Ok(None) => self.forget_session(name.as_str()),
+                Err(ClientError::Api(e)) if e.error.http_status() == 401 => {
+                    self.forget_session(name.as_str())
+                }
+                Err(e @ (ClientError::Http(_) | ClientError::Timeout)) => return Err(e),
+                // The backup did not open (a wrong password, or one changed on another device):
+                // the relay's login decides, with its rate limits.
+                Err(_) => {}
+            }
+        }
+        let session = self.login(username, password).await?;
+        self.save_session(&session);
+        Ok(session)
+    }
+
     /// Logs in: fetches salt and parameters, derives the keys, logs in, unseals the backup and
     /// checks its identity against the one the relay publishes.
     pub async fn login(&self, username: &str, password: &str) -> Result<Session> {
@@ -148,6 +223,13 @@ impl Client {
         let (resp, vault) = flows::login(&self.transport(None), &username, password).await?;
         Ok(Session::start(self.clone(), resp, vault))
     }
+}
+
+/// A session token a device keeps between commands.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedSession {
+    token: String,
+    session_id: String,
 }
 
 /// The native [`Transport`]: reqwest, with the session's Bearer token.
@@ -525,14 +607,29 @@ impl Session {
         Ok(())
     }
 
-    /// Ends this session on the relay.
+    /// Forgets this session on this device if it is the one saved.
+    fn forget(&self) {
+        let name = self.me.username.as_str();
+        if self.client.saved_session(name).is_some_and(|s| s.session_id == self.session_id) {
+            self.client.forget_session(name);
+        }
+    }
+
+    /// Keeps this session for the next [`Client::sign_in`] on this device (state dir).
+    pub fn save(&self) {
+        self.client.save_session(self);
+    }
+
+    /// Ends this session on the relay (and forgets it on this device).
     pub async fn logout(self) -> Result<()> {
         use sealroom_protocol::endpoint::Logout;
+        self.forget();
         self.client.call::<Logout>(Logout::PATH, Some(&self.token), None).await
     }
 
-    /// Ends every session of this user.
+    /// Ends every session of this user (and forgets this one on this device).
     pub async fn logout_everywhere(self) -> Result<()> {
+        self.forget();
         self.client.call::<LogoutAll>(LogoutAll::PATH, Some(&self.token), None).await
     }
 }

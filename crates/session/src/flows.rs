@@ -96,11 +96,33 @@ pub async fn resume<T: Transport>(
     username: &str,
     backup_key: sealroom_crypto::BackupKey,
 ) -> Result<Option<Vault>, T::Error> {
+    Ok(reopen(t, username, backup_key).await?.map(|(_, vault)| vault))
+}
+
+/// Reopens a saved session on a device that keeps its token but not its keys (the CLI): the
+/// password gives the keys again, so the relay makes no new session and hashes no password;
+/// the backup is unsealed and checked as at [`login`]. `None` when the session belongs to
+/// someone else. A wrong password fails to unseal ([`Error::Crypto`]).
+pub async fn resume_with_password<T: Transport>(
+    t: &T,
+    username: &Username,
+    password: &str,
+) -> Result<Option<(Me, Vault)>, T::Error> {
+    let keys = keys_for(t, username, password).await?;
+    reopen(t, username.as_str(), keys.backup_key).await
+}
+
+async fn reopen<T: Transport>(
+    t: &T,
+    username: &str,
+    backup_key: sealroom_crypto::BackupKey,
+) -> Result<Option<(Me, Vault)>, T::Error> {
     let me = t.call::<GetMe>(&GetMe::path(&[]), None).await?;
     if me.username.as_str() != username {
         return Ok(None);
     }
-    Ok(Some(unlock(t, &me, backup_key)?))
+    let vault = unlock(t, &me, backup_key)?;
+    Ok(Some((me, vault)))
 }
 
 /// Changes the password: new salt and keys, the backup re-sealed under the new key; the relay

@@ -219,3 +219,51 @@ async fn history_shows_the_authenticated_time_and_flags_a_disagreeing_clock() {
     assert_eq!((hour(server) - hour(when)).rem_euclid(24), 3, "{late}");
     assert!(!line("on time").contains("(server: "), "{out}");
 }
+
+/// The CLI keeps its session in the state dir: commands reuse it (no new session row, no
+/// password hash on the relay), a wrong password still fails, a revoked session is replaced
+/// by a fresh login without a word, and `logout` ends it and forgets it.
+#[test]
+fn the_cli_reuses_its_session_until_logout() {
+    let server = TestServer::start();
+    let live = |name: &str| {
+        server.sql_rows(&format!(
+            "SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE u.username = '{name}' AND s.revoked_at IS NULL"
+        ))[0]
+            .clone()
+    };
+    ok(&server.cli("alice", "pass-phrase-a", &["register"]));
+    ok(&server.cli("bob", "pass-phrase-b", &["register"]));
+    ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "one"]));
+    ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "two"]));
+    ok(&server.cli("alice", "pass-phrase-a", &["conversations"]));
+    assert_eq!(live("alice"), "1", "every command used the session made at registration");
+    let file = std::fs::read_dir(server.root.path().join("cli-state"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("alice.session"))
+        .find(|p| p.exists())
+        .expect("the session is saved");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // The saved token does not stand in for the password.
+    fails(&server.cli("alice", "not-her-password", &["conversations"]), "invalid_credentials");
+    assert_eq!(live("alice"), "1");
+
+    // Revoked elsewhere (logout everywhere from another device): the next command signs in anew.
+    ok(&server.cli_env("alice", "pass-phrase-a", &["logout-everywhere"], &[("SEALROOM_STATE_DIR", "/nonexistent/x")]));
+    assert_eq!(live("alice"), "0");
+    let out = ok(&server.cli("alice", "pass-phrase-a", &["history", "bob"]));
+    assert!(out.contains("one") && out.contains("two"), "{out}");
+    assert_eq!(live("alice"), "1");
+
+    // logout ends it on the relay and here.
+    ok(&server.cli("alice", "pass-phrase-a", &["logout"]));
+    assert_eq!(live("alice"), "0");
+    assert!(!file.exists(), "the saved session is forgotten");
+}

@@ -1,6 +1,7 @@
 //! `sealroom-cli`: Sealroom from scripts and bots, with real end-to-end encryption.
 //!
-//! Every command logs in (deriving keys from the password), does its work and logs out.
+//! Every command signs in (deriving keys from the password), reusing this device's session
+//! from the state dir while the relay accepts it, and does its work; `logout` ends it.
 //! Output is for scripts: messages are `ID<TAB>RFC3339-TIME<TAB>SENDER<TAB>TEXT`, one per line.
 //! Failures print one line to stderr and exit non-zero.
 
@@ -25,7 +26,8 @@ struct Cli {
     #[arg(long, env = "SEALROOM_USER")]
     user: String,
     /// Where this device remembers, per relay and account, the newest key-backup generation it
-    /// has seen, so an older backup served later is refused. Default: $XDG_STATE_HOME/sealroom
+    /// has seen (so an older backup served later is refused) and its session token (mode 0600,
+    /// reused by the next command until `logout` or expiry). Default: $XDG_STATE_HOME/sealroom
     /// or ~/.local/state/sealroom.
     #[arg(long, env = "SEALROOM_STATE_DIR")]
     state_dir: Option<std::path::PathBuf>,
@@ -37,6 +39,10 @@ struct Cli {
 enum Command {
     /// Create the account (keys are made here; the server sees only public and sealed data).
     Register,
+    /// End this device's session (the next command signs in anew).
+    Logout,
+    /// End every session of this account, on every device.
+    LogoutEverywhere,
     /// Send a text; prints the acknowledged message id.
     Send {
         /// Recipient.
@@ -175,20 +181,25 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
     let password = secret("SEALROOM_PASSWORD", "Password: ")?;
     if let Command::Register = cli.command {
         let session = client.register(&cli.user, &password).await?;
+        session.save();
         println!("registered {}", session.username());
-        return session.logout().await;
+        return Ok(());
     }
-    let mut session = client.login(&cli.user, &password).await?;
-    let result = command(&mut session, cli.command).await;
-    let _ = session.logout().await;
-    result
+    let mut session = client.sign_in(&cli.user, &password).await?;
+    match cli.command {
+        Command::Logout => session.logout().await,
+        Command::LogoutEverywhere => session.logout_everywhere().await,
+        other => command(&mut session, other).await,
+    }
 }
 
 async fn command(session: &mut Session, command: Command) -> Result<(), ClientError> {
     let mut out = std::io::stdout().lock();
     let io = |e: std::io::Error| ClientError::Usage(format!("cannot write output: {e}"));
     match command {
-        Command::Register => return Err(ClientError::Usage("register is handled before login".into())),
+        Command::Register | Command::Logout | Command::LogoutEverywhere => {
+            return Err(ClientError::Usage("handled before the command runs".into()))
+        }
         Command::Send { peer, text, accept_new_key } => {
             let id = session.send_text(&peer, &text, accept_new_key).await?;
             writeln!(out, "{id}").map_err(io)?;
