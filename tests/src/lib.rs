@@ -6,14 +6,18 @@
 // A test harness: failing loudly with a message is its job.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use sealroom_client::{Client, Connection, Session};
-use sealroom_protocol::ServerFrame;
+use sealroom_crypto::Payload;
+use sealroom_protocol::{ClientFrame, ClientMsgId, ConversationId, MessageId, ServerFrame, Username};
+use sealroom_session::{Outbox, OutboxEvent};
 
 /// The workspace's `target/debug` (or wherever this test binary lives).
 fn bin_dir() -> PathBuf {
@@ -307,4 +311,105 @@ pub async fn raw(
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null), headers)
+}
+
+/// A sending device that resumes by itself: seals each message once (no relay needed), queues
+/// it in the client core's outbox, and keeps up to 16 in flight. When the connection drops it reconnects until the relay is back, and the
+/// outbox's `on_hello` resends everything unacknowledged (same client_msg_id). It stops
+/// queueing new messages once `stop` is set, and returns when the queue is empty.
+///
+/// Returns what was sent (id and text), the acks (id → message id; a resend acknowledged with
+/// another id fails), and how many times it connected. With `typing_every`, it also says it
+/// is typing every that many messages.
+pub async fn send_until_stopped(
+    mut alice: Session,
+    bob: Username,
+    conversation: ConversationId,
+    stop: Arc<AtomicBool>,
+    typing_every: Option<usize>,
+) -> (Vec<(ClientMsgId, String)>, HashMap<ClientMsgId, MessageId>, usize) {
+    let mut outbox = Outbox::default();
+    let mut sent = Vec::new();
+    let mut acked: HashMap<ClientMsgId, MessageId> = HashMap::new();
+    let mut reconnects = 0;
+    let mut sealed: Vec<(ClientMsgId, sealroom_protocol::Envelope, String)> = Vec::new();
+    let mut deadline = None;
+    'connect: loop {
+        // Once told to stop, the queue must drain within two minutes.
+        if stop.load(Ordering::SeqCst) {
+            let until = *deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(120));
+            assert!(Instant::now() < until, "the sender never finished: {} queued", outbox.queued().len());
+        }
+        if stop.load(Ordering::SeqCst) && outbox.queued().is_empty() {
+            break;
+        }
+        let mut conn = match alice.connect().await {
+            Ok(c) => c,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        reconnects += 1;
+        for frame in outbox.on_hello(|_| false) {
+            if conn.send(&frame).await.is_err() {
+                continue 'connect;
+            }
+        }
+        loop {
+            while outbox.queued().len() < 16 && !stop.load(Ordering::SeqCst) {
+                if sealed.is_empty() {
+                    // Sealing needs no relay; seal a batch ahead so that a crash never stops it.
+                    for _ in 0..32 {
+                        let text = format!("message {}", sent.len() + sealed.len());
+                        let (id, envelope) = alice.seal_offline(&bob, &Payload::Text(text.clone())).unwrap();
+                        sealed.push((id, envelope, text));
+                    }
+                    sealed.reverse();
+                }
+                let Some((client_msg_id, envelope, text)) = sealed.pop() else { break };
+                let frame = ClientFrame::Send { conversation, client_msg_id, envelope, blobs: vec![] };
+                outbox.push(bob.clone(), frame.clone());
+                sent.push((client_msg_id, text));
+                if conn.send(&frame).await.is_err() {
+                    continue 'connect;
+                }
+                if typing_every.is_some_and(|n| sent.len() % n == 0)
+                    && conn.send(&ClientFrame::Typing { conversation }).await.is_err()
+                {
+                    continue 'connect;
+                }
+            }
+            if outbox.queued().is_empty() && stop.load(Ordering::SeqCst) {
+                break 'connect;
+            }
+            let frame = match conn.next_within(Duration::from_secs(5)).await {
+                Ok(f) => f,
+                Err(_) => continue 'connect,
+            };
+            match outbox.on_frame(&frame) {
+                OutboxEvent::Acked { client_msg_id, id, .. } => {
+                    if let Some(before) = acked.insert(client_msg_id, id) {
+                        assert_eq!(before, id, "a resend was acknowledged with another id");
+                    }
+                }
+                OutboxEvent::Failed { code, message, .. } => panic!("a send was refused: {code:?} {message}"),
+                OutboxEvent::RateLimited { client_msg_id } => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if let Some(f) = outbox.frame(client_msg_id).cloned() {
+                        if conn.send(&f).await.is_err() {
+                            continue 'connect;
+                        }
+                    }
+                }
+                OutboxEvent::SyncMore(f) => {
+                    if conn.send(&f).await.is_err() {
+                        continue 'connect;
+                    }
+                }
+                OutboxEvent::Nothing => {}
+            }
+        }
+    }
+    (sent, acked, reconnects)
 }

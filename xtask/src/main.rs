@@ -28,6 +28,8 @@ commands:
   bench-wasm   the crypto benchmarks timed in headless Chromium
   bench-web    the web client with a 10,000-message conversation in headless Chromium
   bench-files  a 50 MiB attachment up and down through a release relay, with its memory
+  soak         minutes of mixed load on a release relay (SEALROOM_SOAK_SECS, default 180):
+               nothing lost, memory and file descriptors flat
   vectors      regenerate crates/crypto/tests/vectors/v1.json from the code
   fuzz         run the cargo-fuzz targets in fuzz/ (default: each for 600 s); options:
                TARGET… (only those), --seconds N, --seeds (rewrite the seed corpora)
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Some("bench-wasm") => bench_wasm(),
         Some("bench-web") => bench_web(),
         Some("bench-files") => bench_files(),
+        Some("soak") => soak(),
         Some("vectors") => vectors(),
         Some("fuzz") => fuzz::command(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
@@ -233,6 +236,13 @@ fn bench_web() -> Result {
     setup::build_web(true)?;
     cmd("cargo", &["build", "--quiet", "--workspace", "--bins", "--locked"])?;
     cmd("cargo", &["test", "-p", "sealroom-tests", "--test", "bench_web", "--", "--ignored", "--nocapture"])
+}
+
+fn soak() -> Result {
+    cmd(
+        "cargo",
+        &["test", "--release", "-p", "sealroom-tests", "--test", "soak", "--", "--ignored", "--nocapture"],
+    )
 }
 
 fn bench_files() -> Result {

@@ -220,7 +220,11 @@ pub fn document() -> OpenApi {
                         integer_id("MessageId"),
                         "only messages newer than this id",
                     ))
-                    .parameter(query_parameter("limit", uint32(), "page size (at most 200)"));
+                    .parameter(query_parameter(
+                        "limit",
+                        uint32(),
+                        &format!("page size (at most {})", crate::MAX_PAGE),
+                    ));
             }
             "SearchUsers" => {
                 b = b
@@ -229,7 +233,11 @@ pub fn document() -> OpenApi {
                         string("a name prefix", "^[A-Za-z0-9_]{0,32}$"),
                         "the start of a username",
                     ))
-                    .parameter(query_parameter("limit", uint32(), "how many (at most 50)"));
+                    .parameter(query_parameter(
+                        "limit",
+                        uint32(),
+                        &format!("how many (at most {})", crate::MAX_SEARCH),
+                    ));
             }
             _ => {}
         }

@@ -582,3 +582,77 @@ async fn the_relay_serves_tls_with_hsts_and_secure_cookies() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The limits no other test reaches: an envelope one byte over its maximum, a message naming
+/// more attachments than allowed, a key backup over 1 MiB, and a socket that stops answering
+/// pings — each refused with its code, and the connection (or account) still works after.
+#[tokio::test]
+async fn the_remaining_size_limits_and_the_idle_timeout_hold() {
+    use sealroom_protocol::{ClientFrame, ClientMsgId, Envelope, ErrorCode, ServerFrame};
+    use std::time::Duration;
+    let server = TestServer::start_with(&["--ws-idle-timeout", "2"]);
+    let mut alice = server.register("alice").await;
+    let _bob = server.register("bob").await;
+    let bob = sealroom_protocol::Username::parse("bob").unwrap();
+    let conversation = alice.conversation_with(&bob).await.unwrap();
+    let mut conn = alice.connect().await.unwrap();
+
+    // The envelope limit is enforced by the frame's decoder; the socket stays open.
+    let max = sealroom_protocol::MAX_ENVELOPE_BYTES;
+    let frame = serde_json::json!({"type": "send", "conversation": conversation, "client_msg_id": ClientMsgId([1; 16]),
+        "envelope": sealroom_protocol::encode_b64(&vec![1u8; max + 1])});
+    conn.send_raw(frame.to_string()).await.unwrap();
+    let refused =
+        sealroom_tests::expect_frame(&mut conn, "refusal", |f| matches!(f, ServerFrame::Error { .. })).await;
+    assert!(matches!(&refused, ServerFrame::Error { code: ErrorCode::InvalidLength, .. }), "{refused:?}");
+    // Nine attachments where eight is the most.
+    let blobs = (0..=sealroom_protocol::MAX_BLOBS_PER_MESSAGE)
+        .map(|i| sealroom_protocol::BlobId::parse(&format!("{i:0>22}")).unwrap())
+        .collect();
+    let id = ClientMsgId([2; 16]);
+    let send = ClientFrame::Send {
+        conversation,
+        client_msg_id: id,
+        envelope: Envelope::new(vec![1; 300]).unwrap(),
+        blobs,
+    };
+    conn.send(&send).await.unwrap();
+    let refused =
+        sealroom_tests::expect_frame(&mut conn, "refusal", |f| matches!(f, ServerFrame::Error { .. })).await;
+    assert!(
+        matches!(&refused, ServerFrame::Error { code: ErrorCode::InvalidField, client_msg_id: Some(c), .. } if *c == id),
+        "{refused:?}"
+    );
+    assert!(alice.history("bob", 10).await.unwrap().is_empty(), "nothing was stored");
+
+    // A key backup over 1 MiB.
+    let big = sealroom_protocol::encode_b64(&vec![7u8; sealroom_protocol::MAX_KEY_BACKUP_BYTES + 1]);
+    let (status, body, _) = sealroom_tests::raw(
+        reqwest::Method::PUT,
+        &format!("{}/api/me/key-backup", server.url),
+        Some(alice.token()),
+        Some(("application/json", &format!(r#"{{"key_backup":"{big}","expected_version":1}}"#))),
+    )
+    .await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_length")), "{body}");
+
+    // A socket that reads nothing (so answers no ping) is closed at the next heartbeat after
+    // the idle timeout; one that keeps reading stays.
+    let mut quiet = alice.connect().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    let mut closed = false;
+    for _ in 0..5 {
+        match quiet.next_within(Duration::from_secs(2)).await {
+            Ok(_) => continue,
+            // Silence is not a close.
+            Err(sealroom_client::ClientError::Timeout) => break,
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "an idle socket was not closed");
+    let fresh = alice.send_text("bob", "still fine", false).await.unwrap();
+    assert!(fresh.0 > 0);
+}

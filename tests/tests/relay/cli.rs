@@ -256,7 +256,12 @@ fn the_cli_reuses_its_session_until_logout() {
     assert_eq!(live("alice"), "1");
 
     // Revoked elsewhere (logout everywhere from another device): the next command signs in anew.
-    ok(&server.cli_env("alice", "pass-phrase-a", &["logout-everywhere"], &[("SEALROOM_STATE_DIR", "/nonexistent/x")]));
+    ok(&server.cli_env(
+        "alice",
+        "pass-phrase-a",
+        &["logout-everywhere"],
+        &[("SEALROOM_STATE_DIR", "/nonexistent/x")],
+    ));
     assert_eq!(live("alice"), "0");
     let out = ok(&server.cli("alice", "pass-phrase-a", &["history", "bob"]));
     assert!(out.contains("one") && out.contains("two"), "{out}");

@@ -4,17 +4,16 @@
 //! every acknowledged message, blob and backup write is there exactly once, nothing is half
 //! stored, and no file is left without its row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sealroom_client::{ClientError, Session, Upload};
 use sealroom_crypto::Payload;
-use sealroom_protocol::{ClientFrame, ClientMsgId, ConversationId, MessageId, Username};
-use sealroom_session::{Outbox, OutboxEvent};
-use sealroom_tests::TestServer;
+use sealroom_protocol::{MessageId, Username};
+use sealroom_tests::{send_until_stopped, TestServer};
 
 /// How many times the relay is killed.
 const KILLS: usize = 5;
@@ -52,93 +51,6 @@ fn password(name: &str) -> String {
 
 async fn login(url: &str, name: &str) -> Session {
     sealroom_client::Client::new(url).unwrap().login(name, &password(name)).await.unwrap()
-}
-
-/// Alice's sending device: seals each message once, queues it in the outbox, and keeps up to
-/// 16 in flight. When the connection drops it reconnects until the relay is back, and the
-/// outbox's `on_hello` resends everything unacknowledged (same client_msg_id). It stops
-/// queueing new messages once `stop` is set, and returns when the queue is empty.
-async fn send_until_stopped(
-    mut alice: Session,
-    bob: Username,
-    conversation: ConversationId,
-    stop: Arc<AtomicBool>,
-) -> (Vec<(ClientMsgId, String)>, HashMap<ClientMsgId, MessageId>, usize) {
-    let mut outbox = Outbox::default();
-    let mut sent = Vec::new();
-    let mut acked: HashMap<ClientMsgId, MessageId> = HashMap::new();
-    let mut reconnects = 0;
-    let mut sealed: Vec<(ClientMsgId, sealroom_protocol::Envelope, String)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    'connect: loop {
-        assert!(Instant::now() < deadline, "the sender never finished: {} queued", outbox.queued().len());
-        if stop.load(Ordering::SeqCst) && outbox.queued().is_empty() {
-            break;
-        }
-        let mut conn = match alice.connect().await {
-            Ok(c) => c,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        reconnects += 1;
-        for frame in outbox.on_hello(|_| false) {
-            if conn.send(&frame).await.is_err() {
-                continue 'connect;
-            }
-        }
-        loop {
-            while outbox.queued().len() < 16 && !stop.load(Ordering::SeqCst) {
-                if sealed.is_empty() {
-                    // Sealing needs no relay; seal a batch ahead so that a crash never stops it.
-                    for _ in 0..32 {
-                        let text = format!("message {}", sent.len() + sealed.len());
-                        let (id, envelope) = alice.seal_offline(&bob, &Payload::Text(text.clone())).unwrap();
-                        sealed.push((id, envelope, text));
-                    }
-                    sealed.reverse();
-                }
-                let Some((client_msg_id, envelope, text)) = sealed.pop() else { break };
-                let frame = ClientFrame::Send { conversation, client_msg_id, envelope, blobs: vec![] };
-                outbox.push(bob.clone(), frame.clone());
-                sent.push((client_msg_id, text));
-                if conn.send(&frame).await.is_err() {
-                    continue 'connect;
-                }
-            }
-            if outbox.queued().is_empty() && stop.load(Ordering::SeqCst) {
-                break 'connect;
-            }
-            let frame = match conn.next_within(Duration::from_secs(5)).await {
-                Ok(f) => f,
-                Err(_) => continue 'connect,
-            };
-            match outbox.on_frame(&frame) {
-                OutboxEvent::Acked { client_msg_id, id, .. } => {
-                    if let Some(before) = acked.insert(client_msg_id, id) {
-                        assert_eq!(before, id, "a resend was acknowledged with another id");
-                    }
-                }
-                OutboxEvent::Failed { code, message, .. } => panic!("a send was refused: {code:?} {message}"),
-                OutboxEvent::RateLimited { client_msg_id } => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    if let Some(f) = outbox.frame(client_msg_id).cloned() {
-                        if conn.send(&f).await.is_err() {
-                            continue 'connect;
-                        }
-                    }
-                }
-                OutboxEvent::SyncMore(f) => {
-                    if conn.send(&f).await.is_err() {
-                        continue 'connect;
-                    }
-                }
-                OutboxEvent::Nothing => {}
-            }
-        }
-    }
-    (sent, acked, reconnects)
 }
 
 /// Alice's second device: streams files of 100–400 KiB; an upload the relay answered is
@@ -230,7 +142,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let ((sent, acked, reconnects), uploads, verified) =
         tokio::time::timeout(Duration::from_secs(180), async {
             tokio::join!(
-                send_until_stopped(alice, bob.clone(), conversation, stop.clone()),
+                send_until_stopped(alice, bob.clone(), conversation, stop.clone(), None),
                 upload_until_stopped(uploader, files.path().to_owned(), stop.clone()),
                 verify_peers(verifier, peers.clone(), stop.clone()),
             )
