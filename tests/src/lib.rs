@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use sealroom_client::{Client, Connection, Session};
+use sealroom_client::{Client, ClientError, Connection, Session};
 use sealroom_crypto::Payload;
 use sealroom_protocol::{ClientFrame, ClientMsgId, ConversationId, MessageId, ServerFrame, Username};
 use sealroom_session::{Outbox, OutboxEvent};
@@ -334,6 +334,7 @@ pub async fn send_until_stopped(
     let mut reconnects = 0;
     let mut sealed: Vec<(ClientMsgId, sealroom_protocol::Envelope, String)> = Vec::new();
     let mut deadline = None;
+    let mut calm_until = Instant::now();
     'connect: loop {
         // Once told to stop, the queue must drain within two minutes.
         if stop.load(Ordering::SeqCst) {
@@ -351,13 +352,31 @@ pub async fn send_until_stopped(
             }
         };
         reconnects += 1;
+        // Messages the relay asked to resend later (`rate_limited`); on_hello resends them all.
+        let mut retry: Vec<ClientMsgId> = Vec::new();
         for frame in outbox.on_hello(|_| false) {
             if conn.send(&frame).await.is_err() {
                 continue 'connect;
             }
         }
         loop {
-            while outbox.queued().len() < 16 && !stop.load(Ordering::SeqCst) {
+            // After a `rate_limited`, nothing new goes out until the pause is over (a client
+            // that keeps sending into refusals is closed by the relay, as it should be), and
+            // reading goes on meanwhile (one that stops reading is dropped as too slow).
+            if !retry.is_empty() && Instant::now() >= calm_until {
+                for id in std::mem::take(&mut retry) {
+                    if let Some(f) = outbox.frame(id).cloned() {
+                        if conn.send(&f).await.is_err() {
+                            continue 'connect;
+                        }
+                    }
+                }
+            }
+            while outbox.queued().len() < 16
+                && !stop.load(Ordering::SeqCst)
+                && retry.is_empty()
+                && Instant::now() >= calm_until
+            {
                 if sealed.is_empty() {
                     // Sealing needs no relay; seal a batch ahead so that a crash never stops it.
                     for _ in 0..32 {
@@ -383,9 +402,19 @@ pub async fn send_until_stopped(
             if outbox.queued().is_empty() && stop.load(Ordering::SeqCst) {
                 break 'connect;
             }
-            let frame = match conn.next_within(Duration::from_secs(5)).await {
+            let wait = if retry.is_empty() {
+                Duration::from_secs(5)
+            } else {
+                calm_until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
+            };
+            let frame = match conn.next_within(wait).await {
                 Ok(f) => f,
-                Err(_) => continue 'connect,
+                // A quiet relay is not a dropped connection.
+                Err(ClientError::Timeout) => continue,
+                Err(e) => {
+                    eprintln!("sender {}: connection lost: {e}", alice.username());
+                    continue 'connect;
+                }
             };
             match outbox.on_frame(&frame) {
                 OutboxEvent::Acked { client_msg_id, id, .. } => {
@@ -395,11 +424,11 @@ pub async fn send_until_stopped(
                 }
                 OutboxEvent::Failed { code, message, .. } => panic!("a send was refused: {code:?} {message}"),
                 OutboxEvent::RateLimited { client_msg_id } => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    if let Some(f) = outbox.frame(client_msg_id).cloned() {
-                        if conn.send(&f).await.is_err() {
-                            continue 'connect;
-                        }
+                    if retry.is_empty() {
+                        calm_until = Instant::now() + Duration::from_millis(300);
+                    }
+                    if !retry.contains(&client_msg_id) {
+                        retry.push(client_msg_id);
                     }
                 }
                 OutboxEvent::SyncMore(f) => {

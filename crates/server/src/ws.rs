@@ -67,11 +67,17 @@ struct Budget {
     rate: f64,
     at: Instant,
     refused: u32,
+    last_refused: Instant,
 }
+
+/// A frame accepted this long after the last refusal means the client paused when told to:
+/// its refusals are forgiven. A flood is refused every few milliseconds and never gets there.
+const CALM_AFTER: Duration = Duration::from_millis(250);
 
 impl Budget {
     fn new(burst: f64, rate: f64) -> Self {
-        Budget { tokens: burst, burst, rate, at: Instant::now(), refused: 0 }
+        let now = Instant::now();
+        Budget { tokens: burst, burst, rate, at: now, refused: 0, last_refused: now }
     }
 
     fn refill(&mut self) {
@@ -81,17 +87,20 @@ impl Budget {
     }
 
     /// Takes one token; counts refusals until the client has calmed down (the bucket back
-    /// above half full), so a flood just above the refill rate still adds up.
+    /// above half full, or a frame accepted [`CALM_AFTER`] after the last refusal), so a flood
+    /// just above the refill rate still adds up while a client that pauses on `rate_limited`
+    /// and carries on at the refill rate is never closed (found by the soak run).
     fn take(&mut self) -> bool {
         self.refill();
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            if self.tokens > self.burst / 2.0 {
+            if self.tokens > self.burst / 2.0 || self.last_refused.elapsed() >= CALM_AFTER {
                 self.refused = 0;
             }
             true
         } else {
             self.refused += 1;
+            self.last_refused = Instant::now();
             false
         }
     }
