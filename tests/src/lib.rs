@@ -151,18 +151,23 @@ impl TestServer {
     /// Runs a SQL query against the stored database with Python's sqlite3 and returns the
     /// rows, one per line, columns joined by `|`.
     pub fn sql_rows(&self, query: &str) -> Vec<String> {
-        let db = self.data_dir().join("sealroom.db");
+        let out = self.python_sqlite(
+            "import sqlite3,sys\nfor r in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print('|'.join(map(str, r)))",
+            query,
+        );
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+
+    /// Runs `script` with Python's sqlite3, the database path and `sql` as its arguments.
+    fn python_sqlite(&self, script: &str, sql: &str) -> Output {
         let out = Command::new("python3")
-            .args([
-                "-c",
-                "import sqlite3,sys\nfor r in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print('|'.join(map(str, r)))",
-            ])
-            .arg(&db)
-            .arg(query)
+            .args(["-c", script])
+            .arg(self.data_dir().join("sealroom.db"))
+            .arg(sql)
             .output()
             .expect("python3 runs");
         assert!(out.status.success(), "sql failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+        out
     }
 
     /// Stops and starts again on the same data dir (a new port).
@@ -232,17 +237,10 @@ impl TestServer {
     /// Runs a raw SQL statement against the stored database with Python's sqlite3 (the relay
     /// should be stopped): how tests play a malicious or broken server.
     pub fn sql(&self, statement: &str) {
-        let db = self.data_dir().join("sealroom.db");
-        let out = Command::new("python3")
-            .args([
-                "-c",
-                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()",
-            ])
-            .arg(&db)
-            .arg(statement)
-            .output()
-            .expect("python3 runs");
-        assert!(out.status.success(), "sql failed: {}", String::from_utf8_lossy(&out.stderr));
+        self.python_sqlite(
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()",
+            statement,
+        );
     }
 }
 

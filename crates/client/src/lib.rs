@@ -100,25 +100,8 @@ impl Client {
     fn save_session(&self, session: &Session) {
         let Some(file) = self.session_file(session.username().as_str()) else { return };
         let saved = SavedSession { token: session.token.clone(), session_id: session.session_id.clone() };
-        let tmp = file.with_extension("session.tmp");
-        let written = file
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| {
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut f = options.open(&tmp)?;
-                std::io::Write::write_all(
-                    &mut f,
-                    serde_json::to_string(&saved).unwrap_or_default().as_bytes(),
-                )
-            })
-            .and_then(|()| std::fs::rename(&tmp, &file));
-        if let Err(e) = written {
-            eprintln!("warning: could not save the session in {}: {e}", file.display());
-        }
+        let text = serde_json::to_string(&saved).unwrap_or_default();
+        write_state_file(&file, text.as_bytes(), "the session");
     }
 
     fn forget_session(&self, username: &str) {
@@ -225,6 +208,29 @@ impl Client {
     }
 }
 
+/// Writes one of this device's state files: to a temporary file (mode 0600: the session file
+/// is a credential) renamed into place, so a crash never leaves a torn one. A failure is a
+/// warning; the command itself goes on.
+fn write_state_file(file: &std::path::Path, contents: &[u8], what: &str) {
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let written = file
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            std::io::Write::write_all(&mut options.open(&tmp)?, contents)
+        })
+        .and_then(|()| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        eprintln!("warning: could not save {what} in {}: {e}", file.display());
+    }
+}
+
 /// A session token a device keeps between commands.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SavedSession {
@@ -271,16 +277,7 @@ impl Transport for Http<'_> {
         if self.seen_generation(username).is_some_and(|seen| seen >= generation) {
             return;
         }
-        // Written to a temporary file and renamed, so a crash never leaves a torn number.
-        let tmp = file.with_extension("generation.tmp");
-        let written = file
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&tmp, format!("{generation}\n")))
-            .and_then(|()| std::fs::rename(&tmp, &file));
-        if let Err(e) = written {
-            eprintln!("warning: could not remember the key backup generation in {}: {e}", file.display());
-        }
+        write_state_file(&file, format!("{generation}\n").as_bytes(), "the key backup generation");
     }
 }
 

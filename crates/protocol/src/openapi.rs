@@ -10,7 +10,8 @@ use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, RefOr, Required,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, KnownFormat, OpenApi, OpenApiBuilder, PathsBuilder,
+    RefOr, Required,
 };
 use utoipa::{PartialSchema, ToSchema};
 
@@ -30,7 +31,7 @@ pub(crate) fn string(description: &str, pattern: &str) -> RefOr<Schema> {
 pub(crate) fn integer_id(what: &str) -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(Type::Integer)
-        .format(Some(SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
         .description(Some(format!("{what}: an id the relay assigned")))
         .into()
 }
@@ -142,6 +143,16 @@ fn schema_ref(name: &str) -> RefOr<Schema> {
     RefOr::Ref(utoipa::openapi::Ref::from_schema_name(name))
 }
 
+/// Raw bytes (an attachment blob, up or down).
+fn binary() -> utoipa::openapi::Content {
+    json(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into(),
+    )
+}
+
 fn json(schema: RefOr<Schema>) -> utoipa::openapi::Content {
     ContentBuilder::new().schema(Some(schema)).build()
 }
@@ -251,15 +262,7 @@ pub fn document() -> OpenApi {
         } else if op.name == "UploadBlob" {
             b = b.request_body(Some(
                 RequestBodyBuilder::new()
-                    .content(
-                        "application/octet-stream",
-                        json(
-                            ObjectBuilder::new()
-                                .schema_type(Type::String)
-                                .format(Some(SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Binary)))
-                                .into(),
-                        ),
-                    )
+                    .content("application/octet-stream", binary())
                     .required(Some(Required::True))
                     .build(),
             ));
@@ -276,15 +279,7 @@ pub fn document() -> OpenApi {
                 "200",
                 ResponseBuilder::new()
                     .description("the encrypted blob")
-                    .content(
-                        "application/octet-stream",
-                        json(
-                            ObjectBuilder::new()
-                                .schema_type(Type::String)
-                                .format(Some(SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Binary)))
-                                .into(),
-                        ),
-                    )
+                    .content("application/octet-stream", binary())
                     .build(),
             ),
             (_, Some((name, _))) => (
