@@ -213,7 +213,7 @@ fn rest_bodies() {
 #[test]
 fn every_error_code_has_its_wire_name_and_a_status() {
     use ErrorCode::*;
-    for code in [
+    let every = [
         InvalidJson,
         UnknownFrame,
         InvalidField,
@@ -234,14 +234,20 @@ fn every_error_code_has_its_wire_name_and_a_status() {
         QuotaExceeded,
         UnknownBlob,
         RateLimited,
+        MethodNotAllowed,
         StaleBackupVersion,
         KdfParamsRejected,
         UnsupportedProtocol,
         Internal,
-    ] {
+    ];
+    for code in every {
         assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
         assert!((400..600).contains(&code.http_status()));
+        assert!(ErrorCode::ALL.contains(&code), "{code} is missing from ErrorCode::ALL");
     }
+    assert_eq!(ErrorCode::ALL.len(), every.len());
+    assert_eq!(serde_json::to_value(MethodNotAllowed).unwrap(), json!("method_not_allowed"));
+    assert_eq!(MethodNotAllowed.http_status(), 405);
 }
 
 #[test]

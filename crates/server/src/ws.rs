@@ -365,3 +365,29 @@ async fn handle(
     };
     result.unwrap_or_else(|e| vec![ServerFrame::error(e.sanitized(), None)])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the soak: a client that pauses when told and carries on at the refill rate
+    /// used to pile up refusals until it was closed; now its refusals are forgiven, while a
+    /// flood's still add up.
+    #[test]
+    fn refusals_are_forgiven_after_a_pause_but_a_flood_adds_up() {
+        let mut polite = Budget::new(100.0, 20.0);
+        for _ in 0..3 {
+            while polite.take() {}
+            assert!(polite.refused > 0);
+            std::thread::sleep(CALM_AFTER + Duration::from_millis(20));
+            assert!(polite.take());
+            assert_eq!(polite.refused, 0, "a pause forgives");
+        }
+        let mut flood = Budget::new(100.0, 20.0);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(600) {
+            flood.take();
+        }
+        assert!(flood.refused > 1000, "a flood's refusals add up: {}", flood.refused);
+    }
+}
