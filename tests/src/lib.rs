@@ -170,6 +170,30 @@ impl TestServer {
         out
     }
 
+    /// Takes the database's write lock from another process (`BEGIN IMMEDIATE`) and holds it
+    /// until the returned guard is released or dropped: every write of the relay waits (up to
+    /// its busy timeout) while reads go on.
+    pub fn hold_write_lock(&self) -> WriteLock {
+        use std::io::BufRead;
+        let script = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n\
+            c.execute('BEGIN IMMEDIATE')\n\
+            print('locked', flush=True)\n\
+            sys.stdin.readline()\n\
+            c.execute('COMMIT')\n";
+        let mut child = Command::new("python3")
+            .args(["-c", script])
+            .arg(self.data_dir().join("sealroom.db"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "locked", "the lock holder took the lock");
+        WriteLock { child }
+    }
+
     /// Stops and starts again on the same data dir (a new port).
     pub fn restart(&mut self) {
         self.stop();
@@ -250,6 +274,33 @@ impl Drop for TestServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// The database's write lock, held by another process ([`TestServer::hold_write_lock`]).
+#[derive(Debug)]
+pub struct WriteLock {
+    child: Child,
+}
+
+impl WriteLock {
+    /// Commits the lock holder's empty transaction and waits for it to exit.
+    pub fn release(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        use std::io::Write;
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.write_all(b"done\n");
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 

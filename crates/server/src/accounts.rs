@@ -123,7 +123,7 @@ async fn start_session(state: &Relay, user: store::UserRow) -> Result<Granted> {
     let row = session.clone();
     let revoked = state
         .store
-        .run(move |conn| {
+        .write(move |conn| {
             store::insert_session(conn, &row)?;
             if single {
                 Ok(store::revoke_sessions(conn, row.user_id, Some(&row.id), now)?)
@@ -180,7 +180,7 @@ pub async fn register(state: &Relay, ip: &str, body: RegisterRequest) -> Result<
     let now = state.clock.now_ms();
     let user = state
         .store
-        .run(move |conn| {
+        .write(move |conn| {
             let new = NewUser {
                 username: body.username.as_str(),
                 auth_hash: &hash,
@@ -230,7 +230,7 @@ pub async fn login(state: &Relay, ip: &str, body: LoginRequest) -> Result<Grante
 pub async fn logout(state: &Relay, user: &AuthUser) -> Result<()> {
     let sid = user.session_id.clone();
     let now = state.clock.now_ms();
-    state.store.run(move |conn| Ok(store::revoke_session(conn, &sid, now)?)).await?;
+    state.store.write(move |conn| Ok(store::revoke_session(conn, &sid, now)?)).await?;
     state.fanout.revoke_sessions(user.id, std::slice::from_ref(&user.session_id), "logged out");
     Ok(())
 }
@@ -239,7 +239,7 @@ pub async fn logout(state: &Relay, user: &AuthUser) -> Result<()> {
 pub async fn logout_all(state: &Relay, user: &AuthUser) -> Result<()> {
     let id = user.id;
     let now = state.clock.now_ms();
-    let revoked = state.store.run(move |conn| Ok(store::revoke_sessions(conn, id, None, now)?)).await?;
+    let revoked = state.store.write(move |conn| Ok(store::revoke_sessions(conn, id, None, now)?)).await?;
     state.fanout.revoke_sessions(user.id, &revoked, "logged out everywhere");
     Ok(())
 }
@@ -290,8 +290,8 @@ pub async fn change_password(
     let now = state.clock.now_ms();
     let (row, revoked) = state
         .store
-        .run(move |conn| {
-            conn.immediate_transaction(|conn| {
+        .write(move |conn| {
+            store::atomically(conn, |conn| {
                 let k = body.new_kdf;
                 store::change_password(
                     conn,
@@ -334,7 +334,7 @@ pub async fn update_key_backup(
     let id = user.id;
     let version = state
         .store
-        .run(move |conn| {
+        .write(move |conn| {
             Ok(store::update_key_backup(conn, id, body.key_backup.as_bytes(), body.expected_version)?)
         })
         .await?;

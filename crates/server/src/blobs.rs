@@ -121,7 +121,7 @@ impl BlobStore {
 
     /// Blob files with no database row (a crash between rename and insert, or a failed
     /// removal): deletes them. Runs at start.
-    pub fn sweep_orphans(&self, conn: &mut store::Conn) -> Result<usize, StartError> {
+    pub fn sweep_orphans(&self, conn: &mut store::SqliteConnection) -> Result<usize, StartError> {
         let mut removed = 0;
         let listing = std::fs::read_dir(&self.dir)
             .map_err(StartError::io(format!("cannot read {}", self.dir.display())))?;
@@ -247,7 +247,7 @@ pub async fn upload(
     let row_id = id.to_string();
     let stored = state
         .store
-        .run(move |conn| Ok(store::insert_blob(conn, &row_id, owner, size as i64, quota as i64, now_ms())?))
+        .write(move |conn| Ok(store::insert_blob(conn, &row_id, owner, size as i64, quota as i64, now_ms())?))
         .await?;
     if !stored {
         return Err(over_quota(quota));
@@ -310,7 +310,7 @@ pub async fn delete(
     let id = BlobId::parse(&path).map_err(|_| no_blob())?;
     let me = user.id;
     let lookup = id.clone();
-    state.store.run(move |conn| crate::policy::withdraw(conn, me, &lookup)).await?;
+    state.store.write(move |conn| crate::policy::withdraw(conn, me, &lookup)).await?;
     let removed = state.blobs.remove(vec![id.to_string()]).await;
     state.metrics.blobs_deleted(removed);
     Ok(HttpResponse::NoContent().finish())
@@ -334,7 +334,7 @@ pub async fn info(state: web::Data<Relay>, user: AuthUser) -> Result<HttpRespons
 /// few minutes.
 pub async fn expire(state: &Relay) -> Result<usize> {
     let before = now_ms() - state.config.unattached_ttl.as_millis() as i64;
-    let ids = state.store.run(move |conn| Ok(store::expire_unattached_blobs(conn, before)?)).await?;
+    let ids = state.store.write(move |conn| Ok(store::expire_unattached_blobs(conn, before)?)).await?;
     let n = ids.len();
     if n > 0 {
         let removed = state.blobs.remove(ids).await;

@@ -36,6 +36,7 @@ pub mod store;
 #[cfg(test)]
 mod store_tests;
 pub mod webapp;
+pub mod writer;
 mod ws;
 
 use std::time::Duration;
@@ -191,7 +192,7 @@ pub async fn serve(config: ServeArgs) -> Result<(), error::StartError> {
             }
             // Sessions that can never authenticate again (a day of grace, for the logs).
             let before = gc_state.clock.now_ms() - 24 * 3600 * 1000;
-            match gc_state.store.run(move |conn| Ok(store::prune_sessions(conn, before)?)).await {
+            match gc_state.store.write(move |conn| Ok(store::prune_sessions(conn, before)?)).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "pruned expired and revoked sessions"),
                 Err(e) => tracing::warn!(error = %e, "pruning sessions failed"),

@@ -80,8 +80,8 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition format.
-    pub fn render(&self) -> String {
+    /// Prometheus text exposition format, with the group commit's counts.
+    pub fn render(&self, writer: &crate::writer::WriterStats) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP sealroom_connections Open WebSocket connections.");
         let _ = writeln!(out, "# TYPE sealroom_connections gauge");
@@ -110,6 +110,16 @@ impl Metrics {
             ),
             ("sealroom_blobs_downloaded_total", "Attachment downloads started.", &self.blobs_downloaded),
             ("sealroom_blobs_deleted_total", "Attachment blob files deleted.", &self.blobs_deleted),
+            (
+                "sealroom_store_commits_total",
+                "Group commits (each one transaction and one fsync).",
+                &writer.commits,
+            ),
+            (
+                "sealroom_store_writes_total",
+                "Writes (messages, receipts, clears) stored by group commits.",
+                &writer.writes,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");

@@ -65,13 +65,17 @@ pub fn origin(origin: Option<&str>, host: &str, allowed: &[String]) -> Result<()
 
 /// `me`'s membership in `conversation`, which sending, reading, markers, clearing, flags and
 /// typing all need. Not a member, or no such conversation: `not_found` alike.
-pub fn conversation(conn: &mut store::Conn, me: UserId, conversation: ConversationId) -> Result<MemberRow> {
+pub fn conversation(
+    conn: &mut store::SqliteConnection,
+    me: UserId,
+    conversation: ConversationId,
+) -> Result<MemberRow> {
     store::member(conn, me, conversation)?
         .ok_or_else(|| ServerError::api(ErrorCode::NotFound, "no such conversation"))
 }
 
 /// With whom `me` may open a direct conversation: any existing user but themselves.
-pub fn direct_peer(conn: &mut store::Conn, me: &AuthUser, peer: &Username) -> Result<UserRow> {
+pub fn direct_peer(conn: &mut store::SqliteConnection, me: &AuthUser, peer: &Username) -> Result<UserRow> {
     if *peer == me.username {
         return Err(ServerError::api(
             ErrorCode::InvalidField,
@@ -85,7 +89,7 @@ pub fn direct_peer(conn: &mut store::Conn, me: &AuthUser, peer: &Username) -> Re
 /// Who sees `me` typing in a conversation they are a member of: the other members, but only
 /// once it has a message (a conversation only opened is not yet the peer's to see), and not
 /// those who blocked `me`.
-pub fn typing_audience(conn: &mut store::Conn, me: &MemberRow) -> Result<Vec<UserId>> {
+pub fn typing_audience(conn: &mut store::SqliteConnection, me: &MemberRow) -> Result<Vec<UserId>> {
     if !store::written_to(conn, me.conversation_id)? {
         return Ok(vec![]);
     }
@@ -98,7 +102,7 @@ pub fn typing_audience(conn: &mut store::Conn, me: &MemberRow) -> Result<Vec<Use
 }
 
 /// Whom `me` may block or unblock: any existing user but themselves.
-pub fn block_target(conn: &mut store::Conn, me: &AuthUser, name: &Username) -> Result<UserRow> {
+pub fn block_target(conn: &mut store::SqliteConnection, me: &AuthUser, name: &Username) -> Result<UserRow> {
     if *name == me.username {
         return Err(ServerError::api(ErrorCode::InvalidField, "you cannot block yourself"));
     }
@@ -130,7 +134,7 @@ pub fn unknown_blob(id: &str) -> ServerError {
 }
 
 /// Stored message `id`, if `me` is a member of its conversation and has not cleared it.
-pub fn message(conn: &mut store::Conn, me: UserId, id: MessageId) -> Result<MessageRow> {
+pub fn message(conn: &mut store::SqliteConnection, me: UserId, id: MessageId) -> Result<MessageRow> {
     store::visible_message(conn, me, id)?
         .ok_or_else(|| ServerError::api(ErrorCode::NotFound, "no such message"))
 }
@@ -140,12 +144,12 @@ fn no_blob() -> ServerError {
 }
 
 /// Blob `id` may be downloaded by `me`: a message that references it is still visible to them.
-pub fn download(conn: &mut store::Conn, me: UserId, id: &BlobId) -> Result<()> {
+pub fn download(conn: &mut store::SqliteConnection, me: UserId, id: &BlobId) -> Result<()> {
     store::downloadable_blob(conn, me, &id.to_string())?.map(|_| ()).ok_or_else(no_blob)
 }
 
 /// Withdraws blob `id` if `me` uploaded it and no message references it yet.
-pub fn withdraw(conn: &mut store::Conn, me: UserId, id: &BlobId) -> Result<()> {
+pub fn withdraw(conn: &mut store::SqliteConnection, me: UserId, id: &BlobId) -> Result<()> {
     if store::delete_unattached_blob(conn, me, &id.to_string())? {
         Ok(())
     } else {
@@ -156,7 +160,7 @@ pub fn withdraw(conn: &mut store::Conn, me: UserId, id: &BlobId) -> Result<()> {
 /// Who is told when `user` comes online or goes offline, and whose presence and last-seen
 /// `user` is shown (the same people, both ways): those with whom `user` has a conversation in
 /// which both have written and which neither has closed, unless either blocked the other.
-pub fn presence_audience(conn: &mut store::Conn, user: UserId) -> Result<Vec<UserId>> {
+pub fn presence_audience(conn: &mut store::SqliteConnection, user: UserId) -> Result<Vec<UserId>> {
     let blocks = store::blocks_either_way(conn, user)?;
     Ok(store::peers_of(conn, user)?.into_iter().filter(|p| !blocks.contains(p)).collect())
 }
@@ -164,7 +168,7 @@ pub fn presence_audience(conn: &mut store::Conn, user: UserId) -> Result<Vec<Use
 /// Whose names `me` may find by prefix in the directory: the people they already share a
 /// conversation with. Anyone else is found only by their exact name, so the directory cannot be
 /// listed a letter at a time.
-pub fn directory_scope(conn: &mut store::Conn, me: UserId) -> Result<Vec<UserId>> {
+pub fn directory_scope(conn: &mut store::SqliteConnection, me: UserId) -> Result<Vec<UserId>> {
     Ok(store::contacts_of(conn, me)?)
 }
 

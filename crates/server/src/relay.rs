@@ -51,7 +51,7 @@ impl Relay {
         let secret = auth::ServerSecret::load(&config.data_dir)?;
         let store = Store::open(&config.database_url())?;
         let blob_store = blobs::BlobStore::open(&config.data_dir)?;
-        let orphans = blob_store.sweep_orphans(&mut store.conn()?)?;
+        let orphans = blob_store.sweep_orphans(&mut *store.conn()?)?;
         if orphans > 0 {
             tracing::warn!(removed = orphans, "removed blob files that had no database row");
         }

@@ -325,7 +325,9 @@ pub async fn metrics(req: HttpRequest, state: web::Data<Relay>) -> Result<HttpRe
         req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|h| h.to_str().ok()),
         state.proxies.client_ip(req.peer_addr().map(|a| a.ip()), req.headers()),
     )?;
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render()))
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(state.store.writer_stats())))
 }
 
 /// JSON, query and path extractor errors as API errors with stable codes.

@@ -18,7 +18,7 @@ use crate::store::{self, ConversationRow, MessageRow, Refused, StoreError};
 use crate::{policy, Relay};
 
 /// Turns rows into wire messages, resolving user ids to names (one query for all of them).
-pub fn to_wire(conn: &mut store::Conn, rows: Vec<MessageRow>) -> Result<Vec<MessageOut>> {
+pub fn to_wire(conn: &mut store::SqliteConnection, rows: Vec<MessageRow>) -> Result<Vec<MessageOut>> {
     let mut ids: Vec<UserId> = rows.iter().flat_map(|r| [r.sender_id, r.recipient_id]).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -44,31 +44,61 @@ fn wire_message(r: MessageRow, name: impl Fn(UserId) -> Option<String>) -> Resul
 }
 
 /// The user ids of `conversation`'s members other than `me`.
-fn others(conn: &mut store::Conn, conversation: ConversationId, me: UserId) -> Result<Vec<UserId>> {
+fn others(
+    conn: &mut store::SqliteConnection,
+    conversation: ConversationId,
+    me: UserId,
+) -> Result<Vec<UserId>> {
     Ok(store::other_members(conn, conversation, me)?.into_iter().map(|m| m.user_id).collect())
 }
 
 /// Stores a message from `me` in `conversation` and relays it to every member's connections
 /// (this user's other connections too). A resend of the same client_msg_id returns the first
 /// copy and relays nothing.
-pub async fn send(
+///
+/// The write is queued for the group commit when this is called, not when the future is first
+/// polled, so a connection's sends are stored in the order it made them even while it goes on
+/// reading frames; nothing is relayed or acknowledged before the commit.
+pub fn send<'a>(
+    state: &'a Relay,
+    me: &'a AuthUser,
+    conversation: ConversationId,
+    client_msg_id: ClientMsgId,
+    envelope: Envelope,
+    blobs: Vec<BlobId>,
+    except_conn: Option<u64>,
+) -> impl std::future::Future<Output = Result<MessageOut>> + 'a {
+    let queued = queue_send(state, me, conversation, client_msg_id, envelope, blobs);
+    async move {
+        let (message, new, audience, introduce) = queued?.await?;
+        relay_sent(state, me, &message, new, audience, introduce, except_conn);
+        Ok(message)
+    }
+}
+
+/// What a stored message is to be relayed to: the message, whether it is new, the other
+/// members to relay it to, and the peers to introduce (name and last seen) now that the
+/// conversation became mutual.
+type Sent = (MessageOut, bool, Vec<UserId>, Vec<(UserId, String, Option<i64>)>);
+
+/// Checks a send and queues its write ([`send`]).
+fn queue_send(
     state: &Relay,
     me: &AuthUser,
     conversation: ConversationId,
     client_msg_id: ClientMsgId,
     envelope: Envelope,
     blobs: Vec<BlobId>,
-    except_conn: Option<u64>,
-) -> Result<MessageOut> {
+) -> Result<impl std::future::Future<Output = Result<Sent>> + 'static> {
     policy::attachments(&blobs)?;
     if envelope.as_bytes().is_empty() {
         return Err(ServerError::api(ErrorCode::InvalidLength, "envelope is empty"));
     }
     let me_id = me.id;
     let quota = state.config.message_quota;
-    let (message, new, audience, introduce) = state
+    Ok(state
         .store
-        .run(move |conn| {
+        .write(move |conn| {
             policy::conversation(conn, me_id, conversation)?;
             let blob_ids: Vec<String> = blobs.iter().map(|b| b.to_string()).collect();
             let new_message = store::NewMessage {
@@ -121,8 +151,19 @@ pub async fn send(
             }
             let message = to_wire(conn, vec![stored.row])?.remove(0);
             Ok((message, new, audience, introduce))
-        })
-        .await?;
+        }))
+}
+
+/// Relays a stored message ([`send`]) and introduces newly mutual peers.
+fn relay_sent(
+    state: &Relay,
+    me: &AuthUser,
+    message: &MessageOut,
+    new: bool,
+    audience: Vec<UserId>,
+    introduce: Vec<(UserId, String, Option<i64>)>,
+    except_conn: Option<u64>,
+) {
     if new {
         state.metrics.relayed();
         let frame = encode(&ServerFrame::Message { message: message.clone() });
@@ -143,7 +184,6 @@ pub async fn send(
         let to_them = ServerFrame::Presence { user: me.username.clone(), online: true, last_seen: None };
         state.fanout.send_to_user(peer, &encode(&to_them), None);
     }
-    Ok(message)
 }
 
 /// One stored message `me` may read ([`policy::message`]).
@@ -198,7 +238,7 @@ pub const SYNC_PAGE_BYTES: usize = 1 << 20;
 /// List rows and the names of everyone their last messages mention (one more query for all
 /// of them, whoever the rows' messages claim to involve).
 fn rows_with_names(
-    conn: &mut store::Conn,
+    conn: &mut store::SqliteConnection,
     me: UserId,
     only: Option<ConversationId>,
 ) -> Result<(Vec<ConversationRow>, Names)> {
@@ -274,7 +314,7 @@ pub async fn open_direct(state: &Relay, me: &AuthUser, peer: Username) -> Result
     let now = state.clock.now_ms();
     let (row, names) = state
         .store
-        .run(move |conn| {
+        .write(move |conn| {
             let peer = policy::direct_peer(conn, &caller, &peer)?;
             let id = store::open_direct(conn, caller.id, peer.id, now)?;
             let (mut rows, names) = rows_with_names(conn, caller.id, Some(id))?;
@@ -326,22 +366,33 @@ pub async fn history(
 
 /// Raises this user's delivered (or read) marker in `conversation` and tells the other
 /// members (and, for reads, this user's other connections).
-pub async fn mark(
+///
+/// Like [`send`], the write is queued when this is called.
+pub fn mark<'a>(
+    state: &'a Relay,
+    me: &'a AuthUser,
+    conversation: ConversationId,
+    up_to: MessageId,
+    read: bool,
+) -> impl std::future::Future<Output = Result<()>> + 'a {
+    let me_id = me.id;
+    let queued = state.store.write(move |conn| {
+        let m = policy::conversation(conn, me_id, conversation)?;
+        store::raise_marker(conn, &m, up_to, read)?;
+        others(conn, conversation, me_id)
+    });
+    async move { relay_mark(state, me, conversation, up_to, read, queued.await?) }
+}
+
+/// Tells the members about a raised marker ([`mark`]).
+fn relay_mark(
     state: &Relay,
     me: &AuthUser,
     conversation: ConversationId,
     up_to: MessageId,
     read: bool,
+    audience: Vec<UserId>,
 ) -> Result<()> {
-    let me_id = me.id;
-    let audience = state
-        .store
-        .run(move |conn| {
-            let m = policy::conversation(conn, me_id, conversation)?;
-            store::raise_marker(conn, &m, up_to, read)?;
-            others(conn, conversation, me_id)
-        })
-        .await?;
     let by = me.username.clone();
     let frame = if read {
         ServerFrame::Read { conversation, by, up_to }
@@ -369,7 +420,7 @@ pub async fn clear(
     let me_id = me.id;
     let (audience, (up_to, freed)) = state
         .store
-        .run(move |conn| {
+        .write(move |conn| {
             let m = policy::conversation(conn, me_id, conversation)?;
             Ok((others(conn, conversation, me_id)?, store::clear(conn, &m, for_both, requested)?))
         })
@@ -396,7 +447,7 @@ pub async fn set_flags(
     let me_id = me.id;
     state
         .store
-        .run(move |conn| {
+        .write(move |conn| {
             let m = policy::conversation(conn, me_id, conversation)?;
             Ok(store::set_flags(conn, &m, flags.pinned, flags.hidden)?)
         })
@@ -411,15 +462,17 @@ pub async fn broadcast_presence(
     online: bool,
 ) -> Result<()> {
     let now = state.clock.now_ms();
-    let peers = state
-        .store
-        .run(move |conn| {
-            if !online {
+    let peers = if online {
+        state.store.run(move |conn| policy::presence_audience(conn, user)).await?
+    } else {
+        state
+            .store
+            .write(move |conn| {
                 store::set_last_seen(conn, user, now)?;
-            }
-            policy::presence_audience(conn, user)
-        })
-        .await?;
+                policy::presence_audience(conn, user)
+            })
+            .await?
+    };
     let frame = encode(&ServerFrame::Presence {
         user: username.clone(),
         online,
@@ -463,7 +516,7 @@ pub async fn set_blocked(state: &Relay, me: &AuthUser, name: Username, blocked: 
     let now = state.clock.now_ms();
     state
         .store
-        .run(move |conn| {
+        .write(move |conn| {
             let other = policy::block_target(conn, &caller, &name)?;
             if blocked {
                 store::block(conn, caller.id, other.id, now)?;

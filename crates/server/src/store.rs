@@ -1,6 +1,7 @@
 //! Storage: the relay's only door to the database. Row types carry typed ids; failures are
-//! [`StoreError`]s. Functions are blocking and take a connection; services run them through
-//! [`Store::run`], on the blocking pool.
+//! [`StoreError`]s. Functions are blocking and take a connection; services run reads through
+//! [`Store::run`], on the blocking pool, and every write through [`Store::write`], on the one
+//! writer thread ([`crate::writer`]: group commit).
 //!
 //! SQLite runs in WAL mode with foreign keys on, a busy timeout, and `synchronous = FULL`, so a
 //! message is on disk before the relay acknowledges it.
@@ -10,7 +11,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
-use diesel::sqlite::SqliteConnection;
+pub use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use sealroom_protocol::{ConversationId, ConversationKind, MessageId, UserId};
 
@@ -36,6 +37,9 @@ pub enum StoreError {
     /// The database could not be opened or migrated.
     #[error("cannot open the database: {0}")]
     Open(String),
+    /// A group commit failed (or its write never ran): nothing of it was stored.
+    #[error("commit failed: {0}")]
+    Commit(String),
     /// A stored value fails the check its type makes (a row written by something else).
     #[error("stored {what} of {row} is invalid")]
     Corrupt {
@@ -52,12 +56,31 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Debug)]
 struct Pragmas;
 
+/// Every connection's settings: wait for the write lock rather than fail, enforce foreign
+/// keys, fsync every commit, and a page cache of at most 2 MiB (SQLite's default, stated: the
+/// pool holds it per connection).
+const PRAGMAS: &str =
+    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -2048;";
+
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(
-            "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
-        )
-        .map_err(diesel::r2d2::Error::QueryError)
+        conn.batch_execute(PRAGMAS).map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Runs `f` in a transaction of its own (`BEGIN IMMEDIATE`, taking the write lock at once), or
+/// in a savepoint when the caller already holds one (the [group commit](crate::writer)'s).
+pub fn atomically<T, E, F>(conn: &mut SqliteConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut SqliteConnection) -> Result<T, E>,
+    E: From<DieselError>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let depth = AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth()?;
+    if depth.is_some() {
+        conn.transaction(f)
+    } else {
+        conn.immediate_transaction(f)
     }
 }
 
@@ -79,17 +102,42 @@ pub fn open(database_url: &str) -> StoreResult<DbPool> {
         .map_err(|e| StoreError::Open(format!("{database_url}: {e}")))
 }
 
-/// The database behind a connection pool. Storage functions are blocking; [`Store::run`] runs
-/// them on the blocking pool.
+/// The database behind a connection pool for reads and rare writes, and the
+/// [group-commit writer](crate::writer) for the hot ones. Storage functions are blocking;
+/// [`Store::run`] runs them on the blocking pool, [`Store::write`] on the writer's thread.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: DbPool,
+    writer: crate::writer::Writer,
 }
 
 impl Store {
-    /// Opens the database at `database_url` ([`open`]).
+    /// Opens the database at `database_url` ([`open`]) and starts its writer.
     pub fn open(database_url: &str) -> StoreResult<Self> {
-        Ok(Store { pool: open(database_url)? })
+        let pool = open(database_url)?;
+        let url = database_url.to_owned();
+        let writer = crate::writer::Writer::start(move || {
+            let mut conn =
+                SqliteConnection::establish(&url).map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
+            conn.batch_execute(PRAGMAS)?;
+            Ok(conn)
+        })?;
+        Ok(Store { pool, writer })
+    }
+
+    /// Queues a write for the next group commit, now; resolves once it is on disk. Writes
+    /// queued one after another are stored in that order ([`crate::writer`]).
+    pub fn write<T, F>(&self, f: F) -> impl std::future::Future<Output = crate::error::Result<T>> + 'static
+    where
+        F: FnOnce(&mut SqliteConnection) -> crate::error::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer.write(f)
+    }
+
+    /// Group commits so far, and the writes in them.
+    pub fn writer_stats(&self) -> &crate::writer::WriterStats {
+        self.writer.stats()
     }
 
     /// A pooled connection, for blocking callers (start-up, tests).
@@ -97,7 +145,8 @@ impl Store {
         Ok(self.pool.get()?)
     }
 
-    /// Runs storage code on the blocking pool with a pooled connection.
+    /// Runs storage code that only reads on the blocking pool with a pooled connection (writes
+    /// go through [`Store::write`]: SQLite has one writer).
     pub async fn run<T, F>(&self, f: F) -> crate::error::Result<T>
     where
         F: FnOnce(&mut Conn) -> crate::error::Result<T> + Send + 'static,
@@ -156,11 +205,15 @@ pub fn insert_user(conn: &mut SqliteConnection, new: &NewUser<'_>) -> StoreResul
 }
 
 pub fn user_by_name(conn: &mut SqliteConnection, name: &str) -> StoreResult<Option<UserRow>> {
-    Ok(users::table.filter(users::username.eq(name)).select(UserRow::as_select()).first(conn).optional()?)
+    Ok(users::table
+        .filter(users::username.eq(name))
+        .select(UserRow::as_select())
+        .get_result(conn)
+        .optional()?)
 }
 
 pub fn user_by_id(conn: &mut SqliteConnection, id: UserId) -> StoreResult<Option<UserRow>> {
-    Ok(users::table.find(id).select(UserRow::as_select()).first(conn).optional()?)
+    Ok(users::table.find(id).select(UserRow::as_select()).get_result(conn).optional()?)
 }
 
 /// (username, identity key) of users whose name starts with `prefix`, by name.
@@ -220,7 +273,7 @@ pub fn sent_in(
 
 /// Bytes of envelopes `user` has stored as a sender (what the message quota counts).
 pub fn message_bytes(conn: &mut SqliteConnection, user: UserId) -> StoreResult<i64> {
-    Ok(users::table.find(user).select(users::message_bytes).first(conn)?)
+    Ok(users::table.find(user).select(users::message_bytes).get_result(conn)?)
 }
 
 /// A user's name and when they were last seen.
@@ -228,7 +281,7 @@ pub fn name_and_last_seen(
     conn: &mut SqliteConnection,
     user: UserId,
 ) -> StoreResult<Option<(String, Option<i64>)>> {
-    Ok(users::table.find(user).select((users::username, users::last_seen)).first(conn).optional()?)
+    Ok(users::table.find(user).select((users::username, users::last_seen)).get_result(conn).optional()?)
 }
 
 pub fn set_last_seen(conn: &mut SqliteConnection, user: UserId, at: i64) -> StoreResult<()> {
@@ -298,7 +351,7 @@ pub fn insert_session(conn: &mut SqliteConnection, s: &SessionRow) -> StoreResul
 }
 
 pub fn session(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<SessionRow>> {
-    Ok(sessions::table.find(id).select(SessionRow::as_select()).first(conn).optional()?)
+    Ok(sessions::table.find(id).select(SessionRow::as_select()).get_result(conn).optional()?)
 }
 
 /// Revokes the user's live sessions except `keep`; returns the revoked ids.
@@ -368,7 +421,11 @@ pub fn member(
     user: UserId,
     conversation: ConversationId,
 ) -> StoreResult<Option<MemberRow>> {
-    Ok(members::table.find((conversation, user)).select(MemberRow::as_select()).first(conn).optional()?)
+    Ok(members::table
+        .find((conversation, user))
+        .select(MemberRow::as_select())
+        .get_result(conn)
+        .optional()?)
 }
 
 /// Every member row of `conversation` other than `user`'s.
@@ -412,7 +469,7 @@ pub fn peers_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<Us
 /// Whether `conversation` has ever had a message.
 pub fn written_to(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<bool> {
     let activity: i64 =
-        conversations::table.find(conversation).select(conversations::last_activity).first(conn)?;
+        conversations::table.find(conversation).select(conversations::last_activity).get_result(conn)?;
     Ok(activity > 0)
 }
 
@@ -425,13 +482,13 @@ pub fn open_direct(
     peer: UserId,
     now: i64,
 ) -> StoreResult<ConversationId> {
-    conn.immediate_transaction(|conn| {
+    atomically(conn, |conn| {
         let (lo, hi) = if me < peer { (me, peer) } else { (peer, me) };
         if let Some(id) = conversations::table
             .filter(conversations::user_lo.eq(lo))
             .filter(conversations::user_hi.eq(hi))
             .select(conversations::id)
-            .first::<ConversationId>(conn)
+            .get_result::<ConversationId>(conn)
             .optional()?
         {
             diesel::update(members::table.find((id, me))).set(members::hidden.eq(false)).execute(conn)?;
@@ -611,12 +668,12 @@ pub fn store_message(
     quota: i64,
 ) -> StoreResult<Result<Stored, Refused>> {
     let NewMessage { sender, conversation, client_msg_id, envelope, blob_ids, now } = *message;
-    conn.immediate_transaction(|conn| {
+    atomically(conn, |conn| {
         if let Some((row, withheld)) = messages::table
             .filter(messages::sender_id.eq(sender))
             .filter(messages::client_msg_id.eq(client_msg_id))
             .select((MessageRow::as_select(), messages::withheld))
-            .first(conn)
+            .get_result(conn)
             .optional()?
         {
             // A resend is the same message to the same place; anything else reusing the id
@@ -749,7 +806,7 @@ fn max_message_id(conn: &mut SqliteConnection, conversation: ConversationId) -> 
     Ok(messages::table
         .filter(messages::conversation_id.eq(conversation))
         .select(diesel::dsl::max(messages::id))
-        .first::<Option<MessageId>>(conn)?
+        .get_result::<Option<MessageId>>(conn)?
         .unwrap_or(MessageId(0)))
 }
 
@@ -782,7 +839,7 @@ pub fn clear(
     for_all: bool,
     requested: Option<MessageId>,
 ) -> StoreResult<(MessageId, Vec<String>)> {
-    conn.immediate_transaction(|conn| {
+    atomically(conn, |conn| {
         // Up to what the clearer saw (never past the newest message); markers only move up.
         let newest = max_message_id(conn, m.conversation_id)?;
         let up_to = requested.map_or(newest, |r| r.min(newest));
@@ -799,7 +856,7 @@ pub fn clear(
         let floor: Option<MessageId> = members::table
             .filter(members::conversation_id.eq(m.conversation_id))
             .select(diesel::dsl::min(members::cleared_up_to))
-            .first(conn)?;
+            .get_result(conn)?;
         let doomed = messages::table
             .filter(messages::conversation_id.eq(m.conversation_id))
             .filter(messages::id.le(floor.unwrap_or(MessageId(0))));
@@ -862,7 +919,7 @@ pub fn visible_message(
         .filter(messages::id.gt(members::cleared_up_to))
         .filter(shown_to(user))
         .select(MessageRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -919,7 +976,7 @@ pub fn blob_usage(conn: &mut SqliteConnection, owner: UserId) -> StoreResult<i64
     Ok(blobs::table
         .filter(blobs::owner_id.eq(owner))
         .select(diesel::dsl::sql::<BigInt>("COALESCE(SUM(size), 0)"))
-        .first::<i64>(conn)?)
+        .get_result::<i64>(conn)?)
 }
 
 /// Records an uploaded blob unless it would take `owner` over `quota` bytes (then `false`
@@ -933,7 +990,7 @@ pub fn insert_blob(
     quota: i64,
     now: i64,
 ) -> StoreResult<bool> {
-    conn.immediate_transaction(|conn| {
+    atomically(conn, |conn| {
         if blob_usage(conn, owner)?.saturating_add(size) > quota {
             return Ok(false);
         }
@@ -965,7 +1022,7 @@ pub fn downloadable_blob(conn: &mut SqliteConnection, user: UserId, id: &str) ->
         .filter(blobs::id.eq(id))
         .filter(diesel::dsl::exists(visible))
         .select(blobs::size)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -983,7 +1040,7 @@ pub fn delete_unattached_blob(conn: &mut SqliteConnection, owner: UserId, id: &s
 
 /// Deletes the blobs created before `before` that no message ever referenced; returns their ids.
 pub fn expire_unattached_blobs(conn: &mut SqliteConnection, before: i64) -> StoreResult<Vec<String>> {
-    conn.immediate_transaction(|conn| {
+    atomically(conn, |conn| {
         let ids: Vec<String> = blobs::table
             .filter(blobs::attached.eq(false))
             .filter(blobs::created_at.lt(before))

@@ -287,3 +287,83 @@ async fn pin_and_hide_order_the_conversation_list_and_a_new_message_reopens() {
     assert!(!list.iter().find(|c| c.peer.as_str() == "carol").unwrap().hidden, "a new message reopens");
     let _ = alice.history("carol", 5).await.unwrap();
 }
+
+/// A connection's sends wait for the disk in the group commit, not in the connection: while
+/// the database's write lock is held elsewhere, a client that pipelines twenty sends still
+/// receives what others relay to it; once the lock is released the twenty are acknowledged in
+/// the order sent, stored in that order, and share commits. (Before the group commit, the
+/// connection awaited each store write before reading anything else, so a busy sender fell
+/// behind as a recipient and was dropped.)
+#[tokio::test]
+async fn a_connection_keeps_relaying_while_its_sends_wait_for_the_disk() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    alice.send_text("bob", "first", false).await.unwrap();
+    let bob_name = bob.username().clone();
+    let conversation = alice.conversation_with(&bob_name).await.unwrap();
+    let mut alice_ws = alice.connect().await.unwrap();
+    let mut bob_ws = bob.connect().await.unwrap();
+    let metrics = || async {
+        let text = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+        let counter = |name: &str| -> u64 {
+            text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).expect("counter present")
+        };
+        (counter("sealroom_store_commits_total "), counter("sealroom_store_writes_total "))
+    };
+    let (commits_before, writes_before) = metrics().await;
+
+    let lock = server.hold_write_lock();
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let (client_msg_id, envelope) =
+            alice.encrypt_to(&bob_name, &Payload::Text(format!("pipelined {i}")), false).await.unwrap();
+        alice_ws
+            .send(&ClientFrame::Send { conversation, client_msg_id, envelope, blobs: vec![] })
+            .await
+            .unwrap();
+        sent.push(client_msg_id);
+    }
+    bob_ws.send(&ClientFrame::Typing { conversation }).await.unwrap();
+    expect_frame(&mut alice_ws, "bob typing, while alice's sends wait for the lock", |f| {
+        assert!(
+            !matches!(f, ServerFrame::Ack { .. } | ServerFrame::Error { .. }),
+            "answered under the lock: {f:?}"
+        );
+        matches!(f, ServerFrame::Typing { .. })
+    })
+    .await;
+    lock.release();
+
+    let mut acked = Vec::new();
+    while acked.len() < sent.len() {
+        match expect_frame(&mut alice_ws, "acks", |f| {
+            matches!(f, ServerFrame::Ack { .. } | ServerFrame::Error { .. })
+        })
+        .await
+        {
+            ServerFrame::Ack { client_msg_id, id, .. } => acked.push((client_msg_id, id)),
+            other => panic!("a send failed: {other:?}"),
+        }
+    }
+    assert_eq!(acked.iter().map(|(c, _)| *c).collect::<Vec<_>>(), sent, "acks in the order sent");
+    assert!(acked.windows(2).all(|w| w[0].1 < w[1].1), "stored in the order sent: {acked:?}");
+    for (i, (_, id)) in acked.iter().enumerate() {
+        let ServerFrame::Message { message } =
+            expect_frame(&mut bob_ws, "relayed", |f| matches!(f, ServerFrame::Message { .. })).await
+        else {
+            unreachable!()
+        };
+        assert_eq!(message.id, *id);
+        assert_eq!(text(&bob.decrypt(&message).await.unwrap().payload), format!("pipelined {i}"));
+    }
+    let (commits, writes) = metrics().await;
+    // (Writes other than the twenty — the first send's connection going offline — may land
+    // in the same window.)
+    assert!(writes - writes_before >= 20);
+    assert!(
+        commits - commits_before <= 4,
+        "twenty queued writes shared commits: {} commits",
+        commits - commits_before
+    );
+}
