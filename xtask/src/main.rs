@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
+mod bench_relay;
 mod fuzz;
 mod setup;
 
@@ -28,6 +29,8 @@ commands:
   bench-wasm   the crypto benchmarks timed in headless Chromium
   bench-web    the web client with a 10,000-message conversation in headless Chromium
   bench-files  a 50 MiB attachment up and down through a release relay, with its memory
+  bench-relay  Sealroom beside the minimal reference relay (sealroom-bench, release, pinned
+               to one core each): throughput and open-loop latency, nothing lost or doubled
   soak         minutes of mixed load on a release relay (SEALROOM_SOAK_SECS, default 180):
                nothing lost, memory and file descriptors flat
   vectors      regenerate crates/crypto/tests/vectors/v1.json from the code
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Some("bench-web") => bench_web(),
         Some("bench-files") => bench_files(),
         Some("soak") => soak(),
+        Some("bench-relay") => bench_relay::command(),
         Some("vectors") => vectors(),
         Some("fuzz") => fuzz::command(&args[1..]),
         Some("-h" | "--help" | "help") | None => {

@@ -7,6 +7,7 @@ mod access;
 mod architecture;
 mod authz;
 mod bad_input;
+mod bench;
 mod cli;
 mod crash;
 mod files;

@@ -1,0 +1,461 @@
+//! `sealroom-bench`: drives a relay over 127.0.0.1 with real envelopes and checks that what was
+//! sent was delivered and stored, exactly once.
+//!
+//! ```text
+//! sealroom-bench throughput --url http://127.0.0.1:8080 --db data/sealroom.db --pairs 50 --messages-per-sender 400 --window 16
+//! sealroom-bench latency    --url http://127.0.0.1:8080 --db data/sealroom.db --rate 1000 --duration 10
+//! sealroom-bench reference  --bind 127.0.0.1:9090 --db /tmp/ref.db      # the minimal reference relay
+//! sealroom-bench throughput --url http://127.0.0.1:9090 --db /tmp/ref.db --reference …
+//! ```
+//!
+//! Against Sealroom it registers its users through the client core (a relay started with a
+//! generous `--auth-rate-per-ip`); against the reference, users are numbers. Envelopes are real
+//! (sealed with the crypto crate, about 200 bytes). Each run prints one JSON line, then a
+//! summary for people.
+
+mod reference;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use diesel::{Connection, RunQueryDsl, SqliteConnection};
+use futures_util::{SinkExt, StreamExt};
+use sealroom_crypto::{seal_message, IdentitySecret, MessageHeader, Payload};
+use sealroom_protocol::{ClientFrame, ClientMsgId, ConversationId, Envelope, ServerFrame};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+#[derive(Parser)]
+#[command(name = "sealroom-bench", about = "Load generator for a Sealroom relay (loopback only)")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Every sender sends as fast as its window allows; delivered messages per second.
+    Throughput {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        #[arg(long, default_value_t = 400)]
+        messages_per_sender: usize,
+        /// Unacknowledged sends per sender.
+        #[arg(long, default_value_t = 16)]
+        window: usize,
+    },
+    /// Open loop: `rate` messages per second in all, spread over the pairs, for `duration`
+    /// seconds; latency from the scheduled send to the delivery.
+    Latency {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
+    /// Runs the minimal reference relay.
+    Reference {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: String,
+        #[arg(long)]
+        db: String,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    /// The relay, `http://127.0.0.1:PORT` (loopback only).
+    #[arg(long)]
+    url: String,
+    /// Its SQLite file, to count what was stored.
+    #[arg(long)]
+    db: Option<String>,
+    /// The target is the reference relay (`sealroom-bench reference`).
+    #[arg(long)]
+    reference: bool,
+}
+
+/// How a pair's two ends connect.
+#[derive(Clone)]
+enum End {
+    Token(String),
+    User(i64),
+}
+
+struct Pair {
+    conversation: ConversationId,
+    sender: End,
+    receiver: End,
+    envelopes: Vec<Envelope>,
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().mode {
+        Mode::Reference { bind, db } => {
+            let listener = tokio::net::TcpListener::bind(&bind).await?;
+            println!("reference relay listening on http://{}", listener.local_addr()?);
+            use std::io::Write as _;
+            std::io::stdout().flush()?;
+            reference::serve(listener, &db).await
+        }
+        Mode::Throughput { target, pairs, messages_per_sender, window } => {
+            let set = setup(&target, pairs, messages_per_sender).await?;
+            let result = drive(&target, set, Load::Window(window.max(1))).await?;
+            result.report(&target, "throughput", &[("pairs", pairs), ("window", window)])
+        }
+        Mode::Latency { target, pairs, rate, duration } => {
+            let per_sender = usize::try_from(rate * duration).unwrap_or(usize::MAX).div_ceil(pairs.max(1));
+            let set = setup(&target, pairs, per_sender).await?;
+            let period = Duration::from_secs_f64(pairs as f64 / rate.max(1) as f64);
+            let result = drive(&target, set, Load::Open(period)).await?;
+            result.report(&target, "latency", &[("pairs", pairs), ("rate", rate as usize)])
+        }
+    }
+}
+
+/// Users, conversations and sealed envelopes for `pairs` pairs.
+async fn setup(target: &Target, pairs: usize, per_sender: usize) -> anyhow::Result<Vec<Pair>> {
+    let host = url::Url::parse(&target.url)?;
+    if !matches!(host.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")) {
+        bail!("the load generator targets loopback only");
+    }
+    let run = sealroom_client::now_ms() % 1_000_000;
+    let mut set = Vec::with_capacity(pairs);
+    let mut registering = Vec::new();
+    for i in 0..pairs {
+        let envelopes = seal(per_sender, i)?;
+        if target.reference {
+            let i = i as i64;
+            set.push(Pair {
+                conversation: ConversationId(i),
+                sender: End::User(2 * i),
+                receiver: End::User(2 * i + 1),
+                envelopes,
+            });
+            continue;
+        }
+        let url = target.url.clone();
+        registering.push(tokio::spawn(async move {
+            let client = sealroom_client::Client::new(&url)?;
+            let password = "bench passphrase that is long enough";
+            let receiver = client.register(&format!("b{run}r{i}"), password).await?;
+            let mut sender = client.register(&format!("b{run}s{i}"), password).await?;
+            let conversation = sender.conversation_with(receiver.username()).await?;
+            anyhow::Ok(Pair {
+                conversation,
+                sender: End::Token(sender.token().to_owned()),
+                receiver: End::Token(receiver.token().to_owned()),
+                envelopes,
+            })
+        }));
+        // A few at a time: each registration is two Argon2id derivations on each side.
+        if registering.len() == 4 {
+            for r in registering.drain(..) {
+                set.push(r.await??);
+            }
+        }
+    }
+    for r in registering {
+        set.push(r.await??);
+    }
+    Ok(set)
+}
+
+/// `n` real envelopes of about 200 bytes, for pair `i`.
+fn seal(n: usize, i: usize) -> anyhow::Result<Vec<Envelope>> {
+    let (a, b) = (IdentitySecret::generate()?, IdentitySecret::generate()?);
+    let key = a.pair_key(&b.public_key())?;
+    (0..n)
+        .map(|k| {
+            let text = format!("pair {i} message {k}: {}", "lorem ipsum dolor sit amet ".repeat(4));
+            let header = MessageHeader::new(sealroom_client::now_ms() as u64)?;
+            let sealed = seal_message(&key, &a.public_key(), &b.public_key(), &header, &Payload::Text(text))?;
+            Ok(Envelope::new(sealed)?)
+        })
+        .collect()
+}
+
+async fn connect(target: &Target, end: &End) -> anyhow::Result<Ws> {
+    let base = target.url.replacen("http", "ws", 1);
+    let mut req = match end {
+        End::Token(_) => format!("{base}/ws"),
+        End::User(n) => format!("{base}/ws?user={n}"),
+    }
+    .into_client_request()?;
+    if let End::Token(token) = end {
+        req.headers_mut().insert("Authorization", format!("Bearer {token}").parse()?);
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    match next_frame(&mut ws).await? {
+        ServerFrame::Hello { .. } => Ok(ws),
+        other => bail!("the relay did not say hello: {other:?}"),
+    }
+}
+
+async fn next_frame(
+    ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+) -> anyhow::Result<ServerFrame> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
+            Some(Ok(Message::Close(c))) => bail!("closed by the relay: {c:?}"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("connection closed"),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Load {
+    /// At most this many unacknowledged sends per sender.
+    Window(usize),
+    /// One send per sender every period, whatever the answers (open loop).
+    Open(Duration),
+}
+
+/// A client_msg_id that says which message it is: the pair, this run (so that runs against one
+/// relay never reuse an id), and the message's number.
+fn msg_id(pair: usize, run: u32, k: usize) -> ClientMsgId {
+    let mut id = [0u8; 16];
+    id[..4].copy_from_slice(&(pair as u32).to_be_bytes());
+    id[4..8].copy_from_slice(&run.to_be_bytes());
+    id[8..].copy_from_slice(&(k as u64).to_be_bytes());
+    ClientMsgId(id)
+}
+
+fn which(id: &ClientMsgId) -> (usize, usize) {
+    let pair = u32::from_be_bytes(id.0[..4].try_into().unwrap_or_default());
+    let k = u64::from_be_bytes(id.0[8..].try_into().unwrap_or_default());
+    (pair as usize, k as usize)
+}
+
+struct Outcome {
+    sent: usize,
+    acked: usize,
+    delivered: usize,
+    duplicates: usize,
+    errors: usize,
+    stored: Option<i64>,
+    seconds: f64,
+    latencies_ms: Vec<f64>,
+}
+
+async fn drive(target: &Target, set: Vec<Pair>, load: Load) -> anyhow::Result<Outcome> {
+    let stored_before = count_stored(target)?;
+    let expected: usize = set.iter().map(|p| p.envelopes.len()).sum();
+    // Receivers first, all connected before anyone sends.
+    let mut receivers = Vec::new();
+    for pair in &set {
+        receivers.push(connect(target, &pair.receiver).await?);
+    }
+    let mut senders = Vec::new();
+    for pair in &set {
+        senders.push(connect(target, &pair.sender).await?);
+    }
+    let run = (sealroom_client::now_ms() % i64::from(u32::MAX)) as u32;
+    let start = Instant::now();
+    // When each message was (due to be) sent, per pair.
+    let due: Arc<Vec<Vec<std::sync::OnceLock<Instant>>>> = Arc::new(
+        set.iter().map(|p| (0..p.envelopes.len()).map(|_| std::sync::OnceLock::new()).collect()).collect(),
+    );
+    let deadline = start + Duration::from_secs(120);
+    let mut receiving = Vec::new();
+    for (i, (ws, pair)) in receivers.into_iter().zip(&set).enumerate() {
+        let (n, due) = (pair.envelopes.len(), due.clone());
+        receiving.push(tokio::spawn(async move {
+            let mut ws = ws;
+            let mut seen = vec![false; n];
+            let (mut got, mut duplicates, mut latencies, mut last) = (0, 0, Vec::with_capacity(n), start);
+            while got < n {
+                let Ok(frame) = tokio::time::timeout_at(deadline.into(), next_frame(&mut ws)).await else {
+                    break;
+                };
+                let ServerFrame::Message { message } = frame? else { continue };
+                let (p, k) = which(&message.client_msg_id);
+                if p != i || k >= n {
+                    bail!("pair {i} received a message of pair {p}");
+                }
+                if std::mem::replace(&mut seen[k], true) {
+                    duplicates += 1;
+                    continue;
+                }
+                got += 1;
+                last = Instant::now();
+                if let Some(t) = due[i][k].get() {
+                    latencies.push(last.duration_since(*t).as_secs_f64() * 1000.0);
+                }
+            }
+            anyhow::Ok((got, duplicates, latencies, last))
+        }));
+    }
+    let mut sending = Vec::new();
+    for (i, (ws, pair)) in senders.into_iter().zip(set).enumerate() {
+        let due = due.clone();
+        // In the open loop each sender starts at its own phase, so the load is spread evenly.
+        let phase = match load {
+            Load::Open(period) => period.mul_f64(i as f64 / due.len() as f64),
+            Load::Window(_) => Duration::ZERO,
+        };
+        sending.push(tokio::spawn(async move {
+            let (mut sink, mut stream) = ws.split();
+            let window = Arc::new(tokio::sync::Semaphore::new(match load {
+                Load::Window(w) => w,
+                Load::Open(_) => tokio::sync::Semaphore::MAX_PERMITS,
+            }));
+            let n = pair.envelopes.len();
+            let windowed = matches!(load, Load::Window(_));
+            let acks = {
+                let window = window.clone();
+                tokio::spawn(async move {
+                    let (mut acked, mut errors) = (0, 0);
+                    while acked + errors < n {
+                        let Ok(frame) =
+                            tokio::time::timeout_at(deadline.into(), next_frame(&mut stream)).await
+                        else {
+                            break;
+                        };
+                        match frame? {
+                            ServerFrame::Ack { .. } => acked += 1,
+                            ServerFrame::Error { client_msg_id: Some(_), .. } => errors += 1,
+                            _ => continue,
+                        }
+                        if windowed {
+                            window.add_permits(1);
+                        }
+                    }
+                    anyhow::Ok((acked, errors))
+                })
+            };
+            for (k, envelope) in pair.envelopes.into_iter().enumerate() {
+                let when = match load {
+                    Load::Open(period) => {
+                        let t = start + phase + period.mul_f64(k as f64);
+                        tokio::time::sleep_until(t.into()).await;
+                        t
+                    }
+                    Load::Window(_) => {
+                        window.acquire().await?.forget();
+                        Instant::now()
+                    }
+                };
+                let _ = due[i][k].set(when);
+                let frame = ClientFrame::Send {
+                    conversation: pair.conversation,
+                    client_msg_id: msg_id(i, run, k),
+                    envelope,
+                    blobs: vec![],
+                };
+                sink.send(Message::Text(serde_json::to_string(&frame)?.into())).await?;
+            }
+            let (acked, errors) = acks.await??;
+            let _ = sink.close().await;
+            anyhow::Ok((n, acked, errors))
+        }));
+    }
+    let (mut sent, mut acked, mut errors) = (0, 0, 0);
+    for s in sending {
+        let (n, a, e) = s.await??;
+        sent += n;
+        acked += a;
+        errors += e;
+    }
+    let (mut delivered, mut duplicates, mut latencies_ms, mut last) = (0, 0, Vec::new(), start);
+    for r in receiving {
+        let (got, dup, lat, at) = r.await??;
+        delivered += got;
+        duplicates += dup;
+        latencies_ms.extend(lat);
+        last = last.max(at);
+    }
+    let seconds = last.duration_since(start).as_secs_f64();
+    let stored = match (stored_before, count_stored(target)?) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
+    debug_assert_eq!(sent, expected);
+    Ok(Outcome { sent, acked, delivered, duplicates, errors, stored, seconds, latencies_ms })
+}
+
+/// Rows in the target's `messages` table, when its database was given.
+fn count_stored(target: &Target) -> anyhow::Result<Option<i64>> {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let Some(db) = &target.db else { return Ok(None) };
+    let mut conn = SqliteConnection::establish(db).with_context(|| format!("opening {db}"))?;
+    let rows: Vec<Count> = diesel::sql_query("SELECT COUNT(*) AS n FROM messages").load(&mut conn)?;
+    Ok(rows.first().map(|c| c.n))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+impl Outcome {
+    /// One JSON line, then a summary; an error if anything was lost or doubled.
+    fn report(mut self, target: &Target, mode: &str, params: &[(&str, usize)]) -> anyhow::Result<()> {
+        self.latencies_ms.sort_by(f64::total_cmp);
+        let lat = &self.latencies_ms;
+        let lost = self.sent.saturating_sub(self.delivered);
+        let stored_lost = self.stored.map(|s| self.acked as i64 - s);
+        let mut line = serde_json::json!({
+            "mode": mode,
+            "target": if target.reference { "reference" } else { "sealroom" },
+            "sent": self.sent,
+            "acked": self.acked,
+            "errors": self.errors,
+            "delivered": self.delivered,
+            "stored": self.stored,
+            "lost": lost,
+            "duplicates": self.duplicates,
+            "seconds": self.seconds,
+            "delivered_per_s": self.delivered as f64 / self.seconds.max(1e-9),
+            "p50_ms": percentile(lat, 50.0),
+            "p90_ms": percentile(lat, 90.0),
+            "p99_ms": percentile(lat, 99.0),
+            "max_ms": lat.last().copied().unwrap_or(f64::NAN),
+        });
+        for (k, v) in params {
+            line[*k] = serde_json::json!(v);
+        }
+        println!("{line}");
+        eprintln!(
+            "{mode} against {}: {} sent, {} acked, {} delivered, {} stored, {lost} lost, {} duplicates, {} errors; \
+             {:.0} delivered/s; send→deliver p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            if target.reference { "the reference relay" } else { "Sealroom" },
+            self.sent,
+            self.acked,
+            self.delivered,
+            self.stored.map_or("?".into(), |s| s.to_string()),
+            self.duplicates,
+            self.errors,
+            self.delivered as f64 / self.seconds.max(1e-9),
+            percentile(lat, 50.0),
+            percentile(lat, 99.0),
+            lat.last().copied().unwrap_or(f64::NAN),
+        );
+        if lost > 0 || self.duplicates > 0 || self.errors > 0 || stored_lost.is_some_and(|d| d != 0) {
+            bail!("messages were lost, doubled or refused");
+        }
+        Ok(())
+    }
+}
