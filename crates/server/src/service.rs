@@ -141,7 +141,7 @@ fn queue_send(
             // conversation mutual: from now on the two share presence (policy::presence_audience),
             // so each is told the other's at once rather than at their next reconnect.
             let mut introduce = Vec::new();
-            if new && !stored.withheld && store::sent_in(conn, conversation, me_id)? == 1 {
+            if new && !stored.withheld && !store::wrote_before(conn, conversation, me_id, stored.row.id)? {
                 let sharing = policy::presence_audience(conn, me_id)?;
                 for peer in audience.iter().filter(|p| sharing.contains(p)) {
                     if let Some((name, last_seen)) = store::name_and_last_seen(conn, *peer)? {
