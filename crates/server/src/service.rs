@@ -136,7 +136,8 @@ fn queue_send(
             let new = stored.new;
             // A withheld message (the recipient blocked the sender) goes to the sender's own
             // connections only; the sender gets the same ack and is not told.
-            let audience = if stored.withheld { vec![] } else { others(conn, conversation, me_id)? };
+            // A direct conversation's other member is the message's recipient.
+            let audience = if stored.withheld { vec![] } else { vec![stored.row.recipient_id] };
             // The sender's first message where the other side has written too makes the
             // conversation mutual: from now on the two share presence (policy::presence_audience),
             // so each is told the other's at once rather than at their next reconnect.

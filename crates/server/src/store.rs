@@ -688,13 +688,15 @@ pub fn store_message(
             }
             return Ok(Ok(Stored { row, new: false, withheld }));
         }
-        let owned: Vec<String> = blobs::table
-            .filter(blobs::id.eq_any(blob_ids))
-            .filter(blobs::owner_id.eq(sender))
-            .select(blobs::id)
-            .load(conn)?;
-        if let Some(missing) = blob_ids.iter().find(|id| !owned.contains(id)) {
-            return Ok(Err(Refused::Blob(missing.clone())));
+        if !blob_ids.is_empty() {
+            let owned: Vec<String> = blobs::table
+                .filter(blobs::id.eq_any(blob_ids))
+                .filter(blobs::owner_id.eq(sender))
+                .select(blobs::id)
+                .load(conn)?;
+            if let Some(missing) = blob_ids.iter().find(|id| !owned.contains(id)) {
+                return Ok(Err(Refused::Blob(missing.clone())));
+            }
         }
         // A direct conversation has exactly one other member: the recipient.
         let Some(recipient) = other_members(conn, conversation, sender)?.first().map(|m| m.user_id) else {
@@ -724,8 +726,9 @@ pub fn store_message(
             .set(conversations::last_activity.eq(now))
             .execute(conn)?;
         // Reopen it for those who closed it (but a withheld message reopens nothing for the
-        // recipient who blocked the sender).
-        let reopen = members::table.filter(members::conversation_id.eq(conversation));
+        // recipient who blocked the sender). Only rows that change are written.
+        let reopen =
+            members::table.filter(members::conversation_id.eq(conversation)).filter(members::hidden.eq(true));
         if withheld {
             diesel::update(reopen.filter(members::user_id.eq(sender)))
                 .set(members::hidden.eq(false))
