@@ -277,6 +277,12 @@ impl Drop for TestServer {
     }
 }
 
+/// A counter or gauge from the relay's `/metrics` (this machine reads them without a token).
+pub async fn metric(base_url: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base_url}/metrics")).await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// The database's write lock, held by another process ([`TestServer::hold_write_lock`]).
 #[derive(Debug)]
 pub struct WriteLock {

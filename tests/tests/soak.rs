@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sealroom_client::{Client, ClientError};
 use sealroom_protocol::{ErrorCode, HistoryQuery, Username};
-use sealroom_tests::{send_until_stopped, TestServer};
+use sealroom_tests::{metric, send_until_stopped, TestServer};
 
 const SENDERS: usize = 6;
 
@@ -225,12 +225,8 @@ async fn minutes_of_mixed_load_leave_memory_and_descriptors_flat() {
     let fd_start = samples.first().map(|s| s.fds).unwrap_or(0);
     let hwm = status_kib(pid, "VmHWM:");
     println!("senders resumed after the relay dropped them as too slow: {reconnects_total} times");
-    let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
-    let counter = |name: &str| -> f64 {
-        metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
-    };
-    let (commits, writes) =
-        (counter("sealroom_store_commits_total "), counter("sealroom_store_writes_total "));
+    let commits = metric(&url, "sealroom_store_commits_total").await.unwrap_or(0.0);
+    let writes = metric(&url, "sealroom_store_writes_total").await.unwrap_or(0.0);
     println!(
         "group commit: {writes} writes in {commits} commits ({:.1} per commit)",
         writes / commits.max(1.0)

@@ -22,6 +22,14 @@ const RUNS: &[(&str, &[&str])] = &[
 /// How many times each relay is measured (alternating).
 const ROUNDS: usize = 2;
 
+/// A `sealroom-bench` JSON line.
+type Line = serde_json::Value;
+
+/// A number of a JSON line (NaN when absent, as for the percentiles of an empty run).
+fn num(line: &Line, field: &str) -> f64 {
+    line[field].as_f64().unwrap_or(f64::NAN)
+}
+
 struct Relay {
     child: Child,
     url: String,
@@ -46,21 +54,15 @@ impl Drop for TempDir {
 }
 
 fn pinned(core: usize, program: &std::path::Path) -> Command {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 && which("taskset") {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
+        && crate::setup::output("taskset", &["--version"]).is_some()
+    {
         let mut c = Command::new("taskset");
         c.arg("-c").arg(core.to_string()).arg(program);
         c
     } else {
         Command::new(program)
     }
-}
-
-fn which(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn start(reference: bool, round: usize) -> Result<Relay> {
@@ -102,7 +104,7 @@ fn start(reference: bool, round: usize) -> Result<Relay> {
     Ok(Relay { child, url, db: db.display().to_string(), _dir: TempDir(dir) })
 }
 
-fn run_bench(relay: &Relay, reference: bool, args: &[&str]) -> Result<serde_line::Line> {
+fn run_bench(relay: &Relay, reference: bool, args: &[&str]) -> Result<Line> {
     let mut c = pinned(1, &root().join("target/release/sealroom-bench"));
     c.args(args).args(["--url", &relay.url, "--db", &relay.db]);
     if reference {
@@ -114,14 +116,14 @@ fn run_bench(relay: &Relay, reference: bool, args: &[&str]) -> Result<serde_line
     if !out.status.success() {
         return Err(format!("sealroom-bench {args:?} failed against {}", relay.url));
     }
-    serde_line::Line::parse(text.lines().last().unwrap_or_default())
+    serde_json::from_str(text.lines().last().unwrap_or_default())
+        .map_err(|e| format!("sealroom-bench's JSON line: {e}"))
 }
 
 pub(crate) fn command() -> Result {
     cmd("cargo", &["build", "--release", "--locked", "-p", "sealroom-server", "-p", "sealroom-bench"])?;
     // results[run][relay] = one line per round
-    let mut results: Vec<[Vec<serde_line::Line>; 2]> =
-        RUNS.iter().map(|_| [Vec::new(), Vec::new()]).collect();
+    let mut results: Vec<[Vec<Line>; 2]> = RUNS.iter().map(|_| [Vec::new(), Vec::new()]).collect();
     for round in 0..ROUNDS {
         for reference in [false, true] {
             step(&format!(
@@ -138,66 +140,33 @@ pub(crate) fn command() -> Result {
     }
     println!("\n| measure | Sealroom | reference | ratio |\n|---|---|---|---|");
     for ((label, _), [ours, theirs]) in RUNS.iter().zip(&results) {
-        let range = |lines: &[serde_line::Line], f: fn(&serde_line::Line) -> f64, digits: usize| {
-            let lo = lines.iter().map(f).fold(f64::INFINITY, f64::min);
-            let hi = lines.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
+        let range = |lines: &[Line], field: &str, digits: usize| {
+            let lo = lines.iter().map(|l| num(l, field)).fold(f64::INFINITY, f64::min);
+            let hi = lines.iter().map(|l| num(l, field)).fold(f64::NEG_INFINITY, f64::max);
             format!("{lo:.digits$}–{hi:.digits$}")
         };
-        let mean = |lines: &[serde_line::Line], f: fn(&serde_line::Line) -> f64| {
-            lines.iter().map(f).sum::<f64>() / lines.len().max(1) as f64
+        let mean = |lines: &[Line], field: &str| {
+            lines.iter().map(|l| num(l, field)).sum::<f64>() / lines.len().max(1) as f64
         };
         println!(
             "| {label}: delivered/s | {} | {} | {:.2}× |",
-            range(ours, |l| l.delivered_per_s, 0),
-            range(theirs, |l| l.delivered_per_s, 0),
-            mean(ours, |l| l.delivered_per_s) / mean(theirs, |l| l.delivered_per_s).max(1e-9)
+            range(ours, "delivered_per_s", 0),
+            range(theirs, "delivered_per_s", 0),
+            mean(ours, "delivered_per_s") / mean(theirs, "delivered_per_s").max(1e-9)
         );
         println!(
             "| {label}: p50 / p99 / max ms | {} / {} / {} | {} / {} / {} | |",
-            range(ours, |l| l.p50_ms, 2),
-            range(ours, |l| l.p99_ms, 2),
-            range(ours, |l| l.max_ms, 1),
-            range(theirs, |l| l.p50_ms, 2),
-            range(theirs, |l| l.p99_ms, 2),
-            range(theirs, |l| l.max_ms, 1),
+            range(ours, "p50_ms", 2),
+            range(ours, "p99_ms", 2),
+            range(ours, "max_ms", 1),
+            range(theirs, "p50_ms", 2),
+            range(theirs, "p99_ms", 2),
+            range(theirs, "max_ms", 1),
         );
-        let lost: u64 = ours.iter().chain(theirs).map(|l| l.lost + l.duplicates).sum();
-        if lost > 0 {
-            return Err(format!("{label}: {lost} messages lost or doubled"));
+        let lost: f64 = ours.iter().chain(theirs).map(|l| num(l, "lost") + num(l, "duplicates")).sum();
+        if lost != 0.0 {
+            return Err(format!("{label}: {lost} messages lost or doubled (or the counts are missing)"));
         }
     }
     Ok(())
-}
-
-/// The few fields of a `sealroom-bench` JSON line the table needs, read without a JSON crate
-/// in xtask (numbers after `"name":`).
-mod serde_line {
-    pub(crate) struct Line {
-        pub delivered_per_s: f64,
-        pub p50_ms: f64,
-        pub p99_ms: f64,
-        pub max_ms: f64,
-        pub lost: u64,
-        pub duplicates: u64,
-    }
-
-    fn number(line: &str, name: &str) -> Result<f64, String> {
-        let key = format!("\"{name}\":");
-        let rest = line.split(&key).nth(1).ok_or_else(|| format!("no {name} in {line}"))?;
-        let end = rest.find([',', '}']).unwrap_or(rest.len());
-        rest[..end].trim().parse().map_err(|e| format!("{name} in {line}: {e}"))
-    }
-
-    impl Line {
-        pub(crate) fn parse(line: &str) -> Result<Line, String> {
-            Ok(Line {
-                delivered_per_s: number(line, "delivered_per_s")?,
-                p50_ms: number(line, "p50_ms")?,
-                p99_ms: number(line, "p99_ms")?,
-                max_ms: number(line, "max_ms")?,
-                lost: number(line, "lost")? as u64,
-                duplicates: number(line, "duplicates")? as u64,
-            })
-        }
-    }
 }

@@ -63,12 +63,8 @@ async fn a_burst_of_logins_without_an_account_is_bounded_by_the_hash_gate() {
     let peak = peak_rss_mib(&server);
     assert!(peak < before + 100, "peak RSS {peak} MiB (was {before} MiB before the burst)");
     // The refusals are counted for operators.
-    let metrics = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
-    let refused = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sealroom_password_hashes_refused_total "))
-        .and_then(|v| v.parse::<usize>().ok());
-    assert_eq!(refused, Some(busy.len()));
+    let refused = sealroom_tests::metric(&url, "sealroom_password_hashes_refused_total").await;
+    assert_eq!(refused, Some(busy.len() as f64));
 }
 
 /// Found: 40 parallel wrong guesses at one account all ran against a limit of 10. The place

@@ -7,8 +7,11 @@ use std::process::{Command, Stdio};
 
 use sealroom_tests::{bin, TestServer};
 
-fn bench(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(bin("sealroom-bench")).args(args).output().expect("sealroom-bench runs");
+/// Runs `sealroom-bench MODE --url URL --db DB EXTRA…` and returns its JSON line.
+fn bench(mode: &str, url: &str, db: &str, extra: &str) -> serde_json::Value {
+    let args: Vec<&str> =
+        [mode, "--url", url, "--db", db].into_iter().chain(extra.split_whitespace()).collect();
+    let out = Command::new(bin("sealroom-bench")).args(&args).output().expect("sealroom-bench runs");
     assert!(
         out.status.success(),
         "sealroom-bench {args:?} failed: {}{}",
@@ -37,36 +40,12 @@ fn assert_counted(line: &serde_json::Value, messages: u64) {
 fn the_load_generator_counts_every_message_on_sealroom_and_on_the_reference() {
     let server = TestServer::start_with(&["--auth-rate-per-ip", "1000"]);
     let db = server.data_dir().join("sealroom.db").display().to_string();
-    let line = bench(&[
-        "throughput",
-        "--url",
-        &server.url,
-        "--db",
-        &db,
-        "--pairs",
-        "3",
-        "--messages-per-sender",
-        "40",
-        "--window",
-        "8",
-    ]);
+    let line = bench("throughput", &server.url, &db, "--pairs 3 --messages-per-sender 40 --window 8");
     assert_counted(&line, 120);
     assert_eq!(line["target"], "sealroom");
     // The stored count is the relay's own: the same rows a client reads back.
     assert_eq!(server.sql_rows("SELECT COUNT(*) FROM messages"), ["120"]);
-    let line = bench(&[
-        "latency",
-        "--url",
-        &server.url,
-        "--db",
-        &db,
-        "--pairs",
-        "2",
-        "--rate",
-        "100",
-        "--duration",
-        "1",
-    ]);
+    let line = bench("latency", &server.url, &db, "--pairs 2 --rate 100 --duration 1");
     assert_counted(&line, 100);
 
     let dir = tempfile::tempdir().unwrap();
@@ -80,20 +59,17 @@ fn the_load_generator_counts_every_message_on_sealroom_and_on_the_reference() {
     BufReader::new(reference.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let url =
         first.split("listening on ").nth(1).expect("the reference says where it listens").trim().to_owned();
-    let line = bench(&[
-        "throughput",
-        "--url",
-        &url,
-        "--db",
-        &ref_db,
-        "--reference",
-        "--pairs",
-        "3",
-        "--messages-per-sender",
-        "40",
-    ]);
+    let line = bench("throughput", &url, &ref_db, "--reference --pairs 3 --messages-per-sender 40");
     assert_counted(&line, 120);
     assert_eq!(line["target"], "reference");
     let _ = reference.kill();
     let _ = reference.wait();
+
+    // Loopback only: any other target is refused before anything is sent.
+    let out = Command::new(bin("sealroom-bench"))
+        .args(["throughput", "--url", "http://192.0.2.1:8080", "--pairs", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback only"), "{out:?}");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sealroom_crypto::Payload;
 use sealroom_protocol::{ClientFrame, HistoryQuery, MessageId, ServerFrame};
-use sealroom_tests::{expect_frame, expect_no_frame, TestServer};
+use sealroom_tests::{expect_frame, expect_no_frame, metric, TestServer};
 
 fn text(p: &Payload) -> &str {
     match p {
@@ -304,12 +304,11 @@ async fn a_connection_keeps_relaying_while_its_sends_wait_for_the_disk() {
     let conversation = alice.conversation_with(&bob_name).await.unwrap();
     let mut alice_ws = alice.connect().await.unwrap();
     let mut bob_ws = bob.connect().await.unwrap();
+    let url = server.url.clone();
     let metrics = || async {
-        let text = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
-        let counter = |name: &str| -> u64 {
-            text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).expect("counter present")
-        };
-        (counter("sealroom_store_commits_total "), counter("sealroom_store_writes_total "))
+        let counter = |name| metric(&url, name);
+        let commits = counter("sealroom_store_commits_total").await.expect("counter present") as u64;
+        (commits, counter("sealroom_store_writes_total").await.expect("counter present") as u64)
     };
     let (commits_before, writes_before) = metrics().await;
 
