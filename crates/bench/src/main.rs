@@ -82,6 +82,21 @@ struct Target {
     /// The target is the reference relay (`sealroom-bench reference`).
     #[arg(long)]
     reference: bool,
+    /// The relay's process id, to report its CPU use (and memory, in `idle`) from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// CPU time a process has used so far, in seconds, from /proc (utime + stime, in clock ticks
+/// of USER_HZ, which Linux fixes at 100 for user space).
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |p| format!("/proc/{p}/stat"));
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name may hold spaces; the fields after it are space-separated.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// How a pair's two ends connect.
@@ -251,6 +266,10 @@ struct Outcome {
     stored: Option<i64>,
     seconds: f64,
     latencies_ms: Vec<f64>,
+    /// The load generator's CPU time over the run, as a share of one core.
+    generator_cpu: Option<f64>,
+    /// The relay's, when its process id was given.
+    server_cpu: Option<f64>,
 }
 
 async fn drive(target: &Target, set: Vec<Pair>, load: Load) -> anyhow::Result<Outcome> {
@@ -266,6 +285,7 @@ async fn drive(target: &Target, set: Vec<Pair>, load: Load) -> anyhow::Result<Ou
         senders.push(connect(target, &pair.sender).await?);
     }
     let run = (sealroom_client::now_ms() % i64::from(u32::MAX)) as u32;
+    let cpu_before = (cpu_seconds(None), cpu_seconds(target.server_pid));
     let start = Instant::now();
     // When each message was (due to be) sent, per pair.
     let due: Arc<Vec<Vec<std::sync::OnceLock<Instant>>>> = Arc::new(
@@ -381,12 +401,28 @@ async fn drive(target: &Target, set: Vec<Pair>, load: Load) -> anyhow::Result<Ou
         last = last.max(at);
     }
     let seconds = last.duration_since(start).as_secs_f64();
+    // Each process's CPU time over the run, as a share of one core.
+    let wall = start.elapsed().as_secs_f64().max(1e-9);
+    let share = |before: Option<f64>, after: Option<f64>| Some((after? - before?) / wall);
+    let generator_cpu = share(cpu_before.0, cpu_seconds(None));
+    let server_cpu = share(cpu_before.1, cpu_seconds(target.server_pid));
     let stored = match (stored_before, count_stored(target)?) {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,
     };
     debug_assert_eq!(sent, expected);
-    Ok(Outcome { sent, acked, delivered, duplicates, errors, stored, seconds, latencies_ms })
+    Ok(Outcome {
+        sent,
+        acked,
+        delivered,
+        duplicates,
+        errors,
+        stored,
+        seconds,
+        latencies_ms,
+        generator_cpu,
+        server_cpu,
+    })
 }
 
 /// Rows in the target's `messages` table, when its database was given.
@@ -433,6 +469,8 @@ impl Outcome {
             "p90_ms": percentile(lat, 90.0),
             "p99_ms": percentile(lat, 99.0),
             "max_ms": lat.last().copied().unwrap_or(f64::NAN),
+            "generator_cpu_share": self.generator_cpu,
+            "server_cpu_share": self.server_cpu,
         });
         for (k, v) in params {
             line[*k] = serde_json::json!(v);

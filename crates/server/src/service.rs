@@ -95,6 +95,7 @@ fn queue_send(
         return Err(ServerError::api(ErrorCode::InvalidLength, "envelope is empty"));
     }
     let me_id = me.id;
+    let me_name = me.username.clone();
     let quota = state.config.message_quota;
     Ok(state
         .store
@@ -150,7 +151,18 @@ fn queue_send(
                     }
                 }
             }
-            let message = to_wire(conn, vec![stored.row])?.remove(0);
+            // The sender's name is known; the recipient's is one prepared lookup.
+            let to = store::username(conn, stored.row.recipient_id)?;
+            let recipient = stored.row.recipient_id;
+            let message = wire_message(stored.row, |id| {
+                if id == me_id {
+                    Some(me_name.as_str().to_owned())
+                } else if id == recipient {
+                    to.clone()
+                } else {
+                    None
+                }
+            })?;
             Ok((message, new, audience, introduce))
         }))
 }

@@ -355,3 +355,70 @@ fn the_message_quota_counts_what_a_sender_stores_and_clearing_frees_it() {
     assert_eq!(store::message_bytes(conn, alice).unwrap(), 0, "deleted messages free their bytes");
     assert!(put(conn, 4).is_ok());
 }
+
+/// The statements written out for the group commit (`store::hot`) do what diesel's DSL did:
+/// receipts move only the markers they name, a message sets the conversation's activity and
+/// reopens it for whoever closed it (but a withheld one only for its sender), and savepoints
+/// nest, keep and undo.
+#[test]
+fn the_hot_statements_move_markers_activity_and_closed_conversations_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&url(&dir)).unwrap();
+    let conn = &mut store.conn().unwrap();
+    let (alice, bob) = (add_user(conn, "alice"), add_user(conn, "bob"));
+    let c = store::open_direct(conn, alice, bob, 1).unwrap();
+    let m1 = send(conn, alice, c, 1, &[]);
+    let m2 = send(conn, alice, c, 2, &[]);
+    let member = |conn: &mut SqliteConnection, u| store::member(conn, u, c).unwrap().unwrap();
+    let activity = |conn: &mut SqliteConnection| {
+        store::conversation_rows(conn, alice, Some(c)).unwrap()[0].last_activity
+    };
+    assert_eq!(activity(conn), 1_002, "the newest message's time");
+
+    // Delivered only: the read marker stays; then read: both move; never down.
+    let row = member(conn, bob);
+    store::raise_marker(conn, &row, m2, false).unwrap();
+    let b = member(conn, bob);
+    assert_eq!((b.delivered_up_to, b.read_up_to), (m2, MessageId(0)));
+    store::raise_marker(conn, &b, m1, true).unwrap();
+    let b = member(conn, bob);
+    assert_eq!((b.delivered_up_to, b.read_up_to), (m2, m1));
+    assert_eq!(member(conn, alice).read_up_to, MessageId(0), "only the member's own row");
+
+    // Both close it; a message reopens it for both.
+    for u in [alice, bob] {
+        let row = member(conn, u);
+        store::set_flags(conn, &row, None, Some(true)).unwrap();
+    }
+    send(conn, bob, c, 3, &[]);
+    assert!(!member(conn, alice).hidden && !member(conn, bob).hidden);
+    // Both close it again, and bob blocks alice: her message reopens it for her alone.
+    for u in [alice, bob] {
+        let row = member(conn, u);
+        store::set_flags(conn, &row, None, Some(true)).unwrap();
+    }
+    store::block(conn, bob, alice, 5).unwrap();
+    send(conn, alice, c, 4, &[]);
+    assert!(!member(conn, alice).hidden, "the sender sees what she sent");
+    assert!(member(conn, bob).hidden, "the blocker is not reopened by a withheld message");
+    assert_eq!(activity(conn), 1_004);
+
+    // Savepoints: an inner one undone, the outer kept; both inside one transaction.
+    let before = store::member(conn, alice, c).unwrap().unwrap().pinned;
+    conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
+        store::savepoint::<_, diesel::result::Error, _>(conn, |conn| {
+            let row = member(conn, alice);
+            store::set_flags(conn, &row, Some(!before), None).unwrap();
+            let undone = store::savepoint::<(), diesel::result::Error, _>(conn, |conn| {
+                let row = member(conn, bob);
+                store::set_flags(conn, &row, Some(true), None).unwrap();
+                Err(diesel::result::Error::RollbackTransaction)
+            });
+            assert!(undone.is_err());
+            Ok(())
+        })
+    })
+    .unwrap();
+    assert_eq!(member(conn, alice).pinned, !before, "the outer savepoint kept");
+    assert!(!member(conn, bob).pinned, "the inner savepoint undone");
+}

@@ -16,7 +16,6 @@ use std::sync::{mpsc, Arc};
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::result::Error as DieselError;
 use diesel::sqlite::SqliteConnection;
-use diesel::Connection;
 use tokio::sync::oneshot;
 
 use crate::error::{Result, ServerError};
@@ -73,7 +72,7 @@ fn in_savepoint<T>(
     work: impl FnOnce(&mut SqliteConnection) -> Result<T>,
 ) -> Result<T> {
     let mut outcome = None;
-    let savepoint = conn.transaction::<(), DieselError, _>(|conn| {
+    let savepoint = crate::store::savepoint::<(), DieselError, _>(conn, |conn| {
         let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
             .unwrap_or_else(|_| Err(StoreError::Commit("a write panicked".into()).into()));
         let failed = result.is_err();
@@ -235,6 +234,7 @@ fn run(
 mod tests {
     use super::*;
     use diesel::sql_types::BigInt;
+    use diesel::Connection;
     use diesel::RunQueryDsl;
 
     fn open(path: &std::path::Path) -> std::result::Result<SqliteConnection, StoreError> {
