@@ -212,7 +212,8 @@ async fn connect(target: &Target, end: &End) -> anyhow::Result<Ws> {
     if let End::Token(token) = end {
         req.headers_mut().insert("Authorization", format!("Bearer {token}").parse()?);
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    // Without Nagle, as browsers open WebSockets and as the relay answers.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
     match next_frame(&mut ws).await? {
         ServerFrame::Hello { .. } => Ok(ws),
         other => bail!("the relay did not say hello: {other:?}"),
