@@ -104,6 +104,13 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_MAX_CONNECTIONS_PER_USER", default_value_t = crate::hub::DEFAULT_MAX_CONNECTIONS_PER_USER)]
     pub max_connections_per_user: usize,
 
+    /// WebSocket connections the relay holds at once, for all users; one more is closed at
+    /// once with a `rate_limited` error. The relay raises its file-descriptor limit to fit at
+    /// start and refuses to start if it cannot. Default: 50,000, or what the descriptor limit
+    /// allows if that is less (said at start).
+    #[arg(long, env = "SEALROOM_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
     /// Token that `GET /metrics` must present as `Authorization: Bearer …`. Without one,
     /// `/metrics` answers only requests from this machine (loopback).
     #[arg(long, env = "SEALROOM_METRICS_TOKEN", hide_env_values = true)]

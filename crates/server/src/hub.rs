@@ -52,6 +52,47 @@ impl Default for Hub {
 
 /// Connections per user unless configured (`--max-connections-per-user`).
 pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 32;
+/// Connections in all unless configured (`--max-connections`) or the descriptor limit is lower.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+
+/// The WebSockets this node holds, against `--max-connections`: each is a file descriptor,
+/// which the limit raised at start must cover ([`crate::limits`]).
+#[derive(Debug)]
+pub struct Slots {
+    live: Arc<std::sync::atomic::AtomicUsize>,
+    max: usize,
+}
+
+/// One held slot, given back when dropped (however the connection ends).
+#[derive(Debug)]
+pub struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Slots {
+    /// Room for `max` connections.
+    pub fn new(max: usize) -> Self {
+        Slots { live: Arc::default(), max }
+    }
+
+    /// A slot, unless all `max` are held.
+    pub fn take(&self) -> Option<Slot> {
+        use std::sync::atomic::Ordering;
+        self.live
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.max).then_some(n + 1))
+            .ok()
+            .map(|_| Slot(self.live.clone()))
+    }
+
+    /// The most connections held at once.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
 
 /// Why a connection was not registered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,7 @@ pub mod blobs;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
@@ -95,11 +96,35 @@ pub fn tls_config(
     Ok(config)
 }
 
+/// How many WebSockets the relay may hold: `--max-connections` (an error if the descriptor
+/// limit cannot be raised to fit it), else the default or what the limit allows, said at start.
+fn connection_limit(asked: Option<usize>) -> Result<usize, error::StartError> {
+    let wanted = asked.unwrap_or(hub::DEFAULT_MAX_CONNECTIONS);
+    let need = wanted as u64 + limits::RESERVED_FDS;
+    let have = limits::raise_fd_limit(need);
+    if have >= need {
+        return Ok(wanted);
+    }
+    let fits = usize::try_from(have.saturating_sub(limits::RESERVED_FDS)).unwrap_or(usize::MAX);
+    if asked.is_some() {
+        return Err(error::StartError::Invalid(format!(
+            "--max-connections {wanted} needs {need} open files, but the limit is {have} and cannot be raised \
+             (raise it with `ulimit -n` or systemd's LimitNOFILE=, or lower --max-connections to {fits})"
+        )));
+    }
+    println!(
+        "holding at most {fits} connections: the open-file limit is {have} (raise it with `ulimit -n` or \
+         systemd's LimitNOFILE= for the default {wanted})"
+    );
+    Ok(fits)
+}
+
 /// Opens storage and runs the relay until SIGINT or SIGTERM, then drains connections.
 /// Prints `listening on http://ADDR` (or `https://` with `--tls-cert`) once bound (port 0
 /// picks a free port).
-pub async fn serve(config: ServeArgs) -> Result<(), error::StartError> {
+pub async fn serve(mut config: ServeArgs) -> Result<(), error::StartError> {
     create_private_dir(&config.data_dir)?;
+    config.max_connections = Some(connection_limit(config.max_connections)?);
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
         _ => None,
@@ -111,6 +136,7 @@ pub async fn serve(config: ServeArgs) -> Result<(), error::StartError> {
         None => None,
     };
     let app_state = state.clone();
+    let slots = state.slots.max();
     let server = HttpServer::new(move || {
         let json = web::JsonConfig::default()
             .limit(sealroom_protocol::MAX_JSON_BODY_BYTES)
@@ -170,6 +196,9 @@ pub async fn serve(config: ServeArgs) -> Result<(), error::StartError> {
     // one waits for the peer's delayed ACK (40 ms on Linux) whenever an earlier one is still
     // unacknowledged; the load generator saw deliveries stall by 40-60 ms.
     .tcp_nodelay(true)
+    // actix's own limit is per worker and stops accepting when reached; ours is checked at the
+    // handshake (with an answer), so actix's must never be the one that bites.
+    .max_connections(slots.saturating_add(1024))
     .shutdown_timeout(10);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let server = match tls {

@@ -42,6 +42,8 @@ pub struct Relay {
     /// Every login/register/password call per client IP: bounds the Argon2id work one client
     /// can make the server do.
     pub auth_ip_total: ratelimit::RateLimiter,
+    /// The WebSockets held, against `--max-connections`.
+    pub slots: hub::Slots,
 }
 
 impl Relay {
@@ -81,6 +83,7 @@ impl Relay {
                 ratelimit::HashGate::new(permits, permits * 8, Duration::from_secs(10))
             },
             auth_ip_total: ratelimit::RateLimiter::new(config.auth_rate_per_ip.saturating_mul(20), window),
+            slots: hub::Slots::new(config.max_connections.unwrap_or(hub::DEFAULT_MAX_CONNECTIONS)),
             config,
         })
     }

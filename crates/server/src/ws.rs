@@ -117,6 +117,22 @@ async fn run(
     mut session: actix_ws::Session,
     mut stream: actix_ws::AggregatedMessageStream,
 ) {
+    // Held until this connection ends, however it ends.
+    let Some(_slot) = state.slots.take() else {
+        state.metrics.error(ErrorCode::RateLimited);
+        let refusal = ServerFrame::error(
+            ApiError::new(
+                ErrorCode::RateLimited,
+                format!("this relay holds at most {} connections; try again later", state.slots.max()),
+            ),
+            None,
+        );
+        let _ = session.text(encode(&refusal).to_string()).await;
+        let _ = session
+            .close(Some(CloseReason { code: CloseCode::Again, description: Some("relay full".into()) }))
+            .await;
+        return;
+    };
     let (tx, mut rx) = mpsc::channel::<Outbound>(QUEUE);
     let (conn_id, first) = match state.fanout.register(user.id, &user.session_id, tx) {
         Ok(registered) => registered,

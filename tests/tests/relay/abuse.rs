@@ -652,3 +652,44 @@ async fn the_remaining_size_limits_and_the_idle_timeout_hold() {
     let fresh = alice.send_text("bob", "still fine", false).await.unwrap();
     assert!(fresh.0 > 0);
 }
+
+/// Past `--max-connections` (all users together) a connection gets a `rate_limited` error and
+/// is closed with 1013 (try again later); the held ones are unaffected and a freed place is
+/// taken again. A limit the open-file limit cannot fit stops the relay at start, saying so.
+#[tokio::test]
+async fn the_relay_holds_no_more_connections_than_it_is_set_to() {
+    use sealroom_protocol::{ErrorCode, ServerFrame};
+    let server = TestServer::start_with(&["--max-connections", "3"]);
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let mut kept =
+        vec![alice.connect().await.unwrap(), bob.connect().await.unwrap(), bob.connect().await.unwrap()];
+    for who in [&alice, &bob] {
+        match who.connect().await {
+            Err(sealroom_client::ClientError::Api(e)) => {
+                assert_eq!(e.error, ErrorCode::RateLimited);
+                assert!(e.message.contains("at most 3 connections"), "{}", e.message);
+            }
+            other => panic!("expected a rate_limited refusal, got {other:?}"),
+        }
+    }
+    kept.remove(0).close().await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut again = alice.connect().await.unwrap();
+    again
+        .send(&sealroom_protocol::ClientFrame::Sync { since: sealroom_protocol::MessageId(0) })
+        .await
+        .unwrap();
+    sealroom_tests::expect_frame(&mut again, "synced", |f| matches!(f, ServerFrame::Synced { .. })).await;
+    drop(kept);
+
+    // Far more than any open-file limit can reach (Linux's nr_open is at most 2^30).
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(sealroom_tests::bin("sealroom"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--max-connections", "4000000000", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--max-connections 4000000000 needs") && err.contains("LimitNOFILE"), "{err}");
+}
