@@ -17,6 +17,12 @@ const RUNS: &[(&str, &[&str])] = &[
     ),
     ("latency at 200 msg/s", &["latency", "--pairs", "50", "--rate", "200", "--duration", "10"]),
     ("latency at 1,000 msg/s", &["latency", "--pairs", "50", "--rate", "1000", "--duration", "10"]),
+    ("idle, 1,000 connections", &["idle", "--connections", "1000", "--hold", "5"]),
+    ("idle, 10,000 connections", &["idle", "--connections", "10000", "--hold", "10"]),
+    // 50,000 would be the target, but on our machines no process may open more than 20,000
+    // files (the hard limit, without the privilege to raise it): as many as fit beside the
+    // relay's own files.
+    ("idle, 19,000 connections", &["idle", "--connections", "19000", "--hold", "10"]),
 ];
 
 /// How many times each relay is measured (alternating).
@@ -86,6 +92,9 @@ fn start(reference: bool, round: usize) -> Result<Relay> {
             "warn",
             "--auth-rate-per-ip",
             "1000000",
+            // The idle runs hold up to 1,000 connections per user.
+            "--max-connections-per-user",
+            "1000",
             "--data-dir",
         ])
         .arg(&dir);
@@ -106,7 +115,14 @@ fn start(reference: bool, round: usize) -> Result<Relay> {
 
 fn run_bench(relay: &Relay, reference: bool, args: &[&str]) -> Result<Line> {
     let mut c = pinned(1, &root().join("target/release/sealroom-bench"));
-    c.args(args).args(["--url", &relay.url, "--db", &relay.db]);
+    c.args(args).args([
+        "--url",
+        &relay.url,
+        "--db",
+        &relay.db,
+        "--server-pid",
+        &relay.child.id().to_string(),
+    ]);
     if reference {
         c.arg("--reference");
     }
@@ -131,9 +147,15 @@ pub(crate) fn command() -> Result {
                 round + 1,
                 if reference { "reference" } else { "Sealroom" }
             ));
-            let relay = start(reference, round)?;
+            let mut relay = start(reference, round)?;
             std::thread::sleep(Duration::from_millis(300));
             for (i, (_, args)) in RUNS.iter().enumerate() {
+                // Memory per connection is measured on a relay that held nothing before.
+                if args[0] == "idle" {
+                    drop(relay);
+                    relay = start(reference, round)?;
+                    std::thread::sleep(Duration::from_millis(300));
+                }
                 results[i][usize::from(reference)].push(run_bench(&relay, reference, args)?);
             }
         }
@@ -148,6 +170,19 @@ pub(crate) fn command() -> Result {
         let mean = |lines: &[Line], field: &str| {
             lines.iter().map(|l| num(l, field)).sum::<f64>() / lines.len().max(1) as f64
         };
+        if label.starts_with("idle") {
+            println!(
+                "| {label}: held / RSS per connection KiB / idle CPU | {} / {} / {} | {} / {} / {} | {:.2}× |",
+                range(ours, "held", 0),
+                range(ours, "rss_per_conn_kib", 1),
+                range(ours, "server_idle_cpu_share", 3),
+                range(theirs, "held", 0),
+                range(theirs, "rss_per_conn_kib", 1),
+                range(theirs, "server_idle_cpu_share", 3),
+                mean(ours, "rss_per_conn_kib") / mean(theirs, "rss_per_conn_kib").max(1e-9)
+            );
+            continue;
+        }
         println!(
             "| {label}: delivered/s | {} | {} | {:.2}× |",
             range(ours, "delivered_per_s", 0),
@@ -162,6 +197,13 @@ pub(crate) fn command() -> Result {
             range(theirs, "p50_ms", 2),
             range(theirs, "p99_ms", 2),
             range(theirs, "max_ms", 1),
+        );
+        println!(
+            "| {label}: CPU share of relay / load generator | {} / {} | {} / {} | |",
+            range(ours, "server_cpu_share", 2),
+            range(ours, "generator_cpu_share", 2),
+            range(theirs, "server_cpu_share", 2),
+            range(theirs, "generator_cpu_share", 2),
         );
         let lost: f64 = ours.iter().chain(theirs).map(|l| num(l, "lost") + num(l, "duplicates")).sum();
         if lost != 0.0 {

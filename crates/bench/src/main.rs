@@ -62,6 +62,19 @@ enum Mode {
         #[arg(long, default_value_t = 10)]
         duration: u64,
     },
+    /// Holds `connections` authenticated WebSockets open for `hold` seconds; the relay's
+    /// memory per connection (RSS from /proc, before and after) and its CPU while idle.
+    Idle {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        hold: u64,
+        /// Connections per user (the relay's `--max-connections-per-user` must allow them).
+        #[arg(long, default_value_t = 1000)]
+        per_user: usize,
+    },
     /// Runs the minimal reference relay.
     Reference {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -119,6 +132,8 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
         Mode::Reference { bind, db } => {
+            // As the relay does at start: room for the idle runs' connections.
+            sealroom_server::limits::raise_fd_limit(100_000);
             let listener = tokio::net::TcpListener::bind(&bind).await?;
             println!("reference relay listening on http://{}", listener.local_addr()?);
             use std::io::Write as _;
@@ -129,6 +144,9 @@ async fn main() -> anyhow::Result<()> {
             let set = setup(&target, pairs, messages_per_sender).await?;
             let result = drive(&target, set, Load::Window(window.max(1))).await?;
             result.report(&target, "throughput", &[("pairs", pairs), ("window", window)])
+        }
+        Mode::Idle { target, connections, hold, per_user } => {
+            idle(&target, connections, hold, per_user).await
         }
         Mode::Latency { target, pairs, rate, duration } => {
             let per_sender = usize::try_from(rate * duration).unwrap_or(usize::MAX).div_ceil(pairs.max(1));
@@ -203,6 +221,11 @@ fn seal(n: usize, i: usize) -> anyhow::Result<Vec<Envelope>> {
 }
 
 async fn connect(target: &Target, end: &End) -> anyhow::Result<Ws> {
+    connect_from(target, end, None).await
+}
+
+/// Connects from `source` (an address of 127.0.0.0/8), or from any.
+async fn connect_from(target: &Target, end: &End, source: Option<std::net::IpAddr>) -> anyhow::Result<Ws> {
     let base = target.url.replacen("http", "ws", 1);
     let mut req = match end {
         End::Token(_) => format!("{base}/ws"),
@@ -212,8 +235,22 @@ async fn connect(target: &Target, end: &End) -> anyhow::Result<Ws> {
     if let End::Token(token) = end {
         req.headers_mut().insert("Authorization", format!("Bearer {token}").parse()?);
     }
-    // Without Nagle, as browsers open WebSockets and as the relay answers.
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
+    let (mut ws, _) = match source {
+        // Without Nagle, as browsers open WebSockets and as the relay answers.
+        None => tokio_tungstenite::connect_async_with_config(req, None, true).await?,
+        Some(ip) => {
+            let addr = url::Url::parse(&target.url)?
+                .socket_addrs(|| None)?
+                .into_iter()
+                .next()
+                .context("the relay's address")?;
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(std::net::SocketAddr::new(ip, 0))?;
+            let stream = socket.connect(addr).await?;
+            stream.set_nodelay(true)?;
+            tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await?
+        }
+    };
     match next_frame(&mut ws).await? {
         ServerFrame::Hello { .. } => Ok(ws),
         other => bail!("the relay did not say hello: {other:?}"),
@@ -437,6 +474,153 @@ fn count_stored(target: &Target) -> anyhow::Result<Option<i64>> {
     let mut conn = SqliteConnection::establish(db).with_context(|| format!("opening {db}"))?;
     let rows: Vec<Count> = diesel::sql_query("SELECT COUNT(*) AS n FROM messages").load(&mut conn)?;
     Ok(rows.first().map(|c| c.n))
+}
+
+/// A process's resident memory in KiB, from /proc.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS in /proc/PID/status")
+}
+
+/// Connections from one source address at most (the ephemeral ports of 127.0.0.1 are ~28,000).
+const PER_SOURCE: usize = 20_000;
+
+async fn idle(target: &Target, connections: usize, hold: u64, per_user: usize) -> anyhow::Result<()> {
+    let pid = target.server_pid.context("idle needs --server-pid, to read the relay's memory")?;
+    // Each connection is a descriptor here too.
+    let want = connections as u64 + 256;
+    let have = sealroom_server::limits::raise_fd_limit(want);
+    if have < want {
+        bail!("{connections} connections need {want} open files, and the limit is {have} (raise it with `ulimit -n`)");
+    }
+    let users = connections.div_ceil(per_user.max(1));
+    let mut ends = Vec::with_capacity(users);
+    if target.reference {
+        ends.extend((0..users as i64).map(End::User));
+    } else {
+        let run = sealroom_client::now_ms() % 1_000_000;
+        let client = sealroom_client::Client::new(&target.url)?;
+        for u in 0..users {
+            let session =
+                client.register(&format!("i{run}u{u}"), "bench passphrase that is long enough").await?;
+            ends.push(End::Token(session.token().to_owned()));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = rss_kib(pid)?;
+    let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
+    let started = Instant::now();
+    let mut opened = 0usize;
+    let mut failures = Vec::new();
+    let mut holders = Vec::with_capacity(connections);
+    let limit = Arc::new(tokio::sync::Semaphore::new(128));
+    let mut connecting = tokio::task::JoinSet::new();
+    for n in 0..connections {
+        let permit = limit.clone().acquire_owned().await?;
+        let (target, end) = (target.clone(), ends[n / per_user.max(1)].clone());
+        // Binding a source address makes the kernel search its ports at every bind (slow by
+        // the thousand), so only connections past the first PER_SOURCE have one.
+        let source = (n >= PER_SOURCE)
+            .then(|| std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1 + (n / PER_SOURCE) as u8)));
+        connecting.spawn(async move {
+            let ws = connect_from(&target, &end, source).await;
+            drop(permit);
+            ws
+        });
+        while let Some(done) = connecting.try_join_next() {
+            holders.push(hold_open(done?, &closed, &stop, &mut opened, &mut failures));
+        }
+    }
+    while let Some(done) = connecting.join_next().await {
+        holders.push(hold_open(done?, &closed, &stop, &mut opened, &mut failures));
+    }
+    let connect_seconds = started.elapsed().as_secs_f64();
+    // Let the relay settle (its first heartbeat, allocator caches), then measure.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu_before = cpu_seconds(Some(pid));
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    let idle_cpu = match (cpu_before, cpu_seconds(Some(pid))) {
+        (Some(a), Some(b)) => Some((b - a) / t.elapsed().as_secs_f64()),
+        _ => None,
+    };
+    let rss_after = rss_kib(pid)?;
+    let lost = closed.load(std::sync::atomic::Ordering::Relaxed);
+    let held = opened.saturating_sub(lost);
+    let per_conn = (rss_after.saturating_sub(rss_before)) as f64 / opened.max(1) as f64;
+    let _ = stop.send(());
+    for h in holders.into_iter().flatten() {
+        let _ = h.await;
+    }
+    let line = serde_json::json!({
+        "mode": "idle",
+        "target": if target.reference { "reference" } else { "sealroom" },
+        "connections": connections,
+        "opened": opened,
+        "held": held,
+        "errors": failures.len() + lost,
+        "connect_seconds": connect_seconds,
+        "hold_seconds": hold,
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "rss_per_conn_kib": per_conn,
+        "server_idle_cpu_share": idle_cpu,
+    });
+    println!("{line}");
+    eprintln!(
+        "idle against {}: {held} of {connections} connections held for {hold} s ({} failed to open, {lost} closed); \
+         relay RSS {:.1} → {:.1} MiB, {per_conn:.1} KiB per connection; idle CPU {}",
+        if target.reference { "the reference relay" } else { "Sealroom" },
+        failures.len(),
+        rss_before as f64 / 1024.0,
+        rss_after as f64 / 1024.0,
+        idle_cpu.map_or("?".into(), |c| format!("{:.1} %", c * 100.0)),
+    );
+    if let Some(e) = failures.first() {
+        eprintln!("first failure: {e}");
+    }
+    if held < connections {
+        bail!("{} of {connections} connections were not held", connections - held);
+    }
+    Ok(())
+}
+
+/// Keeps one opened connection reading (so it answers the relay's pings) until `stop`.
+fn hold_open(
+    ws: anyhow::Result<Ws>,
+    closed: &Arc<std::sync::atomic::AtomicUsize>,
+    stop: &tokio::sync::broadcast::Sender<()>,
+    opened: &mut usize,
+    failures: &mut Vec<String>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mut ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            failures.push(e.to_string());
+            return None;
+        }
+    };
+    *opened += 1;
+    let (closed, mut stop) = (closed.clone(), stop.subscribe());
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.recv() => return,
+                frame = ws.next() => match frame {
+                    Some(Ok(_)) => continue,
+                    _ => {
+                        closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                },
+            }
+        }
+    }))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

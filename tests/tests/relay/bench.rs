@@ -47,6 +47,21 @@ fn the_load_generator_counts_every_message_on_sealroom_and_on_the_reference() {
     assert_eq!(server.sql_rows("SELECT COUNT(*) FROM messages"), ["120"]);
     let line = bench("latency", &server.url, &db, "--pairs 2 --rate 100 --duration 1");
     assert_counted(&line, 100);
+    // Idle: every connection opened is held, and the relay's memory is read from /proc (it
+    // grew: 60 more sockets cannot cost nothing).
+    let pid = server.pid().expect("the relay runs").to_string();
+    let line = bench(
+        "idle",
+        &server.url,
+        &db,
+        &format!("--connections 60 --hold 1 --per-user 30 --server-pid {pid}"),
+    );
+    assert_eq!(
+        (line["opened"].as_u64(), line["held"].as_u64(), line["errors"].as_u64()),
+        (Some(60), Some(60), Some(0))
+    );
+    assert!(line["rss_after_kib"].as_u64() > line["rss_before_kib"].as_u64(), "{line}");
+    assert!(line["rss_per_conn_kib"].as_f64().is_some_and(|k| k > 0.0), "{line}");
 
     let dir = tempfile::tempdir().unwrap();
     let ref_db = dir.path().join("reference.db").display().to_string();
