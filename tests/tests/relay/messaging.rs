@@ -366,3 +366,68 @@ async fn a_connection_keeps_relaying_while_its_sends_wait_for_the_disk() {
         commits - commits_before
     );
 }
+
+/// A client that pipelines 2,300 sends (more than the frame budget's burst of 2,000) without
+/// waiting for a single ack is never refused: every send is acknowledged, in the order sent,
+/// and stored in that order. (A refusal over the budget once made clients resend out of order;
+/// the 10-minute soak found it.)
+#[tokio::test]
+async fn sends_pipelined_past_the_frame_budget_are_all_acked_and_stored_in_order() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    const SENDS: usize = 2_300;
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    alice.send_text("bob", "first", false).await.unwrap();
+    let bob_name = bob.username().clone();
+    let conversation = alice.conversation_with(&bob_name).await.unwrap();
+    let mut frames = Vec::with_capacity(SENDS);
+    let mut sent = Vec::with_capacity(SENDS);
+    for i in 0..SENDS {
+        let (client_msg_id, envelope) =
+            alice.encrypt_to(&bob_name, &Payload::Text(format!("burst {i}")), false).await.unwrap();
+        let frame = ClientFrame::Send { conversation, client_msg_id, envelope, blobs: vec![] };
+        frames.push(serde_json::to_string(&frame).unwrap());
+        sent.push(client_msg_id);
+    }
+    let mut req = format!("{}/ws", server.url.replacen("http", "ws", 1)).into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {}", alice.token()).parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let (mut sink, mut stream) = ws.split();
+    // Everything at once, while the answers are read on their own task.
+    let writer = tokio::spawn(async move {
+        for text in frames {
+            sink.send(Message::Text(text.into())).await.unwrap();
+        }
+        sink
+    });
+    let mut acked = Vec::with_capacity(SENDS);
+    while acked.len() < SENDS {
+        let next = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
+        let Ok(Some(Ok(Message::Text(text)))) = next else {
+            if matches!(next, Ok(Some(Ok(_)))) {
+                continue;
+            }
+            panic!("the connection ended after {} acks: {next:?}", acked.len());
+        };
+        match serde_json::from_str::<ServerFrame>(&text).unwrap() {
+            ServerFrame::Ack { client_msg_id, id, .. } => acked.push((client_msg_id, id)),
+            ServerFrame::Error { code, message, .. } => {
+                panic!("refused after {} acks: {code:?} {message}", acked.len())
+            }
+            _ => {}
+        }
+    }
+    let _sink = writer.await.unwrap();
+    assert_eq!(acked.iter().map(|(c, _)| *c).collect::<Vec<_>>(), sent, "acks in the order sent");
+    assert!(acked.windows(2).all(|w| w[0].1 < w[1].1), "stored in the order sent");
+    // The rows themselves, in id order: the burst after the first message, as sent.
+    let stored = server.sql_rows(
+        "SELECT hex(client_msg_id) FROM messages WHERE sender_id = (SELECT id FROM users WHERE username = 'alice') ORDER BY id",
+    );
+    let hex = |c: &sealroom_protocol::ClientMsgId| c.0.iter().map(|b| format!("{b:02X}")).collect::<String>();
+    assert_eq!(stored[1..], sent.iter().map(hex).collect::<Vec<_>>()[..]);
+}
