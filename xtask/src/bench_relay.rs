@@ -17,6 +17,8 @@ const RUNS: &[(&str, &[&str])] = &[
     ),
     ("latency at 200 msg/s", &["latency", "--pairs", "50", "--rate", "200", "--duration", "10"]),
     ("latency at 1,000 msg/s", &["latency", "--pairs", "50", "--rate", "1000", "--duration", "10"]),
+    // Sealroom only: the reference keeps no keys to read a history with.
+    ("history, 10,000 messages", &["history", "--messages", "10000"]),
     ("idle, 1,000 connections", &["idle", "--connections", "1000", "--hold", "5"]),
     ("idle, 10,000 connections", &["idle", "--connections", "10000", "--hold", "10"]),
     // 50,000 would be the target, but on our machines no process may open more than 20,000
@@ -150,6 +152,9 @@ pub(crate) fn command() -> Result {
             let mut relay = start(reference, round)?;
             std::thread::sleep(Duration::from_millis(300));
             for (i, (_, args)) in RUNS.iter().enumerate() {
+                if args[0] == "history" && reference {
+                    continue;
+                }
                 // Memory per connection is measured on a relay that held nothing before.
                 if args[0] == "idle" {
                     drop(relay);
@@ -170,6 +175,16 @@ pub(crate) fn command() -> Result {
         let mean = |lines: &[Line], field: &str| {
             lines.iter().map(|l| num(l, field)).sum::<f64>() / lines.len().max(1) as f64
         };
+        if label.starts_with("history") {
+            let (fetch, decrypt) = (range(ours, "fetch_seconds", 2), range(ours, "decrypt_seconds", 2));
+            let rate = range(ours, "messages_per_s", 0);
+            println!("| {label}: fetch / decrypt s, messages/s | {fetch} / {decrypt} s, {rate} | — | |");
+            let lost: f64 = ours.iter().map(|l| num(l, "lost")).sum();
+            if lost != 0.0 {
+                return Err(format!("{label}: {lost} messages did not come back"));
+            }
+            continue;
+        }
         if label.starts_with("idle") {
             println!(
                 "| {label}: held / RSS per connection KiB / idle CPU | {} / {} / {} | {} / {} / {} | {:.2}× |",

@@ -4,6 +4,8 @@
 //! ```text
 //! sealroom-bench throughput --url http://127.0.0.1:8080 --db data/sealroom.db --pairs 50 --messages-per-sender 400 --window 16
 //! sealroom-bench latency    --url http://127.0.0.1:8080 --db data/sealroom.db --rate 1000 --duration 10
+//! sealroom-bench idle       --url http://127.0.0.1:8080 --server-pid PID --connections 10000 --hold 10
+//! sealroom-bench history    --url http://127.0.0.1:8080 --messages 10000
 //! sealroom-bench reference  --bind 127.0.0.1:9090 --db /tmp/ref.db      # the minimal reference relay
 //! sealroom-bench throughput --url http://127.0.0.1:9090 --db /tmp/ref.db --reference …
 //! ```
@@ -75,6 +77,15 @@ enum Mode {
         #[arg(long, default_value_t = 1000)]
         per_user: usize,
     },
+    /// One conversation of `messages` messages sealed to the recipient's real keys; then the
+    /// recipient reads the whole history through the client core: fetch (pages of the
+    /// protocol's maximum) and decrypt, each timed.
+    History {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+    },
     /// Runs the minimal reference relay.
     Reference {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -145,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
             let result = drive(&target, set, Load::Window(window.max(1))).await?;
             result.report(&target, "throughput", &[("pairs", pairs), ("window", window)])
         }
+        Mode::History { target, messages } => history(&target, messages).await,
         Mode::Idle { target, connections, hold, per_user } => {
             idle(&target, connections, hold, per_user).await
         }
@@ -474,6 +486,102 @@ fn count_stored(target: &Target) -> anyhow::Result<Option<i64>> {
     let mut conn = SqliteConnection::establish(db).with_context(|| format!("opening {db}"))?;
     let rows: Vec<Count> = diesel::sql_query("SELECT COUNT(*) AS n FROM messages").load(&mut conn)?;
     Ok(rows.first().map(|c| c.n))
+}
+
+async fn history(target: &Target, messages: usize) -> anyhow::Result<()> {
+    if target.reference {
+        bail!("the reference relay keeps no accounts or keys: history runs against Sealroom only");
+    }
+    let host = url::Url::parse(&target.url)?;
+    if !matches!(host.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")) {
+        bail!("the load generator targets loopback only");
+    }
+    let run = sealroom_client::now_ms() % 1_000_000;
+    let client = sealroom_client::Client::new(&target.url)?;
+    let password = "bench passphrase that is long enough";
+    let mut bob = client.register(&format!("h{run}r"), password).await?;
+    let mut alice = client.register(&format!("h{run}s"), password).await?;
+    let conversation = alice.conversation_with(bob.username()).await?;
+    let peer = bob.username().clone();
+    let mut frames = Vec::with_capacity(messages);
+    for k in 0..messages {
+        let text = format!("history message {k}: {}", "lorem ipsum dolor sit amet ".repeat(4));
+        // The id is sealed in the envelope's header: the client core's, not one of ours.
+        let (client_msg_id, envelope) = alice.encrypt_to(&peer, &Payload::Text(text), false).await?;
+        let frame = ClientFrame::Send { conversation, client_msg_id, envelope, blobs: vec![] };
+        frames.push(Message::Text(serde_json::to_string(&frame)?.into()));
+    }
+    // Stored pipelined (the relay reads 64 ahead), the answers read meanwhile.
+    let (mut sink, mut stream) = connect(target, &End::Token(alice.token().to_owned())).await?.split();
+    let writing = tokio::spawn(async move {
+        for frame in frames {
+            sink.send(frame).await?;
+        }
+        anyhow::Ok(sink)
+    });
+    let mut acked = 0;
+    while acked < messages {
+        match tokio::time::timeout(Duration::from_secs(120), next_frame(&mut stream)).await?? {
+            ServerFrame::Ack { .. } => acked += 1,
+            ServerFrame::Error { code, message, .. } => bail!("a send was refused: {code:?} {message}"),
+            _ => {}
+        }
+    }
+    let _ = writing.await??.close().await;
+    // Reading it back: every page, then every message opened.
+    let sender = alice.username().as_str().to_owned();
+    let started = Instant::now();
+    let mut rows = Vec::with_capacity(messages);
+    let mut before = None;
+    loop {
+        let query =
+            sealroom_protocol::HistoryQuery { before, after: None, limit: Some(sealroom_protocol::MAX_PAGE) };
+        let page = bob.history_raw(&sender, &query).await?;
+        let Some(oldest) = page.messages.first().map(|m| m.id) else { break };
+        rows.extend(page.messages);
+        if !page.has_more {
+            break;
+        }
+        before = Some(oldest);
+    }
+    let fetch_seconds = started.elapsed().as_secs_f64();
+    let decrypting = Instant::now();
+    let mut opened = 0usize;
+    let mut failure = None;
+    for m in &rows {
+        match bob.decrypt(m).await {
+            Ok(_) => opened += 1,
+            Err(e) => failure = failure.or(Some(e.to_string())),
+        }
+    }
+    if let Some(e) = &failure {
+        eprintln!("a message did not open: {e}");
+    }
+    let decrypt_seconds = decrypting.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
+    let line = serde_json::json!({
+        "mode": "history",
+        "target": "sealroom",
+        "messages": messages,
+        "fetched": rows.len(),
+        "decrypted": opened,
+        "lost": messages.saturating_sub(opened),
+        "fetch_seconds": fetch_seconds,
+        "decrypt_seconds": decrypt_seconds,
+        "seconds": seconds,
+        "messages_per_s": opened as f64 / seconds.max(1e-9),
+    });
+    println!("{line}");
+    eprintln!(
+        "history against Sealroom: {} of {messages} messages fetched in {fetch_seconds:.2} s and {opened} decrypted \
+         in {decrypt_seconds:.2} s ({:.0} messages/s in all)",
+        rows.len(),
+        opened as f64 / seconds.max(1e-9),
+    );
+    if rows.len() != messages || opened != messages {
+        bail!("the history did not come back whole");
+    }
+    Ok(())
 }
 
 /// A process's resident memory in KiB, from /proc.

@@ -47,6 +47,12 @@ fn the_load_generator_counts_every_message_on_sealroom_and_on_the_reference() {
     assert_eq!(server.sql_rows("SELECT COUNT(*) FROM messages"), ["120"]);
     let line = bench("latency", &server.url, &db, "--pairs 2 --rate 100 --duration 1");
     assert_counted(&line, 100);
+    // History: what was stored comes back whole and opens with the recipient's keys.
+    let line = bench("history", &server.url, &db, "--messages 60");
+    assert_eq!(
+        (line["fetched"].as_u64(), line["decrypted"].as_u64(), line["lost"].as_u64()),
+        (Some(60), Some(60), Some(0))
+    );
     // Idle: every connection opened is held, and the relay's memory is read from /proc (it
     // grew: 60 more sockets cannot cost nothing).
     let pid = server.pid().expect("the relay runs").to_string();
