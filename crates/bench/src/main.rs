@@ -170,12 +170,18 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Users, conversations and sealed envelopes for `pairs` pairs.
-async fn setup(target: &Target, pairs: usize, per_sender: usize) -> anyhow::Result<Vec<Pair>> {
+/// Refuses any relay but one on this machine: load and chaos stay on 127.0.0.1.
+fn loopback_only(target: &Target) -> anyhow::Result<()> {
     let host = url::Url::parse(&target.url)?;
     if !matches!(host.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")) {
         bail!("the load generator targets loopback only");
     }
+    Ok(())
+}
+
+/// Users, conversations and sealed envelopes for `pairs` pairs.
+async fn setup(target: &Target, pairs: usize, per_sender: usize) -> anyhow::Result<Vec<Pair>> {
+    loopback_only(target)?;
     let run = sealroom_client::now_ms() % 1_000_000;
     let mut set = Vec::with_capacity(pairs);
     let mut registering = Vec::new();
@@ -492,10 +498,7 @@ async fn history(target: &Target, messages: usize) -> anyhow::Result<()> {
     if target.reference {
         bail!("the reference relay keeps no accounts or keys: history runs against Sealroom only");
     }
-    let host = url::Url::parse(&target.url)?;
-    if !matches!(host.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")) {
-        bail!("the load generator targets loopback only");
-    }
+    loopback_only(target)?;
     let run = sealroom_client::now_ms() % 1_000_000;
     let client = sealroom_client::Client::new(&target.url)?;
     let password = "bench passphrase that is long enough";
@@ -598,6 +601,7 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 const PER_SOURCE: usize = 20_000;
 
 async fn idle(target: &Target, connections: usize, hold: u64, per_user: usize) -> anyhow::Result<()> {
+    loopback_only(target)?;
     let pid = target.server_pid.context("idle needs --server-pid, to read the relay's memory")?;
     // Each connection is a descriptor here too.
     let want = connections as u64 + 256;

@@ -99,6 +99,9 @@ pub fn tls_config(
 /// How many WebSockets the relay may hold: `--max-connections` (an error if the descriptor
 /// limit cannot be raised to fit it), else the default or what the limit allows, said at start.
 fn connection_limit(asked: Option<usize>) -> Result<usize, error::StartError> {
+    if asked == Some(0) {
+        return Err(error::StartError::Invalid("--max-connections must be at least 1".into()));
+    }
     let wanted = asked.unwrap_or(hub::DEFAULT_MAX_CONNECTIONS);
     let need = wanted as u64 + limits::RESERVED_FDS;
     let have = limits::raise_fd_limit(need);

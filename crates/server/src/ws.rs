@@ -119,19 +119,9 @@ async fn run(
 ) {
     // Held until this connection ends, however it ends.
     let Some(_slot) = state.slots.take() else {
-        state.metrics.error(ErrorCode::RateLimited);
-        let refusal = ServerFrame::error(
-            ApiError::new(
-                ErrorCode::RateLimited,
-                format!("this relay holds at most {} connections; try again later", state.slots.max()),
-            ),
-            None,
-        );
-        let _ = session.text(encode(&refusal).to_string()).await;
-        let _ = session
-            .close(Some(CloseReason { code: CloseCode::Again, description: Some("relay full".into()) }))
-            .await;
-        return;
+        let max = state.slots.max();
+        let why = format!("this relay holds at most {max} connections; try again later");
+        return refuse_connection(&state, &mut session, why, CloseCode::Again, "relay full").await;
     };
     let (tx, mut rx) = mpsc::channel::<Outbound>(QUEUE);
     let (conn_id, first) = match state.fanout.register(user.id, &user.session_id, tx) {
@@ -143,23 +133,10 @@ async fn run(
             return;
         }
         Err(Refused::TooMany) => {
-            state.metrics.error(ErrorCode::RateLimited);
             let max = state.config.max_connections_per_user;
-            let refusal = ServerFrame::error(
-                ApiError::new(
-                    ErrorCode::RateLimited,
-                    format!("at most {max} connections per user; close one first"),
-                ),
-                None,
-            );
-            let _ = session.text(encode(&refusal).to_string()).await;
-            let _ = session
-                .close(Some(CloseReason {
-                    code: CloseCode::Policy,
-                    description: Some("too many connections".into()),
-                }))
+            let why = format!("at most {max} connections per user; close one first");
+            return refuse_connection(&state, &mut session, why, CloseCode::Policy, "too many connections")
                 .await;
-            return;
         }
     };
     // A logout, logout-everywhere or password change that ran while this handshake was in
@@ -199,6 +176,21 @@ async fn run(
     if state.fanout.unregister(user.id, conn_id) {
         let _ = service::broadcast_presence(&state, user.id, &user.username, false).await;
     }
+}
+
+/// Turns a connection away past a connection limit: a `rate_limited` error frame saying why,
+/// then the close.
+async fn refuse_connection(
+    state: &Relay,
+    session: &mut actix_ws::Session,
+    why: String,
+    code: CloseCode,
+    reason: &str,
+) {
+    state.metrics.error(ErrorCode::RateLimited);
+    let refusal = ServerFrame::error(ApiError::new(ErrorCode::RateLimited, why), None);
+    let _ = session.text(encode(&refusal).to_string()).await;
+    let _ = session.clone().close(Some(CloseReason { code, description: Some(reason.into()) })).await;
 }
 
 /// Frames of one connection being handled at once. A connection's sends are queued for the

@@ -682,14 +682,20 @@ async fn the_relay_holds_no_more_connections_than_it_is_set_to() {
     sealroom_tests::expect_frame(&mut again, "synced", |f| matches!(f, ServerFrame::Synced { .. })).await;
     drop(kept);
 
-    // Far more than any open-file limit can reach (Linux's nr_open is at most 2^30).
+    // Far more than any open-file limit can reach (Linux's nr_open is at most 2^30), and none.
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(sealroom_tests::bin("sealroom"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--max-connections", "4000000000", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--max-connections 4000000000 needs") && err.contains("LimitNOFILE"), "{err}");
+    let refusals: [(&str, &[&str]); 2] = [
+        ("4000000000", &["--max-connections 4000000000 needs", "LimitNOFILE"]),
+        ("0", &["must be at least 1"]),
+    ];
+    for (max, says) in refusals {
+        let out = std::process::Command::new(sealroom_tests::bin("sealroom"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--max-connections", max, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "started with --max-connections {max}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(says.iter().all(|s| err.contains(s)), "{err}");
+    }
 }
