@@ -145,11 +145,12 @@ async fn main() -> anyhow::Result<()> {
         Mode::Reference { bind, db } => {
             // As the relay does at start: room for the idle runs' connections.
             sealroom_server::limits::raise_fd_limit(100_000);
+            let conn = reference::open(&db)?;
             let listener = tokio::net::TcpListener::bind(&bind).await?;
             println!("reference relay listening on http://{}", listener.local_addr()?);
             use std::io::Write as _;
             std::io::stdout().flush()?;
-            reference::serve(listener, &db).await
+            reference::serve(listener, conn).await
         }
         Mode::Throughput { target, pairs, messages_per_sender, window } => {
             let set = setup(&target, pairs, messages_per_sender).await?;

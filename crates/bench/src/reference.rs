@@ -39,8 +39,9 @@ pub fn username(n: i64) -> Username {
     Username::parse(&format!("user{n}")).expect("a valid name")
 }
 
-/// Serves on `listener` until the process ends, storing into the SQLite file `db`.
-pub async fn serve(listener: TcpListener, db: &str) -> anyhow::Result<()> {
+/// Opens (and creates) the reference's SQLite file `db`, schema included: done before the
+/// reference says it listens, so a client that counts rows at once finds the table.
+pub fn open(db: &str) -> anyhow::Result<SqliteConnection> {
     let mut conn = SqliteConnection::establish(db)?;
     conn.batch_execute(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
@@ -48,6 +49,11 @@ pub async fn serve(listener: TcpListener, db: &str) -> anyhow::Result<()> {
            sender INTEGER NOT NULL, client_msg_id BLOB NOT NULL, envelope BLOB NOT NULL, created_at INTEGER NOT NULL,
            UNIQUE (sender, client_msg_id));",
     )?;
+    Ok(conn)
+}
+
+/// Serves on `listener` until the process ends, storing through `conn` (from [`open`]).
+pub async fn serve(listener: TcpListener, conn: SqliteConnection) -> anyhow::Result<()> {
     let peers: Peers = Arc::default();
     let (queue, sends) = mpsc::channel::<Send>();
     let writer_peers = peers.clone();
