@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 use sealroom_protocol::parse_client_frame;
 
 fuzz_target!(|data: &[u8]| {
-    // A WebSocket text frame is UTF-8 by the protocol; actix-ws refuses anything else.
+    // A WebSocket text frame is UTF-8 by the protocol; the relay's WebSocket layer (wsconn) refuses anything else.
     let Ok(text) = std::str::from_utf8(data) else { return };
     match parse_client_frame(text) {
         Ok(frame) => {

@@ -2,9 +2,11 @@
 //! session row (so logout takes effect at once), and the `AuthUser` extractor.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::Path;
 use std::pin::Pin;
 
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, FromRequest, HttpRequest};
 use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -255,16 +257,25 @@ pub struct AuthUser {
     pub expires_at: i64,
 }
 
-/// Where the token came from: browsers use the cookie and must pass the Origin check.
-fn token_of(req: &HttpRequest, state: &Relay) -> Result<String> {
-    if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+/// Where the token came from: native clients send `Authorization: Bearer`, browsers the
+/// session cookie, and must then pass the Origin check. For REST requests and the WebSocket
+/// handshake alike.
+pub fn token_of(headers: &HeaderMap, peer: Option<IpAddr>, state: &Relay) -> Result<String> {
+    if let Some(h) = headers.get(header::AUTHORIZATION) {
         let text = h.to_str().unwrap_or_default();
         return text.strip_prefix("Bearer ").map(|t| t.trim().to_owned()).ok_or_else(|| {
             ServerError::api(ErrorCode::Unauthorized, "Authorization must be `Bearer <token>`")
         });
     }
-    if let Some(c) = req.cookie(COOKIE) {
-        check_origin(req, state)?;
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';').map(str::trim))
+        // As actix-web's `HttpRequest::cookie` reads them (percent-decoded).
+        .filter_map(|c| actix_web::cookie::Cookie::parse_encoded(c).ok())
+        .find(|c| c.name() == COOKIE);
+    if let Some(c) = cookie {
+        check_origin(headers, peer, state)?;
         return Ok(c.value().to_owned());
     }
     Err(ServerError::api(ErrorCode::Unauthorized, "log in first"))
@@ -273,9 +284,9 @@ fn token_of(req: &HttpRequest, state: &Relay) -> Result<String> {
 /// A cookie-authenticated request must come from the relay's own origin (or a configured
 /// one): SameSite=Strict already keeps other sites' requests cookie-less; this also refuses
 /// cross-origin WebSockets, which SameSite does not cover everywhere.
-pub fn check_origin(req: &HttpRequest, state: &Relay) -> Result<()> {
-    let origin = req.headers().get(actix_web::http::header::ORIGIN).map(|o| o.to_str().unwrap_or_default());
-    crate::policy::origin(origin, state.proxies.host_of(req), &state.config.allowed_origins)
+fn check_origin(headers: &HeaderMap, peer: Option<IpAddr>, state: &Relay) -> Result<()> {
+    let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or_default());
+    crate::policy::origin(origin, state.proxies.host(peer, headers), &state.config.allowed_origins)
 }
 
 /// Resolves a token to its live session.
@@ -294,7 +305,7 @@ impl FromRequest for AuthUser {
         let req = req.clone();
         Box::pin(async move {
             let state = req.app_data::<web::Data<Relay>>().cloned().ok_or(ServerError::NoRelay)?;
-            let token = token_of(&req, &state)?;
+            let token = token_of(req.headers(), req.peer_addr().map(|a| a.ip()), &state)?;
             authenticate(&state, &token).await
         })
     }

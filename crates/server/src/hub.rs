@@ -18,8 +18,9 @@ pub const QUEUE: usize = 512;
 pub enum Outbound {
     /// A serialized frame.
     Frame(Arc<str>),
-    /// Send this frame, then close with the given close code and reason.
-    Close(Arc<str>, u16, &'static str),
+    /// Send this frame, then close with the given close code and reason. (Boxed: every
+    /// connection's queue holds a block of 32 of these from the start, sized by the largest.)
+    Close(Box<(Arc<str>, u16, &'static str)>),
 }
 
 #[derive(Debug)]
@@ -248,7 +249,7 @@ impl Hub {
         let Some(conns) = inner.users.get_mut(&user) else { return };
         conns.retain(|c| {
             if session_ids.contains(&c.session_id) {
-                let _ = c.tx.try_send(Outbound::Close(frame.clone(), 4001, "session revoked"));
+                let _ = c.tx.try_send(Outbound::Close(Box::new((frame.clone(), 4001, "session revoked"))));
                 false
             } else {
                 true
@@ -271,7 +272,8 @@ impl Hub {
         });
         for conns in inner.users.values() {
             for c in conns {
-                let _ = c.tx.try_send(Outbound::Close(frame.clone(), 1001, "server shutting down"));
+                let _ =
+                    c.tx.try_send(Outbound::Close(Box::new((frame.clone(), 1001, "server shutting down"))));
             }
         }
         inner.users.clear();

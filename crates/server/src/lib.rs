@@ -39,12 +39,13 @@ mod store_tests;
 pub mod webapp;
 pub mod writer;
 mod ws;
+pub mod wsconn;
 
 use std::time::Duration;
 
 use actix_web::dev::Service as _;
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 
 use crate::config::ServeArgs;
 pub use crate::relay::Relay;
@@ -122,6 +123,77 @@ fn connection_limit(asked: Option<usize>) -> Result<usize, error::StartError> {
     Ok(fits)
 }
 
+/// Headers on every answer: the web client runs under this policy.
+pub const SECURITY_HEADERS: [(&str, &str); 5] = [
+    ("content-security-policy", CSP),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    ("cache-control", "no-store"),
+];
+
+/// The relay's routes and middleware.
+fn app(
+    state: web::Data<Relay>,
+    web_client: Option<web::Data<webapp::WebApp>>,
+    hsts: bool,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let json = web::JsonConfig::default()
+        .limit(sealroom_protocol::MAX_JSON_BODY_BYTES)
+        .error_handler(routes::json_error);
+    let query = web::QueryConfig::default().error_handler(routes::query_error);
+    let headers = SECURITY_HEADERS.iter().fold(DefaultHeaders::new(), |h, header| h.add(*header));
+    let mut app = App::new()
+        .app_data(state)
+        .app_data(json)
+        .app_data(query)
+        .wrap(headers)
+        // Over TLS, browsers are told to use nothing else for a year.
+        .wrap(actix_web::middleware::Condition::new(
+            hsts,
+            DefaultHeaders::new().add(("Strict-Transport-Security", "max-age=31536000")),
+        ))
+        .wrap_fn(|req, srv| {
+            // Errors are counted here, where the relay is at hand (not in a global).
+            let relay = req.app_data::<web::Data<Relay>>().cloned();
+            let fut = srv.call(req);
+            async move {
+                let res = fut.await?;
+                let code = res.response().extensions().get::<sealroom_protocol::ErrorCode>().copied();
+                if let (Some(relay), Some(code)) = (relay, code) {
+                    relay.metrics.error(code);
+                }
+                Ok(res)
+            }
+        })
+        .configure(routes::configure)
+        // Upgrade requests never reach the app (see `ws::upgrader`); this answers the others.
+        .route(sealroom_protocol::endpoint::WS_PATH, web::get().to(ws::not_upgraded))
+        .route("/healthz", web::get().to(routes::healthz))
+        .route("/metrics", web::get().to(routes::metrics));
+    if let Some(client) = web_client {
+        // GET and HEAD alike (HEAD answers the same headers without a body).
+        let get_or_head = || {
+            web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+        };
+        app = app
+            .app_data(client)
+            .route(webapp::BOOT_PATH, get_or_head().to(webapp::boot))
+            .route("/", get_or_head().to(webapp::index))
+            .route("/index.html", get_or_head().to(webapp::index))
+            .route("/{file:.*}", get_or_head().to(webapp::asset));
+    }
+    app
+}
+
 /// Opens storage and runs the relay until SIGINT or SIGTERM, then drains connections.
 /// Prints `listening on http://ADDR` (or `https://` with `--tls-cert`) once bound (port 0
 /// picks a free port).
@@ -138,80 +210,48 @@ pub async fn serve(mut config: ServeArgs) -> Result<(), error::StartError> {
         Some(dir) => Some(web::Data::new(webapp::WebApp::load(&dir)?)),
         None => None,
     };
-    let app_state = state.clone();
     let slots = state.slots.max();
-    let server = HttpServer::new(move || {
-        let json = web::JsonConfig::default()
-            .limit(sealroom_protocol::MAX_JSON_BODY_BYTES)
-            .error_handler(routes::json_error);
-        let query = web::QueryConfig::default().error_handler(routes::query_error);
-        let mut app = App::new()
-            .app_data(app_state.clone())
-            .app_data(json)
-            .app_data(query)
-            .wrap(
-                DefaultHeaders::new()
-                    .add(("Content-Security-Policy", CSP))
-                    .add(("X-Content-Type-Options", "nosniff"))
-                    .add(("Referrer-Policy", "no-referrer"))
-                    .add(("X-Frame-Options", "DENY"))
-                    .add(("Cache-Control", "no-store")),
-            )
-            // Over TLS, browsers are told to use nothing else for a year.
-            .wrap(actix_web::middleware::Condition::new(
-                hsts,
-                DefaultHeaders::new().add(("Strict-Transport-Security", "max-age=31536000")),
-            ))
-            .wrap_fn(|req, srv| {
-                // Errors are counted here, where the relay is at hand (not in a global).
-                let relay = req.app_data::<web::Data<Relay>>().cloned();
-                let fut = srv.call(req);
-                async move {
-                    let res = fut.await?;
-                    let code = res.response().extensions().get::<sealroom_protocol::ErrorCode>().copied();
-                    if let (Some(relay), Some(code)) = (relay, code) {
-                        relay.metrics.error(code);
-                    }
-                    Ok(res)
-                }
-            })
-            .configure(routes::configure)
-            .route(sealroom_protocol::endpoint::WS_PATH, web::get().to(ws::handshake))
-            .route("/healthz", web::get().to(routes::healthz))
-            .route("/metrics", web::get().to(routes::metrics));
-        if let Some(client) = web_client.clone() {
-            // GET and HEAD alike (HEAD answers the same headers without a body).
-            let get_or_head = || {
-                web::route()
-                    .guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
-            };
-            app = app
-                .app_data(client)
-                .route(webapp::BOOT_PATH, get_or_head().to(webapp::boot))
-                .route("/", get_or_head().to(webapp::index))
-                .route("/index.html", get_or_head().to(webapp::index))
-                .route("/{file:.*}", get_or_head().to(webapp::asset));
-        }
-        app
-    })
-    .disable_signals()
-    // A relay sends many small frames (acks, deliveries, typing): with Nagle's algorithm on,
-    // one waits for the peer's delayed ACK (40 ms on Linux) whenever an earlier one is still
-    // unacknowledged; the load generator saw deliveries stall by 40-60 ms.
-    .tcp_nodelay(true)
-    // actix's own limit is per worker and stops accepting when reached; ours is checked at the
-    // handshake (with an answer), so actix's must never be the one that bites.
-    .max_connections(slots.saturating_add(1024))
-    .shutdown_timeout(10);
+    let listener = std::net::TcpListener::bind(config.bind)
+        .map_err(error::StartError::io(format!("cannot listen on {}", config.bind)))?;
+    let addr = listener.local_addr().map_err(error::StartError::io("the bound address"))?;
+    // actix-web's HttpServer, assembled by hand for one reason: it has no place for an upgrade
+    // service, and WebSockets served through its HTTP/1 dispatcher keep that dispatcher's
+    // buffers for life (see `wsconn`). Its settings are kept as they were.
+    macro_rules! service {
+        ($relay:ident) => {{
+            let (relay, web_client) = ($relay.clone(), web_client.clone());
+            actix_http::HttpService::build()
+                .keep_alive(actix_http::KeepAlive::Timeout(Duration::from_secs(5)))
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                // A relay sends many small frames (acks, deliveries, typing): with Nagle's
+                // algorithm on, one waits for the peer's delayed ACK (40 ms on Linux) whenever
+                // an earlier one is still unacknowledged; the load generator saw deliveries
+                // stall by 40-60 ms.
+                .tcp_nodelay(true)
+                .local_addr(addr)
+                .upgrade(ws::upgrader(relay.clone()))
+                .finish(actix_service::map_config(app(relay, web_client, hsts), |_: ()| {
+                    actix_web::dev::AppConfig::default()
+                }))
+        }};
+    }
+    let builder = actix_server::Server::build()
+        .disable_signals()
+        // actix's own limit is per worker and stops accepting when reached; ours is checked at
+        // the handshake (with an answer), so actix's must never be the one that bites.
+        .max_concurrent_connections(slots.saturating_add(1024))
+        .shutdown_timeout(10);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let server = match tls {
-        Some(tls) => server.bind_rustls_0_23(config.bind, tls),
-        None => server.bind(config.bind),
+    let svc_relay = state.clone();
+    let builder = match tls {
+        Some(tls) => {
+            builder.listen("sealroom", listener, move || service!(svc_relay).rustls_0_23(tls.clone()))
+        }
+        None => builder.listen("sealroom", listener, move || service!(svc_relay).tcp()),
     }
     .map_err(error::StartError::io(format!("cannot listen on {}", config.bind)))?;
-    for addr in server.addrs() {
-        println!("listening on {scheme}://{addr}");
-    }
+    println!("listening on {scheme}://{addr}");
     tracing::info!(
         database = %config.database_url(),
         web = ?config.web_dir(),
@@ -235,7 +275,7 @@ pub async fn serve(mut config: ServeArgs) -> Result<(), error::StartError> {
             }
         }
     });
-    let server = server.run();
+    let server = builder.run();
     let handle = server.handle();
     actix_web::rt::spawn(async move {
         shutdown_signal().await;

@@ -77,11 +77,6 @@ impl TrustedProxies {
         self.client_ip(req.peer_addr().map(|a| a.ip()), req.headers())
             .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
     }
-
-    /// [`host`](Self::host) of a request.
-    pub fn host_of<'a>(&self, req: &'a HttpRequest) -> &'a str {
-        self.host(req.peer_addr().map(|a| a.ip()), req.headers())
-    }
 }
 
 /// IPv4-mapped IPv6 addresses as IPv4, so `127.0.0.1/8` matches `::ffff:127.0.0.1`.

@@ -8,10 +8,17 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
+use actix_codec::{AsyncRead, AsyncWrite, Framed, FramedParts};
+use actix_http::body::{BodySize, MessageBody};
+use actix_http::h1;
+use actix_http::ws::{CloseCode, CloseReason};
+use actix_http::Request;
+use actix_service::{fn_service, ServiceFactory};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::{FutureExt, LocalBoxFuture};
 use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::SinkExt;
 use sealroom_protocol::{
     parse_client_frame, ApiError, ClientFrame, ConversationId, ErrorCode, ServerFrame, PROTOCOL_VERSION,
 };
@@ -20,6 +27,7 @@ use tokio::sync::mpsc;
 use crate::auth::{self, AuthUser};
 use crate::error::{Result, ServerError};
 use crate::hub::{encode, Outbound, Refused, QUEUE};
+use crate::wsconn::{Incoming, WsConn, WsError};
 use crate::{now_ms, service, Relay};
 
 /// How often the server pings.
@@ -41,31 +49,116 @@ const FRAME_RATE: f64 = 2000.0;
 const FLOOD_CLOSE_AFTER: u32 = 500;
 /// Minimum gap between relayed typing notices per peer.
 const TYPING_GAP: Duration = Duration::from_millis(1500);
+/// Frames from the hub's queue written together (one write) when several are waiting.
+const OUTBOUND_BATCH: usize = 64;
 
-/// The WebSocket handshake.
-pub async fn handshake(
-    req: HttpRequest,
-    body: web::Payload,
+/// The upgrade service: every request that asks to upgrade its connection comes here rather
+/// than to the app, with the connection itself. Only `GET /ws` may; the socket is then served
+/// by [`WsConn`], outside actix's HTTP/1 dispatcher (whose buffers an idle WebSocket would
+/// otherwise keep: see `wsconn`).
+pub fn upgrader<T>(
     state: web::Data<Relay>,
-) -> Result<HttpResponse> {
-    let token = if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        h.to_str().unwrap_or_default().strip_prefix("Bearer ").map(str::to_owned)
-    } else if let Some(c) = req.cookie(auth::COOKIE) {
-        auth::check_origin(&req, &state)?;
-        Some(c.value().to_owned())
-    } else {
-        None
-    };
-    let token = token.ok_or_else(|| ServerError::api(ErrorCode::Unauthorized, "log in first"))?;
-    let user = auth::authenticate(&state, &token).await?;
-    let (response, session, stream) =
-        actix_ws::handle(&req, body).map_err(|e| ServerError::api(ErrorCode::InvalidField, e.to_string()))?;
-    let stream = stream
-        .max_frame_size(HARD_FRAME_LIMIT)
-        .aggregate_continuations()
-        .max_continuation_size(HARD_FRAME_LIMIT);
-    actix_web::rt::spawn(run(state, user, token, session, stream));
-    Ok(response)
+) -> impl ServiceFactory<
+    (Request, Framed<T, h1::Codec>),
+    Config = (),
+    Response = (),
+    Error = actix_web::Error,
+    InitError = (),
+>
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    fn_service(move |(req, framed): (Request, Framed<T, h1::Codec>)| upgrade(state.clone(), req, framed))
+}
+
+/// One upgraded connection, for as long as it lasts. Its future is what an idle connection
+/// costs, so the handshake's (large, short-lived) future is boxed and gone before the session
+/// starts.
+async fn upgrade<T>(
+    state: web::Data<Relay>,
+    req: Request,
+    framed: Framed<T, h1::Codec>,
+) -> actix_web::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    if let Some((user, token, conn)) = Box::pin(accept(&state, req, framed)).await? {
+        run(state, user, token, conn).await;
+    }
+    Ok(())
+}
+
+/// Answers the handshake: 101 and the connection, or the error the app would have answered.
+async fn accept<T>(
+    state: &Relay,
+    req: Request,
+    mut framed: Framed<T, h1::Codec>,
+) -> actix_web::Result<Option<(AuthUser, String, WsConn<T>)>>
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let admitted = async {
+        if req.path() != sealroom_protocol::endpoint::WS_PATH {
+            return Err(ServerError::api(ErrorCode::NotFound, "only /ws takes a connection upgrade"));
+        }
+        let (user, token) = admit(state, &req.head().headers, req.peer_addr()).await?;
+        let response = actix_http::ws::handshake(req.head()).map_err(handshake_error)?.finish();
+        Ok((user, token, response))
+    }
+    .await;
+    // The request's headers share the HTTP read buffer's allocation: neither may outlive the
+    // handshake (they were 15 KiB of every idle connection).
+    drop(req);
+    match admitted {
+        Ok((user, token, response)) => {
+            framed.send(h1::Message::Item((response.drop_body(), BodySize::None))).await?;
+            let FramedParts { io, read_buf, .. } = framed.into_parts();
+            Ok(Some((user, token, WsConn::new(io, read_buf, HARD_FRAME_LIMIT))))
+        }
+        Err(e) => {
+            // As the app would have answered: the JSON error, its headers, the error counted.
+            let mut response = e.error_response();
+            if let Some(code) = response.extensions().get::<ErrorCode>() {
+                state.metrics.error(*code);
+            }
+            for (name, value) in crate::SECURITY_HEADERS {
+                response.headers_mut().insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+            }
+            let (head, body) = actix_http::Response::from(response).into_parts();
+            let body = body.try_into_bytes().unwrap_or_default();
+            // One write: a WebSocket client reads the body only from what came with the head.
+            framed.feed(h1::Message::Item((head, BodySize::Sized(body.len() as u64)))).await?;
+            framed.feed(h1::Message::Chunk(Some(body))).await?;
+            framed.send(h1::Message::Chunk(None)).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// `GET /ws` without a connection upgrade (the app's route): answered as the handshake
+/// would be, so a client learns first that it must log in, then that it must upgrade.
+pub async fn not_upgraded(req: HttpRequest, state: web::Data<Relay>) -> Result<HttpResponse> {
+    admit(&state, &req.head().headers, req.peer_addr()).await?;
+    Err(actix_http::ws::handshake(req.head()).err().map_or_else(
+        || ServerError::api(ErrorCode::InvalidField, "the connection must be upgraded to a WebSocket"),
+        handshake_error,
+    ))
+}
+
+fn handshake_error(e: actix_http::ws::HandshakeError) -> ServerError {
+    ServerError::api(ErrorCode::InvalidField, e.to_string())
+}
+
+/// Authenticates a handshake: its token (Bearer, or the cookie from an allowed origin) must
+/// name a live session.
+async fn admit(
+    state: &Relay,
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<(AuthUser, String)> {
+    let token = auth::token_of(headers, peer.map(|a| a.ip()), state)?;
+    let user = auth::authenticate(state, &token).await?;
+    Ok((user, token))
 }
 
 /// A token bucket: `burst` at most, refilled at `rate` per second.
@@ -110,32 +203,29 @@ impl Budget {
 const SYNC_BYTES_BURST: f64 = 8.0 * 1024.0 * 1024.0;
 const SYNC_BYTES_RATE: f64 = 2.0 * 1024.0 * 1024.0;
 
-async fn run(
+async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     state: web::Data<Relay>,
     user: AuthUser,
     token: String,
-    mut session: actix_ws::Session,
-    mut stream: actix_ws::AggregatedMessageStream,
+    mut conn: WsConn<T>,
 ) {
     // Held until this connection ends, however it ends.
     let Some(_slot) = state.slots.take() else {
         let max = state.slots.max();
         let why = format!("this relay holds at most {max} connections; try again later");
-        return refuse_connection(&state, &mut session, why, CloseCode::Again, "relay full").await;
+        return Box::pin(refuse_connection(&state, conn, why, CloseCode::Again, "relay full")).await;
     };
     let (tx, mut rx) = mpsc::channel::<Outbound>(QUEUE);
     let (conn_id, first) = match state.fanout.register(user.id, &user.session_id, tx) {
         Ok(registered) => registered,
         Err(Refused::ShuttingDown) => {
-            let _ = session
-                .close(Some(CloseReason { code: CloseCode::Away, description: Some("shutting down".into()) }))
-                .await;
-            return;
+            let reason = CloseReason { code: CloseCode::Away, description: Some("shutting down".into()) };
+            return Box::pin(conn.close(Some(reason))).await;
         }
         Err(Refused::TooMany) => {
             let max = state.config.max_connections_per_user;
             let why = format!("at most {max} connections per user; close one first");
-            return refuse_connection(&state, &mut session, why, CloseCode::Policy, "too many connections")
+            return Box::pin(refuse_connection(&state, conn, why, CloseCode::Policy, "too many connections"))
                 .await;
         }
     };
@@ -144,17 +234,14 @@ async fn run(
     // not reach it: look again now that it is. (Revocations write the store first, then
     // notify registered connections, so one of the two always sees the other.)
     if auth::authenticate(&state, &token).await.is_err() {
-        let frame = ServerFrame::SessionRevoked { reason: "the session ended; log in again".into() };
-        let _ = session.text(encode(&frame).to_string()).await;
-        let _ = session
-            .close(Some(CloseReason {
-                code: CloseCode::Other(4001),
-                description: Some("session revoked".into()),
-            }))
-            .await;
         state.fanout.unregister(user.id, conn_id);
-        return;
+        let frame = ServerFrame::SessionRevoked { reason: "the session ended; log in again".into() };
+        conn.queue_text(&encode(&frame));
+        let reason =
+            CloseReason { code: CloseCode::Other(4001), description: Some("session revoked".into()) };
+        return Box::pin(conn.close(Some(reason))).await;
     }
+    drop(token);
     state.metrics.connections(1);
     tracing::info!(user = user.id.0, conn = conn_id, "websocket connected");
     if first {
@@ -166,11 +253,15 @@ async fn run(
         session_id: user.session_id.clone(),
         server_time: now_ms(),
     };
-    let mut close: Option<CloseReason> = None;
-    if session.text(encode(&hello).to_string()).await.is_ok() {
-        close = serve(&state, &user, conn_id, &mut session, &mut stream, &mut rx).await;
+    let end = match conn.text(&encode(&hello)).await {
+        Ok(()) => serve(&state, &user, conn_id, &mut conn, &mut rx).await,
+        Err(_) => End::Gone,
+    };
+    // (The close, like the refusals above, is boxed: the future of every connection would
+    // otherwise be as large as the largest of them for its whole life.)
+    if let End::Close(reason) = end {
+        Box::pin(conn.close(reason)).await;
     }
-    let _ = session.close(close).await;
     state.metrics.connections(-1);
     tracing::info!(user = user.id.0, conn = conn_id, "websocket closed");
     if state.fanout.unregister(user.id, conn_id) {
@@ -180,17 +271,25 @@ async fn run(
 
 /// Turns a connection away past a connection limit: a `rate_limited` error frame saying why,
 /// then the close.
-async fn refuse_connection(
+async fn refuse_connection<T: AsyncRead + AsyncWrite + Unpin>(
     state: &Relay,
-    session: &mut actix_ws::Session,
+    mut conn: WsConn<T>,
     why: String,
     code: CloseCode,
     reason: &str,
 ) {
     state.metrics.error(ErrorCode::RateLimited);
     let refusal = ServerFrame::error(ApiError::new(ErrorCode::RateLimited, why), None);
-    let _ = session.text(encode(&refusal).to_string()).await;
-    let _ = session.clone().close(Some(CloseReason { code, description: Some(reason.into()) })).await;
+    conn.queue_text(&encode(&refusal));
+    conn.close(Some(CloseReason { code, description: Some(reason.into()) })).await;
+}
+
+/// How a connection's loop ended.
+enum End {
+    /// Close with this reason (none: a plain close frame).
+    Close(Option<CloseReason>),
+    /// The socket failed or the client stopped reading: nothing more can be written.
+    Gone,
 }
 
 /// Frames of one connection being handled at once. A connection's sends are queued for the
@@ -212,18 +311,19 @@ impl Answer {
     }
 }
 
-/// The connection's loop; returns how to close.
-async fn serve(
+/// The connection's loop; returns how it ends.
+async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
     state: &Relay,
     user: &AuthUser,
     conn_id: u64,
-    session: &mut actix_ws::Session,
-    stream: &mut actix_ws::AggregatedMessageStream,
+    conn: &mut WsConn<T>,
     rx: &mut mpsc::Receiver<Outbound>,
-) -> Option<CloseReason> {
+) -> End {
     let idle = Duration::from_secs(state.config.ws_idle_timeout);
     let mut last_heard = Instant::now();
-    let mut tick = tokio::time::interval(HEARTBEAT);
+    // The first ping one period after connecting (not at once: the hello has just gone out).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut budget = Budget::new(FRAME_BURST, FRAME_RATE);
     let mut output = Budget::new(SYNC_BYTES_BURST, SYNC_BYTES_RATE);
     let mut typing: HashMap<ConversationId, Instant> = HashMap::new();
@@ -232,12 +332,14 @@ async fn serve(
     let mut paused: Option<Instant> = None;
     // Malformed frames in a row.
     let mut garbage = 0u32;
-    let flooding = || Some(CloseReason { code: CloseCode::Policy, description: Some("flooding".into()) });
+    let close =
+        |code: CloseCode, why: &str| End::Close(Some(CloseReason { code, description: Some(why.into()) }));
+    let gone = |_: WsError| End::Gone;
     loop {
         tokio::select! {
-            msg = stream.recv(), if pending.len() < PIPELINE && paused.is_none() => {
+            msg = conn.recv(), if pending.len() < PIPELINE && paused.is_none() => {
                 last_heard = Instant::now();
-                if matches!(msg, Some(Ok(AggregatedMessage::Text(_) | AggregatedMessage::Binary(_)))) {
+                if matches!(msg, Some(Ok(Incoming::Text(_) | Incoming::Binary(_)))) {
                     // Every frame is charged, malformed or not.
                     budget.spend(1.0);
                     let wait = budget.until_available();
@@ -246,7 +348,7 @@ async fn serve(
                     }
                 }
                 let answer = match msg {
-                    Some(Ok(AggregatedMessage::Text(text))) => {
+                    Some(Ok(Incoming::Text(text))) => {
                         let parsed = if text.len() > SOFT_FRAME_LIMIT {
                             Err(ApiError::new(ErrorCode::FrameTooLarge, format!("frames are limited to {SOFT_FRAME_LIMIT} bytes")))
                         } else {
@@ -260,31 +362,34 @@ async fn serve(
                             Err(e) => {
                                 garbage += 1;
                                 if garbage > FLOOD_CLOSE_AFTER {
-                                    return flooding();
+                                    return close(CloseCode::Policy, "flooding");
                                 }
                                 Answer::now(vec![ServerFrame::error(e, None)])
                             }
                         }
                     }
-                    Some(Ok(AggregatedMessage::Binary(_))) => {
+                    Some(Ok(Incoming::Binary(_))) => {
                         garbage += 1;
                         if garbage > FLOOD_CLOSE_AFTER {
-                            return flooding();
+                            return close(CloseCode::Policy, "flooding");
                         }
                         Answer::now(vec![ServerFrame::error(
                             ApiError::new(ErrorCode::InvalidJson, "binary frames are not supported; send JSON text"), None)])
                     }
-                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                        if session.pong(&bytes).await.is_err() { return None; }
+                    Some(Ok(Incoming::Ping(bytes))) => {
+                        if let Err(e) = conn.pong(&bytes).await { return gone(e); }
                         continue;
                     }
-                    Some(Ok(AggregatedMessage::Pong(_))) => continue,
-                    Some(Ok(AggregatedMessage::Close(_))) | None => return None,
-                    Some(Err(actix_ws::ProtocolError::Overflow)) => {
+                    Some(Ok(Incoming::Pong)) => continue,
+                    Some(Ok(Incoming::Close(_))) => return End::Close(None),
+                    None => return End::Gone,
+                    Some(Err(WsError::TooLarge(_))) => {
                         state.metrics.error(ErrorCode::FrameTooLarge);
-                        return Some(CloseReason { code: CloseCode::Size, description: Some("frame too large".into()) });
+                        return close(CloseCode::Size, "frame too large");
                     }
-                    Some(Err(_)) => return Some(CloseReason { code: CloseCode::Protocol, description: None }),
+                    Some(Err(WsError::NotUtf8)) => return close(CloseCode::Invalid, "text must be UTF-8"),
+                    Some(Err(WsError::Protocol(_))) => return End::Close(Some(CloseCode::Protocol.into())),
+                    Some(Err(e)) => return gone(e),
                 };
                 pending.push_back(answer);
             }
@@ -292,19 +397,31 @@ async fn serve(
                 output.spend(-answer.unused_output);
                 for frame in answer.frames {
                     if let ServerFrame::Error { code, .. } = &frame { state.metrics.error(*code); }
-                    if session.text(encode(&frame).to_string()).await.is_err() { return None; }
+                    conn.queue_text(&encode(&frame));
                 }
+                if let Err(e) = conn.flush().await { return gone(e); }
             }
-            out = rx.recv() => match out {
-                Some(Outbound::Frame(text)) => {
-                    if session.text(text.to_string()).await.is_err() { return None; }
+            out = rx.recv() => {
+                // Whatever else the hub has queued goes out in the same write.
+                let mut next = out;
+                for _ in 0..OUTBOUND_BATCH {
+                    match next {
+                        Some(Outbound::Frame(text)) => conn.queue_text(&text),
+                        Some(Outbound::Close(closing)) => {
+                            let (text, code, why) = *closing;
+                            conn.queue_text(&text);
+                            return close(CloseCode::Other(code), why);
+                        }
+                        // The hub dropped us (too slow, or shutting down without a frame).
+                        None => return close(CloseCode::Again, "reconnect"),
+                    }
+                    match rx.try_recv() {
+                        Ok(more) => next = Some(more),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => next = None,
+                    }
                 }
-                Some(Outbound::Close(text, code, why)) => {
-                    let _ = session.text(text.to_string()).await;
-                    return Some(CloseReason { code: CloseCode::Other(code), description: Some(why.into()) });
-                }
-                // The hub dropped us (too slow, or shutting down without a frame).
-                None => return Some(CloseReason { code: CloseCode::Again, description: Some("reconnect".into()) }),
+                if let Err(e) = conn.flush().await { return gone(e); }
             },
             _ = tokio::time::sleep_until(paused.unwrap_or_else(Instant::now).into()), if paused.is_some() => {
                 paused = None;
@@ -312,13 +429,13 @@ async fn serve(
             _ = tick.tick() => {
                 if crate::policy::still_live(user, state.clock.now_ms()).is_err() {
                     let frame = ServerFrame::SessionRevoked { reason: "the session expired; log in again".into() };
-                    let _ = session.text(encode(&frame).to_string()).await;
-                    return Some(CloseReason { code: CloseCode::Other(4001), description: Some("session expired".into()) });
+                    conn.queue_text(&encode(&frame));
+                    return close(CloseCode::Other(4001), "session expired");
                 }
                 if last_heard.elapsed() > idle {
-                    return Some(CloseReason { code: CloseCode::Away, description: Some("idle timeout".into()) });
+                    return close(CloseCode::Away, "idle timeout");
                 }
-                if session.ping(b"").await.is_err() { return None; }
+                if let Err(e) = conn.ping().await { return gone(e); }
             }
         }
     }

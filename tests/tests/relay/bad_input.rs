@@ -388,3 +388,78 @@ async fn an_abusive_frame_closes_only_that_connection() {
     assert!(metrics.contains("sealroom_errors_total{code=\"frame_too_large\"}"), "{metrics}");
     assert!(metrics.contains("sealroom_messages_relayed_total 1"), "{metrics}");
 }
+
+/// The relay speaks RFC 6455 itself after the handshake (`wsconn`): a fragmented message with
+/// a ping between its fragments is assembled and answered, a text frame that is not UTF-8
+/// closes with 1007, and an upgrade to any other path is refused with a JSON 404.
+#[tokio::test]
+async fn the_websocket_layer_assembles_fragments_and_refuses_what_rfc_6455_forbids() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::{Error, Message};
+
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let request = |path: &str| {
+        let mut req =
+            format!("{}{path}", server.url.replacen("http", "ws", 1)).into_client_request().unwrap();
+        req.headers_mut().insert("Authorization", format!("Bearer {}", alice.token()).parse().unwrap());
+        req
+    };
+    let next_text = |text: Option<Result<Message, Error>>| match text {
+        Some(Ok(Message::Text(t))) => serde_json::from_str::<serde_json::Value>(&t).unwrap(),
+        other => panic!("expected a text frame, got {other:?}"),
+    };
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(request("/ws")).await.unwrap();
+    assert_eq!(next_text(ws.next().await)["type"], "hello");
+    // `{"type":"sync","since":0}` in three fragments, a ping after the first.
+    let parts: [&[u8]; 3] = [b"{\"type\":\"sy", b"nc\",\"since\"", b":0}"];
+    ws.send(Message::Frame(Frame::message(parts[0].to_vec(), OpCode::Data(Data::Text), false)))
+        .await
+        .unwrap();
+    ws.send(Message::Ping(b"between".to_vec().into())).await.unwrap();
+    ws.send(Message::Frame(Frame::message(parts[1].to_vec(), OpCode::Data(Data::Continue), false)))
+        .await
+        .unwrap();
+    ws.send(Message::Frame(Frame::message(parts[2].to_vec(), OpCode::Data(Data::Continue), true)))
+        .await
+        .unwrap();
+    // (Skipping the relay's own heartbeat pings.)
+    let pong = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap() {
+            Some(Ok(Message::Ping(_))) => continue,
+            other => break other,
+        }
+    };
+    assert!(matches!(pong, Some(Ok(Message::Pong(ref p))) if &p[..] == b"between"), "{pong:?}");
+    let synced = next_text(tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap());
+    assert_eq!(
+        (synced["type"].as_str(), synced["more"].as_bool()),
+        (Some("synced"), Some(false)),
+        "{synced}"
+    );
+
+    // Text that is not UTF-8: closed with 1007 (invalid payload data).
+    ws.send(Message::Frame(Frame::message(vec![b'{', 0xff, 0xfe], OpCode::Data(Data::Text), true)))
+        .await
+        .unwrap();
+    let close = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap();
+    assert!(matches!(&close, Some(Ok(Message::Close(Some(c)))) if u16::from(c.code) == 1007), "{close:?}");
+
+    // An upgrade anywhere else: a 404 with the usual JSON error, and no connection.
+    match tokio_tungstenite::connect_async(request("/api/me")).await {
+        Err(Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 404);
+            let body: serde_json::Value =
+                serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(body["error"], "not_found", "{body}");
+        }
+        other => panic!("expected a 404, got {other:?}"),
+    }
+    // A plain GET of /ws (no upgrade) after authentication: the handshake's 400.
+    let (status, body, _) = raw(Method::GET, &format!("{}/ws", server.url), Some(alice.token()), None).await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_field")), "{body}");
+}
