@@ -17,6 +17,7 @@ from pathlib import Path
 
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -56,9 +57,9 @@ def pad(payload: bytes) -> bytes:
     return payload + b"\x80" + b"\x00" * (total - n)
 
 
-def digits(username: str, key: bytes) -> str:
+def digits(username: str, key: bytes, label: bytes = b"sealroom/v1/safety-number") -> str:
     name = username.encode()
-    h = hashlib.sha512(b"sealroom/v1/safety-number" + bytes([len(name)]) + name + key).digest()
+    h = hashlib.sha512(label + bytes([len(name)]) + name + key).digest()
     for _ in range(5200):
         h = hashlib.sha512(h + key).digest()
     return "".join(f"{int.from_bytes(h[5 * k:5 * k + 5], 'big') % 100000:05d}" for k in range(6))
@@ -164,6 +165,23 @@ def main() -> None:
         da = digits(s["a_username"], b(s["a_public_hex"]))
         db = digits(s["b_username"], b(s["b_public_hex"]))
         check("".join(sorted([da, db])), s["number"], "safety number")
+
+    # Version 2: device certificates (Ed25519 by OpenSSL) and safety numbers over both keys.
+    for c in v.get("device_certificate", []):
+        user = Ed25519PrivateKey.from_private_bytes(b(c["user_seed_hex"]))
+        public = user.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        check(public, c["user_public_hex"], "Ed25519 public key")
+        name = c["username"].encode()
+        body = (bytes([1, len(name)]) + name + b(c["device_id_hex"]) + b(c["leaf_key_hex"])
+                + struct.pack(">Q", c["created_ms"]))
+        signature = user.sign(b"sealroom/v2/device" + body)
+        check(body + signature, c["certificate_hex"], "device certificate")
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, b"sealroom/v2/device" + body)
+    for s2 in v.get("safety_number_v2", []):
+        label = b"sealroom/v2/safety-number"
+        da = digits(s2["a_username"], b(s2["a_public_hex"]) + b(s2["a_signing_public_hex"]), label)
+        db = digits(s2["b_username"], b(s2["b_public_hex"]) + b(s2["b_signing_public_hex"]), label)
+        check("".join(sorted([da, db])), s2["number"], "safety number v2")
 
     print(f"verify_vectors: {CHECKS} checks passed against {path.name} (argon2-cffi, libsodium, OpenSSL)")
 

@@ -42,6 +42,7 @@
 
 mod attachment;
 mod backup;
+mod device;
 mod error;
 mod identity;
 mod kdf;
@@ -61,6 +62,9 @@ pub use backup::{
     backup_aad, seal_backup, seal_backup_with_nonce, sealed_generation, unseal_backup, BackupContents, Pin,
     AAD_LABEL_BACKUP, BACKUP_VERSION, BACKUP_VERSION_1, CONTENTS_VERSION, MAX_SEALED_BACKUP,
 };
+pub use device::{
+    DeviceCertificate, SigningPublic, SigningSecret, DEVICE_CERT_LABEL, DEVICE_CERT_VERSION, DEVICE_ID_LEN,
+};
 pub use error::{Error, Result};
 pub use identity::{pair_info, IdentitySecret, PairKey, PublicKey, SharedSecret, KEY_LEN};
 pub use kdf::{hkdf32, INFO_AUTH, INFO_BACKUP, INFO_PAIR, SALT_PAIR};
@@ -75,4 +79,4 @@ pub use payload::{
     pad, padded_len, unpad, FileKey, FileRef, Payload, MAX_BLOB_ID, MAX_FILE_NAME, MAX_MIME, MAX_PADDED,
     MAX_TEXT_BYTES, MIN_PADDED,
 };
-pub use safety::{SafetyNumber, SAFETY_ITERATIONS, SAFETY_LABEL};
+pub use safety::{SafetyNumber, SAFETY_ITERATIONS, SAFETY_LABEL, SAFETY_LABEL_V2};

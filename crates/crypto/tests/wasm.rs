@@ -78,3 +78,20 @@ fn attachment_stream_in_the_browser() {
     assert_eq!(decrypt_attachment(&key, &blob, Some(&hash)).unwrap(), data);
     assert!(decrypt_attachment(&key, &blob[..blob.len() - ENCRYPTED_CHUNK_SIZE + 1], None).is_err());
 }
+
+#[wasm_bindgen_test]
+fn device_certificates_in_the_browser() {
+    // The committed vector: RFC 8032's first key signs alice's device certificate.
+    let user = SigningSecret::from_seed([
+        0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4, 0x44,
+        0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60,
+    ]);
+    let leaf = SigningSecret::from_seed([0x42; 32]).public_key();
+    let cert =
+        DeviceCertificate::issue(&user, "alice", [0x11; 16], *leaf.as_bytes(), 1_700_000_000_000).unwrap();
+    let hex: String = cert.encode().iter().map(|b| format!("{b:02x}")).collect();
+    assert!(include_str!("vectors/v1.json").contains(&format!("\"certificate_hex\": \"{hex}\"")));
+    let fresh = SigningSecret::generate().unwrap();
+    assert!(cert.verify(&fresh.public_key(), "alice", leaf.as_bytes()).is_err());
+    cert.verify(&user.public_key(), "alice", leaf.as_bytes()).unwrap();
+}

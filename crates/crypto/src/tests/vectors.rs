@@ -31,6 +31,9 @@ fn arr32(v: &Value) -> [u8; 32] {
 const A_SECRET: &str = "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a";
 const B_SECRET: &str = "5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb";
 const PASSWORD: &str = "correct horse battery staple";
+/// RFC 8032 §7.1's first two Ed25519 secret keys (their public keys are in the RFC).
+const ED_A_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+const ED_B_SEED: &str = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb";
 
 fn argon2_inputs() -> Vec<(&'static str, Vec<u8>, KdfParams)> {
     vec![
@@ -198,10 +201,35 @@ fn generate() -> Value {
     let safety = vec![json!({"a_username": "alice", "a_public_hex": hx(ap.as_bytes()), "b_username": "bob",
                             "b_public_hex": hx(bp.as_bytes()), "number": sn.digits(), "display": sn.to_string()})];
 
+    // Version 2 formats (docs/CRYPTO.md, "Version 2"): the same users with fixed Ed25519 seeds
+    // (RFC 8032 §7.1 test 1 and test 2), a device certificate and the version 2 safety number.
+    let (a_seed, b_seed) = (arr32(&json!(ED_A_SEED)), arr32(&json!(ED_B_SEED)));
+    let (a_sign, b_sign) = (SigningSecret::from_seed(a_seed), SigningSecret::from_seed(b_seed));
+    let leaf = SigningSecret::from_seed([0x42; 32]).public_key();
+    let device_certificate: Vec<Value> =
+        [("alice", [0x11u8; 16], 1_700_000_000_000u64), ("ünïcødé", [0xfe; 16], 0)]
+            .into_iter()
+            .map(|(name, device_id, created_ms)| {
+                let cert =
+                    DeviceCertificate::issue(&a_sign, name, device_id, *leaf.as_bytes(), created_ms).unwrap();
+                json!({"user_seed_hex": hx(a_seed), "user_public_hex": hx(a_sign.public_key().as_bytes()),
+                   "username": name, "device_id_hex": hx(device_id), "leaf_key_hex": hx(leaf.as_bytes()),
+                   "created_ms": created_ms, "certificate_hex": hx(cert.encode())})
+            })
+            .collect();
+    let sn2 =
+        SafetyNumber::compute_v2("alice", (&ap, &a_sign.public_key()), "bob", (&bp, &b_sign.public_key()))
+            .unwrap();
+    let safety_v2 = vec![json!({"a_username": "alice", "a_public_hex": hx(ap.as_bytes()),
+                               "a_signing_public_hex": hx(a_sign.public_key().as_bytes()), "b_username": "bob",
+                               "b_public_hex": hx(bp.as_bytes()), "b_signing_public_hex": hx(b_sign.public_key().as_bytes()),
+                               "number": sn2.digits()})];
+
     json!({
         "version": 1,
         "argon2id": argon, "hkdf_sha256": hkdf, "x25519": x25519, "pair_key": pair_key, "message": messages,
         "key_backup": key_backup, "attachment": attachment, "safety_number": safety,
+        "device_certificate": device_certificate, "safety_number_v2": safety_v2,
     })
 }
 
@@ -227,6 +255,8 @@ fn vector_file_is_what_the_code_produces() {
         "key_backup",
         "attachment",
         "safety_number",
+        "device_certificate",
+        "safety_number_v2",
     ] {
         let list = committed[section].as_array().unwrap_or_else(|| panic!("section {section}"));
         assert!(!list.is_empty(), "section {section} is empty");
@@ -361,6 +391,37 @@ fn vectors_check_from_their_own_fields() {
             &PublicKey::from(arr32(&e["a_public_hex"])),
             e["b_username"].as_str().unwrap(),
             &PublicKey::from(arr32(&e["b_public_hex"])),
+        )
+        .unwrap();
+        assert_eq!(sn.digits(), e["number"]);
+    }
+    for e in v["device_certificate"].as_array().unwrap() {
+        let user = SigningSecret::from_seed(arr32(&e["user_seed_hex"]));
+        assert_eq!(hx(user.public_key().as_bytes()), e["user_public_hex"]);
+        let cert = DeviceCertificate::decode(&unhex(&e["certificate_hex"])).unwrap();
+        let name = e["username"].as_str().unwrap();
+        cert.verify(&user.public_key(), name, &unhex(&e["leaf_key_hex"])).unwrap();
+        assert_eq!(
+            (cert.device_id.to_vec(), cert.created_ms),
+            (unhex(&e["device_id_hex"]), e["created_ms"].as_u64().unwrap())
+        );
+        // The signature by the upstream crate, over the label and the body (Ed25519 is deterministic).
+        use ed25519_dalek::Signer as _;
+        let bytes = unhex(&e["certificate_hex"]);
+        let body = &bytes[..bytes.len() - 64];
+        let upstream = ed25519_dalek::SigningKey::from_bytes(&arr32(&e["user_seed_hex"]));
+        assert_eq!(
+            upstream.sign(&[DEVICE_CERT_LABEL, body].concat()).to_bytes()[..],
+            bytes[bytes.len() - 64..]
+        );
+    }
+    for e in v["safety_number_v2"].as_array().unwrap() {
+        let key = |k: &str| SigningPublic::from_bytes(&unhex(&e[k])).unwrap();
+        let sn = SafetyNumber::compute_v2(
+            e["a_username"].as_str().unwrap(),
+            (&PublicKey::from(arr32(&e["a_public_hex"])), &key("a_signing_public_hex")),
+            e["b_username"].as_str().unwrap(),
+            (&PublicKey::from(arr32(&e["b_public_hex"])), &key("b_signing_public_hex")),
         )
         .unwrap();
         assert_eq!(sn.digits(), e["number"]);
