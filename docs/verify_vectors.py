@@ -183,6 +183,16 @@ def main() -> None:
         db = digits(s2["b_username"], b(s2["b_public_hex"]) + b(s2["b_signing_public_hex"]), label)
         check("".join(sorted([da, db])), s2["number"], "safety number v2")
 
+    for a in v.get("archive_entry", []):
+        owner, sender = a["owner"].encode(), a["sender"].encode()
+        aad = (b"sealroom/v2/archive\x01" + bytes([len(owner)]) + owner
+               + struct.pack(">QQ", a["conversation_id"], a["log_sequence"])
+               + bytes([len(sender)]) + sender + struct.pack(">Q", a["sent_ms"]))
+        check(aad, a["aad_hex"], "archive aad")
+        key, nonce = b(a["archive_key_hex"]), b(a["nonce_hex"])
+        ct = crypto_aead_xchacha20poly1305_ietf_encrypt(pad(b(a["plaintext_hex"])), aad, nonce, key)
+        check(b"\x01" + nonce + ct, a["entry_hex"], "archive entry")
+
     print(f"verify_vectors: {CHECKS} checks passed against {path.name} (argon2-cffi, libsodium, OpenSSL)")
 
 

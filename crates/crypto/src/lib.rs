@@ -40,6 +40,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod archive;
 mod attachment;
 mod backup;
 mod device;
@@ -54,6 +55,10 @@ mod safety;
 #[cfg(test)]
 mod tests;
 
+pub use archive::{
+    open_archive_entry, seal_archive_entry, seal_archive_entry_with_nonce, ArchiveKey, ArchivePlace,
+    AAD_LABEL_ARCHIVE, ARCHIVE_VERSION,
+};
 pub use attachment::{
     chunk_nonce, decrypt_attachment, encrypt_attachment, encrypted_size, FileDecryptor, StreamDecryptor,
     StreamEncryptor, AAD_ATTACHMENT, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE,

@@ -225,11 +225,43 @@ fn generate() -> Value {
                                "b_public_hex": hx(bp.as_bytes()), "b_signing_public_hex": hx(b_sign.public_key().as_bytes()),
                                "number": sn2.digits()})];
 
+    let archive_key = [0x5eu8; 32];
+    let archive: Vec<Value> = [
+        (
+            "alice",
+            7u64,
+            42u64,
+            "bob",
+            1_700_000_000_000u64,
+            Payload::Text("from the archive ✓".into()),
+            [0x24u8; 24],
+        ),
+        ("bob", 7, 43, "bob", 1_700_000_000_500, Payload::Text(String::new()), [0x99; 24]),
+    ]
+    .into_iter()
+    .map(|(owner, conversation_id, log_sequence, sender, sent_ms, payload, nonce)| {
+        let place = ArchivePlace {
+            owner: owner.into(),
+            conversation_id,
+            log_sequence,
+            sender: sender.into(),
+            sent_ms,
+        };
+        let entry =
+            seal_archive_entry_with_nonce(&ArchiveKey::from_bytes(archive_key), &place, &payload, &nonce)
+                .unwrap();
+        json!({"archive_key_hex": hx(archive_key), "owner": owner, "conversation_id": conversation_id,
+               "log_sequence": log_sequence, "sender": sender, "sent_ms": sent_ms,
+               "plaintext_hex": hx(payload.encode().unwrap()), "nonce_hex": hx(nonce),
+               "aad_hex": hx(place.aad().unwrap()), "entry_hex": hx(entry)})
+    })
+    .collect();
+
     json!({
         "version": 1,
         "argon2id": argon, "hkdf_sha256": hkdf, "x25519": x25519, "pair_key": pair_key, "message": messages,
         "key_backup": key_backup, "attachment": attachment, "safety_number": safety,
-        "device_certificate": device_certificate, "safety_number_v2": safety_v2,
+        "device_certificate": device_certificate, "safety_number_v2": safety_v2, "archive_entry": archive,
     })
 }
 
@@ -257,6 +289,7 @@ fn vector_file_is_what_the_code_produces() {
         "safety_number",
         "device_certificate",
         "safety_number_v2",
+        "archive_entry",
     ] {
         let list = committed[section].as_array().unwrap_or_else(|| panic!("section {section}"));
         assert!(!list.is_empty(), "section {section} is empty");
@@ -414,6 +447,25 @@ fn vectors_check_from_their_own_fields() {
             upstream.sign(&[DEVICE_CERT_LABEL, body].concat()).to_bytes()[..],
             bytes[bytes.len() - 64..]
         );
+    }
+    for e in v["archive_entry"].as_array().unwrap() {
+        let place = ArchivePlace {
+            owner: e["owner"].as_str().unwrap().into(),
+            conversation_id: e["conversation_id"].as_u64().unwrap(),
+            log_sequence: e["log_sequence"].as_u64().unwrap(),
+            sender: e["sender"].as_str().unwrap().into(),
+            sent_ms: e["sent_ms"].as_u64().unwrap(),
+        };
+        assert_eq!(hx(place.aad().unwrap()), e["aad_hex"]);
+        let key = arr32(&e["archive_key_hex"]);
+        let entry = unhex(&e["entry_hex"]);
+        let opened = open_archive_entry(&ArchiveKey::from_bytes(key), &place, &entry).unwrap();
+        assert_eq!(hx(opened.encode().unwrap()), e["plaintext_hex"]);
+        // The AEAD layer by the upstream crate.
+        let upstream = XChaCha20Poly1305::new((&key).into())
+            .decrypt((&entry[1..25]).into(), AeadPayload { msg: &entry[25..], aad: &unhex(&e["aad_hex"]) })
+            .unwrap();
+        assert_eq!(hx(upstream), hx(crate::payload::pad(&unhex(&e["plaintext_hex"])).unwrap()));
     }
     for e in v["safety_number_v2"].as_array().unwrap() {
         let key = |k: &str| SigningPublic::from_bytes(&unhex(&e[k])).unwrap();
