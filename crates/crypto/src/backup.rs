@@ -9,6 +9,10 @@
 //!   0x01 identity secret: 32 bytes; exactly once
 //!   0x02 pinned peer: name_len: u8 | username | public key (32) | flags: u8 (bit 0: verified)
 //!   0x03 settings: UTF-8 text (the client's own JSON); at most once
+//!   0x04 identity signing seed (version 2): 32 bytes; at most once
+//!   0x05 history archive key (version 2): 32 bytes; at most once
+//!   0x06 pinned peer, version 2: name_len: u8 | username | X25519 public (32)
+//!        | Ed25519 public (32) | flags: u8 (instead of 0x02 for that peer)
 //!   other tags: kept verbatim and written back, so an older client re-sealing a backup made
 //!   by a newer one loses nothing.
 //! ```
@@ -23,6 +27,8 @@ use std::collections::BTreeMap;
 
 use zeroize::Zeroizing;
 
+use crate::archive::ArchiveKey;
+use crate::device::{SigningPublic, SigningSecret};
 use crate::identity::{IdentitySecret, PublicKey, KEY_LEN};
 use crate::kdf::{random_bytes, xopen, xseal};
 use crate::password::BackupKey;
@@ -43,6 +49,9 @@ pub const MAX_SEALED_BACKUP: usize = 1 << 20;
 const TAG_IDENTITY: u8 = 0x01;
 const TAG_PIN: u8 = 0x02;
 const TAG_SETTINGS: u8 = 0x03;
+const TAG_SIGNING: u8 = 0x04;
+const TAG_ARCHIVE: u8 = 0x05;
+const TAG_PIN_V2: u8 = 0x06;
 const FLAG_VERIFIED: u8 = 0x01;
 
 /// A peer's identity key as this user first saw it (trust on first use).
@@ -50,6 +59,8 @@ const FLAG_VERIFIED: u8 = 0x01;
 pub struct Pin {
     /// The pinned key.
     pub public_key: PublicKey,
+    /// The peer's Ed25519 identity signing key, once pinned (version 2).
+    pub signing_key: Option<SigningPublic>,
     /// The user compared safety numbers and marked the key verified.
     pub verified: bool,
     /// Flag bits this build does not know, kept as found.
@@ -64,6 +75,10 @@ pub struct BackupContents {
     pub pins: BTreeMap<String, Pin>,
     /// The client's settings (opaque text, JSON by convention).
     pub settings: Option<String>,
+    /// The user's Ed25519 identity signing key (version 2).
+    pub signing: Option<SigningSecret>,
+    /// The user's history archive key (version 2).
+    pub archive_key: Option<ArchiveKey>,
     /// Records of newer versions, kept verbatim: (tag, value).
     pub unknown: Vec<(u8, Vec<u8>)>,
     /// Which write this is (authenticated with the sealed backup; 0 for a format-1 backup).
@@ -76,6 +91,8 @@ impl std::fmt::Debug for BackupContents {
             .field("identity", &self.identity)
             .field("pins", &self.pins)
             .field("settings", &self.settings.as_ref().map(|s| s.len()))
+            .field("signing", &self.signing)
+            .field("archive_key", &self.archive_key)
             .field("unknown", &self.unknown.len())
             .field("generation", &self.generation)
             .finish()
@@ -85,7 +102,15 @@ impl std::fmt::Debug for BackupContents {
 impl BackupContents {
     /// Contents holding only an identity: a new account's first backup (generation 1).
     pub fn new(identity: IdentitySecret) -> Self {
-        BackupContents { identity, pins: BTreeMap::new(), settings: None, unknown: Vec::new(), generation: 1 }
+        BackupContents {
+            identity,
+            pins: BTreeMap::new(),
+            settings: None,
+            signing: None,
+            archive_key: None,
+            unknown: Vec::new(),
+            generation: 1,
+        }
     }
 
     /// Folds in a newer copy stored by another client (after a stale write was refused):
@@ -101,6 +126,13 @@ impl BackupContents {
         if self.settings.is_none() {
             self.settings = theirs.settings;
         }
+        // Version 2 keys are made once per account: a copy that has them is the one to keep.
+        if self.signing.is_none() {
+            self.signing = theirs.signing;
+        }
+        if self.archive_key.is_none() {
+            self.archive_key = theirs.archive_key;
+        }
         for record in theirs.unknown {
             if !self.unknown.contains(&record) {
                 self.unknown.push(record);
@@ -113,16 +145,25 @@ impl BackupContents {
         let mut out = Zeroizing::new(Vec::with_capacity(64 + self.pins.len() * 64));
         out.push(CONTENTS_VERSION);
         record(&mut out, TAG_IDENTITY, &self.identity.to_bytes()[..])?;
+        if let Some(signing) = &self.signing {
+            record(&mut out, TAG_SIGNING, &Zeroizing::new(signing.seed())[..])?;
+        }
+        if let Some(archive) = &self.archive_key {
+            record(&mut out, TAG_ARCHIVE, &archive.to_bytes()[..])?;
+        }
         for (name, pin) in &self.pins {
             if name.is_empty() || name.len() > 255 {
                 return Err(Error::Malformed("pinned username"));
             }
-            let mut value = Vec::with_capacity(1 + name.len() + KEY_LEN + 1);
+            let mut value = Vec::with_capacity(1 + name.len() + 2 * KEY_LEN + 1);
             value.push(name.len() as u8);
             value.extend_from_slice(name.as_bytes());
             value.extend_from_slice(pin.public_key.as_bytes());
+            if let Some(signing) = &pin.signing_key {
+                value.extend_from_slice(signing.as_bytes());
+            }
             value.push(pin.other_flags & !FLAG_VERIFIED | if pin.verified { FLAG_VERIFIED } else { 0 });
-            record(&mut out, TAG_PIN, &value)?;
+            record(&mut out, if pin.signing_key.is_some() { TAG_PIN_V2 } else { TAG_PIN }, &value)?;
         }
         if let Some(settings) = &self.settings {
             record(&mut out, TAG_SETTINGS, settings.as_bytes())?;
@@ -143,6 +184,9 @@ impl BackupContents {
         let mut identity = None;
         let mut pins = BTreeMap::new();
         let mut settings = None;
+        let mut signing = None;
+        let mut archive_key = None;
+        let mut pins_v2: BTreeMap<String, Pin> = BTreeMap::new();
         let mut unknown = Vec::new();
         while !r.is_empty() {
             let tag = r.u8()?;
@@ -156,24 +200,44 @@ impl BackupContents {
                         return Err(Error::Malformed("backup has two identities"));
                     }
                 }
-                TAG_PIN => {
+                TAG_PIN | TAG_PIN_V2 => {
                     let mut v = Reader::new(value);
                     let name_len = v.u8()? as usize;
                     let name = std::str::from_utf8(v.take(name_len)?)
                         .map_err(|_| Error::Malformed("pinned username"))?
                         .to_owned();
                     let public_key = PublicKey::from(v.array::<KEY_LEN>()?);
+                    let signing_key = match tag {
+                        TAG_PIN_V2 => Some(SigningPublic::from_bytes(&v.array::<32>()?)?),
+                        _ => None,
+                    };
                     let flags = v.u8()?;
                     if !v.is_empty() || name.is_empty() {
                         return Err(Error::Malformed("pin record"));
                     }
                     let pin = Pin {
                         public_key,
+                        signing_key,
                         verified: flags & FLAG_VERIFIED != 0,
                         other_flags: flags & !FLAG_VERIFIED,
                     };
-                    if pins.insert(name, pin).is_some() {
+                    let map = if tag == TAG_PIN_V2 { &mut pins_v2 } else { &mut pins };
+                    if map.insert(name, pin).is_some() {
                         return Err(Error::Malformed("backup pins a user twice"));
+                    }
+                }
+                TAG_SIGNING => {
+                    let seed: [u8; 32] =
+                        value.try_into().map_err(|_| Error::Malformed("backup signing key"))?;
+                    if signing.replace(SigningSecret::from_seed(seed)).is_some() {
+                        return Err(Error::Malformed("backup has two signing keys"));
+                    }
+                }
+                TAG_ARCHIVE => {
+                    let key: [u8; 32] =
+                        value.try_into().map_err(|_| Error::Malformed("backup archive key"))?;
+                    if archive_key.replace(ArchiveKey::from_bytes(key)).is_some() {
+                        return Err(Error::Malformed("backup has two archive keys"));
                     }
                 }
                 TAG_SETTINGS => {
@@ -186,7 +250,19 @@ impl BackupContents {
             }
         }
         let identity = identity.ok_or(Error::Malformed("backup without identity"))?;
-        Ok(BackupContents { identity, pins, settings, unknown, generation: 0 })
+        // A version 1 client keeps 0x06 records as unknown and may have pinned the same user
+        // again with 0x02: its pin wins when it names another X25519 key (a key change the user
+        // accepted there), the version 2 pin (which also holds the signing key) otherwise.
+        for (name, v2) in pins_v2 {
+            match pins.get(&name) {
+                Some(v1) if v1.public_key != v2.public_key => {}
+                previous => {
+                    let verified = v2.verified || previous.is_some_and(|p| p.verified);
+                    pins.insert(name, Pin { verified, ..v2 });
+                }
+            }
+        }
+        Ok(BackupContents { identity, pins, settings, signing, archive_key, unknown, generation: 0 })
     }
 }
 

@@ -191,9 +191,10 @@ impl Vault {
             // its absence is a lost pin (an older backup served), not a first use.
             None if self.directory.wrote_to(peer) => self.key_changed(peer, None, key),
             None => {
-                self.contents
-                    .pins
-                    .insert(peer.to_string(), Pin { public_key: key, verified: false, other_flags: 0 });
+                self.contents.pins.insert(
+                    peer.to_string(),
+                    Pin { public_key: key, signing_key: None, verified: false, other_flags: 0 },
+                );
                 Ok(PeerKey::FirstUse(key))
             }
         }
@@ -233,9 +234,10 @@ impl Vault {
     /// pin (unverified). The caller saves the backup. False when no change was pending.
     pub fn accept_new_key(&mut self, peer: &Username) -> bool {
         let Some(change) = self.changes.remove(peer) else { return false };
-        self.contents
-            .pins
-            .insert(peer.to_string(), Pin { public_key: change.new_key, verified: false, other_flags: 0 });
+        self.contents.pins.insert(
+            peer.to_string(),
+            Pin { public_key: change.new_key, signing_key: None, verified: false, other_flags: 0 },
+        );
         self.pairs.remove(peer);
         true
     }

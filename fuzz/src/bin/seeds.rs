@@ -246,9 +246,10 @@ fn main() {
     write("payload", &plain);
 
     let mut contents = BackupContents::new(alice());
-    contents
-        .pins
-        .insert("bob".into(), Pin { public_key: bob().public_key(), verified: true, other_flags: 0 });
+    contents.pins.insert(
+        "bob".into(),
+        Pin { public_key: bob().public_key(), signing_key: None, verified: true, other_flags: 0 },
+    );
     contents.settings = Some(r#"{"theme":"dark"}"#.into());
     contents.unknown.push((0x7f, vec![1, 2, 3]));
     contents.generation = 7;

@@ -54,7 +54,7 @@ proptest! {
     ) {
         let mut c = BackupContents::new(IdentitySecret::from_bytes([3; 32]));
         for (name, (pk, verified)) in &pins {
-            c.pins.insert(name.clone(), Pin { public_key: PublicKey::from(*pk), verified: *verified, other_flags: 0 });
+            c.pins.insert(name.clone(), Pin { public_key: PublicKey::from(*pk), signing_key: None, verified: *verified, other_flags: 0 });
         }
         c.settings = settings.clone();
         let k = BackupKey::from_bytes([2; 32]);

@@ -140,10 +140,13 @@ fn an_authentic_payload_of_an_unknown_type_says_so() {
 
 fn contents() -> BackupContents {
     let mut c = BackupContents::new(IdentitySecret::from_bytes([5; 32]));
-    c.pins.insert("bob".into(), Pin { public_key: PublicKey::from([8; 32]), verified: true, other_flags: 0 });
+    c.pins.insert(
+        "bob".into(),
+        Pin { public_key: PublicKey::from([8; 32]), signing_key: None, verified: true, other_flags: 0 },
+    );
     c.pins.insert(
         "carol".into(),
-        Pin { public_key: PublicKey::from([9; 32]), verified: false, other_flags: 0x40 },
+        Pin { public_key: PublicKey::from([9; 32]), signing_key: None, verified: false, other_flags: 0x40 },
     );
     c.settings = Some(r#"{"theme":"dark"}"#.into());
     c.unknown.push((0x77, vec![1, 2, 3]));
@@ -347,12 +350,15 @@ fn debug_output_never_contains_secrets() {
 #[test]
 fn merging_a_newer_copy_keeps_every_pin_and_prefers_ours() {
     let mut ours = BackupContents::new(IdentitySecret::from_bytes([5; 32]));
-    ours.pins
-        .insert("bob".into(), Pin { public_key: PublicKey::from([1; 32]), verified: true, other_flags: 0 });
+    ours.pins.insert(
+        "bob".into(),
+        Pin { public_key: PublicKey::from([1; 32]), signing_key: None, verified: true, other_flags: 0 },
+    );
     let mut theirs = contents();
-    theirs
-        .pins
-        .insert("dave".into(), Pin { public_key: PublicKey::from([4; 32]), verified: false, other_flags: 0 });
+    theirs.pins.insert(
+        "dave".into(),
+        Pin { public_key: PublicKey::from([4; 32]), signing_key: None, verified: false, other_flags: 0 },
+    );
     ours.merge_from(theirs);
     let names: Vec<&String> = ours.pins.keys().collect();
     assert_eq!(names, ["bob", "carol", "dave"]);
@@ -440,4 +446,60 @@ fn payload_decoding_holds_the_format_limits() {
     text.extend(((MAX_TEXT_BYTES + 1) as u32).to_be_bytes());
     text.extend(std::iter::repeat_n(b'a', MAX_TEXT_BYTES + 1));
     assert_eq!(Payload::decode(&text).unwrap_err(), Error::Malformed("payload text"));
+}
+
+/// Version 2 records survive a round trip, and a pin a version 1 client added beside a
+/// version 2 pin is resolved without losing the user's decisions.
+#[test]
+fn backup_version_2_records_round_trip_and_mixed_pins_resolve() {
+    let mut c = BackupContents::new(IdentitySecret::from_bytes([3; 32]));
+    let signing = SigningSecret::from_seed([4; 32]);
+    let bob_signing = SigningSecret::from_seed([5; 32]).public_key();
+    c.signing = Some(SigningSecret::from_seed(signing.seed()));
+    c.archive_key = Some(ArchiveKey::from_bytes([6; 32]));
+    c.pins.insert(
+        "bob".into(),
+        Pin {
+            public_key: PublicKey::from([8; 32]),
+            signing_key: Some(bob_signing),
+            verified: true,
+            other_flags: 0x40,
+        },
+    );
+    c.pins.insert(
+        "carol".into(),
+        Pin { public_key: PublicKey::from([9; 32]), signing_key: None, verified: false, other_flags: 0 },
+    );
+    let bytes = c.encode().unwrap();
+    let back = BackupContents::decode(&bytes).unwrap();
+    assert_eq!(back.signing.as_ref().map(|s| s.public_key()), Some(signing.public_key()));
+    assert_eq!(back.archive_key, c.archive_key);
+    assert_eq!(back.pins, c.pins);
+    assert_eq!(back.encode().unwrap(), bytes);
+
+    // A version 1 client kept bob's 0x06 record as unknown and wrote a 0x02 pin for him too.
+    let record = |tag: u8, value: &[u8]| [&[tag][..], &(value.len() as u32).to_be_bytes(), value].concat();
+    let v2_pin = [&[3u8][..], b"bob", &[8; 32], bob_signing.as_bytes(), &[0x00]].concat();
+    let base = [&[1u8][..], &record(1, &[3; 32])].concat();
+    // Same X25519 key: the version 2 pin wins (it has the signing key), verified from either.
+    let same =
+        [&base[..], &record(2, &[&[3u8][..], b"bob", &[8; 32], &[0x01]].concat()), &record(6, &v2_pin)]
+            .concat();
+    let pin = BackupContents::decode(&same).unwrap().pins["bob"];
+    assert_eq!((pin.signing_key, pin.verified), (Some(bob_signing), true));
+    // Another X25519 key: the user accepted a key change there; that pin wins.
+    let changed =
+        [&base[..], &record(2, &[&[3u8][..], b"bob", &[7; 32], &[0x00]].concat()), &record(6, &v2_pin)]
+            .concat();
+    let pin = BackupContents::decode(&changed).unwrap().pins["bob"];
+    assert_eq!((pin.public_key, pin.signing_key), (PublicKey::from([7; 32]), None));
+    // Two signing keys, two archive keys, a bad length, a second 0x06 pin: refused.
+    for bad in [
+        [&base[..], &record(4, &[1; 32]), &record(4, &[2; 32])].concat(),
+        [&base[..], &record(5, &[1; 32]), &record(5, &[2; 32])].concat(),
+        [&base[..], &record(4, &[1; 31])].concat(),
+        [&base[..], &record(6, &v2_pin), &record(6, &v2_pin)].concat(),
+    ] {
+        assert!(BackupContents::decode(&bad).is_err());
+    }
 }

@@ -153,7 +153,9 @@ fn generate() -> Value {
         .collect();
 
     let mut contents = BackupContents::new(a.clone());
-    contents.pins.insert("bob".into(), Pin { public_key: bp, verified: true, other_flags: 0 });
+    contents
+        .pins
+        .insert("bob".into(), Pin { public_key: bp, signing_key: None, verified: true, other_flags: 0 });
     contents.settings = Some(r#"{"theme":"dark"}"#.into());
     let nonce = [0x5c; 24];
     let plaintext = contents.encode().unwrap();
@@ -164,7 +166,24 @@ fn generate() -> Value {
     // Format 2: the generation in the header and the AAD.
     contents.generation = 7;
     let sealed = seal_backup_with_nonce(&keys.backup_key, "alice", &contents, &nonce).unwrap();
+    // Version 2 contents: the signing seed and archive key after the identity, bob pinned with
+    // his Ed25519 key too (a 0x06 record).
+    let mut contents_v2 = BackupContents::new(a.clone());
+    contents_v2.signing = Some(SigningSecret::from_seed(arr32(&json!(ED_A_SEED))));
+    contents_v2.archive_key = Some(ArchiveKey::from_bytes([0x5e; 32]));
+    let bob_signing = SigningSecret::from_seed(arr32(&json!(ED_B_SEED))).public_key();
+    contents_v2.pins.insert(
+        "bob".into(),
+        Pin { public_key: bp, signing_key: Some(bob_signing), verified: true, other_flags: 0 },
+    );
+    contents_v2.generation = 8;
+    let plaintext_v2 = contents_v2.encode().unwrap();
+    let sealed_v2 = seal_backup_with_nonce(&keys.backup_key, "alice", &contents_v2, &nonce).unwrap();
     let key_backup = vec![
+        json!({"format": 2, "generation": 8, "username": "alice", "backup_key_hex": hx(keys.backup_key.expose_bytes()),
+            "nonce_hex": hx(nonce), "aad_hex": hx(backup_aad("alice", 8).unwrap()),
+            "plaintext_hex": hx(&plaintext_v2[..]), "ciphertext_hex": hx(&sealed_v2[33..]),
+            "sealed_hex": hx(&sealed_v2), "contents": "version 2 records"}),
         json!({"format": 1, "generation": 0, "username": "alice", "backup_key_hex": hx(keys.backup_key.expose_bytes()),
             "nonce_hex": hx(nonce), "aad_hex": hx(&aad_v1),
             "plaintext_hex": hx(&plaintext[..]), "ciphertext_hex": hx(&ct_v1),
