@@ -205,7 +205,6 @@ async fn a_flood_of_malformed_frames_closes_the_connection() {
 /// `rate_limited` error and is closed; the others are unaffected.
 #[tokio::test]
 async fn one_user_cannot_hold_more_connections_than_the_cap() {
-    use sealroom_protocol::{ErrorCode, ServerFrame};
     let server = TestServer::start_with(&["--max-connections-per-user", "4"]);
     let alice = server.register("alice").await;
     let mut kept = Vec::new();
@@ -214,23 +213,36 @@ async fn one_user_cannot_hold_more_connections_than_the_cap() {
     }
     for _ in 0..3 {
         // The relay's first frame is the refusal, then it closes (1008).
-        match alice.connect().await {
-            Err(sealroom_client::ClientError::Api(e)) => {
-                assert_eq!(e.error, ErrorCode::RateLimited);
-                assert!(e.message.contains("at most 4"), "{}", e.message);
-            }
-            other => panic!("expected a rate_limited refusal, got {other:?}"),
-        }
+        assert_refused(&alice, "at most 4").await;
     }
     // The four still work; closing one frees a place.
-    kept.pop().unwrap().close().await;
+    a_freed_place_is_taken_again(kept.pop().unwrap(), &alice).await;
+}
+
+/// A connection past a limit is refused with `rate_limited` and a message saying which.
+async fn assert_refused(who: &sealroom_client::Session, says: &str) {
+    match who.connect().await {
+        Err(sealroom_client::ClientError::Api(e)) => {
+            assert_eq!(e.error, sealroom_protocol::ErrorCode::RateLimited);
+            assert!(e.message.contains(says), "{}", e.message);
+        }
+        other => panic!("expected a rate_limited refusal, got {other:?}"),
+    }
+}
+
+/// Once `freed` is closed, `who` connects again and the new connection works.
+async fn a_freed_place_is_taken_again(freed: sealroom_client::Connection, who: &sealroom_client::Session) {
+    freed.close().await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let mut again = alice.connect().await.unwrap();
+    let mut again = who.connect().await.unwrap();
     again
         .send(&sealroom_protocol::ClientFrame::Sync { since: sealroom_protocol::MessageId(0) })
         .await
         .unwrap();
-    sealroom_tests::expect_frame(&mut again, "synced", |f| matches!(f, ServerFrame::Synced { .. })).await;
+    sealroom_tests::expect_frame(&mut again, "synced", |f| {
+        matches!(f, sealroom_protocol::ServerFrame::Synced { .. })
+    })
+    .await;
 }
 
 /// Found: a WebSocket whose handshake was in flight during a logout stayed open and
@@ -707,28 +719,14 @@ async fn the_remaining_size_limits_and_the_idle_timeout_hold() {
 /// taken again. A limit the open-file limit cannot fit stops the relay at start, saying so.
 #[tokio::test]
 async fn the_relay_holds_no_more_connections_than_it_is_set_to() {
-    use sealroom_protocol::{ErrorCode, ServerFrame};
     let server = TestServer::start_with(&["--max-connections", "3"]);
     let (alice, bob) = (server.register("alice").await, server.register("bob").await);
     let mut kept =
         vec![alice.connect().await.unwrap(), bob.connect().await.unwrap(), bob.connect().await.unwrap()];
     for who in [&alice, &bob] {
-        match who.connect().await {
-            Err(sealroom_client::ClientError::Api(e)) => {
-                assert_eq!(e.error, ErrorCode::RateLimited);
-                assert!(e.message.contains("at most 3 connections"), "{}", e.message);
-            }
-            other => panic!("expected a rate_limited refusal, got {other:?}"),
-        }
+        assert_refused(who, "at most 3 connections").await;
     }
-    kept.remove(0).close().await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let mut again = alice.connect().await.unwrap();
-    again
-        .send(&sealroom_protocol::ClientFrame::Sync { since: sealroom_protocol::MessageId(0) })
-        .await
-        .unwrap();
-    sealroom_tests::expect_frame(&mut again, "synced", |f| matches!(f, ServerFrame::Synced { .. })).await;
+    a_freed_place_is_taken_again(kept.remove(0), &alice).await;
     drop(kept);
 
     // Far more than any open-file limit can reach (Linux's nr_open is at most 2^30), and none.
