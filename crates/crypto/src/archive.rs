@@ -17,8 +17,8 @@
 
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::kdf::{random_bytes, xopen, xseal};
-use crate::payload::{pad, unpad, Payload};
+use crate::kdf::random_bytes;
+use crate::payload::{open_payload, seal_payload, Payload};
 use crate::{Error, Result};
 
 /// The label at the start of every entry's associated data.
@@ -107,9 +107,7 @@ pub fn seal_archive_entry_with_nonce(
     payload: &Payload,
     nonce: &[u8; 24],
 ) -> Result<Vec<u8>> {
-    let encoded = Zeroizing::new(payload.encode()?);
-    let padded = Zeroizing::new(pad(&encoded)?);
-    let ct = xseal(&key.0, nonce, &place.aad()?, &padded)?;
+    let ct = seal_payload(&key.0, nonce, &place.aad()?, payload)?;
     let mut entry = Vec::with_capacity(1 + 24 + ct.len());
     entry.push(ARCHIVE_VERSION);
     entry.extend_from_slice(nonce);
@@ -129,11 +127,7 @@ pub fn open_archive_entry(key: &ArchiveKey, place: &ArchivePlace, entry: &[u8]) 
     }
     let (nonce, ct) = rest.split_at(24);
     let nonce: [u8; 24] = nonce.try_into().map_err(|_| Error::Decryption)?;
-    let padded = Zeroizing::new(xopen(&key.0, &nonce, &place.aad()?, ct)?);
-    unpad(&padded).and_then(Payload::decode).map_err(|e| match e {
-        Error::UnsupportedVersion { .. } => e,
-        _ => Error::Decryption,
-    })
+    open_payload(&key.0, &nonce, &place.aad()?, ct)
 }
 
 #[cfg(test)]

@@ -12,11 +12,9 @@
 //! ```
 //! `AAD = "sealroom/v1/msg" | sender public key (32) | recipient public key (32) | envelope[0..25]`.
 
-use zeroize::Zeroizing;
-
 use crate::identity::{PairKey, PublicKey};
-use crate::kdf::{random_bytes, xopen, xseal};
-use crate::payload::{pad, unpad, Payload, MAX_PADDED, MIN_PADDED};
+use crate::kdf::random_bytes;
+use crate::payload::{open_payload, seal_payload, Payload, MAX_PADDED, MIN_PADDED};
 use crate::{Error, Result};
 
 /// The envelope format version this build writes and reads.
@@ -120,10 +118,8 @@ pub fn seal_message_with_nonce(
     payload: &Payload,
     nonce: &[u8; 24],
 ) -> Result<Vec<u8>> {
-    let encoded = Zeroizing::new(payload.encode()?);
-    let padded = Zeroizing::new(pad(&encoded)?);
     let aad = message_aad(sender, recipient, header);
-    let ct = xseal(&pair.0, nonce, &aad, &padded)?;
+    let ct = seal_payload(&pair.0, nonce, &aad, payload)?;
     let mut envelope = Vec::with_capacity(ENVELOPE_HEADER_LEN + ct.len());
     envelope.extend_from_slice(&header.encode());
     envelope.extend_from_slice(nonce);
@@ -148,10 +144,6 @@ pub fn open_message(
     let mut nonce = [0u8; 24];
     nonce.copy_from_slice(&envelope[25..ENVELOPE_HEADER_LEN]);
     let aad = message_aad(sender, recipient, &header);
-    let padded = Zeroizing::new(xopen(&pair.0, &nonce, &aad, &envelope[ENVELOPE_HEADER_LEN..])?);
-    let payload = unpad(&padded).and_then(Payload::decode).map_err(|e| match e {
-        Error::UnsupportedVersion { .. } => e,
-        _ => Error::Decryption,
-    })?;
+    let payload = open_payload(&pair.0, &nonce, &aad, &envelope[ENVELOPE_HEADER_LEN..])?;
     Ok(OpenedMessage { header, payload })
 }

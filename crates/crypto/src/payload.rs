@@ -218,6 +218,31 @@ pub fn unpad(padded: &[u8]) -> Result<&[u8]> {
     Ok(&padded[..end])
 }
 
+/// Encodes, pads and seals a payload with XChaCha20-Poly1305: the ciphertext (with its tag)
+/// of a message envelope and of an archive entry alike.
+pub(crate) fn seal_payload(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    aad: &[u8],
+    payload: &Payload,
+) -> Result<Vec<u8>> {
+    let encoded = zeroize::Zeroizing::new(payload.encode()?);
+    let padded = zeroize::Zeroizing::new(pad(&encoded)?);
+    crate::kdf::xseal(key, nonce, aad, &padded)
+}
+
+/// Opens what [`seal_payload`] sealed. Every failure is the opaque [`Error::Decryption`]
+/// (a payload that decrypts but does not parse cannot come from an honest sender), except an
+/// authentic payload of a type this build does not know: [`Error::UnsupportedVersion`], so the
+/// caller can say "update to read this" rather than "tampered".
+pub(crate) fn open_payload(key: &[u8; 32], nonce: &[u8; 24], aad: &[u8], ct: &[u8]) -> Result<Payload> {
+    let padded = zeroize::Zeroizing::new(crate::kdf::xopen(key, nonce, aad, ct)?);
+    unpad(&padded).and_then(Payload::decode).map_err(|e| match e {
+        Error::UnsupportedVersion { .. } => e,
+        _ => Error::Decryption,
+    })
+}
+
 /// A bounds-checked reader over a byte slice: every read that runs past the end is an error.
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
