@@ -1,4 +1,5 @@
-//! Sealroom's end-to-end cryptography, version 1.
+//! Sealroom's end-to-end cryptography, version 1, and the first formats of version 2 (the
+//! identity signing key, device certificates, the history archive; not yet used by clients).
 //!
 //! This crate is what makes the relay unable to read anything: every key is made on the
 //! client, and every byte the relay stores is produced here. It builds natively and for

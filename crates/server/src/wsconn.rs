@@ -342,7 +342,10 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1024);
         let mut conn = WsConn::new(server, BytesMut::new(), 1000);
         client.write_all(&[0x81, 0xff, 0, 0, 0, 1, 0, 0, 0, 0]).await.unwrap();
-        assert!(matches!(conn.recv().await, Some(Err(WsError::TooLarge(1000)))));
+        // (Without the header check the codec would wait for all 4 GiB: the timeout says so.)
+        let refused =
+            tokio::time::timeout(Duration::from_secs(5), conn.recv()).await.expect("refused at once");
+        assert!(matches!(refused, Some(Err(WsError::TooLarge(1000)))));
 
         // Fragments that add up to more than the cap.
         let (mut client, server) = tokio::io::duplex(64 * 1024);
@@ -362,6 +365,19 @@ mod tests {
             client.write_all(&bytes).await.unwrap();
             assert!(matches!(conn.recv().await, Some(Err(_))), "{what}");
         }
+    }
+
+    /// The slow-consumer policy: a client that stops reading fails the relay's write after
+    /// [`WRITE_STALL`] without progress, rather than holding the connection's task forever.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_ends_the_write_after_the_stall_limit() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let mut conn = WsConn::new(server, BytesMut::new(), 1 << 20);
+        let started = tokio::time::Instant::now();
+        // Far more than the pipe holds, and nobody reads the other end.
+        let result = conn.text(&"x".repeat(64 * 1024)).await;
+        assert!(matches!(result, Err(WsError::Stalled)), "{result:?}");
+        assert!(started.elapsed() >= WRITE_STALL);
     }
 
     #[tokio::test]
