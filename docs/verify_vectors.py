@@ -193,6 +193,18 @@ def main() -> None:
         ct = crypto_aead_xchacha20poly1305_ietf_encrypt(pad(b(a["plaintext_hex"])), aad, nonce, key)
         check(b"\x01" + nonce + ct, a["entry_hex"], "archive entry")
 
+    # A device's sealed state: HKDF-SHA256 from the signing seed, then XChaCha20-Poly1305.
+    for d in v.get("device_state", []):
+        device_id, name = b(d["device_id_hex"]), d["username"].encode()
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"sealroom/v2/device-state" + device_id).derive(b(d["user_seed_hex"]))
+        check(key, d["state_key_hex"], "device state key")
+        aad = b"sealroom/v2/device-state\x01" + bytes([len(name)]) + name + device_id
+        check(aad, d["aad_hex"], "device state aad")
+        nonce = b(d["nonce_hex"])
+        ct = crypto_aead_xchacha20poly1305_ietf_encrypt(b(d["state_hex"]), aad, nonce, key)
+        check(b"\x01" + nonce + ct, d["sealed_hex"], "device state")
+
     print(f"verify_vectors: {CHECKS} checks passed against {path.name} (argon2-cffi, libsodium, OpenSSL)")
 
 

@@ -1,5 +1,6 @@
 //! Sealroom's end-to-end cryptography, version 1, and the first formats of version 2 (the
-//! identity signing key, device certificates, the history archive; not yet used by clients).
+//! identity signing key, device certificates, the history archive, a device's sealed MLS
+//! state).
 //!
 //! This crate is what makes the relay unable to read anything: every key is made on the
 //! client, and every byte the relay stores is produced here. It builds natively and for
@@ -45,6 +46,7 @@ mod archive;
 mod attachment;
 mod backup;
 mod device;
+mod device_state;
 mod error;
 mod identity;
 mod kdf;
@@ -70,6 +72,10 @@ pub use backup::{
 };
 pub use device::{
     DeviceCertificate, SigningPublic, SigningSecret, DEVICE_CERT_LABEL, DEVICE_CERT_VERSION, DEVICE_ID_LEN,
+};
+pub use device_state::{
+    device_state_aad, open_device_state, seal_device_state, seal_device_state_with_nonce, DeviceStateKey,
+    DEVICE_STATE_LABEL, DEVICE_STATE_VERSION,
 };
 pub use error::{Error, Result};
 pub use identity::{pair_info, IdentitySecret, PairKey, PublicKey, SharedSecret, KEY_LEN};

@@ -276,11 +276,24 @@ fn generate() -> Value {
     })
     .collect();
 
+    // A device's sealed state: the key from alice's signing seed and the device id.
+    let device_state: Vec<Value> = [("alice", [0x11u8; 16], b"mls state \x00\x01".to_vec(), [0x5au8; 24])]
+        .into_iter()
+        .map(|(name, device_id, state, nonce)| {
+            let key = DeviceStateKey::derive(&a_sign, &device_id);
+            let sealed = seal_device_state_with_nonce(&key, name, &device_id, &state, &nonce).unwrap();
+            json!({"user_seed_hex": hx(a_seed), "username": name, "device_id_hex": hx(device_id),
+                   "state_key_hex": hx(key.expose_bytes()), "state_hex": hx(&state), "nonce_hex": hx(nonce),
+                   "aad_hex": hx(device_state_aad(name, &device_id).unwrap()), "sealed_hex": hx(sealed)})
+        })
+        .collect();
+
     json!({
         "version": 1,
         "argon2id": argon, "hkdf_sha256": hkdf, "x25519": x25519, "pair_key": pair_key, "message": messages,
         "key_backup": key_backup, "attachment": attachment, "safety_number": safety,
         "device_certificate": device_certificate, "safety_number_v2": safety_v2, "archive_entry": archive,
+        "device_state": device_state,
     })
 }
 
@@ -309,6 +322,7 @@ fn vector_file_is_what_the_code_produces() {
         "device_certificate",
         "safety_number_v2",
         "archive_entry",
+        "device_state",
     ] {
         let list = committed[section].as_array().unwrap_or_else(|| panic!("section {section}"));
         assert!(!list.is_empty(), "section {section} is empty");
@@ -485,6 +499,25 @@ fn vectors_check_from_their_own_fields() {
             .decrypt((&entry[1..25]).into(), AeadPayload { msg: &entry[25..], aad: &unhex(&e["aad_hex"]) })
             .unwrap();
         assert_eq!(hx(upstream), hx(crate::payload::pad(&unhex(&e["plaintext_hex"])).unwrap()));
+    }
+    for e in v["device_state"].as_array().unwrap() {
+        let device_id: [u8; 16] = unhex(&e["device_id_hex"]).try_into().unwrap();
+        let key = DeviceStateKey::derive(&SigningSecret::from_seed(arr32(&e["user_seed_hex"])), &device_id);
+        assert_eq!(hx(key.expose_bytes()), e["state_key_hex"]);
+        let name = e["username"].as_str().unwrap();
+        assert_eq!(hx(device_state_aad(name, &device_id).unwrap()), e["aad_hex"]);
+        let sealed = unhex(&e["sealed_hex"]);
+        assert_eq!(hx(&open_device_state(&key, name, &device_id, &sealed).unwrap()[..]), e["state_hex"]);
+        // HKDF and the AEAD by the upstream crates.
+        let mut okm = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(None, &unhex(&e["user_seed_hex"]))
+            .expand(&[&b"sealroom/v2/device-state"[..], &device_id].concat(), &mut okm)
+            .unwrap();
+        assert_eq!(hx(okm), e["state_key_hex"]);
+        let upstream = XChaCha20Poly1305::new((&okm).into())
+            .decrypt((&sealed[1..25]).into(), AeadPayload { msg: &sealed[25..], aad: &unhex(&e["aad_hex"]) })
+            .unwrap();
+        assert_eq!(hx(upstream), e["state_hex"]);
     }
     for e in v["safety_number_v2"].as_array().unwrap() {
         let key = |k: &str| SigningPublic::from_bytes(&unhex(&e[k])).unwrap();
