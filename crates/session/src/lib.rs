@@ -40,6 +40,8 @@
 
 mod directory;
 pub mod flows;
+#[cfg(feature = "mls")]
+pub mod mls;
 mod outbox;
 pub mod password;
 mod vault;
