@@ -24,6 +24,7 @@ pub mod endpoint;
 mod error;
 mod ids;
 pub mod limits;
+pub mod mls;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 mod username;

@@ -565,3 +565,40 @@ fn the_admins_extension_has_one_encoding() {
     }
     assert!(encode_admins(&[String::new()]).is_err());
 }
+
+#[test]
+fn the_relays_framing_reader_agrees_with_openmls() {
+    use sealroom_protocol::mls::{
+        parse_framing, wire_format, ContentType as Ct, WIRE_GROUP_INFO, WIRE_WELCOME,
+    };
+    let (alice, bob) = (user("alice"), user("bob"));
+    let p = pins(&[&alice, &bob]);
+    let p = pin_fn(&p);
+    let (mut a, mut b1, mut b2) = (device(&alice), device(&bob), device(&bob));
+    let (g, info) = a.create_group(&["alice".into()]).unwrap();
+    assert_eq!(wire_format(&info).unwrap(), WIRE_GROUP_INFO);
+    let mut log = Log { group_info: info, ..Log::default() };
+    let c = commit_and_order(
+        &mut a,
+        &g,
+        &Changes { add: vec![invitee(&bob, &mut [&mut b1])], ..Changes::default() },
+        &mut log,
+        &p,
+    );
+    let f = parse_framing(&c.message).unwrap();
+    assert_eq!(
+        (f.group_id.as_slice(), f.epoch, f.content_type, f.external_join),
+        (&g[..], 0, Ct::Commit, false)
+    );
+    assert_eq!(wire_format(c.welcome.as_ref().unwrap()).unwrap(), WIRE_WELCOME);
+    assert!(parse_framing(c.welcome.as_ref().unwrap()).is_err());
+    let m = a.encrypt(&g, 1, &text("x")).unwrap();
+    let f = parse_framing(&m).unwrap();
+    assert_eq!((f.epoch, f.content_type), (1, Ct::Application));
+    let join = b2.join_external(&log.group_info, &p).unwrap();
+    let f = parse_framing(&join.message).unwrap();
+    assert_eq!(
+        (f.group_id.as_slice(), f.epoch, f.content_type, f.external_join),
+        (&g[..], 1, Ct::Commit, true)
+    );
+}
