@@ -15,6 +15,7 @@ diesel::table! {
         created_at -> BigInt,
         last_seen -> Nullable<BigInt>,
         message_bytes -> BigInt,
+        signing_key -> Nullable<Binary>,
     }
 }
 
@@ -31,11 +32,11 @@ diesel::table! {
 diesel::table! {
     conversations (id) {
         id -> BigInt,
-        user_lo -> BigInt,
-        user_hi -> BigInt,
+        kind -> Text,
+        user_lo -> Nullable<BigInt>,
+        user_hi -> Nullable<BigInt>,
         created_at -> BigInt,
         last_activity -> BigInt,
-        kind -> Text,
     }
 }
 
@@ -48,6 +49,7 @@ diesel::table! {
         delivered_up_to -> BigInt,
         pinned -> Bool,
         hidden -> Bool,
+        admin -> Bool,
     }
 }
 
@@ -89,7 +91,66 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    devices (id) {
+        id -> Binary,
+        user_id -> BigInt,
+        certificate -> Binary,
+        created_at -> BigInt,
+        last_seen -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    key_packages (id) {
+        id -> BigInt,
+        device_id -> Binary,
+        data -> Binary,
+        last_resort -> Bool,
+    }
+}
+
+diesel::table! {
+    mls_groups (conversation_id) {
+        conversation_id -> BigInt,
+        group_id -> Binary,
+        epoch -> BigInt,
+        group_info -> Binary,
+    }
+}
+
+diesel::table! {
+    group_log (seq) {
+        seq -> BigInt,
+        conversation_id -> BigInt,
+        sender_id -> BigInt,
+        sender_device -> Binary,
+        epoch -> BigInt,
+        content_type -> Integer,
+        client_msg_id -> Binary,
+        data -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    welcomes (id) {
+        id -> BigInt,
+        device_id -> Binary,
+        conversation_id -> BigInt,
+        log_seq -> BigInt,
+        data -> Binary,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(devices -> users (user_id));
+diesel::joinable!(key_packages -> devices (device_id));
+diesel::joinable!(mls_groups -> conversations (conversation_id));
+diesel::joinable!(group_log -> conversations (conversation_id));
+diesel::joinable!(welcomes -> devices (device_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(members -> conversations (conversation_id));
 diesel::joinable!(message_blobs -> messages (message_id));
@@ -102,5 +163,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     blobs,
     message_blobs,
-    blocks
+    blocks,
+    devices,
+    key_packages,
+    mls_groups,
+    group_log,
+    welcomes
 );

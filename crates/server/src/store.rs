@@ -17,6 +17,9 @@ use sealroom_protocol::{ConversationId, ConversationKind, MessageId, UserId};
 
 use crate::schema::{blobs, blocks, conversations, members, message_blobs, messages, sessions, users};
 
+#[path = "store_mls.rs"]
+pub mod mls;
+
 /// Migrations compiled into the binary and applied at start.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
@@ -224,15 +227,31 @@ where
     }
 }
 
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 /// Opens (creating if needed) the database, applies migrations, returns the pool.
 pub fn open(database_url: &str) -> StoreResult<DbPool> {
     // WAL is a property of the file: switch it once, on one connection, before the pool opens
     // several at the same time (which would race for the lock the switch needs).
     let mut first = SqliteConnection::establish(database_url)
         .map_err(|e| StoreError::Open(format!("{database_url}: {e}")))?;
-    first
-        .batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")?;
+    // Migrations run with foreign keys off, as SQLite's way to rebuild a table requires (else
+    // dropping the old table would cascade into every row that refers to it); every reference
+    // is checked once they are done, and the relay refuses to start on a violation.
+    first.batch_execute(
+        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = OFF;",
+    )?;
     first.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Open(format!("migrations: {e}")))?;
+    let violations: i64 = diesel::sql_query("SELECT COUNT(*) AS n FROM pragma_foreign_key_check")
+        .get_result::<Count>(&mut first)?
+        .n;
+    if violations > 0 {
+        return Err(StoreError::Open(format!("{violations} rows refer to rows that do not exist")));
+    }
     drop(first);
     let manager = ConnectionManager::<SqliteConnection>::new(database_url);
     Pool::builder()

@@ -64,8 +64,11 @@ fn a_v1_database_with_messages_and_attachments_migrates_in_place() {
             "INSERT INTO users (id, username, auth_hash, kdf_salt, kdf_m_kib, kdf_t, kdf_p, identity_key,
                                 key_backup, created_at, last_seen)
                  VALUES (1, 'alice', 'h', zeroblob(16), 65536, 3, 1, zeroblob(32), x'0102', 1, NULL),
-                        (2, 'bob', 'h', zeroblob(16), 65536, 3, 1, zeroblob(32), x'0304', 1, 77);
+                        (2, 'bob', 'h', zeroblob(16), 65536, 3, 1, zeroblob(32), x'0304', 1, 77),
+                        (3, 'carol', 'h', zeroblob(16), 65536, 3, 1, zeroblob(32), x'0506', 1, NULL);
              INSERT INTO conversations (id, user_lo, user_hi, created_at, last_activity) VALUES (1, 1, 2, 10, 30);
+             INSERT INTO conversations (id, user_lo, user_hi, created_at, last_activity) VALUES (5, 1, 3, 11, 0);
+             DELETE FROM conversations WHERE id = 5;
              INSERT INTO members (conversation_id, user_id, peer_id, cleared_up_to, read_up_to, delivered_up_to,
                                   pinned, hidden)
                  VALUES (1, 1, 2, 0, 2, 2, 1, 0), (1, 2, 1, 0, 1, 1, 0, 0);
@@ -109,6 +112,9 @@ fn a_v1_database_with_messages_and_attachments_migrates_in_place() {
     let next = send(conn, alice, c, 3, &[]);
     assert_eq!(next, MessageId(3));
     assert_eq!(store::open_direct(conn, bob, alice, 5).unwrap(), c);
+    // Rebuilt for groups (version 2), the table keeps its id sequence: a deleted conversation's
+    // id is never given to another.
+    assert_eq!(store::open_direct(conn, alice, UserId(3), 6).unwrap(), ConversationId(6));
 }
 
 #[test]
@@ -421,4 +427,122 @@ fn the_hot_statements_move_markers_activity_and_closed_conversations_as_before()
     .unwrap();
     assert_eq!(member(conn, alice).pinned, !before, "the outer savepoint kept");
     assert!(!member(conn, bob).pinned, "the inner savepoint undone");
+}
+
+#[test]
+fn mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once() {
+    use store::mls::{self, Appended, CommitEffects, NewEntry, Registered};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&url(&dir)).unwrap();
+    let conn = &mut store.conn().unwrap();
+    let (alice, bob, carol) = (add_user(conn, "alice"), add_user(conn, "bob"), add_user(conn, "carol"));
+
+    // The signing key is published once; another one later is refused.
+    assert!(mls::publish_signing_key(conn, alice, &[1; 32]).unwrap());
+    assert!(mls::publish_signing_key(conn, alice, &[1; 32]).unwrap());
+    assert!(!mls::publish_signing_key(conn, alice, &[2; 32]).unwrap());
+    assert_eq!(mls::signing_key(conn, alice).unwrap(), Some(vec![1; 32]));
+
+    // Devices: an id is one user's; a revoked one stays listed but is gone for everything else.
+    let (a1, b1, b2) = (vec![0xa1; 16], vec![0xb1; 16], vec![0xb2; 16]);
+    assert_eq!(mls::register_device(conn, alice, &a1, b"cert a1", 10).unwrap(), Registered::Ok);
+    assert_eq!(mls::register_device(conn, bob, &a1, b"cert a1", 10).unwrap(), Registered::Conflict);
+    assert_eq!(mls::register_device(conn, alice, &a1, b"another", 10).unwrap(), Registered::Conflict);
+    assert_eq!(mls::register_device(conn, bob, &b1, b"cert b1", 11).unwrap(), Registered::Ok);
+    assert_eq!(mls::register_device(conn, bob, &b2, b"cert b2", 12).unwrap(), Registered::Ok);
+
+    // Key packages: one-use ones are handed out once each, then the last-resort one, kept.
+    assert!(
+        mls::add_key_packages(conn, &b1, &[b"kp1".to_vec(), b"kp2".to_vec()], Some(b"last b1"), 2).unwrap()
+    );
+    assert!(!mls::add_key_packages(conn, &b1, &[b"kp3".to_vec()], None, 2).unwrap(), "over the limit");
+    assert!(mls::add_key_packages(conn, &b2, &[], Some(b"last b2"), 2).unwrap());
+    let claimed = |conn: &mut SqliteConnection| -> Vec<(Vec<u8>, Vec<u8>)> {
+        mls::claim_key_packages(conn, bob).unwrap()
+    };
+    assert_eq!(claimed(conn), [(b1.clone(), b"kp1".to_vec()), (b2.clone(), b"last b2".to_vec())]);
+    assert_eq!(claimed(conn), [(b1.clone(), b"kp2".to_vec()), (b2.clone(), b"last b2".to_vec())]);
+    assert_eq!(claimed(conn), [(b1.clone(), b"last b1".to_vec()), (b2.clone(), b"last b2".to_vec())]);
+    assert!(mls::revoke_device(conn, bob, &b2, 20).unwrap());
+    assert!(!mls::revoke_device(conn, bob, &b2, 21).unwrap(), "already revoked");
+    assert!(!mls::revoke_device(conn, alice, &b1, 21).unwrap(), "not alice's");
+    assert_eq!(claimed(conn), [(b1.clone(), b"last b1".to_vec())]);
+    assert_eq!(mls::devices_of(conn, bob).unwrap().len(), 2);
+    assert!(mls::active_device(conn, bob, &b2).unwrap().is_none());
+
+    // A group: alice alone at epoch 0.
+    let g = mls::create_group(conn, alice, &[7; 16], b"info 0", 30).unwrap().unwrap();
+    assert_eq!(mls::create_group(conn, bob, &[7; 16], b"x", 30).unwrap(), None, "group ids are unique");
+    assert_eq!(mls::group_members(conn, g).unwrap(), [(alice, true)]);
+    let entry = |sender, device: &'static [u8], epoch, content_type, id: u8| NewEntry {
+        conversation: g,
+        sender,
+        sender_device: device,
+        epoch,
+        content_type,
+        client_msg_id: Box::leak(Box::new([id; 16])),
+        data: Box::leak(Box::new([id; 8])),
+        now: 40 + i64::from(id),
+    };
+    let a1s: &'static [u8] = &[0xa1; 16];
+    let b1s: &'static [u8] = &[0xb1; 16];
+    let welcome_to = [b1.clone()];
+    let add_bob = CommitEffects {
+        group_info: b"info 1",
+        welcome: Some((b"welcome", &welcome_to)),
+        added: &[bob],
+        removed: &[],
+    };
+    let first = mls::append(conn, &entry(alice, a1s, 0, mls::CONTENT_COMMIT, 1), Some(&add_bob)).unwrap();
+    let Appended::At(commit_seq) = first else { panic!("{first:?}") };
+    // The same commit again (a resend): the same position, nothing twice.
+    assert_eq!(
+        mls::append(conn, &entry(alice, a1s, 0, mls::CONTENT_COMMIT, 1), Some(&add_bob)).unwrap(),
+        first
+    );
+    // A second commit for epoch 0 loses; so does a message of epoch 0.
+    let update = CommitEffects { group_info: b"info x", ..CommitEffects::default() };
+    assert_eq!(
+        mls::append(conn, &entry(bob, b1s, 0, mls::CONTENT_COMMIT, 2), Some(&update)).unwrap(),
+        Appended::StaleEpoch { current: 1 }
+    );
+    assert_eq!(
+        mls::append(conn, &entry(alice, a1s, 0, mls::CONTENT_APPLICATION, 3), None).unwrap(),
+        Appended::StaleEpoch { current: 1 }
+    );
+    let group = mls::group(conn, g).unwrap().unwrap();
+    assert_eq!((group.epoch, group.group_info.as_slice()), (1, &b"info 1"[..]));
+    assert_eq!(mls::group_members(conn, g).unwrap(), [(alice, true), (bob, false)]);
+    let w = mls::welcomes_for(conn, &b1).unwrap();
+    assert_eq!((w.len(), w[0].log_seq, w[0].data.as_slice()), (1, commit_seq, &b"welcome"[..]));
+    assert_eq!(mls::welcomes_taken(conn, &b1, w[0].id).unwrap(), 1);
+    assert!(mls::welcomes_for(conn, &b1).unwrap().is_empty());
+
+    let Appended::At(msg) =
+        mls::append(conn, &entry(bob, b1s, 1, mls::CONTENT_APPLICATION, 4), None).unwrap()
+    else {
+        panic!()
+    };
+    assert!(msg > commit_seq);
+    // Each member reads the log of their groups; carol, no member, reads nothing.
+    let seqs = |conn: &mut SqliteConnection, u, since| -> Vec<i64> {
+        mls::log_since(conn, u, since, 100).unwrap().iter().map(|e| e.seq).collect()
+    };
+    assert_eq!(seqs(conn, bob, 0), [commit_seq, msg]);
+    assert_eq!(seqs(conn, alice, commit_seq), [msg]);
+    assert!(seqs(conn, carol, 0).is_empty());
+    let e = &mls::log_since(conn, alice, commit_seq, 1).unwrap()[0];
+    assert_eq!(
+        (e.sender_id, e.sender_device.as_slice(), e.epoch, e.data.as_slice()),
+        (bob, b1s, 1, &[4u8; 8][..])
+    );
+
+    // Removing bob: he stops reading the group.
+    let remove = CommitEffects { group_info: b"info 2", removed: &[bob], ..CommitEffects::default() };
+    assert!(matches!(
+        mls::append(conn, &entry(alice, a1s, 1, mls::CONTENT_COMMIT, 5), Some(&remove)).unwrap(),
+        Appended::At(_)
+    ));
+    assert_eq!(seqs(conn, bob, msg), Vec::<i64>::new());
+    assert_eq!(mls::group_members(conn, g).unwrap(), [(alice, true)]);
 }

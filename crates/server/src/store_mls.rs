@@ -1,0 +1,451 @@
+//! Storage of version 2 (MLS) conversations: devices, key packages, groups with their epoch
+//! and latest GroupInfo, the Welcomes waiting for devices, and each group's ordered log.
+//!
+//! The ordering rule lives here, in one transaction: an entry made in an epoch other than the
+//! group's current one is refused ([`Appended::StaleEpoch`]), and a commit advances the epoch.
+//! So of two commits for one epoch exactly the first to commit in the database is in the log.
+//! Who may do what (membership, admins) is decided by the caller's policy, not here.
+
+use diesel::prelude::*;
+use sealroom_protocol::{ConversationId, UserId};
+
+use super::{atomically, StoreResult};
+use crate::schema::{conversations, devices, group_log, key_packages, members, mls_groups, users, welcomes};
+
+/// MLS content types as the log stores them (RFC 9420 §6).
+pub const CONTENT_APPLICATION: i32 = 1;
+/// A standalone proposal.
+pub const CONTENT_PROPOSAL: i32 = 2;
+/// A commit.
+pub const CONTENT_COMMIT: i32 = 3;
+
+/// One of a user's devices.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct DeviceRow {
+    pub id: Vec<u8>,
+    pub user_id: UserId,
+    pub certificate: Vec<u8>,
+    pub created_at: i64,
+    pub last_seen: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// What registering a device did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// New, or the same certificate again.
+    Ok,
+    /// That id is another user's device, or this user's with another certificate, or revoked.
+    Conflict,
+}
+
+/// The user's identity signing key: set once. `false` when another one is already published
+/// (a changed key is a new identity, not an update).
+pub fn publish_signing_key(conn: &mut SqliteConnection, user: UserId, key: &[u8]) -> StoreResult<bool> {
+    atomically(conn, |conn| {
+        let current: Option<Vec<u8>> = users::table.find(user).select(users::signing_key).get_result(conn)?;
+        match current {
+            Some(k) => Ok(k == key),
+            None => {
+                diesel::update(users::table.find(user)).set(users::signing_key.eq(key)).execute(conn)?;
+                Ok(true)
+            }
+        }
+    })
+}
+
+/// A user's published signing key.
+pub fn signing_key(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Option<Vec<u8>>> {
+    Ok(users::table.find(user).select(users::signing_key).get_result(conn).optional()?.flatten())
+}
+
+/// Records one of `user`'s devices with its certificate.
+pub fn register_device(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    id: &[u8],
+    certificate: &[u8],
+    now: i64,
+) -> StoreResult<Registered> {
+    atomically(conn, |conn| {
+        let existing: Option<DeviceRow> = devices::table.find(id).first(conn).optional()?;
+        match existing {
+            Some(d) if d.user_id == user && d.certificate == certificate && d.revoked_at.is_none() => {
+                diesel::update(devices::table.find(id)).set(devices::last_seen.eq(now)).execute(conn)?;
+                Ok(Registered::Ok)
+            }
+            Some(_) => Ok(Registered::Conflict),
+            None => {
+                diesel::insert_into(devices::table)
+                    .values((
+                        devices::id.eq(id),
+                        devices::user_id.eq(user),
+                        devices::certificate.eq(certificate),
+                        devices::created_at.eq(now),
+                        devices::last_seen.eq(now),
+                    ))
+                    .execute(conn)?;
+                Ok(Registered::Ok)
+            }
+        }
+    })
+}
+
+/// A user's devices, revoked ones included, oldest first.
+pub fn devices_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<DeviceRow>> {
+    Ok(devices::table
+        .filter(devices::user_id.eq(user))
+        .order((devices::created_at, devices::id))
+        .load(conn)?)
+}
+
+/// One device, if it is `user`'s and not revoked.
+pub fn active_device(conn: &mut SqliteConnection, user: UserId, id: &[u8]) -> StoreResult<Option<DeviceRow>> {
+    Ok(devices::table
+        .find(id)
+        .filter(devices::user_id.eq(user))
+        .filter(devices::revoked_at.is_null())
+        .first(conn)
+        .optional()?)
+}
+
+/// Revokes one of `user`'s devices: its key packages and Welcomes go; `false` if there is no
+/// such active device.
+pub fn revoke_device(conn: &mut SqliteConnection, user: UserId, id: &[u8], now: i64) -> StoreResult<bool> {
+    atomically(conn, |conn| {
+        let n = diesel::update(
+            devices::table.find(id).filter(devices::user_id.eq(user)).filter(devices::revoked_at.is_null()),
+        )
+        .set(devices::revoked_at.eq(now))
+        .execute(conn)?;
+        if n == 1 {
+            diesel::delete(key_packages::table.filter(key_packages::device_id.eq(id))).execute(conn)?;
+            diesel::delete(welcomes::table.filter(welcomes::device_id.eq(id))).execute(conn)?;
+        }
+        Ok(n == 1)
+    })
+}
+
+/// Adds one-use key packages to a device (and replaces its last-resort one, if given). Refused
+/// (`false`, nothing stored) when the device would hold more than `max` one-use packages.
+pub fn add_key_packages(
+    conn: &mut SqliteConnection,
+    device: &[u8],
+    packages: &[Vec<u8>],
+    last_resort: Option<&[u8]>,
+    max: i64,
+) -> StoreResult<bool> {
+    atomically(conn, |conn| {
+        let held: i64 = key_packages::table
+            .filter(key_packages::device_id.eq(device))
+            .filter(key_packages::last_resort.eq(false))
+            .count()
+            .get_result(conn)?;
+        if held + i64::try_from(packages.len()).unwrap_or(i64::MAX) > max {
+            return Ok(false);
+        }
+        let rows: Vec<_> = packages
+            .iter()
+            .map(|p| {
+                (
+                    key_packages::device_id.eq(device),
+                    key_packages::data.eq(p),
+                    key_packages::last_resort.eq(false),
+                )
+            })
+            .collect();
+        diesel::insert_into(key_packages::table).values(&rows).execute(conn)?;
+        if let Some(p) = last_resort {
+            diesel::delete(
+                key_packages::table
+                    .filter(key_packages::device_id.eq(device))
+                    .filter(key_packages::last_resort.eq(true)),
+            )
+            .execute(conn)?;
+            diesel::insert_into(key_packages::table)
+                .values((
+                    key_packages::device_id.eq(device),
+                    key_packages::data.eq(p),
+                    key_packages::last_resort.eq(true),
+                ))
+                .execute(conn)?;
+        }
+        Ok(true)
+    })
+}
+
+/// How many one-use key packages a device has left.
+pub fn key_packages_left(conn: &mut SqliteConnection, device: &[u8]) -> StoreResult<i64> {
+    Ok(key_packages::table
+        .filter(key_packages::device_id.eq(device))
+        .filter(key_packages::last_resort.eq(false))
+        .count()
+        .get_result(conn)?)
+}
+
+/// One key package for every active device of `user`: a one-use package (deleted as it is
+/// handed out) or, when none is left, the last-resort one (kept). A device with neither is
+/// left out.
+pub fn claim_key_packages(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    atomically(conn, |conn| {
+        let ids: Vec<Vec<u8>> = devices::table
+            .filter(devices::user_id.eq(user))
+            .filter(devices::revoked_at.is_null())
+            .order(devices::created_at)
+            .select(devices::id)
+            .load(conn)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let package: Option<(i64, Vec<u8>, bool)> = key_packages::table
+                .filter(key_packages::device_id.eq(&id))
+                .order((key_packages::last_resort.asc(), key_packages::id.asc()))
+                .select((key_packages::id, key_packages::data, key_packages::last_resort))
+                .first(conn)
+                .optional()?;
+            if let Some((row, data, last_resort)) = package {
+                if !last_resort {
+                    diesel::delete(key_packages::table.find(row)).execute(conn)?;
+                }
+                out.push((id, data));
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// A new group conversation with `creator` as its only member and admin, at epoch 0.
+pub fn create_group(
+    conn: &mut SqliteConnection,
+    creator: UserId,
+    group_id: &[u8],
+    group_info: &[u8],
+    now: i64,
+) -> StoreResult<Option<ConversationId>> {
+    atomically(conn, |conn| {
+        let taken: i64 =
+            mls_groups::table.filter(mls_groups::group_id.eq(group_id)).count().get_result(conn)?;
+        if taken > 0 {
+            return Ok(None);
+        }
+        let id: ConversationId = diesel::insert_into(conversations::table)
+            .values((
+                conversations::kind.eq("group"),
+                conversations::created_at.eq(now),
+                conversations::last_activity.eq(now),
+            ))
+            .returning(conversations::id)
+            .get_result(conn)?;
+        diesel::insert_into(members::table)
+            .values((members::conversation_id.eq(id), members::user_id.eq(creator), members::admin.eq(true)))
+            .execute(conn)?;
+        diesel::insert_into(mls_groups::table)
+            .values((
+                mls_groups::conversation_id.eq(id),
+                mls_groups::group_id.eq(group_id),
+                mls_groups::epoch.eq(0),
+                mls_groups::group_info.eq(group_info),
+            ))
+            .execute(conn)?;
+        Ok(Some(id))
+    })
+}
+
+/// A group's MLS state as the relay keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct GroupRow {
+    pub conversation_id: ConversationId,
+    pub group_id: Vec<u8>,
+    pub epoch: i64,
+    pub group_info: Vec<u8>,
+}
+
+/// The group of a conversation (`None` for a direct one, or no such conversation).
+pub fn group(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<Option<GroupRow>> {
+    Ok(mls_groups::table.find(conversation).first(conn).optional()?)
+}
+
+/// A group's members and whether each is an admin.
+pub fn group_members(
+    conn: &mut SqliteConnection,
+    conversation: ConversationId,
+) -> StoreResult<Vec<(UserId, bool)>> {
+    Ok(members::table
+        .filter(members::conversation_id.eq(conversation))
+        .order(members::user_id)
+        .select((members::user_id, members::admin))
+        .load(conn)?)
+}
+
+/// A log entry to append.
+#[derive(Debug, Clone)]
+pub struct NewEntry<'a> {
+    pub conversation: ConversationId,
+    pub sender: UserId,
+    pub sender_device: &'a [u8],
+    /// The epoch in the entry's framing.
+    pub epoch: i64,
+    pub content_type: i32,
+    pub client_msg_id: &'a [u8],
+    pub data: &'a [u8],
+    pub now: i64,
+}
+
+/// What a commit changes beside the log.
+#[derive(Debug, Clone, Default)]
+pub struct CommitEffects<'a> {
+    /// The new epoch's GroupInfo.
+    pub group_info: &'a [u8],
+    /// A Welcome and the devices it is for.
+    pub welcome: Option<(&'a [u8], &'a [Vec<u8>])>,
+    /// Users who become members.
+    pub added: &'a [UserId],
+    /// Users who stop being members.
+    pub removed: &'a [UserId],
+}
+
+/// What appending did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// In the log at this position (or already was: the same device sent the same id before).
+    At(i64),
+    /// Made in an epoch that is not the group's current one; nothing stored.
+    StaleEpoch {
+        /// The group's epoch.
+        current: i64,
+    },
+}
+
+/// Appends an entry to a group's log, in order: refused unless made in the group's current
+/// epoch; a commit also advances the epoch, replaces the GroupInfo, files the Welcome and
+/// changes membership, all in one transaction.
+pub fn append(
+    conn: &mut SqliteConnection,
+    e: &NewEntry<'_>,
+    commit: Option<&CommitEffects<'_>>,
+) -> StoreResult<Appended> {
+    atomically(conn, |conn| {
+        let earlier: Option<i64> = group_log::table
+            .filter(group_log::sender_device.eq(e.sender_device))
+            .filter(group_log::client_msg_id.eq(e.client_msg_id))
+            .select(group_log::seq)
+            .first(conn)
+            .optional()?;
+        if let Some(seq) = earlier {
+            return Ok(Appended::At(seq));
+        }
+        let current: i64 =
+            mls_groups::table.find(e.conversation).select(mls_groups::epoch).get_result(conn)?;
+        if e.epoch != current {
+            return Ok(Appended::StaleEpoch { current });
+        }
+        let seq: i64 = diesel::insert_into(group_log::table)
+            .values((
+                group_log::conversation_id.eq(e.conversation),
+                group_log::sender_id.eq(e.sender),
+                group_log::sender_device.eq(e.sender_device),
+                group_log::epoch.eq(e.epoch),
+                group_log::content_type.eq(e.content_type),
+                group_log::client_msg_id.eq(e.client_msg_id),
+                group_log::data.eq(e.data),
+                group_log::created_at.eq(e.now),
+            ))
+            .returning(group_log::seq)
+            .get_result(conn)?;
+        diesel::update(conversations::table.find(e.conversation))
+            .set(conversations::last_activity.eq(e.now))
+            .execute(conn)?;
+        if let Some(c) = commit {
+            diesel::update(mls_groups::table.find(e.conversation))
+                .set((mls_groups::epoch.eq(current + 1), mls_groups::group_info.eq(c.group_info)))
+                .execute(conn)?;
+            for user in c.added {
+                diesel::insert_into(members::table)
+                    .values((members::conversation_id.eq(e.conversation), members::user_id.eq(user)))
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+            }
+            for user in c.removed {
+                diesel::delete(members::table.find((e.conversation, user))).execute(conn)?;
+            }
+            if let Some((data, devices)) = c.welcome {
+                let rows: Vec<_> = devices
+                    .iter()
+                    .map(|d| {
+                        (
+                            welcomes::device_id.eq(d),
+                            welcomes::conversation_id.eq(e.conversation),
+                            welcomes::log_seq.eq(seq),
+                            welcomes::data.eq(data),
+                            welcomes::created_at.eq(e.now),
+                        )
+                    })
+                    .collect();
+                diesel::insert_into(welcomes::table).values(&rows).execute(conn)?;
+            }
+        }
+        Ok(Appended::At(seq))
+    })
+}
+
+/// One log entry as devices read it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct EntryRow {
+    pub seq: i64,
+    pub conversation_id: ConversationId,
+    pub sender_id: UserId,
+    pub sender_device: Vec<u8>,
+    pub epoch: i64,
+    pub content_type: i32,
+    pub data: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// Entries after `since` of every group `user` is a member of, oldest first, at most `limit`.
+pub fn log_since(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    since: i64,
+    limit: i64,
+) -> StoreResult<Vec<EntryRow>> {
+    let mine = members::table.filter(members::user_id.eq(user)).select(members::conversation_id);
+    Ok(group_log::table
+        .filter(group_log::seq.gt(since))
+        .filter(group_log::conversation_id.eq_any(mine))
+        .order(group_log::seq)
+        .limit(limit)
+        .select((
+            group_log::seq,
+            group_log::conversation_id,
+            group_log::sender_id,
+            group_log::sender_device,
+            group_log::epoch,
+            group_log::content_type,
+            group_log::data,
+            group_log::created_at,
+        ))
+        .load(conn)?)
+}
+
+/// A Welcome waiting for a device.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct WelcomeRow {
+    pub id: i64,
+    pub conversation_id: ConversationId,
+    pub log_seq: i64,
+    pub data: Vec<u8>,
+}
+
+/// The Welcomes waiting for `device`, oldest first.
+pub fn welcomes_for(conn: &mut SqliteConnection, device: &[u8]) -> StoreResult<Vec<WelcomeRow>> {
+    Ok(welcomes::table
+        .filter(welcomes::device_id.eq(device))
+        .order(welcomes::id)
+        .select((welcomes::id, welcomes::conversation_id, welcomes::log_seq, welcomes::data))
+        .load(conn)?)
+}
+
+/// A device has taken its Welcomes up to `up_to`: they go.
+pub fn welcomes_taken(conn: &mut SqliteConnection, device: &[u8], up_to: i64) -> StoreResult<usize> {
+    Ok(diesel::delete(welcomes::table.filter(welcomes::device_id.eq(device)).filter(welcomes::id.le(up_to)))
+        .execute(conn)?)
+}
