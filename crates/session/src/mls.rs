@@ -405,6 +405,17 @@ fn check_leaves<'a>(
     }
 }
 
+/// A TLS-encoded `KeyPackage`, parsed and validated (its signature, ciphersuite, lifetime).
+fn parse_key_package(
+    bytes: &[u8],
+    crypto: &impl openmls_traits::crypto::OpenMlsCrypto,
+) -> Result<KeyPackage, MlsError> {
+    KeyPackageIn::tls_deserialize_exact(bytes)
+        .map_err(protocol)?
+        .validate(crypto, ProtocolVersion::Mls10)
+        .map_err(protocol)
+}
+
 fn serialize(message: &MlsMessageOut) -> Result<Vec<u8>, MlsError> {
     message.tls_serialize_detached().map_err(protocol)
 }
@@ -606,10 +617,7 @@ impl MlsDevice {
                     return Err(MlsError::NotAdmin { by: d.username.clone(), what: "add users" });
                 }
                 for bytes in &invitee.key_packages {
-                    let kp = KeyPackageIn::tls_deserialize_exact(bytes.as_slice())
-                        .map_err(protocol)?
-                        .validate(d.provider.crypto(), ProtocolVersion::Mls10)
-                        .map_err(protocol)?;
+                    let kp = parse_key_package(bytes, d.provider.crypto())?;
                     let leaf = kp.leaf_node();
                     let (user, device) =
                         check_leaf(leaf.credential(), leaf.signature_key().as_slice(), pins)?;
@@ -656,9 +664,11 @@ impl MlsDevice {
                 return Err(MlsError::Nothing("no such member or device, or already there"));
             }
 
-            let mut after_users = member_users.clone();
-            after_users.extend(changes.add.iter().map(|i| i.user.clone()));
-            if after_users.len() > max_members {
+            // Users keep membership while any of their devices stays.
+            let mut after: BTreeSet<String> =
+                before.iter().filter(|m| !removed_leaves.contains(&m.leaf)).map(|m| m.user.clone()).collect();
+            after.extend(changes.add.iter().filter(|i| !i.key_packages.is_empty()).map(|i| i.user.clone()));
+            if after.len() > max_members {
                 return Err(MlsError::TooManyMembers { max: max_members });
             }
 
@@ -683,10 +693,6 @@ impl MlsDevice {
             let (message, welcome, info) = bundle.into_messages();
             let info = info.ok_or_else(|| MlsError::Protocol("no GroupInfo for the new epoch".into()))?;
 
-            // Users keep membership while any of their devices stays.
-            let mut after: BTreeSet<String> =
-                before.iter().filter(|m| !removed_leaves.contains(&m.leaf)).map(|m| m.user.clone()).collect();
-            after.extend(changes.add.iter().filter(|i| !i.key_packages.is_empty()).map(|i| i.user.clone()));
             Ok(Commit {
                 group: *group_id,
                 epoch,
@@ -1054,12 +1060,10 @@ impl MlsDevice {
     }
 }
 
-/// Whether an entry's framing says it is a commit (what the relay reads too).
+/// Whether an entry's framing says it is a commit (read as the relay reads it).
 fn is_commit(entry: &[u8]) -> bool {
-    MlsMessageIn::tls_deserialize_exact(entry)
-        .ok()
-        .and_then(|m| m.try_into_protocol_message().ok())
-        .is_some_and(|m| m.content_type() == ContentType::Commit)
+    sealroom_protocol::mls::parse_framing(entry)
+        .is_ok_and(|f| f.content_type == sealroom_protocol::mls::ContentType::Commit)
 }
 
 fn put_u32(out: &mut Vec<u8>, n: usize) {

@@ -249,14 +249,8 @@ fn a_leaf_not_signed_by_the_pinned_user_key_is_refused_everywhere() {
     let mut hostile = device(&alice);
     let (hg, _) = hostile.create_group(&["alice".into()]).unwrap();
     let mut group = hostile.load(&hg).unwrap();
-    let kp_fake = KeyPackageIn::tls_deserialize_exact(fake.key_packages(1).unwrap()[0].as_slice())
-        .unwrap()
-        .validate(hostile.provider.crypto(), ProtocolVersion::Mls10)
-        .unwrap();
-    let kp_bob = KeyPackageIn::tls_deserialize_exact(b.key_packages(1).unwrap()[0].as_slice())
-        .unwrap()
-        .validate(hostile.provider.crypto(), ProtocolVersion::Mls10)
-        .unwrap();
+    let kp_fake = parse_key_package(&fake.key_packages(1).unwrap()[0], hostile.provider.crypto()).unwrap();
+    let kp_bob = parse_key_package(&b.key_packages(1).unwrap()[0], hostile.provider.crypto()).unwrap();
     let (_, welcome, _) = group.add_members(&hostile.provider, &hostile.signer, &[kp_fake, kp_bob]).unwrap();
     let welcome = welcome.tls_serialize_detached().unwrap();
     let before_b = b.seal(&bob.identity).unwrap();
@@ -316,10 +310,7 @@ fn only_admins_add_users_or_change_admins_and_receivers_check_it_too() {
 
     // A hostile bob client skips its own check: alice's device refuses the commit.
     let mut group = b.load(&g).unwrap();
-    let kp = KeyPackageIn::tls_deserialize_exact(c.key_packages(1).unwrap()[0].as_slice())
-        .unwrap()
-        .validate(b.provider.crypto(), ProtocolVersion::Mls10)
-        .unwrap();
+    let kp = parse_key_package(&c.key_packages(1).unwrap()[0], b.provider.crypto()).unwrap();
     let (commit, _, _) = group.add_members(&b.provider, &b.signer, &[kp]).unwrap();
     catch_up(&mut a, &g, &log, &p);
     let pos = log.append(b.device_id(), commit.tls_serialize_detached().unwrap());
@@ -600,5 +591,29 @@ fn the_relays_framing_reader_agrees_with_openmls() {
     assert_eq!(
         (f.group_id.as_slice(), f.epoch, f.content_type, f.external_join),
         (&g[..], 1, Ct::Commit, true)
+    );
+}
+
+#[test]
+fn a_commit_past_the_member_limit_is_refused_and_changes_nothing() {
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let p = pins(&[&alice, &bob, &carol]);
+    let p = pin_fn(&p);
+    let (mut a, mut b, mut c) = (device(&alice), device(&bob), device(&carol));
+    let (g, _) = a.create_group(&["alice".into()]).unwrap();
+    let mut log = Log::default();
+    let add_bob = Changes { add: vec![invitee(&bob, &mut [&mut b])], ..Changes::default() };
+    assert_eq!(a.commit(&g, &add_bob, 1, &p).unwrap_err(), MlsError::TooManyMembers { max: 1 });
+    assert!(a.commit(&g, &Changes::default(), 1, &p).is_ok(), "no commit was left pending");
+    a.commit_refused(&g).unwrap();
+    commit_and_order(&mut a, &g, &add_bob, &mut log, &p);
+    // At the limit of two, carol fits only in the commit that removes bob.
+    let add_carol = Changes { add: vec![invitee(&carol, &mut [&mut c])], ..Changes::default() };
+    assert_eq!(a.commit(&g, &add_carol, 2, &p).unwrap_err(), MlsError::TooManyMembers { max: 2 });
+    let swap = Changes { remove_users: vec!["bob".into()], ..add_carol };
+    let commit = a.commit(&g, &swap, 2, &p).unwrap();
+    assert_eq!(
+        (commit.added_users, commit.removed_users),
+        (vec!["carol".to_string()], vec!["bob".to_string()])
     );
 }
