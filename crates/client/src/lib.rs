@@ -22,6 +22,7 @@
 mod conn;
 mod error;
 mod files;
+mod groups;
 
 use std::sync::Mutex;
 
@@ -39,6 +40,7 @@ use serde::de::DeserializeOwned;
 pub use conn::Connection;
 pub use error::ClientError;
 pub use files::{check_limits, guess_mime, Upload};
+pub use sealroom_session::groups::{EventKind, GroupEvent};
 
 /// Result alias.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -89,6 +91,11 @@ impl Client {
     /// generation it remembers).
     fn session_file(&self, username: &str) -> Option<std::path::PathBuf> {
         Some(self.generation_file(username)?.with_extension("session"))
+    }
+
+    /// Where this device keeps its group (MLS) state for `username` at this relay.
+    fn device_file(&self, username: &str) -> Option<std::path::PathBuf> {
+        Some(self.generation_file(username)?.with_extension("mls"))
     }
 
     fn saved_session(&self, username: &str) -> Option<SavedSession> {
@@ -181,6 +188,7 @@ impl Client {
                         session_id: saved.session_id,
                         me,
                         vault,
+                        mls: None,
                     })
                 }
                 // Expired, revoked, or someone else's: it is of no more use.
@@ -212,23 +220,28 @@ impl Client {
 /// is a credential) renamed into place, so a crash never leaves a torn one. A failure is a
 /// warning; the command itself goes on.
 fn write_state_file(file: &std::path::Path, contents: &[u8], what: &str) {
+    if let Err(e) = write_private_file(file, contents) {
+        eprintln!("warning: could not save {what} in {}: {e}", file.display());
+    }
+}
+
+/// Writes a file of this device's (mode 0600) through a temporary file renamed into place,
+/// flushed to disk first, so a crash leaves the old file or the new one, never a torn one.
+fn write_private_file(file: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
     let mut tmp = file.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
-    let written = file
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            std::io::Write::write_all(&mut options.open(&tmp)?, contents)
-        })
-        .and_then(|()| std::fs::rename(&tmp, file));
-    if let Err(e) = written {
-        eprintln!("warning: could not save {what} in {}: {e}", file.display());
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)?;
     }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp)?;
+    std::io::Write::write_all(&mut f, contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, file)
 }
 
 /// A session token a device keeps between commands.
@@ -324,6 +337,8 @@ pub struct Session {
     session_id: String,
     me: Me,
     vault: Vault,
+    /// This device's group state, once [`Session::mls_start`] ran.
+    mls: Option<groups::NativeDevice>,
 }
 
 impl std::fmt::Debug for Session {
@@ -346,7 +361,7 @@ macro_rules! flow {
 
 impl Session {
     fn start(client: Client, resp: sealroom_protocol::SessionResponse, vault: Vault) -> Self {
-        Session { client, token: resp.token, session_id: resp.session_id, me: resp.user, vault }
+        Session { client, token: resp.token, session_id: resp.session_id, me: resp.user, vault, mls: None }
     }
 
     /// This user.

@@ -126,11 +126,14 @@ impl BackupContents {
         if self.settings.is_none() {
             self.settings = theirs.settings;
         }
-        // Version 2 keys are made once per account: a copy that has them is the one to keep.
-        if self.signing.is_none() {
+        // Version 2 keys are made once per account and the stored copy's win: two devices
+        // that each made one before either saved it keep the one saved first. (A key is used,
+        // published or sealed to, only once a backup holding it is stored, and every later
+        // copy merges it in; so this copy's, when it differs, was never used.)
+        if theirs.signing.is_some() {
             self.signing = theirs.signing;
         }
-        if self.archive_key.is_none() {
+        if theirs.archive_key.is_some() {
             self.archive_key = theirs.archive_key;
         }
         for record in theirs.unknown {

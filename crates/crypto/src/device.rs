@@ -25,6 +25,7 @@ pub const DEVICE_CERT_VERSION: u8 = 0x01;
 pub const DEVICE_ID_LEN: usize = 16;
 
 /// The user's Ed25519 identity signing key (its 32-byte seed; zeroized on drop).
+#[derive(Clone)]
 pub struct SigningSecret(SigningKey);
 
 impl std::fmt::Debug for SigningSecret {

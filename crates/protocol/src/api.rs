@@ -183,6 +183,10 @@ pub struct UserInfo {
     pub username: Username,
     /// X25519 identity public key.
     pub identity_key: IdentityKey,
+    /// Ed25519 identity signing key, once the user has published one (it signs the user's
+    /// device certificates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<crate::SigningKey>,
 }
 
 /// `GET /api/users?prefix=…&limit=…`.

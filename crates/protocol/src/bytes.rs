@@ -190,3 +190,21 @@ bounded_bytes!(
     /// A sealed key backup: opaque to the relay.
     SealedBackup, crate::limits::MAX_KEY_BACKUP_BYTES, "key_backup"
 );
+fixed_bytes!(
+    /// A user's Ed25519 identity signing key (32 bytes): it signs the certificates of the
+    /// user's devices.
+    SigningKey, 32, "signing_key"
+);
+fixed_bytes!(
+    /// An MLS group id (16 random bytes, chosen by the group's creator).
+    GroupId, 16, "group_id"
+);
+bounded_bytes!(
+    /// An MLS message, key package, Welcome or GroupInfo (RFC 9420): opaque to the relay but
+    /// for the framing it orders by (`sealroom_protocol::mls`).
+    MlsBytes, crate::limits::MAX_MLS_BYTES, "mls"
+);
+bounded_bytes!(
+    /// A device certificate (format in docs/CRYPTO.md): opaque to the relay, checked by peers.
+    CertificateBytes, crate::limits::MAX_CERTIFICATE_BYTES, "certificate"
+);

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::*;
+use crate::groups::*;
 
 /// An HTTP method an endpoint answers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -158,6 +159,38 @@ endpoints! {
     DownloadBlob, Get, "/api/blobs/{id}", () => ();
     /// Withdraws unsent blob `{id}`.
     DeleteBlob, Delete, "/api/blobs/{id}", () => ();
+    /// Publishes this user's identity signing key (set once).
+    PublishSigningKey, Put, "/api/me/signing-key", PublishSigningKeyRequest => ();
+    /// Records one of this user's devices.
+    RegisterDevice, Post, "/api/devices", RegisterDeviceRequest => DeviceInfo;
+    /// This user's devices.
+    Devices, Get, "/api/devices", () => DeviceList;
+    /// Removes device `{device}`: it may no longer act, and the other members of its groups
+    /// commit its removal.
+    RemoveDevice, Delete, "/api/devices/{device}", () => ();
+    /// Adds key packages to device `{device}`.
+    UploadKeyPackages, Post, "/api/devices/{device}/key-packages", UploadKeyPackagesRequest => KeyPackageCount;
+    /// The Welcomes waiting for device `{device}`.
+    Welcomes, Get, "/api/devices/{device}/welcomes", () => WelcomeList;
+    /// Device `{device}` has taken its Welcomes up to an id.
+    WelcomesTaken, Post, "/api/devices/{device}/welcomes/taken", WelcomesTakenRequest => ();
+    /// One key package for each device of each named user (one-use ones are handed out once).
+    ClaimKeyPackages, Post, "/api/key-packages/claim", ClaimKeyPackagesRequest => ClaimedKeyPackages;
+    /// Creates a group conversation.
+    CreateGroup, Post, "/api/groups", CreateGroupRequest => GroupState;
+    /// This user's group conversations.
+    Groups, Get, "/api/groups", () => GroupList;
+    /// Group conversation `{id}`: members, admins and epoch.
+    GetGroup, Get, "/api/groups/{id}", () => GroupState;
+    /// The current GroupInfo of group `{id}`, for an external join.
+    GetGroupInfo, Get, "/api/groups/{id}/group-info", () => GroupInfoResponse;
+    /// Appends an MLS message to group `{id}`'s log.
+    AppendToGroup, Post, "/api/groups/{id}/log", AppendRequest => AppendedEntry;
+    /// Leaves group `{id}`: the relay stops routing it to this user at once; the remaining
+    /// members commit the removal.
+    LeaveGroup, Post, "/api/groups/{id}/leave", () => ();
+    /// The group log of every group this user is in (query: [`GroupLogQuery`]).
+    GroupLog, Get, "/api/group-log", () => GroupLogResponse;
     /// This API's OpenAPI 3.1 description (generated from these declarations).
     OpenApiDocument, Get, "/api/openapi.json", () => serde_json::Value;
 }

@@ -57,6 +57,17 @@ pub enum ErrorCode {
     KdfParamsRejected,
     /// The client speaks a protocol version the server does not.
     UnsupportedProtocol,
+    /// A group entry was made in an epoch other than the group's current one (a concurrent
+    /// commit won): process the log up to the current epoch, then retry.
+    StaleEpoch,
+    /// Only a group's admins may add members, remove others or change the admins.
+    NotAdmin,
+    /// The group would have more members than the relay allows.
+    GroupFull,
+    /// This device was removed from its user's devices: it may no longer act.
+    DeviceRevoked,
+    /// The user's signing key is set and cannot be replaced, or a device id is taken.
+    Conflict,
     /// Something failed on the server; details are in its log, not here.
     Internal,
 }
@@ -88,6 +99,11 @@ impl ErrorCode {
         ErrorCode::StaleBackupVersion,
         ErrorCode::KdfParamsRejected,
         ErrorCode::UnsupportedProtocol,
+        ErrorCode::StaleEpoch,
+        ErrorCode::NotAdmin,
+        ErrorCode::GroupFull,
+        ErrorCode::DeviceRevoked,
+        ErrorCode::Conflict,
         ErrorCode::Internal,
     ];
 
@@ -98,9 +114,9 @@ impl ErrorCode {
             InvalidJson | UnknownFrame | InvalidField | InvalidBase64 | InvalidLength | InvalidUsername
             | KdfParamsRejected | UnsupportedProtocol => 400,
             Unauthorized | SessionRevoked | TokenExpired | InvalidCredentials => 401,
-            BadOrigin => 403,
+            BadOrigin | NotAdmin | DeviceRevoked => 403,
             NotFound | UnknownRecipient | UnknownBlob => 404,
-            UsernameTaken | StaleBackupVersion => 409,
+            UsernameTaken | StaleBackupVersion | StaleEpoch | GroupFull | Conflict => 409,
             FrameTooLarge | EnvelopeTooLarge | PayloadTooLarge | QuotaExceeded => 413,
             MethodNotAllowed => 405,
             RateLimited => 429,
@@ -136,6 +152,11 @@ impl ErrorCode {
             StaleBackupVersion => "stale_backup_version",
             KdfParamsRejected => "kdf_params_rejected",
             UnsupportedProtocol => "unsupported_protocol",
+            StaleEpoch => "stale_epoch",
+            NotAdmin => "not_admin",
+            GroupFull => "group_full",
+            DeviceRevoked => "device_revoked",
+            Conflict => "conflict",
             Internal => "internal",
         }
     }

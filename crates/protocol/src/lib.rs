@@ -22,6 +22,7 @@ mod blob;
 mod bytes;
 pub mod endpoint;
 mod error;
+pub mod groups;
 mod ids;
 pub mod limits;
 pub mod mls;
@@ -33,10 +34,12 @@ pub mod ws;
 pub use api::*;
 pub use blob::{BlobId, BlobIdError, BLOB_ID_LEN};
 pub use bytes::{
-    decode_b64, encode_b64, AuthKeyBytes, BytesError, ClientMsgId, Envelope, IdentityKey, Salt, SealedBackup,
+    decode_b64, encode_b64, AuthKeyBytes, BytesError, CertificateBytes, ClientMsgId, Envelope, GroupId,
+    IdentityKey, MlsBytes, Salt, SealedBackup, SigningKey,
 };
 pub use endpoint::{Endpoint, Method};
 pub use error::{classify_json_error, ApiError, ErrorCode};
+pub use groups::*;
 pub use ids::{ConversationId, MessageId, UserId};
 pub use limits::*;
 pub use username::{Username, UsernameError};

@@ -12,8 +12,23 @@ pub const MAX_ENVELOPE_BYTES: usize = 65_601;
 pub const MAX_KEY_BACKUP_BYTES: usize = 1 << 20;
 /// Largest WebSocket frame a client may send (an envelope in base64 plus the JSON around it).
 pub const MAX_FRAME_BYTES: usize = 96 * 1024;
-/// Largest REST JSON body (a key backup in base64 plus the JSON around it).
-pub const MAX_JSON_BODY_BYTES: usize = 1_500_000;
+/// Largest REST JSON body: a commit with its Welcome and GroupInfo, each up to
+/// [`MAX_MLS_BYTES`], in base64, plus the JSON around them (a key backup is smaller).
+pub const MAX_JSON_BODY_BYTES: usize = 9 * 1024 * 1024;
+/// Largest MLS message, key package, Welcome or GroupInfo. A GroupInfo and a Welcome carry the
+/// ratchet tree, a few hundred bytes per member device, so a group of 1,000 members with two
+/// devices each fits.
+pub const MAX_MLS_BYTES: usize = 2 << 20;
+/// Largest device certificate.
+pub const MAX_CERTIFICATE_BYTES: usize = 1024;
+/// Most members (users) of a group conversation.
+pub const MAX_GROUP_MEMBERS: usize = 1000;
+/// Most one-use key packages the relay holds for one device.
+pub const MAX_KEY_PACKAGES_PER_DEVICE: usize = 100;
+/// Most users whose key packages one claim asks for.
+pub const MAX_CLAIM_USERS: usize = 100;
+/// Most log entries in one page of the group log.
+pub const MAX_LOG_PAGE: u32 = 500;
 /// Most messages in one history page or sync batch.
 pub const MAX_PAGE: u32 = 500;
 /// Default history page size.

@@ -131,6 +131,14 @@ pub fn wire_format(bytes: &[u8]) -> Result<u16, FramingError> {
     c.u16()
 }
 
+/// Whether `bytes` start like a KeyPackage (RFC 9420 §10: MLS 1.0, then a cipher suite), as
+/// devices upload them (bare, not wrapped in an `MLSMessage`). The relay looks no further;
+/// whoever adds the device checks the package.
+pub fn is_key_package(bytes: &[u8]) -> bool {
+    let mut c = Cursor(bytes);
+    c.u16() == Ok(MLS_VERSION_10) && c.u16().is_ok_and(|suite| suite != 0) && bytes.len() > 4
+}
+
 /// Reads a group message's framing.
 pub fn parse_framing(bytes: &[u8]) -> Result<Framing, FramingError> {
     let mut c = Cursor(bytes);

@@ -78,6 +78,23 @@ macro_rules! bodies {
 }
 
 bodies!(
+    crate::PublishSigningKeyRequest,
+    crate::RegisterDeviceRequest,
+    crate::DeviceInfo,
+    crate::DeviceList,
+    crate::UploadKeyPackagesRequest,
+    crate::KeyPackageCount,
+    crate::WelcomeList,
+    crate::WelcomesTakenRequest,
+    crate::ClaimKeyPackagesRequest,
+    crate::ClaimedKeyPackages,
+    crate::CreateGroupRequest,
+    crate::GroupState,
+    crate::GroupList,
+    crate::GroupInfoResponse,
+    crate::AppendRequest,
+    crate::AppendedEntry,
+    crate::GroupLogResponse,
     crate::PreloginRequest,
     crate::PreloginResponse,
     crate::RegisterRequest,
@@ -351,6 +368,18 @@ fn nested_schemas() -> Vec<(Cow<'static, str>, RefOr<Schema>)> {
         s::<crate::ClientMsgId>(),
         s::<crate::Envelope>(),
         s::<crate::SealedBackup>(),
+        s::<crate::SigningKey>(),
+        s::<crate::GroupId>(),
+        s::<crate::MlsBytes>(),
+        s::<crate::CertificateBytes>(),
+        s::<crate::DeviceId>(),
+        s::<crate::DeviceKeyPackage>(),
+        s::<crate::UserKeyPackages>(),
+        s::<crate::GroupMember>(),
+        s::<crate::CommitEffects>(),
+        s::<crate::EntryKind>(),
+        s::<crate::GroupEntry>(),
+        s::<crate::WelcomeOut>(),
     ]
 }
 

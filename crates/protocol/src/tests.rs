@@ -238,6 +238,11 @@ fn every_error_code_has_its_wire_name_and_a_status() {
         StaleBackupVersion,
         KdfParamsRejected,
         UnsupportedProtocol,
+        StaleEpoch,
+        NotAdmin,
+        GroupFull,
+        DeviceRevoked,
+        Conflict,
         Internal,
     ];
     for code in every {
@@ -248,6 +253,8 @@ fn every_error_code_has_its_wire_name_and_a_status() {
     assert_eq!(ErrorCode::ALL.len(), every.len());
     assert_eq!(serde_json::to_value(MethodNotAllowed).unwrap(), json!("method_not_allowed"));
     assert_eq!(MethodNotAllowed.http_status(), 405);
+    assert_eq!(StaleEpoch.as_str(), "stale_epoch");
+    assert_eq!(StaleEpoch.http_status(), 409);
 }
 
 #[test]
@@ -339,4 +346,184 @@ fn blob_sizes_follow_the_chunking() {
     assert_eq!(blob_size_for(65_536), 65_552);
     assert_eq!(blob_size_for(65_537), 65_569);
     assert_eq!(blob_size_for(100 << 20), (100 << 20) + 16 * 1600);
+}
+
+const DEVICE: &str = "0303030303030303030303030303030303";
+
+fn device() -> DeviceId {
+    DeviceId([3; 16])
+}
+
+#[test]
+fn group_frames() {
+    let device_hex = &DEVICE[..32];
+    round_trip(
+        &ClientFrame::GroupSend {
+            conversation: ConversationId(6),
+            device: device(),
+            client_msg_id: ClientMsgId([2; 16]),
+            message: MlsBytes::new(vec![0, 1]).unwrap(),
+        },
+        json!({"type": "group_send", "conversation": 6, "device": device_hex, "client_msg_id": ID_B64, "message": "AAE="}),
+    );
+    round_trip(
+        &ServerFrame::GroupAck { client_msg_id: ClientMsgId([2; 16]), seq: 12, ts: 8 },
+        json!({"type": "group_ack", "client_msg_id": ID_B64, "seq": 12, "ts": 8}),
+    );
+    round_trip(
+        &ServerFrame::GroupEntry {
+            entry: GroupEntry {
+                seq: 12,
+                conversation: ConversationId(6),
+                sender: alice(),
+                device: device(),
+                epoch: 4,
+                kind: EntryKind::Commit,
+                message: MlsBytes::new(vec![0, 1]).unwrap(),
+                ts: 8,
+            },
+        },
+        json!({"type": "group_entry", "entry": {"seq": 12, "conversation": 6, "sender": "alice", "device": device_hex,
+               "epoch": 4, "kind": "commit", "message": "AAE=", "ts": 8}}),
+    );
+    round_trip(
+        &ServerFrame::Welcome { conversation: ConversationId(6), device: device() },
+        json!({"type": "welcome", "conversation": 6, "device": device_hex}),
+    );
+    round_trip(
+        &ServerFrame::Left { conversation: ConversationId(6), user: bob() },
+        json!({"type": "left", "conversation": 6, "user": "bob"}),
+    );
+    let stale = ServerFrame::error(
+        ApiError::new(ErrorCode::StaleEpoch, "epoch 4 is over"),
+        Some(ClientMsgId([2; 16])),
+    );
+    round_trip(
+        &stale,
+        json!({"type": "error", "code": "stale_epoch", "message": "epoch 4 is over", "client_msg_id": ID_B64}),
+    );
+}
+
+#[test]
+fn group_bodies() {
+    let device_hex = &DEVICE[..32];
+    round_trip(
+        &PublishSigningKeyRequest { signing_key: SigningKey([1; 32]) },
+        json!({"signing_key": KEY_B64}),
+    );
+    round_trip(
+        &UserInfo {
+            username: bob(),
+            identity_key: IdentityKey([1; 32]),
+            signing_key: Some(SigningKey([1; 32])),
+        },
+        json!({"username": "bob", "identity_key": KEY_B64, "signing_key": KEY_B64}),
+    );
+    round_trip(
+        &UserInfo { username: bob(), identity_key: IdentityKey([1; 32]), signing_key: None },
+        json!({"username": "bob", "identity_key": KEY_B64}),
+    );
+    round_trip(
+        &RegisterDeviceRequest { device: device(), certificate: CertificateBytes::new(vec![9]).unwrap() },
+        json!({"device": device_hex, "certificate": "CQ=="}),
+    );
+    round_trip(
+        &DeviceList {
+            devices: vec![DeviceInfo {
+                device: device(),
+                certificate: CertificateBytes::new(vec![9]).unwrap(),
+                created_at: 1,
+                last_seen: 2,
+                revoked_at: None,
+                key_packages: 5,
+            }],
+        },
+        json!({"devices": [{"device": device_hex, "certificate": "CQ==", "created_at": 1, "last_seen": 2,
+                            "revoked_at": null, "key_packages": 5}]}),
+    );
+    round_trip(
+        &UploadKeyPackagesRequest {
+            key_packages: vec![MlsBytes::new(vec![0, 1]).unwrap()],
+            last_resort: None,
+        },
+        json!({"key_packages": ["AAE="]}),
+    );
+    round_trip(&KeyPackageCount { left: 7 }, json!({"left": 7}));
+    round_trip(&ClaimKeyPackagesRequest { users: vec![bob()] }, json!({"users": ["bob"]}));
+    round_trip(
+        &ClaimedKeyPackages {
+            users: vec![UserKeyPackages {
+                user: bob(),
+                key_packages: vec![DeviceKeyPackage {
+                    device: device(),
+                    key_package: MlsBytes::new(vec![0, 1]).unwrap(),
+                }],
+            }],
+        },
+        json!({"users": [{"user": "bob", "key_packages": [{"device": device_hex, "key_package": "AAE="}]}]}),
+    );
+    round_trip(
+        &CreateGroupRequest {
+            group_id: GroupId([2; 16]),
+            device: device(),
+            group_info: MlsBytes::new(vec![0, 1]).unwrap(),
+        },
+        json!({"group_id": ID_B64, "device": device_hex, "group_info": "AAE="}),
+    );
+    round_trip(
+        &GroupState {
+            conversation: ConversationId(6),
+            group_id: GroupId([2; 16]),
+            epoch: 3,
+            members: vec![
+                GroupMember { user: alice(), admin: true },
+                GroupMember { user: bob(), admin: false },
+            ],
+            removed_devices: vec![device()],
+        },
+        json!({"conversation": 6, "group_id": ID_B64, "epoch": 3,
+               "members": [{"user": "alice", "admin": true}, {"user": "bob", "admin": false}],
+               "removed_devices": [device_hex]}),
+    );
+    round_trip(
+        &GroupInfoResponse { epoch: 3, seq: 40, group_info: MlsBytes::new(vec![0, 1]).unwrap() },
+        json!({"epoch": 3, "seq": 40, "group_info": "AAE="}),
+    );
+    round_trip(
+        &AppendRequest {
+            device: device(),
+            client_msg_id: ClientMsgId([2; 16]),
+            message: MlsBytes::new(vec![0, 1]).unwrap(),
+            commit: Some(CommitEffects {
+                group_info: MlsBytes::new(vec![2]).unwrap(),
+                welcome: Some(MlsBytes::new(vec![3]).unwrap()),
+                welcome_devices: vec![device()],
+                added: vec![bob()],
+                removed: vec![],
+                admins: None,
+            }),
+        },
+        json!({"device": device_hex, "client_msg_id": ID_B64, "message": "AAE=",
+               "commit": {"group_info": "Ag==", "welcome": "Aw==", "welcome_devices": [device_hex], "added": ["bob"]}}),
+    );
+    round_trip(&AppendedEntry { seq: 12, ts: 8 }, json!({"seq": 12, "ts": 8}));
+    assert_eq!(GroupLogQuery { since: 5, limit: None }.to_query(), "?since=5");
+    round_trip(
+        &WelcomeList {
+            welcomes: vec![WelcomeOut {
+                id: 1,
+                conversation: ConversationId(6),
+                seq: 12,
+                welcome: MlsBytes::new(vec![3]).unwrap(),
+            }],
+        },
+        json!({"welcomes": [{"id": 1, "conversation": 6, "seq": 12, "welcome": "Aw=="}]}),
+    );
+    round_trip(&WelcomesTakenRequest { up_to: 1 }, json!({"up_to": 1}));
+    // A device id in any other spelling is refused with a field error.
+    let bad = format!(
+        r#"{{"type":"group_send","conversation":6,"device":"{}","client_msg_id":"{ID_B64}","message":"AAE="}}"#,
+        "AB".repeat(16)
+    );
+    assert_eq!(parse_client_frame(&bad).unwrap_err().error, ErrorCode::InvalidField);
 }

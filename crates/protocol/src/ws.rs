@@ -6,8 +6,10 @@ use crate::api::MessageOut;
 use crate::blob::BlobId;
 use crate::bytes::{ClientMsgId, Envelope};
 use crate::error::{ApiError, ErrorCode};
+use crate::groups::{DeviceId, GroupEntry};
 use crate::ids::{ConversationId, MessageId};
 use crate::username::Username;
+use crate::MlsBytes;
 
 /// What a client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +56,19 @@ pub enum ClientFrame {
         conversation: ConversationId,
         /// Highest id read.
         up_to: MessageId,
+    },
+    /// Append an MLS application message to a group's log (commits go through
+    /// `POST /api/groups/{id}/log`). Answered by `group_ack`, or an error carrying the
+    /// `client_msg_id` (`stale_epoch`: process the log, encrypt again, retry).
+    GroupSend {
+        /// The group conversation.
+        conversation: ConversationId,
+        /// The sending device.
+        device: DeviceId,
+        /// The device's id for it; a resend with the same id is stored once.
+        client_msg_id: ClientMsgId,
+        /// The MLS message.
+        message: MlsBytes,
     },
 }
 
@@ -138,6 +153,34 @@ pub enum ServerFrame {
         /// Messages up to this id are gone.
         up_to: MessageId,
     },
+    /// A `group_send` (or an append) is in the group's log.
+    GroupAck {
+        /// The client's id.
+        client_msg_id: ClientMsgId,
+        /// Its position.
+        seq: u64,
+        /// Stored at.
+        ts: i64,
+    },
+    /// A new entry in the log of a group this user is in (or was removed from by it).
+    GroupEntry {
+        /// The entry.
+        entry: GroupEntry,
+    },
+    /// A Welcome is waiting for one of this user's devices (`GET /api/devices/{device}/welcomes`).
+    Welcome {
+        /// The group conversation it joins.
+        conversation: ConversationId,
+        /// The device.
+        device: DeviceId,
+    },
+    /// `user` left a group this user is in: a remaining member commits their removal.
+    Left {
+        /// The group conversation.
+        conversation: ConversationId,
+        /// Who left.
+        user: Username,
+    },
     /// This session was logged out or replaced; the connection closes next.
     SessionRevoked {
         /// Why, for people.
@@ -162,7 +205,7 @@ impl ServerFrame {
     }
 }
 
-const CLIENT_TYPES: &[&str] = &["hello", "send", "sync", "typing", "delivered", "read"];
+const CLIENT_TYPES: &[&str] = &["hello", "send", "sync", "typing", "delivered", "read", "group_send"];
 
 /// Parses a client frame, telling apart bad JSON, an unknown `type`, and bad fields.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ApiError> {

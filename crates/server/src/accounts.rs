@@ -4,8 +4,8 @@
 
 use sealroom_protocol::{
     ChangePasswordRequest, ErrorCode, IdentityKey, KdfParams, KeyBackupVersion, LoginRequest, Me,
-    PreloginResponse, RegisterRequest, Salt, SealedBackup, SessionResponse, UpdateKeyBackupRequest, UserInfo,
-    Username,
+    PreloginResponse, RegisterRequest, Salt, SealedBackup, SessionResponse, SigningKey,
+    UpdateKeyBackupRequest, UserInfo, Username,
 };
 
 use crate::auth::{self, AuthUser};
@@ -361,10 +361,11 @@ pub async fn search_users(state: &Relay, me: &AuthUser, prefix: String, limit: i
         .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(name, key)| {
+        .filter_map(|(name, key, signing)| {
             Some(UserInfo {
                 username: Username::parse(&name).ok()?,
                 identity_key: IdentityKey::from_slice(&key).ok()?,
+                signing_key: signing.and_then(|k| SigningKey::from_slice(&k).ok()),
             })
         })
         .collect())
@@ -373,9 +374,19 @@ pub async fn search_users(state: &Relay, me: &AuthUser, prefix: String, limit: i
 /// One user's public identity.
 pub async fn user(state: &Relay, name: Username) -> Result<UserInfo> {
     let lookup = name.clone();
-    let row = state.store.run(move |conn| Ok(store::user_by_name(conn, lookup.as_str())?)).await?;
-    let row = row.ok_or_else(|| ServerError::api(ErrorCode::NotFound, format!("no user named {name}")))?;
-    let identity_key = IdentityKey::from_slice(&row.identity_key)
-        .map_err(|_| StoreError::Corrupt { what: "identity key", row: row.id.0 })?;
-    Ok(UserInfo { username: name, identity_key })
+    let found = state
+        .store
+        .run(move |conn| {
+            let Some(row) = store::user_by_name(conn, lookup.as_str())? else { return Ok(None) };
+            let signing = store::mls::signing_key(conn, row.id)?;
+            Ok(Some((row, signing)))
+        })
+        .await?;
+    let (row, signing) =
+        found.ok_or_else(|| ServerError::api(ErrorCode::NotFound, format!("no user named {name}")))?;
+    let corrupt = |what| StoreError::Corrupt { what, row: row.id.0 };
+    let identity_key = IdentityKey::from_slice(&row.identity_key).map_err(|_| corrupt("identity key"))?;
+    let signing_key =
+        signing.map(|k| SigningKey::from_slice(&k)).transpose().map_err(|_| corrupt("signing key"))?;
+    Ok(UserInfo { username: name, identity_key, signing_key })
 }

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod blobs;
 pub mod config;
 pub mod error;
+pub mod groups;
 pub mod hub;
 pub mod limits;
 pub mod metrics;

@@ -21,9 +21,19 @@
 //! | find a user in the directory | anyone, by exact name; by name prefix only among the people they share a conversation with | (not listed) |
 //! | block or unblock a user | anyone, any existing user but themselves | `not_found`, `invalid_field` |
 //! | receive what a user sends, see them type or come online | not those who blocked them (withheld; the sender is not told) | (not sent) |
+//! | publish a signing key | anyone, once (the same key again is no change) | `conflict` |
+//! | register a device | anyone, with an id no one else's (and not removed) | `conflict` |
+//! | act as a device (key packages, Welcomes, create, append) | its user, until it is removed | `not_found`, `device_revoked` |
+//! | claim key packages | anyone, for at most 100 existing users at once | `unknown_recipient`, `invalid_field` |
+//! | read a group, its GroupInfo, its log; append an application message or an external join | its members | `not_found` |
+//! | append a commit that adds users or changes the admins | the group's admins | `not_admin` |
+//! | append a commit that removes a member | admins; anyone for users who left | `not_admin` |
+//! | grow a group | up to 1,000 members | `group_full` |
+//! | address a Welcome to a device | only active devices of the group's members after the commit | `invalid_field` |
+//! | leave a group | any member but its last admin while others remain | `invalid_field` |
 //! | see a user's presence | the people who share a conversation with them in which both wrote and that neither closed, neither blocking the other | (not sent) |
 
-use sealroom_protocol::{BlobId, ConversationId, ErrorCode, MessageId, UserId, Username};
+use sealroom_protocol::{BlobId, ConversationId, DeviceId, ErrorCode, MessageId, UserId, Username};
 
 use crate::auth::{AuthUser, Claims};
 use crate::error::{Result, ServerError};
@@ -172,6 +182,123 @@ pub fn directory_scope(conn: &mut store::SqliteConnection, me: UserId) -> Result
     Ok(store::contacts_of(conn, me)?)
 }
 
+/// One of `me`'s devices that may act: registered by `me` and not removed. Someone else's
+/// device answers like an unknown one.
+pub fn device(
+    conn: &mut store::SqliteConnection,
+    me: UserId,
+    id: &DeviceId,
+) -> Result<store::mls::DeviceRow> {
+    match store::mls::device(conn, &id.0)? {
+        Some(d) if d.user_id == me && d.revoked_at.is_none() => Ok(d),
+        Some(d) if d.user_id == me => Err(ServerError::api(
+            ErrorCode::DeviceRevoked,
+            "this device was removed from your devices; sign in again to make a new one",
+        )),
+        _ => Err(ServerError::api(ErrorCode::NotFound, "no such device of yours; register it first")),
+    }
+}
+
+/// `me`'s group conversation `id` with its members: not a member, not a group, or no such
+/// conversation: `not_found` alike.
+pub fn group(
+    conn: &mut store::SqliteConnection,
+    me: UserId,
+    id: ConversationId,
+) -> Result<(store::mls::GroupRow, Vec<(UserId, bool)>)> {
+    let not_found = || ServerError::api(ErrorCode::NotFound, "no such group");
+    let group = store::mls::group(conn, id)?.ok_or_else(not_found)?;
+    let members = store::mls::group_members(conn, id)?;
+    if !members.iter().any(|(u, _)| *u == me) {
+        return Err(not_found());
+    }
+    Ok((group, members))
+}
+
+/// What a commit claims to change at the relay (its members check that it agrees with the
+/// commit itself).
+#[derive(Debug, Clone, Copy)]
+pub struct CommitClaims<'a> {
+    /// Users it adds.
+    pub added: &'a [UserId],
+    /// Users it removes.
+    pub removed: &'a [UserId],
+    /// The new admins, if they change.
+    pub admins: Option<&'a [UserId]>,
+    /// It is an external commit (a member's new device joining by itself).
+    pub external: bool,
+}
+
+/// Whether `me`, a member of a group with `members` (user, admin), may make a commit that
+/// claims `c`, and the members after it. Adding users and changing the admins are for admins;
+/// so is removing a member other than oneself (a user who left is no member any more and may be
+/// removed by anyone); a member leaves through [`leave`] instead of removing themself. An
+/// external commit changes no membership. At most `max` members.
+pub fn commit(
+    me: UserId,
+    members: &[(UserId, bool)],
+    c: CommitClaims<'_>,
+    max: usize,
+) -> Result<Vec<UserId>> {
+    let admin = members.iter().any(|(u, a)| *u == me && *a);
+    let is_member = |u: &UserId| members.iter().any(|(m, _)| m == u);
+    let invalid = |why: &str| Err(ServerError::api(ErrorCode::InvalidField, why.to_owned()));
+    let not_admin = |what: &str| {
+        Err(ServerError::api(ErrorCode::NotAdmin, format!("only the group's admins may {what}")))
+    };
+    if c.external && (!c.added.is_empty() || !c.removed.is_empty() || c.admins.is_some()) {
+        return invalid("an external commit only joins a device of a member");
+    }
+    if !c.added.is_empty() && !admin {
+        return not_admin("add members");
+    }
+    if c.added.iter().any(is_member) {
+        return invalid("added: already a member");
+    }
+    if c.removed.contains(&me) {
+        return invalid("removed: you cannot remove yourself; leave the group instead");
+    }
+    if c.removed.iter().any(is_member) && !admin {
+        return not_admin("remove others");
+    }
+    if c.added.iter().any(|u| c.removed.contains(u)) {
+        return invalid("a user cannot be both added and removed");
+    }
+    let mut after: Vec<UserId> = members
+        .iter()
+        .map(|(u, _)| *u)
+        .filter(|u| !c.removed.contains(u))
+        .chain(c.added.iter().copied())
+        .collect();
+    after.sort_unstable();
+    after.dedup();
+    if let Some(admins) = c.admins {
+        if !admin {
+            return not_admin("change the admins");
+        }
+        if admins.is_empty() || admins.iter().any(|a| !after.contains(a)) {
+            return invalid("admins: at least one, each a member after the commit");
+        }
+    }
+    if after.len() > max {
+        return Err(ServerError::api(ErrorCode::GroupFull, format!("a group has at most {max} members")));
+    }
+    Ok(after)
+}
+
+/// Whether `me` may leave a group with `members`: anyone, except its last admin while other
+/// members remain (the group would have no one to add or remove members).
+pub fn leave(me: UserId, members: &[(UserId, bool)]) -> Result<()> {
+    let admins: Vec<UserId> = members.iter().filter(|(_, a)| *a).map(|(u, _)| *u).collect();
+    if admins == [me] && members.len() > 1 {
+        return Err(ServerError::api(
+            ErrorCode::InvalidField,
+            "you are the group's only admin: make another member an admin first",
+        ));
+    }
+    Ok(())
+}
+
 /// Who may read `/metrics`: with a configured token, a request bearing it (compared in
 /// constant time); without one, only the relay's own machine (a loopback peer). Counters of
 /// logins, connections and errors are not for the whole internet.
@@ -195,5 +322,66 @@ pub fn metrics(
             ErrorCode::Unauthorized,
             "metrics need the --metrics-token as a Bearer token (or a request from this machine)",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: UserId = UserId(1);
+    const B: UserId = UserId(2);
+    const C: UserId = UserId(3);
+    const D: UserId = UserId(4);
+
+    fn claims<'a>(
+        added: &'a [UserId],
+        removed: &'a [UserId],
+        admins: Option<&'a [UserId]>,
+    ) -> CommitClaims<'a> {
+        CommitClaims { added, removed, admins, external: false }
+    }
+
+    fn code(r: Result<Vec<UserId>>) -> ErrorCode {
+        match r {
+            Err(ServerError::Api(e)) => e.error,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    /// Admins add, remove others and change the admins; anyone may commit the removal of a
+    /// user who left, updates and external joins; nobody removes themself or grows the group
+    /// past its limit.
+    #[test]
+    fn who_may_commit_what() {
+        let members = [(A, true), (B, false), (C, false)];
+        assert_eq!(commit(A, &members, claims(&[D], &[B], None), 10).unwrap(), [A, C, D]);
+        assert_eq!(code(commit(B, &members, claims(&[D], &[], None), 10)), ErrorCode::NotAdmin);
+        assert_eq!(code(commit(B, &members, claims(&[], &[C], None), 10)), ErrorCode::NotAdmin);
+        assert_eq!(code(commit(B, &members, claims(&[], &[], Some(&[B])), 10)), ErrorCode::NotAdmin);
+        // D left already (no member): anyone commits the removal.
+        assert_eq!(commit(B, &members, claims(&[], &[D], None), 10).unwrap(), [A, B, C]);
+        assert_eq!(commit(B, &members, claims(&[], &[], None), 10).unwrap(), [A, B, C]);
+        assert_eq!(code(commit(A, &members, claims(&[], &[A], None), 10)), ErrorCode::InvalidField);
+        assert_eq!(code(commit(A, &members, claims(&[B], &[], None), 10)), ErrorCode::InvalidField);
+        assert_eq!(code(commit(A, &members, claims(&[D], &[D], None), 10)), ErrorCode::InvalidField);
+        assert_eq!(code(commit(A, &members, claims(&[], &[], Some(&[D])), 10)), ErrorCode::InvalidField);
+        assert_eq!(code(commit(A, &members, claims(&[], &[], Some(&[])), 10)), ErrorCode::InvalidField);
+        assert_eq!(commit(A, &members, claims(&[], &[], Some(&[B, C])), 10).unwrap(), [A, B, C]);
+        assert_eq!(code(commit(A, &members, claims(&[D], &[], None), 3)), ErrorCode::GroupFull);
+        // Removing one frees a place for another.
+        assert_eq!(commit(A, &members, claims(&[D], &[C], None), 3).unwrap(), [A, B, D]);
+        let external = CommitClaims { external: true, ..claims(&[], &[], None) };
+        assert_eq!(commit(B, &members, external, 3).unwrap(), [A, B, C]);
+        let external_add = CommitClaims { external: true, ..claims(&[D], &[], None) };
+        assert_eq!(code(commit(A, &members, external_add, 10)), ErrorCode::InvalidField);
+    }
+
+    #[test]
+    fn the_last_admin_stays_while_others_remain() {
+        assert!(leave(B, &[(A, true), (B, false)]).is_ok());
+        assert!(leave(A, &[(A, true), (B, false)]).is_err());
+        assert!(leave(A, &[(A, true), (B, true)]).is_ok());
+        assert!(leave(A, &[(A, true)]).is_ok());
     }
 }

@@ -9,11 +9,16 @@ use sealroom_protocol::{
     MessageId, OpenDirectRequest, PreloginRequest, RegisterRequest, UpdateKeyBackupRequest,
     UserSearchResponse, Username,
 };
+use sealroom_protocol::{
+    AppendRequest, ClaimKeyPackagesRequest, CreateGroupRequest, DeviceId, GroupList, GroupLogQuery,
+    PublishSigningKeyRequest, RegisterDeviceRequest, UploadKeyPackagesRequest, WelcomesTakenRequest,
+};
 use serde::Deserialize;
 
 use crate::accounts;
 use crate::auth::{self, AuthUser};
 use crate::error::{Result, ServerError};
+use crate::groups;
 use crate::service;
 use crate::Relay;
 
@@ -72,6 +77,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         e::BlobInfo => crate::blobs::info,
         e::DownloadBlob => crate::blobs::download,
         e::DeleteBlob => crate::blobs::delete,
+        e::PublishSigningKey => publish_signing_key,
+        e::RegisterDevice => register_device,
+        e::Devices => devices,
+        e::RemoveDevice => remove_device,
+        e::UploadKeyPackages => upload_key_packages,
+        e::Welcomes => welcomes,
+        e::WelcomesTaken => welcomes_taken,
+        e::ClaimKeyPackages => claim_key_packages,
+        e::CreateGroup => create_group,
+        e::Groups => groups,
+        e::GetGroup => get_group,
+        e::GetGroupInfo => get_group_info,
+        e::AppendToGroup => append_to_group,
+        e::LeaveGroup => leave_group,
+        e::GroupLog => group_log,
         e::OpenApiDocument => openapi_document,
     );
     cfg.service(scope.default_service(web::to(|req: HttpRequest| async move {
@@ -93,6 +113,11 @@ fn parse_peer(raw: &str) -> Result<Username> {
 /// A conversation id from a path; a malformed one is answered like an unknown one.
 fn parse_conversation(raw: &str) -> Result<ConversationId> {
     raw.parse().map(ConversationId).map_err(|_| ServerError::api(ErrorCode::NotFound, "no such conversation"))
+}
+
+/// A group conversation id from a path; a malformed one is answered like an unknown one.
+fn parse_group(raw: &str) -> Result<ConversationId> {
+    raw.parse().map(ConversationId).map_err(|_| ServerError::api(ErrorCode::NotFound, "no such group"))
 }
 
 fn session_cookie(state: &Relay, token: String, ttl_secs: i64) -> Cookie<'static> {
@@ -292,6 +317,130 @@ async fn get_message(
     // A malformed id is answered like an unknown one.
     let id = MessageId(path.parse().map_err(|_| ServerError::api(ErrorCode::NotFound, "no such message"))?);
     Ok(HttpResponse::Ok().json(service::message(&state, &user, id).await?))
+}
+
+/// A device id from a path; a malformed one is answered like an unknown one.
+fn parse_device(raw: &str) -> Result<DeviceId> {
+    raw.parse().map_err(|_| ServerError::api(ErrorCode::NotFound, "no such device of yours"))
+}
+
+async fn publish_signing_key(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    body: web::Json<JsonObject<PublishSigningKeyRequest>>,
+) -> Result<HttpResponse> {
+    groups::publish_signing_key(&state, &user, body.into_inner().into_inner().signing_key).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn register_device(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    body: web::Json<JsonObject<RegisterDeviceRequest>>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Created()
+        .json(groups::register_device(&state, &user, body.into_inner().into_inner()).await?))
+}
+
+async fn devices(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(groups::devices(&state, &user).await?))
+}
+
+async fn remove_device(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    groups::remove_device(&state, &user, parse_device(&path)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn upload_key_packages(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<JsonObject<UploadKeyPackagesRequest>>,
+) -> Result<HttpResponse> {
+    let device = parse_device(&path)?;
+    Ok(HttpResponse::Ok()
+        .json(groups::upload_key_packages(&state, &user, device, body.into_inner().into_inner()).await?))
+}
+
+async fn welcomes(state: web::Data<Relay>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(groups::welcomes(&state, &user, parse_device(&path)?).await?))
+}
+
+async fn welcomes_taken(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<JsonObject<WelcomesTakenRequest>>,
+) -> Result<HttpResponse> {
+    let device = parse_device(&path)?;
+    groups::welcomes_taken(&state, &user, device, body.into_inner().into_inner().up_to).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn claim_key_packages(
+    state: web::Data<Relay>,
+    _user: AuthUser,
+    body: web::Json<JsonObject<ClaimKeyPackagesRequest>>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok()
+        .json(groups::claim_key_packages(&state, body.into_inner().into_inner().users).await?))
+}
+
+async fn create_group(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    body: web::Json<JsonObject<CreateGroupRequest>>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Created()
+        .json(groups::create_group(&state, &user, body.into_inner().into_inner()).await?))
+}
+
+async fn groups(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(GroupList { groups: groups::groups(&state, &user).await? }))
+}
+
+async fn get_group(state: web::Data<Relay>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(groups::group(&state, &user, parse_group(&path)?).await?))
+}
+
+async fn get_group_info(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(groups::group_info(&state, &user, parse_group(&path)?).await?))
+}
+
+async fn append_to_group(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<JsonObject<AppendRequest>>,
+) -> Result<HttpResponse> {
+    let id = parse_group(&path)?;
+    Ok(HttpResponse::Ok()
+        .json(groups::append(&state, &user, id, body.into_inner().into_inner(), None).await?))
+}
+
+async fn leave_group(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    groups::leave(&state, &user, parse_group(&path)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn group_log(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    q: web::Query<GroupLogQuery>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(groups::log(&state, &user, q.into_inner()).await?))
 }
 
 /// `GET /api/openapi.json`: the OpenAPI description of this API, generated from the endpoint

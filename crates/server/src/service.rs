@@ -113,6 +113,12 @@ fn queue_send(
             let stored = match store::store_message(conn, &new_message, i64::try_from(quota).unwrap_or(i64::MAX))? {
                 Ok(stored) => stored,
                 Err(Refused::Blob(id)) => return Err(policy::unknown_blob(&id)),
+                Err(Refused::Group) => {
+                    return Err(ServerError::api(
+                        ErrorCode::InvalidField,
+                        "this is a group conversation: send MLS messages with group_send",
+                    ))
+                }
                 Err(Refused::NoRecipient) => {
                     return Err(ServerError::api(
                         ErrorCode::UnknownRecipient,

@@ -15,7 +15,9 @@ pub use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use sealroom_protocol::{ConversationId, ConversationKind, MessageId, UserId};
 
-use crate::schema::{blobs, blocks, conversations, members, message_blobs, messages, sessions, users};
+use crate::schema::{
+    blobs, blocks, conversations, members, message_blobs, messages, mls_groups, sessions, users,
+};
 
 #[path = "store_mls.rs"]
 pub mod mls;
@@ -375,16 +377,18 @@ pub fn user_by_id(conn: &mut SqliteConnection, id: UserId) -> StoreResult<Option
     Ok(users::table.find(id).select(UserRow::as_select()).get_result(conn).optional()?)
 }
 
-/// (username, identity key) of users whose name starts with `prefix`, by name.
-/// (username, identity key) of the user named exactly `prefix`, and of those among `among`
-/// whose name starts with it, by name, never `me`.
+/// A directory entry: name, identity key, signing key (once published).
+pub type DirectoryRow = (String, Vec<u8>, Option<Vec<u8>>);
+
+/// The user named exactly `prefix`, and those among `among` whose name starts with it, by
+/// name, never `me`.
 pub fn search_users(
     conn: &mut SqliteConnection,
     me: UserId,
     prefix: &str,
     among: &[UserId],
     limit: i64,
-) -> StoreResult<Vec<(String, Vec<u8>)>> {
+) -> StoreResult<Vec<DirectoryRow>> {
     // `prefix` is validated to [a-z0-9_]; escape `_`, LIKE's single-character wildcard.
     let pattern = format!("{}%", prefix.replace('_', "\\_"));
     Ok(users::table
@@ -396,7 +400,7 @@ pub fn search_users(
         )
         .order(users::username.asc())
         .limit(limit)
-        .select((users::username, users::identity_key))
+        .select((users::username, users::identity_key, users::signing_key))
         .load(conn)?)
 }
 
@@ -778,6 +782,7 @@ pub fn conversation_rows(
            FROM members m
            JOIN conversations c ON c.id = m.conversation_id
            JOIN members p ON p.conversation_id = m.conversation_id AND p.user_id != m.user_id
+                         AND c.kind = 'direct'
            JOIN users u ON u.id = p.user_id
            LEFT JOIN messages l ON l.id = (SELECT MAX(y.id) FROM messages y
                                            WHERE y.conversation_id = c.id AND y.id > m.cleared_up_to
@@ -809,6 +814,8 @@ pub enum Refused {
     Blob(String),
     /// The conversation has no other member to address.
     NoRecipient,
+    /// The conversation is a group: its messages are MLS messages in its log.
+    Group,
     /// Storing it would take the sender past their message quota.
     Quota,
     /// The sender already used this client_msg_id for a different message (another
@@ -869,6 +876,11 @@ pub fn store_message(
             if let Some(missing) = blob_ids.iter().find(|id| !owned.contains(id)) {
                 return Ok(Err(Refused::Blob(missing.clone())));
             }
+        }
+        // A group's messages go to its log (store::mls), never here.
+        let group: i64 = mls_groups::table.find(conversation).count().get_result(conn)?;
+        if group > 0 {
+            return Ok(Err(Refused::Group));
         }
         let members = members_of(conn, conversation)?;
         // A direct conversation has exactly one other member: the recipient.

@@ -99,6 +99,45 @@ pub fn devices_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<
         .load(conn)?)
 }
 
+/// One device, whoever's it is, revoked or not.
+pub fn device(conn: &mut SqliteConnection, id: &[u8]) -> StoreResult<Option<DeviceRow>> {
+    Ok(devices::table.find(id).first(conn).optional()?)
+}
+
+/// A device acted: its last-seen time moves on.
+pub fn device_seen(conn: &mut SqliteConnection, id: &[u8], now: i64) -> StoreResult<()> {
+    diesel::update(devices::table.find(id)).set(devices::last_seen.eq(now)).execute(conn)?;
+    Ok(())
+}
+
+/// Which of `ids` are active devices of one of `users`.
+pub fn active_devices_among(
+    conn: &mut SqliteConnection,
+    ids: &[Vec<u8>],
+    users: &[UserId],
+) -> StoreResult<Vec<(Vec<u8>, UserId)>> {
+    Ok(devices::table
+        .filter(devices::id.eq_any(ids))
+        .filter(devices::user_id.eq_any(users))
+        .filter(devices::revoked_at.is_null())
+        .select((devices::id, devices::user_id))
+        .load(conn)?)
+}
+
+/// The removed devices of a group's members: the members commit their removal from the group.
+pub fn revoked_devices_in(
+    conn: &mut SqliteConnection,
+    conversation: ConversationId,
+) -> StoreResult<Vec<Vec<u8>>> {
+    let users = members::table.filter(members::conversation_id.eq(conversation)).select(members::user_id);
+    Ok(devices::table
+        .filter(devices::user_id.eq_any(users))
+        .filter(devices::revoked_at.is_not_null())
+        .order(devices::id)
+        .select(devices::id)
+        .load(conn)?)
+}
+
 /// One device, if it is `user`'s and not revoked.
 pub fn active_device(conn: &mut SqliteConnection, user: UserId, id: &[u8]) -> StoreResult<Option<DeviceRow>> {
     Ok(devices::table
@@ -264,6 +303,29 @@ pub fn group(conn: &mut SqliteConnection, conversation: ConversationId) -> Store
     Ok(mls_groups::table.find(conversation).first(conn).optional()?)
 }
 
+/// The groups `user` is a member of, by conversation id.
+pub fn groups_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<GroupRow>> {
+    let mine = members::table.filter(members::user_id.eq(user)).select(members::conversation_id);
+    Ok(mls_groups::table
+        .filter(mls_groups::conversation_id.eq_any(mine))
+        .order(mls_groups::conversation_id)
+        .load(conn)?)
+}
+
+/// The position of a group's newest log entry (0 for none).
+pub fn last_seq(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<i64> {
+    Ok(group_log::table
+        .filter(group_log::conversation_id.eq(conversation))
+        .select(diesel::dsl::max(group_log::seq))
+        .get_result::<Option<i64>>(conn)?
+        .unwrap_or(0))
+}
+
+/// `user` leaves a group: the relay stops routing it to them.
+pub fn leave(conn: &mut SqliteConnection, conversation: ConversationId, user: UserId) -> StoreResult<bool> {
+    Ok(diesel::delete(members::table.find((conversation, user))).execute(conn)? == 1)
+}
+
 /// A group's members and whether each is an admin.
 pub fn group_members(
     conn: &mut SqliteConnection,
@@ -301,13 +363,23 @@ pub struct CommitEffects<'a> {
     pub added: &'a [UserId],
     /// Users who stop being members.
     pub removed: &'a [UserId],
+    /// The new admins, when they change (every member after the commit who is not in it stops
+    /// being one).
+    pub admins: Option<&'a [UserId]>,
 }
 
 /// What appending did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
-    /// In the log at this position (or already was: the same device sent the same id before).
+    /// In the log at this position, new.
     At(i64),
+    /// Already in the log: the same device sent the same id before (a resend).
+    Again {
+        /// Its position.
+        seq: i64,
+        /// When it was stored.
+        ts: i64,
+    },
     /// Made in an epoch that is not the group's current one; nothing stored.
     StaleEpoch {
         /// The group's epoch.
@@ -324,14 +396,14 @@ pub fn append(
     commit: Option<&CommitEffects<'_>>,
 ) -> StoreResult<Appended> {
     atomically(conn, |conn| {
-        let earlier: Option<i64> = group_log::table
+        let earlier: Option<(i64, i64)> = group_log::table
             .filter(group_log::sender_device.eq(e.sender_device))
             .filter(group_log::client_msg_id.eq(e.client_msg_id))
-            .select(group_log::seq)
+            .select((group_log::seq, group_log::created_at))
             .first(conn)
             .optional()?;
-        if let Some(seq) = earlier {
-            return Ok(Appended::At(seq));
+        if let Some((seq, ts)) = earlier {
+            return Ok(Appended::Again { seq, ts });
         }
         let current: i64 =
             mls_groups::table.find(e.conversation).select(mls_groups::epoch).get_result(conn)?;
@@ -366,6 +438,11 @@ pub fn append(
             }
             for user in c.removed {
                 diesel::delete(members::table.find((e.conversation, user))).execute(conn)?;
+            }
+            if let Some(admins) = c.admins {
+                diesel::update(members::table.filter(members::conversation_id.eq(e.conversation)))
+                    .set(members::admin.eq(members::user_id.eq_any(admins)))
+                    .execute(conn)?;
             }
             if let Some((data, devices)) = c.welcome {
                 let rows: Vec<_> = devices

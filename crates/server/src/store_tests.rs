@@ -492,13 +492,14 @@ fn mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once()
         welcome: Some((b"welcome", &welcome_to)),
         added: &[bob],
         removed: &[],
+        admins: None,
     };
     let first = mls::append(conn, &entry(alice, a1s, 0, mls::CONTENT_COMMIT, 1), Some(&add_bob)).unwrap();
     let Appended::At(commit_seq) = first else { panic!("{first:?}") };
-    // The same commit again (a resend): the same position, nothing twice.
+    // The same commit again (a resend): the same position and time, nothing twice.
     assert_eq!(
         mls::append(conn, &entry(alice, a1s, 0, mls::CONTENT_COMMIT, 1), Some(&add_bob)).unwrap(),
-        first
+        Appended::Again { seq: commit_seq, ts: 41 }
     );
     // A second commit for epoch 0 loses; so does a message of epoch 0.
     let update = CommitEffects { group_info: b"info x", ..CommitEffects::default() };
@@ -537,12 +538,18 @@ fn mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once()
         (bob, b1s, 1, &[4u8; 8][..])
     );
 
-    // Removing bob: he stops reading the group.
-    let remove = CommitEffects { group_info: b"info 2", removed: &[bob], ..CommitEffects::default() };
+    // Removing bob, with a new list of admins without alice: he stops reading the group, and
+    // she is no admin any more (who may be one is the policy's question, not storage's).
+    let remove = CommitEffects {
+        group_info: b"info 2",
+        removed: &[bob],
+        admins: Some(&[carol]),
+        ..CommitEffects::default()
+    };
     assert!(matches!(
         mls::append(conn, &entry(alice, a1s, 1, mls::CONTENT_COMMIT, 5), Some(&remove)).unwrap(),
         Appended::At(_)
     ));
     assert_eq!(seqs(conn, bob, msg), Vec::<i64>::new());
-    assert_eq!(mls::group_members(conn, g).unwrap(), [(alice, true)]);
+    assert_eq!(mls::group_members(conn, g).unwrap(), [(alice, false)]);
 }

@@ -525,6 +525,18 @@ fn handle<'a>(
         ClientFrame::Read { conversation, up_to } => {
             service::mark(state, user, conversation, up_to, true).map(done).boxed_local()
         }
+        ClientFrame::GroupSend { conversation, device, client_msg_id, message } => {
+            let req = sealroom_protocol::AppendRequest { device, client_msg_id, message, commit: None };
+            let appended = crate::groups::append(state, user, conversation, req, Some(conn_id));
+            async move {
+                let frame = match appended.await {
+                    Ok(a) => ServerFrame::GroupAck { client_msg_id, seq: a.seq, ts: a.ts },
+                    Err(e) => ServerFrame::error(e.sanitized(), Some(client_msg_id)),
+                };
+                Answer { frames: vec![frame], unused_output: 0.0 }
+            }
+            .boxed_local()
+        }
     }
 }
 

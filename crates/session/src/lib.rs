@@ -41,6 +41,8 @@
 mod directory;
 pub mod flows;
 #[cfg(feature = "mls")]
+pub mod groups;
+#[cfg(feature = "mls")]
 pub mod mls;
 mod outbox;
 pub mod password;
@@ -91,6 +93,21 @@ pub enum Error {
         .0.new_safety_number, .0.peer
     )]
     KeyChanged(Box<KeyChange>),
+    /// A user's identity signing key is not the one pinned for them (or, for this user, not the
+    /// one in the key backup): their devices are not trusted.
+    #[error("{0}'s signing key is not the one pinned for them; their devices are not trusted")]
+    SigningKeyChanged(sealroom_protocol::Username),
+    /// The relay does not publish a signing key for this user yet: they have no device that
+    /// can join a group.
+    #[error("{0} has not set up a device for group conversations yet")]
+    NoSigningKey(sealroom_protocol::Username),
+    /// This device's state could not be saved: nothing that depends on it was sent.
+    #[error("{0}")]
+    DeviceStorage(String),
+    /// The MLS layer refused.
+    #[cfg(feature = "mls")]
+    #[error("{0}")]
+    Mls(#[from] mls::MlsError),
     /// No key has been checked for this peer yet.
     #[error("no key is known for {0} yet")]
     UnknownPeer(sealroom_protocol::Username),

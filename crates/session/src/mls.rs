@@ -486,6 +486,14 @@ impl MlsDevice {
         Ok(())
     }
 
+    /// Moves a group's cursor to `position` when that is further: every entry of the group up
+    /// to it has been processed (the log had none of the group's between the two).
+    pub fn advance_cursor(&mut self, group: &GroupId, position: u64) -> Result<(), MlsError> {
+        let entry = self.groups.get_mut(group).ok_or(MlsError::UnknownGroup)?;
+        entry.cursor = entry.cursor.max(position);
+        Ok(())
+    }
+
     fn credential_with_key(&self) -> CredentialWithKey {
         CredentialWithKey {
             credential: BasicCredential::new(self.certificate.encode()).into(),
@@ -1094,6 +1102,13 @@ impl<'a> Reader<'a> {
         let n = self.u32()?;
         self.take(n)
     }
+}
+
+/// 16 random bytes (an entry's client_msg_id).
+pub fn random_id() -> Result<[u8; 16], MlsError> {
+    let mut id = [0u8; 16];
+    getrandom_fill(&mut id)?;
+    Ok(id)
 }
 
 fn getrandom_fill(buf: &mut [u8]) -> Result<(), MlsError> {

@@ -129,7 +129,11 @@ impl MemRelay {
                 let name = path.rsplit('/').next().unwrap_or_default();
                 let accounts = self.accounts.borrow();
                 let a = accounts.get(name).ok_or_else(|| api(ErrorCode::NotFound))?;
-                Ok(json(&UserInfo { username: a.me.username.clone(), identity_key: a.me.identity_key }))
+                Ok(json(&UserInfo {
+                    username: a.me.username.clone(),
+                    identity_key: a.me.identity_key,
+                    signing_key: None,
+                }))
             }
             _ => Err(api(ErrorCode::NotFound)),
         }

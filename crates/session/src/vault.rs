@@ -220,6 +220,62 @@ impl Vault {
         Ok(PeerKey::Changed(change))
     }
 
+    /// This user's identity signing key (version 2: it signs the certificates of the user's
+    /// devices), made now if the backup has none; `true` when it was made, and the caller
+    /// saves the backup before using it anywhere.
+    pub fn ensure_signing_key(&mut self) -> Result<bool, Error> {
+        if self.contents.signing.is_some() {
+            return Ok(false);
+        }
+        self.contents.signing = Some(sealroom_crypto::SigningSecret::generate()?);
+        Ok(true)
+    }
+
+    /// This user's identity signing key, once made ([`ensure_signing_key`](Self::ensure_signing_key)).
+    pub fn signing_key(&self) -> Option<&sealroom_crypto::SigningSecret> {
+        self.contents.signing.as_ref()
+    }
+
+    /// The signing key pinned for `user` (this user's own for themself).
+    pub fn signing_pin(&self, user: &str) -> Option<sealroom_crypto::SigningPublic> {
+        if user == self.username.as_str() {
+            return self.contents.signing.as_ref().map(|s| s.public_key());
+        }
+        self.contents.pins.get(user).and_then(|p| p.signing_key)
+    }
+
+    /// Pins `user`'s signing key on first use, beside their identity key (which is checked, and
+    /// pinned on first use, as [`check_peer_key`](Self::check_peer_key) does). `Ok(true)` when
+    /// a pin was added (the caller saves the backup); a signing key other than the pinned one,
+    /// or an identity key that changed, is refused.
+    pub fn pin_signing_key(
+        &mut self,
+        user: &Username,
+        identity: &IdentityKey,
+        signing: sealroom_crypto::SigningPublic,
+    ) -> Result<bool, Error> {
+        if user == &self.username {
+            return match self.signing_pin(user.as_str()) {
+                Some(own) if own == signing => Ok(false),
+                _ => Err(Error::SigningKeyChanged(user.clone())),
+            };
+        }
+        let first = match self.check_peer_key(user, identity)? {
+            PeerKey::Changed(change) => return Err(Error::KeyChanged(Box::new(change))),
+            PeerKey::FirstUse(_) => true,
+            PeerKey::Pinned(_) => false,
+        };
+        let pin = self.contents.pins.get_mut(user.as_str()).ok_or(Error::UnknownPeer(user.clone()))?;
+        match pin.signing_key {
+            Some(k) if k == signing => Ok(first),
+            Some(_) => Err(Error::SigningKeyChanged(user.clone())),
+            None => {
+                pin.signing_key = Some(signing);
+                Ok(true)
+            }
+        }
+    }
+
     /// The pending key change for `peer`, if any.
     pub fn key_change(&self, peer: &Username) -> Option<&KeyChange> {
         self.changes.get(peer)

@@ -126,10 +126,28 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
     revoked.logout().await.unwrap();
     let expired = expired_token(&server, alice_id, "alice", alice.session_id());
 
+    // Alice's device and group (version 2).
+    let device = alice.device_id().await.unwrap();
+    let group = alice.create_group(&[]).await.unwrap();
+    let group_id = alice.group(group).await.unwrap().group_id;
+    let b64 = sealroom_protocol::encode_b64;
+    // An application message's framing for her group at epoch 0 (the relay reads no further).
+    let mut framing = vec![0, 1, 0, 2, 16];
+    framing.extend_from_slice(&group_id.0);
+    framing.extend_from_slice(&[0; 8]);
+    framing.extend_from_slice(&[1, 0, 0]);
+    let mut new_group_info = vec![0, 1, 0, 4];
+    new_group_info.extend_from_slice(&[5; 20]);
+
     let json = |text: String| Some(("application/json", text));
     let fake_key = sealroom_protocol::encode_b64(&[7u8; 32]);
     let fake_salt = sealroom_protocol::encode_b64(&[7u8; 16]);
     let backup = me["key_backup"].as_str().unwrap().to_owned();
+    use endpoint::{
+        AppendToGroup, ClaimKeyPackages, CreateGroup, Devices, GetGroup, GetGroupInfo, GroupLog, Groups,
+        LeaveGroup, PublishSigningKey, RegisterDevice, RemoveDevice, UploadKeyPackages, Welcomes,
+        WelcomesTaken,
+    };
     use endpoint::{
         BlobInfo, Block, Blocks, ChangePassword, Clear, Conversations, DeleteBlob, DownloadBlob, GetMe,
         GetMessage, GetUser, History, Login, Logout, LogoutAll, MarkRead, OpenApiDocument, OpenDirect,
@@ -176,6 +194,56 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
         .other(401, Some("invalid_credentials"))
         .right(401, Some("invalid_credentials")),
         probe::<Clear>(Clear::path(&[&conversation]), json(r#"{"for_both":false}"#.into()))
+            .other(404, Some("not_found"))
+            .right(204, None),
+        probe::<PublishSigningKey>(
+            PublishSigningKey::path(&[]),
+            json(format!(r#"{{"signing_key":"{fake_key}"}}"#)),
+        )
+        .other(204, None)
+        .right(409, Some("conflict")),
+        probe::<RegisterDevice>(
+            RegisterDevice::path(&[]),
+            json(format!(r#"{{"device":"{device}","certificate":"CQ=="}}"#)),
+        )
+        .other(409, Some("conflict"))
+        .right(409, Some("conflict")),
+        probe::<Devices>(Devices::path(&[]), None),
+        probe::<UploadKeyPackages>(
+            UploadKeyPackages::path(&[&device]),
+            json(format!(r#"{{"key_packages":["{}"]}}"#, b64(&[0, 1, 0, 3, 9, 9]))),
+        )
+        .other(404, Some("not_found")),
+        probe::<Welcomes>(Welcomes::path(&[&device]), None).other(404, Some("not_found")),
+        probe::<WelcomesTaken>(WelcomesTaken::path(&[&device]), json(r#"{"up_to":1}"#.into()))
+            .other(404, Some("not_found"))
+            .right(204, None),
+        probe::<ClaimKeyPackages>(ClaimKeyPackages::path(&[]), json(r#"{"users":["bob"]}"#.into())),
+        probe::<CreateGroup>(
+            CreateGroup::path(&[]),
+            json(format!(
+                r#"{{"group_id":"{}","device":"{device}","group_info":"{}"}}"#,
+                b64(&[9; 16]),
+                b64(&new_group_info)
+            )),
+        )
+        .other(404, Some("not_found"))
+        .right(201, None),
+        probe::<Groups>(Groups::path(&[]), None),
+        probe::<GetGroup>(GetGroup::path(&[&group]), None).other(404, Some("not_found")),
+        probe::<GetGroupInfo>(GetGroupInfo::path(&[&group]), None).other(404, Some("not_found")),
+        probe::<AppendToGroup>(
+            AppendToGroup::path(&[&group]),
+            json(format!(
+                r#"{{"device":"{device}","client_msg_id":"{}","message":"{}"}}"#,
+                b64(&[4; 16]),
+                b64(&framing)
+            )),
+        )
+        .other(404, Some("not_found")),
+        probe::<GroupLog>(format!("{}?since=0", GroupLog::PATH), None),
+        probe::<LeaveGroup>(LeaveGroup::path(&[&group]), None).other(404, Some("not_found")).right(204, None),
+        probe::<RemoveDevice>(RemoveDevice::path(&[&device]), None)
             .other(404, Some("not_found"))
             .right(204, None),
         probe::<Logout>(Logout::path(&[]), None).other(204, None).right(204, None).ends_session(),

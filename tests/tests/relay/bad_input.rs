@@ -125,7 +125,7 @@ async fn bad_rest_input_gets_stable_codes_and_changes_nothing() {
             "oversize body",
             Method::POST,
             u("/api/register"),
-            Some(format!("{{\"username\":\"{}\"}}", "a".repeat(2_000_000))),
+            Some(format!("{{\"username\":\"{}\"}}", "a".repeat(10_000_000))),
             413,
             "payload_too_large",
         ),

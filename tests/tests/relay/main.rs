@@ -11,6 +11,7 @@ mod bench;
 mod cli;
 mod crash;
 mod files;
+mod groups;
 mod messaging;
 mod openapi;
 mod sessions;

@@ -131,6 +131,12 @@ impl App {
                 ErrorCode::RateLimited | ErrorCode::Internal => {}
                 _ => self.ui.connection_notice.set(Some(human(&ApiError::new(code, message)))),
             },
+            // Group conversations come to the browser with #14; until then this client has no
+            // device in any group, and these frames have nothing to update.
+            ServerFrame::GroupAck { .. }
+            | ServerFrame::GroupEntry { .. }
+            | ServerFrame::Welcome { .. }
+            | ServerFrame::Left { .. } => {}
         }
     }
 

@@ -1,0 +1,590 @@
+//! Group conversations (MLS) for both clients, over a [`Transport`]: setting up this device,
+//! creating groups, committing changes, sending, and reading the log in order.
+//!
+//! The rules kept here, once:
+//! - a device's state is saved ([`DeviceCell::save`]) after every change and before anything
+//!   that depends on it leaves (a commit is saved as pending before the relay sees it, so an
+//!   acceptance lost on the way is repaired when the device reads its commit back);
+//! - a `stale_epoch` refusal means another commit won: the device catches up on the log and
+//!   makes its change again, by itself;
+//! - users are pinned on first use (identity and signing key) before a Welcome, a commit or an
+//!   add that names them is accepted;
+//! - a device that finds a group of its user it is not in joins it by external commit.
+
+use std::collections::BTreeSet;
+
+use sealroom_crypto::{Payload, SigningPublic};
+use sealroom_protocol::endpoint::{
+    AppendToGroup, ClaimKeyPackages, CreateGroup, Endpoint, GetGroupInfo, GetUser, GroupLog, Groups,
+    LeaveGroup, PublishSigningKey, RegisterDevice, UploadKeyPackages, Welcomes, WelcomesTaken,
+};
+use sealroom_protocol::{
+    AppendRequest, AppendedEntry, CertificateBytes, ClaimKeyPackagesRequest, ClientMsgId, CommitEffects,
+    ConversationId, CreateGroupRequest, DeviceId, ErrorCode, GroupId, GroupLogQuery, MlsBytes,
+    PublishSigningKeyRequest, RegisterDeviceRequest, SigningKey, UploadKeyPackagesRequest, Username,
+    WelcomesTakenRequest,
+};
+
+use crate::mls::{self, Changes, Invitee, MlsDevice, MlsError, Processed};
+use crate::{flows, Error, Transport, VaultCell};
+
+/// One-use key packages a device keeps on the relay.
+pub const KEY_PACKAGE_TARGET: u32 = 50;
+/// Below this many, a device uploads more.
+pub const KEY_PACKAGE_LOW: u32 = 20;
+/// How many times a change is made again after losing to a concurrent commit.
+const RETRIES: usize = 8;
+
+/// Where an adapter keeps this device's MLS state: borrowed briefly, never across an await.
+pub trait DeviceCell {
+    /// Runs `f` on the device.
+    fn with<R>(&self, f: impl FnOnce(&mut MlsDevice) -> R) -> R;
+    /// Writes the device's state to its storage, sealed, now.
+    fn save(&self) -> Result<(), Error>;
+}
+
+/// Something that happened in a group, in log order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEvent {
+    /// The group conversation.
+    pub conversation: ConversationId,
+    /// The log position (of the Welcome's commit, for a join).
+    pub seq: u64,
+    /// When the relay stored it.
+    pub ts: i64,
+    /// What.
+    pub what: EventKind,
+}
+
+/// What a [`GroupEvent`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// This device joined the group (by a Welcome, or by itself).
+    Joined,
+    /// A message.
+    Message {
+        /// The sending user.
+        sender: String,
+        /// Their sending device.
+        device: DeviceId,
+        /// The sender's clock (authenticated).
+        sent_ms: u64,
+        /// What it says.
+        payload: Payload,
+    },
+    /// Membership or keys changed.
+    Commit(mls::CommitSummary),
+    /// This user is no longer a member (removed, or left on another device): the device
+    /// forgot the group.
+    Removed,
+    /// This device cannot read an entry (it was not yet, or no longer, a member of its epoch).
+    Unreadable(String),
+    /// An entry or a Welcome was refused (a device not signed by its user, a change by someone
+    /// not allowed to make it): the group stops here for this device until it is resolved.
+    Refused(String),
+}
+
+fn signed_out<T: Transport>() -> T::Error {
+    Error::SignedOut.into()
+}
+
+fn is<T: Transport>(e: &T::Error, code: ErrorCode) -> bool {
+    T::api_error(e).is_some_and(|a| a.error == code)
+}
+
+fn mls_bytes(bytes: Vec<u8>) -> Result<MlsBytes, Error> {
+    Ok(MlsBytes::new(bytes)?)
+}
+
+fn name(user: &str) -> Result<Username, Error> {
+    Username::parse(user).map_err(|_| Error::Mls(MlsError::Protocol(format!("not a username: {user}"))))
+}
+
+/// Sets this device up with the relay: the user's signing key made (saved in the backup) and
+/// published, the device registered with its certificate, and its key packages topped up.
+pub async fn start_device<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+) -> Result<(), T::Error> {
+    if vault.with(|v| v.ensure_signing_key()).ok_or_else(signed_out::<T>)?? {
+        flows::save_backup(t, vault).await?;
+    }
+    let public =
+        vault.with(|v| v.signing_key().map(|s| s.public_key())).flatten().ok_or_else(signed_out::<T>)?;
+    let req = PublishSigningKeyRequest { signing_key: SigningKey(*public.as_bytes()) };
+    t.call::<PublishSigningKey>(PublishSigningKey::PATH, Some(&req)).await?;
+    let (device, certificate) = dev.with(|d| (DeviceId(d.device_id()), d.certificate().encode()));
+    let req = RegisterDeviceRequest {
+        device,
+        certificate: CertificateBytes::new(certificate).map_err(Error::from)?,
+    };
+    let info = t.call::<RegisterDevice>(RegisterDevice::PATH, Some(&req)).await?;
+    if info.key_packages < KEY_PACKAGE_LOW {
+        let n = (KEY_PACKAGE_TARGET - info.key_packages) as usize;
+        let (packages, last_resort) = dev
+            .with(|d| Ok::<_, MlsError>((d.key_packages(n)?, d.last_resort_key_package()?)))
+            .map_err(Error::from)?;
+        // The private keys are saved before the packages can be handed out.
+        dev.save()?;
+        let req = UploadKeyPackagesRequest {
+            key_packages: packages.into_iter().map(mls_bytes).collect::<Result<_, _>>()?,
+            last_resort: Some(mls_bytes(last_resort)?),
+        };
+        t.call::<UploadKeyPackages>(&UploadKeyPackages::path(&[&device]), Some(&req)).await?;
+    }
+    Ok(())
+}
+
+/// Pins `users` on first use: each one's identity key and signing key from the directory. A
+/// user whose keys changed, or who has no signing key yet, is refused.
+pub async fn pin_users<T: Transport, V: VaultCell>(
+    t: &T,
+    vault: &V,
+    users: &[String],
+) -> Result<(), T::Error> {
+    let mut added = false;
+    for user in users {
+        let user = name(user)?;
+        let info = t.call::<GetUser>(&GetUser::path(&[&user]), None).await?;
+        let signing = info.signing_key.ok_or_else(|| Error::NoSigningKey(user.clone()))?;
+        let signing = SigningPublic::from_bytes(&signing.0).map_err(Error::from)?;
+        added |= vault
+            .with(|v| v.pin_signing_key(&user, &info.identity_key, signing))
+            .ok_or_else(signed_out::<T>)??;
+    }
+    if added {
+        flows::save_backup(t, vault).await?;
+    }
+    Ok(())
+}
+
+/// Runs an MLS operation with the vault's pins; when it names users not pinned yet, pins them
+/// and runs it again (it changed nothing the first time). The outer error is the relay's or the
+/// vault's; the inner one, what MLS refused.
+async fn try_with_pins<T: Transport, V: VaultCell, R>(
+    t: &T,
+    vault: &V,
+    mut op: impl FnMut(&dyn mls::Pins) -> Result<R, MlsError>,
+) -> Result<Result<R, MlsError>, T::Error> {
+    for _ in 0..3 {
+        let pins = |user: &str| vault.with(|v| v.signing_pin(user)).flatten();
+        match op(&pins) {
+            Err(MlsError::UnpinnedUsers(users)) => pin_users(t, vault, &users).await?,
+            other => return Ok(other),
+        }
+    }
+    Ok(Err(MlsError::Protocol("users could not be pinned".into())))
+}
+
+/// [`try_with_pins`], with what MLS refused as an error too.
+async fn with_pins<T: Transport, V: VaultCell, R>(
+    t: &T,
+    vault: &V,
+    op: impl FnMut(&dyn mls::Pins) -> Result<R, MlsError>,
+) -> Result<R, T::Error> {
+    Ok(try_with_pins(t, vault, op).await?.map_err(Error::from)?)
+}
+
+/// The device's key for a conversation id (ids are positive).
+fn key(c: ConversationId) -> u64 {
+    c.0.unsigned_abs()
+}
+
+fn group_of<T: Transport, D: DeviceCell>(
+    dev: &D,
+    conversation: ConversationId,
+) -> Result<mls::GroupId, T::Error> {
+    dev.with(|d| d.group_of(key(conversation))).ok_or_else(|| Error::Mls(MlsError::UnknownGroup).into())
+}
+
+/// Creates a group conversation with this user as its admin and adds `members` to it.
+pub async fn create_group<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    members: &[Username],
+) -> Result<ConversationId, T::Error> {
+    let me = vault.with(|v| v.username().to_string()).ok_or_else(signed_out::<T>)?;
+    let (group, info) = dev.with(|d| d.create_group(std::slice::from_ref(&me))).map_err(Error::from)?;
+    dev.save()?;
+    let device = DeviceId(dev.with(|d| d.device_id()));
+    let req = CreateGroupRequest { group_id: GroupId(group), device, group_info: mls_bytes(info)? };
+    let state = t.call::<CreateGroup>(CreateGroup::PATH, Some(&req)).await?;
+    dev.with(|d| {
+        // The new group has nothing in the log yet: its cursor starts where the others are.
+        let furthest = d.groups().values().map(|g| g.cursor).max().unwrap_or(0);
+        d.set_conversation(&group, key(state.conversation))?;
+        d.advance_cursor(&group, furthest)
+    })
+    .map_err(Error::from)?;
+    dev.save()?;
+    if !members.is_empty() {
+        add_members(t, vault, dev, state.conversation, members).await?;
+    }
+    Ok(state.conversation)
+}
+
+/// Adds users (with every device they have) to a group: admins only.
+pub async fn add_members<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    conversation: ConversationId,
+    users: &[Username],
+) -> Result<AppendedEntry, T::Error> {
+    let names: Vec<String> = users.iter().map(|u| u.to_string()).collect();
+    pin_users(t, vault, &names).await?;
+    let req = ClaimKeyPackagesRequest { users: users.to_vec() };
+    let claimed = t.call::<ClaimKeyPackages>(ClaimKeyPackages::PATH, Some(&req)).await?;
+    let add = claimed
+        .users
+        .into_iter()
+        .map(|u| Invitee {
+            user: u.user.to_string(),
+            key_packages: u.key_packages.into_iter().map(|k| k.key_package.into_bytes()).collect(),
+        })
+        .collect();
+    change(t, vault, dev, conversation, Changes { add, ..Changes::default() }).await
+}
+
+/// Commits `changes` to a group, catching up and making it again when a concurrent commit won.
+pub async fn change<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    conversation: ConversationId,
+    changes: Changes,
+) -> Result<AppendedEntry, T::Error> {
+    for _ in 0..RETRIES {
+        if let Some(appended) = change_once(t, vault, dev, conversation, &changes).await? {
+            return Ok(appended);
+        }
+    }
+    Err(Error::Mls(MlsError::Protocol("the group kept changing; try again".into())).into())
+}
+
+/// Commits `changes` once: `None` when a concurrent commit won (the device has caught up since).
+async fn change_once<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    conversation: ConversationId,
+    changes: &Changes,
+) -> Result<Option<AppendedEntry>, T::Error> {
+    let group = group_of::<T, D>(dev, conversation)?;
+    let device = DeviceId(dev.with(|d| d.device_id()));
+    let max = sealroom_protocol::MAX_GROUP_MEMBERS;
+    let commit = with_pins(t, vault, |pins| dev.with(|d| d.commit(&group, changes, max, pins))).await?;
+    dev.save()?;
+    let effects = CommitEffects {
+        group_info: mls_bytes(commit.group_info)?,
+        welcome: commit.welcome.map(mls_bytes).transpose()?,
+        welcome_devices: commit.welcome_devices.into_iter().map(DeviceId).collect(),
+        added: commit.added_users.iter().map(|u| name(u)).collect::<Result<_, _>>()?,
+        removed: commit.removed_users.iter().map(|u| name(u)).collect::<Result<_, _>>()?,
+        admins: changes.admins.as_ref().map(|a| a.iter().map(|u| name(u)).collect()).transpose()?,
+    };
+    let req = AppendRequest {
+        device,
+        client_msg_id: ClientMsgId(mls::random_id().map_err(Error::from)?),
+        message: mls_bytes(commit.message)?,
+        commit: Some(effects),
+    };
+    match t.call::<AppendToGroup>(&AppendToGroup::path(&[&conversation]), Some(&req)).await {
+        Ok(appended) => {
+            dev.with(|d| d.commit_accepted(&group)).map_err(Error::from)?;
+            dev.save()?;
+            Ok(Some(appended))
+        }
+        Err(e) if is::<T>(&e, ErrorCode::StaleEpoch) => {
+            dev.with(|d| d.commit_refused(&group)).map_err(Error::from)?;
+            dev.save()?;
+            sync(t, vault, dev).await?;
+            Ok(None)
+        }
+        Err(e) => {
+            // Refused for good: the change is dropped. (A transport failure leaves it pending:
+            // it may have landed, and reading the log tells.)
+            if T::api_error(&e).is_some() {
+                dev.with(|d| d.commit_refused(&group)).map_err(Error::from)?;
+                dev.save()?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Sends `payload` to a group at the sender's clock `now_ms`, catching up and encrypting again
+/// when a commit came first.
+pub async fn send<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    conversation: ConversationId,
+    payload: &Payload,
+    now_ms: u64,
+) -> Result<AppendedEntry, T::Error> {
+    let group = group_of::<T, D>(dev, conversation)?;
+    let device = DeviceId(dev.with(|d| d.device_id()));
+    let client_msg_id = ClientMsgId(mls::random_id().map_err(Error::from)?);
+    for _ in 0..RETRIES {
+        let message = dev.with(|d| d.encrypt(&group, now_ms, payload));
+        let message = match message {
+            Ok(m) => m,
+            Err(MlsError::PendingCommit) => {
+                // A commit whose answer was lost: the log says whether it landed.
+                sync(t, vault, dev).await?;
+                if dev.with(|d| d.encrypt(&group, now_ms, payload)) == Err(MlsError::PendingCommit) {
+                    dev.with(|d| d.commit_refused(&group)).map_err(Error::from)?;
+                }
+                continue;
+            }
+            Err(e) => return Err(Error::from(e).into()),
+        };
+        dev.save()?;
+        let req = AppendRequest { device, client_msg_id, message: mls_bytes(message)?, commit: None };
+        match t.call::<AppendToGroup>(&AppendToGroup::path(&[&conversation]), Some(&req)).await {
+            Ok(appended) => return Ok(appended),
+            Err(e) if is::<T>(&e, ErrorCode::StaleEpoch) => {
+                sync(t, vault, dev).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Mls(MlsError::Protocol("the group kept changing; try again".into())).into())
+}
+
+/// Leaves a group: the relay stops routing it to this user at once, a remaining member commits
+/// the removal, and this device forgets it.
+pub async fn leave<T: Transport, D: DeviceCell>(
+    t: &T,
+    dev: &D,
+    conversation: ConversationId,
+) -> Result<(), T::Error> {
+    t.call::<LeaveGroup>(&LeaveGroup::path(&[&conversation]), None).await?;
+    if let Some(group) = dev.with(|d| d.group_of(key(conversation))) {
+        dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
+        dev.save()?;
+    }
+    Ok(())
+}
+
+/// Joins a group of this user's by external commit (a new device, or one never added).
+async fn join_external<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    conversation: ConversationId,
+) -> Result<Option<GroupEvent>, T::Error> {
+    let device = DeviceId(dev.with(|d| d.device_id()));
+    for _ in 0..RETRIES {
+        let info = t.call::<GetGroupInfo>(&GetGroupInfo::path(&[&conversation]), None).await?;
+        let commit =
+            with_pins(t, vault, |pins| dev.with(|d| d.join_external(info.group_info.as_bytes(), pins)))
+                .await?;
+        let group = commit.group;
+        dev.with(|d| d.set_conversation(&group, key(conversation))).map_err(Error::from)?;
+        dev.save()?;
+        let req = AppendRequest {
+            device,
+            client_msg_id: ClientMsgId(mls::random_id().map_err(Error::from)?),
+            message: mls_bytes(commit.message)?,
+            commit: Some(CommitEffects { group_info: mls_bytes(commit.group_info)?, ..empty_effects() }),
+        };
+        let appended = t.call::<AppendToGroup>(&AppendToGroup::path(&[&conversation]), Some(&req)).await;
+        match appended {
+            Ok(a) => {
+                dev.with(|d| {
+                    d.commit_accepted(&group)?;
+                    d.advance_cursor(&group, a.seq)
+                })
+                .map_err(Error::from)?;
+                dev.save()?;
+                return Ok(Some(GroupEvent { conversation, seq: a.seq, ts: a.ts, what: EventKind::Joined }));
+            }
+            Err(e) => {
+                dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
+                dev.save()?;
+                if !is::<T>(&e, ErrorCode::StaleEpoch) {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn empty_effects() -> CommitEffects {
+    CommitEffects {
+        group_info: MlsBytes::new(Vec::new()).unwrap_or_else(|_| unreachable!("empty fits")),
+        welcome: None,
+        welcome_devices: vec![],
+        added: vec![],
+        removed: vec![],
+        admins: None,
+    }
+}
+
+/// Catches this device up: joins the groups its Welcomes are for, then processes every new
+/// log entry of its groups in order (joining by itself any group of its user it is not in).
+pub async fn sync<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+) -> Result<Vec<GroupEvent>, T::Error> {
+    let mut events = Vec::new();
+    let device = DeviceId(dev.with(|d| d.device_id()));
+    let list = t.call::<Welcomes>(&Welcomes::path(&[&device]), None).await?;
+    if let Some(last) = list.welcomes.last().map(|w| w.id) {
+        for w in list.welcomes {
+            if dev.with(|d| d.group_of(key(w.conversation))).is_some() {
+                continue;
+            }
+            let joined =
+                try_with_pins(t, vault, |pins| dev.with(|d| d.join(w.welcome.as_bytes(), pins))).await?;
+            let what = match joined {
+                Ok(group) => {
+                    dev.with(|d| {
+                        d.set_conversation(&group, key(w.conversation))?;
+                        d.advance_cursor(&group, w.seq)
+                    })
+                    .map_err(Error::from)?;
+                    EventKind::Joined
+                }
+                Err(e) => EventKind::Refused(e.to_string()),
+            };
+            events.push(GroupEvent { conversation: w.conversation, seq: w.seq, ts: 0, what });
+        }
+        dev.save()?;
+        t.call::<WelcomesTaken>(
+            &WelcomesTaken::path(&[&device]),
+            Some(&WelcomesTakenRequest { up_to: last }),
+        )
+        .await?;
+    }
+    let mut tried_joining = BTreeSet::new();
+    let mut stuck = BTreeSet::new();
+    loop {
+        let since = dev.with(|d| {
+            d.groups()
+                .iter()
+                .filter(|(g, e)| e.conversation.is_some() && !stuck.contains(*g))
+                .map(|(_, e)| e.cursor)
+                .min()
+        });
+        let since = since.unwrap_or(0);
+        let q = GroupLogQuery { since, limit: None };
+        let page = t.call::<GroupLog>(&format!("{}{}", GroupLog::PATH, q.to_query()), None).await?;
+        let Some(last) = page.entries.last().map(|e| e.seq) else { break };
+        for e in page.entries {
+            let group = match dev.with(|d| d.group_of(key(e.conversation))) {
+                Some(g) => g,
+                None => {
+                    if tried_joining.insert(e.conversation) {
+                        events.extend(join_external(t, vault, dev, e.conversation).await?);
+                    }
+                    continue;
+                }
+            };
+            if stuck.contains(&group) {
+                continue;
+            }
+            let own = e.device == device;
+            let processed = try_with_pins(t, vault, |pins| {
+                dev.with(|d| d.process(&group, e.seq, own, e.message.as_bytes(), pins))
+            })
+            .await?;
+            let what = match processed {
+                Ok(Processed::Message { sender, device, sent_ms, payload }) => {
+                    Some(EventKind::Message { sender, device: DeviceId(device), sent_ms, payload })
+                }
+                Ok(Processed::Commit(summary)) => {
+                    if summary.self_removed {
+                        dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
+                    }
+                    Some(EventKind::Commit(summary))
+                }
+                Ok(Processed::Unreadable { reason }) => Some(EventKind::Unreadable(reason)),
+                Ok(Processed::Own | Processed::Skipped) => None,
+                Err(err) => {
+                    stuck.insert(group);
+                    Some(EventKind::Refused(err.to_string()))
+                }
+            };
+            if let Some(what) = what {
+                events.push(GroupEvent { conversation: e.conversation, seq: e.seq, ts: e.ts, what });
+            }
+        }
+        // Every group not stuck has processed whatever the page held of it.
+        dev.with(|d| {
+            let groups: Vec<mls::GroupId> =
+                d.groups().keys().filter(|g| !stuck.contains(*g)).copied().collect();
+            for g in groups {
+                let _ = d.advance_cursor(&g, last);
+            }
+        });
+        dev.save()?;
+        if !page.more {
+            break;
+        }
+    }
+    // A user removed from a group no longer reads its log, the commit that removed them
+    // included: the relay's list of their groups says it.
+    let listed: BTreeSet<u64> =
+        t.call::<Groups>(Groups::PATH, None).await?.groups.iter().map(|g| key(g.conversation)).collect();
+    let gone: Vec<(mls::GroupId, u64)> = dev.with(|d| {
+        d.groups()
+            .iter()
+            .filter_map(|(g, e)| e.conversation.filter(|c| !listed.contains(c)).map(|c| (*g, c)))
+            .collect()
+    });
+    for (group, conversation) in gone {
+        dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
+        let conversation = ConversationId(i64::try_from(conversation).unwrap_or(i64::MAX));
+        events.push(GroupEvent { conversation, seq: 0, ts: 0, what: EventKind::Removed });
+    }
+    dev.save()?;
+    Ok(events)
+}
+
+/// Commits, in each group this device is in, the removal of users who left and of removed
+/// devices (anyone may; whoever is first does it, the others find nothing left to do).
+pub async fn tidy<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+) -> Result<usize, T::Error> {
+    let mut commits = 0;
+    for _ in 0..RETRIES {
+        let groups = t.call::<Groups>(Groups::PATH, None).await?.groups;
+        let mut todo = None;
+        for g in &groups {
+            let Some(group) = dev.with(|d| d.group_of(key(g.conversation))) else { continue };
+            let members = dev.with(|d| d.members(&group)).map_err(Error::from)?;
+            let users: BTreeSet<String> = g.members.iter().map(|m| m.user.to_string()).collect();
+            let gone: BTreeSet<String> =
+                members.iter().map(|m| m.user.clone()).filter(|u| !users.contains(u)).collect();
+            let devices: Vec<mls::DeviceId> = members
+                .iter()
+                .filter(|m| users.contains(&m.user) && g.removed_devices.iter().any(|d| d.0 == m.device))
+                .map(|m| m.device)
+                .collect();
+            if !gone.is_empty() || !devices.is_empty() {
+                let changes = Changes {
+                    remove_users: gone.into_iter().collect(),
+                    remove_devices: devices,
+                    ..Changes::default()
+                };
+                todo = Some((g.conversation, changes));
+                break;
+            }
+        }
+        let Some((conversation, changes)) = todo else { return Ok(commits) };
+        // Losing to another member's commit is fine: the next round sees what is left to do.
+        if change_once(t, vault, dev, conversation, &changes).await?.is_some() {
+            commits += 1;
+        }
+    }
+    Ok(commits)
+}

@@ -1,0 +1,156 @@
+//! Group conversations (MLS) end to end: real relay, real native clients with their own
+//! devices, real OpenMLS groups.
+
+use std::time::Duration;
+
+use sealroom_client::{EventKind, GroupEvent, Session};
+use sealroom_protocol::{ErrorCode, ServerFrame};
+use sealroom_session::Payload;
+use sealroom_tests::TestServer;
+
+fn texts(events: &[GroupEvent]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.what {
+            EventKind::Message { sender, payload: Payload::Text(t), .. } => Some((sender.clone(), t.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn text(s: &str) -> Payload {
+    Payload::Text(s.into())
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    (a.to_owned(), b.to_owned())
+}
+
+fn refused(events: &[GroupEvent]) -> Vec<&GroupEvent> {
+    events.iter().filter(|e| matches!(e.what, EventKind::Refused(_) | EventKind::Unreadable(_))).collect()
+}
+
+async fn second_device(server: &TestServer, name: &str) -> Session {
+    server.client().login(name, &format!("password-of-{name}")).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_group_adds_sends_removes_and_its_members_read_everything_they_may() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    let mut carol = server.register("carol").await;
+    // Bob and carol have devices with key packages before they are added; bob's second device
+    // comes later and joins by itself.
+    bob.mls_start().await.unwrap();
+    carol.mls_start().await.unwrap();
+
+    let group = alice.create_group(&["bob", "carol"]).await.unwrap();
+    let state = alice.group(group).await.unwrap();
+    let members: Vec<(String, bool)> = state.members.iter().map(|m| (m.user.to_string(), m.admin)).collect();
+    assert_eq!(members, [("alice".into(), true), ("bob".into(), false), ("carol".into(), false)]);
+
+    let mut live = bob.connect().await.unwrap();
+    alice.send_group(group, &text("hello, both")).await.unwrap();
+    let frame = live.next_within(Duration::from_secs(5)).await.unwrap();
+    assert!(matches!(&frame, ServerFrame::GroupEntry { entry } if entry.conversation == group), "{frame:?}");
+
+    let b = bob.sync_groups().await.unwrap();
+    assert!(b.iter().any(|e| e.what == EventKind::Joined && e.conversation == group), "{b:?}");
+    assert_eq!(texts(&b), [pair("alice", "hello, both")]);
+    assert!(refused(&b).is_empty(), "{b:?}");
+    let c = carol.sync_groups().await.unwrap();
+    assert_eq!(texts(&c), [pair("alice", "hello, both")]);
+
+    // Bob's second device was never added: it joins by external commit, then reads what
+    // follows (what came before is the history archive's, not MLS's).
+    let mut bob2 = second_device(&server, "bob").await;
+    let b2 = bob2.sync_groups().await.unwrap();
+    assert!(b2.iter().any(|e| e.what == EventKind::Joined), "{b2:?}");
+    carol.send_group(group, &text("from carol")).await.unwrap();
+    assert_eq!(texts(&bob2.sync_groups().await.unwrap()), [pair("carol", "from carol")]);
+    let a = alice.sync_groups().await.unwrap();
+    assert_eq!(texts(&a), [pair("carol", "from carol")]);
+    assert!(a.iter().any(|e| matches!(&e.what, EventKind::Commit(s) if s.by == "bob")), "{a:?}");
+    assert!(refused(&a).is_empty(), "{a:?}");
+
+    // Two members commit at once without reading each other: the relay orders one, the other
+    // is told `stale_epoch`, catches up and commits again by itself.
+    bob.sync_groups().await.unwrap();
+    carol.sync_groups().await.unwrap();
+    let (x, y) = tokio::join!(bob.update_keys(group), carol.update_keys(group));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_ne!(x.seq, y.seq);
+    assert_eq!(server_epoch(&alice, group).await, alice.group(group).await.unwrap().epoch);
+    bob2.send_group(group, &text("after the updates")).await.unwrap();
+    for s in [&mut alice, &mut bob, &mut carol] {
+        let e = s.sync_groups().await.unwrap();
+        assert_eq!(texts(&e), [pair("bob", "after the updates")], "{}", s.username());
+        assert!(refused(&e).is_empty(), "{}: {e:?}", s.username());
+    }
+
+    // Only admins add: bob's device refuses to make the commit.
+    let mut dave = server.register("dave").await;
+    dave.mls_start().await.unwrap();
+    let err = bob.add_members(group, &["dave"]).await.unwrap_err();
+    assert!(err.to_string().contains("admin"), "{err}");
+
+    // Alice removes carol: carol learns it, and reads nothing sent after.
+    alice.remove_members(group, &["carol"]).await.unwrap();
+    let c = carol.sync_groups().await.unwrap();
+    assert!(c.iter().any(|e| e.what == EventKind::Removed && e.conversation == group), "{c:?}");
+    alice.send_group(group, &text("without carol")).await.unwrap();
+    assert!(texts(&carol.sync_groups().await.unwrap()).is_empty());
+    let gone = carol.group(group).await.unwrap_err();
+    assert!(
+        matches!(&gone, sealroom_client::ClientError::Api(e) if e.error == ErrorCode::NotFound),
+        "{gone}"
+    );
+    let err = carol.send_group(group, &text("still here?")).await.unwrap_err();
+    assert!(err.to_string().contains("not in that group"), "{err}");
+    for s in [&mut bob, &mut bob2] {
+        assert_eq!(texts(&s.sync_groups().await.unwrap()), [pair("alice", "without carol")]);
+    }
+
+    // Bob leaves: the relay stops routing to him at once; alice's client commits his removal.
+    bob.leave_group(group).await.unwrap();
+    assert_eq!(alice.tidy_groups().await.unwrap(), 1);
+    assert_eq!(alice.tidy_groups().await.unwrap(), 0, "nothing left to tidy");
+    let state = alice.group(group).await.unwrap();
+    assert_eq!(state.members.iter().map(|m| m.user.as_str()).collect::<Vec<_>>(), ["alice"]);
+    alice.send_group(group, &text("alone now")).await.unwrap();
+    let b2 = bob2.sync_groups().await.unwrap();
+    assert!(texts(&b2).is_empty(), "{b2:?}");
+}
+
+async fn server_epoch(s: &Session, group: sealroom_protocol::ConversationId) -> u64 {
+    s.groups().await.unwrap().into_iter().find(|g| g.conversation == group).unwrap().epoch
+}
+
+#[tokio::test]
+async fn a_removed_device_is_taken_out_of_its_groups() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    let mut bob2 = second_device(&server, "bob").await;
+    bob.mls_start().await.unwrap();
+    let old = bob2.device_id().await.unwrap();
+    let group = alice.create_group(&["bob"]).await.unwrap();
+    assert!(bob2.sync_groups().await.unwrap().iter().any(|e| e.what == EventKind::Joined));
+
+    let devices = bob.devices().await.unwrap();
+    assert_eq!(devices.len(), 2);
+    assert!(devices.iter().all(|d| d.key_packages > 0 && d.revoked_at.is_none()), "{devices:?}");
+    bob.remove_device(old).await.unwrap();
+    let err = bob2.send_group(group, &text("from a removed device")).await.unwrap_err();
+    assert!(
+        matches!(&err, sealroom_client::ClientError::Api(e) if e.error == ErrorCode::DeviceRevoked),
+        "{err}"
+    );
+
+    alice.sync_groups().await.unwrap();
+    assert_eq!(alice.group(group).await.unwrap().removed_devices, [old]);
+    assert_eq!(alice.tidy_groups().await.unwrap(), 1);
+    alice.send_group(group, &text("for bob's remaining device")).await.unwrap();
+    assert_eq!(texts(&bob.sync_groups().await.unwrap()), [pair("alice", "for bob's remaining device")]);
+}
