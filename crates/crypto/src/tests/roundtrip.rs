@@ -370,6 +370,34 @@ fn merging_a_newer_copy_keeps_every_pin_and_prefers_ours() {
     assert_eq!(ours.unknown, vec![(0x77, vec![1, 2, 3])]);
 }
 
+/// Two clients of one user each made a signing key (and an archive key) before either stored
+/// its backup: the one that lost the race takes the stored copy's keys, which are the ones that
+/// may already be in use; a copy without them keeps its own.
+#[test]
+fn merging_takes_the_stored_copys_version_2_keys() {
+    let stored_signing = crate::SigningSecret::from_seed([7; 32]);
+    let stored_archive = crate::ArchiveKey::generate().unwrap();
+    let mut stored = contents();
+    stored.signing = Some(stored_signing.clone());
+    stored.archive_key = Some(stored_archive.clone());
+    let mut ours = contents();
+    ours.signing = Some(crate::SigningSecret::from_seed([8; 32]));
+    ours.archive_key = Some(crate::ArchiveKey::generate().unwrap());
+    ours.merge_from(stored);
+    assert_eq!(ours.signing.as_ref().map(|s| s.public_key()), Some(stored_signing.public_key()));
+    assert_eq!(ours.archive_key.as_ref(), Some(&stored_archive));
+
+    let mut without = contents();
+    let mut mine = contents();
+    mine.signing = Some(crate::SigningSecret::from_seed([9; 32]));
+    without.signing = None;
+    mine.merge_from(without);
+    assert_eq!(
+        mine.signing.as_ref().map(|s| s.public_key()),
+        Some(crate::SigningSecret::from_seed([9; 32]).public_key())
+    );
+}
+
 #[test]
 fn a_file_decryptor_holds_the_blob_to_the_message() {
     let data = vec![3u8; 2 * 65_536 + 10];
