@@ -115,11 +115,6 @@ fn parse_conversation(raw: &str) -> Result<ConversationId> {
     raw.parse().map(ConversationId).map_err(|_| ServerError::api(ErrorCode::NotFound, "no such conversation"))
 }
 
-/// A group conversation id from a path; a malformed one is answered like an unknown one.
-fn parse_group(raw: &str) -> Result<ConversationId> {
-    raw.parse().map(ConversationId).map_err(|_| ServerError::api(ErrorCode::NotFound, "no such group"))
-}
-
 fn session_cookie(state: &Relay, token: String, ttl_secs: i64) -> Cookie<'static> {
     Cookie::build(auth::COOKIE, token)
         .http_only(true)
@@ -404,7 +399,7 @@ async fn groups(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse>
 }
 
 async fn get_group(state: web::Data<Relay>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(groups::group(&state, &user, parse_group(&path)?).await?))
+    Ok(HttpResponse::Ok().json(groups::group(&state, &user, parse_conversation(&path)?).await?))
 }
 
 async fn get_group_info(
@@ -412,7 +407,7 @@ async fn get_group_info(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(groups::group_info(&state, &user, parse_group(&path)?).await?))
+    Ok(HttpResponse::Ok().json(groups::group_info(&state, &user, parse_conversation(&path)?).await?))
 }
 
 async fn append_to_group(
@@ -421,7 +416,7 @@ async fn append_to_group(
     path: web::Path<String>,
     body: web::Json<JsonObject<AppendRequest>>,
 ) -> Result<HttpResponse> {
-    let id = parse_group(&path)?;
+    let id = parse_conversation(&path)?;
     Ok(HttpResponse::Ok()
         .json(groups::append(&state, &user, id, body.into_inner().into_inner(), None).await?))
 }
@@ -431,7 +426,7 @@ async fn leave_group(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    groups::leave(&state, &user, parse_group(&path)?).await?;
+    groups::leave(&state, &user, parse_conversation(&path)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

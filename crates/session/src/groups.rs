@@ -114,7 +114,7 @@ pub async fn start_device<T: Transport, V: VaultCell, D: DeviceCell>(
         vault.with(|v| v.signing_key().map(|s| s.public_key())).flatten().ok_or_else(signed_out::<T>)?;
     let req = PublishSigningKeyRequest { signing_key: SigningKey(*public.as_bytes()) };
     t.call::<PublishSigningKey>(PublishSigningKey::PATH, Some(&req)).await?;
-    let (device, certificate) = dev.with(|d| (DeviceId(d.device_id()), d.certificate().encode()));
+    let (device, certificate) = (device_of(dev), dev.with(|d| d.certificate().encode()));
     let req = RegisterDeviceRequest {
         device,
         certificate: CertificateBytes::new(certificate).map_err(Error::from)?,
@@ -208,8 +208,8 @@ pub async fn create_group<T: Transport, V: VaultCell, D: DeviceCell>(
     let me = vault.with(|v| v.username().to_string()).ok_or_else(signed_out::<T>)?;
     let (group, info) = dev.with(|d| d.create_group(std::slice::from_ref(&me))).map_err(Error::from)?;
     dev.save()?;
-    let device = DeviceId(dev.with(|d| d.device_id()));
-    let req = CreateGroupRequest { group_id: GroupId(group), device, group_info: mls_bytes(info)? };
+    let req =
+        CreateGroupRequest { group_id: GroupId(group), device: device_of(dev), group_info: mls_bytes(info)? };
     let state = t.call::<CreateGroup>(CreateGroup::PATH, Some(&req)).await?;
     dev.with(|d| {
         // The new group has nothing in the log yet: its cursor starts where the others are.
@@ -273,25 +273,11 @@ async fn change_once<T: Transport, V: VaultCell, D: DeviceCell>(
     changes: &Changes,
 ) -> Result<Option<AppendedEntry>, T::Error> {
     let group = group_of::<T, D>(dev, conversation)?;
-    let device = DeviceId(dev.with(|d| d.device_id()));
     let max = sealroom_protocol::MAX_GROUP_MEMBERS;
     let commit = with_pins(t, vault, |pins| dev.with(|d| d.commit(&group, changes, max, pins))).await?;
     dev.save()?;
-    let effects = CommitEffects {
-        group_info: mls_bytes(commit.group_info)?,
-        welcome: commit.welcome.map(mls_bytes).transpose()?,
-        welcome_devices: commit.welcome_devices.into_iter().map(DeviceId).collect(),
-        added: commit.added_users.iter().map(|u| name(u)).collect::<Result<_, _>>()?,
-        removed: commit.removed_users.iter().map(|u| name(u)).collect::<Result<_, _>>()?,
-        admins: changes.admins.as_ref().map(|a| a.iter().map(|u| name(u)).collect()).transpose()?,
-    };
-    let req = AppendRequest {
-        device,
-        client_msg_id: ClientMsgId(mls::random_id().map_err(Error::from)?),
-        message: mls_bytes(commit.message)?,
-        commit: Some(effects),
-    };
-    match t.call::<AppendToGroup>(&AppendToGroup::path(&[&conversation]), Some(&req)).await {
+    let req = commit_request(device_of(dev), commit, changes.admins.as_deref())?;
+    match append::<T>(t, conversation, &req).await {
         Ok(appended) => {
             dev.with(|d| d.commit_accepted(&group)).map_err(Error::from)?;
             dev.save()?;
@@ -326,8 +312,8 @@ pub async fn send<T: Transport, V: VaultCell, D: DeviceCell>(
     now_ms: u64,
 ) -> Result<AppendedEntry, T::Error> {
     let group = group_of::<T, D>(dev, conversation)?;
-    let device = DeviceId(dev.with(|d| d.device_id()));
-    let client_msg_id = ClientMsgId(mls::random_id().map_err(Error::from)?);
+    let device = device_of(dev);
+    let client_msg_id = new_entry_id()?;
     for _ in 0..RETRIES {
         let message = dev.with(|d| d.encrypt(&group, now_ms, payload));
         let message = match message {
@@ -344,7 +330,7 @@ pub async fn send<T: Transport, V: VaultCell, D: DeviceCell>(
         };
         dev.save()?;
         let req = AppendRequest { device, client_msg_id, message: mls_bytes(message)?, commit: None };
-        match t.call::<AppendToGroup>(&AppendToGroup::path(&[&conversation]), Some(&req)).await {
+        match append::<T>(t, conversation, &req).await {
             Ok(appended) => return Ok(appended),
             Err(e) if is::<T>(&e, ErrorCode::StaleEpoch) => {
                 sync(t, vault, dev).await?;
@@ -377,7 +363,6 @@ async fn join_external<T: Transport, V: VaultCell, D: DeviceCell>(
     dev: &D,
     conversation: ConversationId,
 ) -> Result<Option<GroupEvent>, T::Error> {
-    let device = DeviceId(dev.with(|d| d.device_id()));
     for _ in 0..RETRIES {
         let info = t.call::<GetGroupInfo>(&GetGroupInfo::path(&[&conversation]), None).await?;
         let commit =
@@ -386,14 +371,8 @@ async fn join_external<T: Transport, V: VaultCell, D: DeviceCell>(
         let group = commit.group;
         dev.with(|d| d.set_conversation(&group, key(conversation))).map_err(Error::from)?;
         dev.save()?;
-        let req = AppendRequest {
-            device,
-            client_msg_id: ClientMsgId(mls::random_id().map_err(Error::from)?),
-            message: mls_bytes(commit.message)?,
-            commit: Some(CommitEffects { group_info: mls_bytes(commit.group_info)?, ..empty_effects() }),
-        };
-        let appended = t.call::<AppendToGroup>(&AppendToGroup::path(&[&conversation]), Some(&req)).await;
-        match appended {
+        let req = commit_request(device_of(dev), commit, None)?;
+        match append::<T>(t, conversation, &req).await {
             Ok(a) => {
                 dev.with(|d| {
                     d.commit_accepted(&group)?;
@@ -415,15 +394,45 @@ async fn join_external<T: Transport, V: VaultCell, D: DeviceCell>(
     Ok(None)
 }
 
-fn empty_effects() -> CommitEffects {
-    CommitEffects {
-        group_info: MlsBytes::new(Vec::new()).unwrap_or_else(|_| unreachable!("empty fits")),
-        welcome: None,
-        welcome_devices: vec![],
-        added: vec![],
-        removed: vec![],
-        admins: None,
-    }
+/// This device's id.
+fn device_of<D: DeviceCell>(dev: &D) -> DeviceId {
+    DeviceId(dev.with(|d| d.device_id()))
+}
+
+/// A fresh id for a log entry.
+fn new_entry_id() -> Result<ClientMsgId, Error> {
+    Ok(ClientMsgId(mls::random_id()?))
+}
+
+/// A commit as the relay takes it: the message, and what it changes at the relay.
+fn commit_request(
+    device: DeviceId,
+    commit: mls::Commit,
+    admins: Option<&[String]>,
+) -> Result<AppendRequest, Error> {
+    let effects = CommitEffects {
+        group_info: mls_bytes(commit.group_info)?,
+        welcome: commit.welcome.map(mls_bytes).transpose()?,
+        welcome_devices: commit.welcome_devices.into_iter().map(DeviceId).collect(),
+        added: commit.added_users.iter().map(|u| name(u)).collect::<Result<_, _>>()?,
+        removed: commit.removed_users.iter().map(|u| name(u)).collect::<Result<_, _>>()?,
+        admins: admins.map(|a| a.iter().map(|u| name(u)).collect()).transpose()?,
+    };
+    Ok(AppendRequest {
+        device,
+        client_msg_id: new_entry_id()?,
+        message: mls_bytes(commit.message)?,
+        commit: Some(effects),
+    })
+}
+
+/// Appends an entry to a group's log.
+async fn append<T: Transport>(
+    t: &T,
+    conversation: ConversationId,
+    req: &AppendRequest,
+) -> Result<AppendedEntry, T::Error> {
+    t.call::<AppendToGroup>(&AppendToGroup::path(&[&conversation]), Some(req)).await
 }
 
 /// Catches this device up: joins the groups its Welcomes are for, then processes every new
@@ -434,7 +443,7 @@ pub async fn sync<T: Transport, V: VaultCell, D: DeviceCell>(
     dev: &D,
 ) -> Result<Vec<GroupEvent>, T::Error> {
     let mut events = Vec::new();
-    let device = DeviceId(dev.with(|d| d.device_id()));
+    let device = device_of(dev);
     let list = t.call::<Welcomes>(&Welcomes::path(&[&device]), None).await?;
     if let Some(last) = list.welcomes.last().map(|w| w.id) {
         for w in list.welcomes {
