@@ -119,7 +119,8 @@ pub struct DeviceInfo {
     pub certificate: CertificateBytes,
     /// First registered.
     pub created_at: i64,
-    /// Last time it acted (registered, uploaded key packages, appended to a log).
+    /// Last time it acted (registered, uploaded key packages, appended to a log), to the
+    /// minute.
     pub last_seen: i64,
     /// When it was removed (a removed device may no longer act).
     pub revoked_at: Option<i64>,

@@ -101,6 +101,18 @@ pub async fn remove_device(state: &Relay, me: &AuthUser, device: DeviceId) -> Re
         .await
 }
 
+/// How stale a device's last-seen time may get before an action writes it again: it tells
+/// members about devices gone for days, so a busy device need not write it with every message.
+const LAST_SEEN_STEP_MS: i64 = 60_000;
+
+/// A device acted at `now`.
+fn seen(conn: &mut SqliteConnection, device: &store_mls::DeviceRow, now: i64) -> Result<()> {
+    if now - device.last_seen >= LAST_SEEN_STEP_MS {
+        store_mls::device_seen(conn, &device.id, now)?;
+    }
+    Ok(())
+}
+
 /// `POST /api/devices/{device}/key-packages`.
 pub async fn upload_key_packages(
     state: &Relay,
@@ -128,7 +140,7 @@ pub async fn upload_key_packages(
     state
         .store
         .write(move |conn| {
-            policy::device(conn, me, &device)?;
+            let row = policy::device(conn, me, &device)?;
             let packages: Vec<Vec<u8>> = req.key_packages.into_iter().map(MlsBytes::into_bytes).collect();
             let last_resort = req.last_resort.as_ref().map(MlsBytes::as_bytes);
             if !store_mls::add_key_packages(conn, &device.0, &packages, last_resort, max as i64)? {
@@ -137,7 +149,7 @@ pub async fn upload_key_packages(
                     format!("a device holds at most {max} key packages; upload fewer"),
                 ));
             }
-            store_mls::device_seen(conn, &device.0, now)?;
+            seen(conn, &row, now)?;
             let left = store_mls::key_packages_left(conn, &device.0)?;
             Ok(KeyPackageCount { left: u32::try_from(left).unwrap_or(u32::MAX) })
         })
@@ -409,7 +421,7 @@ fn queue_append(
     let max = sealroom_protocol::MAX_GROUP_MEMBERS;
     let now = state.clock.now_ms();
     Ok(state.store.write(move |conn| {
-        policy::device(conn, me_id, &req.device)?;
+        let device = policy::device(conn, me_id, &req.device)?;
         let (group, members) = policy::group(conn, me_id, conversation)?;
         if framing.group_id != group.group_id {
             return Err(invalid("message: it belongs to another group"));
@@ -473,7 +485,7 @@ fn queue_append(
             }
         };
         if new {
-            store_mls::device_seen(conn, &req.device.0, now)?;
+            seen(conn, &device, now)?;
         }
         let corrupt = |what| StoreError::Corrupt { what, row: seq };
         let entry = GroupEntry {
