@@ -154,3 +154,228 @@ async fn a_removed_device_is_taken_out_of_its_groups() {
     alice.send_group(group, &text("for bob's remaining device")).await.unwrap();
     assert_eq!(texts(&bob.sync_groups().await.unwrap()), [pair("alice", "for bob's remaining device")]);
 }
+
+/// An MLS PrivateMessage's framing (the relay reads no further): group, epoch, content type.
+fn framing(group_id: &[u8; 16], epoch: u64, content_type: u8) -> String {
+    let mut m = vec![0, 1, 0, 2, 16];
+    m.extend_from_slice(group_id);
+    m.extend_from_slice(&epoch.to_be_bytes());
+    m.extend_from_slice(&[content_type, 0, 0]);
+    sealroom_protocol::encode_b64(&m)
+}
+
+#[tokio::test]
+async fn bad_group_input_gets_stable_codes_and_changes_nothing() {
+    use reqwest::Method;
+    use sealroom_tests::raw;
+
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    bob.mls_start().await.unwrap();
+    let group = alice.create_group(&["bob"]).await.unwrap();
+    alice.send_group(group, &text("kept safe")).await.unwrap();
+    let device = alice.device_id().await.unwrap();
+    let state = alice.group(group).await.unwrap();
+    let gid = state.group_id.0;
+    let b64 = sealroom_protocol::encode_b64;
+    let u = |p: String| format!("{}{p}", server.url);
+    let id = b64(&[6; 16]);
+    let kp = b64(&[0, 1, 0, 3, 9, 9]);
+    let info = b64(&[0, 1, 0, 4, 9, 9]);
+    let append = |message: String, commit: &str| {
+        format!(r#"{{"device":"{device}","client_msg_id":"{id}","message":"{message}"{commit}}}"#)
+    };
+    let effects = format!(r#","commit":{{"group_info":"{info}"}}"#);
+    let many: Vec<String> = (0..101).map(|_| format!("\"{kp}\"")).collect();
+    let cases: Vec<(&str, Method, String, String, u16, &str)> = vec![
+        (
+            "another signing key",
+            Method::PUT,
+            u("/api/me/signing-key".into()),
+            format!(r#"{{"signing_key":"{}"}}"#, b64(&[7; 32])),
+            409,
+            "conflict",
+        ),
+        (
+            "a device id in capitals",
+            Method::POST,
+            u("/api/devices".into()),
+            format!(r#"{{"device":"{}","certificate":"CQ=="}}"#, "AB".repeat(16)),
+            400,
+            "invalid_field",
+        ),
+        (
+            "not a key package",
+            Method::POST,
+            u(format!("/api/devices/{device}/key-packages")),
+            r#"{"key_packages":["AAE="]}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            "no key package at all",
+            Method::POST,
+            u(format!("/api/devices/{device}/key-packages")),
+            r#"{"key_packages":[]}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            "too many key packages",
+            Method::POST,
+            u(format!("/api/devices/{device}/key-packages")),
+            format!(r#"{{"key_packages":[{}]}}"#, many.join(",")),
+            413,
+            "quota_exceeded",
+        ),
+        (
+            "a malformed device in a path",
+            Method::GET,
+            u("/api/devices/xyz/welcomes".into()),
+            String::new(),
+            404,
+            "not_found",
+        ),
+        (
+            "an unknown device",
+            Method::GET,
+            u(format!("/api/devices/{}/welcomes", "0".repeat(32))),
+            String::new(),
+            404,
+            "not_found",
+        ),
+        (
+            "a claim for nobody",
+            Method::POST,
+            u("/api/key-packages/claim".into()),
+            r#"{"users":[]}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            "a claim for an unknown user",
+            Method::POST,
+            u("/api/key-packages/claim".into()),
+            r#"{"users":["nobody"]}"#.into(),
+            404,
+            "unknown_recipient",
+        ),
+        (
+            "a group without a GroupInfo",
+            Method::POST,
+            u("/api/groups".into()),
+            format!(r#"{{"group_id":"{id}","device":"{device}","group_info":"AAE="}}"#),
+            400,
+            "invalid_field",
+        ),
+        (
+            "a group id taken",
+            Method::POST,
+            u("/api/groups".into()),
+            format!(r#"{{"group_id":"{}","device":"{device}","group_info":"{info}"}}"#, b64(&gid)),
+            409,
+            "conflict",
+        ),
+        (
+            "not an MLS message",
+            Method::POST,
+            u(format!("/api/groups/{group}/log")),
+            append("AAE=".into(), ""),
+            400,
+            "invalid_field",
+        ),
+        (
+            "a message with commit effects",
+            Method::POST,
+            u(format!("/api/groups/{group}/log")),
+            append(framing(&gid, 1, 1), &effects),
+            400,
+            "invalid_field",
+        ),
+        (
+            "a commit without them",
+            Method::POST,
+            u(format!("/api/groups/{group}/log")),
+            append(framing(&gid, 1, 3), ""),
+            400,
+            "invalid_field",
+        ),
+        (
+            "a proposal",
+            Method::POST,
+            u(format!("/api/groups/{group}/log")),
+            append(framing(&gid, 1, 2), ""),
+            400,
+            "invalid_field",
+        ),
+        (
+            "another group's message",
+            Method::POST,
+            u(format!("/api/groups/{group}/log")),
+            append(framing(&[1; 16], 1, 1), ""),
+            400,
+            "invalid_field",
+        ),
+        (
+            "a past epoch",
+            Method::POST,
+            u(format!("/api/groups/{group}/log")),
+            append(framing(&gid, 0, 1), ""),
+            409,
+            "stale_epoch",
+        ),
+        (
+            "a Welcome without devices",
+            Method::POST,
+            u(format!("/api/groups/{group}/log")),
+            append(
+                framing(&gid, 1, 3),
+                &format!(r#","commit":{{"group_info":"{info}","welcome":"{}"}}"#, b64(&[0, 1, 0, 3, 9])),
+            ),
+            400,
+            "invalid_field",
+        ),
+        (
+            "removing oneself",
+            Method::POST,
+            u(format!("/api/groups/{group}/log")),
+            append(
+                framing(&gid, 1, 3),
+                &format!(r#","commit":{{"group_info":"{info}","removed":["alice"]}}"#),
+            ),
+            400,
+            "invalid_field",
+        ),
+        (
+            "the log from a negative position",
+            Method::GET,
+            u("/api/group-log?since=-1".into()),
+            String::new(),
+            400,
+            "invalid_field",
+        ),
+    ];
+    for (what, method, url, body, status, code) in cases {
+        let body = (!body.is_empty()).then_some(("application/json", body.as_str()));
+        let (got, answer, _) = raw(method, &url, Some(alice.token()), body).await;
+        assert_eq!((got.as_u16(), answer["error"].as_str()), (status, Some(code)), "{what}: {answer}");
+    }
+
+    // Over the WebSocket too: a stale group_send is refused with its id, the connection lives.
+    let mut ws = alice.connect().await.unwrap();
+    let frame = format!(
+        r#"{{"type":"group_send","conversation":{group},"device":"{device}","client_msg_id":"{id}","message":"{}"}}"#,
+        framing(&gid, 0, 1)
+    );
+    ws.send_raw(frame).await.unwrap();
+    let answer = ws.next_within(Duration::from_secs(5)).await.unwrap();
+    assert!(
+        matches!(&answer, ServerFrame::Error { code: ErrorCode::StaleEpoch, client_msg_id: Some(_), .. }),
+        "{answer:?}"
+    );
+
+    // Nothing stored changed: the group is where it was and bob reads exactly what was sent.
+    assert_eq!(alice.group(group).await.unwrap(), state);
+    assert_eq!(texts(&bob.sync_groups().await.unwrap()), [pair("alice", "kept safe")]);
+}
