@@ -60,6 +60,8 @@ pub trait Endpoint {
     type Body: Serialize + DeserializeOwned;
     /// The JSON response body (`()` for 204 No Content).
     type Response: Serialize + DeserializeOwned;
+    /// Whether success creates something: 201 Created rather than 200 OK.
+    const CREATES: bool = false;
 
     /// The path with its `{…}` segments replaced by `args`, in order.
     fn path(args: &[&dyn std::fmt::Display]) -> String {
@@ -85,7 +87,8 @@ fn fill(pattern: &str, args: &[&dyn std::fmt::Display]) -> String {
 }
 
 macro_rules! endpoints {
-    ($($(#[doc = $doc:literal])* $name:ident, $method:ident, $path:literal, $body:ty => $resp:ty;)*) => {
+    (@created) => { true };
+    ($($(#[doc = $doc:literal])* $name:ident, $method:ident, $path:literal, $body:ty => $resp:ty $(, $creates:ident)?;)*) => {
         $(
             $(#[doc = $doc])*
             #[derive(Debug, Clone, Copy)]
@@ -95,6 +98,7 @@ macro_rules! endpoints {
                 const PATH: &'static str = $path;
                 type Body = $body;
                 type Response = $resp;
+                $(const CREATES: bool = endpoints!(@$creates);)?
             }
         )*
 
@@ -114,7 +118,7 @@ endpoints! {
     /// KDF salt and parameters for a username (a stable fake one for unknown names).
     Prelogin, Post, "/api/prelogin", PreloginRequest => PreloginResponse;
     /// Creates an account and a session.
-    Register, Post, "/api/register", RegisterRequest => SessionResponse;
+    Register, Post, "/api/register", RegisterRequest => SessionResponse, created;
     /// Starts a session.
     Login, Post, "/api/login", LoginRequest => SessionResponse;
     /// Ends this session.
@@ -152,7 +156,7 @@ endpoints! {
     /// One stored message `{id}` this user may see.
     GetMessage, Get, "/api/messages/{id}", () => MessageOut;
     /// Uploads an encrypted blob (the body is raw bytes, not JSON).
-    UploadBlob, Post, "/api/blobs", () => UploadResponse;
+    UploadBlob, Post, "/api/blobs", () => UploadResponse, created;
     /// This user's attachment storage and the relay's limits.
     BlobInfo, Get, "/api/blobs", () => StorageInfo;
     /// Downloads blob `{id}` (the response is raw bytes, not JSON).
@@ -162,7 +166,7 @@ endpoints! {
     /// Publishes this user's identity signing key (set once).
     PublishSigningKey, Put, "/api/me/signing-key", PublishSigningKeyRequest => ();
     /// Records one of this user's devices.
-    RegisterDevice, Post, "/api/devices", RegisterDeviceRequest => DeviceInfo;
+    RegisterDevice, Post, "/api/devices", RegisterDeviceRequest => DeviceInfo, created;
     /// This user's devices.
     Devices, Get, "/api/devices", () => DeviceList;
     /// Removes device `{device}`: it may no longer act, and the other members of its groups
@@ -177,7 +181,7 @@ endpoints! {
     /// One key package for each device of each named user (one-use ones are handed out once).
     ClaimKeyPackages, Post, "/api/key-packages/claim", ClaimKeyPackagesRequest => ClaimedKeyPackages;
     /// Creates a group conversation.
-    CreateGroup, Post, "/api/groups", CreateGroupRequest => GroupState;
+    CreateGroup, Post, "/api/groups", CreateGroupRequest => GroupState, created;
     /// This user's group conversations.
     Groups, Get, "/api/groups", () => GroupList;
     /// Group conversation `{id}`: members, admins and epoch.

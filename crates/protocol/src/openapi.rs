@@ -127,6 +127,7 @@ pub struct Operation {
     doc: String,
     body: Option<(Cow<'static, str>, RefOr<Schema>)>,
     response: Option<(Cow<'static, str>, RefOr<Schema>)>,
+    creates: bool,
 }
 
 impl std::fmt::Debug for Operation {
@@ -149,6 +150,7 @@ impl Operation {
             doc,
             body: E::Body::schema(),
             response: E::Response::schema(),
+            creates: E::CREATES,
         }
     }
 }
@@ -285,7 +287,7 @@ pub fn document() -> OpenApi {
             ));
         }
         let success = match (op.name, &op.response) {
-            ("Register" | "UploadBlob", Some((name, _))) => (
+            (_, Some((name, _))) if op.creates => (
                 "201",
                 ResponseBuilder::new()
                     .description("created")

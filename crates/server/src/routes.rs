@@ -106,6 +106,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     })));
 }
 
+/// Endpoint `E`'s JSON success: 201 Created when it creates something, else 200 (as its
+/// declaration says, and the OpenAPI description with it).
+fn success<E: Endpoint>(body: &E::Response) -> HttpResponse {
+    if E::CREATES {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    }
+}
+
 fn parse_peer(raw: &str) -> Result<Username> {
     Username::parse(raw).map_err(|e| ServerError::api(ErrorCode::InvalidUsername, e.to_string()))
 }
@@ -333,8 +343,8 @@ async fn register_device(
     user: AuthUser,
     body: web::Json<JsonObject<RegisterDeviceRequest>>,
 ) -> Result<HttpResponse> {
-    Ok(HttpResponse::Created()
-        .json(groups::register_device(&state, &user, body.into_inner().into_inner()).await?))
+    let device = groups::register_device(&state, &user, body.into_inner().into_inner()).await?;
+    Ok(success::<sealroom_protocol::endpoint::RegisterDevice>(&device))
 }
 
 async fn devices(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {
@@ -390,8 +400,8 @@ async fn create_group(
     user: AuthUser,
     body: web::Json<JsonObject<CreateGroupRequest>>,
 ) -> Result<HttpResponse> {
-    Ok(HttpResponse::Created()
-        .json(groups::create_group(&state, &user, body.into_inner().into_inner()).await?))
+    let group = groups::create_group(&state, &user, body.into_inner().into_inner()).await?;
+    Ok(success::<sealroom_protocol::endpoint::CreateGroup>(&group))
 }
 
 async fn groups(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {
