@@ -8,7 +8,7 @@ use sealroom_protocol::*;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else { return };
-    match which % 26 {
+    match which % 39 {
         // Requests: what the relay decodes.
         0 => request::<PreloginRequest>(body),
         1 => request::<RegisterRequest>(body),
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         8 => request::<ConversationFlags>(body),
         9 => query::<HistoryQuery>(body),
         10 => {
-            // Path segments: a username, a blob id, a conversation id.
+            // Path segments: a username, a blob id, a conversation id, a device id.
             let Ok(text) = std::str::from_utf8(body) else { return };
             if let Ok(name) = Username::parse(text) {
                 assert_eq!(Username::parse(name.as_str()).ok(), Some(name));
@@ -30,6 +30,9 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(id.as_str(), text);
             }
             let _ = text.parse::<i64>().map(ConversationId);
+            if let Ok(device) = text.parse::<DeviceId>() {
+                assert_eq!(device.to_string(), text);
+            }
         }
         // Responses: what a client decodes from a relay it does not trust.
         11 => json_body::<PreloginResponse>(body),
@@ -46,6 +49,20 @@ fuzz_target!(|data: &[u8]| {
         22 => json_body::<StorageInfo>(body),
         23 => json_body::<ApiError>(body),
         24 => json_body::<ConversationSummary>(body),
-        _ => json_body::<MessageOut>(body),
+        25 => json_body::<MessageOut>(body),
+        // Groups (version 2): requests, the log's query, responses.
+        26 => request::<PublishSigningKeyRequest>(body),
+        27 => request::<RegisterDeviceRequest>(body),
+        28 => request::<UploadKeyPackagesRequest>(body),
+        29 => request::<ClaimKeyPackagesRequest>(body),
+        30 => request::<CreateGroupRequest>(body),
+        31 => request::<AppendRequest>(body),
+        32 => request::<WelcomesTakenRequest>(body),
+        33 => query::<GroupLogQuery>(body),
+        34 => json_body::<DeviceList>(body),
+        35 => json_body::<ClaimedKeyPackages>(body),
+        36 => json_body::<GroupState>(body),
+        37 => json_body::<GroupLogResponse>(body),
+        _ => json_body::<WelcomeList>(body),
     }
 });

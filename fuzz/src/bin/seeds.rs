@@ -11,6 +11,23 @@ use sealroom_fuzz::{alice, backup_key, bob, file_key, pair, BACKUP_OWNER};
 use sealroom_protocol::*;
 use serde::Serialize;
 
+fn mls(bytes: &[u8]) -> MlsBytes {
+    MlsBytes::new(bytes.to_vec()).expect("mls bytes")
+}
+
+fn group_entry() -> GroupEntry {
+    GroupEntry {
+        seq: 12,
+        conversation: ConversationId(3),
+        sender: name("alice"),
+        device: DeviceId([5; 16]),
+        epoch: 2,
+        kind: EntryKind::Commit,
+        message: mls(&[0, 1, 0, 1]),
+        ts: 2,
+    }
+}
+
 fn write(target: &str, seeds: &[Vec<u8>]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
     std::fs::create_dir_all(&dir).expect("corpus directory");
@@ -97,6 +114,12 @@ fn main() {
             ClientFrame::Typing { conversation: conv },
             ClientFrame::Delivered { conversation: conv, up_to: MessageId(9) },
             ClientFrame::Read { conversation: conv, up_to: MessageId(9) },
+            ClientFrame::GroupSend {
+                conversation: conv,
+                device: DeviceId([5; 16]),
+                client_msg_id: id,
+                message: MlsBytes::new(vec![0, 1, 0, 2, 16]).expect("mls"),
+            },
         ]
         .iter()
         .map(js)
@@ -125,6 +148,10 @@ fn main() {
                 up_to: MessageId(7),
             },
             ServerFrame::SessionRevoked { reason: "logged out".into() },
+            ServerFrame::GroupAck { client_msg_id: id, seq: 12, ts: 2 },
+            ServerFrame::GroupEntry { entry: group_entry() },
+            ServerFrame::Welcome { conversation: conv, device: DeviceId([5; 16]) },
+            ServerFrame::Left { conversation: conv, user: name("bob") },
             ServerFrame::error(ApiError::new(ErrorCode::RateLimited, "slow down"), Some(id)),
         ]
         .iter()
@@ -192,11 +219,22 @@ fn main() {
             ),
             tagged(13, &me()),
             tagged(14, &KeyBackupVersion { key_backup_version: 5 }),
-            tagged(15, &UserInfo { username: name("bob"), identity_key: IdentityKey([3; 32]) }),
+            tagged(
+                15,
+                &UserInfo {
+                    username: name("bob"),
+                    identity_key: IdentityKey([3; 32]),
+                    signing_key: Some(SigningKey([4; 32])),
+                },
+            ),
             tagged(
                 16,
                 &UserSearchResponse {
-                    users: vec![UserInfo { username: name("bob"), identity_key: IdentityKey([3; 32]) }],
+                    users: vec![UserInfo {
+                        username: name("bob"),
+                        identity_key: IdentityKey([3; 32]),
+                        signing_key: None,
+                    }],
                 },
             ),
             tagged(17, &ConversationsResponse { conversations: vec![summary.clone()] }),
@@ -225,6 +263,95 @@ fn main() {
             tagged(23, &ApiError::new(ErrorCode::InvalidField, "no")),
             tagged(24, &summary),
             tagged(25, &message()),
+            tagged(26, &PublishSigningKeyRequest { signing_key: SigningKey([4; 32]) }),
+            tagged(
+                27,
+                &RegisterDeviceRequest {
+                    device: DeviceId([5; 16]),
+                    certificate: CertificateBytes::new(vec![1; 150]).expect("certificate"),
+                },
+            ),
+            tagged(
+                28,
+                &UploadKeyPackagesRequest {
+                    key_packages: vec![mls(&[0, 1, 0, 3, 9])],
+                    last_resort: Some(mls(&[0, 1, 0, 3])),
+                },
+            ),
+            tagged(29, &ClaimKeyPackagesRequest { users: vec![name("bob")] }),
+            tagged(
+                30,
+                &CreateGroupRequest {
+                    group_id: GroupId([6; 16]),
+                    device: DeviceId([5; 16]),
+                    group_info: mls(&[0, 1, 0, 4]),
+                },
+            ),
+            tagged(
+                31,
+                &AppendRequest {
+                    device: DeviceId([5; 16]),
+                    client_msg_id: id,
+                    message: mls(&[0, 1, 0, 1]),
+                    commit: Some(CommitEffects {
+                        group_info: mls(&[0, 1, 0, 4]),
+                        welcome: Some(mls(&[0, 1, 0, 3])),
+                        welcome_devices: vec![DeviceId([5; 16])],
+                        added: vec![name("bob")],
+                        removed: vec![name("carol")],
+                        admins: Some(vec![name("alice")]),
+                    }),
+                },
+            ),
+            tagged(32, &WelcomesTakenRequest { up_to: 3 }),
+            raw(33, "since=12&limit=50"),
+            tagged(
+                34,
+                &DeviceList {
+                    devices: vec![DeviceInfo {
+                        device: DeviceId([5; 16]),
+                        certificate: CertificateBytes::new(vec![1; 150]).expect("certificate"),
+                        created_at: 1,
+                        last_seen: 2,
+                        revoked_at: Some(3),
+                        key_packages: 4,
+                    }],
+                },
+            ),
+            tagged(
+                35,
+                &ClaimedKeyPackages {
+                    users: vec![UserKeyPackages {
+                        user: name("bob"),
+                        key_packages: vec![DeviceKeyPackage {
+                            device: DeviceId([5; 16]),
+                            key_package: mls(&[0, 1, 0, 3]),
+                        }],
+                    }],
+                },
+            ),
+            tagged(
+                36,
+                &GroupState {
+                    conversation: conv,
+                    group_id: GroupId([6; 16]),
+                    epoch: 2,
+                    members: vec![GroupMember { user: name("alice"), admin: true }],
+                    removed_devices: vec![DeviceId([5; 16])],
+                },
+            ),
+            tagged(37, &GroupLogResponse { entries: vec![group_entry()], more: true }),
+            tagged(
+                38,
+                &WelcomeList {
+                    welcomes: vec![WelcomeOut {
+                        id: 1,
+                        conversation: conv,
+                        seq: 12,
+                        welcome: mls(&[0, 1, 0, 3]),
+                    }],
+                },
+            ),
         ],
     );
 
