@@ -144,6 +144,14 @@ def main() -> None:
         x = v["x25519"][0]
         if k["username"] == "alice":
             check(contents[6:38], x["a_secret_hex"], "backup identity record")
+        records, i = [], 1
+        while i < len(contents):
+            (length,) = struct.unpack(">I", contents[i + 1:i + 5])
+            records.append((contents[i], contents[i + 5:i + 5 + length]))
+            i += 5 + length
+        assert i == len(contents), "backup records end exactly at the end"
+        off = [value for tag, value in records if tag == 0x07]
+        assert off == ([b""] if "archive off" in k.get("contents", "") else []), "0x07: empty, at most once"
 
     assert formats == {1, 2}, "vectors for both backup formats"
 
@@ -192,6 +200,9 @@ def main() -> None:
         key, nonce = b(a["archive_key_hex"]), b(a["nonce_hex"])
         ct = crypto_aead_xchacha20poly1305_ietf_encrypt(pad(b(a["plaintext_hex"])), aad, nonce, key)
         check(b"\x01" + nonce + ct, a["entry_hex"], "archive entry")
+        if a.get("group_name") is not None:
+            name = a["group_name"].encode()
+            check(b"\x04" + bytes([len(name)]) + name, a["plaintext_hex"], "GroupName payload")
 
     # A device's sealed state: HKDF-SHA256 from the signing seed, then XChaCha20-Poly1305.
     for d in v.get("device_state", []):

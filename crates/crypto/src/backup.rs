@@ -13,6 +13,7 @@
 //!   0x05 history archive key (version 2): 32 bytes; at most once
 //!   0x06 pinned peer, version 2: name_len: u8 | username | X25519 public (32)
 //!        | Ed25519 public (32) | flags: u8 (instead of 0x02 for that peer)
+//!   0x07 history archive off (version 2, strict forward secrecy): empty; at most once
 //!   other tags: kept verbatim and written back, so an older client re-sealing a backup made
 //!   by a newer one loses nothing.
 //! ```
@@ -52,6 +53,7 @@ const TAG_SETTINGS: u8 = 0x03;
 const TAG_SIGNING: u8 = 0x04;
 const TAG_ARCHIVE: u8 = 0x05;
 const TAG_PIN_V2: u8 = 0x06;
+const TAG_ARCHIVE_OFF: u8 = 0x07;
 const FLAG_VERIFIED: u8 = 0x01;
 
 /// A peer's identity key as this user first saw it (trust on first use).
@@ -79,6 +81,9 @@ pub struct BackupContents {
     pub signing: Option<SigningSecret>,
     /// The user's history archive key (version 2).
     pub archive_key: Option<ArchiveKey>,
+    /// The user turned the history archive off (strict forward secrecy): no device writes or
+    /// reads it, and a new device starts with no history (version 2).
+    pub archive_off: bool,
     /// Records of newer versions, kept verbatim: (tag, value).
     pub unknown: Vec<(u8, Vec<u8>)>,
     /// Which write this is (authenticated with the sealed backup; 0 for a format-1 backup).
@@ -93,6 +98,7 @@ impl std::fmt::Debug for BackupContents {
             .field("settings", &self.settings.as_ref().map(|s| s.len()))
             .field("signing", &self.signing)
             .field("archive_key", &self.archive_key)
+            .field("archive_off", &self.archive_off)
             .field("unknown", &self.unknown.len())
             .field("generation", &self.generation)
             .finish()
@@ -108,6 +114,7 @@ impl BackupContents {
             settings: None,
             signing: None,
             archive_key: None,
+            archive_off: false,
             unknown: Vec::new(),
             generation: 1,
         }
@@ -115,7 +122,7 @@ impl BackupContents {
 
     /// Folds in a newer copy stored by another client (after a stale write was refused):
     /// every pin from `theirs` is kept, this copy's pins win where both name a user, this
-    /// copy's settings win if it has any, and records unknown to this build are kept from
+    /// copy's settings and archive choice win, and records unknown to this build are kept from
     /// both. The identity is this copy's (it is the same key in every copy); the generation is
     /// the newer of the two.
     pub fn merge_from(&mut self, theirs: BackupContents) {
@@ -126,6 +133,7 @@ impl BackupContents {
         if self.settings.is_none() {
             self.settings = theirs.settings;
         }
+        // `archive_off` stays this copy's: like the settings, it is the user's latest choice.
         // Version 2 keys are made once per account and the stored copy's win: two devices
         // that each made one before either saved it keep the one saved first. (A key is used,
         // published or sealed to, only once a backup holding it is stored, and every later
@@ -153,6 +161,9 @@ impl BackupContents {
         }
         if let Some(archive) = &self.archive_key {
             record(&mut out, TAG_ARCHIVE, &archive.to_bytes()[..])?;
+        }
+        if self.archive_off {
+            record(&mut out, TAG_ARCHIVE_OFF, &[])?;
         }
         for (name, pin) in &self.pins {
             if name.is_empty() || name.len() > 255 {
@@ -189,6 +200,7 @@ impl BackupContents {
         let mut settings = None;
         let mut signing = None;
         let mut archive_key = None;
+        let mut archive_off = false;
         let mut pins_v2: BTreeMap<String, Pin> = BTreeMap::new();
         let mut unknown = Vec::new();
         while !r.is_empty() {
@@ -243,6 +255,14 @@ impl BackupContents {
                         return Err(Error::Malformed("backup has two archive keys"));
                     }
                 }
+                TAG_ARCHIVE_OFF => {
+                    if !value.is_empty() {
+                        return Err(Error::Malformed("backup archive-off record"));
+                    }
+                    if std::mem::replace(&mut archive_off, true) {
+                        return Err(Error::Malformed("backup turns the archive off twice"));
+                    }
+                }
                 TAG_SETTINGS => {
                     let text = std::str::from_utf8(value).map_err(|_| Error::Malformed("backup settings"))?;
                     if settings.replace(text.to_owned()).is_some() {
@@ -265,7 +285,16 @@ impl BackupContents {
                 }
             }
         }
-        Ok(BackupContents { identity, pins, settings, signing, archive_key, unknown, generation: 0 })
+        Ok(BackupContents {
+            identity,
+            pins,
+            settings,
+            signing,
+            archive_key,
+            archive_off,
+            unknown,
+            generation: 0,
+        })
     }
 }
 

@@ -88,7 +88,7 @@ pub use password::{
     argon2id, argon2id_keyed, generate_salt, AuthKey, BackupKey, KdfParams, PasswordKeys, SALT_LEN,
 };
 pub use payload::{
-    pad, padded_len, unpad, FileKey, FileRef, Payload, MAX_BLOB_ID, MAX_FILE_NAME, MAX_MIME, MAX_PADDED,
-    MAX_TEXT_BYTES, MIN_PADDED,
+    check_group_name, pad, padded_len, unpad, FileKey, FileRef, Payload, MAX_BLOB_ID, MAX_FILE_NAME,
+    MAX_GROUP_NAME, MAX_MIME, MAX_PADDED, MAX_TEXT_BYTES, MIN_PADDED,
 };
 pub use safety::{SafetyNumber, SAFETY_ITERATIONS, SAFETY_LABEL, SAFETY_LABEL_V2};

@@ -6,9 +6,11 @@
 //! Text:  0x01 | len: u32 | UTF-8 text (len bytes)
 //! File:  0x02 | id_len: u8 | blob id (ASCII, 1..=64) | file key (32) | ciphertext SHA-256 (32)
 //!             | size: u64 | name_len: u16 | name (UTF-8) | mime_len: u8 | MIME type (ASCII)
+//! GroupName (version 2, only inside a group's MLS messages):
+//!        0x04 | len: u8 | name (UTF-8, 1..=128 bytes, no control characters, not blank)
 //! ```
-//! Tags 0x03.. are reserved for edits, deletions, reactions and receipts. A decoder refuses
-//! an unknown tag and any trailing byte.
+//! Tag 0x03 is the version 2 upgrade introduction; 0x05.. are reserved for edits, deletions,
+//! reactions and receipts. A decoder refuses an unknown tag and any trailing byte.
 //!
 //! Padding: `padded = payload | 0x80 | 0x00 …` up to `max(256, next_power_of_two(len + 1))`
 //! bytes; unpadding strips the zeros and requires the 0x80 marker.
@@ -32,6 +34,9 @@ pub const MAX_MIME: usize = 127;
 
 const TAG_TEXT: u8 = 0x01;
 const TAG_FILE: u8 = 0x02;
+const TAG_GROUP_NAME: u8 = 0x04;
+/// Longest group name in bytes.
+pub const MAX_GROUP_NAME: usize = 128;
 
 /// What a message says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +46,9 @@ pub enum Payload {
     Text(String),
     /// A reference to an encrypted attachment stored by the relay.
     File(FileRef),
+    /// A group conversation's name, set or changed (version 2: the name travels inside MLS,
+    /// never in anything the relay can read).
+    GroupName(String),
 }
 
 /// A 32-byte attachment key, random per file.
@@ -128,6 +136,14 @@ impl Payload {
                 out.extend_from_slice(f.mime.as_bytes());
                 Ok(out)
             }
+            Payload::GroupName(name) => {
+                check_group_name(name)?;
+                let mut out = Vec::with_capacity(2 + name.len());
+                out.push(TAG_GROUP_NAME);
+                out.push(name.len() as u8);
+                out.extend_from_slice(name.as_bytes());
+                Ok(out)
+            }
         }
     }
 
@@ -171,6 +187,13 @@ impl Payload {
                 let mime = r.ascii(mime_len, "MIME type")?;
                 Payload::File(FileRef { blob_id, file_key, ciphertext_sha256, size, name, mime })
             }
+            TAG_GROUP_NAME => {
+                let len = r.u8()? as usize;
+                let name =
+                    std::str::from_utf8(r.take(len)?).map_err(|_| Error::Malformed("payload group name"))?;
+                check_group_name(name).map_err(|_| Error::Malformed("payload group name"))?;
+                Payload::GroupName(name.to_owned())
+            }
             tag => return Err(Error::UnsupportedVersion { what: "payload type", version: tag }),
         };
         if !r.is_empty() {
@@ -178,6 +201,17 @@ impl Payload {
         }
         Ok(payload)
     }
+}
+
+/// A group name: 1 to 128 bytes of UTF-8, not only white space, without control characters.
+pub fn check_group_name(name: &str) -> Result<()> {
+    if name.len() > MAX_GROUP_NAME {
+        return Err(Error::TooLarge { what: "group name", max: MAX_GROUP_NAME, actual: name.len() });
+    }
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        return Err(Error::Malformed("group name"));
+    }
+    Ok(())
 }
 
 fn check_ascii(s: &str, min: usize, max: usize, what: &'static str) -> Result<()> {

@@ -90,6 +90,7 @@ fn payloads() -> Vec<Payload> {
             name: "holiday photo.jpg".into(),
             mime: "image/jpeg".into(),
         }),
+        Payload::GroupName("Ünïcode team ✓".into()),
     ]
 }
 

@@ -35,9 +35,12 @@ fn message_round_trip_and_every_tamper_fails() {
     let (b, bp) = keypair(2);
     let key = a.pair_key(&bp).unwrap();
     let header = MessageHeader { client_msg_id: [0x42; 16], sent_at_ms: 1_732_000_000_000 };
-    for payload in
-        [Payload::Text("Grüße 👋 — привет".into()), Payload::Text(String::new()), Payload::File(file_ref())]
-    {
+    for payload in [
+        Payload::Text("Grüße 👋 — привет".into()),
+        Payload::Text(String::new()),
+        Payload::File(file_ref()),
+        Payload::GroupName("Ünïcode team ✓".into()),
+    ] {
         let env = seal_message(&key, &ap, &bp, &header, &payload).unwrap();
         let opened = open_message(&b.pair_key(&ap).unwrap(), &ap, &bp, &env).unwrap();
         assert_eq!(opened.payload, payload);
@@ -398,6 +401,36 @@ fn merging_takes_the_stored_copys_version_2_keys() {
     );
 }
 
+/// Turning the history archive off is a record of its own, empty and at most once, that
+/// survives a round trip; in a merge it is this copy's choice that stays.
+#[test]
+fn the_archive_off_record_round_trips_and_is_the_users_latest_choice() {
+    let mut off = contents();
+    off.archive_off = true;
+    let encoded = off.encode().unwrap();
+    assert!(BackupContents::decode(&encoded).unwrap().archive_off);
+    assert!(!BackupContents::decode(&contents().encode().unwrap()).unwrap().archive_off);
+    let mut twice = encoded.to_vec();
+    twice.extend([0x07, 0, 0, 0, 0]);
+    assert_eq!(
+        BackupContents::decode(&twice).unwrap_err(),
+        Error::Malformed("backup turns the archive off twice")
+    );
+    let mut valued = contents().encode().unwrap().to_vec();
+    valued.extend([0x07, 0, 0, 0, 1, 1]);
+    assert_eq!(BackupContents::decode(&valued).unwrap_err(), Error::Malformed("backup archive-off record"));
+
+    let mut ours = contents();
+    ours.archive_off = true;
+    ours.merge_from(contents());
+    assert!(ours.archive_off, "ours stays off");
+    let mut ours = contents();
+    let mut theirs = contents();
+    theirs.archive_off = true;
+    ours.merge_from(theirs);
+    assert!(!ours.archive_off, "ours stays on");
+}
+
 #[test]
 fn a_file_decryptor_holds_the_blob_to_the_message() {
     let data = vec![3u8; 2 * 65_536 + 10];
@@ -474,6 +507,35 @@ fn payload_decoding_holds_the_format_limits() {
     text.extend(((MAX_TEXT_BYTES + 1) as u32).to_be_bytes());
     text.extend(std::iter::repeat_n(b'a', MAX_TEXT_BYTES + 1));
     assert_eq!(Payload::decode(&text).unwrap_err(), Error::Malformed("payload text"));
+}
+
+/// A group name is 1 to 128 bytes of UTF-8, not blank and without control characters, in both
+/// directions: what `encode` refuses, `decode` refuses too.
+#[test]
+fn group_names_hold_their_limits_both_ways() {
+    let named = |name: &[u8]| {
+        let mut b = vec![0x04, name.len() as u8];
+        b.extend_from_slice(name);
+        b
+    };
+    let longest = "é".repeat(MAX_GROUP_NAME / 2);
+    assert_eq!(Payload::GroupName(longest.clone()).encode().unwrap(), named(longest.as_bytes()));
+    assert_eq!(Payload::decode(&named(longest.as_bytes())).unwrap(), Payload::GroupName(longest.clone()));
+    let bad: [&[u8]; 6] = [b"", b"   ", b"tab\there", b"line\n", b"\xc3\x28", &[b'a'; MAX_GROUP_NAME + 1]];
+    for name in bad {
+        assert_eq!(
+            Payload::decode(&named(name)).unwrap_err(),
+            Error::Malformed("payload group name"),
+            "{name:?}"
+        );
+        if let Ok(text) = std::str::from_utf8(name) {
+            assert!(Payload::GroupName(text.into()).encode().is_err(), "{text:?}");
+        }
+    }
+    assert!(Payload::decode(&named(b"ok")[..3]).is_err(), "cut short");
+    let mut trailing = named(b"ok");
+    trailing.push(0);
+    assert!(Payload::decode(&trailing).is_err(), "trailing byte");
 }
 
 /// Version 2 records survive a round trip, and a pin a version 1 client added beside a

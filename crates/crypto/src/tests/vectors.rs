@@ -179,7 +179,16 @@ fn generate() -> Value {
     contents_v2.generation = 8;
     let plaintext_v2 = contents_v2.encode().unwrap();
     let sealed_v2 = seal_backup_with_nonce(&keys.backup_key, "alice", &contents_v2, &nonce).unwrap();
+    // The history archive turned off (strict forward secrecy): an empty 0x07 record.
+    contents_v2.archive_off = true;
+    contents_v2.generation = 9;
+    let plaintext_off = contents_v2.encode().unwrap();
+    let sealed_off = seal_backup_with_nonce(&keys.backup_key, "alice", &contents_v2, &nonce).unwrap();
     let key_backup = vec![
+        json!({"format": 2, "generation": 9, "username": "alice", "backup_key_hex": hx(keys.backup_key.expose_bytes()),
+            "nonce_hex": hx(nonce), "aad_hex": hx(backup_aad("alice", 9).unwrap()),
+            "plaintext_hex": hx(&plaintext_off[..]), "ciphertext_hex": hx(&sealed_off[33..]),
+            "sealed_hex": hx(&sealed_off), "contents": "version 2 records, history archive off"}),
         json!({"format": 2, "generation": 8, "username": "alice", "backup_key_hex": hx(keys.backup_key.expose_bytes()),
             "nonce_hex": hx(nonce), "aad_hex": hx(backup_aad("alice", 8).unwrap()),
             "plaintext_hex": hx(&plaintext_v2[..]), "ciphertext_hex": hx(&sealed_v2[33..]),
@@ -256,6 +265,7 @@ fn generate() -> Value {
             [0x24u8; 24],
         ),
         ("bob", 7, 43, "bob", 1_700_000_000_500, Payload::Text(String::new()), [0x99; 24]),
+        ("carol", 9, 1, "alice", 1_700_000_001_000, Payload::GroupName("Ünïcode team ✓".into()), [0x3c; 24]),
     ]
     .into_iter()
     .map(|(owner, conversation_id, log_sequence, sender, sent_ms, payload, nonce)| {
@@ -272,7 +282,8 @@ fn generate() -> Value {
         json!({"archive_key_hex": hx(archive_key), "owner": owner, "conversation_id": conversation_id,
                "log_sequence": log_sequence, "sender": sender, "sent_ms": sent_ms,
                "plaintext_hex": hx(payload.encode().unwrap()), "nonce_hex": hx(nonce),
-               "aad_hex": hx(place.aad().unwrap()), "entry_hex": hx(entry)})
+               "aad_hex": hx(place.aad().unwrap()), "entry_hex": hx(entry),
+               "group_name": match &payload { Payload::GroupName(n) => Some(n.clone()), _ => None }})
     })
     .collect();
 
