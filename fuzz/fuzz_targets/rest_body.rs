@@ -8,7 +8,7 @@ use sealroom_protocol::*;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else { return };
-    match which % 39 {
+    match which % 43 {
         // Requests: what the relay decodes.
         0 => request::<PreloginRequest>(body),
         1 => request::<RegisterRequest>(body),
@@ -63,6 +63,11 @@ fuzz_target!(|data: &[u8]| {
         35 => json_body::<ClaimedKeyPackages>(body),
         36 => json_body::<GroupState>(body),
         37 => json_body::<GroupLogResponse>(body),
-        _ => json_body::<WelcomeList>(body),
+        38 => json_body::<WelcomeList>(body),
+        // The history archive: the upload, the page's query, responses.
+        39 => request::<ArchiveUpload>(body),
+        40 => query::<ArchiveQuery>(body),
+        41 => json_body::<ArchivePage>(body),
+        _ => json_body::<ArchiveList>(body),
     }
 });

@@ -205,6 +205,11 @@ bounded_bytes!(
     MlsBytes, crate::limits::MAX_MLS_BYTES, "mls"
 );
 bounded_bytes!(
+    /// A history archive entry (format in docs/CRYPTO.md "The history archive"): sealed under
+    /// the user's archive key, opaque to the relay.
+    ArchiveBytes, crate::limits::MAX_ARCHIVE_ENTRY_BYTES, "archive_entry"
+);
+bounded_bytes!(
     /// A device certificate (format in docs/CRYPTO.md): opaque to the relay, checked by peers.
     CertificateBytes, crate::limits::MAX_CERTIFICATE_BYTES, "certificate"
 );

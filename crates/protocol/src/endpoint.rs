@@ -195,6 +195,15 @@ endpoints! {
     LeaveGroup, Post, "/api/groups/{id}/leave", () => ();
     /// The group log of every group this user is in (query: [`GroupLogQuery`]).
     GroupLog, Get, "/api/group-log", () => GroupLogResponse;
+    /// Adds messages to this user's history archive (a member's, or a past member's up to
+    /// where they left).
+    ArchiveMessages, Post, "/api/archive", ArchiveUpload => ArchiveStored;
+    /// The conversations in this user's history archive.
+    Archive, Get, "/api/archive", () => ArchiveList;
+    /// A page of one conversation in this user's archive (query: [`crate::ArchiveQuery`]).
+    ArchivedHistory, Get, "/api/archive/{id}", () => ArchivePage;
+    /// Deletes this user's whole history archive (turning it off: strict forward secrecy).
+    DeleteArchive, Delete, "/api/archive", () => ();
     /// This API's OpenAPI 3.1 description (generated from these declarations).
     OpenApiDocument, Get, "/api/openapi.json", () => serde_json::Value;
 }

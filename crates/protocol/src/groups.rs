@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::bytes::{CertificateBytes, ClientMsgId, GroupId, MlsBytes, SigningKey};
+use crate::bytes::{ArchiveBytes, CertificateBytes, ClientMsgId, GroupId, MlsBytes, SigningKey};
 use crate::ids::ConversationId;
 use crate::username::Username;
 
@@ -423,4 +423,110 @@ mod tests {
         assert!(format!("{}é", "a".repeat(30)).parse::<DeviceId>().is_err());
         assert!(serde_json::from_str::<DeviceId>("\"zz\"").is_err());
     }
+}
+
+/// One message for the user's history archive: where it is in its group's log, who sent it
+/// when (all four in the entry's associated data), and the sealed entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveEntryIn {
+    /// The group conversation.
+    pub conversation: ConversationId,
+    /// The message's position in the group's log.
+    pub seq: u64,
+    /// Who sent it.
+    pub sender: Username,
+    /// The sender's clock, Unix milliseconds.
+    pub sent_ms: u64,
+    /// The sealed entry.
+    pub entry: ArchiveBytes,
+}
+
+/// `POST /api/archive`: at most [`crate::MAX_ARCHIVE_BATCH`] entries. An entry already
+/// archived (same conversation and position) is kept as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveUpload {
+    /// The entries.
+    pub entries: Vec<ArchiveEntryIn>,
+}
+
+/// What an archive upload stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArchiveStored {
+    /// Entries new to the archive (the others were there already).
+    pub stored: u32,
+}
+
+/// One archived message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArchiveEntry {
+    /// Its position in the group's log.
+    pub seq: u64,
+    /// Who sent it.
+    pub sender: Username,
+    /// The sender's clock, Unix milliseconds.
+    pub sent_ms: u64,
+    /// The sealed entry.
+    pub entry: ArchiveBytes,
+}
+
+/// `GET /api/archive/{id}?before=&limit=`: the newest entries before `before`, oldest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveQuery {
+    /// Only entries at positions below this one.
+    pub before: Option<u64>,
+    /// Page size (default and most: [`crate::MAX_ARCHIVE_PAGE`]).
+    pub limit: Option<u32>,
+}
+
+impl ArchiveQuery {
+    /// `?before=…&limit=…`, each only when set.
+    pub fn to_query(&self) -> String {
+        let parts: Vec<String> =
+            [self.before.map(|b| format!("before={b}")), self.limit.map(|l| format!("limit={l}"))]
+                .into_iter()
+                .flatten()
+                .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
+/// A page of an archived conversation, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArchivePage {
+    /// The entries.
+    pub entries: Vec<ArchiveEntry>,
+    /// Older entries remain before the first one.
+    pub more: bool,
+}
+
+/// A conversation with archived messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArchivedConversation {
+    /// The group conversation.
+    pub conversation: ConversationId,
+    /// How many messages.
+    pub entries: u64,
+    /// The newest one's position.
+    pub last_seq: u64,
+}
+
+/// `GET /api/archive`: every conversation in the user's archive, the most recent first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArchiveList {
+    /// The conversations.
+    pub conversations: Vec<ArchivedConversation>,
 }

@@ -34,8 +34,8 @@ pub mod ws;
 pub use api::*;
 pub use blob::{BlobId, BlobIdError, BLOB_ID_LEN};
 pub use bytes::{
-    decode_b64, encode_b64, AuthKeyBytes, BytesError, CertificateBytes, ClientMsgId, Envelope, GroupId,
-    IdentityKey, MlsBytes, Salt, SealedBackup, SigningKey,
+    decode_b64, encode_b64, ArchiveBytes, AuthKeyBytes, BytesError, CertificateBytes, ClientMsgId, Envelope,
+    GroupId, IdentityKey, MlsBytes, Salt, SealedBackup, SigningKey,
 };
 pub use endpoint::{Endpoint, Method};
 pub use error::{classify_json_error, ApiError, ErrorCode};

@@ -29,6 +29,13 @@ pub const MAX_KEY_PACKAGES_PER_DEVICE: usize = 100;
 pub const MAX_CLAIM_USERS: usize = 100;
 /// Most log entries in one page of the group log.
 pub const MAX_LOG_PAGE: u32 = 500;
+/// Largest history archive entry: version (1) + nonce (24) + the largest padded payload
+/// (65,536) + tag (16).
+pub const MAX_ARCHIVE_ENTRY_BYTES: usize = 65_577;
+/// Most entries one archive upload carries.
+pub const MAX_ARCHIVE_BATCH: usize = 100;
+/// Most entries in one page of an archived conversation.
+pub const MAX_ARCHIVE_PAGE: u32 = 200;
 /// Most messages in one history page or sync batch.
 pub const MAX_PAGE: u32 = 500;
 /// Default history page size.

@@ -95,6 +95,10 @@ bodies!(
     crate::AppendRequest,
     crate::AppendedEntry,
     crate::GroupLogResponse,
+    crate::ArchiveUpload,
+    crate::ArchiveStored,
+    crate::ArchivePage,
+    crate::ArchiveList,
     crate::PreloginRequest,
     crate::PreloginResponse,
     crate::RegisterRequest,
@@ -181,6 +185,7 @@ fn path_parameter(path: &str, name: &str) -> RefOr<Schema> {
     match name {
         "username" => crate::Username::schema(),
         "id" if path.starts_with("/api/blobs/") => crate::BlobId::schema(),
+        "device" => <crate::DeviceId as utoipa::PartialSchema>::schema(),
         _ => integer_id("id"),
     }
 }
@@ -254,6 +259,32 @@ pub fn document() -> OpenApi {
                         "limit",
                         uint32(),
                         &format!("page size (at most {})", crate::MAX_PAGE),
+                    ));
+            }
+            "GroupLog" => {
+                b = b
+                    .parameter(query_parameter(
+                        "since",
+                        integer_id("position"),
+                        "only entries after this position",
+                    ))
+                    .parameter(query_parameter(
+                        "limit",
+                        uint32(),
+                        &format!("page size (at most {})", crate::MAX_LOG_PAGE),
+                    ));
+            }
+            "ArchivedHistory" => {
+                b = b
+                    .parameter(query_parameter(
+                        "before",
+                        integer_id("position"),
+                        "only entries at positions below this one",
+                    ))
+                    .parameter(query_parameter(
+                        "limit",
+                        uint32(),
+                        &format!("page size (at most {})", crate::MAX_ARCHIVE_PAGE),
                     ));
             }
             "SearchUsers" => {
@@ -382,6 +413,10 @@ fn nested_schemas() -> Vec<(Cow<'static, str>, RefOr<Schema>)> {
         s::<crate::EntryKind>(),
         s::<crate::GroupEntry>(),
         s::<crate::WelcomeOut>(),
+        s::<crate::ArchiveBytes>(),
+        s::<crate::ArchiveEntryIn>(),
+        s::<crate::ArchiveEntry>(),
+        s::<crate::ArchivedConversation>(),
     ]
 }
 

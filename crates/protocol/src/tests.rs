@@ -520,6 +520,46 @@ fn group_bodies() {
         json!({"welcomes": [{"id": 1, "conversation": 6, "seq": 12, "welcome": "Aw=="}]}),
     );
     round_trip(&WelcomesTakenRequest { up_to: 1 }, json!({"up_to": 1}));
+    round_trip(
+        &ArchiveUpload {
+            entries: vec![ArchiveEntryIn {
+                conversation: ConversationId(6),
+                seq: 12,
+                sender: bob(),
+                sent_ms: 1_700_000_000_000,
+                entry: ArchiveBytes::new(vec![1, 2]).unwrap(),
+            }],
+        },
+        json!({"entries": [{"conversation": 6, "seq": 12, "sender": "bob", "sent_ms": 1_700_000_000_000u64, "entry": "AQI="}]}),
+    );
+    round_trip(&ArchiveStored { stored: 1 }, json!({"stored": 1}));
+    round_trip(
+        &ArchivePage {
+            entries: vec![ArchiveEntry {
+                seq: 12,
+                sender: bob(),
+                sent_ms: 5,
+                entry: ArchiveBytes::new(vec![1]).unwrap(),
+            }],
+            more: false,
+        },
+        json!({"entries": [{"seq": 12, "sender": "bob", "sent_ms": 5, "entry": "AQ=="}], "more": false}),
+    );
+    round_trip(
+        &ArchiveList {
+            conversations: vec![ArchivedConversation {
+                conversation: ConversationId(6),
+                entries: 3,
+                last_seq: 12,
+            }],
+        },
+        json!({"conversations": [{"conversation": 6, "entries": 3, "last_seq": 12}]}),
+    );
+    assert_eq!(ArchiveQuery::default().to_query(), "");
+    assert_eq!(ArchiveQuery { before: Some(9), limit: Some(2) }.to_query(), "?before=9&limit=2");
+    assert_eq!(ArchiveQuery { before: None, limit: Some(2) }.to_query(), "?limit=2");
+    let too_big = ArchiveBytes::new(vec![0; MAX_ARCHIVE_ENTRY_BYTES + 1]).unwrap_err();
+    assert!(too_big.to_string().contains("archive_entry"), "{too_big}");
     // A device id in any other spelling is refused with a field error.
     let bad = format!(
         r#"{{"type":"group_send","conversation":6,"device":"{}","client_msg_id":"{ID_B64}","message":"AAE="}}"#,

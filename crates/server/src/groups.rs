@@ -7,9 +7,10 @@ use std::collections::HashMap;
 
 use sealroom_protocol::mls::{parse_framing, wire_format, ContentType, WIRE_GROUP_INFO, WIRE_WELCOME};
 use sealroom_protocol::{
-    AppendRequest, AppendedEntry, CertificateBytes, ClaimedKeyPackages, ConversationId, CreateGroupRequest,
-    DeviceId, DeviceInfo, DeviceKeyPackage, DeviceList, EntryKind, ErrorCode, GroupEntry, GroupId,
-    GroupInfoResponse, GroupLogQuery, GroupLogResponse, GroupMember, GroupState, KeyPackageCount, MlsBytes,
+    AppendRequest, AppendedEntry, ArchiveBytes, ArchiveEntry, ArchivePage, ArchiveQuery, ArchiveUpload,
+    ArchivedConversation, CertificateBytes, ClaimedKeyPackages, ConversationId, CreateGroupRequest, DeviceId,
+    DeviceInfo, DeviceKeyPackage, DeviceList, EntryKind, ErrorCode, GroupEntry, GroupId, GroupInfoResponse,
+    GroupLogQuery, GroupLogResponse, GroupMember, GroupState, KeyPackageCount, MlsBytes,
     RegisterDeviceRequest, ServerFrame, SigningKey, UploadKeyPackagesRequest, UserId, UserKeyPackages,
     Username, WelcomeList, WelcomeOut,
 };
@@ -575,4 +576,104 @@ pub async fn welcomes_taken(state: &Relay, me: &AuthUser, device: DeviceId, up_t
             Ok(())
         })
         .await
+}
+
+/// `POST /api/archive`: every entry checked by policy, then all stored in one transaction.
+pub async fn archive_messages(state: &Relay, me: &AuthUser, req: ArchiveUpload) -> Result<u32> {
+    let max = sealroom_protocol::MAX_ARCHIVE_BATCH;
+    if req.entries.is_empty() || req.entries.len() > max {
+        return Err(invalid(format!("entries: 1 to {max} per upload")));
+    }
+    let mut rows = Vec::with_capacity(req.entries.len());
+    for e in &req.entries {
+        rows.push(store_mls::ArchiveRow {
+            conversation_id: e.conversation,
+            seq: i64::try_from(e.seq).map_err(|_| invalid("seq: out of range"))?,
+            sender: e.sender.to_string(),
+            sent_ms: i64::try_from(e.sent_ms).map_err(|_| invalid("sent_ms: out of range"))?,
+            entry: e.entry.as_bytes().to_vec(),
+        });
+    }
+    if rows.iter().any(|r| r.entry.is_empty()) {
+        return Err(invalid("entry: empty"));
+    }
+    let now = state.clock.now_ms();
+    let me = me.id;
+    let entries = req.entries;
+    state
+        .store
+        .write(move |conn| {
+            for e in &entries {
+                policy::archive(conn, me, e.conversation, e.seq)?;
+            }
+            let added = store_mls::archive_add(conn, me, &rows, now)?;
+            Ok(u32::try_from(added).unwrap_or(u32::MAX))
+        })
+        .await
+}
+
+/// `GET /api/archive`.
+pub async fn archive_list(state: &Relay, me: &AuthUser) -> Result<Vec<ArchivedConversation>> {
+    let me = me.id;
+    state
+        .store
+        .run(move |conn| {
+            store_mls::archive_list(conn, me)?
+                .into_iter()
+                .map(|(conversation, n, last)| {
+                    let corrupt = |what| StoreError::Corrupt { what, row: conversation.0 };
+                    Ok(ArchivedConversation {
+                        conversation,
+                        entries: u64::try_from(n).map_err(|_| corrupt("count"))?,
+                        last_seq: u64::try_from(last).map_err(|_| corrupt("seq"))?,
+                    })
+                })
+                .collect()
+        })
+        .await
+}
+
+/// `GET /api/archive/{id}`: only this user's own archive, so nothing to authorize but the
+/// token; a conversation with nothing archived is an empty page.
+pub async fn archived_history(
+    state: &Relay,
+    me: &AuthUser,
+    conversation: ConversationId,
+    q: ArchiveQuery,
+) -> Result<ArchivePage> {
+    let max = sealroom_protocol::MAX_ARCHIVE_PAGE;
+    let limit = i64::from(q.limit.unwrap_or(max).clamp(1, max));
+    let before = match q.before {
+        Some(b) => i64::try_from(b).map_err(|_| invalid("before: out of range"))?,
+        None => i64::MAX,
+    };
+    let me = me.id;
+    state
+        .store
+        .run(move |conn| {
+            let mut rows = store_mls::archive_page(conn, me, conversation, before, limit + 1)?;
+            let more = rows.len() as i64 > limit;
+            rows.truncate(limit as usize);
+            rows.reverse();
+            let entries = rows
+                .into_iter()
+                .map(|r| {
+                    let corrupt = |what| StoreError::Corrupt { what, row: r.seq };
+                    Ok(ArchiveEntry {
+                        seq: u64::try_from(r.seq).map_err(|_| corrupt("seq"))?,
+                        sender: Username::parse(&r.sender).map_err(|_| corrupt("sender"))?,
+                        sent_ms: u64::try_from(r.sent_ms).map_err(|_| corrupt("sent_ms"))?,
+                        entry: ArchiveBytes::new(r.entry).map_err(|_| corrupt("entry"))?,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Ok(ArchivePage { entries, more })
+        })
+        .await
+}
+
+/// `DELETE /api/archive`.
+pub async fn delete_archive(state: &Relay, me: &AuthUser) -> Result<()> {
+    let me = me.id;
+    state.store.write(move |conn| Ok(store_mls::archive_delete(conn, me).map(|_| ())?)).await
 }

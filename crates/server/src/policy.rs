@@ -31,6 +31,8 @@
 //! | grow a group | up to 1,000 members | `group_full` |
 //! | address a Welcome to a device | only active devices of the group's members after the commit | `invalid_field` |
 //! | leave a group | any member but its last admin while others remain | `invalid_field` |
+//! | archive a group's message (their own archive only) | its members, and past members up to the position where they left; only positions already in the log | `not_found` |
+//! | read, list or delete an archive | its user only (the path names no one else's) | (not possible) |
 //! | see a user's presence | the people who share a conversation with them in which both wrote and that neither closed, neither blocking the other | (not sent) |
 
 use sealroom_protocol::{BlobId, ConversationId, DeviceId, ErrorCode, MessageId, UserId, Username};
@@ -196,6 +198,19 @@ pub fn device(
             "this device was removed from your devices; sign in again to make a new one",
         )),
         _ => Err(ServerError::api(ErrorCode::NotFound, "no such device of yours; register it first")),
+    }
+}
+
+/// Whether `me` may archive the message at `seq` of group `id` (in their own archive).
+pub fn archive(conn: &mut store::SqliteConnection, me: UserId, id: ConversationId, seq: u64) -> Result<()> {
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    if store::mls::may_archive(conn, me, id, seq)? {
+        Ok(())
+    } else {
+        Err(ServerError::api(
+            ErrorCode::NotFound,
+            format!("no message {seq} of a group of yours in conversation {id}"),
+        ))
     }
 }
 

@@ -10,8 +10,9 @@ use sealroom_protocol::{
     UserSearchResponse, Username,
 };
 use sealroom_protocol::{
-    AppendRequest, ClaimKeyPackagesRequest, CreateGroupRequest, DeviceId, GroupList, GroupLogQuery,
-    PublishSigningKeyRequest, RegisterDeviceRequest, UploadKeyPackagesRequest, WelcomesTakenRequest,
+    AppendRequest, ArchiveList, ArchiveQuery, ArchiveStored, ArchiveUpload, ClaimKeyPackagesRequest,
+    CreateGroupRequest, DeviceId, GroupList, GroupLogQuery, PublishSigningKeyRequest, RegisterDeviceRequest,
+    UploadKeyPackagesRequest, WelcomesTakenRequest,
 };
 use serde::Deserialize;
 
@@ -92,6 +93,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         e::AppendToGroup => append_to_group,
         e::LeaveGroup => leave_group,
         e::GroupLog => group_log,
+        e::ArchiveMessages => archive_messages,
+        e::Archive => archive_list,
+        e::ArchivedHistory => archived_history,
+        e::DeleteArchive => delete_archive,
         e::OpenApiDocument => openapi_document,
     );
     cfg.service(scope.default_service(web::to(|req: HttpRequest| async move {
@@ -446,6 +451,34 @@ async fn group_log(
     q: web::Query<GroupLogQuery>,
 ) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(groups::log(&state, &user, q.into_inner()).await?))
+}
+
+async fn archive_messages(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    body: web::Json<JsonObject<ArchiveUpload>>,
+) -> Result<HttpResponse> {
+    let stored = groups::archive_messages(&state, &user, body.into_inner().into_inner()).await?;
+    Ok(HttpResponse::Ok().json(ArchiveStored { stored }))
+}
+
+async fn archive_list(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(ArchiveList { conversations: groups::archive_list(&state, &user).await? }))
+}
+
+async fn archived_history(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    path: web::Path<String>,
+    q: web::Query<ArchiveQuery>,
+) -> Result<HttpResponse> {
+    let id = parse_conversation(&path)?;
+    Ok(HttpResponse::Ok().json(groups::archived_history(&state, &user, id, q.into_inner()).await?))
+}
+
+async fn delete_archive(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {
+    groups::delete_archive(&state, &user).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /api/openapi.json`: the OpenAPI description of this API, generated from the endpoint

@@ -145,6 +145,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    archive (user_id, conversation_id, seq) {
+        user_id -> BigInt,
+        conversation_id -> BigInt,
+        seq -> BigInt,
+        sender -> Text,
+        sent_ms -> BigInt,
+        entry -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    past_members (conversation_id, user_id) {
+        conversation_id -> BigInt,
+        user_id -> BigInt,
+        until_seq -> BigInt,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(devices -> users (user_id));
 diesel::joinable!(key_packages -> devices (device_id));
@@ -168,5 +188,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_packages,
     mls_groups,
     group_log,
-    welcomes
+    welcomes,
+    archive,
+    past_members
 );

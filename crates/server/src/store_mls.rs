@@ -10,7 +10,10 @@ use diesel::prelude::*;
 use sealroom_protocol::{ConversationId, UserId};
 
 use super::{atomically, StoreResult};
-use crate::schema::{conversations, devices, group_log, key_packages, members, mls_groups, users, welcomes};
+use crate::schema::{
+    archive, conversations, devices, group_log, key_packages, members, mls_groups, past_members, users,
+    welcomes,
+};
 
 /// MLS content types as the log stores them (RFC 9420 §6).
 pub const CONTENT_APPLICATION: i32 = 1;
@@ -321,9 +324,37 @@ pub fn last_seq(conn: &mut SqliteConnection, conversation: ConversationId) -> St
         .unwrap_or(0))
 }
 
-/// `user` leaves a group: the relay stops routing it to them.
+/// `user` leaves a group: the relay stops routing it to them (their devices may still archive
+/// what the log held until now).
 pub fn leave(conn: &mut SqliteConnection, conversation: ConversationId, user: UserId) -> StoreResult<bool> {
-    Ok(diesel::delete(members::table.find((conversation, user))).execute(conn)? == 1)
+    atomically(conn, |conn| {
+        let left = diesel::delete(members::table.find((conversation, user))).execute(conn)? == 1;
+        if left {
+            let until = last_seq(conn, conversation)?;
+            member_until(conn, conversation, user, until)?;
+        }
+        Ok(left)
+    })
+}
+
+/// Records that `user` stopped being a member of a group at log position `until`.
+fn member_until(
+    conn: &mut SqliteConnection,
+    conversation: ConversationId,
+    user: UserId,
+    until: i64,
+) -> StoreResult<()> {
+    diesel::insert_into(past_members::table)
+        .values((
+            past_members::conversation_id.eq(conversation),
+            past_members::user_id.eq(user),
+            past_members::until_seq.eq(until),
+        ))
+        .on_conflict((past_members::conversation_id, past_members::user_id))
+        .do_update()
+        .set(past_members::until_seq.eq(until))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// A group's members and whether each is an admin.
@@ -438,6 +469,7 @@ pub fn append(
             }
             for user in c.removed {
                 diesel::delete(members::table.find((e.conversation, user))).execute(conn)?;
+                member_until(conn, e.conversation, *user, seq)?;
             }
             if let Some(admins) = c.admins {
                 diesel::update(members::table.filter(members::conversation_id.eq(e.conversation)))
@@ -525,4 +557,104 @@ pub fn welcomes_for(conn: &mut SqliteConnection, device: &[u8]) -> StoreResult<V
 pub fn welcomes_taken(conn: &mut SqliteConnection, device: &[u8], up_to: i64) -> StoreResult<usize> {
     Ok(diesel::delete(welcomes::table.filter(welcomes::device_id.eq(device)).filter(welcomes::id.le(up_to)))
         .execute(conn)?)
+}
+
+/// Whether `user`'s devices may archive the message at `seq` of a group: it is in the log so
+/// far, and the user is a member, or was one until at least that position.
+pub fn may_archive(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    conversation: ConversationId,
+    seq: i64,
+) -> StoreResult<bool> {
+    if seq < 1 || group(conn, conversation)?.is_none() || seq > last_seq(conn, conversation)? {
+        return Ok(false);
+    }
+    let member = members::table.find((conversation, user)).count().get_result::<i64>(conn)? == 1;
+    if member {
+        return Ok(true);
+    }
+    let until: Option<i64> = past_members::table
+        .find((conversation, user))
+        .select(past_members::until_seq)
+        .first(conn)
+        .optional()?;
+    Ok(until.is_some_and(|u| seq <= u))
+}
+
+/// One archived message.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct ArchiveRow {
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    pub sender: String,
+    pub sent_ms: i64,
+    pub entry: Vec<u8>,
+}
+
+/// Adds entries to `user`'s archive; one already there (same conversation and position) is
+/// kept as it is. Returns how many were new.
+pub fn archive_add(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    entries: &[ArchiveRow],
+    now: i64,
+) -> StoreResult<usize> {
+    atomically(conn, |conn| {
+        let mut added = 0;
+        for e in entries {
+            added += diesel::insert_into(archive::table)
+                .values((
+                    archive::user_id.eq(user),
+                    archive::conversation_id.eq(e.conversation_id),
+                    archive::seq.eq(e.seq),
+                    archive::sender.eq(&e.sender),
+                    archive::sent_ms.eq(e.sent_ms),
+                    archive::entry.eq(&e.entry),
+                    archive::created_at.eq(now),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)?;
+        }
+        Ok(added)
+    })
+}
+
+/// The newest `limit` entries of one conversation in `user`'s archive below `before`, newest
+/// first.
+pub fn archive_page(
+    conn: &mut SqliteConnection,
+    user: UserId,
+    conversation: ConversationId,
+    before: i64,
+    limit: i64,
+) -> StoreResult<Vec<ArchiveRow>> {
+    Ok(archive::table
+        .filter(archive::user_id.eq(user))
+        .filter(archive::conversation_id.eq(conversation))
+        .filter(archive::seq.lt(before))
+        .order(archive::seq.desc())
+        .limit(limit)
+        .select((archive::conversation_id, archive::seq, archive::sender, archive::sent_ms, archive::entry))
+        .load(conn)?)
+}
+
+/// The conversations in `user`'s archive: (conversation, entries, newest position), the most
+/// recent first.
+pub fn archive_list(
+    conn: &mut SqliteConnection,
+    user: UserId,
+) -> StoreResult<Vec<(ConversationId, i64, i64)>> {
+    let mut rows: Vec<(ConversationId, i64, Option<i64>)> = archive::table
+        .filter(archive::user_id.eq(user))
+        .group_by(archive::conversation_id)
+        .select((archive::conversation_id, diesel::dsl::count_star(), diesel::dsl::max(archive::seq)))
+        .load(conn)?;
+    rows.sort_by_key(|r| std::cmp::Reverse(r.2));
+    Ok(rows.into_iter().map(|(c, n, last)| (c, n, last.unwrap_or(0))).collect())
+}
+
+/// Deletes `user`'s whole archive; returns how many entries went.
+pub fn archive_delete(conn: &mut SqliteConnection, user: UserId) -> StoreResult<usize> {
+    Ok(diesel::delete(archive::table.filter(archive::user_id.eq(user))).execute(conn)?)
 }

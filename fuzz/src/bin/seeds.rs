@@ -353,6 +353,37 @@ fn main() {
                     }],
                 },
             ),
+            tagged(
+                39,
+                &ArchiveUpload {
+                    entries: vec![ArchiveEntryIn {
+                        conversation: conv,
+                        seq: 12,
+                        sender: name("bob"),
+                        sent_ms: 1_732_000_000_000,
+                        entry: ArchiveBytes::new(vec![1; 300]).expect("entry"),
+                    }],
+                },
+            ),
+            raw(40, "before=40&limit=20"),
+            tagged(
+                41,
+                &ArchivePage {
+                    entries: vec![ArchiveEntry {
+                        seq: 12,
+                        sender: name("bob"),
+                        sent_ms: 1_732_000_000_000,
+                        entry: ArchiveBytes::new(vec![1; 300]).expect("entry"),
+                    }],
+                    more: true,
+                },
+            ),
+            tagged(
+                42,
+                &ArchiveList {
+                    conversations: vec![ArchivedConversation { conversation: conv, entries: 3, last_seq: 12 }],
+                },
+            ),
         ],
     );
 

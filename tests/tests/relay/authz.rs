@@ -130,6 +130,7 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
     let device = alice.device_id().await.unwrap();
     let group = alice.create_group(&[]).await.unwrap();
     let group_id = alice.group(group).await.unwrap().group_id;
+    let in_log = alice.send_group(group, &Payload::Text("to myself".into())).await.unwrap().seq;
     let b64 = sealroom_protocol::encode_b64;
     // An application message's framing for her group at epoch 0 (the relay reads no further).
     let mut framing = vec![0, 1, 0, 2, 16];
@@ -144,9 +145,9 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
     let fake_salt = sealroom_protocol::encode_b64(&[7u8; 16]);
     let backup = me["key_backup"].as_str().unwrap().to_owned();
     use endpoint::{
-        AppendToGroup, ClaimKeyPackages, CreateGroup, Devices, GetGroup, GetGroupInfo, GroupLog, Groups,
-        LeaveGroup, PublishSigningKey, RegisterDevice, RemoveDevice, UploadKeyPackages, Welcomes,
-        WelcomesTaken,
+        AppendToGroup, Archive, ArchiveMessages, ArchivedHistory, ClaimKeyPackages, CreateGroup,
+        DeleteArchive, Devices, GetGroup, GetGroupInfo, GroupLog, Groups, LeaveGroup, PublishSigningKey,
+        RegisterDevice, RemoveDevice, UploadKeyPackages, Welcomes, WelcomesTaken,
     };
     use endpoint::{
         BlobInfo, Block, Blocks, ChangePassword, Clear, Conversations, DeleteBlob, DownloadBlob, GetMe,
@@ -242,6 +243,17 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
         )
         .other(404, Some("not_found")),
         probe::<GroupLog>(format!("{}?since=0", GroupLog::PATH), None),
+        probe::<ArchiveMessages>(
+            ArchiveMessages::path(&[]),
+            json(format!(
+                r#"{{"entries":[{{"conversation":{group},"seq":{in_log},"sender":"alice","sent_ms":1,"entry":"{}"}}]}}"#,
+                b64(&[1; 60])
+            )),
+        )
+        .other(404, Some("not_found")),
+        probe::<Archive>(Archive::path(&[]), None),
+        probe::<ArchivedHistory>(ArchivedHistory::path(&[&group]), None),
+        probe::<DeleteArchive>(DeleteArchive::path(&[]), None).other(204, None).right(204, None),
         probe::<LeaveGroup>(LeaveGroup::path(&[&group]), None).other(404, Some("not_found")).right(204, None),
         probe::<RemoveDevice>(RemoveDevice::path(&[&device]), None)
             .other(404, Some("not_found"))

@@ -1,0 +1,2 @@
+DROP TABLE past_members;
+DROP TABLE archive;
