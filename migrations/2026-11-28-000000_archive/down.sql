@@ -1,2 +1,3 @@
+DROP TABLE group_blobs;
 DROP TABLE past_members;
 DROP TABLE archive;

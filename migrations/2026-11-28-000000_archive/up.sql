@@ -22,3 +22,13 @@ CREATE TABLE past_members (
     until_seq BIGINT NOT NULL,
     PRIMARY KEY (conversation_id, user_id)
 );
+
+-- The attachments a group message carries: members, and past members up to where they left,
+-- may download them. (A group's messages are MLS messages in its log, which the relay cannot
+-- read, so the sender names them beside the message, as for direct messages.)
+CREATE TABLE group_blobs (
+    conversation_id BIGINT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    seq BIGINT NOT NULL,
+    blob_id TEXT NOT NULL REFERENCES blobs(id) ON DELETE CASCADE,
+    PRIMARY KEY (blob_id, conversation_id, seq)
+);

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use sealroom_crypto::{Payload, SigningSecret};
 use sealroom_protocol::endpoint::{Devices, Endpoint, GetGroup, Groups, RemoveDevice};
 use sealroom_protocol::{AppendedEntry, ConversationId, DeviceId, DeviceInfo, GroupState, Username};
-use sealroom_session::groups::{self as flows, DeviceCell, GroupEvent};
+use sealroom_session::groups::{self as flows, ArchivedMessage, DeviceCell, GroupEvent};
 use sealroom_session::mls::{Changes, MlsDevice};
 
 use crate::{ClientError, Http, Result, Session};
@@ -109,7 +109,15 @@ impl Session {
         let file = self.client.device_file(self.me.username.as_str());
         let device = NativeDevice::load(&identity, &self.me.username, file, crate::now_ms().unsigned_abs())?;
         let cell = Mutex::new(&mut self.vault);
-        flows::start_device(&t, &cell, &device).await?;
+        flows::start_device(&t, &cell, &device).await.map_err(|e| match &e {
+            ClientError::Session(sealroom_session::Error::DeviceRemoved) => {
+                let file = device.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default();
+                ClientError::Usage(format!(
+                    "this device was removed from your account; move {file} away to start a new device here"
+                ))
+            }
+            _ => e,
+        })?;
         self.mls = Some(device);
         Ok(())
     }
@@ -123,13 +131,15 @@ impl Session {
     /// Creates a group with `members` (this user its admin); returns its conversation id.
     pub async fn create_group(&mut self, members: &[&str]) -> Result<ConversationId> {
         let members: Vec<Username> = members.iter().map(|m| crate::parse(m)).collect::<Result<_>>()?;
-        group_flow!(self, create_group(&members))
+        let now = crate::now_ms().unsigned_abs();
+        group_flow!(self, create_group(&members, now))
     }
 
     /// Adds users to a group (admins only).
     pub async fn add_members(&mut self, group: ConversationId, users: &[&str]) -> Result<AppendedEntry> {
         let users: Vec<Username> = users.iter().map(|m| crate::parse(m)).collect::<Result<_>>()?;
-        group_flow!(self, add_members(group, &users))
+        let now = crate::now_ms().unsigned_abs();
+        group_flow!(self, add_members(group, &users, now))
     }
 
     /// Removes users from a group (admins only).
@@ -165,6 +175,91 @@ impl Session {
     /// Commits the removal of users who left and of removed devices from this device's groups.
     pub async fn tidy_groups(&mut self) -> Result<usize> {
         group_flow!(self, tidy())
+    }
+
+    /// Uploads the file at `path`, encrypted as it goes, and sends it to a group.
+    pub async fn send_group_file(
+        &mut self,
+        group: ConversationId,
+        path: &std::path::Path,
+    ) -> Result<AppendedEntry> {
+        let upload = self.upload_file(path).await?;
+        let payload = Payload::File(upload.file);
+        let now = crate::now_ms().unsigned_abs();
+        let blobs = [upload.blob_id.clone()];
+        let sent = async { group_flow!(self, send_with_blobs(group, &payload, &blobs, now)) }.await;
+        if sent.is_err() {
+            // Withdraw the upload rather than leave it to expire.
+            let _ = self.delete_upload(&upload.blob_id).await;
+        }
+        sent
+    }
+
+    /// Downloads the attachment of a group's message at log position `seq` (read from the
+    /// user's archive) into `out`; returns what the message says about the file.
+    pub async fn get_group_file(
+        &mut self,
+        group: ConversationId,
+        seq: u64,
+        out: &std::path::Path,
+        overwrite: bool,
+    ) -> Result<sealroom_crypto::FileRef> {
+        let (page, _) = self.archived_history(group, Some(seq.saturating_add(1)), Some(1)).await?;
+        let message = page.into_iter().find(|m| m.seq == seq).ok_or_else(|| {
+            ClientError::Usage(format!("no message #{group}/{seq} in your history archive"))
+        })?;
+        let Ok(Payload::File(file)) = message.payload else {
+            return Err(ClientError::Usage(format!("message #{group}/{seq} is not a file")));
+        };
+        self.download_file(&file, out, overwrite).await?;
+        Ok(file)
+    }
+
+    /// The member devices of a group as this device sees them: (user, device).
+    pub fn group_devices(&self, group: ConversationId) -> Vec<(String, DeviceId)> {
+        let Some(dev) = self.mls.as_ref() else { return Vec::new() };
+        dev.with(|d| {
+            let Some(g) = d.group_of(group.0.unsigned_abs()) else { return Vec::new() };
+            d.members(&g).unwrap_or_default().into_iter().map(|m| (m.user, DeviceId(m.device))).collect()
+        })
+    }
+
+    /// Names or renames a group (any member): a `GroupName` message, so only members read it.
+    pub async fn rename_group(&mut self, group: ConversationId, name: &str) -> Result<AppendedEntry> {
+        sealroom_crypto::check_group_name(name)
+            .map_err(|e| ClientError::Usage(format!("not a group name: {e}")))?;
+        self.send_group(group, &Payload::GroupName(name.to_owned())).await
+    }
+
+    /// A group's name as this device knows it, else from the archive.
+    pub async fn group_name(&mut self, group: ConversationId) -> Result<Option<String>> {
+        group_flow!(self, group_name(group))
+    }
+
+    /// A page of a group's history from the user's archive (the newest `limit` messages
+    /// before position `before`, oldest first), and whether older ones remain.
+    pub async fn archived_history(
+        &mut self,
+        group: ConversationId,
+        before: Option<u64>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<ArchivedMessage>, bool)> {
+        self.mls_start().await?;
+        let t = Http { client: &self.client, token: Some(&self.token) };
+        let cell = Mutex::new(&mut self.vault);
+        flows::archived(&t, &cell, group, before, limit).await
+    }
+
+    /// Whether the history archive is on for this user.
+    pub fn archive_on(&self) -> bool {
+        self.vault.archive_on()
+    }
+
+    /// Turns the history archive on or off for every device of this user; off deletes it.
+    pub async fn set_archive(&mut self, on: bool) -> Result<()> {
+        let t = Http { client: &self.client, token: Some(&self.token) };
+        let cell = Mutex::new(&mut self.vault);
+        flows::set_archive(&t, &cell, on).await
     }
 
     /// Leaves a group.

@@ -40,7 +40,7 @@ use serde::de::DeserializeOwned;
 pub use conn::Connection;
 pub use error::ClientError;
 pub use files::{check_limits, guess_mime, Upload};
-pub use sealroom_session::groups::{EventKind, GroupEvent};
+pub use sealroom_session::groups::{ArchivedMessage, EventKind, GroupEvent};
 
 /// Result alias.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -314,13 +314,19 @@ pub struct Message {
 impl Message {
     /// A one-line rendering of the payload (tabs and newlines escaped).
     pub fn text(&self) -> String {
-        match &self.payload {
-            Payload::Text(t) => {
-                t.replace('\\', "\\\\").replace('\n', "\\n").replace('\t', "\\t").replace('\r', "\\r")
-            }
-            Payload::File(f) => format!("[file {} ({} bytes, {})]", f.name, f.size, f.mime),
-            _ => "[unsupported message type]".into(),
-        }
+        payload_text(&self.payload)
+    }
+}
+
+/// A one-line rendering of a payload, for scripts: tabs, newlines and backslashes escaped.
+pub fn payload_text(payload: &Payload) -> String {
+    let escape =
+        |t: &str| t.replace('\\', "\\\\").replace('\n', "\\n").replace('\t', "\\t").replace('\r', "\\r");
+    match payload {
+        Payload::Text(t) => escape(t),
+        Payload::File(f) => format!("[file {} ({} bytes, {})]", escape(&f.name), f.size, f.mime),
+        Payload::GroupName(n) => format!("[named the group: {}]", escape(n)),
+        _ => "[unsupported message type]".into(),
     }
 }
 

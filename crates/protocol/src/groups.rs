@@ -296,6 +296,11 @@ pub struct AppendRequest {
     /// For a commit: what it changes. Absent for an application message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<CommitEffects>,
+    /// The attachments an application message carries (the sender's own uploads, at most
+    /// [`crate::MAX_BLOBS_PER_MESSAGE`]): the group's members, and past members up to where
+    /// they left, may then download them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<crate::BlobId>,
 }
 
 /// Where an entry landed in its group's log.

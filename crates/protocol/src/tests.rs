@@ -502,9 +502,21 @@ fn group_bodies() {
                 removed: vec![],
                 admins: None,
             }),
+            blobs: vec![],
         },
         json!({"device": device_hex, "client_msg_id": ID_B64, "message": "AAE=",
                "commit": {"group_info": "Ag==", "welcome": "Aw==", "welcome_devices": [device_hex], "added": ["bob"]}}),
+    );
+    let blob = BlobId::parse(BLOB).unwrap();
+    round_trip(
+        &AppendRequest {
+            device: device(),
+            client_msg_id: ClientMsgId([2; 16]),
+            message: MlsBytes::new(vec![0, 1]).unwrap(),
+            commit: None,
+            blobs: vec![blob.clone()],
+        },
+        json!({"device": device_hex, "client_msg_id": ID_B64, "message": "AAE=", "blobs": [blob.as_str()]}),
     );
     round_trip(&AppendedEntry { seq: 12, ts: 8 }, json!({"seq": 12, "ts": 8}));
     assert_eq!(GroupLogQuery { since: 5, limit: None }.to_query(), "?since=5");

@@ -417,6 +417,11 @@ fn queue_append(
         }
     }
     let epoch = i64::try_from(framing.epoch).map_err(|_| invalid("message: epoch out of range"))?;
+    if !req.blobs.is_empty() && req.commit.is_some() {
+        return Err(invalid("blobs: only an application message carries attachments"));
+    }
+    policy::attachments(&req.blobs)?;
+    let blob_ids: Vec<String> = req.blobs.iter().map(|b| b.to_string()).collect();
     let me_id = me.id;
     let me_name = me.username.clone();
     let max = sealroom_protocol::MAX_GROUP_MEMBERS;
@@ -471,11 +476,13 @@ fn queue_append(
             content_type,
             client_msg_id: &req.client_msg_id.0,
             data: req.message.as_bytes(),
+            blobs: &blob_ids,
             now,
         };
         let (seq, ts, new) = match store_mls::append(conn, &entry, effects.as_ref())? {
             Appended::At(seq) => (seq, now, true),
             Appended::Again { seq, ts } => (seq, ts, false),
+            Appended::UnknownBlob(id) => return Err(policy::unknown_blob(&id)),
             Appended::StaleEpoch { current } => {
                 return Err(ServerError::api(
                     ErrorCode::StaleEpoch,

@@ -16,7 +16,8 @@
 //! | see someone type | the other members, once the conversation has a message | (not sent) |
 //! | reference blobs in a message | their uploader (rechecked inside the storing transaction), at most 8 | `unknown_blob`, `invalid_field` |
 //! | read one stored message | members of its conversation who have not cleared it | `not_found` |
-//! | download a blob | members who can still see a message that references it | `not_found` |
+//! | download a blob | members who can still see a message that references it; in a group, members, and past members up to where they left | `not_found` |
+//! | attach blobs to a group message | their uploader (checked inside the storing transaction), at most 8 | `unknown_blob`, `invalid_field` |
 //! | withdraw a blob | its uploader, while no message references it | `not_found` |
 //! | find a user in the directory | anyone, by exact name; by name prefix only among the people they share a conversation with | (not listed) |
 //! | block or unblock a user | anyone, any existing user but themselves | `not_found`, `invalid_field` |
@@ -155,9 +156,15 @@ fn no_blob() -> ServerError {
     ServerError::api(ErrorCode::NotFound, "no such attachment")
 }
 
-/// Blob `id` may be downloaded by `me`: a message that references it is still visible to them.
+/// Blob `id` may be downloaded by `me`: a direct message that references it is still visible
+/// to them, or a group message carries it in a group they are (or were, then) a member of.
 pub fn download(conn: &mut store::SqliteConnection, me: UserId, id: &BlobId) -> Result<()> {
-    store::downloadable_blob(conn, me, &id.to_string())?.map(|_| ()).ok_or_else(no_blob)
+    let id = id.to_string();
+    if store::downloadable_blob(conn, me, &id)?.is_some() || store::mls::group_blob_visible(conn, me, &id)? {
+        Ok(())
+    } else {
+        Err(no_blob())
+    }
 }
 
 /// Withdraws blob `id` if `me` uploaded it and no message references it yet.

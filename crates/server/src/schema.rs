@@ -165,6 +165,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    group_blobs (blob_id, conversation_id, seq) {
+        conversation_id -> BigInt,
+        seq -> BigInt,
+        blob_id -> Text,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(devices -> users (user_id));
 diesel::joinable!(key_packages -> devices (device_id));
@@ -190,5 +198,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     group_log,
     welcomes,
     archive,
-    past_members
+    past_members,
+    group_blobs
 );

@@ -11,8 +11,8 @@ use sealroom_protocol::{ConversationId, UserId};
 
 use super::{atomically, StoreResult};
 use crate::schema::{
-    archive, conversations, devices, group_log, key_packages, members, mls_groups, past_members, users,
-    welcomes,
+    archive, blobs, conversations, devices, group_blobs, group_log, key_packages, members, mls_groups,
+    past_members, users, welcomes,
 };
 
 /// MLS content types as the log stores them (RFC 9420 §6).
@@ -380,6 +380,8 @@ pub struct NewEntry<'a> {
     pub content_type: i32,
     pub client_msg_id: &'a [u8],
     pub data: &'a [u8],
+    /// Attachments the entry carries (the sender's uploads).
+    pub blobs: &'a [String],
     pub now: i64,
 }
 
@@ -400,7 +402,7 @@ pub struct CommitEffects<'a> {
 }
 
 /// What appending did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
     /// In the log at this position, new.
     At(i64),
@@ -416,6 +418,8 @@ pub enum Appended {
         /// The group's epoch.
         current: i64,
     },
+    /// It names an attachment that is not the sender's upload; nothing stored.
+    UnknownBlob(String),
 }
 
 /// Appends an entry to a group's log, in order: refused unless made in the group's current
@@ -441,6 +445,16 @@ pub fn append(
         if e.epoch != current {
             return Ok(Appended::StaleEpoch { current });
         }
+        if !e.blobs.is_empty() {
+            let owned: Vec<String> = blobs::table
+                .filter(blobs::id.eq_any(e.blobs))
+                .filter(blobs::owner_id.eq(e.sender))
+                .select(blobs::id)
+                .load(conn)?;
+            if let Some(missing) = e.blobs.iter().find(|id| !owned.contains(id)) {
+                return Ok(Appended::UnknownBlob(missing.clone()));
+            }
+        }
         let seq: i64 = diesel::insert_into(group_log::table)
             .values((
                 group_log::conversation_id.eq(e.conversation),
@@ -457,6 +471,25 @@ pub fn append(
         diesel::update(conversations::table.find(e.conversation))
             .set(conversations::last_activity.eq(e.now))
             .execute(conn)?;
+        if !e.blobs.is_empty() {
+            let mut ids = e.blobs.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            let links: Vec<_> = ids
+                .iter()
+                .map(|b| {
+                    (
+                        group_blobs::conversation_id.eq(e.conversation),
+                        group_blobs::seq.eq(seq),
+                        group_blobs::blob_id.eq(b),
+                    )
+                })
+                .collect();
+            diesel::insert_into(group_blobs::table).values(&links).execute(conn)?;
+            diesel::update(blobs::table.filter(blobs::id.eq_any(&ids)))
+                .set(blobs::attached.eq(true))
+                .execute(conn)?;
+        }
         if let Some(c) = commit {
             diesel::update(mls_groups::table.find(e.conversation))
                 .set((mls_groups::epoch.eq(current + 1), mls_groups::group_info.eq(c.group_info)))
@@ -657,4 +690,25 @@ pub fn archive_list(
 /// Deletes `user`'s whole archive; returns how many entries went.
 pub fn archive_delete(conn: &mut SqliteConnection, user: UserId) -> StoreResult<usize> {
     Ok(diesel::delete(archive::table.filter(archive::user_id.eq(user))).execute(conn)?)
+}
+
+/// Whether `user` may download blob `id` as a group attachment: a group message carries it, in
+/// a group they are a member of, or were until at least that message.
+pub fn group_blob_visible(conn: &mut SqliteConnection, user: UserId, id: &str) -> StoreResult<bool> {
+    let links: Vec<(ConversationId, i64)> = group_blobs::table
+        .filter(group_blobs::blob_id.eq(id))
+        .select((group_blobs::conversation_id, group_blobs::seq))
+        .load(conn)?;
+    for (conversation, seq) in links {
+        let member = members::table.find((conversation, user)).count().get_result::<i64>(conn)? == 1;
+        let until: Option<i64> = past_members::table
+            .find((conversation, user))
+            .select(past_members::until_seq)
+            .first(conn)
+            .optional()?;
+        if member || until.is_some_and(|u| seq <= u) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

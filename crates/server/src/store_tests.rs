@@ -482,6 +482,7 @@ fn mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once()
         content_type,
         client_msg_id: Box::leak(Box::new([id; 16])),
         data: Box::leak(Box::new([id; 8])),
+        blobs: &[],
         now: 40 + i64::from(id),
     };
     let a1s: &'static [u8] = &[0xa1; 16];

@@ -526,7 +526,13 @@ fn handle<'a>(
             service::mark(state, user, conversation, up_to, true).map(done).boxed_local()
         }
         ClientFrame::GroupSend { conversation, device, client_msg_id, message } => {
-            let req = sealroom_protocol::AppendRequest { device, client_msg_id, message, commit: None };
+            let req = sealroom_protocol::AppendRequest {
+                device,
+                client_msg_id,
+                message,
+                commit: None,
+                blobs: Vec::new(),
+            };
             let appended = crate::groups::append(state, user, conversation, req, Some(conn_id));
             async move {
                 let frame = match appended.await {

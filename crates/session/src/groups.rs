@@ -9,23 +9,27 @@
 //!   makes its change again, by itself;
 //! - users are pinned on first use (identity and signing key) before a Welcome, a commit or an
 //!   add that names them is accepted;
-//! - a device that finds a group of its user it is not in joins it by external commit.
+//! - a device that finds a group of its user it is not in joins it by external commit;
+//! - every message a device sends or decrypts is sealed for the user's history archive and
+//!   queued in the device's state before its cursor moves past it, then stored at the relay
+//!   (unless the user turned the archive off).
 
 use std::collections::BTreeSet;
 
-use sealroom_crypto::{Payload, SigningPublic};
+use sealroom_crypto::{open_archive_entry, seal_archive_entry, ArchivePlace, Payload, SigningPublic};
 use sealroom_protocol::endpoint::{
-    AppendToGroup, ClaimKeyPackages, CreateGroup, Endpoint, GetGroupInfo, GetUser, GroupLog, Groups,
-    LeaveGroup, PublishSigningKey, RegisterDevice, UploadKeyPackages, Welcomes, WelcomesTaken,
+    AppendToGroup, ArchiveMessages, ArchivedHistory, ClaimKeyPackages, CreateGroup, DeleteArchive, Endpoint,
+    GetGroupInfo, GetUser, GroupLog, Groups, LeaveGroup, PublishSigningKey, RegisterDevice,
+    UploadKeyPackages, Welcomes, WelcomesTaken,
 };
 use sealroom_protocol::{
-    AppendRequest, AppendedEntry, CertificateBytes, ClaimKeyPackagesRequest, ClientMsgId, CommitEffects,
-    ConversationId, CreateGroupRequest, DeviceId, ErrorCode, GroupId, GroupLogQuery, MlsBytes,
-    PublishSigningKeyRequest, RegisterDeviceRequest, SigningKey, UploadKeyPackagesRequest, Username,
-    WelcomesTakenRequest,
+    AppendRequest, AppendedEntry, ArchiveBytes, ArchiveEntryIn, ArchiveQuery, ArchiveUpload,
+    CertificateBytes, ClaimKeyPackagesRequest, ClientMsgId, CommitEffects, ConversationId,
+    CreateGroupRequest, DeviceId, ErrorCode, GroupId, GroupLogQuery, MlsBytes, PublishSigningKeyRequest,
+    RegisterDeviceRequest, SigningKey, UploadKeyPackagesRequest, Username, WelcomesTakenRequest,
 };
 
-use crate::mls::{self, Changes, Invitee, MlsDevice, MlsError, Processed};
+use crate::mls::{self, Changes, Invitee, MlsDevice, MlsError, Processed, QueuedEntry};
 use crate::{flows, Error, Transport, VaultCell};
 
 /// One-use key packages a device keeps on the relay.
@@ -84,6 +88,19 @@ pub enum EventKind {
     Refused(String),
 }
 
+/// A message from the user's history archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedMessage {
+    /// Its position in the group's log.
+    pub seq: u64,
+    /// Who sent it.
+    pub sender: String,
+    /// The sender's clock.
+    pub sent_ms: u64,
+    /// What it says, or why it does not open (an entry altered or misplaced at the relay).
+    pub payload: Result<Payload, String>,
+}
+
 fn signed_out<T: Transport>() -> T::Error {
     Error::SignedOut.into()
 }
@@ -119,7 +136,11 @@ pub async fn start_device<T: Transport, V: VaultCell, D: DeviceCell>(
         device,
         certificate: CertificateBytes::new(certificate).map_err(Error::from)?,
     };
-    let info = t.call::<RegisterDevice>(RegisterDevice::PATH, Some(&req)).await?;
+    let info = match t.call::<RegisterDevice>(RegisterDevice::PATH, Some(&req)).await {
+        // The id is random: taken means this device's own registration, revoked.
+        Err(e) if is::<T>(&e, ErrorCode::Conflict) => return Err(Error::DeviceRemoved.into()),
+        other => other?,
+    };
     if info.key_packages < KEY_PACKAGE_LOW {
         let n = (KEY_PACKAGE_TARGET - info.key_packages) as usize;
         let (packages, last_resort) = dev
@@ -204,8 +225,11 @@ pub async fn create_group<T: Transport, V: VaultCell, D: DeviceCell>(
     vault: &V,
     dev: &D,
     members: &[Username],
+    now_ms: u64,
 ) -> Result<ConversationId, T::Error> {
     let me = vault.with(|v| v.username().to_string()).ok_or_else(signed_out::<T>)?;
+    // Everyone named must be able to join before there is a group to leave behind.
+    pin_users(t, vault, &members.iter().map(|u| u.to_string()).collect::<Vec<_>>()).await?;
     let (group, info) = dev.with(|d| d.create_group(std::slice::from_ref(&me))).map_err(Error::from)?;
     dev.save()?;
     let req =
@@ -220,18 +244,20 @@ pub async fn create_group<T: Transport, V: VaultCell, D: DeviceCell>(
     .map_err(Error::from)?;
     dev.save()?;
     if !members.is_empty() {
-        add_members(t, vault, dev, state.conversation, members).await?;
+        add_members(t, vault, dev, state.conversation, members, now_ms).await?;
     }
     Ok(state.conversation)
 }
 
-/// Adds users (with every device they have) to a group: admins only.
+/// Adds users (with every device they have) to a group: admins only. The group's name, when
+/// this device knows it, follows at the sender's clock `now_ms`, for the new members.
 pub async fn add_members<T: Transport, V: VaultCell, D: DeviceCell>(
     t: &T,
     vault: &V,
     dev: &D,
     conversation: ConversationId,
     users: &[Username],
+    now_ms: u64,
 ) -> Result<AppendedEntry, T::Error> {
     let names: Vec<String> = users.iter().map(|u| u.to_string()).collect();
     pin_users(t, vault, &names).await?;
@@ -245,7 +271,12 @@ pub async fn add_members<T: Transport, V: VaultCell, D: DeviceCell>(
             key_packages: u.key_packages.into_iter().map(|k| k.key_package.into_bytes()).collect(),
         })
         .collect();
-    change(t, vault, dev, conversation, Changes { add, ..Changes::default() }).await
+    let added = change(t, vault, dev, conversation, Changes { add, ..Changes::default() }).await?;
+    // The name is an application message: new members can read it only from one sent now.
+    if let Some(name) = group_name(t, vault, dev, conversation).await? {
+        send(t, vault, dev, conversation, &Payload::GroupName(name), now_ms).await?;
+    }
+    Ok(added)
 }
 
 /// Commits `changes` to a group, catching up and making it again when a concurrent commit won.
@@ -311,6 +342,20 @@ pub async fn send<T: Transport, V: VaultCell, D: DeviceCell>(
     payload: &Payload,
     now_ms: u64,
 ) -> Result<AppendedEntry, T::Error> {
+    send_with_blobs(t, vault, dev, conversation, payload, &[], now_ms).await
+}
+
+/// [`send`], for a message that carries attachments (`blobs`, this user's uploads): the relay
+/// lets the group's members download them.
+pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    conversation: ConversationId,
+    payload: &Payload,
+    blobs: &[sealroom_protocol::BlobId],
+    now_ms: u64,
+) -> Result<AppendedEntry, T::Error> {
     let group = group_of::<T, D>(dev, conversation)?;
     let device = device_of(dev);
     let client_msg_id = new_entry_id()?;
@@ -329,9 +374,24 @@ pub async fn send<T: Transport, V: VaultCell, D: DeviceCell>(
             Err(e) => return Err(Error::from(e).into()),
         };
         dev.save()?;
-        let req = AppendRequest { device, client_msg_id, message: mls_bytes(message)?, commit: None };
+        let req = AppendRequest {
+            device,
+            client_msg_id,
+            message: mls_bytes(message)?,
+            commit: None,
+            blobs: blobs.to_vec(),
+        };
         match append::<T>(t, conversation, &req).await {
-            Ok(appended) => return Ok(appended),
+            Ok(appended) => {
+                let me = vault.with(|v| v.username().to_string()).ok_or_else(signed_out::<T>)?;
+                let sent = [(conversation, appended.seq, me, now_ms, payload.clone())];
+                archive_messages(vault, dev, sent)?;
+                dev.save()?;
+                // The message is sent: an archive upload that fails now is retried by the next
+                // sync, from the device's queue.
+                let _ = flush_archive(t, vault, dev).await;
+                return Ok(appended);
+            }
             Err(e) if is::<T>(&e, ErrorCode::StaleEpoch) => {
                 sync(t, vault, dev).await?;
             }
@@ -423,6 +483,7 @@ fn commit_request(
         client_msg_id: new_entry_id()?,
         message: mls_bytes(commit.message)?,
         commit: Some(effects),
+        blobs: Vec::new(),
     })
 }
 
@@ -486,6 +547,7 @@ pub async fn sync<T: Transport, V: VaultCell, D: DeviceCell>(
         let q = GroupLogQuery { since, limit: None };
         let page = t.call::<GroupLog>(&format!("{}{}", GroupLog::PATH, q.to_query()), None).await?;
         let Some(last) = page.entries.last().map(|e| e.seq) else { break };
+        let mut read = Vec::new();
         for e in page.entries {
             let group = match dev.with(|d| d.group_of(key(e.conversation))) {
                 Some(g) => g,
@@ -506,6 +568,7 @@ pub async fn sync<T: Transport, V: VaultCell, D: DeviceCell>(
             .await?;
             let what = match processed {
                 Ok(Processed::Message { sender, device, sent_ms, payload }) => {
+                    read.push((e.conversation, e.seq, sender.clone(), sent_ms, payload.clone()));
                     Some(EventKind::Message { sender, device: DeviceId(device), sent_ms, payload })
                 }
                 Ok(Processed::Commit(summary)) => {
@@ -525,6 +588,8 @@ pub async fn sync<T: Transport, V: VaultCell, D: DeviceCell>(
                 events.push(GroupEvent { conversation: e.conversation, seq: e.seq, ts: e.ts, what });
             }
         }
+        // What the page said goes to the archive queue with the cursors' move, in one save.
+        archive_messages(vault, dev, read)?;
         // Every group not stuck has processed whatever the page held of it.
         dev.with(|d| {
             let groups: Vec<mls::GroupId> =
@@ -554,7 +619,183 @@ pub async fn sync<T: Transport, V: VaultCell, D: DeviceCell>(
         events.push(GroupEvent { conversation, seq: 0, ts: 0, what: EventKind::Removed });
     }
     dev.save()?;
+    flush_archive(t, vault, dev).await?;
     Ok(events)
+}
+
+/// Seals messages for the user's history archive and queues them in the device's state (the
+/// caller saves it); a `GroupName` also becomes the group's name on this device. Nothing is
+/// sealed while the archive is off.
+fn archive_messages<V: VaultCell, D: DeviceCell>(
+    vault: &V,
+    dev: &D,
+    messages: impl IntoIterator<Item = (ConversationId, u64, String, u64, Payload)>,
+) -> Result<(), Error> {
+    let (me, archive_key) =
+        vault.with(|v| (v.username().to_string(), v.archive_key().cloned())).ok_or(Error::SignedOut)?;
+    let mut queued = Vec::new();
+    for (conversation, seq, sender, sent_ms, payload) in messages {
+        if let Payload::GroupName(name) = &payload {
+            dev.with(|d| d.set_name(key(conversation), name));
+        }
+        let Some(archive_key) = &archive_key else { continue };
+        let place = ArchivePlace {
+            owner: me.clone(),
+            conversation_id: key(conversation),
+            log_sequence: seq,
+            sender,
+            sent_ms,
+        };
+        let entry = seal_archive_entry(archive_key, &place, &payload)?;
+        queued.push(QueuedEntry {
+            conversation: place.conversation_id,
+            seq,
+            sender: place.sender,
+            sent_ms,
+            entry,
+        });
+    }
+    dev.with(|d| d.queue_archive(queued));
+    Ok(())
+}
+
+/// Stores the device's queued archive entries at the relay, a batch at a time; an entry the
+/// relay refuses for good is dropped (an upload of several is then retried one by one, so one
+/// refusal drops only its own entry). With the archive off, the queue is dropped.
+pub async fn flush_archive<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+) -> Result<usize, T::Error> {
+    let on = vault.with(|v| v.archive_key().is_some()).ok_or_else(signed_out::<T>)?;
+    let mut stored = 0;
+    loop {
+        let batch: Vec<QueuedEntry> = dev.with(|d| {
+            if !on {
+                let n = d.archive_queue().len();
+                d.archive_done(n);
+            }
+            d.archive_queue().iter().take(sealroom_protocol::MAX_ARCHIVE_BATCH).cloned().collect()
+        });
+        if batch.is_empty() {
+            dev.save()?;
+            return Ok(stored);
+        }
+        let entries: Vec<ArchiveEntryIn> = batch.iter().filter_map(wire_entry).collect();
+        let upload = |entries: Vec<ArchiveEntryIn>| async move {
+            t.call::<ArchiveMessages>(ArchiveMessages::PATH, Some(&ArchiveUpload { entries })).await
+        };
+        match upload(entries.clone()).await {
+            Ok(r) => stored += r.stored as usize,
+            Err(e) if T::api_error(&e).is_some() && entries.len() > 1 => {
+                for one in entries {
+                    match upload(vec![one]).await {
+                        Ok(r) => stored += r.stored as usize,
+                        Err(e) if T::api_error(&e).is_some() => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) if T::api_error(&e).is_some() => {}
+            Err(e) => return Err(e),
+        }
+        dev.with(|d| d.archive_done(batch.len()));
+        dev.save()?;
+    }
+}
+
+/// A queued entry as the relay takes it (`None` for one that cannot be sent: dropped).
+fn wire_entry(q: &QueuedEntry) -> Option<ArchiveEntryIn> {
+    Some(ArchiveEntryIn {
+        conversation: ConversationId(i64::try_from(q.conversation).ok()?),
+        seq: q.seq,
+        sender: Username::parse(&q.sender).ok()?,
+        sent_ms: q.sent_ms,
+        entry: ArchiveBytes::new(q.entry.clone()).ok()?,
+    })
+}
+
+/// A page of a conversation's history from the user's archive: the newest `limit` messages
+/// before position `before`, oldest first, and whether older ones remain.
+pub async fn archived<T: Transport, V: VaultCell>(
+    t: &T,
+    vault: &V,
+    conversation: ConversationId,
+    before: Option<u64>,
+    limit: Option<u32>,
+) -> Result<(Vec<ArchivedMessage>, bool), T::Error> {
+    let (me, archive_key) =
+        vault.with(|v| (v.username().to_string(), v.archive_key().cloned())).ok_or_else(signed_out::<T>)?;
+    let archive_key = archive_key.ok_or(Error::ArchiveOff)?;
+    let q = ArchiveQuery { before, limit };
+    let path = format!("{}{}", ArchivedHistory::path(&[&conversation]), q.to_query());
+    let page = t.call::<ArchivedHistory>(&path, None).await?;
+    let messages = page
+        .entries
+        .into_iter()
+        .map(|e| {
+            let place = ArchivePlace {
+                owner: me.clone(),
+                conversation_id: key(conversation),
+                log_sequence: e.seq,
+                sender: e.sender.to_string(),
+                sent_ms: e.sent_ms,
+            };
+            let payload =
+                open_archive_entry(&archive_key, &place, e.entry.as_bytes()).map_err(|e| e.to_string());
+            ArchivedMessage { seq: e.seq, sender: place.sender, sent_ms: e.sent_ms, payload }
+        })
+        .collect();
+    Ok((messages, page.more))
+}
+
+/// Most archive pages read looking for a group's name.
+const NAME_PAGES: usize = 10;
+
+/// A group's name: as this device knows it, else the newest `GroupName` in the archive (a
+/// device that joined after the name was set), remembered from then on.
+pub async fn group_name<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    conversation: ConversationId,
+) -> Result<Option<String>, T::Error> {
+    if let Some(name) = dev.with(|d| d.name_of(key(conversation)).map(str::to_owned)) {
+        return Ok(Some(name));
+    }
+    if vault.with(|v| v.archive_key().is_none()).ok_or_else(signed_out::<T>)? {
+        return Ok(None);
+    }
+    let mut before = None;
+    for _ in 0..NAME_PAGES {
+        let (page, more) = archived(t, vault, conversation, before, None).await?;
+        let named = page.iter().rev().find_map(|m| match &m.payload {
+            Ok(Payload::GroupName(n)) => Some(n.clone()),
+            _ => None,
+        });
+        if let Some(name) = named {
+            dev.with(|d| d.set_name(key(conversation), &name));
+            dev.save()?;
+            return Ok(Some(name));
+        }
+        match page.first() {
+            Some(first) if more => before = Some(first.seq),
+            _ => break,
+        }
+    }
+    Ok(None)
+}
+
+/// Turns the user's history archive on or off (for all their devices, through the key
+/// backup); turning it off deletes what the relay holds of it.
+pub async fn set_archive<T: Transport, V: VaultCell>(t: &T, vault: &V, on: bool) -> Result<(), T::Error> {
+    if vault.with(|v| v.set_archive(on)).ok_or_else(signed_out::<T>)?? {
+        flows::save_backup(t, vault).await?;
+    }
+    if !on {
+        t.call::<DeleteArchive>(DeleteArchive::PATH, None).await?;
+    }
+    Ok(())
 }
 
 /// Commits, in each group this device is in, the removal of users who left and of removed
@@ -581,7 +822,7 @@ pub async fn tidy<T: Transport, V: VaultCell, D: DeviceCell>(
                 .collect();
             if !gone.is_empty() || !devices.is_empty() {
                 let changes = Changes {
-                    remove_users: gone.into_iter().collect(),
+                    departed: gone.into_iter().collect(),
                     remove_devices: devices,
                     ..Changes::default()
                 };

@@ -101,6 +101,15 @@ pub enum Error {
     /// can join a group.
     #[error("{0} has not set up a device for group conversations yet")]
     NoSigningKey(sealroom_protocol::Username),
+    /// This device was removed from the user's devices: it may no longer act (a new device
+    /// takes its place).
+    #[error("this device was removed from your account")]
+    DeviceRemoved,
+    /// The user turned the history archive off: group history before this device is not kept.
+    #[error(
+        "the history archive is off (strict forward secrecy): history from before this device is not kept"
+    )]
+    ArchiveOff,
     /// This device's state could not be saved: nothing that depends on it was sent.
     #[error("{0}")]
     DeviceStorage(String),

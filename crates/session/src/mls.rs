@@ -41,6 +41,9 @@ pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_CHACHA20PO
 pub const ADMINS_EXTENSION: u16 = 0xF5A1;
 /// The version byte of the admins extension and of a sealed device state's contents.
 const FORMAT_VERSION: u8 = 0x01;
+/// The device state's layout written (0x01, without group names and the archive queue, is
+/// still read).
+const STATE_VERSION: u8 = 0x02;
 
 /// A device's random id.
 pub type DeviceId = [u8; DEVICE_ID_LEN];
@@ -155,6 +158,21 @@ pub struct GroupEntry {
     pub cursor: u64,
 }
 
+/// A message sealed for the user's history archive, waiting to be stored at the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedEntry {
+    /// The relay's conversation id.
+    pub conversation: u64,
+    /// The message's log position.
+    pub seq: u64,
+    /// Who sent it.
+    pub sender: String,
+    /// The sender's clock.
+    pub sent_ms: u64,
+    /// The sealed entry.
+    pub entry: Vec<u8>,
+}
+
 /// A member device of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberDevice {
@@ -180,8 +198,11 @@ pub struct Invitee {
 pub struct Changes {
     /// Users (or more devices of member users) to add.
     pub add: Vec<Invitee>,
-    /// Users to remove, with all their devices.
+    /// Users to remove, with all their devices (an admin's decision).
     pub remove_users: Vec<String>,
+    /// Users who left, to take out with all their devices: any member may (the relay checks
+    /// that they left).
+    pub departed: Vec<String>,
     /// Single devices to remove.
     pub remove_devices: Vec<DeviceId>,
     /// The new admin list.
@@ -262,6 +283,10 @@ pub struct MlsDevice {
     signer: SignatureKeyPair,
     provider: Provider,
     groups: BTreeMap<GroupId, GroupEntry>,
+    /// Group names by conversation, as the newest `GroupName` this device read or sent.
+    names: BTreeMap<u64, String>,
+    /// Archive entries not yet stored at the relay, oldest first.
+    archive_queue: Vec<QueuedEntry>,
 }
 
 impl std::fmt::Debug for MlsDevice {
@@ -450,6 +475,8 @@ impl MlsDevice {
             signer,
             provider: Provider::default(),
             groups: BTreeMap::new(),
+            names: BTreeMap::new(),
+            archive_queue: Vec::new(),
         };
         device.signer.store(device.provider.storage()).map_err(protocol)?;
         Ok(device)
@@ -484,6 +511,31 @@ impl MlsDevice {
     pub fn set_conversation(&mut self, group: &GroupId, conversation: u64) -> Result<(), MlsError> {
         self.groups.get_mut(group).ok_or(MlsError::UnknownGroup)?.conversation = Some(conversation);
         Ok(())
+    }
+
+    /// A group's name, as this device last learned it.
+    pub fn name_of(&self, conversation: u64) -> Option<&str> {
+        self.names.get(&conversation).map(String::as_str)
+    }
+
+    /// Records a group's name (from a `GroupName` message, in log order).
+    pub fn set_name(&mut self, conversation: u64, name: &str) {
+        self.names.insert(conversation, name.to_owned());
+    }
+
+    /// Queues sealed archive entries until the relay has stored them.
+    pub fn queue_archive(&mut self, entries: impl IntoIterator<Item = QueuedEntry>) {
+        self.archive_queue.extend(entries);
+    }
+
+    /// The archive entries waiting to be stored, oldest first.
+    pub fn archive_queue(&self) -> &[QueuedEntry] {
+        &self.archive_queue
+    }
+
+    /// Drops the first `n` queued archive entries (stored, or refused for good).
+    pub fn archive_done(&mut self, n: usize) {
+        self.archive_queue.drain(..n.min(self.archive_queue.len()));
     }
 
     /// Moves a group's cursor to `position` when that is further: every entry of the group up
@@ -646,6 +698,9 @@ impl MlsDevice {
                 }
                 removed_leaves.extend(before.iter().filter(|m| m.user == *user).map(|m| m.leaf));
             }
+            for user in &changes.departed {
+                removed_leaves.extend(before.iter().filter(|m| m.user == *user).map(|m| m.leaf));
+            }
             for device in &changes.remove_devices {
                 removed_leaves.extend(before.iter().filter(|m| m.device == *device).map(|m| m.leaf));
             }
@@ -662,6 +717,7 @@ impl MlsDevice {
             }
             let asked_something = !changes.add.is_empty()
                 || !changes.remove_users.is_empty()
+                || !changes.departed.is_empty()
                 || !changes.remove_devices.is_empty()
                 || changes.admins.is_some();
             if asked_something
@@ -1002,7 +1058,7 @@ impl MlsDevice {
     /// The sealed state, for the adapter to write (replacing the previous file).
     pub fn seal(&self, identity: &SigningSecret) -> Result<Vec<u8>, MlsError> {
         let key = DeviceStateKey::derive(identity, &self.certificate.device_id);
-        let mut state = Zeroizing::new(vec![FORMAT_VERSION]);
+        let mut state = Zeroizing::new(vec![STATE_VERSION]);
         let cert = self.certificate.encode();
         put_bytes(&mut state, &cert);
         put_u32(&mut state, self.groups.len());
@@ -1010,6 +1066,19 @@ impl MlsDevice {
             state.extend_from_slice(id);
             state.extend_from_slice(&entry.conversation.unwrap_or(0).to_be_bytes());
             state.extend_from_slice(&entry.cursor.to_be_bytes());
+        }
+        put_u32(&mut state, self.names.len());
+        for (conversation, name) in &self.names {
+            state.extend_from_slice(&conversation.to_be_bytes());
+            put_bytes(&mut state, name.as_bytes());
+        }
+        put_u32(&mut state, self.archive_queue.len());
+        for q in &self.archive_queue {
+            state.extend_from_slice(&q.conversation.to_be_bytes());
+            state.extend_from_slice(&q.seq.to_be_bytes());
+            put_bytes(&mut state, q.sender.as_bytes());
+            state.extend_from_slice(&q.sent_ms.to_be_bytes());
+            put_bytes(&mut state, &q.entry);
         }
         let values = self.provider.snapshot();
         let mut keys: Vec<&Vec<u8>> = values.keys().collect();
@@ -1032,7 +1101,8 @@ impl MlsDevice {
         let key = DeviceStateKey::derive(identity, device_id);
         let state = open_device_state(&key, username, device_id, sealed).map_err(|_| MlsError::State)?;
         let mut r = Reader(&state);
-        if r.take(1)? != [FORMAT_VERSION] {
+        let version = r.take(1)?[0];
+        if version != 0x01 && version != STATE_VERSION {
             return Err(MlsError::State);
         }
         let certificate = DeviceCertificate::decode(r.bytes()?).map_err(|_| MlsError::State)?;
@@ -1046,6 +1116,26 @@ impl MlsDevice {
             let cursor = u64::from_be_bytes(r.take(8)?.try_into().map_err(|_| MlsError::State)?);
             groups
                 .insert(id, GroupEntry { conversation: (conversation != 0).then_some(conversation), cursor });
+        }
+        let u64_at = |r: &mut Reader| -> Result<u64, MlsError> {
+            Ok(u64::from_be_bytes(r.take(8)?.try_into().map_err(|_| MlsError::State)?))
+        };
+        let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|_| MlsError::State);
+        let mut names = BTreeMap::new();
+        let mut archive_queue = Vec::new();
+        if version == STATE_VERSION {
+            for _ in 0..r.u32()? {
+                let conversation = u64_at(&mut r)?;
+                names.insert(conversation, text(r.bytes()?)?);
+            }
+            for _ in 0..r.u32()? {
+                let conversation = u64_at(&mut r)?;
+                let seq = u64_at(&mut r)?;
+                let sender = text(r.bytes()?)?;
+                let sent_ms = u64_at(&mut r)?;
+                let entry = r.bytes()?.to_vec();
+                archive_queue.push(QueuedEntry { conversation, seq, sender, sent_ms, entry });
+            }
         }
         let mut values = HashMap::new();
         for _ in 0..r.u32()? {
@@ -1064,7 +1154,15 @@ impl MlsDevice {
             CIPHERSUITE.signature_algorithm(),
         )
         .ok_or(MlsError::State)?;
-        Ok(MlsDevice { username: username.to_owned(), certificate, signer, provider, groups })
+        Ok(MlsDevice {
+            username: username.to_owned(),
+            certificate,
+            signer,
+            provider,
+            groups,
+            names,
+            archive_queue,
+        })
     }
 }
 

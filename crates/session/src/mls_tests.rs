@@ -522,9 +522,21 @@ fn a_sealed_state_reopens_whole_and_only_for_its_user_and_device() {
     let mut a = device(&alice);
     let (g, _) = a.create_group(&["alice".into()]).unwrap();
     a.set_conversation(&g, 42).unwrap();
+    a.set_name(42, "Ünïcode team ✓");
+    let queued = crate::mls::QueuedEntry {
+        conversation: 42,
+        seq: 7,
+        sender: "bob".into(),
+        sent_ms: 1_700_000_000_000,
+        entry: vec![1, 2, 3],
+    };
+    a.queue_archive([queued.clone(), crate::mls::QueuedEntry { seq: 8, ..queued.clone() }]);
+    a.archive_done(1);
     let sealed = a.seal(&alice.identity).unwrap();
     let again = MlsDevice::open(&alice.identity, "alice", &a.device_id(), &sealed).unwrap();
     assert_eq!(again.groups(), a.groups());
+    assert_eq!(again.name_of(42), Some("Ünïcode team ✓"));
+    assert_eq!(again.archive_queue(), &[crate::mls::QueuedEntry { seq: 8, ..queued }]);
     assert_eq!(again.certificate(), a.certificate());
     assert_eq!(again.epoch(&g).unwrap(), 0);
     assert_eq!(

@@ -220,14 +220,47 @@ impl Vault {
         Ok(PeerKey::Changed(change))
     }
 
-    /// This user's identity signing key (version 2: it signs the certificates of the user's
-    /// devices), made now if the backup has none; `true` when it was made, and the caller
-    /// saves the backup before using it anywhere.
+    /// This user's version 2 keys: the identity signing key (it signs the certificates of the
+    /// user's devices) and the history archive key, each made now if the backup has none;
+    /// `true` when one was made, and the caller saves the backup before using it anywhere.
     pub fn ensure_signing_key(&mut self) -> Result<bool, Error> {
-        if self.contents.signing.is_some() {
+        let mut made = false;
+        if self.contents.signing.is_none() {
+            self.contents.signing = Some(sealroom_crypto::SigningSecret::generate()?);
+            made = true;
+        }
+        if self.contents.archive_key.is_none() {
+            self.contents.archive_key = Some(sealroom_crypto::ArchiveKey::generate()?);
+            made = true;
+        }
+        Ok(made)
+    }
+
+    /// The user's history archive key, unless they turned the archive off (then nothing is
+    /// archived or read from it).
+    pub fn archive_key(&self) -> Option<&sealroom_crypto::ArchiveKey> {
+        if self.contents.archive_off {
+            None
+        } else {
+            self.contents.archive_key.as_ref()
+        }
+    }
+
+    /// Whether the history archive is on (the default).
+    pub fn archive_on(&self) -> bool {
+        !self.contents.archive_off
+    }
+
+    /// Turns the history archive on or off; `true` when that changed (the caller saves the
+    /// backup, and deletes the archive at the relay when turning it off).
+    pub fn set_archive(&mut self, on: bool) -> Result<bool, Error> {
+        if self.contents.archive_off != on {
             return Ok(false);
         }
-        self.contents.signing = Some(sealroom_crypto::SigningSecret::generate()?);
+        self.contents.archive_off = !on;
+        if on && self.contents.archive_key.is_none() {
+            self.contents.archive_key = Some(sealroom_crypto::ArchiveKey::generate()?);
+        }
         Ok(true)
     }
 

@@ -302,6 +302,17 @@ fn main() {
                         removed: vec![name("carol")],
                         admins: Some(vec![name("alice")]),
                     }),
+                    blobs: vec![],
+                },
+            ),
+            tagged(
+                31,
+                &AppendRequest {
+                    device: DeviceId([5; 16]),
+                    client_msg_id: id,
+                    message: mls(&[0, 1, 0, 2]),
+                    commit: None,
+                    blobs: vec![BlobId::parse(BLOB).expect("blob id")],
                 },
             ),
             tagged(32, &WelcomesTakenRequest { up_to: 3 }),

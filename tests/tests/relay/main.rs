@@ -9,6 +9,7 @@ mod authz;
 mod bad_input;
 mod bench;
 mod cli;
+mod cli_groups;
 mod crash;
 mod files;
 mod groups;

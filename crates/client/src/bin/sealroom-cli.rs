@@ -2,15 +2,18 @@
 //!
 //! Every command signs in (deriving keys from the password), reusing this device's session
 //! from the state dir while the relay accepts it, and does its work; `logout` ends it.
-//! Output is for scripts: messages are `ID<TAB>RFC3339-TIME<TAB>SENDER<TAB>TEXT`, one per line.
-//! Failures print one line to stderr and exit non-zero.
+//! Output is for scripts: messages are `ID<TAB>RFC3339-TIME<TAB>SENDER<TAB>TEXT`, one per line,
+//! where ID is a direct message's id or, in a group, `#CONVERSATION/POSITION`. Where a command
+//! takes a peer, `#ID` names a group conversation instead. Failures print one line to stderr
+//! and exit non-zero.
 
 use std::io::Write;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use sealroom_client::{rfc3339, Client, ClientError, Message, Session};
-use sealroom_protocol::{ClientFrame, ServerFrame};
+use sealroom_client::{payload_text, rfc3339, Client, ClientError, EventKind, GroupEvent, Message, Session};
+use sealroom_crypto::Payload;
+use sealroom_protocol::{ClientFrame, ConversationId, DeviceId, ServerFrame};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,9 +46,9 @@ enum Command {
     Logout,
     /// End every session of this account, on every device.
     LogoutEverywhere,
-    /// Send a text; prints the acknowledged message id.
+    /// Send a text; prints the acknowledged message id (in a group, `#ID/POSITION`).
     Send {
-        /// Recipient.
+        /// Recipient: a username, or `#ID` for a group.
         peer: String,
         /// The text.
         text: String,
@@ -55,7 +58,7 @@ enum Command {
     },
     /// Encrypt a file as it uploads and send it; prints the acknowledged message id.
     SendFile {
-        /// Recipient.
+        /// Recipient: a username, or `#ID` for a group.
         peer: String,
         /// The file.
         path: std::path::PathBuf,
@@ -66,23 +69,26 @@ enum Command {
     /// Download and decrypt the file of message MESSAGE_ID into OUT_PATH. The file is written
     /// only if it authenticates completely; prints NAME<TAB>SIZE<TAB>MIME.
     GetFile {
-        /// The message's id (as `send-file` or `history` print it).
-        message_id: i64,
+        /// The message's id (as `send-file` or `history` print it: a number, or `#ID/POSITION`
+        /// in a group).
+        message_id: String,
         /// Where to save it.
         out_path: std::path::PathBuf,
         /// Replace OUT_PATH if it exists.
         #[arg(long)]
         force: bool,
     },
-    /// Print the conversation with PEER, oldest first.
+    /// Print the conversation with PEER (or group `#ID`, from your history archive), oldest
+    /// first.
     History {
-        /// The other participant.
+        /// The other participant, or `#ID` for a group.
         peer: String,
         /// How many of the newest messages.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Print incoming messages as they arrive.
+    /// Print incoming messages as they arrive (a group's first: everything this device has not
+    /// read yet). Group events (joins, membership changes) go to stderr.
     Listen {
         /// Exit after this many messages.
         #[arg(long)]
@@ -129,6 +135,126 @@ enum Command {
     },
     /// List the users you have blocked.
     Blocked,
+    /// Group conversations (MLS).
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// List your devices: ID<TAB>CREATED<TAB>LAST-SEEN<TAB>this|active|removed; `devices remove
+    /// ID` removes one (it is taken out of every group).
+    Devices {
+        #[command(subcommand)]
+        command: Option<DevicesCommand>,
+    },
+    /// The history archive (on by default): every group message your devices send or read is
+    /// kept sealed at the relay under a key only your password opens, so a new device reads the
+    /// history. `archive off` deletes it and keeps none (strict forward secrecy); `archive on`
+    /// keeps it again from then on; without an argument, prints on or off.
+    Archive {
+        /// on or off.
+        state: Option<OnOff>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// Create a group named NAME with you as its admin; prints `#ID` as its last line.
+    Create {
+        /// Its name (only members read it).
+        name: String,
+        /// Users to add (every device of theirs).
+        #[arg(long = "member", value_name = "USER")]
+        members: Vec<String>,
+    },
+    /// Add users to group `#ID` (admins only).
+    Add {
+        /// The group.
+        group: String,
+        /// Who.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Remove users from group `#ID` (admins only): they read nothing sent after.
+    Remove {
+        /// The group.
+        group: String,
+        /// Who.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Leave group `#ID` (on every device of yours).
+    Leave {
+        /// The group.
+        group: String,
+    },
+    /// Rename group `#ID` (any member).
+    Rename {
+        /// The group.
+        group: String,
+        /// The new name.
+        name: String,
+    },
+    /// Make exactly these users the admins of group `#ID` (admins only).
+    Admins {
+        /// The group.
+        group: String,
+        /// The new admins (members).
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// List group `#ID`'s members: USER<TAB>admin|member<TAB>DEVICES.
+    Members {
+        /// The group.
+        group: String,
+    },
+    /// List your groups: #ID<TAB>NAME<TAB>MEMBERS.
+    List,
+    /// Read everything new in your groups (joining those this device is not in yet), print
+    /// the messages as `listen` does, and exit.
+    Sync,
+    /// Give this device fresh keys in group `#ID` (post-compromise security).
+    Update {
+        /// The group.
+        group: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevicesCommand {
+    /// Remove device ID: it may no longer act, and the other members take it out of every
+    /// group.
+    Remove {
+        /// The device's id (32 hex digits, as `devices` prints it).
+        id: String,
+    },
+}
+
+/// Where a message goes: a user (direct) or a group conversation.
+enum Target {
+    Peer(String),
+    Group(ConversationId),
+}
+
+fn target(s: &str) -> Result<Target, ClientError> {
+    match s.strip_prefix('#') {
+        Some(_) => Ok(Target::Group(group_id(s)?)),
+        None => Ok(Target::Peer(s.to_owned())),
+    }
+}
+
+/// A group conversation written `#ID`.
+fn group_id(s: &str) -> Result<ConversationId, ClientError> {
+    s.strip_prefix('#').and_then(|n| n.parse::<i64>().ok()).filter(|n| *n > 0).map(ConversationId).ok_or_else(
+        || {
+            ClientError::Usage(format!(
+                "{s:?} is not a group conversation (write it #ID, as `group list` prints it)"
+            ))
+        },
+    )
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -180,8 +306,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
     };
     let password = secret("SEALROOM_PASSWORD", "Password: ")?;
     if let Command::Register = cli.command {
-        let session = client.register(&cli.user, &password).await?;
+        let mut session = client.register(&cli.user, &password).await?;
         session.save();
+        // This state dir becomes a device others can add to groups at once.
+        session.mls_start().await?;
         println!("registered {}", session.username());
         return Ok(());
     }
@@ -200,24 +328,77 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
         Command::Register | Command::Logout | Command::LogoutEverywhere => {
             return Err(ClientError::Usage("handled before the command runs".into()))
         }
-        Command::Send { peer, text, accept_new_key } => {
-            let id = session.send_text(&peer, &text, accept_new_key).await?;
-            writeln!(out, "{id}").map_err(io)?;
-        }
-        Command::SendFile { peer, path, accept_new_key } => {
-            let id = session.send_file(&peer, &path, accept_new_key).await?;
-            writeln!(out, "{id}").map_err(io)?;
-        }
+        Command::Send { peer, text, accept_new_key } => match target(&peer)? {
+            Target::Peer(peer) => {
+                let id = session.send_text(&peer, &text, accept_new_key).await?;
+                writeln!(out, "{id}").map_err(io)?;
+            }
+            Target::Group(group) => {
+                catch_up(session).await?;
+                let sent = session.send_group(group, &Payload::Text(text)).await?;
+                writeln!(out, "#{group}/{}", sent.seq).map_err(io)?;
+            }
+        },
+        Command::SendFile { peer, path, accept_new_key } => match target(&peer)? {
+            Target::Peer(peer) => {
+                let id = session.send_file(&peer, &path, accept_new_key).await?;
+                writeln!(out, "{id}").map_err(io)?;
+            }
+            Target::Group(group) => {
+                catch_up(session).await?;
+                let sent = session.send_group_file(group, &path).await?;
+                writeln!(out, "#{group}/{}", sent.seq).map_err(io)?;
+            }
+        },
         Command::GetFile { message_id, out_path, force } => {
-            let file = session.get_file(sealroom_protocol::MessageId(message_id), &out_path, force).await?;
+            let file = match message_id.split_once('/') {
+                Some((group, seq)) => {
+                    let seq = seq.parse::<u64>().map_err(|_| {
+                        ClientError::Usage(format!("{message_id:?}: a group message is #ID/POSITION"))
+                    })?;
+                    session.get_group_file(group_id(group)?, seq, &out_path, force).await?
+                }
+                None => {
+                    let id = message_id.parse::<i64>().map_err(|_| {
+                        ClientError::Usage(format!("{message_id:?} is not a message id (or #ID/POSITION)"))
+                    })?;
+                    session.get_file(sealroom_protocol::MessageId(id), &out_path, force).await?
+                }
+            };
             let name = file.name.replace(['\t', '\n', '\r'], " ");
             writeln!(out, "{name}\t{}\t{}", file.size, file.mime).map_err(io)?;
         }
-        Command::History { peer, limit } => {
-            for m in session.history(&peer, limit).await? {
-                print_message(&mut out, &m).map_err(io)?;
+        Command::History { peer, limit } => match target(&peer)? {
+            Target::Peer(peer) => {
+                for m in session.history(&peer, limit).await? {
+                    print_message(&mut out, &m).map_err(io)?;
+                }
             }
-        }
+            Target::Group(group) => {
+                // This device's own reading goes to the archive first.
+                report(session.sync_groups().await?);
+                let mut messages = Vec::new();
+                let mut before = None;
+                while (messages.len() as u32) < limit {
+                    let want = (limit - messages.len() as u32).min(sealroom_protocol::MAX_ARCHIVE_PAGE);
+                    let (mut page, more) = session.archived_history(group, before, Some(want)).await?;
+                    before = page.first().map(|m| m.seq);
+                    page.append(&mut messages);
+                    messages = page;
+                    if !more {
+                        break;
+                    }
+                }
+                for m in messages {
+                    let text = match &m.payload {
+                        Ok(p) => payload_text(p),
+                        Err(e) => format!("[cannot decrypt: {e}]"),
+                    };
+                    let when = rfc3339(i64::try_from(m.sent_ms).unwrap_or(i64::MAX));
+                    writeln!(out, "#{group}/{}\t{when}\t{}\t{text}", m.seq, m.sender).map_err(io)?;
+                }
+            }
+        },
         Command::Listen { count, timeout } => {
             drop(out);
             listen(session, count, timeout).await?;
@@ -269,6 +450,35 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
                 writeln!(out, "{u}").map_err(io)?;
             }
         }
+        Command::Group(g) => group_command(session, g, &mut out).await?,
+        Command::Devices { command: None } => {
+            let me = session.device_id().await?;
+            for d in session.devices().await? {
+                let state = match (d.device == me, d.revoked_at) {
+                    (_, Some(_)) => "removed",
+                    (true, None) => "this",
+                    (false, None) => "active",
+                };
+                writeln!(out, "{}\t{}\t{}\t{state}", d.device, rfc3339(d.created_at), rfc3339(d.last_seen))
+                    .map_err(io)?;
+            }
+        }
+        Command::Devices { command: Some(DevicesCommand::Remove { id }) } => {
+            let device: DeviceId = id.parse().map_err(|e| ClientError::Usage(format!("{id:?}: {e}")))?;
+            session.remove_device(device).await?;
+            writeln!(out, "removed {device}").map_err(io)?;
+        }
+        Command::Archive { state: None } => {
+            writeln!(out, "{}", if session.archive_on() { "on" } else { "off" }).map_err(io)?;
+        }
+        Command::Archive { state: Some(state) } => {
+            session.set_archive(state == OnOff::On).await?;
+            let said = match state {
+                OnOff::On => "archive on: your devices keep group history sealed at the relay",
+                OnOff::Off => "archive off: deleted at the relay; a new device starts with no group history",
+            };
+            writeln!(out, "{said}").map_err(io)?;
+        }
         Command::Passwd => {
             let current = secret("SEALROOM_PASSWORD", "Current password: ")?;
             let new = secret("SEALROOM_NEW_PASSWORD", "New password: ")?;
@@ -279,12 +489,165 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
     Ok(())
 }
 
+/// Group events other than messages, for people: on stderr.
+fn report(events: Vec<GroupEvent>) {
+    for e in events {
+        if let Some(line) = event_line(&e) {
+            eprintln!("{line}");
+        }
+    }
+}
+
+fn event_line(e: &GroupEvent) -> Option<String> {
+    let c = e.conversation;
+    Some(match &e.what {
+        EventKind::Message { .. } => return None,
+        EventKind::Joined => format!("#{c}: joined"),
+        EventKind::Commit(s) => {
+            let names = |list: &[(String, sealroom_session::mls::DeviceId)]| {
+                let mut users: Vec<&str> = list.iter().map(|(u, _)| u.as_str()).collect();
+                users.dedup();
+                users.join(",")
+            };
+            let mut what = Vec::new();
+            if !s.added.is_empty() {
+                what.push(format!("added {}", names(&s.added)));
+            }
+            if !s.removed.is_empty() {
+                what.push(format!("removed {}", names(&s.removed)));
+            }
+            if s.admins_changed {
+                what.push("changed the admins".into());
+            }
+            if what.is_empty() {
+                what.push("updated keys".into());
+            }
+            format!("#{c}/{}: {} {} (epoch {})", e.seq, s.by, what.join(", "), s.epoch)
+        }
+        EventKind::Removed => format!("#{c}: you are no longer a member"),
+        EventKind::Unreadable(why) => format!("#{c}/{}: cannot read this entry: {why}", e.seq),
+        EventKind::Refused(why) => format!("#{c}/{}: refused: {why}", e.seq),
+    })
+}
+
+/// Prints a group's messages; returns how many.
+fn print_group_messages(events: &[GroupEvent]) -> Result<u64, ClientError> {
+    let mut out = std::io::stdout().lock();
+    let io = |e: std::io::Error| ClientError::Usage(format!("cannot write output: {e}"));
+    let mut n = 0;
+    for e in events {
+        match &e.what {
+            EventKind::Message { sender, sent_ms, payload, .. } => {
+                let when = rfc3339(i64::try_from(*sent_ms).unwrap_or(i64::MAX));
+                writeln!(out, "#{}/{}\t{when}\t{sender}\t{}", e.conversation, e.seq, payload_text(payload))
+                    .map_err(io)?;
+                n += 1;
+            }
+            _ => {
+                if let Some(line) = event_line(e) {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+    out.flush().map_err(io)?;
+    Ok(n)
+}
+
+/// Reads every group's news (reported on stderr) and commits what is left to tidy.
+async fn catch_up(session: &mut Session) -> Result<(), ClientError> {
+    report(session.sync_groups().await?);
+    if session.tidy_groups().await? > 0 {
+        report(session.sync_groups().await?);
+    }
+    Ok(())
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+async fn group_command(
+    session: &mut Session,
+    command: GroupCommand,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    let io = |e: std::io::Error| ClientError::Usage(format!("cannot write output: {e}"));
+    if let GroupCommand::Sync = command {
+        print_group_messages(&session.sync_groups().await?)?;
+        if session.tidy_groups().await? > 0 {
+            print_group_messages(&session.sync_groups().await?)?;
+        }
+        return Ok(());
+    }
+    // Every group command starts from the group's current state, with users who left and
+    // removed devices taken out.
+    catch_up(session).await?;
+    match command {
+        GroupCommand::Create { name, members } => {
+            sealroom_crypto::check_group_name(&name)
+                .map_err(|e| ClientError::Usage(format!("not a group name: {e}")))?;
+            let id = session.create_group(&strs(&members)).await?;
+            session.rename_group(id, &name).await?;
+            writeln!(out, "#{id}").map_err(io)?;
+        }
+        GroupCommand::Add { group, users } => {
+            let at = session.add_members(group_id(&group)?, &strs(&users)).await?;
+            writeln!(out, "added at #{}/{}", group_id(&group)?, at.seq).map_err(io)?;
+        }
+        GroupCommand::Remove { group, users } => {
+            let at = session.remove_members(group_id(&group)?, &strs(&users)).await?;
+            writeln!(out, "removed at #{}/{}", group_id(&group)?, at.seq).map_err(io)?;
+        }
+        GroupCommand::Leave { group } => {
+            session.leave_group(group_id(&group)?).await?;
+            writeln!(out, "left {group}").map_err(io)?;
+        }
+        GroupCommand::Rename { group, name } => {
+            let at = session.rename_group(group_id(&group)?, &name).await?;
+            writeln!(out, "#{}/{}", group_id(&group)?, at.seq).map_err(io)?;
+        }
+        GroupCommand::Admins { group, users } => {
+            let at = session.set_admins(group_id(&group)?, &strs(&users)).await?;
+            writeln!(out, "admins changed at #{}/{}", group_id(&group)?, at.seq).map_err(io)?;
+        }
+        GroupCommand::Update { group } => {
+            let at = session.update_keys(group_id(&group)?).await?;
+            writeln!(out, "keys updated at #{}/{}", group_id(&group)?, at.seq).map_err(io)?;
+        }
+        GroupCommand::Members { group } => {
+            let id = group_id(&group)?;
+            let state = session.group(id).await?;
+            let devices = session.group_devices(id);
+            for m in state.members {
+                let n = devices.iter().filter(|(u, _)| u == m.user.as_str()).count();
+                let role = if m.admin { "admin" } else { "member" };
+                writeln!(out, "{}\t{role}\t{n}", m.user).map_err(io)?;
+            }
+        }
+        GroupCommand::Sync => {}
+        GroupCommand::List => {
+            for g in session.groups().await? {
+                let name = session.group_name(g.conversation).await?.unwrap_or_default();
+                let members: Vec<String> = g.members.iter().map(|m| m.user.to_string()).collect();
+                let name = name.replace(['\t', '\n', '\r'], " ");
+                writeln!(out, "#{}\t{name}\t{}", g.conversation, members.join(",")).map_err(io)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Prints messages addressed to this user as they arrive, acknowledging delivery.
 async fn listen(session: &mut Session, count: Option<u64>, timeout: Option<u64>) -> Result<(), ClientError> {
     let mut conn = session.connect().await?;
     eprintln!("listening as {}", session.username());
     let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
-    let mut seen = 0u64;
+    // What the groups said while this device was away, first.
+    let mut seen = print_group_messages(&session.sync_groups().await?)?;
+    if session.tidy_groups().await? > 0 {
+        seen += print_group_messages(&session.sync_groups().await?)?;
+    }
     while count.is_none_or(|c| seen < c) {
         let frame = match deadline {
             Some(d) => match tokio::time::timeout_at(d, conn.next()).await {
@@ -307,6 +670,14 @@ async fn listen(session: &mut Session, count: Option<u64>, timeout: Option<u64>)
                 }
                 conn.send(&ClientFrame::Delivered { conversation: message.conversation, up_to: id }).await?;
                 seen += 1;
+            }
+            ServerFrame::GroupEntry { .. } | ServerFrame::Welcome { .. } => {
+                seen += print_group_messages(&session.sync_groups().await?)?;
+            }
+            ServerFrame::Left { .. } => {
+                // Whoever is online first commits the removal of who left.
+                session.tidy_groups().await?;
+                seen += print_group_messages(&session.sync_groups().await?)?;
             }
             ServerFrame::SessionRevoked { reason } => {
                 return Err(ClientError::Protocol(format!("session revoked: {reason}")))
