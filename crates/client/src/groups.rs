@@ -262,6 +262,17 @@ impl Session {
         flows::set_archive(&t, &cell, on).await
     }
 
+    /// Commits an update in every group where this device owes one (after 100 messages sent
+    /// or 7 days, whichever comes first); returns how many.
+    pub async fn renew_groups(&mut self) -> Result<usize> {
+        self.renew_groups_at(crate::now_ms()).await
+    }
+
+    /// [`renew_groups`](Self::renew_groups) as if the clock said `now_ms`.
+    pub async fn renew_groups_at(&mut self, now_ms: i64) -> Result<usize> {
+        group_flow!(self, renew(now_ms))
+    }
+
     /// Leaves a group.
     pub async fn leave_group(&mut self, group: ConversationId) -> Result<()> {
         self.mls_start().await?;

@@ -142,6 +142,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_UNATTACHED_TTL", default_value = "24h", value_parser = parse_duration)]
     pub unattached_ttl: Duration,
 
+    /// How long a device may go unseen (no sign-in, no message) before the other members of its
+    /// groups take it out of them; it joins again by itself when it comes back.
+    #[arg(long, env = "SEALROOM_DEVICE_IDLE", default_value = "90d", value_parser = parse_duration)]
+    pub device_idle: Duration,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `sealroom_server=debug`.
     #[arg(long, env = "SEALROOM_LOG", default_value = "info")]
     pub log: String,

@@ -213,6 +213,7 @@ fn group_state(
     conn: &mut SqliteConnection,
     group: &store_mls::GroupRow,
     members: &[(UserId, bool)],
+    seen_since: i64,
 ) -> Result<GroupState> {
     let corrupt = |what| StoreError::Corrupt { what, row: group.conversation_id.0 };
     let ids: Vec<UserId> = members.iter().map(|(u, _)| *u).collect();
@@ -226,7 +227,7 @@ fn group_state(
             })
         })
         .collect::<Result<_>>()?;
-    let removed_devices = store_mls::revoked_devices_in(conn, group.conversation_id)?
+    let removed_devices = store_mls::revoked_devices_in(conn, group.conversation_id, seen_since)?
         .iter()
         .map(|d| DeviceId::from_slice(d).map_err(|_| corrupt("device id").into()))
         .collect::<Result<_>>()?;
@@ -246,6 +247,7 @@ pub async fn create_group(state: &Relay, me: &AuthUser, req: CreateGroupRequest)
     }
     let me = me.id;
     let now = state.clock.now_ms();
+    let seen_since = seen_since(state);
     state
         .store
         .write(move |conn| {
@@ -253,14 +255,21 @@ pub async fn create_group(state: &Relay, me: &AuthUser, req: CreateGroupRequest)
             let id = store_mls::create_group(conn, me, &req.group_id.0, req.group_info.as_bytes(), now)?
                 .ok_or_else(|| ServerError::api(ErrorCode::Conflict, "a group with this id exists"))?;
             let (group, members) = policy::group(conn, me, id)?;
-            group_state(conn, &group, &members)
+            group_state(conn, &group, &members, seen_since)
         })
         .await
+}
+
+/// Devices last seen before this are idle: their groups' members remove them.
+fn seen_since(state: &Relay) -> i64 {
+    let idle = i64::try_from(state.config.device_idle.as_millis()).unwrap_or(i64::MAX);
+    state.clock.now_ms().saturating_sub(idle)
 }
 
 /// `GET /api/groups`.
 pub async fn groups(state: &Relay, me: &AuthUser) -> Result<Vec<GroupState>> {
     let me = me.id;
+    let seen_since = seen_since(state);
     state
         .store
         .run(move |conn| {
@@ -268,7 +277,7 @@ pub async fn groups(state: &Relay, me: &AuthUser) -> Result<Vec<GroupState>> {
                 .iter()
                 .map(|g| {
                     let members = store_mls::group_members(conn, g.conversation_id)?;
-                    group_state(conn, g, &members)
+                    group_state(conn, g, &members, seen_since)
                 })
                 .collect()
         })
@@ -278,11 +287,12 @@ pub async fn groups(state: &Relay, me: &AuthUser) -> Result<Vec<GroupState>> {
 /// `GET /api/groups/{id}`.
 pub async fn group(state: &Relay, me: &AuthUser, id: ConversationId) -> Result<GroupState> {
     let me = me.id;
+    let seen_since = seen_since(state);
     state
         .store
         .run(move |conn| {
             let (group, members) = policy::group(conn, me, id)?;
-            group_state(conn, &group, &members)
+            group_state(conn, &group, &members, seen_since)
         })
         .await
 }

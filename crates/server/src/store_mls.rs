@@ -127,18 +127,31 @@ pub fn active_devices_among(
         .load(conn)?)
 }
 
-/// The removed devices of a group's members: the members commit their removal from the group.
+/// The devices of a group's members that the members should take out of it: the removed
+/// ones, and the idle ones (not seen since `seen_since`) of users who have a device in use. A
+/// user whose every device is idle keeps them: they are away, not gone, and a device of theirs
+/// that comes back reads on.
 pub fn revoked_devices_in(
     conn: &mut SqliteConnection,
     conversation: ConversationId,
+    seen_since: i64,
 ) -> StoreResult<Vec<Vec<u8>>> {
     let users = members::table.filter(members::conversation_id.eq(conversation)).select(members::user_id);
-    Ok(devices::table
+    let rows: Vec<(Vec<u8>, UserId, i64, Option<i64>)> = devices::table
         .filter(devices::user_id.eq_any(users))
-        .filter(devices::revoked_at.is_not_null())
         .order(devices::id)
-        .select(devices::id)
-        .load(conn)?)
+        .select((devices::id, devices::user_id, devices::last_seen, devices::revoked_at))
+        .load(conn)?;
+    let in_use: std::collections::BTreeSet<UserId> = rows
+        .iter()
+        .filter(|(_, _, seen, revoked)| revoked.is_none() && *seen >= seen_since)
+        .map(|(_, user, _, _)| *user)
+        .collect();
+    Ok(rows
+        .into_iter()
+        .filter(|(_, user, seen, revoked)| revoked.is_some() || (*seen < seen_since && in_use.contains(user)))
+        .map(|(id, ..)| id)
+        .collect())
 }
 
 /// One device, if it is `user`'s and not revoked.

@@ -36,6 +36,11 @@ use crate::{flows, Error, Transport, VaultCell};
 pub const KEY_PACKAGE_TARGET: u32 = 50;
 /// Below this many, a device uploads more.
 pub const KEY_PACKAGE_LOW: u32 = 20;
+/// A device commits an update after sending this many messages in a group...
+pub const UPDATE_AFTER_MESSAGES: u32 = 100;
+/// ...or this long after its last commit there, whichever comes first (post-compromise
+/// security heals with each one).
+pub const UPDATE_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
 /// How many times a change is made again after losing to a concurrent commit.
 const RETRIES: usize = 8;
 
@@ -310,7 +315,11 @@ async fn change_once<T: Transport, V: VaultCell, D: DeviceCell>(
     let req = commit_request(device_of(dev), commit, changes.admins.as_deref())?;
     match append::<T>(t, conversation, &req).await {
         Ok(appended) => {
-            dev.with(|d| d.commit_accepted(&group)).map_err(Error::from)?;
+            dev.with(|d| {
+                d.commit_accepted(&group)?;
+                d.renewed(&group, appended.ts)
+            })
+            .map_err(Error::from)?;
             dev.save()?;
             Ok(Some(appended))
         }
@@ -386,10 +395,14 @@ pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
                 let me = vault.with(|v| v.username().to_string()).ok_or_else(signed_out::<T>)?;
                 let sent = [(conversation, appended.seq, me, now_ms, payload.clone())];
                 archive_messages(vault, dev, sent)?;
+                dev.with(|d| d.counted_send(&group, appended.ts)).map_err(Error::from)?;
                 dev.save()?;
-                // The message is sent: an archive upload that fails now is retried by the next
-                // sync, from the device's queue.
+                // The message is sent: an archive upload or a due update that fails now is
+                // done by the next sync or send.
                 let _ = flush_archive(t, vault, dev).await;
+                if update_due(dev, &group, appended.ts) {
+                    let _ = change(t, vault, dev, conversation, Changes::default()).await;
+                }
                 return Ok(appended);
             }
             Err(e) if is::<T>(&e, ErrorCode::StaleEpoch) => {
@@ -436,6 +449,7 @@ async fn join_external<T: Transport, V: VaultCell, D: DeviceCell>(
             Ok(a) => {
                 dev.with(|d| {
                     d.commit_accepted(&group)?;
+                    d.renewed(&group, a.ts)?;
                     d.advance_cursor(&group, a.seq)
                 })
                 .map_err(Error::from)?;
@@ -796,6 +810,45 @@ pub async fn set_archive<T: Transport, V: VaultCell>(t: &T, vault: &V, on: bool)
         t.call::<DeleteArchive>(DeleteArchive::PATH, None).await?;
     }
     Ok(())
+}
+
+/// Whether this device owes a group an update at the relay's time `ts` (the 100 messages
+/// or 7 days rule).
+fn update_due<D: DeviceCell>(dev: &D, group: &mls::GroupId, ts: i64) -> bool {
+    dev.with(|d| {
+        d.groups().get(group).is_some_and(|e| {
+            e.sent >= UPDATE_AFTER_MESSAGES
+                || (e.renewed_ts != 0 && ts.saturating_sub(e.renewed_ts) >= UPDATE_AFTER_MS)
+        })
+    })
+}
+
+/// Commits an update in every group where this device owes one at `now_ms` (the 100 messages
+/// or 7 days rule); a group whose time of joining it does not know yet starts counting now.
+/// Returns how many it committed.
+pub async fn renew<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    now_ms: i64,
+) -> Result<usize, T::Error> {
+    let groups: Vec<(mls::GroupId, u64)> =
+        dev.with(|d| d.groups().iter().filter_map(|(g, e)| e.conversation.map(|c| (*g, c))).collect());
+    let mut committed = 0;
+    for (group, conversation) in groups {
+        let unknown = dev.with(|d| d.groups().get(&group).is_some_and(|e| e.renewed_ts == 0));
+        if unknown {
+            dev.with(|d| d.renewed(&group, now_ms)).map_err(Error::from)?;
+            dev.save()?;
+            continue;
+        }
+        if update_due(dev, &group, now_ms) {
+            let conversation = ConversationId(i64::try_from(conversation).unwrap_or(i64::MAX));
+            change(t, vault, dev, conversation, Changes::default()).await?;
+            committed += 1;
+        }
+    }
+    Ok(committed)
 }
 
 /// Commits, in each group this device is in, the removal of users who left and of removed

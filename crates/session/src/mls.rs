@@ -41,9 +41,10 @@ pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_CHACHA20PO
 pub const ADMINS_EXTENSION: u16 = 0xF5A1;
 /// The version byte of the admins extension and of a sealed device state's contents.
 const FORMAT_VERSION: u8 = 0x01;
-/// The device state's layout written (0x01, without group names and the archive queue, is
-/// still read).
-const STATE_VERSION: u8 = 0x02;
+/// The device state's layout written: 0x03 keeps, per group, what the update rule counts.
+/// (0x01, without group names and the archive queue, and 0x02, without the counts, are still
+/// read.)
+const STATE_VERSION: u8 = 0x03;
 
 /// A device's random id.
 pub type DeviceId = [u8; DEVICE_ID_LEN];
@@ -156,6 +157,11 @@ pub struct GroupEntry {
     pub conversation: Option<u64>,
     /// The highest log position this device has processed.
     pub cursor: u64,
+    /// Application messages this device sent since its last commit in the group.
+    pub sent: u32,
+    /// When this device last committed in the group (or joined it), by the relay's clock
+    /// (Unix ms; 0: not known yet).
+    pub renewed_ts: i64,
 }
 
 /// A message sealed for the user's history archive, waiting to be stored at the relay.
@@ -227,7 +233,8 @@ pub struct Commit {
     pub group_info: Vec<u8>,
     /// Users who had no device in the group before and have one after.
     pub added_users: Vec<String>,
-    /// Users who had a device in the group before and have none after.
+    /// Users removed (by an admin) or departed who had a device in the group before and have
+    /// none after.
     pub removed_users: Vec<String>,
 }
 
@@ -538,6 +545,25 @@ impl MlsDevice {
         self.archive_queue.drain(..n.min(self.archive_queue.len()));
     }
 
+    /// Records that this device committed in (or joined) a group at the relay's time `ts`.
+    pub fn renewed(&mut self, group: &GroupId, ts: i64) -> Result<(), MlsError> {
+        let entry = self.groups.get_mut(group).ok_or(MlsError::UnknownGroup)?;
+        entry.sent = 0;
+        entry.renewed_ts = ts;
+        Ok(())
+    }
+
+    /// Counts an application message this device sent in a group at the relay's time `ts`.
+    pub fn counted_send(&mut self, group: &GroupId, ts: i64) -> Result<(), MlsError> {
+        let entry = self.groups.get_mut(group).ok_or(MlsError::UnknownGroup)?;
+        entry.sent = entry.sent.saturating_add(1);
+        if entry.renewed_ts == 0 {
+            // A device that joined by Welcome learns the time with its first message.
+            entry.renewed_ts = ts;
+        }
+        Ok(())
+    }
+
     /// Moves a group's cursor to `position` when that is further: every entry of the group up
     /// to it has been processed (the log had none of the group's between the two).
     pub fn advance_cursor(&mut self, group: &GroupId, position: u64) -> Result<(), MlsError> {
@@ -765,7 +791,13 @@ impl MlsDevice {
                 welcome_devices,
                 group_info: serialize(&info)?,
                 added_users: after.difference(&member_users).cloned().collect(),
-                removed_users: member_users.difference(&after).cloned().collect(),
+                // Only users removed as users: a user whose devices were all taken out (removed
+                // or idle ones) stays a member at the relay.
+                removed_users: member_users
+                    .difference(&after)
+                    .filter(|u| changes.remove_users.contains(u) || changes.departed.contains(u))
+                    .cloned()
+                    .collect(),
             })
         })
     }
@@ -1066,6 +1098,8 @@ impl MlsDevice {
             state.extend_from_slice(id);
             state.extend_from_slice(&entry.conversation.unwrap_or(0).to_be_bytes());
             state.extend_from_slice(&entry.cursor.to_be_bytes());
+            state.extend_from_slice(&entry.sent.to_be_bytes());
+            state.extend_from_slice(&entry.renewed_ts.to_be_bytes());
         }
         put_u32(&mut state, self.names.len());
         for (conversation, name) in &self.names {
@@ -1102,7 +1136,7 @@ impl MlsDevice {
         let state = open_device_state(&key, username, device_id, sealed).map_err(|_| MlsError::State)?;
         let mut r = Reader(&state);
         let version = r.take(1)?[0];
-        if version != 0x01 && version != STATE_VERSION {
+        if !(0x01..=STATE_VERSION).contains(&version) {
             return Err(MlsError::State);
         }
         let certificate = DeviceCertificate::decode(r.bytes()?).map_err(|_| MlsError::State)?;
@@ -1114,8 +1148,15 @@ impl MlsDevice {
             let id: GroupId = r.take(16)?.try_into().map_err(|_| MlsError::State)?;
             let conversation = u64::from_be_bytes(r.take(8)?.try_into().map_err(|_| MlsError::State)?);
             let cursor = u64::from_be_bytes(r.take(8)?.try_into().map_err(|_| MlsError::State)?);
-            groups
-                .insert(id, GroupEntry { conversation: (conversation != 0).then_some(conversation), cursor });
+            let (sent, renewed_ts) = if version >= 0x03 {
+                let sent = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| MlsError::State)?);
+                let ts = i64::from_be_bytes(r.take(8)?.try_into().map_err(|_| MlsError::State)?);
+                (sent, ts)
+            } else {
+                (0, 0)
+            };
+            let conversation = (conversation != 0).then_some(conversation);
+            groups.insert(id, GroupEntry { conversation, cursor, sent, renewed_ts });
         }
         let u64_at = |r: &mut Reader| -> Result<u64, MlsError> {
             Ok(u64::from_be_bytes(r.take(8)?.try_into().map_err(|_| MlsError::State)?))
@@ -1123,7 +1164,7 @@ impl MlsDevice {
         let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|_| MlsError::State);
         let mut names = BTreeMap::new();
         let mut archive_queue = Vec::new();
-        if version == STATE_VERSION {
+        if version >= 0x02 {
             for _ in 0..r.u32()? {
                 let conversation = u64_at(&mut r)?;
                 names.insert(conversation, text(r.bytes()?)?);

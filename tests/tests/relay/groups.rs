@@ -155,6 +155,97 @@ async fn a_removed_device_is_taken_out_of_its_groups() {
     assert_eq!(texts(&bob.sync_groups().await.unwrap()), [pair("alice", "for bob's remaining device")]);
 }
 
+/// The update rule: after 100 messages, or 7 days after its last commit, a device commits an
+/// update by itself (post-compromise security heals), and the others read it as one.
+#[tokio::test]
+async fn a_device_renews_its_keys_after_100_messages_or_7_days() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    bob.mls_start().await.unwrap();
+    let group = alice.create_group(&["bob"]).await.unwrap();
+    bob.sync_groups().await.unwrap();
+    let start = server_epoch(&alice, group).await;
+    for i in 0..99 {
+        alice.send_group(group, &text(&format!("message {i}"))).await.unwrap();
+    }
+    assert_eq!(server_epoch(&alice, group).await, start, "no update before the 100th message");
+    alice.send_group(group, &text("message 99")).await.unwrap();
+    assert_eq!(server_epoch(&alice, group).await, start + 1, "an update right after it");
+    let read = bob.sync_groups().await.unwrap();
+    assert_eq!(texts(&read).len(), 100);
+    let commits: Vec<_> = read
+        .iter()
+        .filter_map(|e| match &e.what {
+            EventKind::Commit(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(commits.len(), 1, "{read:?}");
+    assert!(commits[0].by == "alice" && commits[0].added.is_empty() && commits[0].removed.is_empty());
+
+    // Nothing is owed a day later; a week after the last commit, an update is.
+    let now = sealroom_client::now_ms();
+    assert_eq!(alice.renew_groups_at(now + 24 * 3600 * 1000).await.unwrap(), 0);
+    assert_eq!(server_epoch(&alice, group).await, start + 1);
+    assert_eq!(alice.renew_groups_at(now + 8 * 24 * 3600 * 1000).await.unwrap(), 1);
+    assert_eq!(server_epoch(&alice, group).await, start + 2);
+    alice.send_group(group, &text("after the update")).await.unwrap();
+    assert_eq!(texts(&bob.sync_groups().await.unwrap()), [pair("alice", "after the update")]);
+}
+
+/// A device unseen for longer than the relay's `--device-idle`, of a user who uses another
+/// device, is listed among its groups' removed devices; the next member online takes it out,
+/// and when it comes back it joins again by itself. A user whose every device is idle is
+/// away, not gone: their devices stay.
+#[tokio::test]
+async fn idle_devices_are_taken_out_and_come_back_by_themselves() {
+    let server = TestServer::start_with(&["--device-idle", "3s"]);
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    let mut carol = server.register("carol").await;
+    alice.mls_start().await.unwrap();
+    carol.mls_start().await.unwrap();
+    let idle_alice = alice.device_id().await.unwrap();
+    let idle_bob = bob.device_id().await.unwrap();
+    let group = bob.create_group(&["alice", "carol"]).await.unwrap();
+    alice.sync_groups().await.unwrap();
+    assert!(bob.group(group).await.unwrap().removed_devices.is_empty());
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+
+    // New devices of alice's and bob's are seen; their first devices are idle now, and so is
+    // carol's only one.
+    let mut alice2 = second_device(&server, "alice").await;
+    let mut bob2 = second_device(&server, "bob").await;
+    assert!(alice2.sync_groups().await.unwrap().iter().any(|e| e.what == EventKind::Joined));
+    assert!(bob2.sync_groups().await.unwrap().iter().any(|e| e.what == EventKind::Joined));
+    let mut idle = bob2.group(group).await.unwrap().removed_devices;
+    idle.sort();
+    let mut expected = vec![idle_alice, idle_bob];
+    expected.sort();
+    assert_eq!(idle, expected, "carol's only device stays");
+    assert_eq!(bob2.tidy_groups().await.unwrap(), 1);
+    let mut users: Vec<String> = bob2.group_devices(group).into_iter().map(|(u, _)| u).collect();
+    users.sort();
+    assert_eq!(users, ["alice", "bob", "carol"], "one device each");
+    let members = bob2.group(group).await.unwrap().members;
+    assert_eq!(members.len(), 3, "taking devices out removes no one: {members:?}");
+    bob2.send_group(group, &text("while alice's first device is out")).await.unwrap();
+
+    // Alice's idle device comes back: it learns it was taken out, joins again by itself, and
+    // reads what comes next (not what was sent while it was out).
+    let mut back = alice.sync_groups().await.unwrap();
+    back.extend(alice.sync_groups().await.unwrap());
+    assert!(back.iter().any(|e| matches!(&e.what, EventKind::Commit(c) if c.self_removed)), "{back:?}");
+    assert!(back.iter().any(|e| e.what == EventKind::Joined), "{back:?}");
+    assert!(texts(&back).is_empty(), "{back:?}");
+    bob2.send_group(group, &text("welcome back")).await.unwrap();
+    assert_eq!(texts(&alice.sync_groups().await.unwrap()), [pair("bob", "welcome back")]);
+    let both = texts(&alice2.sync_groups().await.unwrap());
+    assert_eq!(both, [pair("bob", "while alice's first device is out"), pair("bob", "welcome back")]);
+    assert_eq!(texts(&carol.sync_groups().await.unwrap()).len(), 2, "carol's idle device reads on");
+}
+
 /// An MLS PrivateMessage's framing (the relay reads no further): group, epoch, content type.
 fn framing(group_id: &[u8; 16], epoch: u64, content_type: u8) -> String {
     let mut m = vec![0, 1, 0, 2, 16];

@@ -554,13 +554,21 @@ fn print_group_messages(events: &[GroupEvent]) -> Result<u64, ClientError> {
     Ok(n)
 }
 
-/// Reads every group's news (reported on stderr) and commits what is left to tidy.
+/// Reads every group's news (reported on stderr), then commits what is left to tidy (users who
+/// left, removed and idle devices) and the updates this device owes.
 async fn catch_up(session: &mut Session) -> Result<(), ClientError> {
-    report(session.sync_groups().await?);
-    if session.tidy_groups().await? > 0 {
-        report(session.sync_groups().await?);
-    }
+    report(maintain(session).await?);
     Ok(())
+}
+
+/// [`catch_up`], returning what was read.
+async fn maintain(session: &mut Session) -> Result<Vec<GroupEvent>, ClientError> {
+    let mut events = session.sync_groups().await?;
+    let committed = session.tidy_groups().await? + session.renew_groups().await?;
+    if committed > 0 {
+        events.extend(session.sync_groups().await?);
+    }
+    Ok(events)
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -574,10 +582,7 @@ async fn group_command(
 ) -> Result<(), ClientError> {
     let io = |e: std::io::Error| ClientError::Usage(format!("cannot write output: {e}"));
     if let GroupCommand::Sync = command {
-        print_group_messages(&session.sync_groups().await?)?;
-        if session.tidy_groups().await? > 0 {
-            print_group_messages(&session.sync_groups().await?)?;
-        }
+        print_group_messages(&maintain(session).await?)?;
         return Ok(());
     }
     // Every group command starts from the group's current state, with users who left and
@@ -644,10 +649,7 @@ async fn listen(session: &mut Session, count: Option<u64>, timeout: Option<u64>)
     eprintln!("listening as {}", session.username());
     let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     // What the groups said while this device was away, first.
-    let mut seen = print_group_messages(&session.sync_groups().await?)?;
-    if session.tidy_groups().await? > 0 {
-        seen += print_group_messages(&session.sync_groups().await?)?;
-    }
+    let mut seen = print_group_messages(&maintain(session).await?)?;
     while count.is_none_or(|c| seen < c) {
         let frame = match deadline {
             Some(d) => match tokio::time::timeout_at(d, conn.next()).await {
