@@ -17,6 +17,7 @@ use crate::{ClientError, Http, Result, Session};
 /// This device's MLS state, saved sealed to its file (none: kept in memory only).
 pub(crate) struct NativeDevice {
     device: Mutex<MlsDevice>,
+    stashed: Mutex<Vec<GroupEvent>>,
     file: Option<PathBuf>,
     identity: SigningSecret,
 }
@@ -24,6 +25,14 @@ pub(crate) struct NativeDevice {
 impl DeviceCell for NativeDevice {
     fn with<R>(&self, f: impl FnOnce(&mut MlsDevice) -> R) -> R {
         f(&mut self.device.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    fn stash(&self, events: Vec<GroupEvent>) {
+        self.stashed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(events);
+    }
+
+    fn take_stashed(&self) -> Vec<GroupEvent> {
+        std::mem::take(&mut *self.stashed.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     fn save(&self) -> std::result::Result<(), sealroom_session::Error> {
@@ -74,7 +83,12 @@ impl NativeDevice {
                 MlsDevice::new(identity, username.as_str(), now_ms).map_err(sealroom_session::Error::from)?
             }
         };
-        let native = NativeDevice { device: Mutex::new(device), file, identity: identity.clone() };
+        let native = NativeDevice {
+            device: Mutex::new(device),
+            stashed: Mutex::new(Vec::new()),
+            file,
+            identity: identity.clone(),
+        };
         native.save()?;
         Ok(native)
     }
@@ -213,6 +227,12 @@ impl Session {
         };
         self.download_file(&file, out, overwrite).await?;
         Ok(file)
+    }
+
+    /// This device's epoch in a group (`None`: it is not in it).
+    pub fn group_epoch(&self, group: ConversationId) -> Option<u64> {
+        let dev = self.mls.as_ref()?;
+        dev.with(|d| d.group_of(group.0.unsigned_abs()).and_then(|g| d.epoch(&g).ok()))
     }
 
     /// The member devices of a group as this device sees them: (user, device).

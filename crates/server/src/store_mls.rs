@@ -555,17 +555,32 @@ pub struct EntryRow {
     pub created_at: i64,
 }
 
-/// Entries after `since` of every group `user` is a member of, oldest first, at most `limit`.
+/// Entries after `since` of every group `user` is a member of, and of the groups they were a
+/// member of up to where they stopped (the commit that removed them included: their devices
+/// read what was sent while they were in, and their removal), oldest first, at most `limit`.
 pub fn log_since(
     conn: &mut SqliteConnection,
     user: UserId,
     since: i64,
     limit: i64,
 ) -> StoreResult<Vec<EntryRow>> {
-    let mine = members::table.filter(members::user_id.eq(user)).select(members::conversation_id);
+    use diesel::sql_types::Bool;
+    let mine: Vec<ConversationId> =
+        members::table.filter(members::user_id.eq(user)).select(members::conversation_id).load(conn)?;
+    let past: Vec<(ConversationId, i64)> = past_members::table
+        .filter(past_members::user_id.eq(user))
+        .filter(past_members::until_seq.gt(since))
+        .select((past_members::conversation_id, past_members::until_seq))
+        .load(conn)?;
+    let mut visible: Box<dyn BoxableExpression<group_log::table, diesel::sqlite::Sqlite, SqlType = Bool>> =
+        Box::new(group_log::conversation_id.eq_any(mine));
+    for (conversation, until) in past {
+        visible =
+            Box::new(visible.or(group_log::conversation_id.eq(conversation).and(group_log::seq.le(until))));
+    }
     Ok(group_log::table
         .filter(group_log::seq.gt(since))
-        .filter(group_log::conversation_id.eq_any(mine))
+        .filter(visible)
         .order(group_log::seq)
         .limit(limit)
         .select((

@@ -539,18 +539,29 @@ fn mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once()
         (bob, b1s, 1, &[4u8; 8][..])
     );
 
-    // Removing bob, with a new list of admins without alice: he stops reading the group, and
-    // she is no admin any more (who may be one is the policy's question, not storage's).
+    // Removing bob, with a new list of admins without alice: he reads the group up to the
+    // commit that removes him and no further, and she is no admin any more (who may be one is
+    // the policy's question, not storage's).
     let remove = CommitEffects {
         group_info: b"info 2",
         removed: &[bob],
         admins: Some(&[carol]),
         ..CommitEffects::default()
     };
-    assert!(matches!(
-        mls::append(conn, &entry(alice, a1s, 1, mls::CONTENT_COMMIT, 5), Some(&remove)).unwrap(),
-        Appended::At(_)
-    ));
-    assert_eq!(seqs(conn, bob, msg), Vec::<i64>::new());
+    let Appended::At(removal) =
+        mls::append(conn, &entry(alice, a1s, 1, mls::CONTENT_COMMIT, 5), Some(&remove)).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(seqs(conn, bob, msg), [removal]);
     assert_eq!(mls::group_members(conn, g).unwrap(), [(alice, false)]);
+    assert!(mls::may_archive(conn, bob, g, msg).unwrap() && mls::may_archive(conn, bob, g, removal).unwrap());
+    let Appended::At(after) =
+        mls::append(conn, &entry(alice, a1s, 2, mls::CONTENT_APPLICATION, 6), None).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(seqs(conn, bob, removal), Vec::<i64>::new(), "nothing after his removal");
+    assert!(!mls::may_archive(conn, bob, g, after).unwrap());
+    assert!(mls::may_archive(conn, alice, g, after).unwrap() && !mls::may_archive(conn, carol, g, msg).unwrap());
 }

@@ -50,6 +50,11 @@ pub trait DeviceCell {
     fn with<R>(&self, f: impl FnOnce(&mut MlsDevice) -> R) -> R;
     /// Writes the device's state to its storage, sealed, now.
     fn save(&self) -> Result<(), Error>;
+    /// Keeps events that a flow read while catching up on its own (a send or a change that
+    /// lost to a concurrent commit), for the next [`sync`] to return first.
+    fn stash(&self, events: Vec<GroupEvent>);
+    /// Takes the kept events, oldest first.
+    fn take_stashed(&self) -> Vec<GroupEvent>;
 }
 
 /// Something that happened in a group, in log order.
@@ -315,18 +320,20 @@ async fn change_once<T: Transport, V: VaultCell, D: DeviceCell>(
     let req = commit_request(device_of(dev), commit, changes.admins.as_deref())?;
     match append::<T>(t, conversation, &req).await {
         Ok(appended) => {
-            dev.with(|d| {
-                d.commit_accepted(&group)?;
-                d.renewed(&group, appended.ts)
-            })
-            .map_err(Error::from)?;
+            // The commit takes effect where the relay put it: the device first reads the
+            // entries before it (messages of the epoch it ends, which other members appended
+            // meanwhile), and merges it when it reads it back. Merging it now would leave those
+            // messages in an epoch the device has already left. (A read cut short leaves it
+            // pending; the next sync merges it.)
+            let _ = catch_up(t, vault, dev).await;
+            dev.with(|d| d.renewed(&group, appended.ts)).map_err(Error::from)?;
             dev.save()?;
             Ok(Some(appended))
         }
         Err(e) if is::<T>(&e, ErrorCode::StaleEpoch) => {
             dev.with(|d| d.commit_refused(&group)).map_err(Error::from)?;
             dev.save()?;
-            sync(t, vault, dev).await?;
+            catch_up(t, vault, dev).await?;
             Ok(None)
         }
         Err(e) => {
@@ -374,7 +381,7 @@ pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
             Ok(m) => m,
             Err(MlsError::PendingCommit) => {
                 // A commit whose answer was lost: the log says whether it landed.
-                sync(t, vault, dev).await?;
+                catch_up(t, vault, dev).await?;
                 if dev.with(|d| d.encrypt(&group, now_ms, payload)) == Err(MlsError::PendingCommit) {
                     dev.with(|d| d.commit_refused(&group)).map_err(Error::from)?;
                 }
@@ -406,7 +413,7 @@ pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
                 return Ok(appended);
             }
             Err(e) if is::<T>(&e, ErrorCode::StaleEpoch) => {
-                sync(t, vault, dev).await?;
+                catch_up(t, vault, dev).await?;
             }
             Err(e) => return Err(e),
         }
@@ -510,14 +517,45 @@ async fn append<T: Transport>(
     t.call::<AppendToGroup>(&AppendToGroup::path(&[&conversation]), Some(req)).await
 }
 
+/// [`sync`] inside another flow: what it reads is kept for the caller's next `sync`.
+async fn catch_up<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+) -> Result<(), T::Error> {
+    let mut events = Vec::new();
+    let read = read_log(t, vault, dev, &mut events).await;
+    dev.stash(events);
+    read
+}
+
 /// Catches this device up: joins the groups its Welcomes are for, then processes every new
 /// log entry of its groups in order (joining by itself any group of its user it is not in).
+/// What other flows read while catching up on their own comes first.
 pub async fn sync<T: Transport, V: VaultCell, D: DeviceCell>(
     t: &T,
     vault: &V,
     dev: &D,
 ) -> Result<Vec<GroupEvent>, T::Error> {
-    let mut events = Vec::new();
+    let mut events = dev.take_stashed();
+    match read_log(t, vault, dev, &mut events).await {
+        Ok(()) => Ok(events),
+        Err(e) => {
+            // What was read before the failure is not read again (the cursors moved past it):
+            // the next sync returns it.
+            dev.stash(events);
+            Err(e)
+        }
+    }
+}
+
+/// Reads the log into `events`; on an error, what it read until then is in `events`.
+async fn read_log<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    events: &mut Vec<GroupEvent>,
+) -> Result<(), T::Error> {
     let device = device_of(dev);
     let list = t.call::<Welcomes>(&Welcomes::path(&[&device]), None).await?;
     if let Some(last) = list.welcomes.last().map(|w| w.id) {
@@ -549,92 +587,111 @@ pub async fn sync<T: Transport, V: VaultCell, D: DeviceCell>(
     }
     let mut tried_joining = BTreeSet::new();
     let mut stuck = BTreeSet::new();
-    loop {
-        let since = dev.with(|d| {
-            d.groups()
-                .iter()
-                .filter(|(g, e)| e.conversation.is_some() && !stuck.contains(*g))
-                .map(|(_, e)| e.cursor)
-                .min()
-        });
-        let since = since.unwrap_or(0);
-        let q = GroupLogQuery { since, limit: None };
-        let page = t.call::<GroupLog>(&format!("{}{}", GroupLog::PATH, q.to_query()), None).await?;
-        let Some(last) = page.entries.last().map(|e| e.seq) else { break };
-        let mut read = Vec::new();
-        for e in page.entries {
-            let group = match dev.with(|d| d.group_of(key(e.conversation))) {
-                Some(g) => g,
-                None => {
-                    if tried_joining.insert(e.conversation) {
-                        events.extend(join_external(t, vault, dev, e.conversation).await?);
+    for _ in 0..RETRIES {
+        // The relay's list of this user's groups: a group not on it is one the user left or
+        // was removed from (the log still shows them its entries up to there, and the commit
+        // that removed them); one on it that this device is not in, it joins by itself.
+        let listed: BTreeSet<u64> =
+            t.call::<Groups>(Groups::PATH, None).await?.groups.iter().map(|g| key(g.conversation)).collect();
+        loop {
+            let since = dev.with(|d| {
+                d.groups()
+                    .iter()
+                    .filter(|(g, e)| e.conversation.is_some() && !stuck.contains(*g))
+                    .map(|(_, e)| e.cursor)
+                    .min()
+            });
+            let since = since.unwrap_or(0);
+            let q = GroupLogQuery { since, limit: None };
+            let page = t.call::<GroupLog>(&format!("{}{}", GroupLog::PATH, q.to_query()), None).await?;
+            let Some(last) = page.entries.last().map(|e| e.seq) else { break };
+            for e in page.entries {
+                let group = match dev.with(|d| d.group_of(key(e.conversation))) {
+                    Some(g) => g,
+                    None => {
+                        if listed.contains(&key(e.conversation)) && tried_joining.insert(e.conversation) {
+                            events.extend(join_external(t, vault, dev, e.conversation).await?);
+                        }
+                        continue;
                     }
+                };
+                if stuck.contains(&group) {
                     continue;
                 }
-            };
-            if stuck.contains(&group) {
-                continue;
-            }
-            let own = e.device == device;
-            let processed = try_with_pins(t, vault, |pins| {
-                dev.with(|d| d.process(&group, e.seq, own, e.message.as_bytes(), pins))
-            })
-            .await?;
-            let what = match processed {
-                Ok(Processed::Message { sender, device, sent_ms, payload }) => {
-                    read.push((e.conversation, e.seq, sender.clone(), sent_ms, payload.clone()));
-                    Some(EventKind::Message { sender, device: DeviceId(device), sent_ms, payload })
-                }
-                Ok(Processed::Commit(summary)) => {
-                    if summary.self_removed {
-                        dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
+                let own = e.device == device;
+                let processed = try_with_pins(t, vault, |pins| {
+                    dev.with(|d| d.process(&group, e.seq, own, e.message.as_bytes(), pins))
+                })
+                .await?;
+                let what = match processed {
+                    Ok(Processed::Message { sender, device, sent_ms, payload }) => {
+                        // Queued for the archive with the cursor's move past it (saved together).
+                        let read = [(e.conversation, e.seq, sender.clone(), sent_ms, payload.clone())];
+                        archive_messages(vault, dev, read)?;
+                        Some(EventKind::Message { sender, device: DeviceId(device), sent_ms, payload })
                     }
-                    Some(EventKind::Commit(summary))
+                    Ok(Processed::Commit(summary)) => {
+                        if summary.self_removed {
+                            dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
+                        }
+                        Some(EventKind::Commit(summary))
+                    }
+                    Ok(Processed::Unreadable { reason }) => Some(EventKind::Unreadable(reason)),
+                    Ok(Processed::Own | Processed::Skipped) => None,
+                    Err(err) => {
+                        stuck.insert(group);
+                        Some(EventKind::Refused(err.to_string()))
+                    }
+                };
+                if !stuck.contains(&group) {
+                    // The device's state moved with the entry; so does its cursor (a failure
+                    // later in the page saves both or neither). A forgotten group has none.
+                    let _ = dev.with(|d| d.advance_cursor(&group, e.seq));
                 }
-                Ok(Processed::Unreadable { reason }) => Some(EventKind::Unreadable(reason)),
-                Ok(Processed::Own | Processed::Skipped) => None,
-                Err(err) => {
-                    stuck.insert(group);
-                    Some(EventKind::Refused(err.to_string()))
+                if let Some(what) = what {
+                    events.push(GroupEvent { conversation: e.conversation, seq: e.seq, ts: e.ts, what });
                 }
-            };
-            if let Some(what) = what {
-                events.push(GroupEvent { conversation: e.conversation, seq: e.seq, ts: e.ts, what });
+            }
+            // Every group not stuck has processed whatever the page held of it.
+            dev.with(|d| {
+                let groups: Vec<mls::GroupId> =
+                    d.groups().keys().filter(|g| !stuck.contains(*g)).copied().collect();
+                for g in groups {
+                    let _ = d.advance_cursor(&g, last);
+                }
+            });
+            dev.save()?;
+            if !page.more {
+                break;
             }
         }
-        // What the page said goes to the archive queue with the cursors' move, in one save.
-        archive_messages(vault, dev, read)?;
-        // Every group not stuck has processed whatever the page held of it.
-        dev.with(|d| {
-            let groups: Vec<mls::GroupId> =
-                d.groups().keys().filter(|g| !stuck.contains(*g)).copied().collect();
-            for g in groups {
-                let _ = d.advance_cursor(&g, last);
-            }
+        let gone: Vec<(mls::GroupId, u64)> = dev.with(|d| {
+            d.groups()
+                .iter()
+                .filter_map(|(g, e)| e.conversation.filter(|c| !listed.contains(c)).map(|c| (*g, c)))
+                .collect()
         });
-        dev.save()?;
-        if !page.more {
+        for (group, conversation) in gone {
+            dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
+            let conversation = ConversationId(i64::try_from(conversation).unwrap_or(i64::MAX));
+            events.push(GroupEvent { conversation, seq: 0, ts: 0, what: EventKind::Removed });
+        }
+        let unknown: Vec<ConversationId> = listed
+            .iter()
+            .filter(|c| dev.with(|d| d.group_of(**c)).is_none())
+            .map(|c| ConversationId(i64::try_from(*c).unwrap_or(i64::MAX)))
+            .filter(|c| tried_joining.insert(*c))
+            .collect();
+        if unknown.is_empty() {
             break;
         }
-    }
-    // A user removed from a group no longer reads its log, the commit that removed them
-    // included: the relay's list of their groups says it.
-    let listed: BTreeSet<u64> =
-        t.call::<Groups>(Groups::PATH, None).await?.groups.iter().map(|g| key(g.conversation)).collect();
-    let gone: Vec<(mls::GroupId, u64)> = dev.with(|d| {
-        d.groups()
-            .iter()
-            .filter_map(|(g, e)| e.conversation.filter(|c| !listed.contains(c)).map(|c| (*g, c)))
-            .collect()
-    });
-    for (group, conversation) in gone {
-        dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
-        let conversation = ConversationId(i64::try_from(conversation).unwrap_or(i64::MAX));
-        events.push(GroupEvent { conversation, seq: 0, ts: 0, what: EventKind::Removed });
+        for conversation in unknown {
+            events.extend(join_external(t, vault, dev, conversation).await?);
+        }
     }
     dev.save()?;
     flush_archive(t, vault, dev).await?;
-    Ok(events)
+    Ok(())
 }
 
 /// Seals messages for the user's history archive and queues them in the device's state (the

@@ -1051,6 +1051,8 @@ impl MlsDevice {
                     return Err(MlsError::NotAdmin { by: sender.username, what: "change the admins" });
                 }
                 let self_removed = staged.self_removed();
+                let removed_leaves: BTreeSet<u32> =
+                    staged.remove_proposals().map(|p| p.remove_proposal().removed().u32()).collect();
                 let epoch = staged.epoch().as_u64();
                 group.merge_staged_commit(&self.provider, *staged).map_err(protocol)?;
                 let after = if self_removed { Vec::new() } else { Self::members_of(&group)? };
@@ -1059,9 +1061,14 @@ impl MlsDevice {
                     .filter(|m| !before.iter().any(|b| b.device == m.device))
                     .map(|m| (m.user.clone(), m.device))
                     .collect();
+                // (A device taken out has no group after the commit: what went is what the
+                // commit's removals name.)
                 let removed = before
                     .iter()
-                    .filter(|b| !after.iter().any(|m| m.device == b.device))
+                    .filter(|b| match self_removed {
+                        true => removed_leaves.contains(&b.leaf),
+                        false => !after.iter().any(|m| m.device == b.device),
+                    })
                     .map(|m| (m.user.clone(), m.device))
                     .collect();
                 if self_removed {

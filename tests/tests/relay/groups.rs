@@ -95,10 +95,18 @@ async fn a_group_adds_sends_removes_and_its_members_read_everything_they_may() {
     let err = bob.add_members(group, &["dave"]).await.unwrap_err();
     assert!(err.to_string().contains("admin"), "{err}");
 
-    // Alice removes carol: carol learns it, and reads nothing sent after.
+    // Alice removes carol: carol reads the commit that removes her (and only her), forgets
+    // the group, and reads nothing sent after.
     alice.remove_members(group, &["carol"]).await.unwrap();
     let c = carol.sync_groups().await.unwrap();
-    assert!(c.iter().any(|e| e.what == EventKind::Removed && e.conversation == group), "{c:?}");
+    let removal = c.iter().find_map(|e| match &e.what {
+        EventKind::Commit(s) if e.conversation == group && s.self_removed => Some(s),
+        _ => None,
+    });
+    let removal = removal.unwrap_or_else(|| panic!("carol reads her removal: {c:?}"));
+    assert!(removal.by == "alice" && removal.removed.iter().all(|(u, _)| u == "carol"), "{removal:?}");
+    assert!(!removal.removed.is_empty());
+    assert_eq!(carol.group_epoch(group), None);
     alice.send_group(group, &text("without carol")).await.unwrap();
     assert!(texts(&carol.sync_groups().await.unwrap()).is_empty());
     let gone = carol.group(group).await.unwrap_err();

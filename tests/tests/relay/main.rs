@@ -8,6 +8,7 @@ mod architecture;
 mod authz;
 mod bad_input;
 mod bench;
+mod chaos;
 mod cli;
 mod cli_groups;
 mod crash;
