@@ -158,10 +158,19 @@ pub async fn upload_key_packages(
 }
 
 /// `POST /api/key-packages/claim`.
-pub async fn claim_key_packages(state: &Relay, users: Vec<Username>) -> Result<ClaimedKeyPackages> {
+pub async fn claim_key_packages(
+    state: &Relay,
+    me: &AuthUser,
+    users: Vec<Username>,
+) -> Result<ClaimedKeyPackages> {
     let max = sealroom_protocol::MAX_CLAIM_USERS;
     if users.is_empty() || users.len() > max {
         return Err(invalid(format!("users: between 1 and {max}")));
+    }
+    // One user cannot drain another's one-use key packages (which would leave them added with
+    // their last-resort one): claims per (claimer, claimed user) are limited.
+    for user in &users {
+        policy::claim(&state.key_package_claims, me.id, user)?;
     }
     state
         .store

@@ -25,7 +25,7 @@
 //! | publish a signing key | anyone, once (the same key again is no change) | `conflict` |
 //! | register a device | anyone, with an id no one else's (and not removed) | `conflict` |
 //! | act as a device (key packages, Welcomes, create, append) | its user, until it is removed | `not_found`, `device_revoked` |
-//! | claim key packages | anyone, for at most 100 existing users at once | `unknown_recipient`, `invalid_field` |
+//! | claim key packages | anyone, for at most 100 existing users at once, each at most 30 times an hour by the same claimer | `unknown_recipient`, `invalid_field`, `rate_limited` |
 //! | read a group, its GroupInfo, its log; append an application message or an external join | its members | `not_found` |
 //! | append a commit that adds users or changes the admins | the group's admins | `not_admin` |
 //! | append a commit that removes a member | admins; anyone for users who left | `not_admin` |
@@ -206,6 +206,15 @@ pub fn device(
         )),
         _ => Err(ServerError::api(ErrorCode::NotFound, "no such device of yours; register it first")),
     }
+}
+
+/// Most key-package claims one user makes for one other user per hour.
+pub const CLAIMS_PER_PAIR_PER_HOUR: u32 = 30;
+
+/// Counts a claim of `user`'s key packages by `me`: `rate_limited` past
+/// [`CLAIMS_PER_PAIR_PER_HOUR`].
+pub fn claim(limiter: &crate::ratelimit::RateLimiter, me: UserId, user: &Username) -> Result<()> {
+    limiter.check(&format!("{}:{}", me.0, user.as_str())).map_err(ServerError::RateLimited)
 }
 
 /// Whether `me` may archive the message at `seq` of group `id` (in their own archive).

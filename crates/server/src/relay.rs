@@ -42,6 +42,8 @@ pub struct Relay {
     /// Every login/register/password call per client IP: bounds the Argon2id work one client
     /// can make the server do.
     pub auth_ip_total: ratelimit::RateLimiter,
+    /// Key-package claims per (claimer, claimed user).
+    pub key_package_claims: ratelimit::RateLimiter,
     /// The WebSockets held, against `--max-connections`.
     pub slots: hub::Slots,
 }
@@ -83,6 +85,10 @@ impl Relay {
                 ratelimit::HashGate::new(permits, permits * 8, Duration::from_secs(10))
             },
             auth_ip_total: ratelimit::RateLimiter::new(config.auth_rate_per_ip.saturating_mul(20), window),
+            key_package_claims: ratelimit::RateLimiter::new(
+                crate::policy::CLAIMS_PER_PAIR_PER_HOUR,
+                Duration::from_secs(3600),
+            ),
             slots: hub::Slots::new(config.max_connections.unwrap_or(hub::DEFAULT_MAX_CONNECTIONS)),
             config,
         })

@@ -393,11 +393,11 @@ async fn welcomes_taken(
 
 async fn claim_key_packages(
     state: web::Data<Relay>,
-    _user: AuthUser,
+    user: AuthUser,
     body: web::Json<JsonObject<ClaimKeyPackagesRequest>>,
 ) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok()
-        .json(groups::claim_key_packages(&state, body.into_inner().into_inner().users).await?))
+        .json(groups::claim_key_packages(&state, &user, body.into_inner().into_inner().users).await?))
 }
 
 async fn create_group(

@@ -563,5 +563,7 @@ fn mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once()
     };
     assert_eq!(seqs(conn, bob, removal), Vec::<i64>::new(), "nothing after his removal");
     assert!(!mls::may_archive(conn, bob, g, after).unwrap());
-    assert!(mls::may_archive(conn, alice, g, after).unwrap() && !mls::may_archive(conn, carol, g, msg).unwrap());
+    assert!(
+        mls::may_archive(conn, alice, g, after).unwrap() && !mls::may_archive(conn, carol, g, msg).unwrap()
+    );
 }

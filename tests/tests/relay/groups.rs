@@ -254,6 +254,38 @@ async fn idle_devices_are_taken_out_and_come_back_by_themselves() {
     assert_eq!(texts(&carol.sync_groups().await.unwrap()).len(), 2, "carol's idle device reads on");
 }
 
+/// One user cannot drain another's one-use key packages: claims per pair are limited, and
+/// the limit is per pair (someone else may still claim).
+#[tokio::test]
+async fn key_package_claims_are_limited_per_pair() {
+    let server = TestServer::start();
+    let alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    let carol = server.register("carol").await;
+    bob.mls_start().await.unwrap();
+    let claim = |s: &Session| {
+        let url = format!("{}/api/key-packages/claim", server.url);
+        let token = s.token().to_owned();
+        async move {
+            sealroom_tests::raw(
+                reqwest::Method::POST,
+                &url,
+                Some(&token),
+                Some(("application/json", r#"{"users":["bob"]}"#)),
+            )
+            .await
+        }
+    };
+    for _ in 0..30 {
+        assert_eq!(claim(&alice).await.0.as_u16(), 200);
+    }
+    let (status, body, _) = claim(&alice).await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (429, Some("rate_limited")), "{body}");
+    assert_eq!(claim(&carol).await.0.as_u16(), 200, "another claimer is not limited");
+    let left = bob.devices().await.unwrap()[0].key_packages;
+    assert_eq!(left, 50 - 31, "only the claims that were answered took a package");
+}
+
 /// An MLS PrivateMessage's framing (the relay reads no further): group, epoch, content type.
 fn framing(group_id: &[u8; 16], epoch: u64, content_type: u8) -> String {
     let mut m = vec![0, 1, 0, 2, 16];
