@@ -359,15 +359,22 @@ pub struct GroupLogQuery {
     pub since: u64,
     /// Page size (default and most: [`crate::MAX_LOG_PAGE`]).
     pub limit: Option<u32>,
+    /// The reading device (one of this user's): the relay records that it has processed every
+    /// entry up to `since` in all its groups, and deletes entries every device has passed.
+    pub device: Option<DeviceId>,
 }
 
 impl GroupLogQuery {
-    /// `?since=…[&limit=…]`.
+    /// `?since=…[&limit=…][&device=…]`.
     pub fn to_query(&self) -> String {
-        match self.limit {
-            Some(l) => format!("?since={}&limit={l}", self.since),
-            None => format!("?since={}", self.since),
+        let mut q = format!("?since={}", self.since);
+        if let Some(l) = self.limit {
+            q.push_str(&format!("&limit={l}"));
         }
+        if let Some(d) = self.device {
+            q.push_str(&format!("&device={d}"));
+        }
+        q
     }
 }
 

@@ -269,6 +269,11 @@ pub fn document() -> OpenApi {
                         "only entries after this position",
                     ))
                     .parameter(query_parameter(
+                        "device",
+                        <crate::DeviceId as utoipa::PartialSchema>::schema(),
+                        "the reading device, which has processed everything up to `since`",
+                    ))
+                    .parameter(query_parameter(
                         "limit",
                         uint32(),
                         &format!("page size (at most {})", crate::MAX_LOG_PAGE),

@@ -519,7 +519,9 @@ fn group_bodies() {
         json!({"device": device_hex, "client_msg_id": ID_B64, "message": "AAE=", "blobs": [blob.as_str()]}),
     );
     round_trip(&AppendedEntry { seq: 12, ts: 8 }, json!({"seq": 12, "ts": 8}));
-    assert_eq!(GroupLogQuery { since: 5, limit: None }.to_query(), "?since=5");
+    assert_eq!(GroupLogQuery { since: 5, limit: None, device: None }.to_query(), "?since=5");
+    let q = GroupLogQuery { since: 5, limit: Some(9), device: Some(device()) };
+    assert_eq!(q.to_query(), format!("?since=5&limit=9&device={device_hex}"));
     round_trip(
         &WelcomeList {
             welcomes: vec![WelcomeOut {

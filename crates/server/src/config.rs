@@ -147,6 +147,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_DEVICE_IDLE", default_value = "90d", value_parser = parse_duration)]
     pub device_idle: Duration,
 
+    /// How often the relay tidies up: unsent uploads past their lifetime, dead sessions, group
+    /// log entries every device has read.
+    #[arg(long, env = "SEALROOM_GC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub gc_interval: Duration,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `sealroom_server=debug`.
     #[arg(long, env = "SEALROOM_LOG", default_value = "info")]
     pub log: String,

@@ -535,6 +535,16 @@ pub async fn log(state: &Relay, me: &AuthUser, q: GroupLogQuery) -> Result<Group
     let limit = i64::from(q.limit.unwrap_or(max).clamp(1, max));
     let since = i64::try_from(q.since).map_err(|_| invalid("since: out of range"))?;
     let me = me.id;
+    if let Some(device) = q.device {
+        // The device has read everything up to `since`: what all devices passed may go.
+        state
+            .store
+            .write(move |conn| {
+                policy::device(conn, me, &device)?;
+                Ok(store_mls::log_read(conn, &device.0, since)?)
+            })
+            .await?;
+    }
     state
         .store
         .run(move |conn| {
@@ -564,6 +574,12 @@ pub async fn log(state: &Relay, me: &AuthUser, q: GroupLogQuery) -> Result<Group
             Ok(GroupLogResponse { entries, more })
         })
         .await
+}
+
+/// Deletes the log entries every device that needs them has read ([`store_mls::prune_log`]).
+pub async fn prune_log(state: &Relay) -> Result<usize> {
+    let seen_since = seen_since(state);
+    state.store.write(move |conn| Ok(store_mls::prune_log(conn, seen_since)?)).await
 }
 
 /// `GET /api/devices/{device}/welcomes`.

@@ -56,9 +56,6 @@ pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval';
      img-src 'self' blob: data:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; \
      base-uri 'none'; form-action 'self'; object-src 'none'";
 
-/// How often unsent attachments past their TTL are looked for.
-const BLOB_GC_INTERVAL: Duration = Duration::from_secs(300);
-
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -261,9 +258,14 @@ pub async fn serve(mut config: ServeArgs) -> Result<(), error::StartError> {
     );
     let gc_state = state.clone();
     actix_web::rt::spawn(async move {
-        let mut tick = tokio::time::interval(BLOB_GC_INTERVAL);
+        let mut tick = tokio::time::interval(gc_state.config.gc_interval);
         loop {
             tick.tick().await;
+            match groups::prune_log(&gc_state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "pruned group log entries every device has read"),
+                Err(e) => tracing::warn!(error = %e, "pruning group logs failed"),
+            }
             if let Err(e) = blobs::expire(&gc_state).await {
                 tracing::warn!(error = %e, "expiring unsent attachments failed");
             }

@@ -99,6 +99,7 @@ diesel::table! {
         created_at -> BigInt,
         last_seen -> BigInt,
         revoked_at -> Nullable<BigInt>,
+        log_cursor -> BigInt,
     }
 }
 

@@ -31,6 +31,8 @@ pub struct DeviceRow {
     pub created_at: i64,
     pub last_seen: i64,
     pub revoked_at: Option<i64>,
+    /// How far it has read its groups' logs.
+    pub log_cursor: i64,
 }
 
 /// What registering a device did.
@@ -739,4 +741,63 @@ pub fn group_blob_visible(conn: &mut SqliteConnection, user: UserId, id: &str) -
         }
     }
     Ok(false)
+}
+
+/// Records that `device` has read its groups' logs up to `position` (never moving back).
+pub fn log_read(conn: &mut SqliteConnection, device: &[u8], position: i64) -> StoreResult<()> {
+    diesel::update(devices::table.find(device).filter(devices::log_cursor.lt(position)))
+        .set(devices::log_cursor.eq(position))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Deletes, in every group, the log entries that no device still needs: each active device of
+/// a member (seen since `seen_since`), and of a past member up to where they left, has read
+/// past them. The newest entry of each group stays (it marks how far the log has come).
+/// Returns how many entries went.
+pub fn prune_log(conn: &mut SqliteConnection, seen_since: i64) -> StoreResult<usize> {
+    let groups: Vec<(ConversationId, Option<i64>)> = group_log::table
+        .group_by(group_log::conversation_id)
+        .select((group_log::conversation_id, diesel::dsl::max(group_log::seq)))
+        .load(conn)?;
+    let mut pruned = 0;
+    for (conversation, newest) in groups {
+        let Some(newest) = newest else { continue };
+        pruned += atomically(conn, |conn| -> StoreResult<usize> {
+            let members: Vec<UserId> = members::table
+                .filter(members::conversation_id.eq(conversation))
+                .select(members::user_id)
+                .load(conn)?;
+            let past: Vec<(UserId, i64)> = past_members::table
+                .filter(past_members::conversation_id.eq(conversation))
+                .select((past_members::user_id, past_members::until_seq))
+                .load(conn)?;
+            let users: Vec<UserId> = members.iter().copied().chain(past.iter().map(|(u, _)| *u)).collect();
+            let devices: Vec<(UserId, i64)> = devices::table
+                .filter(devices::user_id.eq_any(&users))
+                .filter(devices::revoked_at.is_null())
+                .filter(devices::last_seen.ge(seen_since))
+                .select((devices::user_id, devices::log_cursor))
+                .load(conn)?;
+            let mut floor = newest - 1;
+            for (user, cursor) in devices {
+                let needed = members.contains(&user)
+                    // A past member's device needs the log only up to where they left.
+                    || past.iter().any(|(u, until)| *u == user && cursor < *until);
+                if needed {
+                    floor = floor.min(cursor);
+                }
+            }
+            if floor < 1 {
+                return Ok(0);
+            }
+            Ok(diesel::delete(
+                group_log::table
+                    .filter(group_log::conversation_id.eq(conversation))
+                    .filter(group_log::seq.le(floor)),
+            )
+            .execute(conn)?)
+        })?;
+    }
+    Ok(pruned)
 }

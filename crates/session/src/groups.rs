@@ -444,10 +444,18 @@ async fn join_external<T: Transport, V: VaultCell, D: DeviceCell>(
     conversation: ConversationId,
 ) -> Result<Option<GroupEvent>, T::Error> {
     for _ in 0..RETRIES {
-        let info = t.call::<GetGroupInfo>(&GetGroupInfo::path(&[&conversation]), None).await?;
-        let commit =
-            with_pins(t, vault, |pins| dev.with(|d| d.join_external(info.group_info.as_bytes(), pins)))
+        let info = match t.call::<GetGroupInfo>(&GetGroupInfo::path(&[&conversation]), None).await {
+            // No longer this user's group (removed since the list was read).
+            Err(e) if is::<T>(&e, ErrorCode::NotFound) => return Ok(None),
+            other => other?,
+        };
+        // A join the group refuses (this user has no device in it yet: a Welcome is on its
+        // way, or an admin must add them again) is no error of the sync that tried it: the
+        // next one tries again.
+        let joined =
+            try_with_pins(t, vault, |pins| dev.with(|d| d.join_external(info.group_info.as_bytes(), pins)))
                 .await?;
+        let Ok(commit) = joined else { return Ok(None) };
         let group = commit.group;
         dev.with(|d| d.set_conversation(&group, key(conversation))).map_err(Error::from)?;
         dev.save()?;
@@ -557,42 +565,18 @@ async fn read_log<T: Transport, V: VaultCell, D: DeviceCell>(
     events: &mut Vec<GroupEvent>,
 ) -> Result<(), T::Error> {
     let device = device_of(dev);
-    let list = t.call::<Welcomes>(&Welcomes::path(&[&device]), None).await?;
-    if let Some(last) = list.welcomes.last().map(|w| w.id) {
-        for w in list.welcomes {
-            if dev.with(|d| d.group_of(key(w.conversation))).is_some() {
-                continue;
-            }
-            let joined =
-                try_with_pins(t, vault, |pins| dev.with(|d| d.join(w.welcome.as_bytes(), pins))).await?;
-            let what = match joined {
-                Ok(group) => {
-                    dev.with(|d| {
-                        d.set_conversation(&group, key(w.conversation))?;
-                        d.advance_cursor(&group, w.seq)
-                    })
-                    .map_err(Error::from)?;
-                    EventKind::Joined
-                }
-                Err(e) => EventKind::Refused(e.to_string()),
-            };
-            events.push(GroupEvent { conversation: w.conversation, seq: w.seq, ts: 0, what });
-        }
-        dev.save()?;
-        t.call::<WelcomesTaken>(
-            &WelcomesTaken::path(&[&device]),
-            Some(&WelcomesTakenRequest { up_to: last }),
-        )
-        .await?;
-    }
     let mut tried_joining = BTreeSet::new();
     let mut stuck = BTreeSet::new();
     for _ in 0..RETRIES {
+        let deferred = take_welcomes(t, vault, dev, device, events).await?;
         // The relay's list of this user's groups: a group not on it is one the user left or
         // was removed from (the log still shows them its entries up to there, and the commit
         // that removed them); one on it that this device is not in, it joins by itself.
         let listed: BTreeSet<u64> =
             t.call::<Groups>(Groups::PATH, None).await?.groups.iter().map(|g| key(g.conversation)).collect();
+        // Every entry up to here was handled in this pass (processed, or of a group this
+        // device is not in): the next page starts after it even when no cursor moved.
+        let mut passed = 0;
         loop {
             let since = dev.with(|d| {
                 d.groups()
@@ -601,10 +585,11 @@ async fn read_log<T: Transport, V: VaultCell, D: DeviceCell>(
                     .map(|(_, e)| e.cursor)
                     .min()
             });
-            let since = since.unwrap_or(0);
-            let q = GroupLogQuery { since, limit: None };
+            let since = since.unwrap_or(0).max(passed);
+            let q = GroupLogQuery { since, limit: None, device: Some(device) };
             let page = t.call::<GroupLog>(&format!("{}{}", GroupLog::PATH, q.to_query()), None).await?;
             let Some(last) = page.entries.last().map(|e| e.seq) else { break };
+            passed = last;
             for e in page.entries {
                 let group = match dev.with(|d| d.group_of(key(e.conversation))) {
                     Some(g) => g,
@@ -661,9 +646,8 @@ async fn read_log<T: Transport, V: VaultCell, D: DeviceCell>(
                 }
             });
             dev.save()?;
-            if !page.more {
-                break;
-            }
+            // Even after a last page, once more: the empty answer tells the relay how far this
+            // device has read (the relay deletes what every device passed).
         }
         let gone: Vec<(mls::GroupId, u64)> = dev.with(|d| {
             d.groups()
@@ -682,7 +666,7 @@ async fn read_log<T: Transport, V: VaultCell, D: DeviceCell>(
             .map(|c| ConversationId(i64::try_from(*c).unwrap_or(i64::MAX)))
             .filter(|c| tried_joining.insert(*c))
             .collect();
-        if unknown.is_empty() {
+        if unknown.is_empty() && !deferred {
             break;
         }
         for conversation in unknown {
@@ -692,6 +676,56 @@ async fn read_log<T: Transport, V: VaultCell, D: DeviceCell>(
     dev.save()?;
     flush_archive(t, vault, dev).await?;
     Ok(())
+}
+
+/// Joins the groups this device's Welcomes are for. A Welcome for a group the device is still
+/// in, from after its cursor there, is kept for later (the device was removed and added again,
+/// and has not read its removal yet): `true` then, and the caller reads the log and comes back.
+async fn take_welcomes<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    device: DeviceId,
+    events: &mut Vec<GroupEvent>,
+) -> Result<bool, T::Error> {
+    let list = t.call::<Welcomes>(&Welcomes::path(&[&device]), None).await?;
+    let mut deferred = false;
+    let mut taken = None;
+    for w in list.welcomes {
+        let known =
+            dev.with(|d| d.group_of(key(w.conversation)).map(|g| d.groups().get(&g).map(|e| e.cursor)));
+        match known {
+            Some(Some(cursor)) if w.seq > cursor => {
+                deferred = true;
+                // Welcomes are taken in order: none after this one either, for now.
+                break;
+            }
+            Some(_) => {}
+            None => {
+                let joined =
+                    try_with_pins(t, vault, |pins| dev.with(|d| d.join(w.welcome.as_bytes(), pins))).await?;
+                let what = match joined {
+                    Ok(group) => {
+                        dev.with(|d| {
+                            d.set_conversation(&group, key(w.conversation))?;
+                            d.advance_cursor(&group, w.seq)
+                        })
+                        .map_err(Error::from)?;
+                        EventKind::Joined
+                    }
+                    Err(e) => EventKind::Refused(e.to_string()),
+                };
+                events.push(GroupEvent { conversation: w.conversation, seq: w.seq, ts: 0, what });
+            }
+        }
+        taken = Some(w.id);
+    }
+    if let Some(up_to) = taken {
+        dev.save()?;
+        t.call::<WelcomesTaken>(&WelcomesTaken::path(&[&device]), Some(&WelcomesTakenRequest { up_to }))
+            .await?;
+    }
+    Ok(deferred)
 }
 
 /// Seals messages for the user's history archive and queues them in the device's state (the

@@ -254,6 +254,47 @@ async fn idle_devices_are_taken_out_and_come_back_by_themselves() {
     assert_eq!(texts(&carol.sync_groups().await.unwrap()).len(), 2, "carol's idle device reads on");
 }
 
+/// The relay deletes log entries once every device that needs them has read them: a member
+/// device that has not read blocks it; the newest entry stays; nothing anyone needs goes.
+#[tokio::test]
+async fn log_entries_every_device_has_read_are_deleted() {
+    let server = TestServer::start_with(&["--gc-interval", "1s"]);
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    bob.mls_start().await.unwrap();
+    let group = alice.create_group(&["bob"]).await.unwrap();
+    for i in 0..10 {
+        alice.send_group(group, &text(&format!("message {i}"))).await.unwrap();
+    }
+    let rows = || {
+        server
+            .sql_rows(&format!("SELECT COUNT(*) FROM group_log WHERE conversation_id = {group}"))
+            .concat()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let all = rows();
+    assert!(all >= 11, "{all}");
+    alice.sync_groups().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(rows(), all, "bob's device has read none of it");
+
+    assert_eq!(texts(&bob.sync_groups().await.unwrap()).len(), 10);
+    alice.sync_groups().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(rows(), 1, "everything read is gone but the newest entry");
+
+    // The group goes on: a new device joins by itself, a message after reaches everyone, and
+    // the archive still takes what devices read.
+    let mut bob2 = second_device(&server, "bob").await;
+    assert!(bob2.sync_groups().await.unwrap().iter().any(|e| e.what == EventKind::Joined));
+    alice.send_group(group, &text("after the cleanup")).await.unwrap();
+    assert_eq!(texts(&bob.sync_groups().await.unwrap()), [pair("alice", "after the cleanup")]);
+    assert_eq!(texts(&bob2.sync_groups().await.unwrap()), [pair("alice", "after the cleanup")]);
+    let (history, _) = bob2.archived_history(group, None, None).await.unwrap();
+    assert_eq!(history.len(), 11, "bob's archive has every message: {history:?}");
+}
+
 /// One user cannot drain another's one-use key packages: claims per pair are limited, and
 /// the limit is per pair (someone else may still claim).
 #[tokio::test]

@@ -1,0 +1,1 @@
+ALTER TABLE devices DROP COLUMN log_cursor;
