@@ -321,8 +321,25 @@ async fn every_frame_answers_each_kind_of_caller_as_it_should() {
     let server = TestServer::start();
     let mut alice = server.register("alice").await;
     let mut bob = server.register("bob").await;
-    let carol = server.register("carol").await;
+    let mut carol = server.register("carol").await;
     let id = alice.send_text("bob", "for bob only", false).await.unwrap();
+    // A group of alice's and bob's, and an application message's framing for it (the relay
+    // reads no further).
+    bob.mls_start().await.unwrap();
+    let group = alice.create_group(&["bob"]).await.unwrap();
+    let state = alice.group(group).await.unwrap();
+    let mut framing = vec![0, 1, 0, 2, 16];
+    framing.extend_from_slice(&state.group_id.0);
+    framing.extend_from_slice(&state.epoch.to_be_bytes());
+    framing.extend_from_slice(&[1, 0, 0]);
+    let group_send = |device| ClientFrame::GroupSend {
+        conversation: group,
+        device,
+        client_msg_id: sealroom_protocol::ClientMsgId([7; 16]),
+        message: sealroom_protocol::MlsBytes::new(framing.clone()).unwrap(),
+    };
+    let alice_device = alice.device_id().await.unwrap();
+    let carol_device = carol.device_id().await.unwrap();
     let me: serde_json::Value =
         raw(Method::GET, &format!("{}/api/me", server.url), Some(alice.token()), None).await.1;
     let revoked = server.client().login("alice", "password-of-alice").await.unwrap();
@@ -360,6 +377,16 @@ async fn every_frame_answers_each_kind_of_caller_as_it_should() {
         );
         assert!(!format!("{answer:?}").contains("alice"), "{answer:?}");
     }
+    // Nor may she append to their group, with alice's device or her own.
+    for device in [alice_device, carol_device] {
+        ws.send(&group_send(device)).await.unwrap();
+        let answer = ws.next_within(Duration::from_secs(5)).await.unwrap();
+        assert!(
+            matches!(&answer, ServerFrame::Error { code: ErrorCode::NotFound, .. }),
+            "carol group_send with {device}: {answer:?}"
+        );
+        assert!(!format!("{answer:?}").contains("alice"), "{answer:?}");
+    }
     ws.send(&ClientFrame::Sync { since: MessageId(0) }).await.unwrap();
     assert_eq!(
         ws.next_within(Duration::from_secs(5)).await.unwrap(),
@@ -375,6 +402,12 @@ async fn every_frame_answers_each_kind_of_caller_as_it_should() {
     for f in &frames_about_bob {
         ws.send(f).await.unwrap();
     }
+    ws.send(&group_send(alice_device)).await.unwrap();
+    let mut acked = false;
+    while let Ok(f) = ws.next_within(Duration::from_secs(2)).await {
+        acked |= matches!(f, ServerFrame::GroupAck { .. });
+    }
+    assert!(acked, "alice's group_send is acknowledged");
     let mut seen = Vec::new();
     while let Ok(f) = bob_ws.next_within(Duration::from_secs(2)).await {
         seen.push(f);
@@ -382,6 +415,7 @@ async fn every_frame_answers_each_kind_of_caller_as_it_should() {
     assert!(seen.iter().any(|f| matches!(f, ServerFrame::Delivered { .. })), "{seen:?}");
     assert!(seen.iter().any(|f| matches!(f, ServerFrame::Typing { .. })), "{seen:?}");
     assert!(seen.iter().any(|f| matches!(f, ServerFrame::Message { .. })), "{seen:?}");
+    assert!(seen.iter().any(|f| matches!(f, ServerFrame::GroupEntry { .. })), "{seen:?}");
     let h = bob.history("alice", 10).await.unwrap();
     assert_eq!(h.len(), 2, "the first message and alice's send; nothing from carol");
 }
