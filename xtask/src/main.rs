@@ -26,6 +26,8 @@ commands:
                print its sizes
   setup        only install the toolchain (wasm32 target, wasm-bindgen-cli, chromium, chromedriver)
   bench        criterion benchmarks of the crypto core (native)
+  bench-mls    criterion benchmarks of group conversations on OpenMLS (native): groups of
+               10/100/1,000, one add and one remove at 1,000, a message, an external join
   bench-wasm   the crypto benchmarks timed in headless Chromium
   bench-web    the web client with a 10,000-message conversation in headless Chromium
   bench-files  a 50 MiB attachment up and down through a release relay, with its memory
@@ -46,6 +48,9 @@ fn main() -> ExitCode {
         Some("setup") => setup::ensure_all(),
         Some("dist") => setup::build_web(true),
         Some("bench") => bench(),
+        Some("bench-mls") => {
+            cmd("cargo", &["bench", "-p", "sealroom-session", "--features", "mls", "--bench", "mls"])
+        }
         Some("bench-wasm") => bench_wasm(),
         Some("bench-web") => bench_web(),
         Some("bench-files") => bench_files(),
