@@ -497,3 +497,35 @@ pub async fn send_until_stopped(
     }
     (sent, acked, reconnects)
 }
+
+/// A small xorshift generator for tests whose random choices are replayable: the seed comes
+/// from an environment variable or the clock, and is printed.
+#[derive(Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// From a seed.
+    pub fn seeded(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+
+    /// The seed in `var`, or one from the clock; printed as `var=seed`, so a failing run can
+    /// be replayed.
+    pub fn seed_from_env(var: &str) -> u64 {
+        let seed = std::env::var(var).ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+        eprintln!("replay with {var}={seed}");
+        seed
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}

@@ -14,39 +14,12 @@ use std::time::Duration;
 use sealroom_client::{EventKind, GroupEvent, Session};
 use sealroom_protocol::ConversationId;
 use sealroom_session::Payload;
-use sealroom_tests::TestServer;
+use sealroom_tests::{Rng, TestServer};
 
 /// How long the devices act.
 const CHAOS: Duration = Duration::from_secs(20);
 /// How many times the relay is killed.
 const KILLS: usize = 2;
-
-/// xorshift, seeded from the clock unless `SEALROOM_CHAOS_SEED` replays a run.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded(seed: u64) -> Self {
-        Rng(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("SEALROOM_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
-    eprintln!("chaos test seed: SEALROOM_CHAOS_SEED={seed}");
-    seed
-}
 
 /// One device and everything it read.
 struct Device {
@@ -147,7 +120,7 @@ async fn act(
 
 #[tokio::test(flavor = "current_thread")]
 async fn six_devices_in_three_groups_survive_chaos_and_two_sigkills() {
-    let seed = seed();
+    let seed = Rng::seed_from_env("SEALROOM_CHAOS_SEED");
     let server = TestServer::start();
     let users = ["ann", "ben", "cat", "dan"];
     let mut devices = Vec::new();

@@ -13,37 +13,12 @@ use std::time::Duration;
 use sealroom_client::{ClientError, Session, Upload};
 use sealroom_crypto::Payload;
 use sealroom_protocol::{MessageId, Username};
-use sealroom_tests::{send_until_stopped, TestServer};
+use sealroom_tests::{send_until_stopped, Rng, TestServer};
 
 /// How many times the relay is killed.
 const KILLS: usize = 5;
 /// Users whose keys the backup writer marks verified, one backup write each.
 const PEERS: usize = 6;
-
-/// A small xorshift generator: the kill moments are random, and the seed is printed so a
-/// failing run can be replayed (`SEALROOM_CRASH_SEED`).
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Self {
-        let seed =
-            std::env::var("SEALROOM_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-            });
-        eprintln!("crash test seed: SEALROOM_CRASH_SEED={seed}");
-        Rng(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 fn password(name: &str) -> String {
     format!("password-of-{name}")
@@ -127,7 +102,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         let stop = stop.clone();
         let mut server = server;
         std::thread::spawn(move || {
-            let mut rng = Rng::new();
+            let mut rng = Rng::seeded(Rng::seed_from_env("SEALROOM_CRASH_SEED"));
             for _ in 0..KILLS {
                 std::thread::sleep(Duration::from_millis(300 + rng.below(900)));
                 server.kill();
