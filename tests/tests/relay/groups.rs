@@ -360,6 +360,21 @@ async fn bad_group_input_gets_stable_codes_and_changes_nothing() {
     };
     let effects = format!(r#","commit":{{"group_info":"{info}"}}"#);
     let many: Vec<String> = (0..101).map(|_| format!("\"{kp}\"")).collect();
+    let bob_device = bob.device_id().await.unwrap();
+    let blob = "q1w2e3r4t5y6u7i8o9p0-_";
+    let blobs = |n: usize| format!(r#","blobs":[{}]"#, vec![format!("\"{blob}\""); n].join(","));
+    let entry = |seq: u64, bytes: usize| {
+        format!(
+            r#"{{"conversation":{group},"seq":{seq},"sender":"alice","sent_ms":1,"entry":"{}"}}"#,
+            b64(&vec![1; bytes])
+        )
+    };
+    let archived = || async {
+        let url = format!("{}/api/archive", server.url);
+        raw(Method::GET, &url, Some(alice.token()), None).await.1
+    };
+    let archive_before = archived().await;
+    assert_eq!(archive_before["conversations"][0]["entries"], 1, "{archive_before}");
     let cases: Vec<(&str, Method, String, String, u16, &str)> = vec![
         (
             "another signing key",
@@ -520,6 +535,78 @@ async fn bad_group_input_gets_stable_codes_and_changes_nothing() {
             "invalid_field",
         ),
         (
+            "attachments on a commit",
+            Method::POST,
+            u(format!("/api/groups/{group}/log")),
+            append(framing(&gid, 1, 3), &format!("{effects}{}", blobs(1))),
+            400,
+            "invalid_field",
+        ),
+        (
+            "nine attachments",
+            Method::POST,
+            u(format!("/api/groups/{group}/log")),
+            append(framing(&gid, 1, 1), &blobs(9)),
+            400,
+            "invalid_field",
+        ),
+        (
+            "an attachment that is not the sender's upload",
+            Method::POST,
+            u(format!("/api/groups/{group}/log")),
+            append(framing(&gid, 1, 1), &blobs(1)),
+            404,
+            "unknown_blob",
+        ),
+        (
+            "an empty archive upload",
+            Method::POST,
+            u("/api/archive".into()),
+            r#"{"entries":[]}"#.into(),
+            400,
+            "invalid_field",
+        ),
+        (
+            "101 archive entries",
+            Method::POST,
+            u("/api/archive".into()),
+            format!(r#"{{"entries":[{}]}}"#, vec![entry(1, 60); 101].join(",")),
+            400,
+            "invalid_field",
+        ),
+        (
+            "an archive entry past the log (with a good one)",
+            Method::POST,
+            u("/api/archive".into()),
+            format!(r#"{{"entries":[{},{}]}}"#, entry(1, 60), entry(999_999, 60)),
+            404,
+            "not_found",
+        ),
+        (
+            "an archive entry too large",
+            Method::POST,
+            u("/api/archive".into()),
+            format!(r#"{{"entries":[{}]}}"#, entry(1, sealroom_protocol::MAX_ARCHIVE_ENTRY_BYTES + 1)),
+            400,
+            "invalid_length",
+        ),
+        (
+            "an archive page before a negative position",
+            Method::GET,
+            u(format!("/api/archive/{group}?before=-1")),
+            String::new(),
+            400,
+            "invalid_field",
+        ),
+        (
+            "the log read for another user's device",
+            Method::GET,
+            u(format!("/api/group-log?since=0&device={bob_device}")),
+            String::new(),
+            404,
+            "not_found",
+        ),
+        (
             "the log from a negative position",
             Method::GET,
             u("/api/group-log?since=-1".into()),
@@ -547,7 +634,9 @@ async fn bad_group_input_gets_stable_codes_and_changes_nothing() {
         "{answer:?}"
     );
 
-    // Nothing stored changed: the group is where it was and bob reads exactly what was sent.
+    // Nothing stored changed: the group is where it was, alice's archive holds what it held,
+    // and bob reads exactly what was sent.
     assert_eq!(alice.group(group).await.unwrap(), state);
+    assert_eq!(archived().await, archive_before);
     assert_eq!(texts(&bob.sync_groups().await.unwrap()), [pair("alice", "kept safe")]);
 }
