@@ -393,6 +393,14 @@ async fn bad_group_input_gets_stable_codes_and_changes_nothing() {
             "invalid_field",
         ),
         (
+            "an empty certificate",
+            Method::POST,
+            u("/api/devices".into()),
+            format!(r#"{{"device":"{}","certificate":""}}"#, "ab".repeat(16)),
+            400,
+            "invalid_length",
+        ),
+        (
             "not a key package",
             Method::POST,
             u(format!("/api/devices/{device}/key-packages")),
