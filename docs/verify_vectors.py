@@ -110,6 +110,13 @@ def main() -> None:
         env = b(m["envelope_hex"])
         plain = crypto_aead_xchacha20poly1305_ietf_decrypt(env[49:], aad, env[25:49], key)
         check(plain.rstrip(b"\x00")[:-1], m["plaintext_hex"], "message decrypt + unpad")
+        if m.get("upgrade") is not None:
+            # Version 2's introduction, inside a version 1 message: 0x03 | Ed25519 public | group id.
+            u = m["upgrade"]
+            seed = Ed25519PrivateKey.from_private_bytes(b(u["signing_seed_hex"]))
+            public = seed.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            check(public, u["signing_public_hex"], "upgrade signing key")
+            check(b"\x03" + public + b(u["group_id_hex"]), m["plaintext_hex"], "Upgrade payload")
 
     formats = set()
     for k in v["key_backup"]:

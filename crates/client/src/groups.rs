@@ -9,10 +9,19 @@ use std::sync::Mutex;
 use sealroom_crypto::{Payload, SigningSecret};
 use sealroom_protocol::endpoint::{Devices, Endpoint, GetGroup, Groups, RemoveDevice};
 use sealroom_protocol::{AppendedEntry, ConversationId, DeviceId, DeviceInfo, GroupState, Username};
-use sealroom_session::groups::{self as flows, ArchivedMessage, DeviceCell, GroupEvent};
-use sealroom_session::mls::{Changes, MlsDevice};
+use sealroom_session::groups::{self as flows, ArchivedMessage, DeviceCell, DirectRoute, GroupEvent};
+use sealroom_session::mls::{Changes, MlsDevice, Processed};
 
 use crate::{ClientError, Http, Result, Session};
+
+/// Where [`Session::send_to`] sent a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// A version 1 message, by its id.
+    V1(sealroom_protocol::MessageId),
+    /// In the conversation's MLS group, at this log position.
+    Mls(ConversationId, AppendedEntry),
+}
 
 /// This device's MLS state, saved sealed to its file (none: kept in memory only).
 pub(crate) struct NativeDevice {
@@ -68,17 +77,12 @@ impl NativeDevice {
             None => None,
         };
         let device = match stored {
-            Some(bytes) if bytes.len() > 16 => {
-                let id: [u8; 16] =
-                    bytes[..16].try_into().map_err(|_| ClientError::Protocol("device file".into()))?;
-                MlsDevice::open(identity, username.as_str(), &id, &bytes[16..]).map_err(|e| {
-                    ClientError::Usage(format!(
-                        "this device's group state does not open ({e}); move {} away to start a new device",
-                        file.as_ref().map(|f| f.display().to_string()).unwrap_or_default()
-                    ))
-                })?
-            }
-            Some(_) => return Err(ClientError::Protocol("the device file is cut short".into())),
+            Some(bytes) => open_device(identity, username, &bytes).map_err(|e| {
+                ClientError::Usage(format!(
+                    "this device's group state does not open ({e}); move {} away to start a new device",
+                    file.as_ref().map(|f| f.display().to_string()).unwrap_or_default()
+                ))
+            })?,
             None => {
                 MlsDevice::new(identity, username.as_str(), now_ms).map_err(sealroom_session::Error::from)?
             }
@@ -92,6 +96,18 @@ impl NativeDevice {
         native.save()?;
         Ok(native)
     }
+}
+
+/// A device's state from the bytes of its file: its id, then the state sealed under the
+/// user's identity key.
+fn open_device(identity: &SigningSecret, username: &Username, bytes: &[u8]) -> Result<MlsDevice> {
+    if bytes.len() <= 16 {
+        return Err(ClientError::Protocol("the device file is cut short".into()));
+    }
+    let (id, sealed) = bytes.split_at(16);
+    let id: [u8; 16] = id.try_into().map_err(|_| ClientError::Protocol("device file".into()))?;
+    MlsDevice::open(identity, username.as_str(), &id, sealed)
+        .map_err(|e| ClientError::Protocol(format!("the device state does not open: {e}")))
 }
 
 /// Runs a [`sealroom_session::groups`] flow with this session's transport, vault and device.
@@ -179,6 +195,28 @@ impl Session {
     pub async fn send_group(&mut self, group: ConversationId, payload: &Payload) -> Result<AppendedEntry> {
         let now = crate::now_ms().unsigned_abs();
         group_flow!(self, send(group, payload, now))
+    }
+
+    /// Sends to `peer` in your direct conversation, forward-secret when you both can: in its
+    /// MLS group (moving it there first: the introduction goes as a last version 1 message,
+    /// then the peer's devices are brought in); as version 1 while the peer has never had a
+    /// device that speaks MLS (a browser before issue 14).
+    pub async fn send_to(&mut self, peer: &str, payload: &Payload, accept_new_key: bool) -> Result<Sent> {
+        let peer = crate::parse(peer)?;
+        for _ in 0..3 {
+            match group_flow!(self, direct(&peer))? {
+                DirectRoute::V1(_) => {
+                    return Ok(Sent::V1(self.send_payload(peer.as_str(), payload, accept_new_key).await?))
+                }
+                DirectRoute::Mls(c) => return Ok(Sent::Mls(c, self.send_group(c, payload).await?)),
+                DirectRoute::Move(c) => {
+                    if let Some(introduction) = group_flow!(self, move_direct(c, &peer))? {
+                        self.send_payload(peer.as_str(), &introduction, accept_new_key).await?;
+                    }
+                }
+            }
+        }
+        Err(ClientError::Protocol(format!("the conversation with {peer} kept changing; try again")))
     }
 
     /// Reads everything new in this device's groups, in log order.
@@ -299,6 +337,31 @@ impl Session {
         let t = Http { client: &self.client, token: Some(&self.token) };
         let dev = self.mls.as_ref().ok_or(ClientError::Protocol("no device".into()))?;
         flows::leave(&t, dev, group).await
+    }
+
+    /// What a copy of one of this user's device files (`bytes`, as read from disk) makes of
+    /// an entry of a group's log (`entry`, as the relay stores it): the attack
+    /// that forward secrecy defeats, done by someone who holds the password, the file and the
+    /// relay's data, and who ignores the device's cursor. The payload when the stored state
+    /// still decrypts the entry; `None` when it cannot. The state is changed only in memory.
+    pub fn read_with_device_file(
+        &self,
+        bytes: &[u8],
+        group: ConversationId,
+        entry: &[u8],
+    ) -> Result<Option<Payload>> {
+        let identity = self.vault.signing_key().ok_or(ClientError::Protocol("no signing key".into()))?;
+        let mut device = open_device(identity, &self.me.username, bytes)?;
+        let g = device
+            .group_of(group.0.unsigned_abs())
+            .ok_or_else(|| ClientError::Usage(format!("that device state has no group #{group}")))?;
+        let vault = &self.vault;
+        let pins = |user: &str| vault.signing_pin(user);
+        // Past any cursor: only the cryptography decides.
+        match device.process(&g, u64::MAX, false, entry, &pins).map_err(sealroom_session::Error::from)? {
+            Processed::Message { payload, .. } => Ok(Some(payload)),
+            _ => Ok(None),
+        }
     }
 
     /// This user's groups, as the relay sees them.

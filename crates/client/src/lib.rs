@@ -40,6 +40,7 @@ use serde::de::DeserializeOwned;
 pub use conn::Connection;
 pub use error::ClientError;
 pub use files::{check_limits, guess_mime, Upload};
+pub use groups::Sent;
 pub use sealroom_session::groups::{ArchivedMessage, EventKind, GroupEvent};
 
 /// Result alias.
@@ -326,6 +327,7 @@ pub fn payload_text(payload: &Payload) -> String {
         Payload::Text(t) => escape(t),
         Payload::File(f) => format!("[file {} ({} bytes, {})]", escape(&f.name), f.size, f.mime),
         Payload::GroupName(n) => format!("[named the group: {}]", escape(n)),
+        Payload::Upgrade { .. } => "[moved to forward-secret encryption (MLS)]".to_owned(),
         _ => "[unsupported message type]".into(),
     }
 }

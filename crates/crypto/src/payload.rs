@@ -6,11 +6,12 @@
 //! Text:  0x01 | len: u32 | UTF-8 text (len bytes)
 //! File:  0x02 | id_len: u8 | blob id (ASCII, 1..=64) | file key (32) | ciphertext SHA-256 (32)
 //!             | size: u64 | name_len: u16 | name (UTF-8) | mime_len: u8 | MIME type (ASCII)
+//! Upgrade (version 2, only inside a version 1 direct conversation):
+//!        0x03 | Ed25519 identity signing key (32) | MLS group id (16)
 //! GroupName (version 2, only inside a group's MLS messages):
 //!        0x04 | len: u8 | name (UTF-8, 1..=128 bytes, no control characters, not blank)
 //! ```
-//! Tag 0x03 is the version 2 upgrade introduction; 0x05.. are reserved for edits, deletions,
-//! reactions and receipts. A decoder refuses an unknown tag and any trailing byte.
+//! Tags 0x05.. are reserved for edits, deletions, reactions and receipts. A decoder refuses an unknown tag and any trailing byte.
 //!
 //! Padding: `padded = payload | 0x80 | 0x00 …` up to `max(256, next_power_of_two(len + 1))`
 //! bytes; unpadding strips the zeros and requires the 0x80 marker.
@@ -34,6 +35,7 @@ pub const MAX_MIME: usize = 127;
 
 const TAG_TEXT: u8 = 0x01;
 const TAG_FILE: u8 = 0x02;
+const TAG_UPGRADE: u8 = 0x03;
 const TAG_GROUP_NAME: u8 = 0x04;
 /// Longest group name in bytes.
 pub const MAX_GROUP_NAME: usize = 128;
@@ -49,6 +51,15 @@ pub enum Payload {
     /// A group conversation's name, set or changed (version 2: the name travels inside MLS,
     /// never in anything the relay can read).
     GroupName(String),
+    /// The sender's introduction of their identity signing key, sealed under the version 1
+    /// pair key (so it is as authentic as the pinned X25519 key), and the MLS group the direct
+    /// conversation moves to (version 2): the history shows the move here.
+    Upgrade {
+        /// The sender's Ed25519 identity signing key.
+        signing_key: crate::SigningPublic,
+        /// The MLS group the conversation continues in.
+        group_id: [u8; 16],
+    },
 }
 
 /// A 32-byte attachment key, random per file.
@@ -136,6 +147,13 @@ impl Payload {
                 out.extend_from_slice(f.mime.as_bytes());
                 Ok(out)
             }
+            Payload::Upgrade { signing_key, group_id } => {
+                let mut out = Vec::with_capacity(1 + 32 + 16);
+                out.push(TAG_UPGRADE);
+                out.extend_from_slice(signing_key.as_bytes());
+                out.extend_from_slice(group_id);
+                Ok(out)
+            }
             Payload::GroupName(name) => {
                 check_group_name(name)?;
                 let mut out = Vec::with_capacity(2 + name.len());
@@ -186,6 +204,12 @@ impl Payload {
                 }
                 let mime = r.ascii(mime_len, "MIME type")?;
                 Payload::File(FileRef { blob_id, file_key, ciphertext_sha256, size, name, mime })
+            }
+            TAG_UPGRADE => {
+                let key: [u8; 32] = r.array()?;
+                let signing_key = crate::SigningPublic::from_bytes(&key)
+                    .map_err(|_| Error::Malformed("payload signing key"))?;
+                Payload::Upgrade { signing_key, group_id: r.array()? }
             }
             TAG_GROUP_NAME => {
                 let len = r.u8()? as usize;

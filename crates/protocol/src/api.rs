@@ -224,6 +224,8 @@ pub struct MessageOut {
 pub enum ConversationKind {
     /// Two users, found or created by the peer's name ([`OpenDirectRequest`]).
     Direct,
+    /// A named group of users with admins, on MLS (version 2).
+    Group,
 }
 
 /// One row of the conversation list.

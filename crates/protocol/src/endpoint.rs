@@ -182,7 +182,9 @@ endpoints! {
     ClaimKeyPackages, Post, "/api/key-packages/claim", ClaimKeyPackagesRequest => ClaimedKeyPackages;
     /// Creates a group conversation.
     CreateGroup, Post, "/api/groups", CreateGroupRequest => GroupState, created;
-    /// This user's group conversations.
+    /// Moves direct conversation `{id}` to MLS: its group, made by one of its two users.
+    MoveToMls, Post, "/api/conversations/{id}/group", CreateGroupRequest => GroupState, created;
+    /// This user's group conversations (and direct conversations moved to MLS).
     Groups, Get, "/api/groups", () => GroupList;
     /// Group conversation `{id}`: members, admins and epoch.
     GetGroup, Get, "/api/groups/{id}", () => GroupState;

@@ -224,6 +224,9 @@ pub struct GroupMember {
 pub struct GroupState {
     /// The conversation.
     pub conversation: ConversationId,
+    /// A group, or a direct conversation moved to MLS (its two users, both admins, neither of
+    /// whom may add, remove or leave).
+    pub kind: crate::ConversationKind,
     /// The MLS group id.
     pub group_id: GroupId,
     /// The current epoch (the number of commits in the log).

@@ -473,6 +473,7 @@ fn group_bodies() {
     round_trip(
         &GroupState {
             conversation: ConversationId(6),
+            kind: ConversationKind::Group,
             group_id: GroupId([2; 16]),
             epoch: 3,
             members: vec![
@@ -481,7 +482,7 @@ fn group_bodies() {
             ],
             removed_devices: vec![device()],
         },
-        json!({"conversation": 6, "group_id": ID_B64, "epoch": 3,
+        json!({"conversation": 6, "kind": "group", "group_id": ID_B64, "epoch": 3,
                "members": [{"user": "alice", "admin": true}, {"user": "bob", "admin": false}],
                "removed_devices": [device_hex]}),
     );

@@ -247,6 +247,11 @@ fn group_state(
         .collect::<Result<_>>()?;
     Ok(GroupState {
         conversation: group.conversation_id,
+        kind: if group.is_direct() {
+            sealroom_protocol::ConversationKind::Direct
+        } else {
+            sealroom_protocol::ConversationKind::Group
+        },
         group_id: GroupId::from_slice(&group.group_id).map_err(|_| corrupt("group id"))?,
         epoch: u64::try_from(group.epoch).map_err(|_| corrupt("epoch"))?,
         members,
@@ -268,6 +273,42 @@ pub async fn create_group(state: &Relay, me: &AuthUser, req: CreateGroupRequest)
             policy::device(conn, me, &req.device)?;
             let id = store_mls::create_group(conn, me, &req.group_id.0, req.group_info.as_bytes(), now)?
                 .ok_or_else(|| ServerError::api(ErrorCode::Conflict, "a group with this id exists"))?;
+            let (group, members) = policy::group(conn, me, id)?;
+            group_state(conn, &group, &members, seen_since)
+        })
+        .await
+}
+
+/// `POST /api/conversations/{id}/group`: one of the two users of direct conversation `id`
+/// moves it to MLS. The second to try gets `conflict` (the conversation has its group: join it).
+pub async fn move_to_mls(
+    state: &Relay,
+    me: &AuthUser,
+    id: ConversationId,
+    req: CreateGroupRequest,
+) -> Result<GroupState> {
+    if wire_format(req.group_info.as_bytes()) != Ok(WIRE_GROUP_INFO) {
+        return Err(invalid("group_info: not an MLS GroupInfo message"));
+    }
+    let me = me.id;
+    let seen_since = seen_since(state);
+    state
+        .store
+        .write(move |conn| {
+            policy::device(conn, me, &req.device)?;
+            policy::move_to_mls(conn, me, id)?;
+            match store_mls::attach_group(conn, id, &req.group_id.0, req.group_info.as_bytes())? {
+                store_mls::Attached::Done => {}
+                store_mls::Attached::AlreadyMoved => {
+                    return Err(ServerError::api(
+                        ErrorCode::Conflict,
+                        "this conversation has moved to MLS already: join its group",
+                    ))
+                }
+                store_mls::Attached::GroupIdTaken => {
+                    return Err(ServerError::api(ErrorCode::Conflict, "a group with this id exists"))
+                }
+            }
             let (group, members) = policy::group(conn, me, id)?;
             group_state(conn, &group, &members, seen_since)
         })
@@ -336,8 +377,8 @@ pub async fn leave(state: &Relay, me: &AuthUser, id: ConversationId) -> Result<(
     let remaining = state
         .store
         .write(move |conn| {
-            let (_, members) = policy::group(conn, me_id, id)?;
-            policy::leave(me_id, &members)?;
+            let (group, members) = policy::group(conn, me_id, id)?;
+            policy::leave(me_id, group.is_direct(), &members)?;
             store_mls::leave(conn, id, me_id)?;
             Ok(members.into_iter().map(|(u, _)| u).filter(|u| *u != me_id).collect::<Vec<_>>())
         })
@@ -470,6 +511,7 @@ fn queue_append(
                     removed: &removed,
                     admins: admins.as_deref(),
                     external: framing.external_join,
+                    direct: group.is_direct(),
                 };
                 let after = policy::commit(me_id, &members, claims, max)?;
                 devices = c.welcome_devices.iter().map(|d| d.0.to_vec()).collect::<Vec<Vec<u8>>>();
@@ -486,7 +528,8 @@ fn queue_append(
                 Some(CommitEffects {
                     group_info: c.group_info.as_bytes(),
                     welcome: c.welcome.as_ref().map(|w| (w.as_bytes(), &devices[..])),
-                    added: &added,
+                    // A direct conversation's users are its members already.
+                    added: if group.is_direct() { &[] } else { &added },
                     removed: &removed,
                     admins: admins.as_deref(),
                 })

@@ -258,10 +258,13 @@ pub struct CommitClaims<'a> {
     pub admins: Option<&'a [UserId]>,
     /// It is an external commit (a member's new device joining by itself).
     pub external: bool,
+    /// The group is a direct conversation moved to MLS.
+    pub direct: bool,
 }
 
 /// Whether `me`, a member of a group with `members` (user, admin), may make a commit that
-/// claims `c`, and the members after it. Adding users and changing the admins are for admins;
+/// claims `c`, and the members after it. A direct conversation moved to MLS keeps its two
+/// users: its commits change devices only. Adding users and changing the admins are for admins;
 /// so is removing a member other than oneself (a user who left is no member any more and may be
 /// removed by anyone); a member leaves through [`leave`] instead of removing themself. An
 /// external commit changes no membership. At most `max` members.
@@ -279,6 +282,16 @@ pub fn commit(
     };
     if c.external && (!c.added.is_empty() || !c.removed.is_empty() || c.admins.is_some()) {
         return invalid("an external commit only joins a device of a member");
+    }
+    if c.direct {
+        // Its two users are members from the start: a commit may bring in a user's first
+        // devices (`added` names them), never anyone else.
+        if c.added.iter().any(|u| !is_member(u)) || !c.removed.is_empty() || c.admins.is_some() {
+            return invalid(
+                "a direct conversation keeps its two users: it adds and removes only their devices",
+            );
+        }
+        return Ok(members.iter().map(|(u, _)| *u).collect());
     }
     if !c.added.is_empty() && !admin {
         return not_admin("add members");
@@ -318,8 +331,15 @@ pub fn commit(
 }
 
 /// Whether `me` may leave a group with `members`: anyone, except its last admin while other
-/// members remain (the group would have no one to add or remove members).
-pub fn leave(me: UserId, members: &[(UserId, bool)]) -> Result<()> {
+/// members remain (the group would have no one to add or remove members), and nobody a direct
+/// conversation.
+pub fn leave(me: UserId, direct: bool, members: &[(UserId, bool)]) -> Result<()> {
+    if direct {
+        return Err(ServerError::api(
+            ErrorCode::InvalidField,
+            "a direct conversation cannot be left; close it instead",
+        ));
+    }
     let admins: Vec<UserId> = members.iter().filter(|(_, a)| *a).map(|(u, _)| *u).collect();
     if admins == [me] && members.len() > 1 {
         return Err(ServerError::api(
@@ -356,6 +376,17 @@ pub fn metrics(
     }
 }
 
+/// Whether `me` may move conversation `id` to MLS: one of its two users, while it has no group.
+/// Another user's conversation, a group or none at all: `not_found` alike.
+pub fn move_to_mls(conn: &mut store::SqliteConnection, me: UserId, id: ConversationId) -> Result<()> {
+    let not_found = || ServerError::api(ErrorCode::NotFound, "no such direct conversation");
+    store::member(conn, me, id)?.ok_or_else(not_found)?;
+    if store::conversation_kind(conn, id)? != sealroom_protocol::ConversationKind::Direct {
+        return Err(not_found());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,7 +401,7 @@ mod tests {
         removed: &'a [UserId],
         admins: Option<&'a [UserId]>,
     ) -> CommitClaims<'a> {
-        CommitClaims { added, removed, admins, external: false }
+        CommitClaims { added, removed, admins, external: false, direct: false }
     }
 
     fn code(r: Result<Vec<UserId>>) -> ErrorCode {
@@ -410,9 +441,23 @@ mod tests {
 
     #[test]
     fn the_last_admin_stays_while_others_remain() {
-        assert!(leave(B, &[(A, true), (B, false)]).is_ok());
-        assert!(leave(A, &[(A, true), (B, false)]).is_err());
-        assert!(leave(A, &[(A, true), (B, true)]).is_ok());
-        assert!(leave(A, &[(A, true)]).is_ok());
+        assert!(leave(B, false, &[(A, true), (B, false)]).is_ok());
+        assert!(leave(A, false, &[(A, true), (B, false)]).is_err());
+        assert!(leave(A, false, &[(A, true), (B, true)]).is_ok());
+        assert!(leave(A, false, &[(A, true)]).is_ok());
+        assert!(leave(A, true, &[(A, true), (B, true)]).is_err(), "a direct conversation is not left");
+    }
+
+    /// A direct conversation moved to MLS keeps its two users: a commit may bring in their
+    /// devices (naming them as added), and nothing else.
+    #[test]
+    fn a_direct_conversation_changes_only_devices() {
+        let members = [(A, true), (B, true)];
+        let direct = |added, removed, admins| CommitClaims { direct: true, ..claims(added, removed, admins) };
+        assert_eq!(commit(A, &members, direct(&[B], &[], None), 10).unwrap(), [A, B]);
+        assert_eq!(commit(B, &members, direct(&[], &[], None), 10).unwrap(), [A, B]);
+        assert_eq!(code(commit(A, &members, direct(&[C], &[], None), 10)), ErrorCode::InvalidField);
+        assert_eq!(code(commit(A, &members, direct(&[], &[B], None), 10)), ErrorCode::InvalidField);
+        assert_eq!(code(commit(A, &members, direct(&[], &[], Some(&[A])), 10)), ErrorCode::InvalidField);
     }
 }

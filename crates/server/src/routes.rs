@@ -87,6 +87,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         e::WelcomesTaken => welcomes_taken,
         e::ClaimKeyPackages => claim_key_packages,
         e::CreateGroup => create_group,
+        e::MoveToMls => move_to_mls,
         e::Groups => groups,
         e::GetGroup => get_group,
         e::GetGroupInfo => get_group_info,
@@ -407,6 +408,17 @@ async fn create_group(
 ) -> Result<HttpResponse> {
     let group = groups::create_group(&state, &user, body.into_inner().into_inner()).await?;
     Ok(success::<sealroom_protocol::endpoint::CreateGroup>(&group))
+}
+
+async fn move_to_mls(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<JsonObject<CreateGroupRequest>>,
+) -> Result<HttpResponse> {
+    let id = parse_conversation(&path)?;
+    let group = groups::move_to_mls(&state, &user, id, body.into_inner().into_inner()).await?;
+    Ok(success::<sealroom_protocol::endpoint::MoveToMls>(&group))
 }
 
 async fn groups(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {

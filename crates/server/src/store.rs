@@ -15,9 +15,7 @@ pub use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use sealroom_protocol::{ConversationId, ConversationKind, MessageId, UserId};
 
-use crate::schema::{
-    blobs, blocks, conversations, members, message_blobs, messages, mls_groups, sessions, users,
-};
+use crate::schema::{blobs, blocks, conversations, members, message_blobs, messages, sessions, users};
 
 #[path = "store_mls.rs"]
 pub mod mls;
@@ -584,8 +582,19 @@ pub struct MessageRow {
 fn parse_kind(kind: &str, row: ConversationId) -> StoreResult<ConversationKind> {
     match kind {
         "direct" => Ok(ConversationKind::Direct),
+        "group" => Ok(ConversationKind::Group),
         _ => Err(StoreError::Corrupt { what: "kind", row: row.0 }),
     }
+}
+
+/// What kind of conversation `conversation` is (it must exist).
+pub fn conversation_kind(
+    conn: &mut SqliteConnection,
+    conversation: ConversationId,
+) -> StoreResult<ConversationKind> {
+    let kind: String =
+        conversations::table.find(conversation).select(conversations::kind).get_result(conn)?;
+    parse_kind(&kind, conversation)
 }
 
 /// This user's membership row in `conversation`, if they are a member.
@@ -601,7 +610,6 @@ pub fn member(
         .optional()?)
 }
 
-/// Every member row of `conversation` other than `user`'s.
 /// Every member of `conversation`.
 pub fn members_of(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<Vec<MemberRow>> {
     Ok(members::table
@@ -877,8 +885,13 @@ pub fn store_message(
                 return Ok(Err(Refused::Blob(missing.clone())));
             }
         }
-        // A group's messages go to its log (store::mls), never here.
-        let group: i64 = mls_groups::table.find(conversation).count().get_result(conn)?;
+        // A group's messages go to its log (store::mls), never here. (A direct conversation
+        // moved to MLS still takes version 1 messages from clients that cannot do MLS yet.)
+        let group: i64 = conversations::table
+            .find(conversation)
+            .filter(conversations::kind.eq("group"))
+            .count()
+            .get_result(conn)?;
         if group > 0 {
             return Ok(Err(Refused::Group));
         }

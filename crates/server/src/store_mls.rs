@@ -279,9 +279,7 @@ pub fn create_group(
     now: i64,
 ) -> StoreResult<Option<ConversationId>> {
     atomically(conn, |conn| {
-        let taken: i64 =
-            mls_groups::table.filter(mls_groups::group_id.eq(group_id)).count().get_result(conn)?;
-        if taken > 0 {
+        if group_id_taken(conn, group_id)? {
             return Ok(None);
         }
         let id: ConversationId = diesel::insert_into(conversations::table)
@@ -295,15 +293,65 @@ pub fn create_group(
         diesel::insert_into(members::table)
             .values((members::conversation_id.eq(id), members::user_id.eq(creator), members::admin.eq(true)))
             .execute(conn)?;
-        diesel::insert_into(mls_groups::table)
-            .values((
-                mls_groups::conversation_id.eq(id),
-                mls_groups::group_id.eq(group_id),
-                mls_groups::epoch.eq(0),
-                mls_groups::group_info.eq(group_info),
-            ))
-            .execute(conn)?;
+        insert_group(conn, id, group_id, group_info)?;
         Ok(Some(id))
+    })
+}
+
+fn group_id_taken(conn: &mut SqliteConnection, group_id: &[u8]) -> StoreResult<bool> {
+    Ok(mls_groups::table.filter(mls_groups::group_id.eq(group_id)).count().get_result::<i64>(conn)? > 0)
+}
+
+/// A conversation's group at epoch 0.
+fn insert_group(
+    conn: &mut SqliteConnection,
+    conversation: ConversationId,
+    group_id: &[u8],
+    group_info: &[u8],
+) -> StoreResult<()> {
+    diesel::insert_into(mls_groups::table)
+        .values((
+            mls_groups::conversation_id.eq(conversation),
+            mls_groups::group_id.eq(group_id),
+            mls_groups::epoch.eq(0),
+            mls_groups::group_info.eq(group_info),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// What became of moving a direct conversation to MLS ([`attach_group`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attached {
+    /// The conversation has its group now.
+    Done,
+    /// It had one already (its other user moved it first).
+    AlreadyMoved,
+    /// Another group has this id.
+    GroupIdTaken,
+}
+
+/// Moves direct conversation `conversation` to MLS: its group at epoch 0, made by one of its
+/// users' devices. Both users become admins (neither may add or remove anyone: the policy
+/// keeps a direct conversation to its two users), and both see it from now on.
+pub fn attach_group(
+    conn: &mut SqliteConnection,
+    conversation: ConversationId,
+    group_id: &[u8],
+    group_info: &[u8],
+) -> StoreResult<Attached> {
+    atomically(conn, |conn| {
+        if mls_groups::table.find(conversation).count().get_result::<i64>(conn)? > 0 {
+            return Ok(Attached::AlreadyMoved);
+        }
+        if group_id_taken(conn, group_id)? {
+            return Ok(Attached::GroupIdTaken);
+        }
+        diesel::update(members::table.filter(members::conversation_id.eq(conversation)))
+            .set((members::admin.eq(true), members::hidden.eq(false)))
+            .execute(conn)?;
+        insert_group(conn, conversation, group_id, group_info)?;
+        Ok(Attached::Done)
     })
 }
 
@@ -314,19 +362,52 @@ pub struct GroupRow {
     pub group_id: Vec<u8>,
     pub epoch: i64,
     pub group_info: Vec<u8>,
+    /// `"group"`, or `"direct"` for a direct conversation moved to MLS.
+    pub kind: String,
 }
 
-/// The group of a conversation (`None` for a direct one, or no such conversation).
+impl GroupRow {
+    /// A direct conversation moved to MLS (two users, for good).
+    pub fn is_direct(&self) -> bool {
+        self.kind == "direct"
+    }
+}
+
+/// The columns of a [`GroupRow`].
+type GroupColumns = (
+    mls_groups::conversation_id,
+    mls_groups::group_id,
+    mls_groups::epoch,
+    mls_groups::group_info,
+    conversations::kind,
+);
+const GROUP_COLUMNS: GroupColumns = (
+    mls_groups::conversation_id,
+    mls_groups::group_id,
+    mls_groups::epoch,
+    mls_groups::group_info,
+    conversations::kind,
+);
+
+/// The group of a conversation (`None` for a direct one not moved to MLS, or no such
+/// conversation).
 pub fn group(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<Option<GroupRow>> {
-    Ok(mls_groups::table.find(conversation).first(conn).optional()?)
+    Ok(mls_groups::table
+        .inner_join(conversations::table)
+        .filter(mls_groups::conversation_id.eq(conversation))
+        .select(GROUP_COLUMNS)
+        .first(conn)
+        .optional()?)
 }
 
 /// The groups `user` is a member of, by conversation id.
 pub fn groups_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<GroupRow>> {
     let mine = members::table.filter(members::user_id.eq(user)).select(members::conversation_id);
     Ok(mls_groups::table
+        .inner_join(conversations::table)
         .filter(mls_groups::conversation_id.eq_any(mine))
         .order(mls_groups::conversation_id)
+        .select(GROUP_COLUMNS)
         .load(conn)?)
 }
 

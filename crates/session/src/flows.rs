@@ -256,7 +256,13 @@ pub async fn open<T: Transport, V: VaultCell>(t: &T, vault: &V, m: &MessageOut) 
     if let Some(peer) = vault.with(|v| v.needs_key_for(m)).ok_or(Error::SignedOut)? {
         peer_key(t, vault, &peer).await?;
     }
-    Ok(vault.with(|v| v.open(m)).ok_or(Error::SignedOut)??)
+    let opened = vault.with(|v| v.open(m)).ok_or(Error::SignedOut)??;
+    if let (Payload::Upgrade { signing_key, .. }, false) = (&opened.payload, opened.mine) {
+        if vault.with(|v| v.pin_introduced_key(&opened.peer, *signing_key)).ok_or(Error::SignedOut)?? {
+            save_backup(t, vault).await?;
+        }
+    }
+    Ok(opened)
 }
 
 /// The direct conversation with `peer`: from the vault's directory when known, else found or

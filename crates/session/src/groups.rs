@@ -19,8 +19,8 @@ use std::collections::BTreeSet;
 use sealroom_crypto::{open_archive_entry, seal_archive_entry, ArchivePlace, Payload, SigningPublic};
 use sealroom_protocol::endpoint::{
     AppendToGroup, ArchiveMessages, ArchivedHistory, ClaimKeyPackages, CreateGroup, DeleteArchive, Endpoint,
-    GetGroupInfo, GetUser, GroupLog, Groups, LeaveGroup, PublishSigningKey, RegisterDevice,
-    UploadKeyPackages, Welcomes, WelcomesTaken,
+    GetGroup, GetGroupInfo, GetUser, GroupLog, Groups, LeaveGroup, MoveToMls, PublishSigningKey,
+    RegisterDevice, UploadKeyPackages, Welcomes, WelcomesTaken,
 };
 use sealroom_protocol::{
     AppendRequest, AppendedEntry, ArchiveBytes, ArchiveEntryIn, ArchiveQuery, ArchiveUpload,
@@ -981,4 +981,136 @@ pub async fn tidy<T: Transport, V: VaultCell, D: DeviceCell>(
         }
     }
     Ok(commits)
+}
+
+/// How a message to a peer goes ([`direct`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectRoute {
+    /// In the direct conversation's MLS group, where this device is.
+    Mls(ConversationId),
+    /// As a version 1 message: the peer has never had a device that speaks MLS.
+    V1(ConversationId),
+    /// Neither yet: the conversation moves to MLS now ([`move_direct`]).
+    Move(ConversationId),
+}
+
+/// The direct conversation with `peer`, and how a message to them goes: in its MLS group when
+/// it has one (this device joins it first if it is not in it yet, and brings in the peer's
+/// devices if none is there); as version 1 while the peer has no signing key (none of their
+/// devices speaks MLS yet); else it is time to move it ([`DirectRoute::Move`]).
+pub async fn direct<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    peer: &Username,
+) -> Result<DirectRoute, T::Error> {
+    let conversation = flows::open_direct(t, vault, peer).await?;
+    if dev.with(|d| d.group_of(key(conversation))).is_none() {
+        match t.call::<GetGroup>(&GetGroup::path(&[&conversation]), None).await {
+            // Moved already, by the peer or another device of this user: join it.
+            Ok(_) => {
+                catch_up(t, vault, dev).await?;
+                if dev.with(|d| d.group_of(key(conversation))).is_none() {
+                    return Err(Error::Mls(MlsError::Protocol(format!(
+                        "the conversation with {peer} has moved to MLS, and this device could not join it yet; try again"
+                    )))
+                    .into());
+                }
+            }
+            Err(e) if is::<T>(&e, ErrorCode::NotFound) => {
+                let info = t.call::<GetUser>(&GetUser::path(&[peer]), None).await?;
+                return Ok(if info.signing_key.is_some() {
+                    DirectRoute::Move(conversation)
+                } else {
+                    DirectRoute::V1(conversation)
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let group = group_of::<T, D>(dev, conversation)?;
+    let peer_in =
+        dev.with(|d| d.members(&group)).map_err(Error::from)?.iter().any(|m| m.user == peer.as_str());
+    if !peer_in {
+        match add_devices_of(t, vault, dev, conversation, peer).await {
+            // The peer has no device to bring in yet, and was asked often: the next send asks
+            // again. The message still goes; their next device joins by itself.
+            Err(e) if is::<T>(&e, ErrorCode::RateLimited) => {}
+            other => other?,
+        }
+    }
+    Ok(DirectRoute::Mls(conversation))
+}
+
+/// Brings every device `user` has into a group they are a member of already (a direct
+/// conversation's peer).
+async fn add_devices_of<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    conversation: ConversationId,
+    user: &Username,
+) -> Result<(), T::Error> {
+    pin_users(t, vault, &[user.to_string()]).await?;
+    let req = ClaimKeyPackagesRequest { users: vec![user.clone()] };
+    let claimed = t.call::<ClaimKeyPackages>(ClaimKeyPackages::PATH, Some(&req)).await?;
+    let add: Vec<Invitee> = claimed
+        .users
+        .into_iter()
+        .filter(|u| !u.key_packages.is_empty())
+        .map(|u| Invitee {
+            user: u.user.to_string(),
+            key_packages: u.key_packages.into_iter().map(|k| k.key_package.into_bytes()).collect(),
+        })
+        .collect();
+    if !add.is_empty() {
+        change(t, vault, dev, conversation, Changes { add, ..Changes::default() }).await?;
+    }
+    Ok(())
+}
+
+/// Moves the direct conversation with `peer` to MLS: a group of the two users (both admins)
+/// with this device in it, attached to the conversation at the relay. Returns the introduction
+/// the caller sends as a version 1 message before anything else (an `Upgrade` payload: this
+/// user's signing key, authenticated by the pair key, and the group), after which [`direct`]
+/// brings in the peer's devices. `None` when the peer (or another device of this user) moved
+/// it first: [`direct`] joins theirs.
+pub async fn move_direct<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    conversation: ConversationId,
+    peer: &Username,
+) -> Result<Option<Payload>, T::Error> {
+    let (me, signing) = vault
+        .with(|v| (v.username().to_string(), v.signing_key().map(|s| s.public_key())))
+        .ok_or_else(signed_out::<T>)?;
+    let signing =
+        signing.ok_or(Error::Mls(MlsError::Protocol("this device is not set up for MLS".into())))?;
+    let (group, info) = dev.with(|d| d.create_group(&[me, peer.to_string()])).map_err(Error::from)?;
+    dev.save()?;
+    let req =
+        CreateGroupRequest { group_id: GroupId(group), device: device_of(dev), group_info: mls_bytes(info)? };
+    match t.call::<MoveToMls>(&MoveToMls::path(&[&conversation]), Some(&req)).await {
+        Ok(_) => {
+            dev.with(|d| {
+                let furthest = d.groups().values().map(|g| g.cursor).max().unwrap_or(0);
+                d.set_conversation(&group, key(conversation))?;
+                d.advance_cursor(&group, furthest)
+            })
+            .map_err(Error::from)?;
+            dev.save()?;
+            Ok(Some(Payload::Upgrade { signing_key: signing, group_id: group }))
+        }
+        Err(e) if is::<T>(&e, ErrorCode::Conflict) => {
+            dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
+            dev.save()?;
+            Ok(None)
+        }
+        Err(e) => {
+            dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
+            dev.save()?;
+            Err(e)
+        }
+    }
 }

@@ -304,6 +304,29 @@ impl Vault {
             Some(_) => Err(Error::SigningKeyChanged(user.clone())),
             None => {
                 pin.signing_key = Some(signing);
+                // A verification compared the version 1 number, which did not cover this key:
+                // only the peer's introduction (sealed under the verified key) carries it over.
+                pin.verified = false;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Pins the signing key `peer` introduced in a version 1 message (an `Upgrade` payload,
+    /// sealed under their pinned X25519 key, so as authentic as it): a verified peer stays
+    /// verified. `Ok(true)` when a pin was added (the caller saves the backup); a key other
+    /// than the one already pinned is refused.
+    pub fn pin_introduced_key(
+        &mut self,
+        peer: &Username,
+        signing: sealroom_crypto::SigningPublic,
+    ) -> Result<bool, Error> {
+        let pin = self.contents.pins.get_mut(peer.as_str()).ok_or(Error::UnknownPeer(peer.clone()))?;
+        match pin.signing_key {
+            Some(k) if k == signing => Ok(false),
+            Some(_) => Err(Error::SigningKeyChanged(peer.clone())),
+            None => {
+                pin.signing_key = Some(signing);
                 Ok(true)
             }
         }

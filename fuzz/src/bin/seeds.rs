@@ -91,6 +91,10 @@ fn payloads() -> Vec<Payload> {
             mime: "image/jpeg".into(),
         }),
         Payload::GroupName("Ünïcode team ✓".into()),
+        Payload::Upgrade {
+            signing_key: sealroom_crypto::SigningSecret::from_seed([9; 32]).public_key(),
+            group_id: [0xab; 16],
+        },
     ]
 }
 
@@ -346,6 +350,7 @@ fn main() {
                 36,
                 &GroupState {
                     conversation: conv,
+                    kind: sealroom_protocol::ConversationKind::Direct,
                     group_id: GroupId([6; 16]),
                     epoch: 2,
                     members: vec![GroupMember { user: name("alice"), admin: true }],

@@ -146,8 +146,8 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
     let backup = me["key_backup"].as_str().unwrap().to_owned();
     use endpoint::{
         AppendToGroup, Archive, ArchiveMessages, ArchivedHistory, ClaimKeyPackages, CreateGroup,
-        DeleteArchive, Devices, GetGroup, GetGroupInfo, GroupLog, Groups, LeaveGroup, PublishSigningKey,
-        RegisterDevice, RemoveDevice, UploadKeyPackages, Welcomes, WelcomesTaken,
+        DeleteArchive, Devices, GetGroup, GetGroupInfo, GroupLog, Groups, LeaveGroup, MoveToMls,
+        PublishSigningKey, RegisterDevice, RemoveDevice, UploadKeyPackages, Welcomes, WelcomesTaken,
     };
     use endpoint::{
         BlobInfo, Block, Blocks, ChangePassword, Clear, Conversations, DeleteBlob, DownloadBlob, GetMe,
@@ -225,6 +225,16 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
             json(format!(
                 r#"{{"group_id":"{}","device":"{device}","group_info":"{}"}}"#,
                 b64(&[9; 16]),
+                b64(&new_group_info)
+            )),
+        )
+        .other(404, Some("not_found"))
+        .right(201, None),
+        probe::<MoveToMls>(
+            MoveToMls::path(&[&conversation]),
+            json(format!(
+                r#"{{"group_id":"{}","device":"{device}","group_info":"{}"}}"#,
+                b64(&[8; 16]),
                 b64(&new_group_info)
             )),
         )

@@ -212,3 +212,67 @@ fn five_users_with_two_devices_each_share_a_group_from_the_cli() {
     d.ok("erin", 'a', &["archive", "on"]);
     assert!(d.history("erin", 'a', g).is_empty(), "nothing kept from before");
 }
+
+/// The one file named `name` under `dir` (the CLI keeps `<state dir>/<relay>/<user>.mls`).
+fn find_file(dir: &std::path::Path, name: &str) -> PathBuf {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == name) {
+                found.push(path);
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "one {name} under {}: {found:?}", dir.display());
+    found.remove(0)
+}
+
+/// Forward secrecy shown on the CLI's own file: once bob's device has read a message, its
+/// `.mls` file as stored on disk no longer decrypts that message, even for someone who also
+/// has bob's password and the relay's whole database. A copy of the file from before the read
+/// still does, so the test can fail.
+#[test]
+fn a_device_file_on_disk_cannot_decrypt_a_message_it_has_already_read() {
+    let server = TestServer::start();
+    let d = Devices { server: &server, root: tempfile::tempdir().unwrap() };
+    for user in ["alice", "bob"] {
+        d.ok(user, 'a', &["register"]);
+    }
+    let created = d.ok("alice", 'a', &["group", "create", "Short-lived", "--member", "bob"]);
+    let g = created.lines().last().unwrap().to_owned();
+    let conversation = sealroom_protocol::ConversationId(g[1..].parse().unwrap());
+    assert!(has(&d.read("bob", 'a'), "[named the group: Short-lived]"));
+    let file = find_file(&d.dir("bob", 'a'), "bob.mls");
+    let before = std::fs::read(&file).unwrap();
+
+    d.ok("alice", 'a', &["send", &g, "read once, then gone"]);
+    // The message as the relay stores it: the newest application message of the group.
+    let rows = server.sql_rows(&format!(
+        "SELECT hex(data) FROM group_log WHERE conversation_id = {} AND content_type = 1 \
+         ORDER BY seq DESC LIMIT 1",
+        conversation.0
+    ));
+    let entry = hex::decode(&rows[0]).unwrap();
+    assert_eq!(d.read("bob", 'a'), ["read once, then gone"]);
+    let after = std::fs::read(&file).unwrap();
+    assert!(!after.windows(b"read once".len()).any(|w| w == b"read once"), "no plaintext in the device file");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let thief = rt.block_on(server.client().login("bob", &password("bob"))).unwrap();
+    let read = |bytes: &[u8]| thief.read_with_device_file(bytes, conversation, &entry).unwrap();
+    assert_eq!(
+        read(&before),
+        Some(sealroom_session::Payload::Text("read once, then gone".into())),
+        "the state from before the read decrypts it"
+    );
+    assert_eq!(read(&after), None, "the state after the read keeps no key for it");
+
+    // Nor after the epoch moves on (bob's device updates its keys).
+    d.ok("bob", 'a', &["group", "update", &g]);
+    d.read("alice", 'a');
+    assert_eq!(read(&std::fs::read(&file).unwrap()), None);
+}

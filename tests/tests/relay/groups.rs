@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sealroom_client::{EventKind, GroupEvent, Session};
+use sealroom_client::{EventKind, GroupEvent, Sent, Session};
 use sealroom_protocol::{ErrorCode, ServerFrame};
 use sealroom_session::Payload;
 use sealroom_tests::TestServer;
@@ -647,4 +647,111 @@ async fn bad_group_input_gets_stable_codes_and_changes_nothing() {
     assert_eq!(alice.group(group).await.unwrap(), state);
     assert_eq!(archived().await, archive_before);
     assert_eq!(texts(&bob.sync_groups().await.unwrap()), [pair("alice", "kept safe")]);
+}
+
+/// A direct conversation moves to MLS (issue 13) when both users can: version 1 while the
+/// peer has never had an MLS device; then the first message moves it, in the same conversation:
+/// the sender's introduction goes as a last version 1 message (so the peer's verified mark
+/// carries over to the signing key it introduces), the peer's devices are brought in, and the
+/// message and every later one, both ways, go in MLS. A signing key learnt from the directory
+/// instead leaves a verified peer unverified. The relay keeps the conversation to its two users.
+#[tokio::test]
+async fn a_direct_conversation_moves_to_mls_when_both_can() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    alice.mls_start().await.unwrap();
+    let sent = alice.send_to("bob", &text("v1 hello"), false).await.unwrap();
+    assert!(matches!(sent, Sent::V1(_)), "bob has no MLS device yet: {sent:?}");
+    let conversation = alice.existing_conversation("bob").await.unwrap();
+    let history = bob.history("alice", 10).await.unwrap();
+    assert_eq!(history.iter().map(|m| m.payload.clone()).collect::<Vec<_>>(), [text("v1 hello")]);
+    bob.mark_verified("alice").await.unwrap();
+    alice.mark_verified("bob").await.unwrap();
+
+    bob.mls_start().await.unwrap();
+    let sent = alice.send_to("bob", &text("forward-secret hello"), false).await.unwrap();
+    let Sent::Mls(moved, _) = sent else { panic!("both can: {sent:?}") };
+    assert_eq!(moved, conversation, "the same conversation, moved");
+
+    // Bob reads the introduction in the version 1 history, where the move happened...
+    let history = bob.history("alice", 10).await.unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(matches!(history[1].payload, Payload::Upgrade { .. }), "{history:?}");
+    assert_eq!(
+        sealroom_client::payload_text(&history[1].payload),
+        "[moved to forward-secret encryption (MLS)]"
+    );
+    let pin = &bob.pins()["alice"];
+    assert!(pin.signing_key.is_some() && pin.verified, "introduced, so still verified");
+    // ...while alice learnt bob's signing key from the directory: she verifies again.
+    let pin = &alice.pins()["bob"];
+    assert!(pin.signing_key.is_some() && !pin.verified, "the directory's key is not what she verified");
+
+    // Then the MLS message, and his answer goes in MLS as well.
+    let b = bob.sync_groups().await.unwrap();
+    assert_eq!(texts(&b), [pair("alice", "forward-secret hello")]);
+    assert!(refused(&b).is_empty(), "{b:?}");
+    let sent = bob.send_to("alice", &text("and back"), false).await.unwrap();
+    assert!(matches!(sent, Sent::Mls(c, _) if c == conversation), "{sent:?}");
+    assert_eq!(texts(&alice.sync_groups().await.unwrap()), [pair("bob", "and back")]);
+    assert_eq!(bob.history("alice", 10).await.unwrap().len(), 2, "nothing more in version 1");
+
+    // Bob's second device joins by itself.
+    let mut bob2 = second_device(&server, "bob").await;
+    bob2.sync_groups().await.unwrap();
+    alice.send_to("bob", &text("to both of bob's"), false).await.unwrap();
+    assert_eq!(texts(&bob2.sync_groups().await.unwrap()), [pair("alice", "to both of bob's")]);
+
+    // The relay keeps it to the two of them, both admins, and neither leaves it.
+    let state = alice.group(conversation).await.unwrap();
+    assert_eq!(state.kind, sealroom_protocol::ConversationKind::Direct);
+    let members: Vec<(String, bool)> = state.members.iter().map(|m| (m.user.to_string(), m.admin)).collect();
+    assert_eq!(members, [("alice".into(), true), ("bob".into(), true)]);
+    let code = |e: &sealroom_client::ClientError| match e {
+        sealroom_client::ClientError::Api(a) => Some(a.error),
+        _ => None,
+    };
+    let mut carol = server.register("carol").await;
+    carol.mls_start().await.unwrap();
+    let err = alice.add_members(conversation, &["carol"]).await.unwrap_err();
+    assert_eq!(code(&err), Some(ErrorCode::InvalidField), "{err}");
+    let err = bob.leave_group(conversation).await.unwrap_err();
+    assert_eq!(code(&err), Some(ErrorCode::InvalidField), "{err}");
+    assert!(carol.groups().await.unwrap().is_empty());
+    // Alice's second device joins it by itself and sends in it.
+    let mut alice2 = second_device(&server, "alice").await;
+    let sent = alice2.send_to("bob", &text("from alice's second device"), false).await.unwrap();
+    assert!(matches!(sent, Sent::Mls(c, _) if c == conversation), "{sent:?}");
+    assert_eq!(
+        texts(&bob.sync_groups().await.unwrap()).last(),
+        Some(&pair("alice", "from alice's second device"))
+    );
+
+    // Moving it again is a conflict; carol cannot move it at all, nor a group.
+    let device = alice2.device_id().await.unwrap();
+    let body = |group_id: &str| {
+        format!(r#"{{"group_id":"{group_id}","device":"{device}","group_info":"AAEABA=="}}"#)
+    };
+    let url = |c: sealroom_protocol::ConversationId| format!("{}/api/conversations/{c}/group", server.url);
+    let post = |url: String, token: String, body: String| async move {
+        sealroom_tests::raw(reqwest::Method::POST, &url, Some(&token), Some(("application/json", &body)))
+            .await
+    };
+    let (status, v, _) =
+        post(url(conversation), alice2.token().into(), body("AAAAAAAAAAAAAAAAAAAAAA==")).await;
+    assert_eq!((status.as_u16(), v["error"].as_str()), (409, Some("conflict")), "{v}");
+    let carol_device = carol.device_id().await.unwrap();
+    let carol_body = body("AQEBAQEBAQEBAQEBAQEBAQ==").replace(&device.to_string(), &carol_device.to_string());
+    let (status, v, _) = post(url(conversation), carol.token().into(), carol_body.clone()).await;
+    assert_eq!((status.as_u16(), v["error"].as_str()), (404, Some("not_found")), "{v}");
+    let group = carol.create_group(&[]).await.unwrap();
+    let (status, v, _) = post(url(group), carol.token().into(), carol_body).await;
+    assert_eq!(
+        (status.as_u16(), v["error"].as_str()),
+        (404, Some("not_found")),
+        "a group is not direct: {v}"
+    );
+    let state = alice.group(conversation).await.unwrap();
+    assert_eq!(state.members.len(), 2, "nothing changed");
 }

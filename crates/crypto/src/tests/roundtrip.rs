@@ -40,6 +40,7 @@ fn message_round_trip_and_every_tamper_fails() {
         Payload::Text(String::new()),
         Payload::File(file_ref()),
         Payload::GroupName("Ünïcode team ✓".into()),
+        Payload::Upgrade { signing_key: SigningSecret::generate().unwrap().public_key(), group_id: [7; 16] },
     ] {
         let env = seal_message(&key, &ap, &bp, &header, &payload).unwrap();
         let opened = open_message(&b.pair_key(&ap).unwrap(), &ap, &bp, &env).unwrap();
@@ -592,4 +593,29 @@ fn backup_version_2_records_round_trip_and_mixed_pins_resolve() {
     ] {
         assert!(BackupContents::decode(&bad).is_err());
     }
+}
+
+/// The upgrade introduction is exactly 49 bytes, and its key must be a valid Ed25519 point.
+#[test]
+fn an_upgrade_introduction_holds_one_valid_key_and_a_group_id() {
+    let key = SigningSecret::from_seed([9; 32]).public_key();
+    let payload = Payload::Upgrade { signing_key: key, group_id: [0xab; 16] };
+    let bytes = payload.encode().unwrap();
+    let mut expected = vec![0x03];
+    expected.extend_from_slice(key.as_bytes());
+    expected.extend_from_slice(&[0xab; 16]);
+    assert_eq!(bytes, expected);
+    assert_eq!(Payload::decode(&bytes).unwrap(), payload);
+    assert!(Payload::decode(&bytes[..48]).is_err(), "cut short");
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(Payload::decode(&trailing).is_err(), "trailing byte");
+    // Not a point on the curve (y = 2 has no x): refused.
+    let mut bad = bytes;
+    bad[1..33].copy_from_slice(&{
+        let mut y = [0u8; 32];
+        y[0] = 2;
+        y
+    });
+    assert_eq!(Payload::decode(&bad).unwrap_err(), Error::Malformed("payload signing key"));
 }

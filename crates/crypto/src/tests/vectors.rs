@@ -84,6 +84,17 @@ fn message_inputs() -> Vec<MessageInput> {
             [0x33; 24],
         ),
         (
+            "upgrade introduction (version 2), alice to bob: her Ed25519 key and the MLS group",
+            true,
+            Payload::Upgrade {
+                signing_key: SigningSecret::from_seed(arr32(&json!(ED_A_SEED))).public_key(),
+                group_id: [0x5a; 16],
+            },
+            [0x03; 16],
+            1_732_001_000_000,
+            [0x55; 24],
+        ),
+        (
             "text of 300 bytes: the 512-byte bucket",
             true,
             Payload::Text("x".repeat(300)),
@@ -148,7 +159,13 @@ fn generate() -> Value {
                    "recipient_public_hex": hx(r.as_bytes()), "client_msg_id_hex": hx(id), "sent_at_ms": at,
                    "nonce_hex": hx(nonce), "aad_hex": hx(&aad), "plaintext_hex": hx(&plaintext),
                    "padded_hex": hx(&padded), "ciphertext_hex": hx(&env[ENVELOPE_HEADER_LEN..]),
-                   "envelope_hex": hx(&env)})
+                   "envelope_hex": hx(&env),
+                   "upgrade": match &payload {
+                       Payload::Upgrade { signing_key, group_id } => Some(json!({
+                           "signing_seed_hex": ED_A_SEED, "signing_public_hex": hx(signing_key.as_bytes()),
+                           "group_id_hex": hx(group_id)})),
+                       _ => None,
+                   }})
         })
         .collect();
 
