@@ -245,18 +245,47 @@ pub async fn create_group<T: Transport, V: VaultCell, D: DeviceCell>(
     let req =
         CreateGroupRequest { group_id: GroupId(group), device: device_of(dev), group_info: mls_bytes(info)? };
     let state = t.call::<CreateGroup>(CreateGroup::PATH, Some(&req)).await?;
-    dev.with(|d| {
-        // The new group has nothing in the log yet: its cursor starts where the others are.
-        let furthest = d.groups().values().map(|g| g.cursor).max().unwrap_or(0);
-        d.set_conversation(&group, key(state.conversation))?;
-        d.advance_cursor(&group, furthest)
-    })
-    .map_err(Error::from)?;
-    dev.save()?;
+    adopt_new_group::<T, D>(dev, &group, state.conversation)?;
     if !members.is_empty() {
         add_members(t, vault, dev, state.conversation, members, now_ms).await?;
     }
     Ok(state.conversation)
+}
+
+/// Records a group this device just made as `conversation`'s: it has nothing in the log yet,
+/// so its cursor starts where the device's other groups are.
+fn adopt_new_group<T: Transport, D: DeviceCell>(
+    dev: &D,
+    group: &mls::GroupId,
+    conversation: ConversationId,
+) -> Result<(), T::Error> {
+    dev.with(|d| {
+        let furthest = d.groups().values().map(|g| g.cursor).max().unwrap_or(0);
+        d.set_conversation(group, key(conversation))?;
+        d.advance_cursor(group, furthest)
+    })
+    .map_err(Error::from)?;
+    dev.save()?;
+    Ok(())
+}
+
+/// `users` pinned, with a key package for each of their devices (claimed at the relay).
+async fn invitees<T: Transport, V: VaultCell>(
+    t: &T,
+    vault: &V,
+    users: &[Username],
+) -> Result<Vec<Invitee>, T::Error> {
+    pin_users(t, vault, &users.iter().map(|u| u.to_string()).collect::<Vec<_>>()).await?;
+    let req = ClaimKeyPackagesRequest { users: users.to_vec() };
+    let claimed = t.call::<ClaimKeyPackages>(ClaimKeyPackages::PATH, Some(&req)).await?;
+    Ok(claimed
+        .users
+        .into_iter()
+        .map(|u| Invitee {
+            user: u.user.to_string(),
+            key_packages: u.key_packages.into_iter().map(|k| k.key_package.into_bytes()).collect(),
+        })
+        .collect())
 }
 
 /// Adds users (with every device they have) to a group: admins only. The group's name, when
@@ -269,18 +298,7 @@ pub async fn add_members<T: Transport, V: VaultCell, D: DeviceCell>(
     users: &[Username],
     now_ms: u64,
 ) -> Result<AppendedEntry, T::Error> {
-    let names: Vec<String> = users.iter().map(|u| u.to_string()).collect();
-    pin_users(t, vault, &names).await?;
-    let req = ClaimKeyPackagesRequest { users: users.to_vec() };
-    let claimed = t.call::<ClaimKeyPackages>(ClaimKeyPackages::PATH, Some(&req)).await?;
-    let add = claimed
-        .users
-        .into_iter()
-        .map(|u| Invitee {
-            user: u.user.to_string(),
-            key_packages: u.key_packages.into_iter().map(|k| k.key_package.into_bytes()).collect(),
-        })
-        .collect();
+    let add = invitees(t, vault, users).await?;
     let added = change(t, vault, dev, conversation, Changes { add, ..Changes::default() }).await?;
     // The name is an application message: new members can read it only from one sent now.
     if let Some(name) = group_name(t, vault, dev, conversation).await? {
@@ -1051,19 +1069,8 @@ async fn add_devices_of<T: Transport, V: VaultCell, D: DeviceCell>(
     conversation: ConversationId,
     user: &Username,
 ) -> Result<(), T::Error> {
-    pin_users(t, vault, &[user.to_string()]).await?;
-    let req = ClaimKeyPackagesRequest { users: vec![user.clone()] };
-    let claimed = t.call::<ClaimKeyPackages>(ClaimKeyPackages::PATH, Some(&req)).await?;
-    let add: Vec<Invitee> = claimed
-        .users
-        .into_iter()
-        .filter(|u| !u.key_packages.is_empty())
-        .map(|u| Invitee {
-            user: u.user.to_string(),
-            key_packages: u.key_packages.into_iter().map(|k| k.key_package.into_bytes()).collect(),
-        })
-        .collect();
-    if !add.is_empty() {
+    let add = invitees(t, vault, std::slice::from_ref(user)).await?;
+    if add.iter().any(|i| !i.key_packages.is_empty()) {
         change(t, vault, dev, conversation, Changes { add, ..Changes::default() }).await?;
     }
     Ok(())
@@ -1093,13 +1100,7 @@ pub async fn move_direct<T: Transport, V: VaultCell, D: DeviceCell>(
         CreateGroupRequest { group_id: GroupId(group), device: device_of(dev), group_info: mls_bytes(info)? };
     match t.call::<MoveToMls>(&MoveToMls::path(&[&conversation]), Some(&req)).await {
         Ok(_) => {
-            dev.with(|d| {
-                let furthest = d.groups().values().map(|g| g.cursor).max().unwrap_or(0);
-                d.set_conversation(&group, key(conversation))?;
-                d.advance_cursor(&group, furthest)
-            })
-            .map_err(Error::from)?;
-            dev.save()?;
+            adopt_new_group::<T, D>(dev, &group, conversation)?;
             Ok(Some(Payload::Upgrade { signing_key: signing, group_id: group }))
         }
         Err(e) if is::<T>(&e, ErrorCode::Conflict) => {

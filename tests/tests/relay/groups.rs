@@ -741,6 +741,11 @@ async fn a_direct_conversation_moves_to_mls_when_both_can() {
     let (status, v, _) =
         post(url(conversation), alice2.token().into(), body("AAAAAAAAAAAAAAAAAAAAAA==")).await;
     assert_eq!((status.as_u16(), v["error"].as_str()), (409, Some("conflict")), "{v}");
+    let not_group_info = body("AgICAgICAgICAgICAgICAg==").replace("AAEABA==", "AAEAAg==");
+    let (status, v, _) = post(url(conversation), alice2.token().into(), not_group_info).await;
+    assert_eq!((status.as_u16(), v["error"].as_str()), (400, Some("invalid_field")), "{v}");
+    let (status, v, _) = post(url(conversation), alice2.token().into(), "{}".into()).await;
+    assert_eq!(status.as_u16(), 400, "a body without its fields: {v}");
     let carol_device = carol.device_id().await.unwrap();
     let carol_body = body("AQEBAQEBAQEBAQEBAQEBAQ==").replace(&device.to_string(), &carol_device.to_string());
     let (status, v, _) = post(url(conversation), carol.token().into(), carol_body.clone()).await;
