@@ -23,6 +23,25 @@ pub enum Sent {
     Mls(ConversationId, AppendedEntry),
 }
 
+/// A message of a direct conversation's history ([`Session::direct_history`]).
+#[derive(Debug, Clone)]
+pub enum DirectMessage {
+    /// A version 1 message.
+    V1(crate::Message),
+    /// A message in the conversation's MLS group, as the user's archive keeps it.
+    Mls(ConversationId, ArchivedMessage),
+}
+
+impl DirectMessage {
+    /// When the sender says it was sent (Unix ms, authenticated).
+    pub fn sent_ms(&self) -> u64 {
+        match self {
+            DirectMessage::V1(m) => m.sent_at_ms,
+            DirectMessage::Mls(_, m) => m.sent_ms,
+        }
+    }
+}
+
 /// This device's MLS state, saved sealed to its file (none: kept in memory only).
 pub(crate) struct NativeDevice {
     device: Mutex<MlsDevice>,
@@ -198,25 +217,102 @@ impl Session {
     }
 
     /// Sends to `peer` in your direct conversation, forward-secret when you both can: in its
-    /// MLS group (moving it there first: the introduction goes as a last version 1 message,
-    /// then the peer's devices are brought in); as version 1 while the peer has never had a
-    /// device that speaks MLS (a browser before issue 14).
+    /// MLS group (moving it there first), else as version 1 (see [`route_to`](Self::route_to)).
     pub async fn send_to(&mut self, peer: &str, payload: &Payload, accept_new_key: bool) -> Result<Sent> {
+        match self.route_to(peer, accept_new_key).await? {
+            DirectRoute::Mls(c) => Ok(Sent::Mls(c, self.send_group(c, payload).await?)),
+            _ => Ok(Sent::V1(self.send_payload(peer, payload, accept_new_key).await?)),
+        }
+    }
+
+    /// Uploads the file at `path` and sends it to `peer`, the way [`send_to`](Self::send_to)
+    /// sends a message.
+    pub async fn send_file_to(
+        &mut self,
+        peer: &str,
+        path: &std::path::Path,
+        accept_new_key: bool,
+    ) -> Result<Sent> {
+        match self.route_to(peer, accept_new_key).await? {
+            DirectRoute::Mls(c) => Ok(Sent::Mls(c, self.send_group_file(c, path).await?)),
+            _ => Ok(Sent::V1(self.send_file(peer, path, accept_new_key).await?)),
+        }
+    }
+
+    /// How the next message to `peer` goes: in the direct conversation's MLS group (moving it
+    /// there first when both users can: the introduction goes as a last version 1 message,
+    /// then the peer's devices are brought in), or as version 1 while the peer has never had
+    /// a device that speaks MLS (a browser before issue 14). Never [`DirectRoute::Move`].
+    pub async fn route_to(&mut self, peer: &str, accept_new_key: bool) -> Result<DirectRoute> {
         let peer = crate::parse(peer)?;
         for _ in 0..3 {
             match group_flow!(self, direct(&peer))? {
-                DirectRoute::V1(_) => {
-                    return Ok(Sent::V1(self.send_payload(peer.as_str(), payload, accept_new_key).await?))
-                }
-                DirectRoute::Mls(c) => return Ok(Sent::Mls(c, self.send_group(c, payload).await?)),
                 DirectRoute::Move(c) => {
                     if let Some(introduction) = group_flow!(self, move_direct(c, &peer))? {
                         self.send_payload(peer.as_str(), &introduction, accept_new_key).await?;
                     }
                 }
+                route => return Ok(route),
             }
         }
         Err(ClientError::Protocol(format!("the conversation with {peer} kept changing; try again")))
+    }
+
+    /// The newest `limit` messages with `peer`, oldest first: the version 1 history merged,
+    /// by the senders' authenticated clocks, with what the history archive keeps of the
+    /// conversation since it moved to MLS (the `Upgrade` introduction marks where). Without
+    /// the archive (strict forward secrecy) only the version 1 part.
+    pub async fn direct_history(&mut self, peer: &str, limit: u32) -> Result<Vec<DirectMessage>> {
+        let v1 = self.history(peer, limit).await?;
+        let conversation = self.existing_conversation(peer).await?;
+        let archived = if self.vault.archive_key().is_some() {
+            if self.vault.signing_key().is_some() {
+                // This device's own reading goes to the archive first.
+                self.sync_groups().await?;
+            }
+            self.archived_latest(conversation, limit).await?
+        } else {
+            Vec::new()
+        };
+        let mut all: Vec<DirectMessage> = v1.into_iter().map(DirectMessage::V1).collect();
+        all.extend(archived.into_iter().map(|m| DirectMessage::Mls(conversation, m)));
+        // Stable: at equal times the version 1 message (the introduction) stays first.
+        all.sort_by_key(DirectMessage::sent_ms);
+        let skip = all.len().saturating_sub(limit as usize);
+        Ok(all.split_off(skip))
+    }
+
+    /// Whether the direct conversation with `peer` has moved to MLS (`not_found` when there
+    /// is no conversation).
+    pub async fn direct_moved(&self, peer: &str) -> Result<bool> {
+        let conversation = self.existing_conversation(peer).await?;
+        match self.group(conversation).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Api(e)) if e.error == sealroom_protocol::ErrorCode::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The newest `limit` messages of a conversation in the user's history archive, oldest
+    /// first (read page by page).
+    pub async fn archived_latest(
+        &mut self,
+        group: ConversationId,
+        limit: u32,
+    ) -> Result<Vec<ArchivedMessage>> {
+        let mut messages = Vec::new();
+        let mut before = None;
+        while (messages.len() as u32) < limit {
+            let want = (limit - messages.len() as u32).min(sealroom_protocol::MAX_ARCHIVE_PAGE);
+            let (mut page, more) = self.archived_history(group, before, Some(want)).await?;
+            before = page.first().map(|m| m.seq);
+            page.append(&mut messages);
+            messages = page;
+            if !more {
+                break;
+            }
+        }
+        Ok(messages)
     }
 
     /// Reads everything new in this device's groups, in log order.
@@ -302,7 +398,6 @@ impl Session {
         before: Option<u64>,
         limit: Option<u32>,
     ) -> Result<(Vec<ArchivedMessage>, bool)> {
-        self.mls_start().await?;
         let t = Http { client: &self.client, token: Some(&self.token) };
         let cell = Mutex::new(&mut self.vault);
         flows::archived(&t, &cell, group, before, limit).await

@@ -40,7 +40,7 @@ use serde::de::DeserializeOwned;
 pub use conn::Connection;
 pub use error::ClientError;
 pub use files::{check_limits, guess_mime, Upload};
-pub use groups::Sent;
+pub use groups::{DirectMessage, Sent};
 pub use sealroom_session::groups::{ArchivedMessage, EventKind, GroupEvent};
 
 /// Result alias.

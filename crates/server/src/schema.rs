@@ -50,6 +50,7 @@ diesel::table! {
         pinned -> Bool,
         hidden -> Bool,
         admin -> Bool,
+        archive_cleared_up_to -> BigInt,
     }
 }
 

@@ -1059,6 +1059,7 @@ pub fn clear(
                 .set(members::cleared_up_to.eq(up_to))
                 .execute(conn)?;
         }
+        clear_archive(conn, m, for_all)?;
         let floor: Option<MessageId> = members::table
             .filter(members::conversation_id.eq(m.conversation_id))
             .select(diesel::dsl::min(members::cleared_up_to))
@@ -1092,6 +1093,48 @@ pub fn clear(
         diesel::delete(blobs::table.filter(blobs::id.eq_any(&freed))).execute(conn)?;
         Ok((up_to, freed))
     })
+}
+
+/// The history-archive half of [`clear`] (a conversation in MLS keeps its messages in its
+/// members' archives): deletes the clearing member's archived entries of the conversation (or
+/// every member's), up to the newest position any of them could still archive (the log keeps
+/// every entry until the archives have it), and marks that position so a device that reads the
+/// log late does not archive them again.
+fn clear_archive(conn: &mut SqliteConnection, m: &MemberRow, for_all: bool) -> StoreResult<()> {
+    use crate::schema::{archive, group_log};
+    let in_log: Option<i64> = group_log::table
+        .filter(group_log::conversation_id.eq(m.conversation_id))
+        .select(diesel::dsl::max(group_log::seq))
+        .get_result(conn)?;
+    let archived: Option<i64> = archive::table
+        .filter(archive::conversation_id.eq(m.conversation_id))
+        .select(diesel::dsl::max(archive::seq))
+        .get_result(conn)?;
+    let Some(head) = in_log.max(archived) else { return Ok(()) };
+    let whose: Vec<UserId> = if for_all {
+        members::table
+            .filter(members::conversation_id.eq(m.conversation_id))
+            .select(members::user_id)
+            .load(conn)?
+    } else {
+        vec![m.user_id]
+    };
+    diesel::update(
+        members::table
+            .filter(members::conversation_id.eq(m.conversation_id))
+            .filter(members::user_id.eq_any(&whose))
+            .filter(members::archive_cleared_up_to.lt(head)),
+    )
+    .set(members::archive_cleared_up_to.eq(head))
+    .execute(conn)?;
+    diesel::delete(
+        archive::table
+            .filter(archive::conversation_id.eq(m.conversation_id))
+            .filter(archive::user_id.eq_any(&whose))
+            .filter(archive::seq.le(head)),
+    )
+    .execute(conn)?;
+    Ok(())
 }
 
 pub fn set_flags(

@@ -747,6 +747,15 @@ pub fn archive_add(
     atomically(conn, |conn| {
         let mut added = 0;
         for e in entries {
+            // Cleared by the user (or for both) after this entry was sent: not kept again.
+            let cleared: Option<i64> = members::table
+                .find((e.conversation_id, user))
+                .select(members::archive_cleared_up_to)
+                .first(conn)
+                .optional()?;
+            if cleared.is_some_and(|c| e.seq <= c) {
+                continue;
+            }
             added += diesel::insert_into(archive::table)
                 .values((
                     archive::user_id.eq(user),

@@ -42,52 +42,87 @@ fn the_cli_session_works_end_to_end() {
     assert_eq!(ok(&server.cli("alice", "pass-phrase-a", &["unblock", "bob"])).trim(), "unblocked bob");
     assert_eq!(ok(&server.cli("alice", "pass-phrase-a", &["blocked"])).trim(), "");
 
-    // bob listens for two messages.
+    // bob listens. Both users speak MLS, so alice's first message moves their conversation
+    // there: the introduction goes as a last version 1 message, then her messages go in the
+    // group (each named `#CONVERSATION/POSITION`), which bob's device joins by its Welcome.
     let mut listener = Command::new(bin("sealroom-cli"))
-        .args(["--server", &server.url, "--user", "bob", "listen", "--count", "2", "--timeout", "30"])
+        .args(["--server", &server.url, "--user", "bob", "listen", "--count", "3", "--timeout", "30"])
         .env("SEALROOM_PASSWORD", "pass-phrase-b")
+        .env("SEALROOM_STATE_DIR", server.root.path().join("cli-state"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut said = BufReader::new(listener.stderr.take().unwrap());
     let mut ready = String::new();
-    BufReader::new(listener.stderr.take().unwrap()).read_line(&mut ready).unwrap();
+    said.read_line(&mut ready).unwrap();
     assert!(ready.starts_with("listening as bob"), "{ready}");
 
-    let id1: u64 = ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "hello bob — grüße 👋"]))
-        .trim()
-        .parse()
-        .unwrap();
-    let id2: u64 = ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "tab\there\nnewline"]))
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(id2 > id1);
+    let position = |sent: String| -> (String, u64) {
+        let (group, seq) =
+            sent.trim().strip_prefix('#').and_then(|s| s.split_once('/')).unwrap_or_else(|| {
+                panic!("a message in the conversation's MLS group is named #ID/POSITION: {sent}")
+            });
+        (group.to_owned(), seq.parse().unwrap())
+    };
+    let (group, seq1) =
+        position(ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "hello bob — grüße 👋"])));
+    let (group2, seq2) =
+        position(ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "tab\there\nnewline"])));
+    assert_eq!(group, group2, "one conversation");
+    assert!(seq2 > seq1);
     let out = listener.wait_with_output().unwrap();
     let heard = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<Vec<&str>> = heard.lines().map(|l| l.split('\t').collect()).collect();
-    assert_eq!(lines.len(), 2, "{heard}");
-    assert_eq!(lines[0][0], id1.to_string());
-    assert!(lines[0][1].ends_with('Z') && lines[0][1].contains('T'), "RFC 3339: {}", lines[0][1]);
-    assert_eq!((lines[0][2], lines[0][3]), ("alice", "hello bob — grüße 👋"));
-    assert_eq!(lines[1][3], "tab\\there\\nnewline", "one message per line");
-
-    ok(&server.cli("bob", "pass-phrase-b", &["send", "alice", "hi alice"]));
-    let history = ok(&server.cli("alice", "pass-phrase-a", &["history", "bob"]));
-    let senders: Vec<&str> = history.lines().map(|l| l.split('\t').nth(2).unwrap()).collect();
-    assert_eq!(senders, ["alice", "alice", "bob"]);
+    let mut events = String::new();
+    std::io::Read::read_to_string(&mut said, &mut events).unwrap();
+    assert_eq!(lines.len(), 3, "{heard}\n{events}");
+    assert_eq!(events.trim(), format!("#{group}: joined"), "by the Welcome");
     assert_eq!(
-        ok(&server.cli("alice", "pass-phrase-a", &["history", "bob", "--limit", "1"])).lines().count(),
-        1
+        (lines[0][2], lines[0][3]),
+        ("alice", "[moved to forward-secret encryption (MLS)]"),
+        "{heard}"
     );
+    assert!(lines[0][0].parse::<u64>().is_ok(), "the introduction is a version 1 message: {heard}");
+    assert_eq!(lines[1][0], format!("#{group}/{seq1}"));
+    assert!(lines[1][1].ends_with('Z') && lines[1][1].contains('T'), "RFC 3339: {}", lines[1][1]);
+    assert_eq!((lines[1][2], lines[1][3]), ("alice", "hello bob — grüße 👋"));
+    assert_eq!(lines[2][0], format!("#{group}/{seq2}"));
+    assert_eq!(lines[2][3], "tab\\there\\nnewline", "one message per line");
 
-    let convs = ok(&server.cli("bob", "pass-phrase-b", &["conversations"]));
-    assert!(convs.starts_with("alice\t2\t"), "the listener acknowledged delivery, not reading: {convs}");
-    let convs_alice = ok(&server.cli("alice", "pass-phrase-a", &["conversations"]));
-    assert!(
-        convs_alice.starts_with("bob\t1\t") && convs_alice.trim_end().ends_with("hi alice"),
-        "{convs_alice}"
+    // bob's device is in the group: his reply goes there too.
+    let (group3, _) = position(ok(&server.cli("bob", "pass-phrase-b", &["send", "alice", "hi alice"])));
+    assert_eq!(group3, group);
+    // The history: the version 1 part (the introduction marks the move), then the archive's.
+    let history = ok(&server.cli("alice", "pass-phrase-a", &["history", "bob"]));
+    let rows: Vec<Vec<&str>> = history.lines().map(|l| l.split('\t').collect()).collect();
+    let senders: Vec<&str> = rows.iter().map(|r| r[2]).collect();
+    assert_eq!(senders, ["alice", "alice", "alice", "bob"], "{history}");
+    assert_eq!(rows[0][3], "[moved to forward-secret encryption (MLS)]");
+    assert_eq!((rows[1][0], rows[3][3]), (format!("#{group}/{seq1}").as_str(), "hi alice"));
+    assert_eq!(
+        ok(&server.cli("alice", "pass-phrase-a", &["history", "bob", "--limit", "1"])).trim(),
+        rows[3].join("\t"),
+        "the newest"
     );
+    // A file goes in the group too, and comes back whole from its position.
+    let file = server.root.path().join("note.txt");
+    std::fs::write(&file, "a file for bob").unwrap();
+    let (_, fseq) =
+        position(ok(&server.cli("alice", "pass-phrase-a", &["send-file", "bob", file.to_str().unwrap()])));
+    let got = server.root.path().join("got.txt");
+    let at = format!("#{group}/{fseq}");
+    assert_eq!(
+        ok(&server.cli("bob", "pass-phrase-b", &["get-file", &at, got.to_str().unwrap()])).trim(),
+        "note.txt\t14\ttext/plain"
+    );
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), "a file for bob");
+
+    // The unread count is of version 1 messages (the introduction); the last message is the
+    // newest of either kind.
+    let convs = ok(&server.cli("bob", "pass-phrase-b", &["conversations"]));
+    assert!(convs.starts_with("alice\t1\t"), "the listener acknowledged delivery, not reading: {convs}");
+    assert!(convs.trim_end().ends_with("[file note.txt (14 bytes, text/plain)]"), "{convs}");
     assert_eq!(ok(&server.cli("alice", "pass-phrase-a", &["users", "b"])).trim(), "bob");
 
     let sn_a = ok(&server.cli("alice", "pass-phrase-a", &["safety-number", "bob"]));
@@ -111,19 +146,37 @@ fn the_cli_session_works_end_to_end() {
         &[("SEALROOM_NEW_PASSWORD", "pass-phrase-a2")],
     ));
     fails(&server.cli("alice", "pass-phrase-a", &["history", "bob"]), "invalid_credentials");
-    assert_eq!(ok(&server.cli("alice", "pass-phrase-a2", &["history", "bob"])).lines().count(), 3);
+    // The archive key survives the new password.
+    assert_eq!(ok(&server.cli("alice", "pass-phrase-a2", &["history", "bob"])).lines().count(), 5);
 
+    // Clearing for both clears the archive too, and bob's device, which reads the last
+    // message only after the clear, does not archive it again.
+    let (_, last) = position(ok(&server.cli("alice", "pass-phrase-a2", &["send", "bob", "before clearing"])));
     assert_eq!(ok(&server.cli("alice", "pass-phrase-a2", &["clear", "bob", "--for-both"])).trim(), "cleared");
     assert_eq!(ok(&server.cli("bob", "pass-phrase-b", &["history", "alice"])), "");
+    assert_eq!(ok(&server.cli("alice", "pass-phrase-a2", &["history", "bob"])), "");
+    assert_eq!(
+        server.sql_rows(&format!("SELECT count(*) FROM archive WHERE seq <= {last}"))[0],
+        "0",
+        "no archived entry of the conversation is left"
+    );
+    // After the clear, the conversation goes on.
+    ok(&server.cli("alice", "pass-phrase-a2", &["send", "bob", "after clearing"]));
+    let after = ok(&server.cli("bob", "pass-phrase-b", &["history", "alice"]));
+    assert_eq!(after.lines().count(), 1, "{after}");
+    assert!(after.contains("after clearing"), "{after}");
 }
 
 #[test]
 fn the_cli_refuses_a_changed_peer_key_until_accepted() {
     let mut server = TestServer::start();
     ok(&server.cli("alice", "pass-phrase-a", &["register"]));
-    ok(&server.cli("bob", "pass-phrase-b", &["register"]));
-    ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "first"])); // pins bob's key
-                                                                          // Play a malicious relay: swap bob's identity key in the directory.
+    // bob has never had a device that speaks MLS (a browser before issue 14), so alice's
+    // messages go as version 1, sealed to his identity key.
+    tokio::runtime::Runtime::new().unwrap().block_on(server.register("bob"));
+    let first = ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", "first"])); // pins bob's key
+    assert!(first.trim().parse::<u64>().is_ok(), "version 1: {first}");
+    // Play a malicious relay: swap bob's identity key in the directory.
     server.stop();
     server.sql("UPDATE users SET identity_key = X'0900000000000000000000000000000000000000000000000000000000000000' WHERE username = 'bob'");
     server.restart();
@@ -149,7 +202,8 @@ fn the_cli_refuses_a_changed_peer_key_until_accepted() {
 fn a_rolled_back_backup_is_refused_and_the_lost_pin_shows_as_a_key_change() {
     let mut server = TestServer::start();
     ok(&server.cli("alice", "pass-phrase-a", &["register"]));
-    ok(&server.cli("bob", "pass-phrase-b", &["register"]));
+    // bob without an MLS device: alice writes to him in version 1, sealed to his identity key.
+    tokio::runtime::Runtime::new().unwrap().block_on(server.register("bob"));
     ok(&server.cli("mallory", "pass-phrase-m", &["register"]));
     server.stop();
     server.sql("CREATE TABLE saved AS SELECT key_backup FROM users WHERE username = 'alice'");
@@ -180,7 +234,7 @@ fn a_rolled_back_backup_is_refused_and_the_lost_pin_shows_as_a_key_change() {
     server.stop();
     server.sql("UPDATE users SET identity_key = (SELECT identity_key FROM bobs) WHERE username = 'bob'");
     server.start_again_same_port();
-    let history = ok(&server.cli("bob", "pass-phrase-b", &["history", "alice"]));
+    let history = ok(&server.cli("bob", "password-of-bob", &["history", "alice"]));
     assert!(history.contains("before the rollback") && !history.contains("to mallory?"), "{history}");
 }
 

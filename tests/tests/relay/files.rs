@@ -361,9 +361,10 @@ fn the_cli_sends_and_fetches_files() {
     ok(server.cli("bob", "pass-phrase-b", &["register"]));
     let bytes = pseudo_random(300_000, 13);
     let src = write(dir.path(), "photo.jpg", &bytes);
+    // Both speak MLS: the file goes in their conversation's group, named by its position.
     let id = ok(server.cli("alice", "pass-phrase-a", &["send-file", "bob", src.to_str().unwrap()]));
     let id = id.trim();
-    assert!(id.parse::<u64>().is_ok(), "prints the message id: {id}");
+    assert!(id.starts_with('#') && id.contains('/'), "prints #CONVERSATION/POSITION: {id}");
     let history = ok(server.cli("bob", "pass-phrase-b", &["history", "alice"]));
     assert!(history.contains("[file photo.jpg (300000 bytes, image/jpeg)]"), "{history}");
     let out = dir.path().join("received.jpg");
@@ -386,7 +387,18 @@ fn the_cli_sends_and_fetches_files() {
         "cannot read /nonexistent/file",
     );
     ok(server.cli("carol", "pass-phrase-c", &["register"]));
-    fail(server.cli("carol", "pass-phrase-c", &["get-file", id, "y"]), "not_found");
+    fail(server.cli("carol", "pass-phrase-c", &["get-file", id, "y"]), "no message");
+
+    // dave has never had an MLS device: to him the file goes as a version 1 message.
+    tokio::runtime::Runtime::new().unwrap().block_on(server.register("dave"));
+    let v1 = ok(server.cli("alice", "pass-phrase-a", &["send-file", "dave", src.to_str().unwrap()]));
+    let v1 = v1.trim();
+    assert!(v1.parse::<u64>().is_ok(), "prints the message id: {v1}");
+    let for_dave = dir.path().join("for-dave.jpg");
+    let line = ok(server.cli("dave", "password-of-dave", &["get-file", v1, for_dave.to_str().unwrap()]));
+    assert_eq!(line.trim_end(), "photo.jpg\t300000\timage/jpeg");
+    assert!(std::fs::read(&for_dave).unwrap() == bytes);
+    fail(server.cli("carol", "pass-phrase-c", &["get-file", v1, "y"]), "not_found");
 }
 
 #[tokio::test]

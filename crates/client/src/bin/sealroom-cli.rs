@@ -11,7 +11,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use sealroom_client::{payload_text, rfc3339, Client, ClientError, EventKind, GroupEvent, Message, Session};
+use sealroom_client::{
+    payload_text, rfc3339, ArchivedMessage, Client, ClientError, DirectMessage, EventKind, GroupEvent,
+    Message, Sent, Session,
+};
 use sealroom_crypto::Payload;
 use sealroom_protocol::{ClientFrame, ConversationId, DeviceId, ServerFrame};
 
@@ -97,7 +100,8 @@ enum Command {
         #[arg(long)]
         timeout: Option<u64>,
     },
-    /// List conversations: PEER<TAB>UNREAD<TAB>ONLINE|LAST-SEEN<TAB>LAST-MESSAGE.
+    /// List conversations: PEER<TAB>UNREAD<TAB>ONLINE|LAST-SEEN<TAB>LAST-MESSAGE (UNREAD counts
+    /// version 1 messages; LAST-MESSAGE is the newest of either kind).
     Conversations,
     /// Search users by name prefix.
     Users {
@@ -239,6 +243,14 @@ enum Target {
     Group(ConversationId),
 }
 
+/// A line for people on stderr. A closed stderr (whoever read it went away) is not worth
+/// dying for, as `eprintln!` would.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn target(s: &str) -> Result<Target, ClientError> {
     match s.strip_prefix('#') {
         Some(_) => Ok(Target::Group(group_id(s)?)),
@@ -262,7 +274,7 @@ async fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli).await {
         let line = e.to_string().replace('\n', " ");
-        eprintln!("sealroom-cli: error: {line}");
+        note!("sealroom-cli: error: {line}");
         std::process::exit(match e {
             ClientError::Usage(_) => 2,
             _ => 1,
@@ -291,6 +303,24 @@ fn print_message(out: &mut impl Write, m: &Message) -> std::io::Result<()> {
         rfc3339(sent)
     };
     writeln!(out, "{}\t{}\t{}\t{}", m.id, when, m.from, m.text())
+}
+
+/// How a sent message is named: its id, or `#CONVERSATION/POSITION` in a group's log.
+fn sent_id(sent: Sent) -> String {
+    match sent {
+        Sent::V1(id) => id.to_string(),
+        Sent::Mls(group, at) => format!("#{group}/{}", at.seq),
+    }
+}
+
+/// One message of the history archive: `#CONVERSATION/POSITION  time  sender  text`.
+fn print_archived(out: &mut impl Write, group: ConversationId, m: &ArchivedMessage) -> std::io::Result<()> {
+    let text = match &m.payload {
+        Ok(p) => payload_text(p),
+        Err(e) => format!("[cannot decrypt: {e}]"),
+    };
+    let when = rfc3339(i64::try_from(m.sent_ms).unwrap_or(i64::MAX));
+    writeln!(out, "#{group}/{}\t{when}\t{}\t{text}", m.seq, m.sender)
 }
 
 async fn run(cli: Cli) -> Result<(), ClientError> {
@@ -328,34 +358,35 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
         Command::Register | Command::Logout | Command::LogoutEverywhere => {
             return Err(ClientError::Usage("handled before the command runs".into()))
         }
-        Command::Send { peer, text, accept_new_key } => match target(&peer)? {
-            Target::Peer(peer) => {
-                let id = session.send_text(&peer, &text, accept_new_key).await?;
-                writeln!(out, "{id}").map_err(io)?;
-            }
-            Target::Group(group) => {
-                catch_up(session).await?;
-                let sent = session.send_group(group, &Payload::Text(text)).await?;
-                writeln!(out, "#{group}/{}", sent.seq).map_err(io)?;
-            }
-        },
-        Command::SendFile { peer, path, accept_new_key } => match target(&peer)? {
-            Target::Peer(peer) => {
-                let id = session.send_file(&peer, &path, accept_new_key).await?;
-                writeln!(out, "{id}").map_err(io)?;
-            }
-            Target::Group(group) => {
-                catch_up(session).await?;
-                let sent = session.send_group_file(group, &path).await?;
-                writeln!(out, "#{group}/{}", sent.seq).map_err(io)?;
-            }
-        },
+        Command::Send { peer, text, accept_new_key } => {
+            let sent = match target(&peer)? {
+                Target::Peer(peer) => {
+                    catch_up(session).await?;
+                    session.send_to(&peer, &Payload::Text(text), accept_new_key).await?
+                }
+                Target::Group(group) => {
+                    catch_up(session).await?;
+                    Sent::Mls(group, session.send_group(group, &Payload::Text(text)).await?)
+                }
+            };
+            writeln!(out, "{}", sent_id(sent)).map_err(io)?;
+        }
+        Command::SendFile { peer, path, accept_new_key } => {
+            catch_up(session).await?;
+            let sent = match target(&peer)? {
+                Target::Peer(peer) => session.send_file_to(&peer, &path, accept_new_key).await?,
+                Target::Group(group) => Sent::Mls(group, session.send_group_file(group, &path).await?),
+            };
+            writeln!(out, "{}", sent_id(sent)).map_err(io)?;
+        }
         Command::GetFile { message_id, out_path, force } => {
             let file = match message_id.split_once('/') {
                 Some((group, seq)) => {
                     let seq = seq.parse::<u64>().map_err(|_| {
                         ClientError::Usage(format!("{message_id:?}: a group message is #ID/POSITION"))
                     })?;
+                    // This device's own reading goes to the archive first.
+                    report(session.sync_groups().await?);
                     session.get_group_file(group_id(group)?, seq, &out_path, force).await?
                 }
                 None => {
@@ -370,32 +401,22 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
         }
         Command::History { peer, limit } => match target(&peer)? {
             Target::Peer(peer) => {
-                for m in session.history(&peer, limit).await? {
-                    print_message(&mut out, &m).map_err(io)?;
+                if !session.archive_on() && session.direct_moved(&peer).await? {
+                    note!("archive off: this conversation's forward-secret messages are not kept");
+                }
+                for m in session.direct_history(&peer, limit).await? {
+                    match m {
+                        DirectMessage::V1(m) => print_message(&mut out, &m),
+                        DirectMessage::Mls(group, m) => print_archived(&mut out, group, &m),
+                    }
+                    .map_err(io)?;
                 }
             }
             Target::Group(group) => {
                 // This device's own reading goes to the archive first.
                 report(session.sync_groups().await?);
-                let mut messages = Vec::new();
-                let mut before = None;
-                while (messages.len() as u32) < limit {
-                    let want = (limit - messages.len() as u32).min(sealroom_protocol::MAX_ARCHIVE_PAGE);
-                    let (mut page, more) = session.archived_history(group, before, Some(want)).await?;
-                    before = page.first().map(|m| m.seq);
-                    page.append(&mut messages);
-                    messages = page;
-                    if !more {
-                        break;
-                    }
-                }
-                for m in messages {
-                    let text = match &m.payload {
-                        Ok(p) => payload_text(p),
-                        Err(e) => format!("[cannot decrypt: {e}]"),
-                    };
-                    let when = rfc3339(i64::try_from(m.sent_ms).unwrap_or(i64::MAX));
-                    writeln!(out, "#{group}/{}\t{when}\t{}\t{text}", m.seq, m.sender).map_err(io)?;
+                for m in session.archived_latest(group, limit).await? {
+                    print_archived(&mut out, group, &m).map_err(io)?;
                 }
             }
         },
@@ -404,19 +425,38 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
             listen(session, count, timeout).await?;
         }
         Command::Conversations => {
+            // Conversations in MLS: their newest message may be in the history archive.
+            let moved: Vec<ConversationId> = if session.archive_on() {
+                session.groups().await?.into_iter().map(|g| g.conversation).collect()
+            } else {
+                Vec::new()
+            };
             for c in session.conversations().await? {
                 let presence = if c.peer_online {
                     "online".to_owned()
                 } else {
                     c.peer_last_seen.map_or_else(|| "offline".to_owned(), rfc3339)
                 };
-                let last = match &c.last_message {
+                let mut last = match &c.last_message {
                     Some(m) => match session.decrypt(m).await {
-                        Ok(d) => d.text(),
-                        Err(_) => "[cannot decrypt]".into(),
+                        Ok(d) => (d.sent_at_ms, d.text()),
+                        Err(_) => (0, "[cannot decrypt]".into()),
                     },
-                    None => String::new(),
+                    None => (0, String::new()),
                 };
+                if moved.contains(&c.id) {
+                    if let Some(m) = session.archived_latest(c.id, 1).await?.pop() {
+                        if m.sent_ms >= last.0 {
+                            last = (
+                                m.sent_ms,
+                                m.payload
+                                    .as_ref()
+                                    .map_or_else(|e| format!("[cannot decrypt: {e}]"), payload_text),
+                            );
+                        }
+                    }
+                }
+                let last = last.1;
                 writeln!(out, "{}\t{}\t{}\t{}", c.peer, c.unread, presence, last).map_err(io)?;
             }
         }
@@ -493,7 +533,7 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
 fn report(events: Vec<GroupEvent>) {
     for e in events {
         if let Some(line) = event_line(&e) {
-            eprintln!("{line}");
+            note!("{line}");
         }
     }
 }
@@ -545,7 +585,7 @@ fn print_group_messages(events: &[GroupEvent]) -> Result<u64, ClientError> {
             }
             _ => {
                 if let Some(line) = event_line(e) {
-                    eprintln!("{line}");
+                    note!("{line}");
                 }
             }
         }
@@ -646,7 +686,7 @@ async fn group_command(
 /// Prints messages addressed to this user as they arrive, acknowledging delivery.
 async fn listen(session: &mut Session, count: Option<u64>, timeout: Option<u64>) -> Result<(), ClientError> {
     let mut conn = session.connect().await?;
-    eprintln!("listening as {}", session.username());
+    note!("listening as {}", session.username());
     let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     // What the groups said while this device was away, first.
     let mut seen = print_group_messages(&maintain(session).await?)?;
@@ -668,7 +708,7 @@ async fn listen(session: &mut Session, count: Option<u64>, timeout: Option<u64>)
                         print_message(&mut out, &m).map_err(|e| ClientError::Usage(e.to_string()))?;
                         out.flush().map_err(|e| ClientError::Usage(e.to_string()))?;
                     }
-                    Err(e) => eprintln!("message {id} from {peer}: {e}"),
+                    Err(e) => note!("message {id} from {peer}: {e}"),
                 }
                 conn.send(&ClientFrame::Delivered { conversation: message.conversation, up_to: id }).await?;
                 seen += 1;

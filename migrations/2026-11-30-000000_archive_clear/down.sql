@@ -1,0 +1,1 @@
+ALTER TABLE members DROP COLUMN archive_cleared_up_to;
