@@ -29,6 +29,7 @@ commands:
   bench-mls    criterion benchmarks of group conversations on OpenMLS (native): groups of
                10/100/1,000, one add and one remove at 1,000, a message, an external join
   bench-wasm   the crypto benchmarks timed in headless Chromium
+  bench-mls-wasm  the bench-mls operations timed in headless Chromium
   bench-web    the web client with a 10,000-message conversation in headless Chromium
   bench-files  a 50 MiB attachment up and down through a release relay, with its memory
   bench-relay  Sealroom beside the minimal reference relay (sealroom-bench, release, pinned
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
             cmd("cargo", &["bench", "-p", "sealroom-session", "--features", "mls", "--bench", "mls"])
         }
         Some("bench-wasm") => bench_wasm(),
+        Some("bench-mls-wasm") => bench_mls_wasm(),
         Some("bench-web") => bench_web(),
         Some("bench-files") => bench_files(),
         Some("soak") => soak(),
@@ -234,6 +236,28 @@ fn bench_wasm() -> Result {
             "bench-wasm",
             "--test",
             "wasm_bench",
+            "--",
+            "--nocapture",
+        ],
+    )
+}
+
+fn bench_mls_wasm() -> Result {
+    setup::ensure_all()?;
+    step("MLS benchmarks in headless Chromium (release build)");
+    cmd(
+        "cargo",
+        &[
+            "test",
+            "--release",
+            "-p",
+            "sealroom-session",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--features",
+            "mls,bench-wasm",
+            "--test",
+            "wasm_mls_bench",
             "--",
             "--nocapture",
         ],

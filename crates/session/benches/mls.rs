@@ -3,48 +3,13 @@
 //! device; the creator commits the adds as one commit, as `group create --member …` does.
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly on a broken setup
 
-use std::collections::HashMap;
-
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use sealroom_crypto::{Payload, SigningPublic, SigningSecret};
-use sealroom_session::mls::{Changes, Commit, GroupId, Invitee, MlsDevice, Processed};
+use sealroom_crypto::{Payload, SigningSecret};
+use sealroom_session::mls::{Changes, Invitee, MlsDevice, Processed};
 
-const NOW: u64 = 1_700_000_000_000;
-
-struct Members {
-    creator: (String, SigningSecret),
-    invitees: Vec<Invitee>,
-    devices: Vec<MlsDevice>,
-    pins: HashMap<String, SigningPublic>,
-}
-
-/// `n` users (the creator included), each with one device and one key package.
-fn members(n: usize) -> Members {
-    let creator = ("u0".to_owned(), SigningSecret::generate().unwrap());
-    let mut pins = HashMap::from([(creator.0.clone(), creator.1.public_key())]);
-    let mut invitees = Vec::new();
-    let mut devices = Vec::new();
-    for i in 1..n {
-        let name = format!("u{i}");
-        let identity = SigningSecret::generate().unwrap();
-        pins.insert(name.clone(), identity.public_key());
-        let mut device = MlsDevice::new(&identity, &name, NOW).unwrap();
-        invitees.push(Invitee { user: name, key_packages: device.key_packages(1).unwrap() });
-        devices.push(device);
-    }
-    Members { creator, invitees, devices, pins }
-}
-
-/// The creator's device with a group of everyone in `m`, its commit merged.
-fn group_of(m: &Members) -> (MlsDevice, GroupId, Commit) {
-    let pins = |u: &str| m.pins.get(u).cloned();
-    let mut d = MlsDevice::new(&m.creator.1, &m.creator.0, NOW).unwrap();
-    let (g, _) = d.create_group(std::slice::from_ref(&m.creator.0)).unwrap();
-    let commit =
-        d.commit(&g, &Changes { add: m.invitees.clone(), ..Changes::default() }, 1000, &pins).unwrap();
-    d.commit_accepted(&g).unwrap();
-    (d, g, commit)
-}
+#[path = "support/mls.rs"]
+mod support;
+use support::{group_of, members, NOW};
 
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("mls_create_group");
