@@ -24,6 +24,12 @@ pub enum BytesError {
         /// Decoded length.
         actual: usize,
     },
+    /// Empty, where at least one byte is required (every variable-length field).
+    #[error("{what}: expected 1 or more bytes, got 0")]
+    Empty {
+        /// The field.
+        what: &'static str,
+    },
 }
 
 /// Decodes base64 text into at most `max` bytes, refusing oversized text before decoding.
@@ -140,8 +146,11 @@ macro_rules! bounded_bytes {
             /// Largest accepted length.
             pub const MAX: usize = $max;
 
-            /// From bytes, refusing more than `MAX`.
+            /// From bytes, refusing none or more than `MAX`.
             pub fn new(bytes: Vec<u8>) -> Result<Self, BytesError> {
+                if bytes.is_empty() {
+                    return Err(BytesError::Empty { what: $what });
+                }
                 if bytes.len() > $max {
                     return Err(BytesError::Length { what: $what, expected: $max, actual: bytes.len() });
                 }
@@ -176,7 +185,7 @@ macro_rules! bounded_bytes {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
                 let bytes = decode_b64(&text, $what, $max).map_err(serde::de::Error::custom)?;
-                Ok($name(bytes))
+                $name::new(bytes).map_err(serde::de::Error::custom)
             }
         }
     };

@@ -190,7 +190,7 @@ impl From<crate::BytesError> for ApiError {
     fn from(e: crate::BytesError) -> Self {
         let code = match e {
             crate::BytesError::Base64 { .. } => ErrorCode::InvalidBase64,
-            crate::BytesError::Length { .. } => ErrorCode::InvalidLength,
+            crate::BytesError::Length { .. } | crate::BytesError::Empty { .. } => ErrorCode::InvalidLength,
         };
         ApiError::new(code, e.to_string())
     }

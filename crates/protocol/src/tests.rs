@@ -279,6 +279,7 @@ fn bad_frames_get_specific_codes() {
     assert_eq!(code(&send(r#""bob""#, ID_B64, "AQID")), ErrorCode::InvalidField);
     assert_eq!(code(&send("1.5", ID_B64, "AQID")), ErrorCode::InvalidField);
     assert_eq!(code(&send("3", ID_B64, &"A".repeat(200_000))), ErrorCode::InvalidLength);
+    assert_eq!(code(&send("3", ID_B64, "")), ErrorCode::InvalidLength, "an empty envelope");
     // A client cannot name a sender: unknown fields are refused, not ignored.
     let spoof = format!(
         r#"{{"type":"send","from":"alice","conversation":3,"client_msg_id":"{ID_B64}","envelope":"AQID"}}"#
@@ -581,4 +582,27 @@ fn group_bodies() {
         "AB".repeat(16)
     );
     assert_eq!(parse_client_frame(&bad).unwrap_err().error, ErrorCode::InvalidField);
+}
+
+/// Every variable-length byte field needs at least one byte (the OpenAPI description's
+/// `minLength: 1`), refused once, where it is decoded, with `invalid_length`.
+#[test]
+fn empty_byte_fields_are_refused_where_they_are_decoded() {
+    fn both<T: serde::de::DeserializeOwned + std::fmt::Debug>(
+        new: fn(Vec<u8>) -> Result<T, BytesError>,
+        what: &str,
+    ) {
+        let err = new(Vec::new()).unwrap_err();
+        assert_eq!(err.to_string(), format!("{what}: expected 1 or more bytes, got 0"));
+        assert_eq!(ApiError::from(err).error, ErrorCode::InvalidLength);
+        let e = serde_json::from_str::<T>(r#""""#).unwrap_err();
+        assert_eq!(classify_json_error(&e).error, ErrorCode::InvalidLength, "{what}: {e}");
+        assert!(new(vec![0]).is_ok());
+        assert!(serde_json::from_str::<T>(r#""AA==""#).is_ok());
+    }
+    both(Envelope::new, "envelope");
+    both(SealedBackup::new, "key_backup");
+    both(MlsBytes::new, "mls");
+    both(ArchiveBytes::new, "archive_entry");
+    both(CertificateBytes::new, "certificate");
 }

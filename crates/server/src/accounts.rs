@@ -172,9 +172,6 @@ pub async fn register(state: &Relay, ip: &str, body: RegisterRequest) -> Result<
     limit(&state.auth_ip_total, ip)?;
     limit(&state.auth_ip_limit, ip)?;
     check_kdf(&body.kdf)?;
-    if body.key_backup.as_bytes().is_empty() {
-        return Err(ServerError::api(ErrorCode::InvalidLength, "key_backup is empty"));
-    }
     let auth_key = body.auth_key;
     let hash = state.hash(move || auth::hash_auth_key(&auth_key.0)).await??;
     let now = state.clock.now_ms();
@@ -262,9 +259,6 @@ pub async fn change_password(
     limit(&state.auth_ip_total, ip)?;
     limit(&state.password_changes, user.username.as_str())?;
     check_kdf(&body.new_kdf)?;
-    if body.new_key_backup.as_bytes().is_empty() {
-        return Err(ServerError::api(ErrorCode::InvalidLength, "new_key_backup is empty"));
-    }
     let id = user.id;
     let row = state.store.run(move |conn| Ok(store::user_by_id(conn, id)?)).await?;
     let stored = row.map(|u| u.auth_hash);
@@ -320,9 +314,6 @@ pub async fn update_key_backup(
     user: &AuthUser,
     body: UpdateKeyBackupRequest,
 ) -> Result<KeyBackupVersion> {
-    if body.key_backup.as_bytes().is_empty() {
-        return Err(ServerError::api(ErrorCode::InvalidLength, "key_backup is empty"));
-    }
     // Versions count writes from 1. A negative one, or one that cannot be followed by another
     // (it overflowed into a 500 before), is no version at all; 0 is simply never current.
     if !(0..i64::MAX).contains(&body.expected_version) {

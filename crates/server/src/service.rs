@@ -91,9 +91,6 @@ fn queue_send(
     blobs: Vec<BlobId>,
 ) -> Result<impl std::future::Future<Output = Result<Sent>> + 'static> {
     policy::attachments(&blobs)?;
-    if envelope.as_bytes().is_empty() {
-        return Err(ServerError::api(ErrorCode::InvalidLength, "envelope is empty"));
-    }
     let me_id = me.id;
     let me_name = me.username.clone();
     let quota = state.config.message_quota;

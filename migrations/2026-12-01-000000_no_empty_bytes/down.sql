@@ -1,0 +1,2 @@
+-- Nothing to restore: the deleted rows were unusable.
+SELECT 1;
