@@ -529,3 +529,144 @@ impl Rng {
         self.0 % n
     }
 }
+
+/// Which request a [`LossyProxy`] loses, and how.
+type Trap = (Box<dyn Fn(&str) -> bool + Send>, Lose);
+
+/// What a [`LossyProxy`] does to the request it is set to catch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lose {
+    /// The request never reaches the relay.
+    Request,
+    /// The relay does it, but its answer never reaches the client.
+    Answer,
+}
+
+/// A TCP proxy on 127.0.0.1 in front of a relay that passes everything through, except one
+/// request it is set to lose (fault injection: the connection drops at the worst moment). The
+/// client sees the connection close either way.
+pub struct LossyProxy {
+    /// `http://127.0.0.1:PORT`, to give a client instead of the relay's.
+    pub url: String,
+    trap: Arc<std::sync::Mutex<Option<Trap>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LossyProxy {
+    /// A proxy to the relay at `relay` (`http://127.0.0.1:PORT`).
+    pub async fn start(relay: &str) -> Self {
+        let upstream = relay.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let trap: Arc<std::sync::Mutex<Option<Trap>>> = Arc::default();
+        let traps = trap.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+                tokio::spawn(Self::pipe(client, server, traps.clone()));
+            }
+        });
+        LossyProxy { url, trap, task }
+    }
+
+    /// Loses the next request whose first line (`POST /api/… HTTP/1.1`) `matches`, as `how`
+    /// says.
+    pub fn lose(&self, matches: impl Fn(&str) -> bool + Send + 'static, how: Lose) {
+        *self.trap.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Box::new(matches), how));
+    }
+
+    /// Whether the trap set by [`lose`](Self::lose) has caught its request.
+    pub fn sprung(&self) -> bool {
+        self.trap.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_none()
+    }
+
+    async fn pipe(
+        client: tokio::net::TcpStream,
+        server: tokio::net::TcpStream,
+        trap: Arc<std::sync::Mutex<Option<Trap>>>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client_in, mut client_out) = client.into_split();
+        let (mut server_in, mut server_out) = server.into_split();
+        let mute = Arc::new(AtomicBool::new(false));
+        let muted = mute.clone();
+        let answers = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match server_in.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) if muted.load(Ordering::SeqCst) => {
+                        let _ = n;
+                        break;
+                    }
+                    Ok(n) => {
+                        if client_out.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            // Dropping the halves closes the client's connection.
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client_in.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned();
+            let caught = {
+                let mut t = trap.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                match t.as_ref() {
+                    Some((matches, how)) if matches(&line) => {
+                        let how = *how;
+                        *t = None;
+                        Some(how)
+                    }
+                    _ => None,
+                }
+            };
+            match caught {
+                Some(Lose::Request) => {
+                    answers.abort();
+                    return;
+                }
+                Some(Lose::Answer) => {
+                    mute.store(true, Ordering::SeqCst);
+                    let _ = server_out.write_all(&buf[..n]).await;
+                    // The rest of the body, if it came in more reads, then the relay's answer
+                    // (which the other half swallows) ends the connection.
+                    loop {
+                        match tokio::time::timeout(Duration::from_millis(300), client_in.read(&mut buf)).await
+                        {
+                            Ok(Ok(n)) if n > 0 => {
+                                let _ = server_out.write_all(&buf[..n]).await;
+                            }
+                            _ => break,
+                        }
+                    }
+                    let _ = answers.await;
+                    return;
+                }
+                None => {
+                    if server_out.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        answers.abort();
+    }
+}
+
+impl std::fmt::Debug for LossyProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LossyProxy").field("url", &self.url).field("sprung", &self.sprung()).finish()
+    }
+}
+
+impl Drop for LossyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

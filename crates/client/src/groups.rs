@@ -315,6 +315,12 @@ impl Session {
         Ok(messages)
     }
 
+    /// How many messages this device sent to groups without hearing the relay's answer: they
+    /// are kept, and go again (once) with the next sync or send.
+    pub fn unanswered_sends(&self) -> usize {
+        self.mls.as_ref().map_or(0, |d| d.with(|d| d.outbox().len()))
+    }
+
     /// Reads everything new in this device's groups, in log order.
     pub async fn sync_groups(&mut self) -> Result<Vec<GroupEvent>> {
         group_flow!(self, sync())

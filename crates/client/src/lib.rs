@@ -272,6 +272,10 @@ impl Transport for Http<'_> {
         }
     }
 
+    fn no_answer(e: &ClientError) -> bool {
+        matches!(e, ClientError::Http(_))
+    }
+
     async fn derive_keys(&self, password: &str, salt: &[u8], params: KdfParams) -> Result<PasswordKeys> {
         let password = zeroize::Zeroizing::new(password.to_owned());
         let salt = salt.to_vec();

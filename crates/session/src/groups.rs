@@ -380,7 +380,10 @@ pub async fn send<T: Transport, V: VaultCell, D: DeviceCell>(
 }
 
 /// [`send`], for a message that carries attachments (`blobs`, this user's uploads): the relay
-/// lets the group's members download them.
+/// lets the group's members download them. The message is kept in the device's sealed state
+/// ([`mls::PendingSend`]) until the relay's answer is handled; without an answer it stays, and
+/// the next [`sync`] or send delivers it (stored once: the relay knows its entry id). Messages
+/// kept that way go first.
 pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
     t: &T,
     vault: &V,
@@ -390,9 +393,118 @@ pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
     blobs: &[sealroom_protocol::BlobId],
     now_ms: u64,
 ) -> Result<AppendedEntry, T::Error> {
+    group_of::<T, D>(dev, conversation)?;
+    let mut refused = Vec::new();
+    flush_outbox(t, vault, dev, &mut refused).await?;
+    dev.stash(refused);
+    let pending = mls::PendingSend {
+        conversation: key(conversation),
+        client_msg_id: mls::random_id().map_err(Error::from)?,
+        sent_ms: now_ms,
+        payload: payload.encode().map_err(|e| Error::Mls(MlsError::Protocol(e.to_string())))?,
+        blobs: blobs.iter().map(ToString::to_string).collect(),
+    };
+    dev.with(|d| d.queue_send(pending.clone()));
+    dev.save()?;
+    deliver(t, vault, dev, conversation, &pending, payload, blobs).await
+}
+
+/// Sends the messages this device kept without an answer, oldest first; a refusal is reported
+/// in `events` (and the message forgotten). Stops at the first that goes without an answer
+/// again.
+async fn flush_outbox<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    events: &mut Vec<GroupEvent>,
+) -> Result<(), T::Error> {
+    let outbox = dev.with(|d| d.outbox().to_vec());
+    for pending in outbox {
+        let conversation = ConversationId(i64::try_from(pending.conversation).unwrap_or(i64::MAX));
+        let refuse = |why: String| GroupEvent {
+            conversation,
+            seq: 0,
+            ts: 0,
+            what: EventKind::Refused(format!("a message kept to send again was not sent: {why}")),
+        };
+        let payload = Payload::decode(&pending.payload);
+        let blobs: Result<Vec<sealroom_protocol::BlobId>, _> =
+            pending.blobs.iter().map(|b| sealroom_protocol::BlobId::parse(b)).collect();
+        let (Ok(payload), Ok(blobs)) = (payload, blobs) else {
+            dev.with(|d| d.sent(&pending.client_msg_id));
+            dev.save()?;
+            events.push(refuse("it no longer reads".into()));
+            continue;
+        };
+        if dev.with(|d| d.group_of(pending.conversation)).is_none() {
+            dev.with(|d| d.sent(&pending.client_msg_id));
+            dev.save()?;
+            events.push(refuse("this device is no longer in the group".into()));
+            continue;
+        }
+        match deliver(t, vault, dev, conversation, &pending, &payload, &blobs).await {
+            Ok(_) => {}
+            Err(e) if unanswered::<T>(&e) => return Err(e),
+            Err(e) => events.push(refuse(match T::api_error(&e) {
+                Some(a) => format!("{}: {}", a.error, a.message),
+                None => "the group kept changing".into(),
+            })),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `e` leaves it open if the relay did what was asked: no answer, or its failure.
+fn unanswered<T: Transport>(e: &T::Error) -> bool {
+    match T::api_error(e) {
+        Some(a) => a.error.http_status() >= 500,
+        None => T::no_answer(e),
+    }
+}
+
+/// Sends a kept message in the group's current epoch (encrypting it again after a commit came
+/// first), then archives and forgets it. A refusal forgets it too; without an answer it stays.
+async fn deliver<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    conversation: ConversationId,
+    pending: &mls::PendingSend,
+    payload: &Payload,
+    blobs: &[sealroom_protocol::BlobId],
+) -> Result<AppendedEntry, T::Error> {
+    let sent = deliver_once(t, vault, dev, conversation, pending, payload, blobs).await;
+    match &sent {
+        Err(e) if unanswered::<T>(e) => {}
+        _ => {
+            dev.with(|d| d.sent(&pending.client_msg_id));
+            dev.save()?;
+        }
+    }
+    let appended = sent?;
+    // The message is sent: an archive upload or a due update that fails now is done by the
+    // next sync or send.
+    let _ = flush_archive(t, vault, dev).await;
+    if let Some(group) = dev.with(|d| d.group_of(key(conversation))) {
+        if update_due(dev, &group, appended.ts) {
+            let _ = change(t, vault, dev, conversation, Changes::default()).await;
+        }
+    }
+    Ok(appended)
+}
+
+async fn deliver_once<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    conversation: ConversationId,
+    pending: &mls::PendingSend,
+    payload: &Payload,
+    blobs: &[sealroom_protocol::BlobId],
+) -> Result<AppendedEntry, T::Error> {
     let group = group_of::<T, D>(dev, conversation)?;
     let device = device_of(dev);
-    let client_msg_id = new_entry_id()?;
+    let now_ms = pending.sent_ms;
     for _ in 0..RETRIES {
         let message = dev.with(|d| d.encrypt(&group, now_ms, payload));
         let message = match message {
@@ -410,7 +522,7 @@ pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
         dev.save()?;
         let req = AppendRequest {
             device,
-            client_msg_id,
+            client_msg_id: ClientMsgId(pending.client_msg_id),
             message: mls_bytes(message)?,
             commit: None,
             blobs: blobs.to_vec(),
@@ -419,15 +531,9 @@ pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
             Ok(appended) => {
                 let me = vault.with(|v| v.username().to_string()).ok_or_else(signed_out::<T>)?;
                 let sent = [(conversation, appended.seq, me, now_ms, payload.clone())];
+                // In the same write that forgets the kept message (by the caller).
                 archive_messages(vault, dev, sent)?;
                 dev.with(|d| d.counted_send(&group, appended.ts)).map_err(Error::from)?;
-                dev.save()?;
-                // The message is sent: an archive upload or a due update that fails now is
-                // done by the next sync or send.
-                let _ = flush_archive(t, vault, dev).await;
-                if update_due(dev, &group, appended.ts) {
-                    let _ = change(t, vault, dev, conversation, Changes::default()).await;
-                }
                 return Ok(appended);
             }
             Err(e) if is::<T>(&e, ErrorCode::StaleEpoch) => {
@@ -564,7 +670,12 @@ pub async fn sync<T: Transport, V: VaultCell, D: DeviceCell>(
     dev: &D,
 ) -> Result<Vec<GroupEvent>, T::Error> {
     let mut events = dev.take_stashed();
-    match read_log(t, vault, dev, &mut events).await {
+    let read = match read_log(t, vault, dev, &mut events).await {
+        // Then what this device sent without an answer, now that it is up to date.
+        Ok(()) => flush_outbox(t, vault, dev, &mut events).await,
+        Err(e) => Err(e),
+    };
+    match read {
         Ok(()) => Ok(events),
         Err(e) => {
             // What was read before the failure is not read again (the cursors moved past it):

@@ -160,6 +160,14 @@ pub trait Transport {
     /// The relay's refusal inside an adapter error, if that is what it is.
     fn api_error(e: &Self::Error) -> Option<&ApiError>;
 
+    /// Whether `e` means the request went without an answer (the relay could not be reached,
+    /// or the connection failed before its answer was read): it may or may not have been
+    /// done. Flows that can repeat a request safely keep it to repeat; by default no error is
+    /// taken for one.
+    fn no_answer(_e: &Self::Error) -> bool {
+        false
+    }
+
     /// Runs Argon2id. The default runs it inline; the native client moves it to a blocking
     /// thread, the browser first lets the page paint "Deriving keys…".
     async fn derive_keys(

@@ -44,7 +44,7 @@ const FORMAT_VERSION: u8 = 0x01;
 /// The device state's layout written: 0x03 keeps, per group, what the update rule counts.
 /// (0x01, without group names and the archive queue, and 0x02, without the counts, are still
 /// read.)
-const STATE_VERSION: u8 = 0x03;
+const STATE_VERSION: u8 = 0x04;
 
 /// A device's random id.
 pub type DeviceId = [u8; DEVICE_ID_LEN];
@@ -179,6 +179,24 @@ pub struct QueuedEntry {
     pub entry: Vec<u8>,
 }
 
+/// A message this device is sending to a group, kept in its sealed state from before the relay
+/// is asked until the relay's answer is handled: a device whose process ends in between, or
+/// that never heard the answer, sends it again (the relay stores an entry id once), so the
+/// message is neither lost nor doubled, and is archived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSend {
+    /// The relay's conversation id.
+    pub conversation: u64,
+    /// The entry id the relay de-duplicates by.
+    pub client_msg_id: [u8; 16],
+    /// The sender's clock when it was written.
+    pub sent_ms: u64,
+    /// The payload, encoded (`Payload::encode`).
+    pub payload: Vec<u8>,
+    /// The attachments it carries (blob ids).
+    pub blobs: Vec<String>,
+}
+
 /// A member device of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberDevice {
@@ -294,6 +312,8 @@ pub struct MlsDevice {
     names: BTreeMap<u64, String>,
     /// Archive entries not yet stored at the relay, oldest first.
     archive_queue: Vec<QueuedEntry>,
+    /// Messages sent without a handled answer yet, oldest first.
+    outbox: Vec<PendingSend>,
 }
 
 impl std::fmt::Debug for MlsDevice {
@@ -484,6 +504,7 @@ impl MlsDevice {
             groups: BTreeMap::new(),
             names: BTreeMap::new(),
             archive_queue: Vec::new(),
+            outbox: Vec::new(),
         };
         device.signer.store(device.provider.storage()).map_err(protocol)?;
         Ok(device)
@@ -551,6 +572,21 @@ impl MlsDevice {
         entry.sent = 0;
         entry.renewed_ts = ts;
         Ok(())
+    }
+
+    /// Keeps a message this device is about to send until [`sent`](Self::sent).
+    pub fn queue_send(&mut self, pending: PendingSend) {
+        self.outbox.push(pending);
+    }
+
+    /// The messages sent without a handled answer, oldest first.
+    pub fn outbox(&self) -> &[PendingSend] {
+        &self.outbox
+    }
+
+    /// Forgets a pending message: the relay stored it (and it is archived), or refused it.
+    pub fn sent(&mut self, client_msg_id: &[u8; 16]) {
+        self.outbox.retain(|p| &p.client_msg_id != client_msg_id);
     }
 
     /// Counts an application message this device sent in a group at the relay's time `ts`.
@@ -1121,6 +1157,17 @@ impl MlsDevice {
             state.extend_from_slice(&q.sent_ms.to_be_bytes());
             put_bytes(&mut state, &q.entry);
         }
+        put_u32(&mut state, self.outbox.len());
+        for p in &self.outbox {
+            state.extend_from_slice(&p.conversation.to_be_bytes());
+            state.extend_from_slice(&p.client_msg_id);
+            state.extend_from_slice(&p.sent_ms.to_be_bytes());
+            put_bytes(&mut state, &p.payload);
+            put_u32(&mut state, p.blobs.len());
+            for b in &p.blobs {
+                put_bytes(&mut state, b.as_bytes());
+            }
+        }
         let values = self.provider.snapshot();
         let mut keys: Vec<&Vec<u8>> = values.keys().collect();
         keys.sort();
@@ -1185,6 +1232,20 @@ impl MlsDevice {
                 archive_queue.push(QueuedEntry { conversation, seq, sender, sent_ms, entry });
             }
         }
+        let mut outbox = Vec::new();
+        if version >= 0x04 {
+            for _ in 0..r.u32()? {
+                let conversation = u64_at(&mut r)?;
+                let client_msg_id: [u8; 16] = r.take(16)?.try_into().map_err(|_| MlsError::State)?;
+                let sent_ms = u64_at(&mut r)?;
+                let payload = r.bytes()?.to_vec();
+                let mut blobs = Vec::new();
+                for _ in 0..r.u32()? {
+                    blobs.push(text(r.bytes()?)?);
+                }
+                outbox.push(PendingSend { conversation, client_msg_id, sent_ms, payload, blobs });
+            }
+        }
         let mut values = HashMap::new();
         for _ in 0..r.u32()? {
             let k = r.bytes()?.to_vec();
@@ -1210,6 +1271,7 @@ impl MlsDevice {
             groups,
             names,
             archive_queue,
+            outbox,
         })
     }
 }

@@ -532,11 +532,22 @@ fn a_sealed_state_reopens_whole_and_only_for_its_user_and_device() {
     };
     a.queue_archive([queued.clone(), crate::mls::QueuedEntry { seq: 8, ..queued.clone() }]);
     a.archive_done(1);
+    let pending = crate::mls::PendingSend {
+        conversation: 42,
+        client_msg_id: [9; 16],
+        sent_ms: 1_700_000_000_001,
+        payload: sealroom_crypto::Payload::Text("kept until answered".into()).encode().unwrap(),
+        blobs: vec!["q1w2e3r4t5y6u7i8o9p0aa".into(), "b".into()],
+    };
+    a.queue_send(pending.clone());
+    a.queue_send(crate::mls::PendingSend { client_msg_id: [10; 16], blobs: vec![], ..pending.clone() });
+    a.sent(&[10; 16]);
     let sealed = a.seal(&alice.identity).unwrap();
     let again = MlsDevice::open(&alice.identity, "alice", &a.device_id(), &sealed).unwrap();
     assert_eq!(again.groups(), a.groups());
     assert_eq!(again.name_of(42), Some("Ünïcode team ✓"));
     assert_eq!(again.archive_queue(), &[crate::mls::QueuedEntry { seq: 8, ..queued }]);
+    assert_eq!(again.outbox(), &[pending], "what was sent without an answer survives");
     assert_eq!(again.certificate(), a.certificate());
     assert_eq!(again.epoch(&g).unwrap(), 0);
     assert_eq!(

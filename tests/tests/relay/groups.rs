@@ -760,3 +760,63 @@ async fn a_direct_conversation_moves_to_mls_when_both_can() {
     let state = alice.group(conversation).await.unwrap();
     assert_eq!(state.members.len(), 2, "nothing changed");
 }
+
+/// "Nothing lost, nothing doubled" where the network fails at the worst moment: a message the
+/// relay stored but whose answer never came back, and one that never reached the relay. Each
+/// is kept in the device's sealed state, sent again (by the next sync, in a new process, or
+/// before the next message), stored once, read once by the other member, and archived once.
+#[tokio::test]
+async fn a_message_without_an_answer_is_sent_again_once_and_archived() {
+    use sealroom_tests::{Lose, LossyProxy};
+    let server = TestServer::start();
+    server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    bob.mls_start().await.unwrap();
+    let proxy = LossyProxy::start(&server.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = sealroom_client::Client::new(&proxy.url).unwrap().with_state_dir(dir.path().to_path_buf());
+    let mut alice = client.login("alice", "password-of-alice").await.unwrap();
+    let group = alice.create_group(&["bob"]).await.unwrap();
+    alice.send_group(group, &text("first")).await.unwrap();
+    let append = |line: &str| line.starts_with("POST /api/groups/") && line.ends_with("/log HTTP/1.1");
+
+    // Stored, but the answer is lost: the send fails, and the message stays in alice's state.
+    proxy.lose(append, Lose::Answer);
+    let err = alice.send_group(group, &text("its answer was lost")).await.unwrap_err();
+    assert!(proxy.sprung(), "the proxy caught the append");
+    assert!(matches!(err, sealroom_client::ClientError::Http(_)), "{err}");
+    // alice's process ends here. The next one, on the same state dir, sends it again on its
+    // first sync: the relay knows the entry id and stores nothing new.
+    drop(alice);
+    let mut alice = client.login("alice", "password-of-alice").await.unwrap();
+    let events = alice.sync_groups().await.unwrap();
+    assert!(refused(&events).is_empty(), "{events:?}");
+
+    // Never reached the relay: the next send delivers it first.
+    proxy.lose(append, Lose::Request);
+    let err = alice.send_group(group, &text("its request was lost")).await.unwrap_err();
+    assert!(proxy.sprung());
+    assert!(matches!(err, sealroom_client::ClientError::Http(_)), "{err}");
+    alice.send_group(group, &text("after")).await.unwrap();
+
+    let expected = [
+        pair("alice", "first"),
+        pair("alice", "its answer was lost"),
+        pair("alice", "its request was lost"),
+        pair("alice", "after"),
+    ];
+    let b = bob.sync_groups().await.unwrap();
+    assert_eq!(texts(&b), expected, "bob reads each once, in order");
+    assert!(refused(&b).is_empty(), "{b:?}");
+    let archived: Vec<(String, String)> = alice
+        .archived_latest(group, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m.payload {
+            Ok(Payload::Text(t)) => Some((m.sender, t)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(archived, expected, "alice's archive has each once");
+}

@@ -305,6 +305,17 @@ fn print_message(out: &mut impl Write, m: &Message) -> std::io::Result<()> {
     writeln!(out, "{}\t{}\t{}\t{}", m.id, when, m.from, m.text())
 }
 
+/// A send that failed without the relay's answer, said as it is: the message is kept (see
+/// `Session::unanswered_sends`) and goes with the next command that reads or sends.
+fn kept_if_unanswered(session: &Session, sent: Result<Sent, ClientError>) -> Result<Sent, ClientError> {
+    sent.map_err(|e| match e {
+        ClientError::Http(_) if session.unanswered_sends() > 0 => ClientError::Usage(format!(
+            "{e}; the message is kept on this device and is sent (once) by your next command"
+        )),
+        e => e,
+    })
+}
+
 /// How a sent message is named: its id, or `#CONVERSATION/POSITION` in a group's log.
 fn sent_id(sent: Sent) -> String {
     match sent {
@@ -359,25 +370,31 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
             return Err(ClientError::Usage("handled before the command runs".into()))
         }
         Command::Send { peer, text, accept_new_key } => {
-            let sent = match target(&peer)? {
-                Target::Peer(peer) => {
-                    catch_up(session).await?;
-                    session.send_to(&peer, &Payload::Text(text), accept_new_key).await?
-                }
-                Target::Group(group) => {
-                    catch_up(session).await?;
-                    Sent::Mls(group, session.send_group(group, &Payload::Text(text)).await?)
-                }
-            };
-            writeln!(out, "{}", sent_id(sent)).map_err(io)?;
+            let sent = async {
+                Ok(match target(&peer)? {
+                    Target::Peer(peer) => {
+                        catch_up(session).await?;
+                        session.send_to(&peer, &Payload::Text(text), accept_new_key).await?
+                    }
+                    Target::Group(group) => {
+                        catch_up(session).await?;
+                        Sent::Mls(group, session.send_group(group, &Payload::Text(text)).await?)
+                    }
+                })
+            }
+            .await;
+            writeln!(out, "{}", sent_id(kept_if_unanswered(session, sent)?)).map_err(io)?;
         }
         Command::SendFile { peer, path, accept_new_key } => {
-            catch_up(session).await?;
-            let sent = match target(&peer)? {
-                Target::Peer(peer) => session.send_file_to(&peer, &path, accept_new_key).await?,
-                Target::Group(group) => Sent::Mls(group, session.send_group_file(group, &path).await?),
-            };
-            writeln!(out, "{}", sent_id(sent)).map_err(io)?;
+            let sent = async {
+                catch_up(session).await?;
+                Ok(match target(&peer)? {
+                    Target::Peer(peer) => session.send_file_to(&peer, &path, accept_new_key).await?,
+                    Target::Group(group) => Sent::Mls(group, session.send_group_file(group, &path).await?),
+                })
+            }
+            .await;
+            writeln!(out, "{}", sent_id(kept_if_unanswered(session, sent)?)).map_err(io)?;
         }
         Command::GetFile { message_id, out_path, force } => {
             let file = match message_id.split_once('/') {
