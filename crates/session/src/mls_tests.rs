@@ -640,3 +640,43 @@ fn a_commit_past_the_member_limit_is_refused_and_changes_nothing() {
         (vec!["carol".to_string()], vec!["bob".to_string()])
     );
 }
+
+/// A device added by a Welcome it had not read yet, which joined by external commit meanwhile
+/// (its user's other device being in the group), is in the tree once: the external commit
+/// replaces the leaf its key package made (a signature key is unique in a tree, RFC 9420
+/// §7.3), and the Welcome is then discarded. Everyone agrees, and the device reads on.
+#[test]
+fn a_device_added_and_joining_by_itself_at_once_is_in_the_tree_once() {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let p = pins(&[&alice, &bob]);
+    let p = pin_fn(&p);
+    let (mut a, mut b1, mut b) = (device(&alice), device(&bob), device(&bob));
+    let (g, info) = a.create_group(&["alice".into()]).unwrap();
+    let mut log = Log { group_info: info, ..Log::default() };
+    commit_and_order(
+        &mut a,
+        &g,
+        &Changes { add: vec![invitee(&bob, &mut [&mut b1, &mut b])], ..Changes::default() },
+        &mut log,
+        &p,
+    );
+    b1.join(&log.welcome_for(b1.device_id()), &p).unwrap();
+    let bob_device = b.device_id();
+    let leaves = |d: &MlsDevice| d.members(&g).unwrap().iter().filter(|m| m.device == bob_device).count();
+    assert_eq!((leaves(&a), leaves(&b1)), (1, 1));
+    // Bob's second device does not read its Welcome: it joins from the GroupInfo.
+    let join = b.join_external(&log.group_info, &p).unwrap();
+    assert!(log.submit_commit(b.device_id(), &join));
+    b.commit_accepted(&g).unwrap();
+    for d in [&mut a, &mut b1] {
+        catch_up(d, &g, &log, &p);
+    }
+    assert_eq!((leaves(&a), leaves(&b1), leaves(&b)), (1, 1, 1));
+    assert_eq!(a.members(&g).unwrap(), b.members(&g).unwrap());
+    assert_eq!(a.epoch(&g).unwrap(), b.epoch(&g).unwrap());
+    log.append(a.device_id(), a.encrypt(&g, 5, &text("still in")).unwrap());
+    assert_eq!(catch_up(&mut b, &g, &log, &p), ["still in"]);
+    // The Welcome, read late, is refused: the device is in the group already.
+    assert!(b.join(&log.welcome_for(bob_device), &p).is_err());
+    assert_eq!(catch_up(&mut b1, &g, &log, &p), ["still in"]);
+}
