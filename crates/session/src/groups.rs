@@ -96,6 +96,10 @@ pub enum EventKind {
     /// An entry or a Welcome was refused (a device not signed by its user, a change by someone
     /// not allowed to make it): the group stops here for this device until it is resolved.
     Refused(String),
+    /// A message this device sent without hearing the relay's answer could not be sent again
+    /// (the device left the group meanwhile, or the relay refused it): it may or may not have
+    /// reached the group the first time. This device forgot it.
+    Unconfirmed(String),
 }
 
 /// A message from the user's history archive.
@@ -409,8 +413,8 @@ pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
     deliver(t, vault, dev, conversation, &pending, payload, blobs).await
 }
 
-/// Sends the messages this device kept without an answer, oldest first; a refusal is reported
-/// in `events` (and the message forgotten). Stops at the first that goes without an answer
+/// Sends the messages this device kept without an answer, oldest first; one that cannot go is
+/// reported in `events` as [`EventKind::Unconfirmed`] (and forgotten). Stops at the first that goes without an answer
 /// again.
 async fn flush_outbox<T: Transport, V: VaultCell, D: DeviceCell>(
     t: &T,
@@ -421,11 +425,15 @@ async fn flush_outbox<T: Transport, V: VaultCell, D: DeviceCell>(
     let outbox = dev.with(|d| d.outbox().to_vec());
     for pending in outbox {
         let conversation = ConversationId(i64::try_from(pending.conversation).unwrap_or(i64::MAX));
-        let refuse = |why: String| GroupEvent {
+        let refuse = |why: String| {
+            GroupEvent {
             conversation,
             seq: 0,
             ts: 0,
-            what: EventKind::Refused(format!("a message kept to send again was not sent: {why}")),
+            what: EventKind::Unconfirmed(format!(
+                "a message whose sending was not confirmed could not be sent again ({why}); it may not have reached the group"
+            )),
+        }
         };
         let payload = Payload::decode(&pending.payload);
         let blobs: Result<Vec<sealroom_protocol::BlobId>, _> =

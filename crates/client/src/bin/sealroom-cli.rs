@@ -584,6 +584,7 @@ fn event_line(e: &GroupEvent) -> Option<String> {
         EventKind::Removed => format!("#{c}: you are no longer a member"),
         EventKind::Unreadable(why) => format!("#{c}/{}: cannot read this entry: {why}", e.seq),
         EventKind::Refused(why) => format!("#{c}/{}: refused: {why}", e.seq),
+        EventKind::Unconfirmed(why) => format!("#{c}: {why}"),
     })
 }
 
