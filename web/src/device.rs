@@ -1,10 +1,20 @@
-//! "Remember this browser": the backup key, encrypted under a non-extractable WebCrypto
-//! AES-GCM key, in IndexedDB. Script can use that key but never read its bytes, so a copy of
-//! the IndexedDB files alone does not reveal the backup key, and nothing secret is ever in
+//! This browser in IndexedDB (database `sealroom`).
+//!
+//! "Remember this browser" (store `device`): the backup key, encrypted under a non-extractable
+//! WebCrypto AES-GCM key. Script can use that key but never read its bytes, so a copy of the
+//! IndexedDB files alone does not reveal the backup key, and nothing secret is ever in
 //! localStorage. Together with the HttpOnly session cookie it reopens the app without the
 //! password until the session expires; signing out deletes the record.
+//!
+//! This browser's MLS device (store `mls`, one record per user): the bytes the CLI keeps in
+//! its `.mls` file ([`MlsDevice::stored`]), sealed under a key derived from the user's identity
+//! signing seed, which only the key backup holds. Every save replaces the record whole, so a
+//! secret OpenMLS deleted (a used message key, a past epoch) is gone from it.
 
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
+use sealroom_crypto::SigningSecret;
+use sealroom_session::groups::{DeviceCell, GroupEvent};
+use sealroom_session::mls::MlsDevice;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -12,6 +22,7 @@ use wasm_bindgen_futures::JsFuture;
 const DB: &str = "sealroom";
 const STORE: &str = "device";
 const RECORD: &str = "keys";
+const MLS_STORE: &str = "mls";
 
 /// What a remembered browser keeps (after decryption).
 #[derive(Debug)]
@@ -49,7 +60,8 @@ async fn done(req: &web_sys::IdbRequest) -> Result<JsValue, JsValue> {
 
 async fn open() -> Result<web_sys::IdbDatabase, JsValue> {
     let factory = web_sys::window().ok_or("no window")?.indexed_db()?.ok_or("no IndexedDB")?;
-    let req = factory.open_with_u32(DB, 1)?;
+    // Version 2 added the `mls` store; a store that exists already is left as it is.
+    let req = factory.open_with_u32(DB, 2)?;
     let upgrade = Closure::once_into_js(move |ev: web_sys::Event| {
         let db = ev
             .target()
@@ -57,7 +69,11 @@ async fn open() -> Result<web_sys::IdbDatabase, JsValue> {
             .and_then(|r| r.result().ok())
             .and_then(|r| r.dyn_into::<web_sys::IdbDatabase>().ok());
         if let Some(db) = db {
-            let _ = db.create_object_store(STORE);
+            for name in [STORE, MLS_STORE] {
+                if !db.object_store_names().contains(name) {
+                    let _ = db.create_object_store(name);
+                }
+            }
         }
     });
     req.set_onupgradeneeded(Some(upgrade.unchecked_ref()));
@@ -136,5 +152,120 @@ pub async fn forget() {
         if let Ok(req) = store.delete(&JsValue::from_str(RECORD)) {
             let _ = done(&req).await;
         }
+    }
+}
+
+/// This browser's MLS device of one user, kept in IndexedDB (the `mls` store) and written whole
+/// after every change. The group flows of the client core run on it
+/// ([`sealroom_session::groups::DeviceCell`]).
+pub struct BrowserDevice {
+    device: std::cell::RefCell<MlsDevice>,
+    stashed: std::cell::RefCell<Vec<GroupEvent>>,
+    identity: SigningSecret,
+    username: String,
+    db: web_sys::IdbDatabase,
+    /// The newest write, to wait for.
+    last_write: std::cell::RefCell<Option<web_sys::IdbRequest>>,
+}
+
+impl std::fmt::Debug for BrowserDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserDevice").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+fn js(e: impl std::fmt::Display) -> JsValue {
+    JsValue::from_str(&e.to_string())
+}
+
+impl BrowserDevice {
+    /// `username`'s device in this browser: as stored, else a new one (stored at once).
+    /// `identity` is the user's signing key (from the key backup); a stored state that does
+    /// not open under it is an error, never replaced silently.
+    pub async fn load(identity: &SigningSecret, username: &str, now_ms: u64) -> Result<Self, JsValue> {
+        let db = open().await?;
+        let stored = Self::stored(username).await?;
+        let new = stored.is_none();
+        let device = match stored {
+            Some(bytes) => MlsDevice::from_stored(identity, username, &bytes)
+                .map_err(|e| js(format!("this browser's device state does not open: {e}")))?,
+            None => MlsDevice::new(identity, username, now_ms).map_err(js)?,
+        };
+        let this = BrowserDevice {
+            device: std::cell::RefCell::new(device),
+            stashed: std::cell::RefCell::default(),
+            identity: identity.clone(),
+            username: username.to_owned(),
+            db,
+            last_write: std::cell::RefCell::default(),
+        };
+        if new {
+            this.save().map_err(js)?;
+            this.written().await?;
+        }
+        Ok(this)
+    }
+
+    /// The record of `username`'s device as IndexedDB holds it (device id, then the sealed
+    /// state), if there is one.
+    pub async fn stored(username: &str) -> Result<Option<Vec<u8>>, JsValue> {
+        let store = open().await?.transaction_with_str(MLS_STORE)?.object_store(MLS_STORE)?;
+        let value = done(&store.get(&JsValue::from_str(username))?).await?;
+        Ok(value.dyn_into::<Uint8Array>().ok().map(|a| a.to_vec()))
+    }
+
+    /// Deletes `username`'s device from this browser.
+    pub async fn forget(username: &str) -> Result<(), JsValue> {
+        let store = open()
+            .await?
+            .transaction_with_str_and_mode(MLS_STORE, web_sys::IdbTransactionMode::Readwrite)?
+            .object_store(MLS_STORE)?;
+        done(&store.delete(&JsValue::from_str(username))?).await.map(|_| ())
+    }
+
+    /// Waits until every save so far is in IndexedDB (writes commit in the order they were
+    /// made, so the newest one is enough).
+    pub async fn written(&self) -> Result<(), JsValue> {
+        let last = self.last_write.borrow_mut().take();
+        match last {
+            Some(req) => done(&req).await.map(|_| ()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl DeviceCell for BrowserDevice {
+    fn with<R>(&self, f: impl FnOnce(&mut MlsDevice) -> R) -> R {
+        f(&mut self.device.borrow_mut())
+    }
+
+    /// Seals the state and starts its write at once (IndexedDB is asynchronous; writes made
+    /// in order commit in order: [`written`](BrowserDevice::written) waits for them).
+    fn save(&self) -> Result<(), sealroom_session::Error> {
+        let failed = |e: JsValue| {
+            sealroom_session::Error::DeviceStorage(format!(
+                "could not save this browser's device state: {}",
+                e.as_string().unwrap_or_else(|| "IndexedDB refused it".into())
+            ))
+        };
+        let bytes = self.with(|d| d.stored(&self.identity))?;
+        let store = self
+            .db
+            .transaction_with_str_and_mode(MLS_STORE, web_sys::IdbTransactionMode::Readwrite)
+            .and_then(|t| t.object_store(MLS_STORE))
+            .map_err(failed)?;
+        let req = store
+            .put_with_key(&Uint8Array::from(bytes.as_slice()), &JsValue::from_str(&self.username))
+            .map_err(failed)?;
+        *self.last_write.borrow_mut() = Some(req);
+        Ok(())
+    }
+
+    fn stash(&self, events: Vec<GroupEvent>) {
+        self.stashed.borrow_mut().extend(events);
+    }
+
+    fn take_stashed(&self) -> Vec<GroupEvent> {
+        std::mem::take(&mut *self.stashed.borrow_mut())
     }
 }

@@ -65,11 +65,7 @@ impl DeviceCell for NativeDevice {
 
     fn save(&self) -> std::result::Result<(), sealroom_session::Error> {
         let Some(file) = &self.file else { return Ok(()) };
-        let (id, sealed) = self
-            .with(|d| Ok::<_, sealroom_session::mls::MlsError>((d.device_id(), d.seal(&self.identity)?)))?;
-        let mut contents = Vec::with_capacity(16 + sealed.len());
-        contents.extend_from_slice(&id);
-        contents.extend_from_slice(&sealed);
+        let contents = self.with(|d| d.stored(&self.identity))?;
         crate::write_private_file(file, &contents).map_err(|e| {
             sealroom_session::Error::DeviceStorage(format!(
                 "could not save this device's state in {}: {e}",
@@ -117,15 +113,9 @@ impl NativeDevice {
     }
 }
 
-/// A device's state from the bytes of its file: its id, then the state sealed under the
-/// user's identity key.
+/// A device's state from the bytes of its file ([`MlsDevice::stored`]).
 fn open_device(identity: &SigningSecret, username: &Username, bytes: &[u8]) -> Result<MlsDevice> {
-    if bytes.len() <= 16 {
-        return Err(ClientError::Protocol("the device file is cut short".into()));
-    }
-    let (id, sealed) = bytes.split_at(16);
-    let id: [u8; 16] = id.try_into().map_err(|_| ClientError::Protocol("device file".into()))?;
-    MlsDevice::open(identity, username.as_str(), &id, sealed)
+    MlsDevice::from_stored(identity, username.as_str(), bytes)
         .map_err(|e| ClientError::Protocol(format!("the device state does not open: {e}")))
 }
 

@@ -1179,6 +1179,26 @@ impl MlsDevice {
         seal_device_state(&key, &self.username, &self.certificate.device_id, &state).map_err(protocol)
     }
 
+    /// The device as an adapter stores it (the CLI's file, the browser's IndexedDB record):
+    /// its id (16 bytes), then its sealed state.
+    pub fn stored(&self, identity: &SigningSecret) -> Result<Vec<u8>, MlsError> {
+        let sealed = self.seal(identity)?;
+        let mut out = Vec::with_capacity(16 + sealed.len());
+        out.extend_from_slice(&self.certificate.device_id);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// `username`'s device from what [`stored`](Self::stored) wrote.
+    pub fn from_stored(identity: &SigningSecret, username: &str, bytes: &[u8]) -> Result<Self, MlsError> {
+        if bytes.len() <= 16 {
+            return Err(MlsError::State);
+        }
+        let (id, sealed) = bytes.split_at(16);
+        let id: DeviceId = id.try_into().map_err(|_| MlsError::State)?;
+        Self::open(identity, username, &id, sealed)
+    }
+
     /// Opens a sealed state of `username`'s device `device_id`.
     pub fn open(
         identity: &SigningSecret,
