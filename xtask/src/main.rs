@@ -52,8 +52,10 @@ fn main() -> ExitCode {
         Some("bench-mls") => {
             cmd("cargo", &["bench", "-p", "sealroom-session", "--features", "mls", "--bench", "mls"])
         }
-        Some("bench-wasm") => bench_wasm(),
-        Some("bench-mls-wasm") => bench_mls_wasm(),
+        Some("bench-wasm") => bench_in_chromium("crypto", "sealroom-crypto", "bench-wasm", "wasm_bench"),
+        Some("bench-mls-wasm") => {
+            bench_in_chromium("MLS", "sealroom-session", "mls,bench-wasm", "wasm_mls_bench")
+        }
         Some("bench-web") => bench_web(),
         Some("bench-files") => bench_files(),
         Some("soak") => soak(),
@@ -220,44 +222,24 @@ fn bench() -> Result {
     cmd("cargo", &["bench", "-p", "sealroom-crypto", "--bench", "crypto"])
 }
 
-fn bench_wasm() -> Result {
+/// A benchmark test of `package` (built with `features`) timed in headless Chromium, release
+/// build; it prints its timings.
+fn bench_in_chromium(what: &str, package: &str, features: &str, test: &str) -> Result {
     setup::ensure_all()?;
-    step("crypto benchmarks in headless Chromium (release build)");
+    step(&format!("{what} benchmarks in headless Chromium (release build)"));
     cmd(
         "cargo",
         &[
             "test",
             "--release",
             "-p",
-            "sealroom-crypto",
+            package,
             "--target",
             "wasm32-unknown-unknown",
             "--features",
-            "bench-wasm",
+            features,
             "--test",
-            "wasm_bench",
-            "--",
-            "--nocapture",
-        ],
-    )
-}
-
-fn bench_mls_wasm() -> Result {
-    setup::ensure_all()?;
-    step("MLS benchmarks in headless Chromium (release build)");
-    cmd(
-        "cargo",
-        &[
-            "test",
-            "--release",
-            "-p",
-            "sealroom-session",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--features",
-            "mls,bench-wasm",
-            "--test",
-            "wasm_mls_bench",
+            test,
             "--",
             "--nocapture",
         ],
