@@ -23,7 +23,7 @@ use sealroom_protocol::endpoint::{
     RegisterDevice, UploadKeyPackages, Welcomes, WelcomesTaken,
 };
 use sealroom_protocol::{
-    AppendRequest, AppendedEntry, ArchiveBytes, ArchiveEntryIn, ArchiveQuery, ArchiveUpload,
+    AppendRequest, AppendedEntry, ArchiveBytes, ArchiveEntryIn, ArchiveQuery, ArchiveUpload, BlobId,
     CertificateBytes, ClaimKeyPackagesRequest, ClientMsgId, CommitEffects, ConversationId,
     CreateGroupRequest, DeviceId, ErrorCode, GroupId, GroupLogQuery, MlsBytes, PublishSigningKeyRequest,
     RegisterDeviceRequest, SigningKey, UploadKeyPackagesRequest, Username, WelcomesTakenRequest,
@@ -394,7 +394,7 @@ pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
     dev: &D,
     conversation: ConversationId,
     payload: &Payload,
-    blobs: &[sealroom_protocol::BlobId],
+    blobs: &[BlobId],
     now_ms: u64,
 ) -> Result<AppendedEntry, T::Error> {
     group_of::<T, D>(dev, conversation)?;
@@ -408,14 +408,14 @@ pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
         payload: payload.encode().map_err(|e| Error::Mls(MlsError::Protocol(e.to_string())))?,
         blobs: blobs.iter().map(ToString::to_string).collect(),
     };
+    // Saved with the encrypted message, before the relay is asked.
     dev.with(|d| d.queue_send(pending.clone()));
-    dev.save()?;
     deliver(t, vault, dev, conversation, &pending, payload, blobs).await
 }
 
 /// Sends the messages this device kept without an answer, oldest first; one that cannot go is
-/// reported in `events` as [`EventKind::Unconfirmed`] (and forgotten). Stops at the first that goes without an answer
-/// again.
+/// forgotten and reported in `events` as [`EventKind::Unconfirmed`]. Stops at the first that
+/// goes without an answer again.
 async fn flush_outbox<T: Transport, V: VaultCell, D: DeviceCell>(
     t: &T,
     vault: &V,
@@ -425,39 +425,35 @@ async fn flush_outbox<T: Transport, V: VaultCell, D: DeviceCell>(
     let outbox = dev.with(|d| d.outbox().to_vec());
     for pending in outbox {
         let conversation = ConversationId(i64::try_from(pending.conversation).unwrap_or(i64::MAX));
-        let refuse = |why: String| {
-            GroupEvent {
+        let payload = Payload::decode(&pending.payload);
+        let blobs: Result<Vec<_>, _> = pending.blobs.iter().map(|b| BlobId::parse(b)).collect();
+        let why = match (payload, blobs) {
+            _ if dev.with(|d| d.group_of(pending.conversation)).is_none() => {
+                "this device is no longer in the group".to_owned()
+            }
+            (Ok(payload), Ok(blobs)) => {
+                match deliver(t, vault, dev, conversation, &pending, &payload, &blobs).await {
+                    Ok(_) => continue,
+                    Err(e) if unanswered::<T>(&e) => return Err(e),
+                    Err(e) => match T::api_error(&e) {
+                        Some(a) => format!("{}: {}", a.error, a.message),
+                        None => "the group kept changing".to_owned(),
+                    },
+                }
+            }
+            _ => "it no longer reads".to_owned(),
+        };
+        dev.with(|d| d.sent(&pending.client_msg_id));
+        dev.save()?;
+        events.push(GroupEvent {
             conversation,
             seq: 0,
             ts: 0,
             what: EventKind::Unconfirmed(format!(
-                "a message whose sending was not confirmed could not be sent again ({why}); it may not have reached the group"
+                "a message whose sending was not confirmed could not be sent again ({why}); \
+                 it may not have reached the group"
             )),
-        }
-        };
-        let payload = Payload::decode(&pending.payload);
-        let blobs: Result<Vec<sealroom_protocol::BlobId>, _> =
-            pending.blobs.iter().map(|b| sealroom_protocol::BlobId::parse(b)).collect();
-        let (Ok(payload), Ok(blobs)) = (payload, blobs) else {
-            dev.with(|d| d.sent(&pending.client_msg_id));
-            dev.save()?;
-            events.push(refuse("it no longer reads".into()));
-            continue;
-        };
-        if dev.with(|d| d.group_of(pending.conversation)).is_none() {
-            dev.with(|d| d.sent(&pending.client_msg_id));
-            dev.save()?;
-            events.push(refuse("this device is no longer in the group".into()));
-            continue;
-        }
-        match deliver(t, vault, dev, conversation, &pending, &payload, &blobs).await {
-            Ok(_) => {}
-            Err(e) if unanswered::<T>(&e) => return Err(e),
-            Err(e) => events.push(refuse(match T::api_error(&e) {
-                Some(a) => format!("{}: {}", a.error, a.message),
-                None => "the group kept changing".into(),
-            })),
-        }
+        });
     }
     Ok(())
 }
@@ -479,9 +475,52 @@ async fn deliver<T: Transport, V: VaultCell, D: DeviceCell>(
     conversation: ConversationId,
     pending: &mls::PendingSend,
     payload: &Payload,
-    blobs: &[sealroom_protocol::BlobId],
+    blobs: &[BlobId],
 ) -> Result<AppendedEntry, T::Error> {
-    let sent = deliver_once(t, vault, dev, conversation, pending, payload, blobs).await;
+    let sent = async {
+        let group = group_of::<T, D>(dev, conversation)?;
+        let device = device_of(dev);
+        let now_ms = pending.sent_ms;
+        for _ in 0..RETRIES {
+            let message = dev.with(|d| d.encrypt(&group, now_ms, payload));
+            let message = match message {
+                Ok(m) => m,
+                Err(MlsError::PendingCommit) => {
+                    // A commit whose answer was lost: the log says whether it landed.
+                    catch_up(t, vault, dev).await?;
+                    if dev.with(|d| d.encrypt(&group, now_ms, payload)) == Err(MlsError::PendingCommit) {
+                        dev.with(|d| d.commit_refused(&group)).map_err(Error::from)?;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(Error::from(e).into()),
+            };
+            dev.save()?;
+            let req = AppendRequest {
+                device,
+                client_msg_id: ClientMsgId(pending.client_msg_id),
+                message: mls_bytes(message)?,
+                commit: None,
+                blobs: blobs.to_vec(),
+            };
+            match append::<T>(t, conversation, &req).await {
+                Ok(appended) => {
+                    let me = vault.with(|v| v.username().to_string()).ok_or_else(signed_out::<T>)?;
+                    let sent = [(conversation, appended.seq, me, now_ms, payload.clone())];
+                    // In the same write that forgets the kept message (below).
+                    archive_messages(vault, dev, sent)?;
+                    dev.with(|d| d.counted_send(&group, appended.ts)).map_err(Error::from)?;
+                    return Ok(appended);
+                }
+                Err(e) if is::<T>(&e, ErrorCode::StaleEpoch) => {
+                    catch_up(t, vault, dev).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Mls(MlsError::Protocol("the group kept changing; try again".into())).into())
+    }
+    .await;
     match &sent {
         Err(e) if unanswered::<T>(e) => {}
         _ => {
@@ -499,58 +538,6 @@ async fn deliver<T: Transport, V: VaultCell, D: DeviceCell>(
         }
     }
     Ok(appended)
-}
-
-async fn deliver_once<T: Transport, V: VaultCell, D: DeviceCell>(
-    t: &T,
-    vault: &V,
-    dev: &D,
-    conversation: ConversationId,
-    pending: &mls::PendingSend,
-    payload: &Payload,
-    blobs: &[sealroom_protocol::BlobId],
-) -> Result<AppendedEntry, T::Error> {
-    let group = group_of::<T, D>(dev, conversation)?;
-    let device = device_of(dev);
-    let now_ms = pending.sent_ms;
-    for _ in 0..RETRIES {
-        let message = dev.with(|d| d.encrypt(&group, now_ms, payload));
-        let message = match message {
-            Ok(m) => m,
-            Err(MlsError::PendingCommit) => {
-                // A commit whose answer was lost: the log says whether it landed.
-                catch_up(t, vault, dev).await?;
-                if dev.with(|d| d.encrypt(&group, now_ms, payload)) == Err(MlsError::PendingCommit) {
-                    dev.with(|d| d.commit_refused(&group)).map_err(Error::from)?;
-                }
-                continue;
-            }
-            Err(e) => return Err(Error::from(e).into()),
-        };
-        dev.save()?;
-        let req = AppendRequest {
-            device,
-            client_msg_id: ClientMsgId(pending.client_msg_id),
-            message: mls_bytes(message)?,
-            commit: None,
-            blobs: blobs.to_vec(),
-        };
-        match append::<T>(t, conversation, &req).await {
-            Ok(appended) => {
-                let me = vault.with(|v| v.username().to_string()).ok_or_else(signed_out::<T>)?;
-                let sent = [(conversation, appended.seq, me, now_ms, payload.clone())];
-                // In the same write that forgets the kept message (by the caller).
-                archive_messages(vault, dev, sent)?;
-                dev.with(|d| d.counted_send(&group, appended.ts)).map_err(Error::from)?;
-                return Ok(appended);
-            }
-            Err(e) if is::<T>(&e, ErrorCode::StaleEpoch) => {
-                catch_up(t, vault, dev).await?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(Error::Mls(MlsError::Protocol("the group kept changing; try again".into())).into())
 }
 
 /// Leaves a group: the relay stops routing it to this user at once, a remaining member commits
