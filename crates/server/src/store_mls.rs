@@ -746,14 +746,23 @@ pub fn archive_add(
 ) -> StoreResult<usize> {
     atomically(conn, |conn| {
         let mut added = 0;
+        // Where the user cleared each conversation (an upload is mostly one conversation's).
+        let mut cleared: std::collections::HashMap<ConversationId, Option<i64>> = Default::default();
         for e in entries {
+            let floor = match cleared.get(&e.conversation_id) {
+                Some(f) => *f,
+                None => {
+                    let f = members::table
+                        .find((e.conversation_id, user))
+                        .select(members::archive_cleared_up_to)
+                        .first(conn)
+                        .optional()?;
+                    cleared.insert(e.conversation_id, f);
+                    f
+                }
+            };
             // Cleared by the user (or for both) after this entry was sent: not kept again.
-            let cleared: Option<i64> = members::table
-                .find((e.conversation_id, user))
-                .select(members::archive_cleared_up_to)
-                .first(conn)
-                .optional()?;
-            if cleared.is_some_and(|c| e.seq <= c) {
+            if floor.is_some_and(|c| e.seq <= c) {
                 continue;
             }
             added += diesel::insert_into(archive::table)
