@@ -164,8 +164,6 @@ pub struct BrowserDevice {
     identity: SigningSecret,
     username: String,
     db: web_sys::IdbDatabase,
-    /// The newest write, to wait for.
-    last_write: std::cell::RefCell<Option<web_sys::IdbRequest>>,
 }
 
 impl std::fmt::Debug for BrowserDevice {
@@ -197,11 +195,9 @@ impl BrowserDevice {
             identity: identity.clone(),
             username: username.to_owned(),
             db,
-            last_write: std::cell::RefCell::default(),
         };
         if new {
-            this.save().map_err(js)?;
-            this.written().await?;
+            this.save().await.map_err(js)?;
         }
         Ok(this)
     }
@@ -222,16 +218,6 @@ impl BrowserDevice {
             .object_store(MLS_STORE)?;
         done(&store.delete(&JsValue::from_str(username))?).await.map(|_| ())
     }
-
-    /// Waits until every save so far is in IndexedDB (writes commit in the order they were
-    /// made, so the newest one is enough).
-    pub async fn written(&self) -> Result<(), JsValue> {
-        let last = self.last_write.borrow_mut().take();
-        match last {
-            Some(req) => done(&req).await.map(|_| ()),
-            None => Ok(()),
-        }
-    }
 }
 
 impl DeviceCell for BrowserDevice {
@@ -239,9 +225,9 @@ impl DeviceCell for BrowserDevice {
         f(&mut self.device.borrow_mut())
     }
 
-    /// Seals the state and starts its write at once (IndexedDB is asynchronous; writes made
-    /// in order commit in order: [`written`](BrowserDevice::written) waits for them).
-    fn save(&self) -> Result<(), sealroom_session::Error> {
+    /// Seals the state, starts its write at once and returns when IndexedDB has it (writes
+    /// made in order commit in order, so a save whose caller went away still lands).
+    async fn save(&self) -> Result<(), sealroom_session::Error> {
         let failed = |e: JsValue| {
             sealroom_session::Error::DeviceStorage(format!(
                 "could not save this browser's device state: {}",
@@ -257,8 +243,7 @@ impl DeviceCell for BrowserDevice {
         let req = store
             .put_with_key(&Uint8Array::from(bytes.as_slice()), &JsValue::from_str(&self.username))
             .map_err(failed)?;
-        *self.last_write.borrow_mut() = Some(req);
-        Ok(())
+        done(&req).await.map(|_| ()).map_err(failed)
     }
 
     fn stash(&self, events: Vec<GroupEvent>) {

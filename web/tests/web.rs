@@ -139,7 +139,7 @@ async fn the_browsers_mls_device_survives_a_reload_and_forgets_what_it_read() {
     let b = BrowserDevice::load(&bob, &user, NOW).await.unwrap();
     assert!(BrowserDevice::stored(&user).await.unwrap().is_some(), "a new device is stored at once");
     let key_packages = b.with(|d| d.key_packages(1)).unwrap();
-    b.save().unwrap();
+    b.save().await.unwrap();
 
     let mut a = MlsDevice::new(&alice, "alice", NOW).unwrap();
     let (g, _) = a.create_group(&["alice".into()]).unwrap();
@@ -147,15 +147,13 @@ async fn the_browsers_mls_device_survives_a_reload_and_forgets_what_it_read() {
     let commit = a.commit(&g, &add, 1000, &pins).unwrap();
     a.commit_accepted(&g).unwrap();
     assert_eq!(b.with(|d| d.join(&commit.welcome.unwrap(), &pins)).unwrap(), g);
-    b.save().unwrap();
-    b.written().await.unwrap();
+    b.save().await.unwrap();
 
     let message = a.encrypt(&g, NOW, &Payload::Text("read once".into())).unwrap();
     let before = BrowserDevice::stored(&user).await.unwrap().unwrap();
     let read = b.with(|d| d.process(&g, 2, false, &message, &pins)).unwrap();
     assert!(matches!(read, Processed::Message { payload: Payload::Text(ref t), .. } if t == "read once"));
-    b.save().unwrap();
-    b.written().await.unwrap();
+    b.save().await.unwrap();
     let after = BrowserDevice::stored(&user).await.unwrap().unwrap();
     assert!(!after.windows(9).any(|w| w == b"read once"), "sealed");
 

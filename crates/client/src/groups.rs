@@ -63,7 +63,7 @@ impl DeviceCell for NativeDevice {
         std::mem::take(&mut *self.stashed.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    fn save(&self) -> std::result::Result<(), sealroom_session::Error> {
+    async fn save(&self) -> std::result::Result<(), sealroom_session::Error> {
         let Some(file) = &self.file else { return Ok(()) };
         let contents = self.with(|d| d.stored(&self.identity))?;
         crate::write_private_file(file, &contents).map_err(|e| {
@@ -77,7 +77,7 @@ impl DeviceCell for NativeDevice {
 
 impl NativeDevice {
     /// This device of `username`: read from `file` when there is one, else a new device.
-    fn load(
+    async fn load(
         identity: &SigningSecret,
         username: &Username,
         file: Option<PathBuf>,
@@ -108,7 +108,7 @@ impl NativeDevice {
             file,
             identity: identity.clone(),
         };
-        native.save()?;
+        native.save().await?;
         Ok(native)
     }
 }
@@ -146,7 +146,8 @@ impl Session {
         let identity =
             self.vault.signing_key().ok_or(ClientError::Protocol("no signing key".into()))?.clone();
         let file = self.client.device_file(self.me.username.as_str());
-        let device = NativeDevice::load(&identity, &self.me.username, file, crate::now_ms().unsigned_abs())?;
+        let device =
+            NativeDevice::load(&identity, &self.me.username, file, crate::now_ms().unsigned_abs()).await?;
         let cell = Mutex::new(&mut self.vault);
         flows::start_device(&t, &cell, &device).await.map_err(|e| match &e {
             ClientError::Session(sealroom_session::Error::DeviceRemoved) => {

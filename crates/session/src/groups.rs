@@ -45,11 +45,16 @@ pub const UPDATE_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
 const RETRIES: usize = 8;
 
 /// Where an adapter keeps this device's MLS state: borrowed briefly, never across an await.
+/// The futures need not be `Send` (the browser's IndexedDB writes are not).
+#[allow(async_fn_in_trait)]
 pub trait DeviceCell {
     /// Runs `f` on the device.
     fn with<R>(&self, f: impl FnOnce(&mut MlsDevice) -> R) -> R;
-    /// Writes the device's state to its storage, sealed, now.
-    fn save(&self) -> Result<(), Error>;
+    /// Writes the device's state to its storage, sealed, and returns once it is there: the
+    /// flows send nothing that depends on a change before its save returns (a message key
+    /// used, a commit pending, key packages handed out), so a crash never makes a device
+    /// use a secret twice or forget one the group relies on.
+    async fn save(&self) -> Result<(), Error>;
     /// Keeps events that a flow read while catching up on its own (a send or a change that
     /// lost to a concurrent commit), for the next [`sync`] to return first.
     fn stash(&self, events: Vec<GroupEvent>);
@@ -161,7 +166,7 @@ pub async fn start_device<T: Transport, V: VaultCell, D: DeviceCell>(
             .with(|d| Ok::<_, MlsError>((d.key_packages(n)?, d.last_resort_key_package()?)))
             .map_err(Error::from)?;
         // The private keys are saved before the packages can be handed out.
-        dev.save()?;
+        dev.save().await?;
         let req = UploadKeyPackagesRequest {
             key_packages: packages.into_iter().map(mls_bytes).collect::<Result<_, _>>()?,
             last_resort: Some(mls_bytes(last_resort)?),
@@ -245,11 +250,11 @@ pub async fn create_group<T: Transport, V: VaultCell, D: DeviceCell>(
     // Everyone named must be able to join before there is a group to leave behind.
     pin_users(t, vault, &members.iter().map(|u| u.to_string()).collect::<Vec<_>>()).await?;
     let (group, info) = dev.with(|d| d.create_group(std::slice::from_ref(&me))).map_err(Error::from)?;
-    dev.save()?;
+    dev.save().await?;
     let req =
         CreateGroupRequest { group_id: GroupId(group), device: device_of(dev), group_info: mls_bytes(info)? };
     let state = t.call::<CreateGroup>(CreateGroup::PATH, Some(&req)).await?;
-    adopt_new_group::<T, D>(dev, &group, state.conversation)?;
+    adopt_new_group::<T, D>(dev, &group, state.conversation).await?;
     if !members.is_empty() {
         add_members(t, vault, dev, state.conversation, members, now_ms).await?;
     }
@@ -258,7 +263,7 @@ pub async fn create_group<T: Transport, V: VaultCell, D: DeviceCell>(
 
 /// Records a group this device just made as `conversation`'s: it has nothing in the log yet,
 /// so its cursor starts where the device's other groups are.
-fn adopt_new_group<T: Transport, D: DeviceCell>(
+async fn adopt_new_group<T: Transport, D: DeviceCell>(
     dev: &D,
     group: &mls::GroupId,
     conversation: ConversationId,
@@ -269,7 +274,7 @@ fn adopt_new_group<T: Transport, D: DeviceCell>(
         d.advance_cursor(group, furthest)
     })
     .map_err(Error::from)?;
-    dev.save()?;
+    dev.save().await?;
     Ok(())
 }
 
@@ -338,7 +343,7 @@ async fn change_once<T: Transport, V: VaultCell, D: DeviceCell>(
     let group = group_of::<T, D>(dev, conversation)?;
     let max = sealroom_protocol::MAX_GROUP_MEMBERS;
     let commit = with_pins(t, vault, |pins| dev.with(|d| d.commit(&group, changes, max, pins))).await?;
-    dev.save()?;
+    dev.save().await?;
     let req = commit_request(device_of(dev), commit, changes.admins.as_deref())?;
     match append::<T>(t, conversation, &req).await {
         Ok(appended) => {
@@ -349,12 +354,12 @@ async fn change_once<T: Transport, V: VaultCell, D: DeviceCell>(
             // pending; the next sync merges it.)
             let _ = catch_up(t, vault, dev).await;
             dev.with(|d| d.renewed(&group, appended.ts)).map_err(Error::from)?;
-            dev.save()?;
+            dev.save().await?;
             Ok(Some(appended))
         }
         Err(e) if is::<T>(&e, ErrorCode::StaleEpoch) => {
             dev.with(|d| d.commit_refused(&group)).map_err(Error::from)?;
-            dev.save()?;
+            dev.save().await?;
             catch_up(t, vault, dev).await?;
             Ok(None)
         }
@@ -363,7 +368,7 @@ async fn change_once<T: Transport, V: VaultCell, D: DeviceCell>(
             // it may have landed, and reading the log tells.)
             if T::api_error(&e).is_some() {
                 dev.with(|d| d.commit_refused(&group)).map_err(Error::from)?;
-                dev.save()?;
+                dev.save().await?;
             }
             Err(e)
         }
@@ -444,7 +449,7 @@ async fn flush_outbox<T: Transport, V: VaultCell, D: DeviceCell>(
             _ => "it no longer reads".to_owned(),
         };
         dev.with(|d| d.sent(&pending.client_msg_id));
-        dev.save()?;
+        dev.save().await?;
         events.push(GroupEvent {
             conversation,
             seq: 0,
@@ -495,7 +500,7 @@ async fn deliver<T: Transport, V: VaultCell, D: DeviceCell>(
                 }
                 Err(e) => return Err(Error::from(e).into()),
             };
-            dev.save()?;
+            dev.save().await?;
             let req = AppendRequest {
                 device,
                 client_msg_id: ClientMsgId(pending.client_msg_id),
@@ -525,7 +530,7 @@ async fn deliver<T: Transport, V: VaultCell, D: DeviceCell>(
         Err(e) if unanswered::<T>(e) => {}
         _ => {
             dev.with(|d| d.sent(&pending.client_msg_id));
-            dev.save()?;
+            dev.save().await?;
         }
     }
     let appended = sent?;
@@ -550,7 +555,7 @@ pub async fn leave<T: Transport, D: DeviceCell>(
     t.call::<LeaveGroup>(&LeaveGroup::path(&[&conversation]), None).await?;
     if let Some(group) = dev.with(|d| d.group_of(key(conversation))) {
         dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
-        dev.save()?;
+        dev.save().await?;
     }
     Ok(())
 }
@@ -577,7 +582,7 @@ async fn join_external<T: Transport, V: VaultCell, D: DeviceCell>(
         let Ok(commit) = joined else { return Ok(None) };
         let group = commit.group;
         dev.with(|d| d.set_conversation(&group, key(conversation))).map_err(Error::from)?;
-        dev.save()?;
+        dev.save().await?;
         let req = commit_request(device_of(dev), commit, None)?;
         match append::<T>(t, conversation, &req).await {
             Ok(a) => {
@@ -587,12 +592,12 @@ async fn join_external<T: Transport, V: VaultCell, D: DeviceCell>(
                     d.advance_cursor(&group, a.seq)
                 })
                 .map_err(Error::from)?;
-                dev.save()?;
+                dev.save().await?;
                 return Ok(Some(GroupEvent { conversation, seq: a.seq, ts: a.ts, what: EventKind::Joined }));
             }
             Err(e) => {
                 dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
-                dev.save()?;
+                dev.save().await?;
                 if !is::<T>(&e, ErrorCode::StaleEpoch) {
                     return Err(e);
                 }
@@ -769,7 +774,7 @@ async fn read_log<T: Transport, V: VaultCell, D: DeviceCell>(
                     let _ = d.advance_cursor(&g, last);
                 }
             });
-            dev.save()?;
+            dev.save().await?;
             // Even after a last page, once more: the empty answer tells the relay how far this
             // device has read (the relay deletes what every device passed).
         }
@@ -797,7 +802,7 @@ async fn read_log<T: Transport, V: VaultCell, D: DeviceCell>(
             events.extend(join_external(t, vault, dev, conversation).await?);
         }
     }
-    dev.save()?;
+    dev.save().await?;
     flush_archive(t, vault, dev).await?;
     Ok(())
 }
@@ -845,7 +850,7 @@ async fn take_welcomes<T: Transport, V: VaultCell, D: DeviceCell>(
         taken = Some(w.id);
     }
     if let Some(up_to) = taken {
-        dev.save()?;
+        dev.save().await?;
         t.call::<WelcomesTaken>(&WelcomesTaken::path(&[&device]), Some(&WelcomesTakenRequest { up_to }))
             .await?;
     }
@@ -907,7 +912,7 @@ pub async fn flush_archive<T: Transport, V: VaultCell, D: DeviceCell>(
             d.archive_queue().iter().take(sealroom_protocol::MAX_ARCHIVE_BATCH).cloned().collect()
         });
         if batch.is_empty() {
-            dev.save()?;
+            dev.save().await?;
             return Ok(stored);
         }
         let entries: Vec<ArchiveEntryIn> = batch.iter().filter_map(wire_entry).collect();
@@ -929,7 +934,7 @@ pub async fn flush_archive<T: Transport, V: VaultCell, D: DeviceCell>(
             Err(e) => return Err(e),
         }
         dev.with(|d| d.archive_done(batch.len()));
-        dev.save()?;
+        dev.save().await?;
     }
 }
 
@@ -1004,7 +1009,7 @@ pub async fn group_name<T: Transport, V: VaultCell, D: DeviceCell>(
         });
         if let Some(name) = named {
             dev.with(|d| d.set_name(key(conversation), &name));
-            dev.save()?;
+            dev.save().await?;
             return Ok(Some(name));
         }
         match page.first() {
@@ -1054,7 +1059,7 @@ pub async fn renew<T: Transport, V: VaultCell, D: DeviceCell>(
         let unknown = dev.with(|d| d.groups().get(&group).is_some_and(|e| e.renewed_ts == 0));
         if unknown {
             dev.with(|d| d.renewed(&group, now_ms)).map_err(Error::from)?;
-            dev.save()?;
+            dev.save().await?;
             continue;
         }
         if update_due(dev, &group, now_ms) {
@@ -1201,22 +1206,22 @@ pub async fn move_direct<T: Transport, V: VaultCell, D: DeviceCell>(
     let signing =
         signing.ok_or(Error::Mls(MlsError::Protocol("this device is not set up for MLS".into())))?;
     let (group, info) = dev.with(|d| d.create_group(&[me, peer.to_string()])).map_err(Error::from)?;
-    dev.save()?;
+    dev.save().await?;
     let req =
         CreateGroupRequest { group_id: GroupId(group), device: device_of(dev), group_info: mls_bytes(info)? };
     match t.call::<MoveToMls>(&MoveToMls::path(&[&conversation]), Some(&req)).await {
         Ok(_) => {
-            adopt_new_group::<T, D>(dev, &group, conversation)?;
+            adopt_new_group::<T, D>(dev, &group, conversation).await?;
             Ok(Some(Payload::Upgrade { signing_key: signing, group_id: group }))
         }
         Err(e) if is::<T>(&e, ErrorCode::Conflict) => {
             dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
-            dev.save()?;
+            dev.save().await?;
             Ok(None)
         }
         Err(e) => {
             dev.with(|d| d.forget_group(&group)).map_err(Error::from)?;
-            dev.save()?;
+            dev.save().await?;
             Err(e)
         }
     }
