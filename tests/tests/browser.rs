@@ -1239,3 +1239,116 @@ async fn blocking_someone_stops_their_messages_and_pauses_the_chat_until_unblock
     wait_text(&a, ".msg.theirs .text", "now?").await;
     close_clean(a).await;
 }
+
+/// Polls the directory until `user` has published a signing key (their browser set up its
+/// MLS device).
+async fn wait_signing_key(server: &TestServer, token: &str, user: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/api/users/{user}", server.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if info.get("signing_key").is_some() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{user}'s browser published no signing key: {info}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The texts of `bob`'s new MLS messages (reading his device's groups).
+async fn mls_texts(bob: &mut sealroom_client::Session) -> Vec<String> {
+    use sealroom_session::groups::EventKind;
+    bob.sync_groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.what {
+            EventKind::Message { payload: sealroom_crypto::Payload::Text(t), .. } => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 14: one MLS device per browser profile, any number of tabs. A CLI user moves the
+/// conversation with a browser user to MLS; the browser's first tab owns the device, a second
+/// tab of the same profile reads the history from the archive and sends through the owner;
+/// when the owning tab closes, the second takes the device over and the conversation goes on.
+#[tokio::test]
+async fn a_browser_profiles_tabs_share_one_mls_device_and_hand_it_over_when_the_owner_closes() {
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    let mut bob = server.register("bob").await;
+    bob.mls_start().await.unwrap();
+
+    sign_up(&a, &server.url, "alice", true).await;
+    let first_tab = a.window().await.unwrap();
+    wait_signing_key(&server, bob.token(), "alice").await;
+
+    // Bob's first message moves the conversation to MLS: the introduction, then the message.
+    let text = |t: &str| sealroom_crypto::Payload::Text(t.into());
+    let sent = bob.send_to("alice", &text("forward-secret hello"), false).await.unwrap();
+    assert!(matches!(sent, sealroom_client::Sent::Mls(..)), "{sent:?}");
+    wait_text(&a, ".conv .preview", "forward-secret hello").await;
+    open_conv(&a, "bob").await;
+    wait_text(&a, ".msg.theirs .text", "forward-secret hello").await;
+    wait_text(&a, ".msg .text", "Moved to forward-secret encryption").await;
+    send(&a, "answered from the first tab").await;
+    wait_css(&a, ".msg.mine .state.stored").await;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !got.contains(&"answered from the first tab".to_string()) {
+        assert!(Instant::now() < deadline, "bob did not read the browser's MLS message: {got:?}");
+        got.extend(mls_texts(&mut bob).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A second tab of the same profile: remembered, so it opens signed in; the history comes
+    // from the archive (it has no device of its own), and it sends through the first tab.
+    let second = a.new_window(true).await.unwrap().handle;
+    a.switch_to_window(second.clone()).await.unwrap();
+    a.goto(&server.url).await.unwrap();
+    wait_text(&a, ".conv .preview", "answered from the first tab").await;
+    open_conv(&a, "bob").await;
+    wait_text(&a, ".msg.theirs .text", "forward-secret hello").await;
+    wait_text(&a, ".msg.mine .text", "answered from the first tab").await;
+    send(&a, "sent from the second tab").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !got.contains(&"sent from the second tab".to_string()) {
+        assert!(Instant::now() < deadline, "the second tab's message did not reach bob: {got:?}");
+        got.extend(mls_texts(&mut bob).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Bob's next message reaches both tabs live (the owner reads it, the other hears of it).
+    bob.send_to("alice", &text("to both tabs"), false).await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "to both tabs").await;
+    a.switch_to_window(first_tab).await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "to both tabs").await;
+    wait_text(&a, ".msg.mine .text", "sent from the second tab").await;
+
+    // The owning tab closes: the second takes the device over and the conversation goes on.
+    a.close_window().await.unwrap();
+    a.switch_to_window(second).await.unwrap();
+    bob.send_to("alice", &text("after the handover"), false).await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "after the handover").await;
+    send(&a, "the second tab owns it now").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !got.contains(&"the second tab owns it now".to_string()) {
+        assert!(Instant::now() < deadline, "no message after the handover reached bob: {got:?}");
+        got.extend(mls_texts(&mut bob).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = a.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+    assert!(!page.contains("could not be decrypted"), "{page}");
+    assert_eq!(got.iter().filter(|t| *t == "sent from the second tab").count(), 1, "{got:?}");
+    close_clean(a).await;
+}

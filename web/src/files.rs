@@ -203,6 +203,7 @@ impl App {
                 envelope: String::new(),
                 undecryptable: false,
                 file: Some(FileMeta { name: payload_name.clone(), size, mime: mime.clone(), stored: None }),
+                seq: None,
             })
         });
         let cancel = register_cancel(&key, true);

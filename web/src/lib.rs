@@ -12,6 +12,7 @@ mod icons;
 mod sidebar;
 pub mod state;
 mod strength;
+pub mod tabs;
 pub mod text;
 
 use leptos::prelude::*;

@@ -176,3 +176,47 @@ async fn the_browsers_mls_device_survives_a_reload_and_forgets_what_it_read() {
     BrowserDevice::forget(&user).await.unwrap();
     assert_eq!(BrowserDevice::stored(&user).await.unwrap(), None);
 }
+
+/// Waits `ms` milliseconds.
+async fn pause(ms: i32) {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(p).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn one_holder_of_the_device_lock_at_a_time_and_the_next_waiter_gets_it_on_release() {
+    use sealroom_web::tabs::{Channel, Lock};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let name = format!("test-lock-{}", js_sys::Math::random());
+    let first = Lock::acquire(&name).await.unwrap();
+    let second: Rc<RefCell<Option<Lock>>> = Rc::default();
+    let slot = second.clone();
+    let name2 = name.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        *slot.borrow_mut() = Some(Lock::acquire(&name2).await.unwrap());
+    });
+    pause(100).await;
+    assert!(second.borrow().is_none(), "a second holder while the first holds it");
+    drop(first);
+    pause(100).await;
+    assert!(second.borrow().is_some(), "the waiting tab gets the lock when the holder lets go");
+
+    // Two channels of one name: each hears the other, never itself.
+    let heard: Rc<RefCell<Vec<(u8, String)>>> = Rc::default();
+    let (h1, h2) = (heard.clone(), heard.clone());
+    let channel = format!("test-channel-{}", js_sys::Math::random());
+    let one = Channel::open(&channel, move |t| h1.borrow_mut().push((1, t))).unwrap();
+    let two = Channel::open(&channel, move |t| h2.borrow_mut().push((2, t))).unwrap();
+    one.post("from one");
+    two.post("from two");
+    pause(100).await;
+    let mut got = heard.borrow().clone();
+    got.sort();
+    assert_eq!(got, vec![(1, "from two".to_string()), (2, "from one".to_string())]);
+}

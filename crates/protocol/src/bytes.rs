@@ -34,7 +34,7 @@ pub enum BytesError {
 
 /// Decodes base64 text into at most `max` bytes, refusing oversized text before decoding.
 pub fn decode_b64(text: &str, what: &'static str, max: usize) -> Result<Vec<u8>, BytesError> {
-    if text.len() > max.div_ceil(3) * 4 + 4 {
+    if text.len() > max.div_ceil(3).saturating_mul(4).saturating_add(4) {
         return Err(BytesError::Length { what, expected: max, actual: text.len() / 4 * 3 });
     }
     let bytes = B64.decode(text).map_err(|_| BytesError::Base64 { what })?;

@@ -136,8 +136,9 @@ fn name(user: &str) -> Result<Username, Error> {
     Username::parse(user).map_err(|_| Error::Mls(MlsError::Protocol(format!("not a username: {user}"))))
 }
 
-/// Sets this device up with the relay: the user's signing key made (saved in the backup) and
-/// published, the device registered with its certificate, and its key packages topped up.
+/// Sets this device up with the relay: the user's signing key made (saved in the backup), the
+/// device registered with its certificate, its key packages topped up, and the signing key
+/// published (last: see below).
 pub async fn start_device<T: Transport, V: VaultCell, D: DeviceCell>(
     t: &T,
     vault: &V,
@@ -146,10 +147,6 @@ pub async fn start_device<T: Transport, V: VaultCell, D: DeviceCell>(
     if vault.with(|v| v.ensure_signing_key()).ok_or_else(signed_out::<T>)?? {
         flows::save_backup(t, vault).await?;
     }
-    let public =
-        vault.with(|v| v.signing_key().map(|s| s.public_key())).flatten().ok_or_else(signed_out::<T>)?;
-    let req = PublishSigningKeyRequest { signing_key: SigningKey(*public.as_bytes()) };
-    t.call::<PublishSigningKey>(PublishSigningKey::PATH, Some(&req)).await?;
     let (device, certificate) = (device_of(dev), dev.with(|d| d.certificate().encode()));
     let req = RegisterDeviceRequest {
         device,
@@ -173,6 +170,13 @@ pub async fn start_device<T: Transport, V: VaultCell, D: DeviceCell>(
         };
         t.call::<UploadKeyPackages>(&UploadKeyPackages::path(&[&device]), Some(&req)).await?;
     }
+    // Last: peers move their conversations with this user to MLS once they see the signing
+    // key, and by then this device has key packages to be added with (a message sent to a
+    // group before a device is in it is one that device can never read).
+    let public =
+        vault.with(|v| v.signing_key().map(|s| s.public_key())).flatten().ok_or_else(signed_out::<T>)?;
+    let req = PublishSigningKeyRequest { signing_key: SigningKey(*public.as_bytes()) };
+    t.call::<PublishSigningKey>(PublishSigningKey::PATH, Some(&req)).await?;
     Ok(())
 }
 
@@ -402,13 +406,36 @@ pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
     blobs: &[BlobId],
     now_ms: u64,
 ) -> Result<AppendedEntry, T::Error> {
+    let entry = mls::random_id().map_err(Error::from)?;
+    send_entry(t, vault, dev, conversation, entry, payload, blobs, now_ms).await
+}
+
+/// [`send_with_blobs`] with the entry id chosen by the caller, so that asking again is safe:
+/// a message this device still keeps under that id goes as it was kept, and one the relay
+/// stored already is not stored again (the browser's tabs ask the tab that owns the device
+/// this way, and ask again when that tab goes away without answering).
+#[allow(clippy::too_many_arguments)]
+pub async fn send_entry<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    conversation: ConversationId,
+    entry: [u8; 16],
+    payload: &Payload,
+    blobs: &[BlobId],
+    now_ms: u64,
+) -> Result<AppendedEntry, T::Error> {
     group_of::<T, D>(dev, conversation)?;
+    let kept = dev.with(|d| d.outbox().iter().find(|p| p.client_msg_id == entry).cloned());
+    if let Some(pending) = kept {
+        return deliver(t, vault, dev, conversation, &pending, payload, blobs).await;
+    }
     let mut refused = Vec::new();
     flush_outbox(t, vault, dev, &mut refused).await?;
     dev.stash(refused);
     let pending = mls::PendingSend {
         conversation: key(conversation),
-        client_msg_id: mls::random_id().map_err(Error::from)?,
+        client_msg_id: entry,
         sent_ms: now_ms,
         payload: payload.encode().map_err(|e| Error::Mls(MlsError::Protocol(e.to_string())))?,
         blobs: blobs.iter().map(ToString::to_string).collect(),

@@ -83,6 +83,7 @@ impl App {
             let socket = Socket::connect(move |f| app.on_frame(f), move |up| app.on_socket(up));
             with_keys(|k| k.socket = Some(socket));
         });
+        self.start_device(username.to_string());
     }
 
     /// Changes the password: the backup is re-sealed under the new key here, and the relay
@@ -134,6 +135,7 @@ impl App {
 
     pub(crate) fn forget(&self, why: Option<String>) {
         crate::browser::tab::clear();
+        self.stop_device();
         spawn_local(crate::device::forget());
         if let Some(s) = KEYS.with(|k| k.borrow_mut().take()).and_then(|k| k.socket) {
             s.stop();

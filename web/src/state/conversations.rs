@@ -44,6 +44,14 @@ impl App {
             (Some(m), Some((d, _))) if !d.mine && c.unread > 0 => Some(m.id),
             _ => None,
         };
+        // A conversation that moved to MLS: its newest message is in the archive.
+        let last = match last {
+            Some((d, _)) if d.text == super::mls::MOVED => match self.archived_page(c.id, 1).await.pop() {
+                Some(m) => Some((m.clone(), m.ts)),
+                None => Some((d.clone(), d.ts)),
+            },
+            other => other,
+        };
         let (preview, ts) = match last {
             Some((d, ts)) => {
                 let prefix = if d.mine { "You: " } else { "" };
@@ -92,6 +100,13 @@ impl App {
             msgs.extend(self.decrypt(m).await);
         }
         apply_markers(&mut msgs, page.peer_delivered_up_to.0, page.peer_read_up_to.0);
+        // Since the conversation moved to MLS, its messages are in this user's archive:
+        // merged by the senders' clocks (stable, so the introduction stays first).
+        let archived = self.archived_page(id, 50).await;
+        if !archived.is_empty() {
+            msgs.extend(archived);
+            msgs.sort_by(|a, b| a.ts.total_cmp(&b.ts));
+        }
         if self.rooms.active.get_untracked().as_deref() != Some(peer.as_str()) {
             return;
         }

@@ -39,6 +39,9 @@ impl App {
                 if with_keys(|k| k.outbox.cursor().0 > 0).unwrap_or(false) {
                     spawn_local(async move { app.load_conversations().await });
                 }
+                // What the groups' logs got meanwhile, and this tab's unanswered sends.
+                self.sync_groups();
+                self.resend_unanswered();
             }
             ServerFrame::Ack { .. } | ServerFrame::Synced { .. } => {
                 match with_keys(|k| k.outbox.on_frame(&frame)) {
@@ -131,12 +134,13 @@ impl App {
                 ErrorCode::RateLimited | ErrorCode::Internal => {}
                 _ => self.ui.connection_notice.set(Some(human(&ApiError::new(code, message)))),
             },
-            // Group conversations come to the browser with #14; until then this client has no
-            // device in any group, and these frames have nothing to update.
-            ServerFrame::GroupAck { .. }
-            | ServerFrame::GroupEntry { .. }
-            | ServerFrame::Welcome { .. }
-            | ServerFrame::Left { .. } => {}
+            // News in this user's groups: the tab that owns the device reads it (the others
+            // hear from it).
+            ServerFrame::GroupEntry { .. } | ServerFrame::Welcome { .. } | ServerFrame::Left { .. } => {
+                self.sync_groups()
+            }
+            // This client appends over REST, not with `group_send`.
+            ServerFrame::GroupAck { .. } => {}
         }
     }
 

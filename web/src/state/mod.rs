@@ -6,7 +6,9 @@
 //! - `account`: sign-up, sign-in, resume, password change, sign-out, peers' keys;
 //! - `conversations`: the list, opening a chat, flags, clearing, the directory search;
 //! - `timeline`: the open chat's messages, history pages, sending and the outbox;
-//! - `inbound`: every frame from the relay.
+//! - `inbound`: every frame from the relay;
+//! - `mls`: this browser's MLS device, owned by one tab, asked by the others, and the
+//!   forward-secret messages it reads.
 //!
 //! [`App`] holds the signals; each area's signals also reach the view as their own context
 //! ([`Account`], [`Rooms`], [`Timeline`], [`Transfers`]).
@@ -20,6 +22,7 @@ mod account;
 mod conversations;
 mod inbound;
 pub(crate) mod keys;
+mod mls;
 pub mod model;
 mod timeline;
 

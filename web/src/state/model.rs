@@ -55,6 +55,9 @@ pub struct Msg {
     pub undecryptable: bool,
     /// The attachment, for a file message.
     pub file: Option<FileMeta>,
+    /// Its position in the conversation's MLS log: a forward-secret message (`id` is then
+    /// `None`: only version 1 messages have the relay's message ids).
+    pub seq: Option<u64>,
 }
 
 /// What a file message says about its file.
@@ -181,6 +184,7 @@ mod tests {
             envelope: String::new(),
             undecryptable: false,
             file: None,
+            seq: None,
         }
     }
 

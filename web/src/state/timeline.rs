@@ -22,18 +22,11 @@ impl App {
         let mine = self.account.me.get_untracked().as_deref() == Some(m.from.as_str());
         let mut file = None;
         let (text, undecryptable) = match opened.map(|o| o.payload) {
-            Ok(Payload::Text(t)) => (t, false),
-            Ok(Payload::File(f)) => {
-                let text = format!("File: {}", f.name);
-                file = Some(FileMeta {
-                    name: f.name.clone(),
-                    size: f.size,
-                    mime: f.mime.clone(),
-                    stored: Some(f),
-                });
+            Ok(payload) => {
+                let (text, f) = super::mls::describe(&payload);
+                file = f;
                 (text, false)
             }
-            Ok(_) => ("This message needs a newer version of Sealroom.".into(), false),
             Err(Failure::Core(sealroom_session::Error::NotForMe)) => {
                 self.ui.misaddressed.set(WebVault.with(|v| v.misaddressed()).unwrap_or(0));
                 return None;
@@ -52,6 +45,7 @@ impl App {
             envelope: sealroom_protocol::encode_b64(m.envelope.as_bytes()),
             undecryptable,
             file,
+            seq: None,
         })
     }
 
@@ -120,6 +114,16 @@ impl App {
             // The composer is disabled behind the banner; this is the same rule for Enter.
             return;
         }
+        // A conversation in MLS gets its messages there (forward-secret); one whose state is
+        // unknown because the relay cannot be reached is queued as version 1 (see below).
+        if let Some(conversation) = self.conversation_of(&peer) {
+            match self.moved(conversation).await {
+                Ok(true) => return self.send_mls(peer, conversation, Payload::Text(text)).await,
+                Ok(false) => {}
+                Err(e) if e.code().is_some_and(|c| c.http_status() >= 500) => {}
+                Err(e) => return self.ui.notice.set(Some(format!("Cannot send to {peer}: {}", e.human()))),
+            }
+        }
         let header = match MessageHeader::new(now() as u64) {
             Ok(h) => h,
             Err(e) => return self.ui.notice.set(Some(e.to_string())),
@@ -141,6 +145,7 @@ impl App {
                 envelope,
                 undecryptable: false,
                 file: None,
+                seq: None,
             })
         });
         self.touch_conv(&peer, format!("You: {text}"), now(), false);

@@ -1,0 +1,632 @@
+//! This browser's MLS device in the app: which tab owns it, what the other tabs ask it, and
+//! what group events mean for the chats.
+//!
+//! Every tab signed in as a user listens on the channel `sealroom-mls-USER` and waits for the
+//! Web Lock of the same name ([`crate::tabs`]). The tab holding the lock is the owner: it opens
+//! the device from IndexedDB, sets it up with the relay, reads the groups' logs when its socket
+//! says there is news, and posts what it read to the other tabs. The others ask it to send
+//! (`ask`), each message under an entry id the asking tab chose: when the owner goes away
+//! without answering, the next owner is asked again and the relay stores the message once.
+//! Device flows run one at a time in the owner (a catch-up and a send never interleave).
+//!
+//! What the browser does not do yet (issue 14 goes on): move a version 1 conversation to MLS
+//! by itself (a peer's CLI does it), receipts and typing in MLS conversations, and group chats
+//! in the interface.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use sealroom_crypto::Payload;
+use sealroom_protocol::endpoint::{Endpoint, GetGroup};
+use sealroom_protocol::{ClientMsgId, ConversationId, ErrorCode, Username};
+use sealroom_session::groups::{self, DirectRoute, EventKind, GroupEvent};
+use sealroom_session::VaultCell;
+use serde::{Deserialize, Serialize};
+
+use super::keys::{Failure, Fetch, WebVault};
+use super::model::*;
+use super::App;
+use crate::browser::{is_visible, now};
+use crate::device::BrowserDevice;
+use crate::tabs::{Channel, Lock};
+
+/// What a tab asks the owner of the device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Op {
+    /// Send `payload` (encoded, base64) in the MLS group of `conversation`, under `entry`; for a
+    /// direct conversation, `peer` names the other user (the device joins the group first when
+    /// it is not in it yet).
+    Send {
+        conversation: ConversationId,
+        peer: Option<String>,
+        entry: ClientMsgId,
+        payload: String,
+        sent_ms: u64,
+    },
+}
+
+/// The owner's answer to a send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Sent {
+    seq: u64,
+    ts: i64,
+}
+
+/// Why a send did not go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NotSent {
+    /// For people.
+    pub(crate) why: String,
+    /// The device keeps the message and sends it (once) with its next sync: no answer came.
+    pub(crate) kept: bool,
+}
+
+/// A group event as the tabs pass it on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TabEvent {
+    conversation: ConversationId,
+    seq: u64,
+    ts: i64,
+    what: TabEventKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum TabEventKind {
+    /// A message (the payload encoded, base64).
+    Message { sender: String, sent_ms: u64, payload: String },
+    /// Something the user is told about (a refused entry, a send not confirmed, a removal).
+    Notice { text: String },
+    /// Membership or keys changed, or this device joined.
+    Changed,
+}
+
+/// What the tabs post to each other.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum TabMsg {
+    /// A tab that starts asks who owns the device.
+    Who,
+    /// The owner: sent when a tab becomes it, and in answer to `who`.
+    Owner { tab: String },
+    /// `from` asks the owner.
+    Ask { from: String, id: u64, op: Op },
+    /// The owner answers `to`'s ask `id`.
+    Answer { to: String, id: u64, result: Result<Sent, NotSent> },
+    /// What the owner read, in log order.
+    Events { events: Vec<TabEvent> },
+}
+
+/// The device, in the tab that owns it.
+struct Owned {
+    _lock: Option<Lock>,
+    device: Result<BrowserDevice, String>,
+    /// One device flow at a time.
+    serial: futures::lock::Mutex<()>,
+    syncing: Cell<bool>,
+    sync_again: Cell<bool>,
+}
+
+struct Asked {
+    op: Op,
+    reply: oneshot::Sender<Result<Sent, NotSent>>,
+}
+
+/// A send of this tab not answered yet: asked again after a reconnect.
+#[derive(Clone)]
+struct Unanswered {
+    op: Op,
+    key: String,
+}
+
+struct Tabs {
+    user: String,
+    tab: String,
+    channel: Channel,
+    owned: Option<Rc<Owned>>,
+    asks: BTreeMap<u64, Asked>,
+    next_ask: u64,
+    unanswered: Vec<Unanswered>,
+    /// Conversations known to be in MLS (found at the relay; a move is never undone).
+    moved: std::collections::BTreeSet<ConversationId>,
+}
+
+thread_local! {
+    static TABS: RefCell<Option<Tabs>> = const { RefCell::new(None) };
+}
+
+fn with_tabs<R>(f: impl FnOnce(&mut Tabs) -> R) -> Option<R> {
+    TABS.with(|t| t.borrow_mut().as_mut().map(f))
+}
+
+fn post(msg: &TabMsg) {
+    if let Ok(text) = serde_json::to_string(msg) {
+        with_tabs(|t| t.channel.post(&text));
+    }
+}
+
+fn random_tab() -> String {
+    let mut b = [0u8; 8];
+    let _ = getrandom::getrandom(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn b64_payload(p: &Payload) -> Option<String> {
+    p.encode().ok().map(|b| sealroom_protocol::encode_b64(&b))
+}
+
+fn payload_of(b64: &str) -> Option<Payload> {
+    let bytes = sealroom_protocol::decode_b64(b64, "payload", sealroom_protocol::MAX_MLS_BYTES).ok()?;
+    Payload::decode(&bytes).ok()
+}
+
+impl App {
+    /// Joins this user's tabs in this browser profile and waits to own the device (at once
+    /// when no other tab does). Called at sign-in.
+    pub(crate) fn start_device(self, user: String) {
+        let tab = random_tab();
+        let app = self;
+        let channel =
+            match Channel::open(&format!("sealroom-mls-{user}"), move |text| app.on_tab_message(&text)) {
+                Ok(c) => c,
+                Err(_) => {
+                    return self.ui.notice.set(Some(
+                        "This browser cannot run forward-secret conversations (no BroadcastChannel).".into(),
+                    ))
+                }
+            };
+        TABS.with(|t| {
+            *t.borrow_mut() = Some(Tabs {
+                user: user.clone(),
+                tab: tab.clone(),
+                channel,
+                owned: None,
+                asks: BTreeMap::new(),
+                next_ask: 0,
+                unanswered: Vec::new(),
+                moved: Default::default(),
+            })
+        });
+        post(&TabMsg::Who);
+        spawn_local(async move {
+            let lock = Lock::acquire(&format!("sealroom-mls-{user}")).await;
+            // Still this sign-in? (The lock is released again when it is not.)
+            if with_tabs(|t| t.tab == tab) != Some(true) {
+                return;
+            }
+            let (lock, device) = match lock {
+                Ok(lock) => (Some(lock), app.open_device(&user).await),
+                Err(e) => (
+                    None,
+                    Err(format!("this browser cannot share its device between tabs ({})", js_text(&e))),
+                ),
+            };
+            if let Err(why) = &device {
+                web_sys::console::warn_1(
+                    &format!("forward-secret conversations are off in this tab: {why}").into(),
+                );
+            }
+            let owned = Rc::new(Owned {
+                _lock: lock,
+                device,
+                serial: futures::lock::Mutex::new(()),
+                syncing: Cell::new(false),
+                sync_again: Cell::new(false),
+            });
+            let Some(asks) = with_tabs(|t| {
+                t.owned = Some(owned);
+                std::mem::take(&mut t.asks)
+            }) else {
+                return;
+            };
+            post(&TabMsg::Owner { tab });
+            for (_, asked) in asks {
+                spawn_local(async move {
+                    let _ = asked.reply.send(app.run(asked.op).await);
+                });
+            }
+            app.sync_groups();
+        });
+    }
+
+    /// This browser's device of `user`, set up with the relay: made (with the user's signing
+    /// key) on the first sign-in here, else opened from IndexedDB. A device the user removed
+    /// elsewhere is replaced by a new one.
+    async fn open_device(self, user: &str) -> Result<BrowserDevice, String> {
+        let t = Fetch(self);
+        let made =
+            WebVault.with(|v| v.ensure_signing_key()).ok_or("signed out")?.map_err(|e| e.to_string())?;
+        if made {
+            sealroom_session::flows::save_backup(&t, &WebVault).await.map_err(|e| e.human())?;
+        }
+        let identity = WebVault.with(|v| v.signing_key().cloned()).flatten().ok_or("no signing key")?;
+        for _ in 0..2 {
+            let device = BrowserDevice::load(&identity, user, now() as u64).await.map_err(|e| js_text(&e))?;
+            match groups::start_device(&t, &WebVault, &device).await {
+                Ok(()) => return Ok(device),
+                Err(Failure::Core(sealroom_session::Error::DeviceRemoved)) => {
+                    BrowserDevice::forget(user).await.map_err(|e| js_text(&e))?;
+                }
+                Err(e) => return Err(e.human()),
+            }
+        }
+        Err("this browser's device was removed again while it was being replaced".into())
+    }
+
+    fn on_tab_message(self, text: &str) {
+        let Ok(msg) = serde_json::from_str::<TabMsg>(text) else { return };
+        match msg {
+            TabMsg::Who => {
+                if let Some(Some(tab)) = with_tabs(|t| t.owned.as_ref().map(|_| t.tab.clone())) {
+                    post(&TabMsg::Owner { tab });
+                }
+            }
+            TabMsg::Owner { tab } => {
+                // A new owner (the last one may have gone without answering): ask it again.
+                let asks: Vec<(u64, Op)> = with_tabs(|t| {
+                    if t.tab == tab {
+                        return Vec::new();
+                    }
+                    t.asks.iter().map(|(id, a)| (*id, a.op.clone())).collect()
+                })
+                .unwrap_or_default();
+                let from = with_tabs(|t| t.tab.clone()).unwrap_or_default();
+                for (id, op) in asks {
+                    post(&TabMsg::Ask { from: from.clone(), id, op });
+                }
+            }
+            TabMsg::Ask { from, id, op } => {
+                if with_tabs(|t| t.owned.is_some()) == Some(true) {
+                    spawn_local(async move {
+                        let result = self.run(op).await;
+                        post(&TabMsg::Answer { to: from, id, result });
+                    });
+                }
+            }
+            TabMsg::Answer { to, id, result } => {
+                if let Some(Some(asked)) = with_tabs(|t| if t.tab == to { t.asks.remove(&id) } else { None })
+                {
+                    let _ = asked.reply.send(result);
+                }
+            }
+            TabMsg::Events { events } => self.on_group_events(&events),
+        }
+    }
+
+    /// Asks the owner (this tab, or another) and waits for its answer.
+    async fn ask(self, op: Op) -> Result<Sent, NotSent> {
+        let gone = || NotSent { why: "signed out".into(), kept: false };
+        if with_tabs(|t| t.owned.is_some()).ok_or_else(gone)? {
+            return self.run(op).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let (from, id) = with_tabs(|t| {
+            t.next_ask += 1;
+            t.asks.insert(t.next_ask, Asked { op: op.clone(), reply: tx });
+            (t.tab.clone(), t.next_ask)
+        })
+        .ok_or_else(gone)?;
+        post(&TabMsg::Ask { from, id, op });
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Runs an ask on the device (this tab owns it).
+    async fn run(self, op: Op) -> Result<Sent, NotSent> {
+        let refused = |why: String| NotSent { why, kept: false };
+        let owned = with_tabs(|t| t.owned.clone()).flatten().ok_or_else(|| refused("signed out".into()))?;
+        let dev = owned.device.as_ref().map_err(|why| refused(why.clone()))?;
+        let _one = owned.serial.lock().await;
+        let t = Fetch(self);
+        let Op::Send { conversation, peer, entry, payload, sent_ms } = op;
+        let payload = payload_of(&payload).ok_or_else(|| refused("a message that does not read".into()))?;
+        let failed = |e: Failure| NotSent {
+            kept: matches!(&e, Failure::Api(a) if a.error.http_status() >= 500),
+            why: e.human(),
+        };
+        if let Some(peer) = peer {
+            let peer = Username::parse(&peer).map_err(|_| refused("not a username".into()))?;
+            match groups::direct(&t, &WebVault, dev, &peer).await.map_err(failed)? {
+                DirectRoute::Mls(c) if c == conversation => {}
+                _ => return Err(refused(format!("the conversation with {peer} is not in MLS"))),
+            }
+        }
+        let sent = groups::send_entry(&t, &WebVault, dev, conversation, entry.0, &payload, &[], sent_ms)
+            .await
+            .map_err(failed)?;
+        // Every tab shows it (the asking one already does, and keeps one copy).
+        let me = with_tabs(|t| t.user.clone()).unwrap_or_default();
+        if let Some(payload) = b64_payload(&payload) {
+            let event = TabEvent {
+                conversation,
+                seq: sent.seq,
+                ts: sent.ts,
+                what: TabEventKind::Message { sender: me, sent_ms, payload },
+            };
+            self.publish(vec![event]);
+        }
+        Ok(Sent { seq: sent.seq, ts: sent.ts })
+    }
+
+    /// Reads what is new in this user's groups, in the tab that owns the device; calls made
+    /// while it runs make it read once more.
+    pub(crate) fn sync_groups(self) {
+        let Some(Some(owned)) = with_tabs(|t| t.owned.clone()) else { return };
+        if owned.device.is_err() {
+            return;
+        }
+        if owned.syncing.replace(true) {
+            owned.sync_again.set(true);
+            return;
+        }
+        spawn_local(async move {
+            loop {
+                owned.sync_again.set(false);
+                let read = {
+                    let _one = owned.serial.lock().await;
+                    match &owned.device {
+                        Ok(dev) => groups::sync(&Fetch(self), &WebVault, dev).await,
+                        Err(_) => Ok(Vec::new()),
+                    }
+                };
+                match read {
+                    Ok(events) => self.publish(events.iter().filter_map(tab_event).collect()),
+                    Err(e) => {
+                        web_sys::console::warn_1(&format!("reading the groups failed: {}", e.human()).into())
+                    }
+                }
+                if !owned.sync_again.get() {
+                    break;
+                }
+            }
+            owned.syncing.set(false);
+        });
+    }
+
+    /// Shows events here and posts them to the other tabs.
+    fn publish(self, events: Vec<TabEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        self.on_group_events(&events);
+        post(&TabMsg::Events { events });
+    }
+
+    /// A send of this tab that was not answered is asked again (after a reconnect).
+    pub(crate) fn resend_unanswered(self) {
+        let pending = with_tabs(|t| std::mem::take(&mut t.unanswered)).unwrap_or_default();
+        for u in pending {
+            spawn_local(self.deliver(u));
+        }
+    }
+
+    /// Whether the conversation with `peer` is in MLS (asked of the relay once, then known).
+    pub(crate) async fn moved(self, conversation: ConversationId) -> Result<bool, Failure> {
+        if with_tabs(|t| t.moved.contains(&conversation)) == Some(true) {
+            return Ok(true);
+        }
+        match super::keys::call::<GetGroup>(&GetGroup::path(&[&conversation]), None).await {
+            Ok(_) => {
+                with_tabs(|t| t.moved.insert(conversation));
+                Ok(true)
+            }
+            Err(e) if e.error == ErrorCode::NotFound => Ok(false),
+            Err(e) => Err(Failure::Api(e)),
+        }
+    }
+
+    /// Sends `payload` to `peer` in their conversation's MLS group: shown at once, then
+    /// asked of the device's owner.
+    pub(crate) async fn send_mls(self, peer: String, conversation: ConversationId, payload: Payload) {
+        let Some(encoded) = b64_payload(&payload) else { return };
+        let mut entry = [0u8; 16];
+        if getrandom::getrandom(&mut entry).is_err() {
+            return;
+        }
+        let key = ClientMsgId(entry).to_b64();
+        let (text, file) = describe(&payload);
+        let sent_ms = now() as u64;
+        self.timeline.msgs.update(|m| {
+            m.push(Msg {
+                folded: text.to_lowercase(),
+                key: key.clone(),
+                id: None,
+                mine: true,
+                text: text.clone(),
+                ts: sent_ms as f64,
+                relay_ts: None,
+                state: Delivery::Sending,
+                envelope: String::new(),
+                undecryptable: false,
+                file,
+                seq: None,
+            })
+        });
+        self.touch_conv(&peer, format!("You: {text}"), sent_ms as f64, false);
+        let op =
+            Op::Send { conversation, peer: Some(peer), entry: ClientMsgId(entry), payload: encoded, sent_ms };
+        self.deliver(Unanswered { op, key }).await;
+    }
+
+    async fn deliver(self, u: Unanswered) {
+        let key = u.key.clone();
+        match self.ask(u.op.clone()).await {
+            Ok(sent) => self.timeline.msgs.update(|ms| {
+                if ms.iter().any(|m| m.seq == Some(sent.seq)) {
+                    // The owner's event came first: one copy.
+                    ms.retain(|m| m.key != key);
+                } else if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
+                    m.seq = Some(sent.seq);
+                    m.state = Delivery::Sent;
+                }
+            }),
+            Err(NotSent { kept: true, .. }) => {
+                with_tabs(|t| t.unanswered.push(u));
+            }
+            Err(NotSent { why, .. }) => self.timeline.msgs.update(|ms| {
+                if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
+                    m.state = Delivery::Failed(why);
+                }
+            }),
+        }
+    }
+
+    /// What the owner read: messages of direct conversations go to their chat and the list.
+    fn on_group_events(self, events: &[TabEvent]) {
+        let me = self.account.me.get_untracked().unwrap_or_default();
+        for e in events {
+            let Some(peer) =
+                super::keys::with_keys(|k| k.vault.directory().peer(e.conversation).map(|p| p.to_string()))
+                    .flatten()
+            else {
+                continue; // a group chat: shown with the group interface
+            };
+            with_tabs(|t| t.moved.insert(e.conversation));
+            match &e.what {
+                TabEventKind::Message { sender, sent_ms, payload } => {
+                    let Some(payload) = payload_of(payload) else { continue };
+                    let mine = *sender == me;
+                    let (text, file) = describe(&payload);
+                    let msg = Msg {
+                        folded: text.to_lowercase(),
+                        key: format!("mls-{}-{}", e.conversation.0, e.seq),
+                        id: None,
+                        mine,
+                        text: text.clone(),
+                        ts: *sent_ms as f64,
+                        relay_ts: sealroom_session::clock_disagrees(*sent_ms, e.ts).then_some(e.ts as f64),
+                        state: Delivery::Sent,
+                        envelope: String::new(),
+                        undecryptable: false,
+                        file,
+                        seq: Some(e.seq),
+                    };
+                    let open = self.rooms.active.get_untracked().as_deref() == Some(peer.as_str());
+                    let visible = is_visible();
+                    if open {
+                        self.timeline.msgs.update(|ms| {
+                            if !ms.iter().any(|m| m.seq == Some(e.seq)) {
+                                ms.push(msg);
+                            }
+                        });
+                        if !mine {
+                            self.timeline.typing_until.set(0.0);
+                        }
+                    }
+                    let prefix = if mine { "You: " } else { "" };
+                    self.touch_conv(
+                        &peer,
+                        format!("{prefix}{text}"),
+                        *sent_ms as f64,
+                        !(mine || open && visible),
+                    );
+                    if !mine && !open {
+                        self.ui.announcement.set(format!("New message from {peer}."));
+                    }
+                    if !mine && !visible {
+                        crate::browser::notify(&peer, &text);
+                    }
+                }
+                TabEventKind::Notice { text } => {
+                    if self.rooms.active.get_untracked().as_deref() == Some(peer.as_str()) {
+                        self.ui.notice.set(Some(text.clone()));
+                    }
+                }
+                TabEventKind::Changed => {}
+            }
+        }
+    }
+
+    /// The newest page of `conversation`'s history in this user's archive, as messages.
+    pub(crate) async fn archived_page(self, conversation: ConversationId, limit: u32) -> Vec<Msg> {
+        let me = self.account.me.get_untracked().unwrap_or_default();
+        let Ok((page, _more)) =
+            groups::archived(&Fetch(self), &WebVault, conversation, None, Some(limit)).await
+        else {
+            return Vec::new();
+        };
+        if !page.is_empty() {
+            with_tabs(|t| t.moved.insert(conversation));
+        }
+        page.into_iter()
+            .map(|m| {
+                let (text, file, undecryptable) = match &m.payload {
+                    Ok(p) => {
+                        let (t, f) = describe(p);
+                        (t, f, false)
+                    }
+                    Err(_) => ("This message could not be decrypted.".to_owned(), None, true),
+                };
+                Msg {
+                    folded: text.to_lowercase(),
+                    key: format!("mls-{}-{}", conversation.0, m.seq),
+                    id: None,
+                    mine: m.sender == me,
+                    text,
+                    ts: m.sent_ms as f64,
+                    relay_ts: None,
+                    state: Delivery::Sent,
+                    envelope: String::new(),
+                    undecryptable,
+                    file,
+                    seq: Some(m.seq),
+                }
+            })
+            .collect()
+    }
+
+    /// Leaves the tabs: the lock is released (another tab takes the device over) and the
+    /// channel closed.
+    pub(crate) fn stop_device(&self) {
+        TABS.with(|t| t.borrow_mut().take());
+    }
+}
+
+/// An event as the tabs pass it on (`None`: nothing to show).
+fn tab_event(e: &GroupEvent) -> Option<TabEvent> {
+    let what = match &e.what {
+        EventKind::Message { sender, sent_ms, payload, .. } => TabEventKind::Message {
+            sender: sender.clone(),
+            sent_ms: *sent_ms,
+            payload: b64_payload(payload)?,
+        },
+        EventKind::Joined | EventKind::Commit(_) => TabEventKind::Changed,
+        EventKind::Removed => {
+            TabEventKind::Notice { text: "You are no longer in this conversation's group.".into() }
+        }
+        EventKind::Unreadable(why) | EventKind::Refused(why) | EventKind::Unconfirmed(why) => {
+            TabEventKind::Notice { text: capitalize(why) }
+        }
+    };
+    Some(TabEvent { conversation: e.conversation, seq: e.seq, ts: e.ts, what })
+}
+
+/// What the introduction of a conversation moving to MLS shows.
+pub(crate) const MOVED: &str = "Moved to forward-secret encryption (MLS).";
+
+/// What a payload shows: its text, and the file it carries.
+pub(crate) fn describe(payload: &Payload) -> (String, Option<FileMeta>) {
+    match payload {
+        Payload::Text(t) => (t.clone(), None),
+        Payload::File(f) => (
+            format!("File: {}", f.name),
+            Some(FileMeta {
+                name: f.name.clone(),
+                size: f.size,
+                mime: f.mime.clone(),
+                stored: Some(f.clone()),
+            }),
+        ),
+        Payload::Upgrade { .. } => (MOVED.into(), None),
+        Payload::GroupName(n) => (format!("Named the group “{n}”."), None),
+        _ => ("This message needs a newer version of Sealroom.".into(), None),
+    }
+}
+
+fn js_text(e: &wasm_bindgen::JsValue) -> String {
+    e.as_string().unwrap_or_else(|| format!("{e:?}"))
+}
