@@ -187,6 +187,7 @@ async fn two_people_chat_in_real_browsers() {
     wait_text(&a, ".found .row", "bob").await;
     a.find(Locator::Css(".found .row")).await.unwrap().click().await.unwrap();
     wait_text(&a, ".chat-head", "bob").await;
+    wait_text(&a, ".chat-head .enc", "Encrypted (version 1)").await;
     send(&a, "hello bob — grüße 👋").await;
     wait_text(&a, ".msg.mine .text", "hello bob — grüße 👋").await;
     wait_css(&a, ".msg.mine .state.stored").await; // sent, or already delivered
@@ -1302,6 +1303,7 @@ async fn a_browser_profiles_tabs_share_one_mls_device_and_hand_it_over_when_the_
     open_conv(&a, "bob").await;
     wait_text(&a, ".msg.theirs .text", "forward-secret hello").await;
     wait_text(&a, ".msg .text", "Moved to forward-secret encryption").await;
+    wait_text(&a, ".chat-head .enc", "Forward-secret (MLS)").await;
     send(&a, "answered from the first tab").await;
     wait_css(&a, ".msg.mine .state.stored").await;
     let mut got = Vec::new();
@@ -1347,6 +1349,33 @@ async fn a_browser_profiles_tabs_share_one_mls_device_and_hand_it_over_when_the_
         got.extend(mls_texts(&mut bob).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // A file goes in MLS too, and opens for bob.
+    give_files(
+        &a,
+        "attach",
+        r#"[new File(["forward-secret file contents"], "notes.txt", { type: "text/plain" })]"#,
+    )
+    .await;
+    wait_css(&a, ".msg.mine .state.stored").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let file = loop {
+        use sealroom_session::groups::EventKind;
+        let events = bob.sync_groups().await.unwrap();
+        let file = events.into_iter().find_map(|e| match e.what {
+            EventKind::Message { payload: sealroom_crypto::Payload::File(f), .. } => Some(f),
+            _ => None,
+        });
+        if let Some(f) = file {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "the browser's file did not reach bob in MLS");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let out = profiles.path().join("notes-bob.txt");
+    bob.download_file(&file, &out, false).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "forward-secret file contents");
+
+    std::fs::write(artifacts().join("mls-direct-second-tab.png"), a.screenshot().await.unwrap()).unwrap();
     let page = a.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
     assert!(!page.contains("could not be decrypted"), "{page}");
     assert_eq!(got.iter().filter(|t| *t == "sent from the second tab").count(), 1, "{got:?}");

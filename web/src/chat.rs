@@ -259,6 +259,11 @@ fn Conversation(peer: String) -> impl IntoView {
                 <strong>{peer.clone()}{move || app.is_verified(&peer_v).then_some(" ✔")}</strong>
                 <span class="muted small" aria-live="polite">{status}</span>
             </div>
+            {move || app.timeline.forward_secret.get().map(|fs| if fs {
+                view! { <span class="enc fs" title="Messages here use MLS (RFC 9420): a key that leaks later does not open what was already read, and keys renew as people write.">"Forward-secret (MLS)"</span> }
+            } else {
+                view! { <span class="enc v1" title="Messages here are end-to-end encrypted with your two identity keys (version 1): not forward-secret. The conversation moves to MLS once both of you have a device that speaks it.">"Encrypted (version 1)"</span> }
+            })}
             <button class="icon" aria-label="Search in chat" title="Search (Ctrl+F)" aria-pressed=move || search_open.get().to_string()
                 on:click=move |_| { search_open.update(|s| *s = !*s); query.set(String::new()); }><Svg icon=Icon::Search/></button>
             <button class="icon" aria-label="Safety number" on:click=move |_| show_safety.update(|s| *s = !*s)><Svg icon=Icon::Shield/></button>
@@ -493,8 +498,10 @@ fn Bubble(
     let file_key = msg.key.clone();
     let file = move || meta.get().map(|meta| view! { <FileCard msg_key=file_key.clone() meta=meta/> });
     let is_file = msg.file.is_some();
+    // The introduction that moved the conversation to MLS reads as a line of the timeline.
+    let system = !is_file && msg.text == crate::state::MOVED;
     view! {
-        <div class="msg" class:mine=msg.mine class:theirs=!msg.mine class:current=is_current class:failed=failed
+        <div class="msg" class:mine=msg.mine class:theirs=!msg.mine class:system=system class:current=is_current class:failed=failed
             class:undecryptable=msg.undecryptable id=format!("m-{}", msg.key)>
             <div class="bubble">
                 {file}

@@ -87,8 +87,16 @@ impl App {
         crate::files::drop_all(self, false);
         self.timeline.has_more.set(false);
         self.rooms.found.set(Vec::new());
+        self.timeline.forward_secret.set(None);
         self.check_peer(&peer, None).await;
-        let Some(id) = self.conversation_of(&peer) else { return }; // a new chat
+        let Some(id) = self.conversation_of(&peer) else {
+            // A new chat: its first message opens it, as version 1 (for now: issue 14).
+            return self.timeline.forward_secret.set(Some(false));
+        };
+        let moved = self.moved(id).await.ok();
+        if self.rooms.active.get_untracked().as_deref() == Some(peer.as_str()) {
+            self.timeline.forward_secret.set(moved);
+        }
         let query = sealroom_protocol::HistoryQuery { limit: Some(50), ..Default::default() };
         let page = match call::<History>(&(History::path(&[&id]) + &query.to_query()), None).await {
             Ok(p) => p,

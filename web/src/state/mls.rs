@@ -22,7 +22,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use sealroom_crypto::Payload;
 use sealroom_protocol::endpoint::{Endpoint, GetGroup};
-use sealroom_protocol::{ClientMsgId, ConversationId, ErrorCode, Username};
+use sealroom_protocol::{BlobId, ClientMsgId, ConversationId, ErrorCode, Username};
 use sealroom_session::groups::{self, DirectRoute, EventKind, GroupEvent};
 use sealroom_session::VaultCell;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,9 @@ enum Op {
         peer: Option<String>,
         entry: ClientMsgId,
         payload: String,
+        /// The user's uploads the message carries (the group's members may download them).
+        #[serde(default)]
+        blobs: Vec<BlobId>,
         sent_ms: u64,
     },
 }
@@ -322,7 +325,7 @@ impl App {
         let dev = owned.device.as_ref().map_err(|why| refused(why.clone()))?;
         let _one = owned.serial.lock().await;
         let t = Fetch(self);
-        let Op::Send { conversation, peer, entry, payload, sent_ms } = op;
+        let Op::Send { conversation, peer, entry, payload, blobs, sent_ms } = op;
         let payload = payload_of(&payload).ok_or_else(|| refused("a message that does not read".into()))?;
         let failed = |e: Failure| NotSent {
             kept: matches!(&e, Failure::Api(a) if a.error.http_status() >= 500),
@@ -335,7 +338,7 @@ impl App {
                 _ => return Err(refused(format!("the conversation with {peer} is not in MLS"))),
             }
         }
-        let sent = groups::send_entry(&t, &WebVault, dev, conversation, entry.0, &payload, &[], sent_ms)
+        let sent = groups::send_entry(&t, &WebVault, dev, conversation, entry.0, &payload, &blobs, sent_ms)
             .await
             .map_err(failed)?;
         // Every tab shows it (the asking one already does, and keeps one copy).
@@ -422,7 +425,6 @@ impl App {
     /// Sends `payload` to `peer` in their conversation's MLS group: shown at once, then
     /// asked of the device's owner.
     pub(crate) async fn send_mls(self, peer: String, conversation: ConversationId, payload: Payload) {
-        let Some(encoded) = b64_payload(&payload) else { return };
         let mut entry = [0u8; 16];
         if getrandom::getrandom(&mut entry).is_err() {
             return;
@@ -447,8 +449,30 @@ impl App {
             })
         });
         self.touch_conv(&peer, format!("You: {text}"), sent_ms as f64, false);
-        let op =
-            Op::Send { conversation, peer: Some(peer), entry: ClientMsgId(entry), payload: encoded, sent_ms };
+        self.send_shown(peer, conversation, entry, &payload, Vec::new(), sent_ms).await;
+    }
+
+    /// Asks the device's owner to send a message already shown (under the key of `entry`) in
+    /// `peer`'s MLS conversation; its state follows the answer.
+    pub(crate) async fn send_shown(
+        self,
+        peer: String,
+        conversation: ConversationId,
+        entry: [u8; 16],
+        payload: &Payload,
+        blobs: Vec<BlobId>,
+        sent_ms: u64,
+    ) {
+        let key = ClientMsgId(entry).to_b64();
+        let Some(encoded) = b64_payload(payload) else { return };
+        let op = Op::Send {
+            conversation,
+            peer: Some(peer),
+            entry: ClientMsgId(entry),
+            payload: encoded,
+            blobs,
+            sent_ms,
+        };
         self.deliver(Unanswered { op, key }).await;
     }
 
@@ -508,6 +532,7 @@ impl App {
                     let open = self.rooms.active.get_untracked().as_deref() == Some(peer.as_str());
                     let visible = is_visible();
                     if open {
+                        self.timeline.forward_secret.set(Some(true));
                         self.timeline.msgs.update(|ms| {
                             if !ms.iter().any(|m| m.seq == Some(e.seq)) {
                                 ms.push(msg);
@@ -606,7 +631,7 @@ fn tab_event(e: &GroupEvent) -> Option<TabEvent> {
 }
 
 /// What the introduction of a conversation moving to MLS shows.
-pub(crate) const MOVED: &str = "Moved to forward-secret encryption (MLS).";
+pub const MOVED: &str = "Moved to forward-secret encryption (MLS).";
 
 /// What a payload shows: its text, and the file it carries.
 pub(crate) fn describe(payload: &Payload) -> (String, Option<FileMeta>) {

@@ -29,6 +29,7 @@ mod timeline;
 pub(crate) use crate::browser::futures_channel;
 pub use crate::browser::now;
 pub(crate) use keys::call;
+pub use mls::MOVED;
 pub use model::*;
 
 /// The reactive state: one handle (Copy) over every area's signals. Actions are its methods;
@@ -97,6 +98,8 @@ pub struct Timeline {
     pub has_more: RwSignal<bool>,
     /// Peer typing in the open chat (until the time given).
     pub typing_until: RwSignal<f64>,
+    /// The open chat is in MLS (forward-secret), or version 1; `None` until known.
+    pub forward_secret: RwSignal<Option<bool>>,
 }
 
 /// Attachments on their way and decrypted.
@@ -164,6 +167,7 @@ impl App {
                 msgs: RwSignal::new(Vec::new()),
                 has_more: RwSignal::new(false),
                 typing_until: RwSignal::new(0.0),
+                forward_secret: RwSignal::new(None),
             },
             transfers: Transfers {
                 progress: RwSignal::new(HashMap::new()),
