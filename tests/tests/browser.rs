@@ -1376,6 +1376,18 @@ async fn a_browser_profiles_tabs_share_one_mls_device_and_hand_it_over_when_the_
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "forward-secret file contents");
 
     std::fs::write(artifacts().join("mls-direct-second-tab.png"), a.screenshot().await.unwrap()).unwrap();
+    // On a 360 px phone in the dark theme, the header still fits: the label sits under the name.
+    a.set_window_size(360, 740).await.unwrap();
+    a.execute("document.documentElement.dataset.theme = 'dark'; return 1;", vec![]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let label = a.find(Locator::Css(".chat-head .enc")).await.unwrap();
+    assert!(label.is_displayed().await.unwrap());
+    let fits = a
+        .execute("const h = document.querySelector('.chat-head'); return h.scrollWidth <= h.clientWidth;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(fits, serde_json::json!(true), "the chat header overflows at 360 px");
+    std::fs::write(artifacts().join("mls-direct-phone-dark.png"), a.screenshot().await.unwrap()).unwrap();
     let page = a.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
     assert!(!page.contains("could not be decrypted"), "{page}");
     assert_eq!(got.iter().filter(|t| *t == "sent from the second tab").count(), 1, "{got:?}");

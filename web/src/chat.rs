@@ -258,12 +258,12 @@ fn Conversation(peer: String) -> impl IntoView {
             <div class="grow col">
                 <strong>{peer.clone()}{move || app.is_verified(&peer_v).then_some(" ✔")}</strong>
                 <span class="muted small" aria-live="polite">{status}</span>
+                {move || app.timeline.forward_secret.get().map(|fs| if fs {
+                    view! { <span class="enc small fs" title="Messages here use MLS (RFC 9420): a key that leaks later does not open what was already read, and keys renew as people write.">"Forward-secret (MLS)"</span> }
+                } else {
+                    view! { <span class="enc small v1" title="Messages here are end-to-end encrypted with your two identity keys (version 1): not forward-secret. The conversation moves to MLS once both of you have a device that speaks it.">"Encrypted (version 1)"</span> }
+                })}
             </div>
-            {move || app.timeline.forward_secret.get().map(|fs| if fs {
-                view! { <span class="enc fs" title="Messages here use MLS (RFC 9420): a key that leaks later does not open what was already read, and keys renew as people write.">"Forward-secret (MLS)"</span> }
-            } else {
-                view! { <span class="enc v1" title="Messages here are end-to-end encrypted with your two identity keys (version 1): not forward-secret. The conversation moves to MLS once both of you have a device that speaks it.">"Encrypted (version 1)"</span> }
-            })}
             <button class="icon" aria-label="Search in chat" title="Search (Ctrl+F)" aria-pressed=move || search_open.get().to_string()
                 on:click=move |_| { search_open.update(|s| *s = !*s); query.set(String::new()); }><Svg icon=Icon::Search/></button>
             <button class="icon" aria-label="Safety number" on:click=move |_| show_safety.update(|s| *s = !*s)><Svg icon=Icon::Shield/></button>
