@@ -231,26 +231,21 @@ impl App {
         };
         let payload = Payload::File(stored.clone());
         // In a conversation in MLS, the file goes there too (as a text does).
-        if let Some(conversation) = self.conversation_of(&peer) {
-            if self.moved(conversation).await.unwrap_or(false) {
-                self.timeline.msgs.update(|ms| {
-                    if let Some(f) = ms.iter_mut().find(|m| m.key == key).and_then(|m| m.file.as_mut()) {
-                        f.stored = Some(stored.clone());
-                    }
-                });
-                self.touch_conv(&peer, format!("You: File: {payload_name}"), now(), false);
-                let sent_ms = header.sent_at_ms;
-                return self
-                    .send_shown(
-                        peer,
-                        conversation,
-                        header.client_msg_id,
-                        &payload,
-                        vec![resp.blob_id],
-                        sent_ms,
-                    )
-                    .await;
-            }
+        let route = match self.mls_route(&peer).await {
+            Ok(route) => route,
+            Err(e) => return fail_msg(self, &key, e.human()),
+        };
+        if let Some(conversation) = route {
+            self.timeline.msgs.update(|ms| {
+                if let Some(f) = ms.iter_mut().find(|m| m.key == key).and_then(|m| m.file.as_mut()) {
+                    f.stored = Some(stored.clone());
+                }
+            });
+            self.touch_conv(&peer, format!("You: File: {payload_name}"), now(), false);
+            let sent_ms = header.sent_at_ms;
+            return self
+                .send_shown(peer, conversation, header.client_msg_id, &payload, vec![resp.blob_id], sent_ms)
+                .await;
         }
         let Some((frame, envelope)) = self.seal(&peer, &header, &payload, vec![resp.blob_id]).await else {
             return fail_msg(self, &key, "could not encrypt the message".into());

@@ -30,7 +30,7 @@ use sealroom_protocol::{
 };
 
 use crate::mls::{self, Changes, Invitee, MlsDevice, MlsError, Processed, QueuedEntry};
-use crate::{flows, Error, Transport, VaultCell};
+use crate::{flows, unanswered, Error, Transport, VaultCell};
 
 /// One-use key packages a device keeps on the relay.
 pub const KEY_PACKAGE_TARGET: u32 = 50;
@@ -488,14 +488,6 @@ async fn flush_outbox<T: Transport, V: VaultCell, D: DeviceCell>(
         });
     }
     Ok(())
-}
-
-/// Whether `e` leaves it open if the relay did what was asked: no answer, or its failure.
-fn unanswered<T: Transport>(e: &T::Error) -> bool {
-    match T::api_error(e) {
-        Some(a) => a.error.http_status() >= 500,
-        None => T::no_answer(e),
-    }
 }
 
 /// Sends a kept message in the group's current epoch (encrypting it again after a commit came

@@ -190,6 +190,16 @@ pub trait Transport {
     fn saw_generation(&self, _username: &str, _generation: u64) {}
 }
 
+/// Whether `e` leaves it open if the relay did what was asked: no answer
+/// ([`Transport::no_answer`]), or a failure of the relay's own (a 5xx). A flow that can repeat
+/// the request safely keeps it to repeat.
+pub fn unanswered<T: Transport>(e: &T::Error) -> bool {
+    match T::api_error(e) {
+        Some(a) => a.error.http_status() >= 500,
+        None => T::no_answer(e),
+    }
+}
+
 /// Where an adapter keeps its [`Vault`], borrowed briefly and never across an await: the
 /// browser keeps it in a thread-local, the native client behind a mutex.
 pub trait VaultCell {

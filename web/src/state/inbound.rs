@@ -168,6 +168,9 @@ impl App {
             with_keys(|k| k.socket.as_ref().map(|s| s.send(&delivered)));
         }
         let Some(msg) = self.decrypt(&message).await else { return };
+        if msg.file.is_none() && msg.text == super::mls::MOVED {
+            self.recheck_moved(message.conversation);
+        }
         let visible = is_visible();
         let open = self.rooms.active.get_untracked().as_deref() == Some(peer.as_str());
         if open {

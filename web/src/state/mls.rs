@@ -135,8 +135,9 @@ struct Tabs {
     asks: BTreeMap<u64, Asked>,
     next_ask: u64,
     unanswered: Vec<Unanswered>,
-    /// Conversations known to be in MLS (found at the relay; a move is never undone).
-    moved: std::collections::BTreeSet<ConversationId>,
+    /// Whether a conversation is in MLS, as last learnt: from the relay, or from a group event
+    /// or an introduction arriving (a move is never undone, so `true` stays).
+    moved: BTreeMap<ConversationId, bool>,
 }
 
 thread_local! {
@@ -327,10 +328,7 @@ impl App {
         let t = Fetch(self);
         let Op::Send { conversation, peer, entry, payload, blobs, sent_ms } = op;
         let payload = payload_of(&payload).ok_or_else(|| refused("a message that does not read".into()))?;
-        let failed = |e: Failure| NotSent {
-            kept: matches!(&e, Failure::Api(a) if a.error.http_status() >= 500),
-            why: e.human(),
-        };
+        let failed = |e: Failure| NotSent { kept: sealroom_session::unanswered::<Fetch>(&e), why: e.human() };
         if let Some(peer) = peer {
             let peer = Username::parse(&peer).map_err(|_| refused("not a username".into()))?;
             match groups::direct(&t, &WebVault, dev, &peer).await.map_err(failed)? {
@@ -407,18 +405,46 @@ impl App {
         }
     }
 
-    /// Whether the conversation with `peer` is in MLS (asked of the relay once, then known).
+    /// Whether `conversation` is in MLS: asked of the relay once, then known (a move reaches
+    /// every tab as an introduction and as the owner's events: [`App::recheck_moved`],
+    /// [`App::learn_moved`]).
     pub(crate) async fn moved(self, conversation: ConversationId) -> Result<bool, Failure> {
-        if with_tabs(|t| t.moved.contains(&conversation)) == Some(true) {
-            return Ok(true);
+        if let Some(Some(known)) = with_tabs(|t| t.moved.get(&conversation).copied()) {
+            return Ok(known);
         }
-        match super::keys::call::<GetGroup>(&GetGroup::path(&[&conversation]), None).await {
-            Ok(_) => {
-                with_tabs(|t| t.moved.insert(conversation));
-                Ok(true)
+        let moved = match super::keys::call::<GetGroup>(&GetGroup::path(&[&conversation]), None).await {
+            Ok(_) => true,
+            Err(e) if e.error == ErrorCode::NotFound => false,
+            Err(e) => return Err(Failure::Api(e)),
+        };
+        with_tabs(|t| *t.moved.entry(conversation).or_insert(moved) |= moved);
+        Ok(moved)
+    }
+
+    /// `conversation` is in MLS (one of its group events arrived).
+    pub(crate) fn learn_moved(&self, conversation: ConversationId) {
+        with_tabs(|t| t.moved.insert(conversation, true));
+    }
+
+    /// A message reading like `conversation`'s introduction arrived: the relay is asked again
+    /// (the text alone proves nothing: a peer could write it).
+    pub(crate) fn recheck_moved(&self, conversation: ConversationId) {
+        with_tabs(|t| {
+            if t.moved.get(&conversation) == Some(&false) {
+                t.moved.remove(&conversation);
             }
-            Err(e) if e.error == ErrorCode::NotFound => Ok(false),
-            Err(e) => Err(Failure::Api(e)),
+        });
+    }
+
+    /// The MLS conversation a message to `peer` goes in: `None` for version 1 (no conversation
+    /// yet, one not moved, or the relay cannot be reached to say: queued as version 1, as
+    /// before). Every way to send asks this.
+    pub(crate) async fn mls_route(self, peer: &str) -> Result<Option<ConversationId>, Failure> {
+        let Some(conversation) = self.conversation_of(peer) else { return Ok(None) };
+        match self.moved(conversation).await {
+            Ok(moved) => Ok(moved.then_some(conversation)),
+            Err(e) if sealroom_session::unanswered::<Fetch>(&e) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -429,25 +455,10 @@ impl App {
         if getrandom::getrandom(&mut entry).is_err() {
             return;
         }
-        let key = ClientMsgId(entry).to_b64();
-        let (text, file) = describe(&payload);
         let sent_ms = now() as u64;
-        self.timeline.msgs.update(|m| {
-            m.push(Msg {
-                folded: text.to_lowercase(),
-                key: key.clone(),
-                id: None,
-                mine: true,
-                text: text.clone(),
-                ts: sent_ms as f64,
-                relay_ts: None,
-                state: Delivery::Sending,
-                envelope: String::new(),
-                undecryptable: false,
-                file,
-                seq: None,
-            })
-        });
+        let msg = mls_msg(ClientMsgId(entry).to_b64(), true, Ok(&payload), sent_ms, None);
+        let text = msg.text.clone();
+        self.timeline.msgs.update(|m| m.push(Msg { state: Delivery::Sending, ..msg }));
         self.touch_conv(&peer, format!("You: {text}"), sent_ms as f64, false);
         self.send_shown(peer, conversation, entry, &payload, Vec::new(), sent_ms).await;
     }
@@ -509,26 +520,22 @@ impl App {
             else {
                 continue; // a group chat: shown with the group interface
             };
-            with_tabs(|t| t.moved.insert(e.conversation));
+            self.learn_moved(e.conversation);
             match &e.what {
                 TabEventKind::Message { sender, sent_ms, payload } => {
                     let Some(payload) = payload_of(payload) else { continue };
                     let mine = *sender == me;
-                    let (text, file) = describe(&payload);
                     let msg = Msg {
-                        folded: text.to_lowercase(),
-                        key: format!("mls-{}-{}", e.conversation.0, e.seq),
-                        id: None,
-                        mine,
-                        text: text.clone(),
-                        ts: *sent_ms as f64,
                         relay_ts: sealroom_session::clock_disagrees(*sent_ms, e.ts).then_some(e.ts as f64),
-                        state: Delivery::Sent,
-                        envelope: String::new(),
-                        undecryptable: false,
-                        file,
-                        seq: Some(e.seq),
+                        ..mls_msg(
+                            archived_key(e.conversation, e.seq),
+                            mine,
+                            Ok(&payload),
+                            *sent_ms,
+                            Some(e.seq),
+                        )
                     };
+                    let text = msg.text.clone();
                     let open = self.rooms.active.get_untracked().as_deref() == Some(peer.as_str());
                     let visible = is_visible();
                     if open {
@@ -575,31 +582,12 @@ impl App {
             return Vec::new();
         };
         if !page.is_empty() {
-            with_tabs(|t| t.moved.insert(conversation));
+            self.learn_moved(conversation);
         }
         page.into_iter()
             .map(|m| {
-                let (text, file, undecryptable) = match &m.payload {
-                    Ok(p) => {
-                        let (t, f) = describe(p);
-                        (t, f, false)
-                    }
-                    Err(_) => ("This message could not be decrypted.".to_owned(), None, true),
-                };
-                Msg {
-                    folded: text.to_lowercase(),
-                    key: format!("mls-{}-{}", conversation.0, m.seq),
-                    id: None,
-                    mine: m.sender == me,
-                    text,
-                    ts: m.sent_ms as f64,
-                    relay_ts: None,
-                    state: Delivery::Sent,
-                    envelope: String::new(),
-                    undecryptable,
-                    file,
-                    seq: Some(m.seq),
-                }
+                let key = archived_key(conversation, m.seq);
+                mls_msg(key, m.sender == me, m.payload.as_ref().map_err(|_| ()), m.sent_ms, Some(m.seq))
             })
             .collect()
     }
@@ -628,6 +616,37 @@ fn tab_event(e: &GroupEvent) -> Option<TabEvent> {
         }
     };
     Some(TabEvent { conversation: e.conversation, seq: e.seq, ts: e.ts, what })
+}
+
+/// The key of the message at `seq` in `conversation`'s log.
+fn archived_key(conversation: ConversationId, seq: u64) -> String {
+    format!("mls-{}-{}", conversation.0, seq)
+}
+
+/// A message of an MLS conversation as the timeline shows it (stored by the relay; `payload`
+/// is `Err` for one that does not open).
+fn mls_msg(key: String, mine: bool, payload: Result<&Payload, ()>, sent_ms: u64, seq: Option<u64>) -> Msg {
+    let (text, file, undecryptable) = match payload {
+        Ok(p) => {
+            let (text, file) = describe(p);
+            (text, file, false)
+        }
+        Err(()) => ("This message could not be decrypted.".to_owned(), None, true),
+    };
+    Msg {
+        folded: text.to_lowercase(),
+        key,
+        id: None,
+        mine,
+        text,
+        ts: sent_ms as f64,
+        relay_ts: None,
+        state: Delivery::Sent,
+        envelope: String::new(),
+        undecryptable,
+        file,
+        seq,
+    }
 }
 
 /// What the introduction of a conversation moving to MLS shows.

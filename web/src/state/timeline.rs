@@ -116,13 +116,10 @@ impl App {
         }
         // A conversation in MLS gets its messages there (forward-secret); one whose state is
         // unknown because the relay cannot be reached is queued as version 1 (see below).
-        if let Some(conversation) = self.conversation_of(&peer) {
-            match self.moved(conversation).await {
-                Ok(true) => return self.send_mls(peer, conversation, Payload::Text(text)).await,
-                Ok(false) => {}
-                Err(e) if e.code().is_some_and(|c| c.http_status() >= 500) => {}
-                Err(e) => return self.ui.notice.set(Some(format!("Cannot send to {peer}: {}", e.human()))),
-            }
+        match self.mls_route(&peer).await {
+            Ok(Some(conversation)) => return self.send_mls(peer, conversation, Payload::Text(text)).await,
+            Ok(None) => {}
+            Err(e) => return self.ui.notice.set(Some(format!("Cannot send to {peer}: {}", e.human()))),
         }
         let header = match MessageHeader::new(now() as u64) {
             Ok(h) => h,
