@@ -1383,7 +1383,10 @@ async fn a_browser_profiles_tabs_share_one_mls_device_and_hand_it_over_when_the_
     let label = a.find(Locator::Css(".chat-head .enc")).await.unwrap();
     assert!(label.is_displayed().await.unwrap());
     let fits = a
-        .execute("const h = document.querySelector('.chat-head'); return h.scrollWidth <= h.clientWidth;", vec![])
+        .execute(
+            "const h = document.querySelector('.chat-head'); return h.scrollWidth <= h.clientWidth;",
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(fits, serde_json::json!(true), "the chat header overflows at 360 px");
