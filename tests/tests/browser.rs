@@ -103,6 +103,15 @@ async fn wait_text(c: &Client, css: &str, needle: &str) {
     }
 }
 
+/// Polls until `script` (a function body) returns true.
+async fn wait_js(c: &Client, what: &str, script: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.execute(script, vec![]).await.unwrap() != serde_json::json!(true) {
+        assert!(Instant::now() < deadline, "{what} did not happen");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
 async fn wait_gone(c: &Client, css: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !c.find_all(Locator::Css(css)).await.unwrap_or_default().is_empty() {
@@ -1298,7 +1307,7 @@ async fn a_browser_profiles_tabs_share_one_mls_device_and_hand_it_over_when_the_
     // Bob's first message moves the conversation to MLS: the introduction, then the message.
     let text = |t: &str| sealroom_crypto::Payload::Text(t.into());
     let sent = bob.send_to("alice", &text("forward-secret hello"), false).await.unwrap();
-    assert!(matches!(sent, sealroom_client::Sent::Mls(..)), "{sent:?}");
+    let sealroom_client::Sent::Mls(conversation, _) = sent else { panic!("both can: {sent:?}") };
     wait_text(&a, ".conv .preview", "forward-secret hello").await;
     open_conv(&a, "bob").await;
     wait_text(&a, ".msg.theirs .text", "forward-secret hello").await;
@@ -1374,6 +1383,48 @@ async fn a_browser_profiles_tabs_share_one_mls_device_and_hand_it_over_when_the_
     let out = profiles.path().join("notes-bob.txt");
     bob.download_file(&file, &out, false).await.unwrap();
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "forward-secret file contents");
+
+    // Receipts in MLS. Bob reads: every message of alice's shows "read".
+    let mut bob_live = bob.connect().await.unwrap();
+    let frame = sealroom_protocol::ClientFrame::GroupRead { conversation, up_to: u64::MAX };
+    bob_live.send(&frame).await.unwrap();
+    wait_js(
+        &a,
+        "bob's read receipt",
+        "const s = document.querySelectorAll('.msg.mine .state'); \
+         return s.length > 1 && [...s].every(e => e.classList.contains('read'));",
+    )
+    .await;
+    // A message while alice's chat is closed is unread, also after a reload (the relay counts
+    // it); opening the chat reads it, and bob hears so.
+    a.execute("document.querySelector('.chat-head .back').click(); return 1;", vec![]).await.unwrap();
+    wait_gone(&a, ".chat-head").await;
+    let sent = bob.send_to("alice", &text("while the chat was closed"), false).await.unwrap();
+    let sealroom_client::Sent::Mls(_, unread) = sent else { panic!("{sent:?}") };
+    wait_text(&a, ".conv .badge", "1").await;
+    a.refresh().await.unwrap();
+    wait_text(&a, ".conv .preview", "while the chat was closed").await;
+    wait_text(&a, ".conv .badge", "1").await;
+    open_conv(&a, "bob").await;
+    wait_text(&a, ".msg.theirs .text", "while the chat was closed").await;
+    wait_gone(&a, ".conv .badge").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut delivered, mut read) = (false, false);
+    while !(delivered && read) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match bob_live.next_within(left).await {
+            Ok(sealroom_protocol::ServerFrame::GroupDelivered { by, up_to, .. })
+                if by.as_str() == "alice" =>
+            {
+                delivered |= up_to >= unread.seq;
+            }
+            Ok(sealroom_protocol::ServerFrame::GroupRead { by, up_to, .. }) if by.as_str() == "alice" => {
+                read |= up_to >= unread.seq;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("bob did not hear alice's receipts (delivered {delivered}, read {read}): {e:?}"),
+        }
+    }
 
     std::fs::write(artifacts().join("mls-direct-second-tab.png"), a.screenshot().await.unwrap()).unwrap();
     // On a 360 px phone in the dark theme, the header still fits: the label sits under the name.

@@ -244,7 +244,8 @@ pub struct ConversationSummary {
     pub peer_identity_key: IdentityKey,
     /// The newest message this user can still see.
     pub last_message: Option<MessageOut>,
-    /// Messages from the peer after this user's read marker.
+    /// Messages from the peer after this user's read marker: version 1 messages, and
+    /// application messages in the conversation's MLS log after `log_read_up_to`.
     pub unread: u32,
     /// The peer has a live connection.
     pub peer_online: bool,
@@ -256,6 +257,13 @@ pub struct ConversationSummary {
     pub peer_read_up_to: MessageId,
     /// Up to where this user has read.
     pub read_up_to: MessageId,
+    /// Up to where this user has read the conversation's MLS log (a log position; 0 until it
+    /// moved). Log positions are not message ids: each has its own markers.
+    pub log_read_up_to: u64,
+    /// Up to where the peer's devices have received the log.
+    pub peer_log_delivered_up_to: u64,
+    /// Up to where the peer has read the log.
+    pub peer_log_read_up_to: u64,
     /// Pinned to the top by this user.
     pub pinned: bool,
     /// Closed by this user (reopens on the next message).

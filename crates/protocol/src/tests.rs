@@ -9,7 +9,11 @@ where
     T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
 {
     assert_eq!(serde_json::to_value(value).unwrap(), literal, "serialize");
-    assert_eq!(&serde_json::from_value::<T>(literal).unwrap(), value, "deserialize");
+    assert_eq!(&serde_json::from_value::<T>(literal.clone()).unwrap(), value, "deserialize");
+    // A client frame also parses the way the relay reads it (its `type` is a known one).
+    if let Ok(frame) = serde_json::from_value::<ClientFrame>(literal.clone()) {
+        assert_eq!(crate::parse_client_frame(&literal.to_string()), Ok(frame), "the relay reads {literal}");
+    }
 }
 
 fn alice() -> Username {
@@ -198,6 +202,9 @@ fn rest_bodies() {
             peer_delivered_up_to: MessageId(7),
             peer_read_up_to: MessageId(6),
             read_up_to: MessageId(5),
+            log_read_up_to: 14,
+            peer_log_delivered_up_to: 16,
+            peer_log_read_up_to: 15,
             pinned: false,
             hidden: false,
             last_activity: 10,
@@ -206,7 +213,8 @@ fn rest_bodies() {
                "peer": "bob", "peer_identity_key": KEY_B64, "last_message": {"id": 7, "conversation": 3, "from": "alice", "to": "bob",
                "client_msg_id": ID_B64, "envelope": "AQID", "ts": 1_732_000_000_000_i64}, "unread": 2,
                "peer_online": true, "peer_last_seen": null, "peer_delivered_up_to": 7, "peer_read_up_to": 6,
-               "read_up_to": 5, "pinned": false, "hidden": false, "last_activity": 10}),
+               "read_up_to": 5, "log_read_up_to": 14, "peer_log_delivered_up_to": 16, "peer_log_read_up_to": 15,
+               "pinned": false, "hidden": false, "last_activity": 10}),
     );
 }
 
@@ -366,6 +374,22 @@ fn group_frames() {
             message: MlsBytes::new(vec![0, 1]).unwrap(),
         },
         json!({"type": "group_send", "conversation": 6, "device": device_hex, "client_msg_id": ID_B64, "message": "AAE="}),
+    );
+    round_trip(
+        &ClientFrame::GroupDelivered { conversation: ConversationId(6), up_to: 12 },
+        json!({"type": "group_delivered", "conversation": 6, "up_to": 12}),
+    );
+    round_trip(
+        &ClientFrame::GroupRead { conversation: ConversationId(6), up_to: 12 },
+        json!({"type": "group_read", "conversation": 6, "up_to": 12}),
+    );
+    round_trip(
+        &ServerFrame::GroupDelivered { conversation: ConversationId(6), by: bob(), up_to: 12 },
+        json!({"type": "group_delivered", "conversation": 6, "by": "bob", "up_to": 12}),
+    );
+    round_trip(
+        &ServerFrame::GroupRead { conversation: ConversationId(6), by: bob(), up_to: 11 },
+        json!({"type": "group_read", "conversation": 6, "by": "bob", "up_to": 11}),
     );
     round_trip(
         &ServerFrame::GroupAck { client_msg_id: ClientMsgId([2; 16]), seq: 12, ts: 8 },

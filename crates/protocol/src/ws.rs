@@ -57,6 +57,21 @@ pub enum ClientFrame {
         /// Highest id read.
         up_to: MessageId,
     },
+    /// This client has received the messages of `conversation`'s MLS log up to position
+    /// `up_to` (receipts in MLS; log positions are not message ids).
+    GroupDelivered {
+        /// The conversation (in MLS).
+        conversation: ConversationId,
+        /// Highest log position received.
+        up_to: u64,
+    },
+    /// This user has read `conversation`'s MLS log up to position `up_to`.
+    GroupRead {
+        /// The conversation (in MLS).
+        conversation: ConversationId,
+        /// Highest log position read.
+        up_to: u64,
+    },
     /// Append an MLS application message to a group's log (commits go through
     /// `POST /api/groups/{id}/log`). Answered by `group_ack`, or an error carrying the
     /// `client_msg_id` (`stale_epoch`: process the log, encrypt again, retry).
@@ -142,6 +157,24 @@ pub enum ServerFrame {
         /// Highest id.
         up_to: MessageId,
     },
+    /// `by` has received `conversation`'s MLS log up to position `up_to`.
+    GroupDelivered {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The receiving user.
+        by: Username,
+        /// Highest log position.
+        up_to: u64,
+    },
+    /// `by` has read `conversation`'s MLS log up to position `up_to`.
+    GroupRead {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The reading user.
+        by: Username,
+        /// Highest log position.
+        up_to: u64,
+    },
     /// `by` cleared `conversation` (for every member, or only for themself).
     ChatCleared {
         /// The conversation.
@@ -205,7 +238,9 @@ impl ServerFrame {
     }
 }
 
-const CLIENT_TYPES: &[&str] = &["hello", "send", "sync", "typing", "delivered", "read", "group_send"];
+/// Every `type` a client may send (a test checks each [`ClientFrame`] against it).
+pub(crate) const CLIENT_TYPES: &[&str] =
+    &["hello", "send", "sync", "typing", "delivered", "read", "group_delivered", "group_read", "group_send"];
 
 /// Parses a client frame, telling apart bad JSON, an unknown `type`, and bad fields.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ApiError> {

@@ -51,6 +51,16 @@ diesel::table! {
         hidden -> Bool,
         admin -> Bool,
         archive_cleared_up_to -> BigInt,
+        log_delivered_up_to -> BigInt,
+        log_read_up_to -> BigInt,
+    }
+}
+
+diesel::table! {
+    log_messages (conversation_id, seq) {
+        conversation_id -> BigInt,
+        seq -> BigInt,
+        sender_id -> BigInt,
     }
 }
 
@@ -180,6 +190,7 @@ diesel::joinable!(devices -> users (user_id));
 diesel::joinable!(key_packages -> devices (device_id));
 diesel::joinable!(mls_groups -> conversations (conversation_id));
 diesel::joinable!(group_log -> conversations (conversation_id));
+diesel::joinable!(log_messages -> conversations (conversation_id));
 diesel::joinable!(welcomes -> devices (device_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(members -> conversations (conversation_id));
@@ -201,5 +212,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     welcomes,
     archive,
     past_members,
-    group_blobs
+    group_blobs,
+    log_messages
 );

@@ -300,6 +300,9 @@ fn summary(state: &Relay, me: &AuthUser, row: ConversationRow, names: &Names) ->
         peer_delivered_up_to: row.peer_delivered_up_to,
         peer_read_up_to: row.peer_read_up_to,
         read_up_to: row.read_up_to,
+        log_read_up_to: u64::try_from(row.log_read_up_to).unwrap_or(0),
+        peer_log_delivered_up_to: u64::try_from(row.peer_log_delivered_up_to).unwrap_or(0),
+        peer_log_read_up_to: u64::try_from(row.peer_log_read_up_to).unwrap_or(0),
         pinned: row.pinned,
         hidden: row.hidden,
         last_activity: row.last_activity,
@@ -398,6 +401,44 @@ pub fn mark<'a>(
         others(conn, conversation, me_id)
     });
     async move { relay_mark(state, me, conversation, up_to, read, queued.await?) }
+}
+
+/// Raises this user's delivered (or read) marker in `conversation`'s MLS log and tells the
+/// other members (and, for reads, this user's other connections). Like [`mark`], for log
+/// positions, and like it the write is queued when this is called; a conversation that has no
+/// log answers `not_found`.
+pub fn mark_log<'a>(
+    state: &'a Relay,
+    me: &'a AuthUser,
+    conversation: ConversationId,
+    up_to: u64,
+    read: bool,
+) -> impl std::future::Future<Output = Result<()>> + 'a {
+    let me_id = me.id;
+    let requested = i64::try_from(up_to).unwrap_or(i64::MAX);
+    let queued = state.store.write(move |conn| {
+        policy::conversation(conn, me_id, conversation)?;
+        let marker = crate::store::mls::raise_log_marker(conn, conversation, me_id, requested, read)?
+            .ok_or_else(|| ServerError::api(ErrorCode::NotFound, "this conversation is not in MLS"))?;
+        Ok((marker, others(conn, conversation, me_id)?))
+    });
+    async move {
+        let (marker, audience) = queued.await?;
+        let by = me.username.clone();
+        let up_to = u64::try_from(marker).unwrap_or(0);
+        let frame = encode(&if read {
+            ServerFrame::GroupRead { conversation, by, up_to }
+        } else {
+            ServerFrame::GroupDelivered { conversation, by, up_to }
+        });
+        for user in audience {
+            state.fanout.send_to_user(user, &frame, None);
+        }
+        if read {
+            state.fanout.send_to_user(me.id, &frame, None);
+        }
+        Ok(())
+    }
 }
 
 /// Tells the members about a raised marker ([`mark`]).

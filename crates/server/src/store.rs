@@ -732,6 +732,12 @@ pub struct ConversationRow {
     pub peer_delivered_up_to: MessageId,
     #[diesel(sql_type = BigInt)]
     pub peer_read_up_to: MessageId,
+    #[diesel(sql_type = BigInt)]
+    pub log_read_up_to: i64,
+    #[diesel(sql_type = BigInt)]
+    pub peer_log_delivered_up_to: i64,
+    #[diesel(sql_type = BigInt)]
+    pub peer_log_read_up_to: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub last_id: Option<MessageId>,
     #[diesel(sql_type = Nullable<BigInt>)]
@@ -780,10 +786,14 @@ pub fn conversation_rows(
                 (SELECT COUNT(*) FROM messages x
                   WHERE x.conversation_id = c.id AND x.sender_id != m.user_id
                     AND x.id > MAX(m.read_up_to, m.cleared_up_to)
-                    AND NOT (x.recipient_id = m.user_id AND x.withheld)) AS unread,
+                    AND NOT (x.recipient_id = m.user_id AND x.withheld))
+                + (SELECT COUNT(*) FROM log_messages z
+                    WHERE z.conversation_id = c.id AND z.sender_id != m.user_id
+                      AND z.seq > MAX(m.log_read_up_to, m.archive_cleared_up_to)) AS unread,
                 p.user_id AS peer_id, u.username AS peer_name, u.identity_key AS peer_identity_key,
                 u.last_seen AS peer_last_seen, p.delivered_up_to AS peer_delivered_up_to,
-                p.read_up_to AS peer_read_up_to,
+                p.read_up_to AS peer_read_up_to, m.log_read_up_to,
+                p.log_delivered_up_to AS peer_log_delivered_up_to, p.log_read_up_to AS peer_log_read_up_to,
                 l.id AS last_id, l.sender_id AS last_sender, l.recipient_id AS last_recipient,
                 l.client_msg_id AS last_client_msg_id, l.envelope AS last_envelope,
                 l.created_at AS last_created_at

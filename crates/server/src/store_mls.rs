@@ -11,8 +11,8 @@ use sealroom_protocol::{ConversationId, UserId};
 
 use super::{atomically, StoreResult};
 use crate::schema::{
-    archive, blobs, conversations, devices, group_blobs, group_log, key_packages, members, mls_groups,
-    past_members, users, welcomes,
+    archive, blobs, conversations, devices, group_blobs, group_log, key_packages, log_messages, members,
+    mls_groups, past_members, users, welcomes,
 };
 
 /// MLS content types as the log stores them (RFC 9420 §6).
@@ -420,6 +420,37 @@ pub fn last_seq(conn: &mut SqliteConnection, conversation: ConversationId) -> St
         .unwrap_or(0))
 }
 
+/// Raises `user`'s delivered marker in a group's log, and the read marker too when `read`
+/// (read implies delivered), to `up_to` but never past the log's newest position nor down.
+/// Returns the marker as it is now (`None`: the conversation has no log).
+pub fn raise_log_marker(
+    conn: &mut SqliteConnection,
+    conversation: ConversationId,
+    user: UserId,
+    up_to: i64,
+    read: bool,
+) -> StoreResult<Option<i64>> {
+    atomically(conn, |conn| {
+        let newest = last_seq(conn, conversation)?;
+        if newest == 0 {
+            return Ok(None);
+        }
+        let up_to = up_to.clamp(0, newest);
+        let me = members::table.find((conversation, user));
+        diesel::update(me.filter(members::log_delivered_up_to.lt(up_to)))
+            .set(members::log_delivered_up_to.eq(up_to))
+            .execute(conn)?;
+        if read {
+            diesel::update(me.filter(members::log_read_up_to.lt(up_to)))
+                .set(members::log_read_up_to.eq(up_to))
+                .execute(conn)?;
+        }
+        let (delivered, read_up_to): (i64, i64) =
+            me.select((members::log_delivered_up_to, members::log_read_up_to)).get_result(conn)?;
+        Ok(Some(if read { read_up_to } else { delivered }))
+    })
+}
+
 /// `user` leaves a group: the relay stops routing it to them (their devices may still archive
 /// what the log held until now).
 pub fn leave(conn: &mut SqliteConnection, conversation: ConversationId, user: UserId) -> StoreResult<bool> {
@@ -564,6 +595,15 @@ pub fn append(
             ))
             .returning(group_log::seq)
             .get_result(conn)?;
+        if e.content_type == CONTENT_APPLICATION {
+            diesel::insert_into(log_messages::table)
+                .values((
+                    log_messages::conversation_id.eq(e.conversation),
+                    log_messages::seq.eq(seq),
+                    log_messages::sender_id.eq(e.sender),
+                ))
+                .execute(conn)?;
+        }
         diesel::update(conversations::table.find(e.conversation))
             .set(conversations::last_activity.eq(e.now))
             .execute(conn)?;
@@ -591,8 +631,14 @@ pub fn append(
                 .set((mls_groups::epoch.eq(current + 1), mls_groups::group_info.eq(c.group_info)))
                 .execute(conn)?;
             for user in c.added {
+                // What was said before they joined is not theirs to read: not unread either.
                 diesel::insert_into(members::table)
-                    .values((members::conversation_id.eq(e.conversation), members::user_id.eq(user)))
+                    .values((
+                        members::conversation_id.eq(e.conversation),
+                        members::user_id.eq(user),
+                        members::log_delivered_up_to.eq(seq),
+                        members::log_read_up_to.eq(seq),
+                    ))
                     .on_conflict_do_nothing()
                     .execute(conn)?;
             }
@@ -887,6 +933,19 @@ pub fn prune_log(conn: &mut SqliteConnection, seen_since: i64) -> StoreResult<us
                     floor = floor.min(cursor);
                 }
             }
+            // The message index goes where every member has read or cleared past it.
+            let read: Option<i64> = members::table
+                .filter(members::conversation_id.eq(conversation))
+                .select(diesel::dsl::min(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                    "MAX(log_read_up_to, archive_cleared_up_to)",
+                )))
+                .get_result(conn)?;
+            diesel::delete(
+                log_messages::table
+                    .filter(log_messages::conversation_id.eq(conversation))
+                    .filter(log_messages::seq.le(read.unwrap_or(i64::MAX))),
+            )
+            .execute(conn)?;
             if floor < 1 {
                 return Ok(0);
             }

@@ -525,6 +525,12 @@ fn handle<'a>(
         ClientFrame::Read { conversation, up_to } => {
             service::mark(state, user, conversation, up_to, true).map(done).boxed_local()
         }
+        ClientFrame::GroupDelivered { conversation, up_to } => {
+            service::mark_log(state, user, conversation, up_to, false).map(done).boxed_local()
+        }
+        ClientFrame::GroupRead { conversation, up_to } => {
+            service::mark_log(state, user, conversation, up_to, true).map(done).boxed_local()
+        }
         ClientFrame::GroupSend { conversation, device, client_msg_id, message } => {
             let req = sealroom_protocol::AppendRequest {
                 device,

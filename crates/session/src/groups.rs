@@ -107,6 +107,22 @@ pub enum EventKind {
     Unconfirmed(String),
 }
 
+/// The `group_delivered` receipts for what a device just read: per conversation, up to the
+/// newest message another user sent (this user's own are not acknowledged).
+pub fn delivered_receipts(events: &[GroupEvent], me: &str) -> Vec<sealroom_protocol::ClientFrame> {
+    let mut newest: std::collections::BTreeMap<ConversationId, u64> = Default::default();
+    for e in events {
+        if matches!(&e.what, EventKind::Message { sender, .. } if sender != me) {
+            let up_to = newest.entry(e.conversation).or_default();
+            *up_to = (*up_to).max(e.seq);
+        }
+    }
+    newest
+        .into_iter()
+        .map(|(conversation, up_to)| sealroom_protocol::ClientFrame::GroupDelivered { conversation, up_to })
+        .collect()
+}
+
 /// A message from the user's history archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchivedMessage {

@@ -89,6 +89,18 @@ fn the_cli_session_works_end_to_end() {
     assert_eq!((lines[1][2], lines[1][3]), ("alice", "hello bob — grüße 👋"));
     assert_eq!(lines[2][0], format!("#{group}/{seq2}"));
     assert_eq!(lines[2][3], "tab\\there\\nnewline", "one message per line");
+    // What bob's listener printed it acknowledged, up to the newest position it read.
+    let delivered = || {
+        server.sql_rows(&format!(
+            "SELECT m.log_delivered_up_to FROM members m JOIN users u ON u.id = m.user_id \
+             WHERE u.username = 'bob' AND m.conversation_id = {group}"
+        ))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while delivered() != [seq2.to_string()] && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(delivered(), [seq2.to_string()], "bob's device acknowledged what it printed");
 
     // bob's device is in the group: his reply goes there too.
     let (group3, _) = position(ok(&server.cli("bob", "pass-phrase-b", &["send", "alice", "hi alice"])));
@@ -118,10 +130,10 @@ fn the_cli_session_works_end_to_end() {
     );
     assert_eq!(std::fs::read_to_string(&got).unwrap(), "a file for bob");
 
-    // The unread count is of version 1 messages (the introduction); the last message is the
-    // newest of either kind.
+    // The unread count is of both kinds: the introduction (version 1) and alice's three in
+    // MLS; the last message is the newest of either kind.
     let convs = ok(&server.cli("bob", "pass-phrase-b", &["conversations"]));
-    assert!(convs.starts_with("alice\t1\t"), "the listener acknowledged delivery, not reading: {convs}");
+    assert!(convs.starts_with("alice\t4\t"), "the listener acknowledged delivery, not reading: {convs}");
     assert!(convs.trim_end().ends_with("[file note.txt (14 bytes, text/plain)]"), "{convs}");
     assert_eq!(ok(&server.cli("alice", "pass-phrase-a", &["users", "b"])).trim(), "bob");
 

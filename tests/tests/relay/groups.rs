@@ -820,3 +820,104 @@ async fn a_message_without_an_answer_is_sent_again_once_and_archived() {
         .collect();
     assert_eq!(archived, expected, "alice's archive has each once");
 }
+
+/// Receipts and unread counts in a conversation that moved to MLS count log positions, apart
+/// from the version 1 markers; they survive the log being pruned; markers never go down or
+/// past the log; and only members of a conversation in MLS may raise them.
+#[tokio::test]
+async fn receipts_and_unread_in_mls_count_log_positions() {
+    use sealroom_protocol::ClientFrame;
+    let server = TestServer::start_with(&["--gc-interval", "1s"]);
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    alice.mls_start().await.unwrap();
+    bob.mls_start().await.unwrap();
+    let Sent::Mls(conversation, first) = alice.send_to("bob", &text("one"), false).await.unwrap() else {
+        panic!("both can")
+    };
+    let Sent::Mls(_, second) = alice.send_to("bob", &text("two"), false).await.unwrap() else { panic!() };
+    let summary = |s: Vec<sealroom_protocol::ConversationSummary>| {
+        s.into_iter().find(|c| c.id == conversation).expect("listed")
+    };
+    let b = summary(bob.conversations().await.unwrap());
+    assert_eq!((b.unread, b.log_read_up_to), (3, 0), "the introduction (version 1) and two in MLS");
+
+    let mut alice_live = alice.connect().await.unwrap();
+    let mut bob_live = bob.connect().await.unwrap();
+    bob_live.send(&ClientFrame::GroupDelivered { conversation, up_to: first.seq }).await.unwrap();
+    assert_eq!(
+        receipt(&mut alice_live).await,
+        ServerFrame::GroupDelivered { conversation, by: bob.username().clone(), up_to: first.seq }
+    );
+    // Past the newest position: the marker stops at it.
+    bob_live.send(&ClientFrame::GroupRead { conversation, up_to: u64::MAX }).await.unwrap();
+    let read = ServerFrame::GroupRead { conversation, by: bob.username().clone(), up_to: second.seq };
+    assert_eq!(receipt(&mut alice_live).await, read);
+    assert_eq!(receipt(&mut bob_live).await, read, "bob's other tabs");
+    // Lower: the marker stays where it is.
+    bob_live.send(&ClientFrame::GroupRead { conversation, up_to: first.seq }).await.unwrap();
+    assert_eq!(receipt(&mut alice_live).await, read);
+
+    let b = summary(bob.conversations().await.unwrap());
+    assert_eq!((b.unread, b.log_read_up_to), (1, second.seq), "the introduction is unread in version 1");
+    let a = summary(alice.conversations().await.unwrap());
+    assert_eq!((a.peer_log_delivered_up_to, a.peer_log_read_up_to), (second.seq, second.seq));
+    assert_eq!((a.peer_read_up_to.0, a.unread), (0, 0), "the version 1 markers are apart");
+
+    // Every device reads the log, which is then pruned: what bob has not read is still unread.
+    alice.send_to("bob", &text("three"), false).await.unwrap();
+    alice.send_to("bob", &text("four"), false).await.unwrap();
+    assert_eq!(texts(&bob.sync_groups().await.unwrap()).len(), 4);
+    alice.sync_groups().await.unwrap();
+    let log =
+        || server.sql_rows(&format!("SELECT COUNT(*) FROM group_log WHERE conversation_id = {conversation}"));
+    for _ in 0..50 {
+        if log() == ["1"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(log(), ["1"], "pruned to the newest entry");
+    assert_eq!(summary(bob.conversations().await.unwrap()).unread, 3, "the introduction, three and four");
+
+    // Only for a member, only in MLS: carol is not in alice and bob's conversation, and hers
+    // with dave (who has no MLS device) has not moved.
+    let mut carol = server.register("carol").await;
+    server.register("dave").await;
+    let sent = carol.send_to("dave", &text("version 1"), false).await.unwrap();
+    assert!(matches!(sent, Sent::V1(_)), "{sent:?}");
+    let v1 = carol.existing_conversation("dave").await.unwrap();
+    let mut carol_live = carol.connect().await.unwrap();
+    for c in [conversation, v1] {
+        carol_live.send(&ClientFrame::GroupRead { conversation: c, up_to: 1 }).await.unwrap();
+        let frame = receipt(&mut carol_live).await;
+        assert!(matches!(&frame, ServerFrame::Error { code: ErrorCode::NotFound, .. }), "{c}: {frame:?}");
+    }
+    let a = summary(alice.conversations().await.unwrap());
+    assert_eq!(a.peer_log_read_up_to, second.seq, "nothing changed");
+
+    // A member added to a group starts at the commit that added them: nothing said before
+    // is unread for them.
+    carol.mls_start().await.unwrap();
+    let group = alice.create_group(&["bob"]).await.unwrap();
+    alice.send_group(group, &text("before carol")).await.unwrap();
+    alice.add_members(group, &["carol"]).await.unwrap();
+    let markers = server.sql_rows(&format!(
+        "SELECT u.username || ':' || m.log_read_up_to FROM members m JOIN users u ON u.id = m.user_id \
+         WHERE m.conversation_id = {group} ORDER BY u.username"
+    ));
+    let log =
+        server.sql_rows(&format!("SELECT seq FROM group_log WHERE conversation_id = {group} ORDER BY seq"));
+    assert_eq!(log.len(), 3, "bob's addition, a message, carol's addition: {log:?}");
+    assert_eq!(markers, ["alice:0".to_owned(), format!("bob:{}", log[0]), format!("carol:{}", log[2])]);
+}
+
+/// The next frame that is not about presence.
+async fn receipt(conn: &mut sealroom_client::Connection) -> ServerFrame {
+    loop {
+        let frame = conn.next_within(Duration::from_secs(5)).await.unwrap();
+        if !matches!(frame, ServerFrame::Presence { .. }) {
+            return frame;
+        }
+    }
+}

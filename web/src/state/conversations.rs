@@ -46,10 +46,12 @@ impl App {
         };
         // A conversation that moved to MLS: its newest message is in the archive.
         let last = match last {
-            Some((d, _)) if d.text == super::mls::MOVED => match self.archived_page(c.id, 1).await.pop() {
-                Some(m) => Some((m.clone(), m.ts)),
-                None => Some((d.clone(), d.ts)),
-            },
+            Some((d, _)) if d.text == super::mls::MOVED => {
+                match self.archived_page(c.id, None, 1).await.0.pop() {
+                    Some(m) => Some((m.clone(), m.ts)),
+                    None => Some((d.clone(), d.ts)),
+                }
+            }
             other => other,
         };
         let (preview, ts) = match last {
@@ -70,6 +72,13 @@ impl App {
             pinned: c.pinned,
             hidden: c.hidden,
             unread_up_to,
+            markers: Markers {
+                delivered: c.peer_delivered_up_to.0,
+                read: c.peer_read_up_to.0,
+                log_delivered: c.peer_log_delivered_up_to,
+                log_read: c.peer_log_read_up_to,
+            },
+            log_read_up_to: c.log_read_up_to,
         }
     }
 
@@ -86,6 +95,8 @@ impl App {
         self.timeline.msgs.set(Vec::new());
         crate::files::drop_all(self, false);
         self.timeline.has_more.set(false);
+        self.timeline.v1_more.set(false);
+        self.timeline.archive_more.set(false);
         self.rooms.found.set(Vec::new());
         self.timeline.forward_secret.set(None);
         self.check_peer(&peer, None).await;
@@ -107,23 +118,35 @@ impl App {
         for m in &page.messages {
             msgs.extend(self.decrypt(m).await);
         }
-        apply_markers(&mut msgs, page.peer_delivered_up_to.0, page.peer_read_up_to.0);
         // Since the conversation moved to MLS, its messages are in this user's archive:
         // merged by the senders' clocks (stable, so the introduction stays first).
-        let archived = self.archived_page(id, 50).await;
+        let (archived, archive_more) = self.archived_page(id, None, 50).await;
         if !archived.is_empty() {
             msgs.extend(archived);
             msgs.sort_by(|a, b| a.ts.total_cmp(&b.ts));
         }
+        let peer_markers = Markers {
+            delivered: page.peer_delivered_up_to.0,
+            read: page.peer_read_up_to.0,
+            ..self.markers_of(&peer)
+        };
+        apply_markers(&mut msgs, peer_markers);
         if self.rooms.active.get_untracked().as_deref() != Some(peer.as_str()) {
             return;
         }
-        self.timeline.has_more.set(page.has_more);
-        let newest = msgs.iter().filter_map(|m| m.id).max();
+        self.timeline.v1_more.set(page.has_more);
+        self.timeline.archive_more.set(archive_more);
+        self.timeline.has_more.set(page.has_more || archive_more);
         self.timeline.msgs.set(msgs);
-        if let Some(id) = newest {
-            self.mark_read(peer, id).await;
-        }
+        self.mark_read(peer).await;
+    }
+
+    /// How far `peer` has received and read this user's messages, as last heard.
+    pub(crate) fn markers_of(&self, peer: &str) -> Markers {
+        self.rooms
+            .convs
+            .with_untracked(|cs| cs.iter().find(|c| c.peer == peer).map(|c| c.markers))
+            .unwrap_or_default()
     }
 
     /// Clears the open chat for this user or both.

@@ -85,8 +85,20 @@ impl App {
                 let _ = up_to;
                 spawn_local(async move { app.load_conversations().await });
             }
-            ServerFrame::Delivered { by, up_to, .. } => self.peer_marker(by.as_str(), up_to.0, false),
-            ServerFrame::Read { by, up_to, .. } => self.peer_marker(by.as_str(), up_to.0, true),
+            ServerFrame::Delivered { by, up_to, .. } => {
+                self.peer_marker(by.as_str(), Mark::V1(up_to.0), false)
+            }
+            ServerFrame::Read { by, up_to, .. } => self.peer_marker(by.as_str(), Mark::V1(up_to.0), true),
+            ServerFrame::GroupDelivered { by, .. } | ServerFrame::GroupRead { by, .. }
+                if self.account.me.get_untracked().as_deref() == Some(by.as_str()) =>
+            {
+                // This user read on another tab or device.
+                spawn_local(async move { app.load_conversations().await });
+            }
+            ServerFrame::GroupDelivered { by, up_to, .. } => {
+                self.peer_marker(by.as_str(), Mark::Log(up_to), false)
+            }
+            ServerFrame::GroupRead { by, up_to, .. } => self.peer_marker(by.as_str(), Mark::Log(up_to), true),
             ServerFrame::ChatCleared { conversation, by, up_to, .. } => {
                 let me = self.account.me.get_untracked().unwrap_or_default();
                 let other = if by.as_str() == me {
@@ -97,7 +109,11 @@ impl App {
                     by.to_string()
                 };
                 if self.rooms.active.get_untracked().as_deref() == Some(other.as_str()) {
-                    self.timeline.msgs.update(|ms| ms.retain(|m| m.id.is_none_or(|id| id > up_to.0)));
+                    // Version 1 messages up to `up_to` go; in MLS, the relay cleared the archive
+                    // up to its newest position, so every MLS message shown goes too.
+                    self.timeline
+                        .msgs
+                        .update(|ms| ms.retain(|m| m.seq.is_none() && m.id.is_none_or(|id| id > up_to.0)));
                     if by.as_str() != me {
                         self.ui.notice.set(Some(format!("{other} cleared this chat for both of you.")));
                     }
@@ -144,19 +160,16 @@ impl App {
         }
     }
 
-    pub(crate) fn peer_marker(&self, peer: &str, up_to: i64, read: bool) {
-        if self.rooms.active.get_untracked().as_deref() != Some(peer) {
-            return;
-        }
-        self.timeline.msgs.update(|ms| {
-            for m in ms.iter_mut().filter(|m| m.mine && m.id.is_some_and(|id| id <= up_to)) {
-                if read {
-                    m.state = Delivery::Read;
-                } else if matches!(m.state, Delivery::Sent | Delivery::Sending) {
-                    m.state = Delivery::Delivered;
-                }
+    /// `peer` received (or read) this user's messages up to `mark`.
+    pub(crate) fn peer_marker(&self, peer: &str, mark: Mark, read: bool) {
+        self.rooms.convs.update(|cs| {
+            if let Some(c) = cs.iter_mut().find(|c| c.peer == peer) {
+                c.markers = c.markers.raised(mark, read);
             }
         });
+        if self.rooms.active.get_untracked().as_deref() == Some(peer) {
+            self.timeline.msgs.update(|ms| raise_markers(ms, mark, read));
+        }
     }
 
     pub(crate) async fn on_message(self, message: MessageOut) {
@@ -184,7 +197,7 @@ impl App {
             if added && !mine {
                 self.timeline.typing_until.set(0.0);
                 if visible {
-                    self.mark_read(peer.clone(), message.id.0).await;
+                    self.mark_read(peer.clone()).await;
                 }
             }
         }
@@ -209,9 +222,7 @@ impl App {
     /// the socket is alive (a tab that slept may hold a dead one).
     pub fn on_visible(self) {
         if let Some(peer) = self.rooms.active.get_untracked() {
-            if let Some(id) = self.timeline.msgs.with_untracked(|m| m.iter().filter_map(|m| m.id).max()) {
-                spawn_local(async move { self.mark_read(peer, id).await });
-            }
+            spawn_local(async move { self.mark_read(peer).await });
         }
         if !self.account.online.get_untracked() {
             with_keys(|k| k.socket.as_ref().map(Socket::reconnect_now));

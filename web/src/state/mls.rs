@@ -10,8 +10,7 @@
 //! Device flows run one at a time in the owner (a catch-up and a send never interleave).
 //!
 //! What the browser does not do yet (issue 14 goes on): move a version 1 conversation to MLS
-//! by itself (a peer's CLI does it), receipts and typing in MLS conversations, and group chats
-//! in the interface.
+//! by itself (a peer's CLI does it), and group chats in the interface.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -375,7 +374,14 @@ impl App {
                     }
                 };
                 match read {
-                    Ok(events) => self.publish(events.iter().filter_map(tab_event).collect()),
+                    Ok(events) => {
+                        // What this tab read is delivered (the other tabs only show it).
+                        let me = self.account.me.get_untracked().unwrap_or_default();
+                        for frame in groups::delivered_receipts(&events, &me) {
+                            super::keys::with_keys(|k| k.socket.as_ref().map(|s| s.send(&frame)));
+                        }
+                        self.publish(events.iter().filter_map(tab_event).collect())
+                    }
                     Err(e) => {
                         web_sys::console::warn_1(&format!("reading the groups failed: {}", e.human()).into())
                     }
@@ -540,13 +546,19 @@ impl App {
                     let visible = is_visible();
                     if open {
                         self.timeline.forward_secret.set(Some(true));
+                        let markers = self.markers_of(&peer);
                         self.timeline.msgs.update(|ms| {
                             if !ms.iter().any(|m| m.seq == Some(e.seq)) {
                                 ms.push(msg);
+                                apply_markers(std::slice::from_mut(ms.last_mut().expect("pushed")), markers);
                             }
                         });
                         if !mine {
                             self.timeline.typing_until.set(0.0);
+                            if visible {
+                                let peer = peer.clone();
+                                spawn_local(async move { self.mark_read(peer).await });
+                            }
                         }
                     }
                     let prefix = if mine { "You: " } else { "" };
@@ -573,23 +585,31 @@ impl App {
         }
     }
 
-    /// The newest page of `conversation`'s history in this user's archive, as messages.
-    pub(crate) async fn archived_page(self, conversation: ConversationId, limit: u32) -> Vec<Msg> {
+    /// The page of `conversation`'s history in this user's archive just older than log
+    /// position `before` (the newest page without), as messages; and whether older ones remain.
+    pub(crate) async fn archived_page(
+        self,
+        conversation: ConversationId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> (Vec<Msg>, bool) {
         let me = self.account.me.get_untracked().unwrap_or_default();
-        let Ok((page, _more)) =
-            groups::archived(&Fetch(self), &WebVault, conversation, None, Some(limit)).await
+        let Ok((page, more)) =
+            groups::archived(&Fetch(self), &WebVault, conversation, before, Some(limit)).await
         else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         if !page.is_empty() {
             self.learn_moved(conversation);
         }
-        page.into_iter()
+        let msgs = page
+            .into_iter()
             .map(|m| {
                 let key = archived_key(conversation, m.seq);
                 mls_msg(key, m.sender == me, m.payload.as_ref().map_err(|_| ()), m.sent_ms, Some(m.seq))
             })
-            .collect()
+            .collect();
+        (msgs, more)
     }
 
     /// Leaves the tabs: the lock is released (another tab takes the device over) and the

@@ -94,8 +94,12 @@ pub struct Rooms {
 pub struct Timeline {
     /// Open chat's messages, oldest first.
     pub msgs: RwSignal<Vec<Msg>>,
-    /// Older history exists.
+    /// Older history exists (in version 1, or in the archive).
     pub has_more: RwSignal<bool>,
+    /// Older version 1 history exists.
+    pub v1_more: RwSignal<bool>,
+    /// Older archived (MLS) history exists.
+    pub archive_more: RwSignal<bool>,
     /// Peer typing in the open chat (until the time given).
     pub typing_until: RwSignal<f64>,
     /// The open chat is in MLS (forward-secret), or version 1; `None` until known.
@@ -166,6 +170,8 @@ impl App {
             timeline: Timeline {
                 msgs: RwSignal::new(Vec::new()),
                 has_more: RwSignal::new(false),
+                v1_more: RwSignal::new(false),
+                archive_more: RwSignal::new(false),
                 typing_until: RwSignal::new(0.0),
                 forward_secret: RwSignal::new(None),
             },

@@ -97,6 +97,43 @@ pub struct Conv {
     /// The newest message, when the peer sent it and this user has not read it: what this
     /// device has fetched and acknowledges as delivered.
     pub unread_up_to: Option<MessageId>,
+    /// How far the peer has received and read this user's messages.
+    pub markers: Markers,
+    /// Up to where this user has read the conversation's MLS log.
+    pub log_read_up_to: u64,
+}
+
+/// How far someone has received and read a conversation: in version 1 (message ids) and in
+/// its MLS log (log positions), each counted apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Markers {
+    /// Version 1: received up to this id.
+    pub delivered: i64,
+    /// Version 1: read up to this id.
+    pub read: i64,
+    /// The MLS log: received up to this position.
+    pub log_delivered: u64,
+    /// The MLS log: read up to this position.
+    pub log_read: u64,
+}
+
+/// A marker that rose: a version 1 id or a position in the MLS log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Up to this version 1 message id.
+    V1(i64),
+    /// Up to this position in the MLS log.
+    Log(u64),
+}
+
+impl Mark {
+    /// Whether `m` is at or below this mark (a message of the other kind never is).
+    fn covers(self, m: &Msg) -> bool {
+        match self {
+            Mark::V1(up_to) => m.id.is_some_and(|id| id <= up_to),
+            Mark::Log(up_to) => m.seq.is_some_and(|seq| seq <= up_to),
+        }
+    }
 }
 
 /// The `delivered` receipts for what the conversation list fetched: every conversation whose
@@ -123,17 +160,49 @@ pub struct KeyAlert {
     pub pin_lost: bool,
 }
 
-pub(crate) fn apply_markers(msgs: &mut [Msg], delivered: i64, read: i64) {
-    for m in msgs.iter_mut().filter(|m| m.mine) {
-        if let Some(id) = m.id {
-            m.state = if id <= read {
-                Delivery::Read
-            } else if id <= delivered {
-                Delivery::Delivered
-            } else {
-                Delivery::Sent
-            };
+/// Sets the delivery state of this user's stored messages from the peer's markers.
+pub(crate) fn apply_markers(msgs: &mut [Msg], peer: Markers) {
+    for m in msgs.iter_mut().filter(|m| m.mine && (m.id.is_some() || m.seq.is_some())) {
+        m.state = if Mark::V1(peer.read).covers(m) || Mark::Log(peer.log_read).covers(m) {
+            Delivery::Read
+        } else if Mark::V1(peer.delivered).covers(m) || Mark::Log(peer.log_delivered).covers(m) {
+            Delivery::Delivered
+        } else {
+            Delivery::Sent
+        };
+    }
+}
+
+/// A peer's marker rose: this user's messages it covers are delivered, or read (states only
+/// move forward; a failed one stays failed).
+pub(crate) fn raise_markers(msgs: &mut [Msg], mark: Mark, read: bool) {
+    for m in msgs.iter_mut().filter(|m| m.mine && mark.covers(m)) {
+        if read {
+            m.state = Delivery::Read;
+        } else if matches!(m.state, Delivery::Sent | Delivery::Sending) {
+            m.state = Delivery::Delivered;
         }
+    }
+}
+
+impl Markers {
+    /// These markers with `mark` raised (received, and read when `read`).
+    pub(crate) fn raised(mut self, mark: Mark, read: bool) -> Self {
+        match mark {
+            Mark::V1(up_to) => {
+                self.delivered = self.delivered.max(up_to);
+                if read {
+                    self.read = self.read.max(up_to);
+                }
+            }
+            Mark::Log(up_to) => {
+                self.log_delivered = self.log_delivered.max(up_to);
+                if read {
+                    self.log_read = self.log_read.max(up_to);
+                }
+            }
+        }
+        self
     }
 }
 
@@ -188,12 +257,44 @@ mod tests {
         }
     }
 
+    fn in_log(seq: u64) -> Msg {
+        Msg { id: None, seq: Some(seq), key: format!("s{seq}"), ..mine(0) }
+    }
+
+    fn states(msgs: &[Msg]) -> Vec<Delivery> {
+        msgs.iter().map(|m| m.state.clone()).collect()
+    }
+
     #[test]
     fn markers_set_delivery_states_of_own_messages_only() {
         let mut msgs = vec![mine(1), mine(2), mine(3), Msg { mine: false, ..mine(4) }];
-        apply_markers(&mut msgs, 2, 1);
-        let states: Vec<_> = msgs.iter().map(|m| m.state.clone()).collect();
-        assert_eq!(states, [Delivery::Read, Delivery::Delivered, Delivery::Sent, Delivery::Sent]);
+        apply_markers(&mut msgs, Markers { delivered: 2, read: 1, ..Markers::default() });
+        assert_eq!(states(&msgs), [Delivery::Read, Delivery::Delivered, Delivery::Sent, Delivery::Sent]);
+    }
+
+    /// A conversation that moved has version 1 ids and log positions side by side: each
+    /// marker covers only its own kind, however the numbers compare.
+    #[test]
+    fn log_positions_and_message_ids_are_counted_apart() {
+        let mut msgs = vec![mine(40), in_log(3), in_log(5), in_log(9)];
+        let peer = Markers { delivered: 40, read: 0, log_delivered: 5, log_read: 3 };
+        apply_markers(&mut msgs, peer);
+        assert_eq!(states(&msgs), [Delivery::Delivered, Delivery::Read, Delivery::Delivered, Delivery::Sent]);
+
+        raise_markers(&mut msgs, Mark::Log(9), false);
+        assert_eq!(
+            states(&msgs),
+            [Delivery::Delivered, Delivery::Read, Delivery::Delivered, Delivery::Delivered]
+        );
+        raise_markers(&mut msgs, Mark::V1(100), true);
+        assert_eq!(states(&msgs), [Delivery::Read, Delivery::Read, Delivery::Delivered, Delivery::Delivered]);
+        // A failed message stays failed when only its delivery is reported.
+        let mut failed = vec![Msg { state: Delivery::Failed("no".into()), ..in_log(10) }];
+        raise_markers(&mut failed, Mark::Log(10), false);
+        assert_eq!(states(&failed), [Delivery::Failed("no".into())]);
+
+        let raised = peer.raised(Mark::Log(4), true).raised(Mark::Log(12), false);
+        assert_eq!(raised, Markers { log_delivered: 12, log_read: 4, ..peer }, "never down");
     }
 
     #[test]
@@ -209,6 +310,8 @@ mod tests {
             pinned,
             hidden: false,
             unread_up_to: None,
+            markers: Markers::default(),
+            log_read_up_to: 0,
         };
         let mut cs = vec![conv(1, 10.0, false), conv(2, 30.0, false), conv(3, 5.0, true)];
         sort_convs(&mut cs);
@@ -228,6 +331,8 @@ mod tests {
             pinned: false,
             hidden: false,
             unread_up_to: unread_up_to.map(MessageId),
+            markers: Markers::default(),
+            log_read_up_to: 0,
         };
         let frames = fetched_receipts(&[conv(1, Some(7)), conv(2, None), conv(3, Some(9))]);
         assert_eq!(

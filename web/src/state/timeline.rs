@@ -67,42 +67,81 @@ impl App {
         }
     }
 
+    /// The page of history just older than what the chat shows: from version 1 and from the
+    /// archive (a conversation that moved has both), merged by the senders' clocks.
     pub(crate) async fn load_older_page(self, limit: u32) {
         let Some(peer) = self.rooms.active.get_untracked() else { return };
         let Some(id) = self.conversation_of(&peer) else { return };
-        let Some(oldest) = self.timeline.msgs.with_untracked(|m| m.iter().filter_map(|m| m.id).min()) else {
-            return;
-        };
-        let query = sealroom_protocol::HistoryQuery {
-            before: Some(MessageId(oldest)),
-            after: None,
-            limit: Some(limit),
-        };
-        let Ok(page) = call::<History>(&(History::path(&[&id]) + &query.to_query()), None).await else {
-            return;
-        };
+        let (oldest_id, oldest_seq) = self
+            .timeline
+            .msgs
+            .with_untracked(|m| (m.iter().filter_map(|m| m.id).min(), m.iter().filter_map(|m| m.seq).min()));
+        let mut older = Vec::new();
+        let mut v1_more = false;
+        let mut peer_markers = self.markers_of(&peer);
+        if let (true, Some(oldest)) = (self.timeline.v1_more.get_untracked(), oldest_id) {
+            let query = sealroom_protocol::HistoryQuery {
+                before: Some(MessageId(oldest)),
+                after: None,
+                limit: Some(limit),
+            };
+            let Ok(page) = call::<History>(&(History::path(&[&id]) + &query.to_query()), None).await else {
+                return;
+            };
+            for m in &page.messages {
+                older.extend(self.decrypt(m).await);
+            }
+            v1_more = page.has_more;
+            peer_markers.delivered = page.peer_delivered_up_to.0;
+            peer_markers.read = page.peer_read_up_to.0;
+        }
+        let mut archive_more = false;
+        if let (true, Some(oldest)) = (self.timeline.archive_more.get_untracked(), oldest_seq) {
+            let (page, more) = self.archived_page(id, Some(oldest), limit).await;
+            older.extend(page);
+            archive_more = more;
+        }
         if self.rooms.active.get_untracked().as_deref() != Some(peer.as_str()) {
             return;
         }
-        let mut older = Vec::new();
-        for m in &page.messages {
-            older.extend(self.decrypt(m).await);
-        }
-        apply_markers(&mut older, page.peer_delivered_up_to.0, page.peer_read_up_to.0);
-        self.timeline.has_more.set(page.has_more);
+        apply_markers(&mut older, peer_markers);
+        self.timeline.v1_more.set(v1_more);
+        self.timeline.archive_more.set(archive_more);
+        self.timeline.has_more.set(v1_more || archive_more);
         self.timeline.msgs.update(|msgs| {
             older.append(msgs);
             *msgs = older;
+            msgs.sort_by(|a, b| a.ts.total_cmp(&b.ts));
         });
     }
 
-    pub(crate) async fn mark_read(&self, peer: String, up_to: i64) {
+    /// Marks the open chat with `peer` read up to the newest message it shows: the version 1
+    /// marker over REST, the MLS log's over this tab's socket (only when it rose).
+    pub(crate) async fn mark_read(&self, peer: String) {
         let Some(id) = self.conversation_of(&peer) else { return };
-        let body = sealroom_protocol::MarkReadRequest { up_to: MessageId(up_to) };
-        let _ = call::<MarkRead>(&MarkRead::path(&[&id]), Some(&body)).await;
+        let (newest_id, newest_seq) = self
+            .timeline
+            .msgs
+            .with_untracked(|m| (m.iter().filter_map(|m| m.id).max(), m.iter().filter_map(|m| m.seq).max()));
+        if let Some(up_to) = newest_id {
+            let body = sealroom_protocol::MarkReadRequest { up_to: MessageId(up_to) };
+            let _ = call::<MarkRead>(&MarkRead::path(&[&id]), Some(&body)).await;
+        }
+        let read = self
+            .rooms
+            .convs
+            .with_untracked(|cs| cs.iter().find(|c| c.peer == peer).map(|c| c.log_read_up_to));
+        if let Some(up_to) = newest_seq.filter(|s| read.is_none_or(|r| *s > r)) {
+            let frame = ClientFrame::GroupRead { conversation: id, up_to };
+            with_keys(|k| k.socket.as_ref().map(|s| s.send(&frame)));
+        }
+        if newest_id.is_none() && newest_seq.is_none() {
+            return;
+        }
         self.rooms.convs.update(|cs| {
             if let Some(c) = cs.iter_mut().find(|c| c.peer == peer) {
                 c.unread = 0;
+                c.log_read_up_to = c.log_read_up_to.max(newest_seq.unwrap_or(0));
             }
         });
     }

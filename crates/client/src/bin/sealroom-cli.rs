@@ -612,6 +612,20 @@ fn print_group_messages(events: &[GroupEvent]) -> Result<u64, ClientError> {
     Ok(n)
 }
 
+/// Prints what the groups said and acknowledges its delivery (as `listen` does for version
+/// 1 messages).
+async fn ack_group_messages(
+    conn: &mut sealroom_client::Connection,
+    session: &Session,
+    events: &[GroupEvent],
+) -> Result<u64, ClientError> {
+    let n = print_group_messages(events)?;
+    for frame in sealroom_session::groups::delivered_receipts(events, session.username().as_str()) {
+        conn.send(&frame).await?;
+    }
+    Ok(n)
+}
+
 /// Reads every group's news (reported on stderr), then commits what is left to tidy (users who
 /// left, removed and idle devices) and the updates this device owes.
 async fn catch_up(session: &mut Session) -> Result<(), ClientError> {
@@ -707,7 +721,8 @@ async fn listen(session: &mut Session, count: Option<u64>, timeout: Option<u64>)
     note!("listening as {}", session.username());
     let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     // What the groups said while this device was away, first.
-    let mut seen = print_group_messages(&maintain(session).await?)?;
+    let events = maintain(session).await?;
+    let mut seen = ack_group_messages(&mut conn, session, &events).await?;
     while count.is_none_or(|c| seen < c) {
         let frame = match deadline {
             Some(d) => match tokio::time::timeout_at(d, conn.next()).await {
@@ -732,12 +747,14 @@ async fn listen(session: &mut Session, count: Option<u64>, timeout: Option<u64>)
                 seen += 1;
             }
             ServerFrame::GroupEntry { .. } | ServerFrame::Welcome { .. } => {
-                seen += print_group_messages(&session.sync_groups().await?)?;
+                let events = session.sync_groups().await?;
+                seen += ack_group_messages(&mut conn, session, &events).await?;
             }
             ServerFrame::Left { .. } => {
                 // Whoever is online first commits the removal of who left.
                 session.tidy_groups().await?;
-                seen += print_group_messages(&session.sync_groups().await?)?;
+                let events = session.sync_groups().await?;
+                seen += ack_group_messages(&mut conn, session, &events).await?;
             }
             ServerFrame::SessionRevoked { reason } => {
                 return Err(ClientError::Protocol(format!("session revoked: {reason}")))
