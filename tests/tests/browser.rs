@@ -1286,6 +1286,26 @@ async fn mls_texts(bob: &mut sealroom_client::Session) -> Vec<String> {
         .collect()
 }
 
+/// Opens "Show ciphertext" on the message saying `text`: what its caption says, and the
+/// ciphertext shown (base64).
+async fn show_ciphertext(c: &Client, text: &str) -> (String, String) {
+    let find = format!(
+        "const m = [...document.querySelectorAll('.msg')].find(e => (e.querySelector('.text') || {{}}).textContent === {text:?});"
+    );
+    c.execute(&format!("{find} m.querySelector('.msg-more').click(); return 1;"), vec![]).await.unwrap();
+    wait_js(c, "the message menu", &format!("{find} return !!m.querySelector('.menu button');")).await;
+    c.execute(&format!("{find} m.querySelector('.menu button').click(); return 1;"), vec![]).await.unwrap();
+    wait_js(c, "the ciphertext", &format!("{find} return !!m.querySelector('.cipher code');")).await;
+    let got = c
+        .execute(
+            &format!("{find} return [m.querySelector('.cipher-label').textContent, m.querySelector('.cipher code').textContent];"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    (got[0].as_str().unwrap().to_owned(), got[1].as_str().unwrap().to_owned())
+}
+
 /// Issue 14: one MLS device per browser profile, any number of tabs. A CLI user moves the
 /// conversation with a browser user to MLS; the browser's first tab owns the device, a second
 /// tab of the same profile reads the history from the archive and sends through the owner;
@@ -1293,7 +1313,8 @@ async fn mls_texts(bob: &mut sealroom_client::Session) -> Vec<String> {
 #[tokio::test]
 async fn a_browser_profiles_tabs_share_one_mls_device_and_hand_it_over_when_the_owner_closes() {
     let dist = web_dist();
-    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    // The log is pruned every second (of what every device read), as it is every 5 minutes.
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap(), "--gc-interval", "1s"]);
     let driver = Driver::start().await;
     let profiles = tempfile::tempdir().unwrap();
     let a = driver.browser(&profiles.path().join("alice")).await;
@@ -1425,6 +1446,17 @@ async fn a_browser_profiles_tabs_share_one_mls_device_and_hand_it_over_when_the_
             Err(e) => panic!("bob did not hear alice's receipts (delivered {delivered}, read {read}): {e:?}"),
         }
     }
+
+    // "Show ciphertext" on an MLS message shows what the relay stores: the MLS message while
+    // the log has it (an MLSMessage: version 1, private message)...
+    let (label, code) = show_ciphertext(&a, "while the chat was closed").await;
+    assert!(label.contains("MLS message as stored by the server"), "{label}");
+    let bytes = sealroom_protocol::decode_b64(&code, "ciphertext", 1 << 20).unwrap();
+    assert!(bytes.starts_with(&[0, 1, 0, 2]) && bytes.len() > 100, "{code}");
+    // ...and the archive's sealed copy once every device has read it and the log let it go.
+    let (label, code) = show_ciphertext(&a, "forward-secret hello").await;
+    assert!(label.contains("archive's copy"), "{label}");
+    assert!(code.len() > 40 && !code.contains("forward"), "{code}");
 
     std::fs::write(artifacts().join("mls-direct-second-tab.png"), a.screenshot().await.unwrap()).unwrap();
     // On a 360 px phone in the dark theme, the header still fits: the label sits under the name.

@@ -464,6 +464,9 @@ fn delivery(msg: &Msg) -> Option<(Icon, String)> {
     })
 }
 
+/// What a version 1 message's ciphertext view shows.
+const ENVELOPE_LABEL: &str = "Envelope as stored by the server";
+
 /// A message's bubble. What a message is (its text, sender side, envelope) never changes;
 /// its delivery state, time and attachment follow `live`.
 #[component]
@@ -493,7 +496,19 @@ fn Bubble(
     let failed = move || live.with(|m| m.as_ref().is_some_and(|m| matches!(m.state, Delivery::Failed(_))));
     let ts = move || live.with(|m| m.as_ref().map_or(msg.ts, |m| m.ts));
     let relay_ts = move || live.with(|m| m.as_ref().and_then(|m| m.relay_ts));
-    let envelope = msg.envelope.clone();
+    // What the relay stores: a version 1 message's envelope is at hand; an MLS message's is
+    // asked of the relay when first shown (the log's copy, or the archive's once the log is
+    // pruned).
+    let cipher =
+        RwSignal::new((!msg.envelope.is_empty()).then(|| (ENVELOPE_LABEL.to_owned(), msg.envelope.clone())));
+    let app = expect_context::<App>();
+    let toggle_cipher = move || {
+        show_cipher.update(|s| *s = !*s);
+        let seq = live.with_untracked(|m| m.as_ref().and_then(|m| m.seq));
+        if let (true, None, Some(seq)) = (show_cipher.get_untracked(), cipher.get_untracked(), seq) {
+            spawn_local(async move { cipher.set(Some(app.stored_copy(seq).await)) });
+        }
+    };
     let meta = Memo::new(move |_| live.with(|m| m.as_ref().and_then(|m| m.file.clone())));
     let file_key = msg.key.clone();
     let file = move || meta.get().map(|meta| view! { <FileCard msg_key=file_key.clone() meta=meta/> });
@@ -528,14 +543,23 @@ fn Bubble(
                             on:click=move |_| menu_open.update(|o| *o = !*o)><Svg icon=Icon::More/></button>
                         <Show when=move || menu_open.get()>
                             <span class="menu" role="menu" aria-label="Message options">
-                                <button role="menuitem" on:click=move |_| { menu_open.set(false); show_cipher.update(|s| *s = !*s); }>
+                                <button role="menuitem" on:click=move |_| { menu_open.set(false); toggle_cipher(); }>
                                     {move || if show_cipher.get() { "Hide ciphertext" } else { "Show ciphertext" }}</button>
                             </span>
                         </Show>
                     </span>
                 </p>
                 <Show when=move || show_cipher.get()>
-                    <pre class="cipher" aria-label="Envelope as stored by the server"><code>{envelope.clone()}</code></pre>
+                    {move || match cipher.get() {
+                        Some((label, text)) => {
+                            let empty = text.is_empty();
+                            view! {
+                                <p class="cipher-label small">{label.clone()}</p>
+                                {(!empty).then(|| view! { <pre class="cipher" aria-label=label><code>{text}</code></pre> })}
+                            }.into_any()
+                        }
+                        None => view! { <p class="cipher small" role="status">"Asking the server what it stores…"</p> }.into_any(),
+                    }}
                 </Show>
             </div>
         </div>

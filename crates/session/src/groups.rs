@@ -107,6 +107,40 @@ pub enum EventKind {
     Unconfirmed(String),
 }
 
+/// What the relay stores of one message of a conversation in MLS (the "show ciphertext" of a
+/// message): the MLS message in the group's log while it is there, else the user's archived
+/// copy (sealed under their archive key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredCopy {
+    /// The MLS message, as in the log.
+    Log(Vec<u8>),
+    /// The log no longer has it (every device processed it): the archive entry.
+    Archive(Vec<u8>),
+    /// Neither: cleared, or never archived (strict forward secrecy).
+    Gone,
+}
+
+/// What the relay stores of the message at log position `seq` of `conversation`
+/// ([`StoredCopy`]). Reads only: no device's cursor moves.
+pub async fn stored_copy<T: Transport>(
+    t: &T,
+    conversation: ConversationId,
+    seq: u64,
+) -> Result<StoredCopy, T::Error> {
+    let q = GroupLogQuery { since: seq.saturating_sub(1), limit: Some(1), device: None };
+    let page = t.call::<GroupLog>(&format!("{}{}", GroupLog::PATH, q.to_query()), None).await?;
+    if let Some(e) = page.entries.into_iter().find(|e| e.seq == seq && e.conversation == conversation) {
+        return Ok(StoredCopy::Log(e.message.as_bytes().to_vec()));
+    }
+    let q = ArchiveQuery { before: Some(seq.saturating_add(1)), limit: Some(1) };
+    let path = format!("{}{}", ArchivedHistory::path(&[&conversation]), q.to_query());
+    let page = t.call::<ArchivedHistory>(&path, None).await?;
+    Ok(match page.entries.into_iter().find(|e| e.seq == seq) {
+        Some(e) => StoredCopy::Archive(e.entry.as_bytes().to_vec()),
+        None => StoredCopy::Gone,
+    })
+}
+
 /// The `group_delivered` receipts for what a device just read: per conversation, up to the
 /// newest message another user sent (this user's own are not acknowledged).
 pub fn delivered_receipts(events: &[GroupEvent], me: &str) -> Vec<sealroom_protocol::ClientFrame> {

@@ -612,6 +612,28 @@ impl App {
         (msgs, more)
     }
 
+    /// What the relay stores of the open chat's MLS message at `seq`, for the ciphertext view:
+    /// a label saying what it is, and the bytes in base64 (or why there are none).
+    pub(crate) async fn stored_copy(self, seq: u64) -> (String, String) {
+        let conversation = self.rooms.active.get_untracked().and_then(|peer| self.conversation_of(&peer));
+        let Some(conversation) = conversation else { return ("Not stored".into(), String::new()) };
+        match groups::stored_copy(&Fetch(self), conversation, seq).await {
+            Ok(groups::StoredCopy::Log(bytes)) => {
+                ("MLS message as stored by the server".into(), sealroom_protocol::encode_b64(&bytes))
+            }
+            Ok(groups::StoredCopy::Archive(bytes)) => (
+                "The server no longer keeps the MLS message (every device has read it). Your \
+                 archive's copy, sealed under your archive key, as stored by the server:"
+                    .into(),
+                sealroom_protocol::encode_b64(&bytes),
+            ),
+            Ok(groups::StoredCopy::Gone) => {
+                ("The server keeps nothing of this message any more.".into(), String::new())
+            }
+            Err(e) => (format!("Could not ask the server: {}", e.human()), String::new()),
+        }
+    }
+
     /// Leaves the tabs: the lock is released (another tab takes the device over) and the
     /// channel closed.
     pub(crate) fn stop_device(&self) {
