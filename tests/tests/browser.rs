@@ -200,8 +200,11 @@ async fn two_people_chat_in_real_browsers() {
     send(&a, "hello bob — grüße 👋").await;
     wait_text(&a, ".msg.mine .text", "hello bob — grüße 👋").await;
     wait_css(&a, ".msg.mine .state.stored").await; // sent, or already delivered
-                                                   // Rows are keyed by identity: the same DOM element follows the message from sent to read
-                                                   // (a rebuilt row would make this handle stale).
+                                                   // Both browsers speak MLS: the first message moved the conversation there.
+    wait_text(&a, ".chat-head .enc", "Forward-secret (MLS)").await;
+    wait_text(&a, ".msg.system .text", "Moved to forward-secret encryption").await;
+    // Rows are keyed by identity: the same DOM element follows the message from sent to read
+    // (a rebuilt row would make this handle stale).
     let bubble = a.find(Locator::Css(".msg.mine")).await.unwrap();
 
     wait_text(&b, ".conv .preview", "hello bob").await;
@@ -212,6 +215,7 @@ async fn two_people_chat_in_real_browsers() {
     assert_eq!(b.title().await.unwrap(), "(1) Sealroom", "the tab's title counts what is unread");
     b.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
     wait_text(&b, ".msg.theirs .text", "hello bob — grüße 👋").await;
+    wait_text(&b, ".chat-head .enc", "Forward-secret (MLS)").await;
     wait_text(&b, ".unread-marker", "Unread messages").await;
     wait_gone(&b, ".conv .badge").await;
     assert_eq!(b.title().await.unwrap(), "Sealroom");

@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use sealroom_crypto::{Payload, SigningSecret};
 use sealroom_protocol::endpoint::{Devices, Endpoint, GetGroup, Groups, RemoveDevice};
 use sealroom_protocol::{AppendedEntry, ConversationId, DeviceId, DeviceInfo, GroupState, Username};
-use sealroom_session::groups::{self as flows, ArchivedMessage, DeviceCell, DirectRoute, GroupEvent};
+use sealroom_session::groups::{
+    self as flows, ArchivedMessage, DeviceCell, DirectRoute, DirectStep, GroupEvent,
+};
 use sealroom_session::mls::{Changes, MlsDevice, Processed};
 
 use crate::{ClientError, Http, Result, Session};
@@ -236,14 +238,12 @@ impl Session {
     /// a device that speaks MLS (a browser before issue 14). Never [`DirectRoute::Move`].
     pub async fn route_to(&mut self, peer: &str, accept_new_key: bool) -> Result<DirectRoute> {
         let peer = crate::parse(peer)?;
-        for _ in 0..3 {
-            match group_flow!(self, direct(&peer))? {
-                DirectRoute::Move(c) => {
-                    if let Some(introduction) = group_flow!(self, move_direct(c, &peer))? {
-                        self.send_payload(peer.as_str(), &introduction, accept_new_key).await?;
-                    }
+        for _ in 0..sealroom_session::groups::ROUTE_TRIES {
+            match group_flow!(self, route(&peer))? {
+                DirectStep::Introduce(introduction) => {
+                    self.send_payload(peer.as_str(), &introduction, accept_new_key).await?;
                 }
-                route => return Ok(route),
+                DirectStep::Go(route) => return Ok(route),
             }
         }
         Err(ClientError::Protocol(format!("the conversation with {peer} kept changing; try again")))

@@ -401,6 +401,8 @@ struct Stored {
     new: bool,
     audience: Vec<UserId>,
     welcomed: Vec<(UserId, DeviceId)>,
+    /// Members who now share presence with the sender (its first message made it mutual).
+    introduce: Vec<(UserId, String, Option<i64>)>,
 }
 
 /// Appends an MLS message to a group's log and relays it to the members' connections (and to
@@ -434,6 +436,7 @@ pub fn append<'a>(
                     None,
                 );
             }
+            crate::service::introduce_peers(state, me, stored.introduce);
         }
         Ok(appended)
     }
@@ -557,6 +560,17 @@ fn queue_append(
         if new {
             seen(conn, &device, now)?;
         }
+        // The sender's first message where others have written too makes it mutual, as in
+        // version 1 ([`crate::service::send`]): they are told each other's presence at once.
+        let mut introduce = Vec::new();
+        if new && content_type == store_mls::CONTENT_APPLICATION && store_mls::first_words(conn, conversation, me_id, seq)? {
+            let sharing = policy::presence_audience(conn, me_id)?;
+            for (peer, _) in members.iter().filter(|(u, _)| *u != me_id && sharing.contains(u)) {
+                if let Some((name, last_seen)) = store::name_and_last_seen(conn, *peer)? {
+                    introduce.push((*peer, name, last_seen));
+                }
+            }
+        }
         let corrupt = |what| StoreError::Corrupt { what, row: seq };
         let entry = GroupEntry {
             seq: u64::try_from(seq).map_err(|_| corrupt("seq"))?,
@@ -568,7 +582,7 @@ fn queue_append(
             message: req.message,
             ts,
         };
-        Ok(Stored { entry, new, audience, welcomed })
+        Ok(Stored { entry, new, audience, welcomed, introduce })
     }))
 }
 

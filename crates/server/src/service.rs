@@ -188,7 +188,12 @@ fn relay_sent(
         }
         state.fanout.send_to_user(me.id, &frame, except_conn);
     }
-    for (peer, name, last_seen) in introduce {
+    introduce_peers(state, me, introduce);
+}
+
+/// Tells `me` and each newly mutual peer the other's presence (they share it from now on).
+pub(crate) fn introduce_peers(state: &Relay, me: &AuthUser, peers: Vec<(UserId, String, Option<i64>)>) {
+    for (peer, name, last_seen) in peers {
         let Ok(name) = Username::parse(&name) else { continue };
         let theirs = state.fanout.is_online(peer);
         let to_me = ServerFrame::Presence {

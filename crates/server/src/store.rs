@@ -639,15 +639,20 @@ pub fn peers_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<Us
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         user_id: i64,
     }
-    // Both wrote (a relayed message each: a withheld one does not count), and neither closed it.
+    // Both wrote (a relayed message each: a withheld one does not count; or a message in the
+    // conversation's MLS log, whose index keeps each sender's newest), and neither closed it.
     let peers: Vec<Peer> = diesel::sql_query(
         "SELECT DISTINCT other.user_id FROM members mine
            JOIN members other ON other.conversation_id = mine.conversation_id AND other.user_id != mine.user_id
           WHERE mine.user_id = ?1 AND NOT mine.hidden AND NOT other.hidden
-            AND EXISTS (SELECT 1 FROM messages x WHERE x.conversation_id = mine.conversation_id
+            AND (EXISTS (SELECT 1 FROM messages x WHERE x.conversation_id = mine.conversation_id
                           AND x.sender_id = mine.user_id AND NOT x.withheld)
-            AND EXISTS (SELECT 1 FROM messages x WHERE x.conversation_id = mine.conversation_id
+                 OR EXISTS (SELECT 1 FROM log_messages z WHERE z.conversation_id = mine.conversation_id
+                          AND z.sender_id = mine.user_id))
+            AND (EXISTS (SELECT 1 FROM messages x WHERE x.conversation_id = mine.conversation_id
                           AND x.sender_id = other.user_id AND NOT x.withheld)
+                 OR EXISTS (SELECT 1 FROM log_messages z WHERE z.conversation_id = mine.conversation_id
+                          AND z.sender_id = other.user_id))
           ORDER BY other.user_id",
     )
     .bind::<diesel::sql_types::BigInt, _>(user.0)

@@ -451,6 +451,32 @@ pub fn raise_log_marker(
     })
 }
 
+/// Whether the application message at `seq` is the first thing `sender` wrote in
+/// `conversation` (no earlier message in its log, nor a relayed version 1 message).
+pub fn first_words(
+    conn: &mut SqliteConnection,
+    conversation: ConversationId,
+    sender: UserId,
+    seq: i64,
+) -> StoreResult<bool> {
+    use crate::schema::messages;
+    let in_log: bool = diesel::select(diesel::dsl::exists(
+        log_messages::table
+            .filter(log_messages::conversation_id.eq(conversation))
+            .filter(log_messages::sender_id.eq(sender))
+            .filter(log_messages::seq.lt(seq)),
+    ))
+    .get_result(conn)?;
+    let in_v1: bool = diesel::select(diesel::dsl::exists(
+        messages::table
+            .filter(messages::conversation_id.eq(conversation))
+            .filter(messages::sender_id.eq(sender))
+            .filter(messages::withheld.eq(false)),
+    ))
+    .get_result(conn)?;
+    Ok(!in_log && !in_v1)
+}
+
 /// `user` leaves a group: the relay stops routing it to them (their devices may still archive
 /// what the log held until now).
 pub fn leave(conn: &mut SqliteConnection, conversation: ConversationId, user: UserId) -> StoreResult<bool> {
@@ -940,11 +966,15 @@ pub fn prune_log(conn: &mut SqliteConnection, seen_since: i64) -> StoreResult<us
                     "MAX(log_read_up_to, archive_cleared_up_to)",
                 )))
                 .get_result(conn)?;
-            diesel::delete(
-                log_messages::table
-                    .filter(log_messages::conversation_id.eq(conversation))
-                    .filter(log_messages::seq.le(read.unwrap_or(i64::MAX))),
+            // Each sender's newest stays: it says they wrote here (presence is shared where
+            // both did).
+            diesel::sql_query(
+                "DELETE FROM log_messages WHERE conversation_id = ?1 AND seq <= ?2
+                   AND seq < (SELECT MAX(y.seq) FROM log_messages y
+                               WHERE y.conversation_id = ?1 AND y.sender_id = log_messages.sender_id)",
             )
+            .bind::<diesel::sql_types::BigInt, _>(conversation.0)
+            .bind::<diesel::sql_types::BigInt, _>(read.unwrap_or(0))
             .execute(conn)?;
             if floor < 1 {
                 return Ok(0);

@@ -1240,6 +1240,39 @@ pub async fn direct<T: Transport, V: VaultCell, D: DeviceCell>(
     Ok(DirectRoute::Mls(conversation))
 }
 
+/// One step towards sending to `peer` ([`route`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectStep {
+    /// The way is known: in MLS, or as version 1 (never [`DirectRoute::Move`]).
+    Go(DirectRoute),
+    /// The conversation just moved to MLS: send this introduction as a version 1 message (it
+    /// carries this user's signing key and the group), then ask again.
+    Introduce(Payload),
+}
+
+/// How a message to `peer` goes, moving the conversation to MLS first when both users can
+/// ([`direct`], then [`move_direct`]): the caller sends an [`DirectStep::Introduce`] as
+/// version 1 and asks again, at most [`ROUTE_TRIES`] times.
+pub async fn route<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    peer: &Username,
+) -> Result<DirectStep, T::Error> {
+    match direct(t, vault, dev, peer).await? {
+        DirectRoute::Move(c) => Ok(match move_direct(t, vault, dev, c, peer).await? {
+            Some(introduction) => DirectStep::Introduce(introduction),
+            // The peer (or another device of this user) moved it first: join theirs.
+            None => DirectStep::Go(direct(t, vault, dev, peer).await?),
+        }),
+        route => Ok(DirectStep::Go(route)),
+    }
+}
+
+/// How often [`route`] is asked for one message before giving up (the conversation kept
+/// changing under it).
+pub const ROUTE_TRIES: usize = 3;
+
 /// Brings every device `user` has into a group they are a member of already (a direct
 /// conversation's peer).
 async fn add_devices_of<T: Transport, V: VaultCell, D: DeviceCell>(

@@ -921,3 +921,57 @@ async fn receipt(conn: &mut sealroom_client::Connection) -> ServerFrame {
         }
     }
 }
+
+/// Presence is shared once both have written, whether in version 1 or in MLS: a reply in MLS
+/// makes the conversation mutual at once, and stays so after the log is pruned.
+#[tokio::test]
+async fn a_reply_in_mls_shares_presence_and_the_pruned_log_keeps_it() {
+    let server = TestServer::start_with(&["--gc-interval", "1s"]);
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    alice.mls_start().await.unwrap();
+    bob.mls_start().await.unwrap();
+    let Sent::Mls(conversation, _) = alice.send_to("bob", &text("hello"), false).await.unwrap() else {
+        panic!("both can")
+    };
+    let mut alice_live = alice.connect().await.unwrap();
+    let mut bob_live = bob.connect().await.unwrap();
+    let peer_online = |s: Vec<sealroom_protocol::ConversationSummary>| {
+        s.into_iter().find(|c| c.id == conversation).map(|c| c.peer_online)
+    };
+    assert_eq!(peer_online(alice.conversations().await.unwrap()), Some(false), "bob has not written");
+    bob.sync_groups().await.unwrap();
+    let sent = bob.send_to("alice", &text("hi"), false).await.unwrap();
+    assert!(matches!(sent, Sent::Mls(c, _) if c == conversation), "{sent:?}");
+    let frame = alice_live.next_within(Duration::from_secs(5)).await.unwrap();
+    let online = ServerFrame::Presence { user: bob.username().clone(), online: true, last_seen: None };
+    let frame = if matches!(frame, ServerFrame::GroupEntry { .. }) {
+        alice_live.next_within(Duration::from_secs(5)).await.unwrap()
+    } else {
+        frame
+    };
+    assert_eq!(frame, online, "told at once");
+    // Both read everything (every device, every person): log and index are pruned, each
+    // sender's newest message staying in the index; they still share presence.
+    alice.send_to("bob", &text("more"), false).await.unwrap();
+    alice.sync_groups().await.unwrap();
+    bob.sync_groups().await.unwrap();
+    for conn in [&mut alice_live, &mut bob_live] {
+        let read = sealroom_protocol::ClientFrame::GroupRead { conversation, up_to: u64::MAX };
+        conn.send(&read).await.unwrap();
+    }
+    let index = || {
+        server.sql_rows(&format!("SELECT COUNT(*) FROM log_messages WHERE conversation_id = {conversation}"))
+    };
+    let log =
+        || server.sql_rows(&format!("SELECT COUNT(*) FROM group_log WHERE conversation_id = {conversation}"));
+    for _ in 0..50 {
+        if log() == ["1"] && index() == ["2"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!((log(), index()), (vec!["1".to_owned()], vec!["2".to_owned()]), "pruned");
+    assert_eq!(peer_online(alice.conversations().await.unwrap()), Some(true));
+    assert_eq!(peer_online(bob.conversations().await.unwrap()), Some(true));
+}

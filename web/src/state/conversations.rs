@@ -44,15 +44,22 @@ impl App {
             (Some(m), Some((d, _))) if !d.mine && c.unread > 0 => Some(m.id),
             _ => None,
         };
-        // A conversation that moved to MLS: its newest message is in the archive.
-        let last = match last {
-            Some((d, _)) if d.text == super::mls::MOVED => {
-                match self.archived_page(c.id, None, 1).await.0.pop() {
-                    Some(m) => Some((m.clone(), m.ts)),
-                    None => Some((d.clone(), d.ts)),
-                }
+        // The introduction of a move is a line of the timeline, not a message to read: the
+        // relay counts it (it cannot read it), this list does not.
+        let introduction = matches!(&last, Some((d, _)) if d.text == super::mls::MOVED);
+        let introduction_unread = introduction
+            && matches!((&c.last_message, &last), (Some(m), Some((d, _))) if !d.mine && m.id > c.read_up_to);
+        let unread = c.unread.saturating_sub(u32::from(introduction_unread));
+        // Something happened after the newest version 1 message (or none is left, or it is the
+        // introduction of a move): the newest message may be in the archive (MLS).
+        let v1_ts = c.last_message.as_ref().map_or(0, |m| m.ts);
+        let last = if c.last_activity > v1_ts || introduction {
+            match self.archived_page(c.id, None, 1).await.0.pop() {
+                Some(m) if last.as_ref().is_none_or(|(_, ts)| m.ts >= *ts) => Some((m.clone(), m.ts)),
+                _ => last,
             }
-            other => other,
+        } else {
+            last
         };
         let (preview, ts) = match last {
             Some((d, ts)) => {
@@ -66,7 +73,7 @@ impl App {
             peer,
             preview,
             ts,
-            unread: c.unread,
+            unread,
             online: c.peer_online,
             last_seen: c.peer_last_seen.map(|t| t as f64),
             pinned: c.pinned,

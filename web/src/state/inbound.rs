@@ -181,7 +181,8 @@ impl App {
             with_keys(|k| k.socket.as_ref().map(|s| s.send(&delivered)));
         }
         let Some(msg) = self.decrypt(&message).await else { return };
-        if msg.file.is_none() && msg.text == super::mls::MOVED {
+        let introduction = msg.file.is_none() && msg.text == super::mls::MOVED;
+        if introduction {
             self.recheck_moved(message.conversation);
         }
         let visible = is_visible();
@@ -206,7 +207,7 @@ impl App {
             &peer,
             format!("{prefix}{}", msg.text),
             message.ts as f64,
-            !(mine || open && visible),
+            !(mine || introduction || open && visible),
         );
         // Screen readers hear of a message in another chat (the open chat's history is itself
         // a live log).

@@ -9,8 +9,10 @@
 //! without answering, the next owner is asked again and the relay stores the message once.
 //! Device flows run one at a time in the owner (a catch-up and a send never interleave).
 //!
-//! What the browser does not do yet (issue 14 goes on): move a version 1 conversation to MLS
-//! by itself (a peer's CLI does it), and group chats in the interface.
+//! The owner also moves a direct conversation to MLS when both users can (`Op::Route`, the
+//! client core's `groups::route`), sending the introduction from its own outbox.
+//!
+//! What the browser does not do yet (issue 14 goes on): group chats in the interface.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -22,7 +24,7 @@ use leptos::task::spawn_local;
 use sealroom_crypto::Payload;
 use sealroom_protocol::endpoint::{Endpoint, GetGroup};
 use sealroom_protocol::{BlobId, ClientMsgId, ConversationId, ErrorCode, Username};
-use sealroom_session::groups::{self, DirectRoute, EventKind, GroupEvent};
+use sealroom_session::groups::{self, DirectRoute, DirectStep, EventKind, GroupEvent};
 use sealroom_session::VaultCell;
 use serde::{Deserialize, Serialize};
 
@@ -50,13 +52,19 @@ enum Op {
         blobs: Vec<BlobId>,
         sent_ms: u64,
     },
+    /// How a message to `peer` goes: the device moves the conversation to MLS first when both
+    /// users can (the introduction goes from the owner's tab, as version 1).
+    Route { peer: String },
 }
 
-/// The owner's answer to a send.
+/// The owner's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Sent {
-    seq: u64,
-    ts: i64,
+#[serde(tag = "done", rename_all = "snake_case")]
+enum Done {
+    /// A send is in the log at `seq`.
+    Sent { seq: u64, ts: i64 },
+    /// A message to the peer goes in this conversation's MLS group (`None`: as version 1).
+    Routed { conversation: Option<ConversationId> },
 }
 
 /// Why a send did not go.
@@ -99,7 +107,7 @@ enum TabMsg {
     /// `from` asks the owner.
     Ask { from: String, id: u64, op: Op },
     /// The owner answers `to`'s ask `id`.
-    Answer { to: String, id: u64, result: Result<Sent, NotSent> },
+    Answer { to: String, id: u64, result: Result<Done, NotSent> },
     /// What the owner read, in log order.
     Events { events: Vec<TabEvent> },
 }
@@ -116,7 +124,7 @@ struct Owned {
 
 struct Asked {
     op: Op,
-    reply: oneshot::Sender<Result<Sent, NotSent>>,
+    reply: oneshot::Sender<Result<Done, NotSent>>,
 }
 
 /// A send of this tab not answered yet: asked again after a reconnect.
@@ -302,7 +310,7 @@ impl App {
     }
 
     /// Asks the owner (this tab, or another) and waits for its answer.
-    async fn ask(self, op: Op) -> Result<Sent, NotSent> {
+    async fn ask(self, op: Op) -> Result<Done, NotSent> {
         let gone = || NotSent { why: "signed out".into(), kept: false };
         if with_tabs(|t| t.owned.is_some()).ok_or_else(gone)? {
             return self.run(op).await;
@@ -319,15 +327,37 @@ impl App {
     }
 
     /// Runs an ask on the device (this tab owns it).
-    async fn run(self, op: Op) -> Result<Sent, NotSent> {
+    async fn run(self, op: Op) -> Result<Done, NotSent> {
         let refused = |why: String| NotSent { why, kept: false };
         let owned = with_tabs(|t| t.owned.clone()).flatten().ok_or_else(|| refused("signed out".into()))?;
         let dev = owned.device.as_ref().map_err(|why| refused(why.clone()))?;
         let _one = owned.serial.lock().await;
         let t = Fetch(self);
-        let Op::Send { conversation, peer, entry, payload, blobs, sent_ms } = op;
-        let payload = payload_of(&payload).ok_or_else(|| refused("a message that does not read".into()))?;
         let failed = |e: Failure| NotSent { kept: sealroom_session::unanswered::<Fetch>(&e), why: e.human() };
+        let (conversation, peer, entry, payload, blobs, sent_ms) = match op {
+            Op::Send { conversation, peer, entry, payload, blobs, sent_ms } => {
+                (conversation, peer, entry, payload, blobs, sent_ms)
+            }
+            Op::Route { peer } => {
+                let peer = Username::parse(&peer).map_err(|_| refused("not a username".into()))?;
+                for _ in 0..groups::ROUTE_TRIES {
+                    match groups::route(&t, &WebVault, dev, &peer).await.map_err(failed)? {
+                        // Sent from here, as every version 1 message of this tab: queued until
+                        // the relay has it (the peer pins the key it introduces).
+                        DirectStep::Introduce(introduction) => {
+                            self.send_v1(peer.to_string(), introduction).await;
+                        }
+                        DirectStep::Go(DirectRoute::Mls(c)) => {
+                            self.learn_moved(c);
+                            return Ok(Done::Routed { conversation: Some(c) });
+                        }
+                        DirectStep::Go(_) => return Ok(Done::Routed { conversation: None }),
+                    }
+                }
+                return Err(refused(format!("the conversation with {peer} kept changing; try again")));
+            }
+        };
+        let payload = payload_of(&payload).ok_or_else(|| refused("a message that does not read".into()))?;
         if let Some(peer) = peer {
             let peer = Username::parse(&peer).map_err(|_| refused("not a username".into()))?;
             match groups::direct(&t, &WebVault, dev, &peer).await.map_err(failed)? {
@@ -349,7 +379,7 @@ impl App {
             };
             self.publish(vec![event]);
         }
-        Ok(Sent { seq: sent.seq, ts: sent.ts })
+        Ok(Done::Sent { seq: sent.seq, ts: sent.ts })
     }
 
     /// Reads what is new in this user's groups, in the tab that owns the device; calls made
@@ -446,11 +476,20 @@ impl App {
     /// yet, one not moved, or the relay cannot be reached to say: queued as version 1, as
     /// before). Every way to send asks this.
     pub(crate) async fn mls_route(self, peer: &str) -> Result<Option<ConversationId>, Failure> {
-        let Some(conversation) = self.conversation_of(peer) else { return Ok(None) };
-        match self.moved(conversation).await {
-            Ok(moved) => Ok(moved.then_some(conversation)),
-            Err(e) if sealroom_session::unanswered::<Fetch>(&e) => Ok(None),
-            Err(e) => Err(e),
+        if let Some(conversation) = self.conversation_of(peer) {
+            match self.moved(conversation).await {
+                Ok(true) => return Ok(Some(conversation)),
+                Ok(false) => {}
+                Err(e) if sealroom_session::unanswered::<Fetch>(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        // Not in MLS yet: the device moves it when both users can. When it cannot say (no
+        // answer, a key that changed, no device in this browser), the message goes as version
+        // 1, whose own checks speak to the user.
+        match self.ask(Op::Route { peer: peer.to_owned() }).await {
+            Ok(Done::Routed { conversation }) => Ok(conversation),
+            Ok(Done::Sent { .. }) | Err(_) => Ok(None),
         }
     }
 
@@ -496,15 +535,16 @@ impl App {
     async fn deliver(self, u: Unanswered) {
         let key = u.key.clone();
         match self.ask(u.op.clone()).await {
-            Ok(sent) => self.timeline.msgs.update(|ms| {
-                if ms.iter().any(|m| m.seq == Some(sent.seq)) {
+            Ok(Done::Sent { seq, .. }) => self.timeline.msgs.update(|ms| {
+                if ms.iter().any(|m| m.seq == Some(seq)) {
                     // The owner's event came first: one copy.
                     ms.retain(|m| m.key != key);
                 } else if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
-                    m.seq = Some(sent.seq);
+                    m.seq = Some(seq);
                     m.state = Delivery::Sent;
                 }
             }),
+            Ok(Done::Routed { .. }) => {}
             Err(NotSent { kept: true, .. }) => {
                 with_tabs(|t| t.unanswered.push(u));
             }

@@ -160,30 +160,38 @@ impl App {
             Ok(None) => {}
             Err(e) => return self.ui.notice.set(Some(format!("Cannot send to {peer}: {}", e.human()))),
         }
+        self.send_v1(peer, Payload::Text(text)).await;
+    }
+
+    /// Seals `payload` to `peer` as a version 1 message, shows it (in the open chat with them,
+    /// and in the list) and queues it until the relay acknowledges it.
+    pub(crate) async fn send_v1(self, peer: String, payload: Payload) {
         let header = match MessageHeader::new(now() as u64) {
             Ok(h) => h,
             Err(e) => return self.ui.notice.set(Some(e.to_string())),
         };
-        let Some((frame, envelope)) = self.seal(&peer, &header, &Payload::Text(text.clone()), vec![]).await
-        else {
+        let Some((frame, envelope)) = self.seal(&peer, &header, &payload, vec![]).await else {
             return;
         };
-        self.timeline.msgs.update(|m| {
-            m.push(Msg {
-                folded: text.to_lowercase(),
-                key: ClientMsgId(header.client_msg_id).to_b64(),
-                id: None,
-                mine: true,
-                text: text.clone(),
-                ts: now(),
-                relay_ts: None,
-                state: Delivery::Sending,
-                envelope,
-                undecryptable: false,
-                file: None,
-                seq: None,
-            })
-        });
+        let (text, _) = super::mls::describe(&payload);
+        if self.rooms.active.get_untracked().as_deref() == Some(peer.as_str()) {
+            self.timeline.msgs.update(|m| {
+                m.push(Msg {
+                    folded: text.to_lowercase(),
+                    key: ClientMsgId(header.client_msg_id).to_b64(),
+                    id: None,
+                    mine: true,
+                    text: text.clone(),
+                    ts: now(),
+                    relay_ts: None,
+                    state: Delivery::Sending,
+                    envelope,
+                    undecryptable: false,
+                    file: None,
+                    seq: None,
+                })
+            });
+        }
         self.touch_conv(&peer, format!("You: {text}"), now(), false);
         self.enqueue(peer, frame);
     }
