@@ -559,6 +559,9 @@ fn queue_append(
         };
         if new {
             seen(conn, &device, now)?;
+            // Not relayed to who blocked the sender (commits are never withheld).
+            let withheld = store_mls::withheld_from(conn, seq)?;
+            audience.retain(|u| !withheld.contains(u));
         }
         // The sender's first message where others have written too makes it mutual, as in
         // version 1 ([`crate::service::send`]): they are told each other's presence at once.

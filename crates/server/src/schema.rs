@@ -57,6 +57,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    log_withheld (user_id, seq) {
+        conversation_id -> BigInt,
+        seq -> BigInt,
+        user_id -> BigInt,
+    }
+}
+
+diesel::table! {
     log_messages (conversation_id, seq) {
         conversation_id -> BigInt,
         seq -> BigInt,
@@ -213,5 +221,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     archive,
     past_members,
     group_blobs,
-    log_messages
+    log_messages,
+    log_withheld
 );

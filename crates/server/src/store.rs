@@ -794,7 +794,8 @@ pub fn conversation_rows(
                     AND NOT (x.recipient_id = m.user_id AND x.withheld))
                 + (SELECT COUNT(*) FROM log_messages z
                     WHERE z.conversation_id = c.id AND z.sender_id != m.user_id
-                      AND z.seq > MAX(m.log_read_up_to, m.archive_cleared_up_to)) AS unread,
+                      AND z.seq > MAX(m.log_read_up_to, m.archive_cleared_up_to)
+                      AND NOT EXISTS (SELECT 1 FROM log_withheld w WHERE w.user_id = m.user_id AND w.seq = z.seq)) AS unread,
                 p.user_id AS peer_id, u.username AS peer_name, u.identity_key AS peer_identity_key,
                 u.last_seen AS peer_last_seen, p.delivered_up_to AS peer_delivered_up_to,
                 p.read_up_to AS peer_read_up_to, m.log_read_up_to,

@@ -11,8 +11,8 @@ use sealroom_protocol::{ConversationId, UserId};
 
 use super::{atomically, StoreResult};
 use crate::schema::{
-    archive, blobs, conversations, devices, group_blobs, group_log, key_packages, log_messages, members,
-    mls_groups, past_members, users, welcomes,
+    archive, blobs, conversations, devices, group_blobs, group_log, key_packages, log_messages, log_withheld,
+    members, mls_groups, past_members, users, welcomes,
 };
 
 /// MLS content types as the log stores them (RFC 9420 §6).
@@ -451,6 +451,11 @@ pub fn raise_log_marker(
     })
 }
 
+/// The users an entry is withheld from (they blocked its sender when it was appended).
+pub fn withheld_from(conn: &mut SqliteConnection, seq: i64) -> StoreResult<Vec<UserId>> {
+    Ok(log_withheld::table.filter(log_withheld::seq.eq(seq)).select(log_withheld::user_id).load(conn)?)
+}
+
 /// Whether the application message at `seq` is the first thing `sender` wrote in
 /// `conversation` (no earlier message in its log, nor a relayed version 1 message).
 pub fn first_words(
@@ -629,6 +634,17 @@ pub fn append(
                     log_messages::sender_id.eq(e.sender),
                 ))
                 .execute(conn)?;
+            // Withheld from every member who blocked the sender (docs/PROTOCOL.md "Blocking").
+            diesel::sql_query(
+                "INSERT INTO log_withheld (conversation_id, seq, user_id)
+                 SELECT ?1, ?2, b.user_id FROM blocks b
+                   JOIN members m ON m.user_id = b.user_id AND m.conversation_id = ?1
+                  WHERE b.blocked_id = ?3",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(e.conversation.0)
+            .bind::<diesel::sql_types::BigInt, _>(seq)
+            .bind::<diesel::sql_types::BigInt, _>(e.sender.0)
+            .execute(conn)?;
         }
         diesel::update(conversations::table.find(e.conversation))
             .set(conversations::last_activity.eq(e.now))
@@ -733,9 +749,11 @@ pub fn log_since(
         visible =
             Box::new(visible.or(group_log::conversation_id.eq(conversation).and(group_log::seq.le(until))));
     }
+    let withheld = log_withheld::table.filter(log_withheld::user_id.eq(user)).select(log_withheld::seq);
     Ok(group_log::table
         .filter(group_log::seq.gt(since))
         .filter(visible)
+        .filter(diesel::dsl::not(group_log::seq.eq_any(withheld)))
         .order(group_log::seq)
         .limit(limit)
         .select((
@@ -975,6 +993,14 @@ pub fn prune_log(conn: &mut SqliteConnection, seen_since: i64) -> StoreResult<us
             )
             .bind::<diesel::sql_types::BigInt, _>(conversation.0)
             .bind::<diesel::sql_types::BigInt, _>(read.unwrap_or(0))
+            .execute(conn)?;
+            // What was withheld matters while the log or the index still has the message.
+            diesel::sql_query(
+                "DELETE FROM log_withheld WHERE conversation_id = ?1
+                   AND seq NOT IN (SELECT seq FROM group_log WHERE conversation_id = ?1)
+                   AND seq NOT IN (SELECT seq FROM log_messages WHERE conversation_id = ?1)",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(conversation.0)
             .execute(conn)?;
             if floor < 1 {
                 return Ok(0);

@@ -975,3 +975,60 @@ async fn a_reply_in_mls_shares_presence_and_the_pruned_log_keeps_it() {
     assert_eq!(peer_online(alice.conversations().await.unwrap()), Some(true));
     assert_eq!(peer_online(bob.conversations().await.unwrap()), Some(true));
 }
+
+/// Blocking holds in MLS too: what a blocked user sends after the block is acknowledged as
+/// usual but withheld from the blocker (not relayed, not in their log, not unread, never
+/// released by unblocking), while their commits still reach the blocker's device, which reads
+/// on without a gap once unblocked. Other members are not affected.
+#[tokio::test]
+async fn a_blocked_users_mls_messages_are_withheld_and_the_group_stays_whole() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    let mut carol = server.register("carol").await;
+    for s in [&mut alice, &mut bob, &mut carol] {
+        s.mls_start().await.unwrap();
+    }
+    let Sent::Mls(direct, _) = bob.send_to("alice", &text("before"), false).await.unwrap() else {
+        panic!("both can")
+    };
+    let group = alice.create_group(&["bob", "carol"]).await.unwrap();
+    assert_eq!(texts(&alice.sync_groups().await.unwrap()), [pair("bob", "before")]);
+    bob.sync_groups().await.unwrap();
+    carol.sync_groups().await.unwrap();
+    let unread = |s: Vec<sealroom_protocol::ConversationSummary>| {
+        s.into_iter().find(|c| c.id == direct).map(|c| c.unread).unwrap()
+    };
+    let before = unread(alice.conversations().await.unwrap());
+
+    alice.block("bob").await.unwrap();
+    let mut alice_live = alice.connect().await.unwrap();
+    let sent = bob.send_to("alice", &text("are you there?"), false).await.unwrap();
+    assert!(matches!(sent, Sent::Mls(c, _) if c == direct), "acknowledged as usual: {sent:?}");
+    bob.send_group(group, &text("to the group")).await.unwrap();
+    // His commit still reaches her device: it must stay in the group.
+    bob.update_keys(group).await.unwrap();
+    let a = alice.sync_groups().await.unwrap();
+    assert!(texts(&a).is_empty(), "withheld: {a:?}");
+    assert!(a.iter().any(|e| matches!(&e.what, EventKind::Commit(s) if s.by == "bob")), "{a:?}");
+    assert!(refused(&a).is_empty(), "{a:?}");
+    assert_eq!(texts(&carol.sync_groups().await.unwrap()), [pair("bob", "to the group")]);
+    assert_eq!(unread(alice.conversations().await.unwrap()), before, "not counted as unread");
+    let live = alice_live.next_within(Duration::from_millis(1500)).await;
+    assert!(
+        !matches!(&live, Ok(ServerFrame::GroupEntry { entry }) if entry.sender.as_str() == "bob" && entry.kind == sealroom_protocol::EntryKind::Application),
+        "not relayed: {live:?}"
+    );
+
+    // Unblocked: what was withheld stays so, and what comes next reads without a gap.
+    alice.unblock("bob").await.unwrap();
+    bob.send_to("alice", &text("now?"), false).await.unwrap();
+    bob.send_group(group, &text("and here?")).await.unwrap();
+    let a = alice.sync_groups().await.unwrap();
+    let mut got = texts(&a);
+    got.sort();
+    assert_eq!(got, [pair("bob", "and here?"), pair("bob", "now?")]);
+    assert!(refused(&a).is_empty(), "{a:?}");
+    let (history, _) = alice.archived_history(direct, None, None).await.unwrap();
+    assert!(!format!("{history:?}").contains("are you there"), "never released: {history:?}");
+}
