@@ -216,6 +216,11 @@ pub struct GroupMember {
     pub user: Username,
     /// May add members, remove others and change the admins.
     pub admin: bool,
+    /// Their devices have received the log up to this position (receipts: "delivered to 3
+    /// of 5"; 0 before anything).
+    pub delivered_up_to: u64,
+    /// They have read the log up to this position.
+    pub read_up_to: u64,
 }
 
 /// A group conversation as the relay sees it: who may read its log, and its current epoch.

@@ -502,13 +502,14 @@ fn group_bodies() {
             group_id: GroupId([2; 16]),
             epoch: 3,
             members: vec![
-                GroupMember { user: alice(), admin: true },
-                GroupMember { user: bob(), admin: false },
+                GroupMember { user: alice(), admin: true, delivered_up_to: 40, read_up_to: 40 },
+                GroupMember { user: bob(), admin: false, delivered_up_to: 39, read_up_to: 12 },
             ],
             removed_devices: vec![device()],
         },
         json!({"conversation": 6, "kind": "group", "group_id": ID_B64, "epoch": 3,
-               "members": [{"user": "alice", "admin": true}, {"user": "bob", "admin": false}],
+               "members": [{"user": "alice", "admin": true, "delivered_up_to": 40, "read_up_to": 40},
+                           {"user": "bob", "admin": false, "delivered_up_to": 39, "read_up_to": 12}],
                "removed_devices": [device_hex]}),
     );
     round_trip(

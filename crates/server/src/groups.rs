@@ -227,12 +227,16 @@ fn group_state(
     let corrupt = |what| StoreError::Corrupt { what, row: group.conversation_id.0 };
     let ids: Vec<UserId> = members.iter().map(|(u, _)| *u).collect();
     let names = names_of(conn, &ids)?;
+    let markers = store_mls::log_markers(conn, group.conversation_id)?;
     let members = members
         .iter()
         .map(|(u, admin)| {
+            let (delivered, read) = markers.get(u).copied().unwrap_or_default();
             Ok(GroupMember {
                 user: names.get(u).cloned().ok_or_else(|| corrupt("member name"))?,
                 admin: *admin,
+                delivered_up_to: u64::try_from(delivered).map_err(|_| corrupt("marker"))?,
+                read_up_to: u64::try_from(read).map_err(|_| corrupt("marker"))?,
             })
         })
         .collect::<Result<_>>()?;

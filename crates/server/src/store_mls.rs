@@ -451,6 +451,18 @@ pub fn raise_log_marker(
     })
 }
 
+/// Each member's delivered and read markers in a group's log.
+pub fn log_markers(
+    conn: &mut SqliteConnection,
+    conversation: ConversationId,
+) -> StoreResult<std::collections::HashMap<UserId, (i64, i64)>> {
+    let rows: Vec<(UserId, i64, i64)> = members::table
+        .filter(members::conversation_id.eq(conversation))
+        .select((members::user_id, members::log_delivered_up_to, members::log_read_up_to))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(u, d, r)| (u, (d, r))).collect())
+}
+
 /// The users an entry is withheld from (they blocked its sender when it was appended).
 pub fn withheld_from(conn: &mut SqliteConnection, seq: i64) -> StoreResult<Vec<UserId>> {
     Ok(log_withheld::table.filter(log_withheld::seq.eq(seq)).select(log_withheld::user_id).load(conn)?)

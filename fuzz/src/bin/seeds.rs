@@ -360,7 +360,7 @@ fn main() {
                     kind: sealroom_protocol::ConversationKind::Direct,
                     group_id: GroupId([6; 16]),
                     epoch: 2,
-                    members: vec![GroupMember { user: name("alice"), admin: true }],
+                    members: vec![GroupMember { user: name("alice"), admin: true, delivered_up_to: 3, read_up_to: 2 }],
                     removed_devices: vec![DeviceId([5; 16])],
                 },
             ),

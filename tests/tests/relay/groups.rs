@@ -910,6 +910,15 @@ async fn receipts_and_unread_in_mls_count_log_positions() {
         server.sql_rows(&format!("SELECT seq FROM group_log WHERE conversation_id = {group} ORDER BY seq"));
     assert_eq!(log.len(), 3, "bob's addition, a message, carol's addition: {log:?}");
     assert_eq!(markers, ["alice:0".to_owned(), format!("bob:{}", log[0]), format!("carol:{}", log[2])]);
+    // The group's state carries every member's markers ("read by 2 of 3").
+    let state = alice.group(group).await.unwrap();
+    let got: Vec<(String, u64, u64)> =
+        state.members.iter().map(|m| (m.user.to_string(), m.delivered_up_to, m.read_up_to)).collect();
+    let at = |i: usize| log[i].parse::<u64>().unwrap();
+    assert_eq!(got, [("alice".into(), 0, 0), ("bob".into(), at(0), at(0)), ("carol".into(), at(2), at(2))]);
+    let state = alice.group(conversation).await.unwrap();
+    let bob_read = state.members.iter().find(|m| m.user.as_str() == "bob").map(|m| m.read_up_to);
+    assert_eq!(bob_read, Some(second.seq), "as the direct conversation's list said");
 }
 
 /// The next frame that is not about presence.
