@@ -1483,3 +1483,43 @@ async fn a_browser_profiles_tabs_share_one_mls_device_and_hand_it_over_when_the_
     assert_eq!(got.iter().filter(|t| *t == "sent from the second tab").count(), 1, "{got:?}");
     close_clean(a).await;
 }
+
+/// Issue 14: devices in settings. The browser lists this user's devices — this browser, marked,
+/// and a command-line client — with when each was added and last seen, and removes the other:
+/// the relay then refuses it.
+#[tokio::test]
+async fn settings_list_this_browser_and_the_cli_and_remove_one() {
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    sign_up(&a, &server.url, "alice", true).await;
+    // The CLI signs in once the browser has made the signing key (and stored it in the backup).
+    let bob = server.register("bob").await;
+    wait_signing_key(&server, bob.token(), "alice").await;
+    let mut cli = server.client().login("alice", "pw-alice-long").await.unwrap();
+    cli.mls_start().await.unwrap();
+    let cli_device = cli.device_id().await.unwrap().to_string();
+
+    a.find(Locator::XPath("//button[text()='Devices']")).await.unwrap().click().await.unwrap();
+    wait_js(
+        &a,
+        "two devices listed",
+        "return document.querySelectorAll('.device-list .device').length === 2;",
+    )
+    .await;
+    wait_text(&a, ".device.this .device-name", "This browser").await;
+    wait_text(&a, ".device:not(.this) .device-name", &format!("Device {}", &cli_device[..8])).await;
+    wait_text(&a, ".device .device-when", "last seen").await;
+    std::fs::write(artifacts().join("devices.png"), a.screenshot().await.unwrap()).unwrap();
+
+    a.find(Locator::Css(".device:not(.this) button")).await.unwrap().click().await.unwrap();
+    a.find(Locator::XPath("//button[text()='Remove for good']")).await.unwrap().click().await.unwrap();
+    wait_js(&a, "one device left", "return document.querySelectorAll('.device-list .device').length === 1;")
+        .await;
+    wait_css(&a, ".device.this").await;
+    let err = cli.sync_groups().await.unwrap_err();
+    assert!(err.to_string().contains("removed"), "the relay refuses the removed device: {err}");
+    close_clean(a).await;
+}

@@ -210,6 +210,13 @@ impl BrowserDevice {
         Ok(value.dyn_into::<Uint8Array>().ok().map(|a| a.to_vec()))
     }
 
+    /// The id of `username`'s device in this browser, if it has one (any tab may ask: the id
+    /// is stored unsealed before the state).
+    pub async fn id_of(username: &str) -> Option<sealroom_protocol::DeviceId> {
+        let bytes = Self::stored(username).await.ok()??;
+        MlsDevice::stored_device_id(&bytes).map(sealroom_protocol::DeviceId)
+    }
+
     /// Deletes `username`'s device from this browser.
     pub async fn forget(username: &str) -> Result<(), JsValue> {
         let store = open()

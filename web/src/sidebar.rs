@@ -288,10 +288,11 @@ fn ConvRow(
     }
 }
 
-/// Account settings: notifications, change password.
+/// Account settings: notifications, change password, devices.
 #[component]
 fn Account() -> impl IntoView {
     let open = RwSignal::new(false);
+    let devices = RwSignal::new(false);
     view! {
         <label class="pad notify-setting">"Notifications "
             <select id="notifications" on:change=move |ev| crate::browser::NotifyLevel::parse(&event_target_value(&ev)).store()
@@ -305,6 +306,72 @@ fn Account() -> impl IntoView {
         <Show when=move || open.get()>
             <ChangePassword/>
         </Show>
+        <button class="link pad" aria-expanded=move || devices.get().to_string() on:click=move |_| devices.update(|o| *o = !*o)>"Devices"</button>
+        <Show when=move || devices.get()>
+            <DeviceList/>
+        </Show>
+    }
+}
+
+/// This user's devices (this browser, other browsers, the CLI): when each was added and last
+/// seen, and removing one (it may no longer act; its groups commit its removal).
+#[component]
+fn DeviceList() -> impl IntoView {
+    let app = expect_context::<App>();
+    let list = RwSignal::new(
+        None::<Result<(Vec<sealroom_protocol::DeviceInfo>, Option<sealroom_protocol::DeviceId>), String>>,
+    );
+    let confirming = RwSignal::new(None::<sealroom_protocol::DeviceId>);
+    let load = move || spawn_local(async move { list.set(Some(app.devices().await)) });
+    load();
+    let remove = move |device| {
+        spawn_local(async move {
+            confirming.set(None);
+            match app.remove_device(device).await {
+                Ok(()) => app.ui.notice.set(Some("Device removed. It can no longer read or send.".into())),
+                Err(e) => app.ui.notice.set(Some(format!("Could not remove the device: {e}"))),
+            }
+            list.set(Some(app.devices().await));
+        })
+    };
+    view! {
+        <section class="devices pad" aria-label="Your devices">
+            <p class="small">"Every browser and command-line client you signed in with has its own keys. Remove one you no longer use: it stops receiving messages."</p>
+            {move || match list.get() {
+                None => view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>"Loading devices…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
+                Some(Ok((devices, this))) => view! {
+                    <ul class="device-list">
+                        {devices.into_iter().map(|d| {
+                            let id = d.device;
+                            let mine = this == Some(id);
+                            let hex = id.to_string();
+                            let name = if mine { "This browser".to_owned() } else { format!("Device {}", &hex[..8]) };
+                            let when = format!(
+                                "added {} · {}",
+                                crate::text::day_label(d.created_at as f64, now()),
+                                last_seen(d.last_seen as f64, now()),
+                            );
+                            view! {
+                                <li class="device" class:this=mine title=hex>
+                                    <span class="device-name">{name}</span>
+                                    <span class="small device-when">{when}</span>
+                                    {(!mine).then(|| view! {
+                                        <Show when=move || confirming.get() == Some(id)
+                                            fallback=move || view! { <button class="link" on:click=move |_| confirming.set(Some(id))>"Remove"</button> }>
+                                            <span class="confirm" role="group" aria-label="Remove this device?">
+                                                <button class="danger-btn" on:click=move |_| remove(id)>"Remove for good"</button>
+                                                <button class="link" on:click=move |_| confirming.set(None)>"Cancel"</button>
+                                            </span>
+                                        </Show>
+                                    })}
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                }.into_any(),
+            }}
+        </section>
     }
 }
 

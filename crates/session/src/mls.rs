@@ -1189,6 +1189,12 @@ impl MlsDevice {
         Ok(out)
     }
 
+    /// The id of the device whose state [`stored`](Self::stored) wrote (it comes first,
+    /// unsealed), without opening the state.
+    pub fn stored_device_id(bytes: &[u8]) -> Option<DeviceId> {
+        bytes.get(..16)?.try_into().ok()
+    }
+
     /// `username`'s device from what [`stored`](Self::stored) wrote.
     pub fn from_stored(identity: &SigningSecret, username: &str, bytes: &[u8]) -> Result<Self, MlsError> {
         if bytes.len() <= 16 {

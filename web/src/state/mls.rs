@@ -22,8 +22,8 @@ use futures::channel::oneshot;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use sealroom_crypto::Payload;
-use sealroom_protocol::endpoint::{Endpoint, GetGroup};
-use sealroom_protocol::{BlobId, ClientMsgId, ConversationId, ErrorCode, Username};
+use sealroom_protocol::endpoint::{Devices, Endpoint, GetGroup, RemoveDevice};
+use sealroom_protocol::{BlobId, ClientMsgId, ConversationId, DeviceId, DeviceInfo, ErrorCode, Username};
 use sealroom_session::groups::{self, DirectRoute, DirectStep, EventKind, GroupEvent};
 use sealroom_session::VaultCell;
 use serde::{Deserialize, Serialize};
@@ -672,6 +672,20 @@ impl App {
             }
             Err(e) => (format!("Could not ask the server: {}", e.human()), String::new()),
         }
+    }
+
+    /// This user's devices that may still act (oldest first), and which is this browser's.
+    pub(crate) async fn devices(self) -> Result<(Vec<DeviceInfo>, Option<DeviceId>), String> {
+        let me = self.account.me.get_untracked().ok_or("signed out")?;
+        let list = super::keys::call::<Devices>(Devices::PATH, None).await.map_err(|e| human(&e))?;
+        let active = list.devices.into_iter().filter(|d| d.revoked_at.is_none()).collect();
+        Ok((active, BrowserDevice::id_of(&me).await))
+    }
+
+    /// Removes one of this user's other devices: it may no longer act, and the members of its
+    /// groups commit its removal.
+    pub(crate) async fn remove_device(self, device: DeviceId) -> Result<(), String> {
+        super::keys::call::<RemoveDevice>(&RemoveDevice::path(&[&device]), None).await.map_err(|e| human(&e))
     }
 
     /// Leaves the tabs: the lock is released (another tab takes the device over) and the
