@@ -405,7 +405,17 @@ pub fn mark<'a>(
         store::raise_marker(conn, &m, up_to, read)?;
         others(conn, conversation, me_id)
     });
-    async move { relay_mark(state, me, conversation, up_to, read, queued.await?) }
+    async move {
+        let audience = queued.await?;
+        let by = me.username.clone();
+        let frame = if read {
+            ServerFrame::Read { conversation, by, up_to }
+        } else {
+            ServerFrame::Delivered { conversation, by, up_to }
+        };
+        relay_mark(state, me, &frame, read, audience);
+        Ok(())
+    }
 }
 
 /// Raises this user's delivered (or read) marker in `conversation`'s MLS log and tells the
@@ -431,44 +441,26 @@ pub fn mark_log<'a>(
         let (marker, audience) = queued.await?;
         let by = me.username.clone();
         let up_to = u64::try_from(marker).unwrap_or(0);
-        let frame = encode(&if read {
+        let frame = if read {
             ServerFrame::GroupRead { conversation, by, up_to }
         } else {
             ServerFrame::GroupDelivered { conversation, by, up_to }
-        });
-        for user in audience {
-            state.fanout.send_to_user(user, &frame, None);
-        }
-        if read {
-            state.fanout.send_to_user(me.id, &frame, None);
-        }
+        };
+        relay_mark(state, me, &frame, read, audience);
         Ok(())
     }
 }
 
-/// Tells the members about a raised marker ([`mark`]).
-fn relay_mark(
-    state: &Relay,
-    me: &AuthUser,
-    conversation: ConversationId,
-    up_to: MessageId,
-    read: bool,
-    audience: Vec<UserId>,
-) -> Result<()> {
-    let by = me.username.clone();
-    let frame = if read {
-        ServerFrame::Read { conversation, by, up_to }
-    } else {
-        ServerFrame::Delivered { conversation, by, up_to }
-    };
-    let frame = encode(&frame);
+/// Tells the members about a raised marker ([`mark`], [`mark_log`]), and for a read this
+/// user's other connections.
+fn relay_mark(state: &Relay, me: &AuthUser, frame: &ServerFrame, read: bool, audience: Vec<UserId>) {
+    let frame = encode(frame);
     for user in audience {
         state.fanout.send_to_user(user, &frame, None);
     }
     if read {
         state.fanout.send_to_user(me.id, &frame, None);
     }
-    Ok(())
 }
 
 /// Clears `conversation` for this user, or for every member.
