@@ -241,6 +241,19 @@ pub fn clock_disagrees(sent_at_ms: u64, relay_ts_ms: i64) -> bool {
     sent.abs_diff(relay_ts_ms) > CLOCK_SKEW_MS.unsigned_abs()
 }
 
+/// How many messages a conversation list shows as unread: the relay's count, less the
+/// introduction of a move to MLS when it is the newest version 1 message, the peer's, and
+/// unread. It is a line of the timeline, not a message; the relay cannot tell (it cannot read
+/// it).
+pub fn unread_shown(
+    summary: &sealroom_protocol::ConversationSummary,
+    newest_is_peers_introduction: bool,
+) -> u32 {
+    let introduction_unread = newest_is_peers_introduction
+        && summary.last_message.as_ref().is_some_and(|m| m.id > summary.read_up_to);
+    summary.unread.saturating_sub(u32::from(introduction_unread))
+}
+
 /// The password rule both clients apply to a new password ([`password::strength`]). The key
 /// backup is only as strong as the password: there is no reset.
 pub fn check_new_password(password: &str, username: &str) -> Result<(), Error> {

@@ -589,3 +589,24 @@ fn a_clock_disagreement_is_flagged_past_ten_minutes_either_way() {
     assert!(crate::clock_disagrees(t, relay - crate::CLOCK_SKEW_MS - 1), "dated in the future");
     assert!(crate::clock_disagrees(u64::MAX, 0));
 }
+
+/// The introduction of a move to MLS is not an unread message in either client's list: only
+/// while it is the newest version 1 message, the peer's, and unread does it come off the
+/// relay's count.
+#[test]
+fn the_list_does_not_count_an_unread_introduction() {
+    let env = sealroom_protocol::Envelope::new(vec![1]).unwrap();
+    let last = message(7, "bob", "alice", ClientMsgId([7; 16]), env);
+    let summary = sealroom_protocol::ConversationSummary {
+        last_message: Some(last),
+        unread: 3,
+        read_up_to: MessageId(6),
+        ..summary_with("bob", 1)
+    };
+    assert_eq!(crate::unread_shown(&summary, true), 2, "the introduction is unread: it comes off");
+    assert_eq!(crate::unread_shown(&summary, false), 3, "an ordinary message counts");
+    let read = sealroom_protocol::ConversationSummary { read_up_to: MessageId(7), ..summary.clone() };
+    assert_eq!(crate::unread_shown(&read, true), 3, "read already: the relay did not count it");
+    let none = sealroom_protocol::ConversationSummary { unread: 0, ..summary };
+    assert_eq!(crate::unread_shown(&none, true), 0);
+}

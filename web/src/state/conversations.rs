@@ -47,9 +47,8 @@ impl App {
         // The introduction of a move is a line of the timeline, not a message to read: the
         // relay counts it (it cannot read it), this list does not.
         let introduction = matches!(&last, Some((d, _)) if d.text == super::mls::MOVED);
-        let introduction_unread = introduction
-            && matches!((&c.last_message, &last), (Some(m), Some((d, _))) if !d.mine && m.id > c.read_up_to);
-        let unread = c.unread.saturating_sub(u32::from(introduction_unread));
+        let unread =
+            sealroom_session::unread_shown(&c, introduction && matches!(&last, Some((d, _)) if !d.mine));
         // Something happened after the newest version 1 message (or none is left, or it is the
         // introduction of a move): the newest message may be in the archive (MLS).
         let v1_ts = c.last_message.as_ref().map_or(0, |m| m.ts);

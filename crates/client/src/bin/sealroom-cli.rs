@@ -454,9 +454,13 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
                 } else {
                     c.peer_last_seen.map_or_else(|| "offline".to_owned(), rfc3339)
                 };
+                let mut introduction = false;
                 let mut last = match &c.last_message {
                     Some(m) => match session.decrypt(m).await {
-                        Ok(d) => (d.sent_at_ms, d.text()),
+                        Ok(d) => {
+                            introduction = d.from == c.peer && matches!(d.payload, Payload::Upgrade { .. });
+                            (d.sent_at_ms, d.text())
+                        }
                         Err(_) => (0, "[cannot decrypt]".into()),
                     },
                     None => (0, String::new()),
@@ -474,7 +478,8 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
                     }
                 }
                 let last = last.1;
-                writeln!(out, "{}\t{}\t{}\t{}", c.peer, c.unread, presence, last).map_err(io)?;
+                let unread = sealroom_session::unread_shown(&c, introduction);
+                writeln!(out, "{}\t{}\t{}\t{}", c.peer, unread, presence, last).map_err(io)?;
             }
         }
         Command::Users { prefix } => {
