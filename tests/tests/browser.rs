@@ -1513,6 +1513,17 @@ async fn settings_list_this_browser_and_the_cli_and_remove_one() {
     wait_text(&a, ".device:not(.this) .device-name", &format!("Device {}", &cli_device[..8])).await;
     wait_text(&a, ".device .device-when", "last seen").await;
     std::fs::write(artifacts().join("devices.png"), a.screenshot().await.unwrap()).unwrap();
+    // On a 360 px phone in the dark theme the list fits the sidebar.
+    a.set_window_size(360, 740).await.unwrap();
+    a.execute("document.documentElement.dataset.theme = 'dark'; return 1;", vec![]).await.unwrap();
+    wait_js(
+        &a,
+        "the device list fitting at 360 px",
+        "const d = document.querySelector('.devices'); d.scrollIntoView(); return d.scrollWidth <= d.clientWidth;",
+    )
+    .await;
+    std::fs::write(artifacts().join("devices-phone-dark.png"), a.screenshot().await.unwrap()).unwrap();
+    a.set_window_size(1200, 800).await.unwrap();
 
     a.find(Locator::Css(".device:not(.this) button")).await.unwrap().click().await.unwrap();
     a.find(Locator::XPath("//button[text()='Remove for good']")).await.unwrap().click().await.unwrap();

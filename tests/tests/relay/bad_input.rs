@@ -291,6 +291,21 @@ async fn bad_websocket_frames_get_error_frames_and_the_connection_lives_on() {
         ),
         ("wrong protocol", r#"{"type":"hello","protocol":99}"#.into(), ErrorCode::UnsupportedProtocol),
         (
+            "a log receipt with a negative position",
+            format!(r#"{{"type":"group_read","conversation":{conv},"up_to":-1}}"#),
+            ErrorCode::InvalidField,
+        ),
+        (
+            "a log receipt without its position",
+            format!(r#"{{"type":"group_delivered","conversation":{conv}}}"#),
+            ErrorCode::InvalidField,
+        ),
+        (
+            "a log receipt in a conversation not in MLS",
+            format!(r#"{{"type":"group_read","conversation":{conv},"up_to":1}}"#),
+            ErrorCode::NotFound,
+        ),
+        (
             "typing into a stranger's conversation",
             format!(r#"{{"type":"typing","conversation":{}}}"#, conv + 1000),
             ErrorCode::NotFound,
