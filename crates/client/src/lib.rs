@@ -580,6 +580,11 @@ impl Session {
         Ok(self.get::<Conversations>(&Conversations::path(&[])).await?.conversations)
     }
 
+    /// The groups of the conversation list (what the relay knows of them: no names).
+    pub async fn group_list(&self) -> Result<Vec<sealroom_protocol::GroupSummary>> {
+        Ok(self.get::<Conversations>(&Conversations::path(&[])).await?.groups)
+    }
+
     /// Users whose name starts with `prefix`.
     pub async fn users(&self, prefix: &str) -> Result<Vec<UserInfo>> {
         let mut url = self.client.url(SearchUsers::PATH)?;

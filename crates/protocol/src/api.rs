@@ -286,8 +286,34 @@ pub struct OpenDirectRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationsResponse {
-    /// The list.
+    /// The direct conversations.
     pub conversations: Vec<ConversationSummary>,
+    /// The group conversations this user is a member of (their names and messages are in
+    /// MLS: only members read them). Same order.
+    #[serde(default)]
+    pub groups: Vec<GroupSummary>,
+}
+
+/// One group of the conversation list: what the relay knows of it (its name, in MLS, it
+/// does not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupSummary {
+    /// The relay's id for it.
+    pub id: ConversationId,
+    /// Its members, this user included, by name.
+    pub members: Vec<Username>,
+    /// Application messages from others in its log after this user's read marker (and
+    /// after what they cleared).
+    pub unread: u32,
+    /// Up to where this user has read its log.
+    pub log_read_up_to: u64,
+    /// Pinned to the top by this user.
+    pub pinned: bool,
+    /// Closed by this user (reopens on the next message).
+    pub hidden: bool,
+    /// Time of its newest log entry (or of its creation).
+    pub last_activity: i64,
 }
 
 /// `GET /api/conversations/{id}/messages?before=&after=&limit=`.

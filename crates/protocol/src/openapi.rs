@@ -111,6 +111,7 @@ bodies!(
     crate::UserSearchResponse,
     crate::UserInfo,
     crate::ConversationsResponse,
+    crate::GroupSummary,
     crate::OpenDirectRequest,
     crate::ConversationSummary,
     crate::HistoryResponse,

@@ -216,6 +216,23 @@ fn rest_bodies() {
                "read_up_to": 5, "log_read_up_to": 14, "peer_log_delivered_up_to": 16, "peer_log_read_up_to": 15,
                "pinned": false, "hidden": false, "last_activity": 10}),
     );
+    let group = GroupSummary {
+        id: ConversationId(6),
+        members: vec![alice(), bob()],
+        unread: 3,
+        log_read_up_to: 40,
+        pinned: true,
+        hidden: false,
+        last_activity: 11,
+    };
+    round_trip(
+        &ConversationsResponse { conversations: vec![], groups: vec![group] },
+        json!({"conversations": [], "groups": [{"id": 6, "members": ["alice", "bob"], "unread": 3,
+               "log_read_up_to": 40, "pinned": true, "hidden": false, "last_activity": 11}]}),
+    );
+    // A relay from before groups were listed leaves `groups` out.
+    let old: ConversationsResponse = serde_json::from_value(json!({"conversations": []})).unwrap();
+    assert!(old.groups.is_empty());
 }
 
 #[test]

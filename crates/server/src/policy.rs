@@ -13,6 +13,7 @@
 //! | use the session cookie from a page | the relay's own origin or a configured one | `bad_origin` |
 //! | open a direct conversation with a user | anyone, with an existing user other than themselves | `unknown_recipient`, `invalid_field` |
 //! | send to, read, mark, clear, flag, type into a conversation | its members | `not_found` |
+//! | clear a group for every member | its admins (clearing for oneself: any member) | `not_admin` |
 //! | see someone type | the other members, once the conversation has a message | (not sent) |
 //! | reference blobs in a message | their uploader (rechecked inside the storing transaction), at most 8 | `unknown_blob`, `invalid_field` |
 //! | read one stored message | members of its conversation who have not cleared it | `not_found` |
@@ -85,6 +86,25 @@ pub fn conversation(
 ) -> Result<MemberRow> {
     store::member(conn, me, conversation)?
         .ok_or_else(|| ServerError::api(ErrorCode::NotFound, "no such conversation"))
+}
+
+/// Whether member `m` may clear their conversation for every member (`for_all`): in a
+/// group, only its admins; in a direct conversation, either user.
+pub fn clear_for(conn: &mut store::SqliteConnection, m: &MemberRow, for_all: bool) -> Result<()> {
+    if !for_all {
+        return Ok(());
+    }
+    let Some(group) = store::mls::group(conn, m.conversation_id)? else { return Ok(()) };
+    if group.is_direct() {
+        return Ok(());
+    }
+    let admin =
+        store::mls::group_members(conn, m.conversation_id)?.iter().any(|(u, a)| *u == m.user_id && *a);
+    if admin {
+        Ok(())
+    } else {
+        Err(ServerError::api(ErrorCode::NotAdmin, "only the group's admins may clear it for everyone"))
+    }
 }
 
 /// With whom `me` may open a direct conversation: any existing user but themselves.

@@ -250,7 +250,8 @@ async fn get_user(state: web::Data<Relay>, _user: AuthUser, path: web::Path<Stri
 
 async fn conversations(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {
     let conversations = service::conversations(&state, &user).await?;
-    Ok(HttpResponse::Ok().json(ConversationsResponse { conversations }))
+    let groups = service::group_list(&state, &user).await?;
+    Ok(HttpResponse::Ok().json(ConversationsResponse { conversations, groups }))
 }
 
 async fn open_direct(

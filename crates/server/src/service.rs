@@ -8,12 +8,14 @@ use std::collections::HashMap;
 
 use sealroom_protocol::{
     BlobId, ClientMsgId, ConversationFlags, ConversationId, ConversationSummary, Envelope, ErrorCode,
-    HistoryQuery, HistoryResponse, IdentityKey, MessageId, MessageOut, ServerFrame, UserId, Username,
+    GroupSummary, HistoryQuery, HistoryResponse, IdentityKey, MessageId, MessageOut, ServerFrame, UserId,
+    Username,
 };
 
 use crate::auth::AuthUser;
 use crate::error::{Result, ServerError};
 use crate::hub::encode;
+use crate::store::mls as store_mls;
 use crate::store::{self, ConversationRow, MessageRow, Refused, StoreError};
 use crate::{policy, Relay};
 
@@ -331,6 +333,37 @@ pub async fn conversations(state: &Relay, me: &AuthUser) -> Result<Vec<Conversat
     Ok(list)
 }
 
+/// This user's groups for the list, pinned first, then by last activity.
+pub async fn group_list(state: &Relay, me: &AuthUser) -> Result<Vec<GroupSummary>> {
+    let me_id = me.id;
+    let (rows, names) = state
+        .store
+        .run(move |conn| {
+            let rows = store_mls::group_list(conn, me_id)?;
+            let ids: Vec<ConversationId> = rows.iter().map(|r| r.id).collect();
+            Ok((rows, store_mls::member_names(conn, &ids)?))
+        })
+        .await?;
+    let mut list: Vec<GroupSummary> = rows
+        .into_iter()
+        .map(|r| GroupSummary {
+            id: r.id,
+            members: names
+                .iter()
+                .filter(|(c, _)| *c == r.id)
+                .filter_map(|(_, n)| Username::parse(n).ok())
+                .collect(),
+            unread: u32::try_from(r.unread).unwrap_or(u32::MAX),
+            log_read_up_to: u64::try_from(r.log_read_up_to).unwrap_or(0),
+            pinned: r.pinned,
+            hidden: r.hidden,
+            last_activity: r.last_activity,
+        })
+        .collect();
+    list.sort_by(|a, b| b.pinned.cmp(&a.pinned).then(b.last_activity.cmp(&a.last_activity)));
+    Ok(list)
+}
+
 /// The direct conversation with `peer`, created (for this user only, until its first message)
 /// if there is none.
 pub async fn open_direct(state: &Relay, me: &AuthUser, peer: Username) -> Result<ConversationSummary> {
@@ -476,6 +509,7 @@ pub async fn clear(
         .store
         .write(move |conn| {
             let m = policy::conversation(conn, me_id, conversation)?;
+            policy::clear_for(conn, &m, for_both)?;
             Ok((others(conn, conversation, me_id)?, store::clear(conn, &m, for_both, requested)?))
         })
         .await?;

@@ -411,6 +411,55 @@ pub fn groups_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<G
         .load(conn)?)
 }
 
+/// One group of a user's conversation list.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct GroupListRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub id: ConversationId,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub last_activity: i64,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub pinned: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub hidden: bool,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub log_read_up_to: i64,
+    /// Others' application messages after the user's read (and cleared) marker, less those
+    /// withheld from them.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub unread: i64,
+}
+
+/// The groups (not moved direct conversations) `user` is a member of, for the list.
+pub fn group_list(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<GroupListRow>> {
+    Ok(diesel::sql_query(
+        "SELECT c.id, c.last_activity, m.pinned, m.hidden, m.log_read_up_to,
+                (SELECT COUNT(*) FROM log_messages z
+                  WHERE z.conversation_id = c.id AND z.sender_id != m.user_id
+                    AND z.seq > MAX(m.log_read_up_to, m.archive_cleared_up_to)
+                    AND NOT EXISTS (SELECT 1 FROM log_withheld w
+                                     WHERE w.user_id = m.user_id AND w.seq = z.seq)) AS unread
+           FROM members m
+           JOIN conversations c ON c.id = m.conversation_id AND c.kind = 'group'
+          WHERE m.user_id = ?",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(user)
+    .load(conn)?)
+}
+
+/// The members' names of each of `groups`, by conversation (names sorted).
+pub fn member_names(
+    conn: &mut SqliteConnection,
+    groups: &[ConversationId],
+) -> StoreResult<Vec<(ConversationId, String)>> {
+    Ok(members::table
+        .inner_join(users::table.on(users::id.eq(members::user_id)))
+        .filter(members::conversation_id.eq_any(groups))
+        .order((members::conversation_id, users::username))
+        .select((members::conversation_id, users::username))
+        .load(conn)?)
+}
+
 /// The position of a group's newest log entry (0 for none).
 pub fn last_seq(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<i64> {
     Ok(group_log::table
@@ -656,6 +705,17 @@ pub fn append(
             .bind::<diesel::sql_types::BigInt, _>(e.conversation.0)
             .bind::<diesel::sql_types::BigInt, _>(seq)
             .bind::<diesel::sql_types::BigInt, _>(e.sender.0)
+            .execute(conn)?;
+            // Reopens it for those who closed it, as a version 1 message does (but not for a
+            // member from whom it is withheld).
+            diesel::sql_query(
+                "UPDATE members SET hidden = 0
+                  WHERE conversation_id = ?1 AND hidden
+                    AND NOT EXISTS (SELECT 1 FROM log_withheld w
+                                     WHERE w.user_id = members.user_id AND w.seq = ?2)",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(e.conversation.0)
+            .bind::<diesel::sql_types::BigInt, _>(seq)
             .execute(conn)?;
         }
         diesel::update(conversations::table.find(e.conversation))

@@ -249,7 +249,21 @@ fn main() {
                     }],
                 },
             ),
-            tagged(17, &ConversationsResponse { conversations: vec![summary.clone()] }),
+            tagged(
+                17,
+                &ConversationsResponse {
+                    conversations: vec![summary.clone()],
+                    groups: vec![GroupSummary {
+                        id: ConversationId(6),
+                        members: vec![name("alice"), name("bob")],
+                        unread: 1,
+                        log_read_up_to: 4,
+                        pinned: false,
+                        hidden: false,
+                        last_activity: 9,
+                    }],
+                },
+            ),
             tagged(
                 18,
                 &HistoryResponse {

@@ -1041,3 +1041,105 @@ async fn a_blocked_users_mls_messages_are_withheld_and_the_group_stays_whole() {
     let (history, _) = alice.archived_history(direct, None, None).await.unwrap();
     assert!(!format!("{history:?}").contains("are you there"), "never released: {history:?}");
 }
+
+/// Groups are in the conversation list: members, unread counts from the log (not one's own,
+/// not what one read, not what is withheld), pin and close like a direct conversation, and a
+/// new message reopens a closed one. A removed member no longer has it; moved direct
+/// conversations are not listed twice.
+#[tokio::test]
+async fn groups_are_in_the_conversation_list_with_unread_pins_and_reopening() {
+    let server = TestServer::start();
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    let mut carol = server.register("carol").await;
+    for s in [&mut alice, &mut bob, &mut carol] {
+        s.mls_start().await.unwrap();
+    }
+    // A moved direct conversation stays in the direct list only.
+    alice.send_to("bob", &text("direct"), false).await.unwrap();
+    let group = alice.create_group(&["bob", "carol"]).await.unwrap();
+    let one = |list: Vec<sealroom_protocol::GroupSummary>| {
+        assert_eq!(list.len(), 1, "{list:?}");
+        list.into_iter().next().unwrap()
+    };
+    let b = one(bob.group_list().await.unwrap());
+    assert_eq!(b.id, group);
+    let names: Vec<&str> = b.members.iter().map(|m| m.as_str()).collect();
+    assert_eq!(names, ["alice", "bob", "carol"]);
+    assert_eq!(
+        (b.unread, b.pinned, b.hidden),
+        (0, false, false),
+        "the commit that added bob is not a message"
+    );
+
+    alice.send_group(group, &text("one")).await.unwrap();
+    let two = alice.send_group(group, &text("two")).await.unwrap();
+    carol.sync_groups().await.unwrap();
+    carol.send_group(group, &text("three")).await.unwrap();
+    let a = one(alice.group_list().await.unwrap());
+    assert_eq!(a.unread, 1, "carol's; not alice's own");
+    assert!(a.last_activity > 0);
+    assert_eq!(one(bob.group_list().await.unwrap()).unread, 3);
+
+    // Bob reads up to "two": carol's is left.
+    let mut bob_live = bob.connect().await.unwrap();
+    bob_live
+        .send(&sealroom_protocol::ClientFrame::GroupRead { conversation: group, up_to: two.seq })
+        .await
+        .unwrap();
+    let b = loop {
+        let b = one(bob.group_list().await.unwrap());
+        if b.log_read_up_to == two.seq {
+            break b;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(b.unread, 1, "carol's three");
+
+    // Pin and close it, as a direct conversation: the same flags endpoint.
+    let flags = |pinned: Option<bool>, hidden: Option<bool>| {
+        serde_json::to_string(&sealroom_protocol::ConversationFlags { pinned, hidden }).unwrap()
+    };
+    for body in [flags(Some(true), None), flags(None, Some(true))] {
+        let (status, _, _) = sealroom_tests::raw(
+            reqwest::Method::PUT,
+            &format!("{}/api/conversations/{group}/flags", server.url),
+            Some(bob.token()),
+            Some(("application/json", &body)),
+        )
+        .await;
+        assert_eq!(status, 204);
+    }
+    let b = one(bob.group_list().await.unwrap());
+    assert_eq!((b.pinned, b.hidden), (true, true));
+    assert!(!one(alice.group_list().await.unwrap()).pinned, "flags are each member's own");
+    alice.send_group(group, &text("four")).await.unwrap();
+    let b = one(bob.group_list().await.unwrap());
+    assert_eq!((b.pinned, b.hidden, b.unread), (true, false, 2), "a new message reopens it");
+
+    // Clearing: for oneself, any member; for everyone, only an admin.
+    let clear = |who: &Session, for_both: bool| {
+        let body = serde_json::json!({ "for_both": for_both }).to_string();
+        let token = who.token().to_owned();
+        let url = format!("{}/api/conversations/{group}/clear", server.url);
+        async move {
+            sealroom_tests::raw(reqwest::Method::POST, &url, Some(&token), Some(("application/json", &body)))
+                .await
+        }
+    };
+    let (status, body, _) = clear(&bob, true).await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (403, Some("not_admin")), "{body}");
+    assert_eq!(clear(&bob, false).await.0, 204);
+    assert_eq!(one(bob.group_list().await.unwrap()).unread, 0, "cleared is not unread");
+    assert_eq!(one(carol.group_list().await.unwrap()).unread, 3, "bob's clear is his own");
+    assert_eq!(clear(&alice, true).await.0, 204);
+    assert_eq!(one(carol.group_list().await.unwrap()).unread, 0, "the admin cleared it for everyone");
+
+    // Removed: bob no longer has it; the others see two members.
+    alice.remove_members(group, &["bob"]).await.unwrap();
+    assert!(bob.group_list().await.unwrap().is_empty());
+    let names: Vec<String> =
+        one(carol.group_list().await.unwrap()).members.iter().map(|m| m.to_string()).collect();
+    assert_eq!(names, ["alice", "carol"]);
+    assert_eq!(bob.conversations().await.unwrap().len(), 1, "bob's direct conversation with alice");
+}
