@@ -205,7 +205,7 @@ async fn two_people_chat_in_real_browsers() {
     wait_text(&a, ".msg.system .text", "Moved to forward-secret encryption").await;
     // Rows are keyed by identity: the same DOM element follows the message from sent to read
     // (a rebuilt row would make this handle stale).
-    let bubble = a.find(Locator::Css(".msg.mine")).await.unwrap();
+    let bubble = a.find(Locator::Css(".msg.mine:not(.system)")).await.unwrap();
 
     wait_text(&b, ".conv .preview", "hello bob").await;
     let bobs_row = b.find(Locator::Css("li.conv")).await.unwrap();
@@ -1532,5 +1532,250 @@ async fn settings_list_this_browser_and_the_cli_and_remove_one() {
     wait_css(&a, ".device.this").await;
     let err = cli.sync_groups().await.unwrap_err();
     assert!(err.to_string().contains("removed"), "the relay refuses the removed device: {err}");
+    close_clean(a).await;
+}
+
+/// Issue 14: group chats in the browser. Alice makes a group in her browser with bob (another
+/// browser) and carol (the CLI's library): its name and every message, with the sender's name,
+/// reach everyone; typing and "read by N of M" show; the members panel lists who is an admin;
+/// an admin removes a member, who then gets nothing more; a rename and a departure are lines
+/// of the timeline.
+#[tokio::test]
+async fn a_group_made_in_the_browser_carries_names_receipts_typing_and_changes() {
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    let b = driver.browser(&profiles.path().join("bob")).await;
+    let mut carol = server.register("carol").await;
+    carol.mls_start().await.unwrap();
+    sign_up(&a, &server.url, "alice", true).await;
+    sign_up(&b, &server.url, "bob", true).await;
+    wait_signing_key(&server, carol.token(), "alice").await;
+    wait_signing_key(&server, carol.token(), "bob").await;
+
+    // Alice makes the group.
+    a.find(Locator::XPath("//button[contains(., 'New group')]")).await.unwrap().click().await.unwrap();
+    wait_css(&a, "#group-name").await.send_keys("Book club").await.unwrap();
+    a.find(Locator::Id("group-members")).await.unwrap().send_keys("bob, carol").await.unwrap();
+    a.find(Locator::XPath("//button[text()='Create group']")).await.unwrap().click().await.unwrap();
+    wait_text(&a, ".chat-head .chat-title", "Book club").await;
+    wait_text(&a, ".msg.system .text", "You named the group “Book club”.").await;
+    wait_text(&a, ".chat-head .enc", "Forward-secret (MLS)").await;
+    wait_text(&a, ".chat-head", "3 members").await;
+
+    // Bob's browser lists it by its name; carol's device joins and reads the name.
+    wait_text(&b, ".conv .title", "Book club").await;
+    let group = loop {
+        let events = carol.sync_groups().await.unwrap();
+        if let Some(e) = events.iter().find(|e| matches!(e.what, sealroom_session::groups::EventKind::Joined))
+        {
+            break e.conversation;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(carol.group_name(group).await.unwrap().as_deref(), Some("Book club"));
+    open_conv(&b, "Book club").await;
+    wait_text(&b, ".msg.system .text", "alice named the group “Book club”.").await;
+
+    // Messages, with their senders' names, both ways.
+    let text = |t: &str| sealroom_crypto::Payload::Text(t.into());
+    carol.send_group(group, &text("hello from carol")).await.unwrap();
+    for c in [&a, &b] {
+        wait_text(c, ".msg.theirs .text", "hello from carol").await;
+        wait_text(c, ".msg.theirs .sender", "carol").await;
+    }
+    send(&b, "hi all, bob here").await;
+    wait_text(&a, ".msg.theirs .text", "hi all, bob here").await;
+    wait_text(&a, ".msg.theirs .sender", "bob").await;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !got.contains(&"hi all, bob here".to_string()) {
+        assert!(Instant::now() < deadline, "carol did not get bob's message: {got:?}");
+        got.extend(mls_texts(&mut carol).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Typing: "bob is typing…" in alice's header (the relay passes one typing frame per
+    // conversation every few seconds, and bob's message above ended the last one: he types on).
+    let input = wait_css(&b, "textarea[aria-label='Write a message']").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        input.send_keys("a").await.unwrap();
+        let head = a.find(Locator::Css(".chat-head")).await.unwrap().text().await.unwrap();
+        if head.contains("bob is typing…") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alice never saw bob typing: {head}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Receipts: bob's open chat reads alice's message at once; carol reads it later.
+    send(&a, "alice's question").await;
+    wait_text(&b, ".msg.theirs .text", "alice's question").await;
+    wait_text(&a, ".msg.mine .state", "read by 1 of 2").await;
+    let mut carol_live = carol.connect().await.unwrap();
+    carol_live
+        .send(&sealroom_protocol::ClientFrame::GroupRead { conversation: group, up_to: u64::MAX })
+        .await
+        .unwrap();
+    wait_text(&a, ".msg.mine .state", "read by everyone").await;
+
+    // The members panel: alice is the admin; she removes carol.
+    a.find(Locator::Css("button[aria-label='Members']")).await.unwrap().click().await.unwrap();
+    wait_text(&a, ".members .member", "alice (you)").await;
+    wait_text(&a, ".members .member", "admin").await;
+    wait_text(&a, ".members .member", "not verified").await;
+    std::fs::create_dir_all(artifacts()).unwrap();
+    std::fs::write(artifacts().join("group-members.png"), a.screenshot().await.unwrap()).unwrap();
+    a.find(Locator::Css("button[aria-label='Remove carol']")).await.unwrap().click().await.unwrap();
+    for c in [&a, &b] {
+        wait_text(c, ".msg.system .text", "carol is no longer in the group").await;
+    }
+    wait_text(&a, ".chat-head", "2 members").await;
+    // Carol hears of it and gets nothing sent after.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = carol.sync_groups().await.unwrap();
+        let removed = |e: &sealroom_session::groups::GroupEvent| match &e.what {
+            sealroom_session::groups::EventKind::Commit(c) => c.self_removed,
+            what => matches!(what, sealroom_session::groups::EventKind::Removed),
+        };
+        if events.iter().any(removed) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "carol was not told she was removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    send(&a, "after carol left").await;
+    wait_text(&b, ".msg.theirs .text", "after carol left").await;
+    assert!(mls_texts(&mut carol).await.is_empty(), "a removed member reads nothing more");
+    assert!(carol.group_list().await.unwrap().is_empty());
+
+    // Bob renames it: the header, the list and a line of the timeline say so.
+    b.find(Locator::Css("button[aria-label='Members']")).await.unwrap().click().await.unwrap();
+    wait_css(&b, "#rename-group").await.send_keys("Readers").await.unwrap();
+    b.find(Locator::XPath("//button[text()='Rename']")).await.unwrap().click().await.unwrap();
+    wait_text(&a, ".msg.system .text", "bob named the group “Readers”.").await;
+    wait_text(&a, ".chat-head .chat-title", "Readers").await;
+    wait_text(&a, ".conv .title", "Readers").await;
+    assert!(
+        b.find_all(Locator::Css("button[aria-label='Remove alice']")).await.unwrap().is_empty(),
+        "bob is no admin"
+    );
+
+    // Bob leaves: the group is gone from his list, and alice's timeline says so.
+    b.find(Locator::XPath("//button[text()='Leave group']")).await.unwrap().click().await.unwrap();
+    b.find(Locator::XPath("//button[text()='Leave']")).await.unwrap().click().await.unwrap();
+    wait_gone(&b, ".conv").await;
+    wait_text(&a, ".msg.system .text", "bob is no longer in the group").await;
+    std::fs::write(artifacts().join("group-chat.png"), a.screenshot().await.unwrap()).unwrap();
+    let page = a.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+    assert!(!page.contains("could not be decrypted"), "{page}");
+    close_clean(a).await;
+    close_clean(b).await;
+}
+
+/// Issue 14: history on every browser, devices for one visit, strict forward secrecy. Alice
+/// is in carol's group. A second browser profile of alice's (a shared computer: not
+/// remembered) signs in and shows the group's whole history from the archive; signing out
+/// there removes that browser's device, and the group takes it out. Then alice turns the
+/// archive off in settings: the relay's copy is deleted, and a third profile shows the group
+/// with no history, while her first browser still reads new messages live.
+#[tokio::test]
+async fn a_new_browser_reads_the_history_a_visit_leaves_its_groups_and_strict_mode_keeps_none() {
+    let dist = web_dist();
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    let mut carol = server.register("carol").await;
+    carol.mls_start().await.unwrap();
+    sign_up(&a, &server.url, "alice", true).await;
+    wait_signing_key(&server, carol.token(), "alice").await;
+    let group = carol.create_group(&["alice"]).await.unwrap();
+    carol.rename_group(group, "Trip").await.unwrap();
+    let text = |t: &str| sealroom_crypto::Payload::Text(t.into());
+    carol.send_group(group, &text("said before the new browser")).await.unwrap();
+    wait_text(&a, ".conv .title", "Trip").await;
+    open_conv(&a, "Trip").await;
+    wait_text(&a, ".msg.theirs .text", "said before the new browser").await;
+    send(&a, "alice's own words").await;
+    wait_css(&a, ".msg.mine .state.stored").await;
+
+    // A shared computer: the sign-in is not remembered.
+    let visit = driver.browser(&profiles.path().join("visit")).await;
+    visit.goto(&server.url).await.unwrap();
+    wait_css(&visit, "form.card #username").await;
+    visit.find(Locator::Id("tab-signin")).await.unwrap().click().await.unwrap();
+    visit.find(Locator::Id("shared")).await.unwrap().click().await.unwrap();
+    fill_credentials(&visit, "alice", "pw-alice-long").await;
+    visit.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+    wait_text(&visit, ".conv .title", "Trip").await;
+    open_conv(&visit, "Trip").await;
+    wait_text(&visit, ".msg.theirs .text", "said before the new browser").await;
+    wait_text(&visit, ".msg.mine .text", "alice's own words").await;
+    wait_text(&visit, ".msg.system .text", "carol named the group “Trip”.").await;
+    let devices = |revoked: bool| {
+        server.sql_rows(&format!(
+            "SELECT COUNT(*) FROM devices d JOIN users u ON u.id = d.user_id \
+             WHERE u.username = 'alice' AND d.revoked_at IS {}NULL",
+            if revoked { "NOT " } else { "" }
+        ))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while devices(false) != ["2"] {
+        assert!(Instant::now() < deadline, "the visiting browser made no device: {:?}", devices(false));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Signing out ends that browser's device: removed at the relay, taken out of the group.
+    visit.find(Locator::Css("button[aria-label='Sign out']")).await.unwrap().click().await.unwrap();
+    wait_css(&visit, "form.card #username").await;
+    assert_eq!(devices(true), ["1"], "the visit's device is removed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        carol.sync_groups().await.unwrap();
+        carol.tidy_groups().await.unwrap();
+        let alices = carol.group_devices(group).iter().filter(|(u, _)| u == "alice").count();
+        if alices == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group still has {alices} devices of alice's");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    close_clean(visit).await;
+
+    // Strict forward secrecy, from settings.
+    a.find(Locator::XPath("//button[text()='Devices']")).await.unwrap().click().await.unwrap();
+    let keep = wait_css(&a, "#keep-history").await;
+    assert_eq!(keep.prop("checked").await.unwrap().as_deref(), Some("true"), "on by default");
+    wait_text(&a, ".history-setting", "a new browser shows your history").await;
+    keep.click().await.unwrap();
+    wait_text(&a, ".history-setting", "strict forward secrecy").await;
+    let archived = || {
+        server.sql_rows(
+            "SELECT COUNT(*) FROM archive a JOIN users u ON u.id = a.user_id WHERE u.username = 'alice'",
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while archived() != ["0"] {
+        assert!(Instant::now() < deadline, "alice's archive was not deleted: {:?}", archived());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    carol.send_group(group, &text("said in strict mode")).await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "said in strict mode").await;
+    assert_eq!(archived(), ["0"], "nothing is archived any more");
+
+    let fresh = driver.browser(&profiles.path().join("fresh")).await;
+    fresh.goto(&server.url).await.unwrap();
+    submit_sign_in(&fresh, "alice").await;
+    // Even the group's name was said before: the list calls it by its other member.
+    wait_text(&fresh, ".conv .title", "carol").await;
+    open_conv(&fresh, "carol").await;
+    wait_text(&fresh, ".messages", "No messages yet").await;
+    let page = fresh.find(Locator::Css(".messages")).await.unwrap().text().await.unwrap();
+    assert!(!page.contains("said before"), "strict mode keeps no history: {page}");
+    close_clean(fresh).await;
     close_clean(a).await;
 }

@@ -6,7 +6,7 @@ use leptos::task::spawn_local;
 
 use crate::files::{files_of, human_size, is_inline_image, INLINE_IMAGE_MAX};
 use crate::icons::{Icon, Svg};
-use crate::state::{now, App, Delivery, FileMeta, Msg};
+use crate::state::{now, App, Delivery, FileMeta, Msg, Room};
 use crate::text::{
     day_label, divider_positions, highlight, last_seen, linkify, time_label, Matcher, SearchMode,
 };
@@ -20,15 +20,20 @@ pub fn ChatPane() -> impl IntoView {
             {move || match app.rooms.active.get() {
                 None => view! { <div class="empty muted"><p>"Pick a conversation, or find someone to start one."</p>
                     <p class="small">"Messages are end-to-end encrypted: only you and the person you write to can read them."</p></div> }.into_any(),
-                Some(peer) => view! { <Conversation peer=peer/> }.into_any(),
+                Some(room) => view! { <Conversation room=room/> }.into_any(),
             }}
         </section>
     }
 }
 
 #[component]
-fn Conversation(peer: String) -> impl IntoView {
+fn Conversation(room: Room) -> impl IntoView {
     let app = expect_context::<App>();
+    // A direct chat has a peer; a group, members (and no single person to name).
+    let group = room.group();
+    let peer = room.peer().unwrap_or_default().to_owned();
+    let slug = room.slug();
+    let members_open = RwSignal::new(false);
     let search_open = RwSignal::new(false);
     let query = RwSignal::new(String::new());
     let regex = RwSignal::new(false);
@@ -36,7 +41,7 @@ fn Conversation(peer: String) -> impl IntoView {
     let show_safety = RwSignal::new(false);
     let clear_open = RwSignal::new(false);
     // The draft survives a reload of this tab (kept per chat in the tab's own storage).
-    let draft_key = format!("draft.{peer}");
+    let draft_key = format!("draft.{slug}");
     let draft = RwSignal::new(crate::browser::tab::get(&draft_key).unwrap_or_default());
     Effect::new(move |_| draft.with(|d| crate::browser::tab::set(&draft_key, Some(d))));
     let list_ref = NodeRef::<leptos::html::Div>::new();
@@ -94,6 +99,9 @@ fn Conversation(peer: String) -> impl IntoView {
         } else if clear_open.try_get_untracked() == Some(true) {
             clear_open.set(false);
             true
+        } else if members_open.try_get_untracked() == Some(true) {
+            members_open.set(false);
+            true
         } else {
             false
         };
@@ -145,7 +153,7 @@ fn Conversation(peer: String) -> impl IntoView {
     });
     // Where the reader was, as a distance from the bottom, kept across a reload of this tab;
     // restored once, when the history first shows.
-    let scroll_key = format!("scroll.{peer}");
+    let scroll_key = format!("scroll.{slug}");
     let restore = StoredValue::new(
         crate::browser::tab::get(&scroll_key).and_then(|d| d.parse::<i32>().ok()).filter(|d| *d > 0),
     );
@@ -172,8 +180,17 @@ fn Conversation(peer: String) -> impl IntoView {
         });
     });
 
-    let peer_for_header = peer.clone();
-    let conv = Memo::new(move |_| app.rooms.convs.get().into_iter().find(|c| c.peer == peer_for_header));
+    let room_for_header = room.clone();
+    let conv =
+        Memo::new(move |_| app.rooms.convs.with(|cs| cs.iter().find(|c| c.room == room_for_header).cloned()));
+    let title = move || conv.with(|c| c.as_ref().map(|c| c.title.clone())).unwrap_or_default();
+    // A group this user is no longer in (removed, or left elsewhere): read-only.
+    let room_in_list = room.clone();
+    let not_member = Memo::new(move |_| {
+        group.is_some()
+            && app.rooms.convs.with(|cs| !cs.is_empty() && !cs.iter().any(|c| c.room == room_in_list))
+    });
+    let paused = move || app.rooms.paused.get() || not_member.get();
     // The unread divider marks what was unread when the chat was opened (opening it marks
     // everything read at once, so the live count is 0 by the time the history shows).
     let unread_on_open = conv.with_untracked(|c| c.as_ref().map_or(0, |c| c.unread));
@@ -225,7 +242,16 @@ fn Conversation(peer: String) -> impl IntoView {
     };
     let status = move || {
         if app.timeline.typing_until.get() > now() {
-            return "typing…".to_owned();
+            return match group {
+                Some(_) => format!("{} is typing…", app.timeline.typing_who.get()),
+                None => "typing…".to_owned(),
+            };
+        }
+        if group.is_some() {
+            let n = app.rooms.group.with(|g| g.as_ref().map(|g| g.members.len()));
+            return n
+                .map(|n| if n == 1 { "1 member".to_owned() } else { format!("{n} members") })
+                .unwrap_or_default();
         }
         if !app.account.online.get() {
             return String::new(); // presence is unknown while this client is offline
@@ -238,7 +264,7 @@ fn Conversation(peer: String) -> impl IntoView {
     };
     let send = move || {
         let text = draft.get_untracked();
-        if text.trim().is_empty() {
+        if text.trim().is_empty() || not_member.get_untracked() {
             return;
         }
         draft.set(String::new());
@@ -248,15 +274,30 @@ fn Conversation(peer: String) -> impl IntoView {
         }
     };
     let peer_v = peer.clone();
-    let peer_l = peer.clone();
     let peer_s = peer.clone();
     let peer_b = peer.clone();
+    let head_avatar = {
+        let peer = peer.clone();
+        move || {
+            match group {
+            Some(_) => view! { <span class="avatar group" aria-hidden="true">"#"</span> }.into_any(),
+            None => view! { <span class=crate::sidebar::avatar_class(&peer) aria-hidden="true">{crate::sidebar::initial(&peer)}</span> }.into_any(),
+        }
+        }
+    };
+    let head_title = {
+        let peer = peer.clone();
+        move || match group {
+            Some(_) => title(),
+            None => peer.clone(),
+        }
+    };
     view! {
         <header class="chat-head">
             <button class="icon back" aria-label="Back to conversations" on:click=move |_| app.rooms.active.set(None)><Svg icon=Icon::Back/></button>
-            <span class=crate::sidebar::avatar_class(&peer) aria-hidden="true">{crate::sidebar::initial(&peer)}</span>
+            {head_avatar}
             <div class="grow col">
-                <strong>{peer.clone()}{move || app.is_verified(&peer_v).then_some(" ✔")}</strong>
+                <strong class="chat-title">{head_title}{move || (group.is_none() && app.is_verified(&peer_v)).then_some(" ✔")}</strong>
                 <span class="muted small" aria-live="polite">{status}</span>
                 {move || app.timeline.forward_secret.get().map(|fs| if fs {
                     view! { <span class="enc small fs" title="Messages here use MLS (RFC 9420): a key that leaks later does not open what was already read, and keys renew as people write.">"Forward-secret (MLS)"</span> }
@@ -266,11 +307,23 @@ fn Conversation(peer: String) -> impl IntoView {
             </div>
             <button class="icon" aria-label="Search in chat" title="Search (Ctrl+F)" aria-pressed=move || search_open.get().to_string()
                 on:click=move |_| { search_open.update(|s| *s = !*s); query.set(String::new()); }><Svg icon=Icon::Search/></button>
-            <button class="icon" aria-label="Safety number" on:click=move |_| show_safety.update(|s| *s = !*s)><Svg icon=Icon::Shield/></button>
+            {match group {
+                Some(_) => view! {
+                    <button class="icon" aria-label="Members" title="Members" aria-pressed=move || members_open.get().to_string()
+                        on:click=move |_| members_open.update(|s| *s = !*s)><Svg icon=Icon::Shield/></button>
+                }.into_any(),
+                None => view! {
+                    <button class="icon" aria-label="Safety number" on:click=move |_| show_safety.update(|s| *s = !*s)><Svg icon=Icon::Shield/></button>
+                }.into_any(),
+            }}
             <button class="icon" aria-label="Clear chat" on:click=move |_| clear_open.update(|s| *s = !*s)><Svg icon=Icon::Trash/></button>
         </header>
 
-        {let p = peer.clone(); move || app.rooms.blocked.with(|b| b.contains(&p)).then(|| {
+        {move || not_member.get().then(|| view! {
+            <div class="banner notice" role="status">"You are no longer in this group: nothing sent to it from now on reaches you."</div>
+        })}
+        {move || group.filter(|_| members_open.get()).map(|id| view! { <crate::group::Members id=id open=members_open/> })}
+        {let p = peer.clone(); move || (!p.is_empty() && app.rooms.blocked.with(|b| b.contains(&p))).then(|| {
             let p = p.clone();
             view! {
                 <div class="banner notice blocked" role="status">
@@ -306,7 +359,10 @@ fn Conversation(peer: String) -> impl IntoView {
             <div class="panel" role="dialog" aria-label="Clear chat">
                 <p>"Clear this chat? This cannot be undone."</p>
                 <button class="danger-btn" on:click=move |_| { clear_open.set(false); spawn_local(app.clear(false)); }>"Clear for me"</button>
-                <button class="danger-btn" on:click=move |_| { clear_open.set(false); spawn_local(app.clear(true)); }>{format!("Clear for me and {peer_b}")}</button>
+                <button class="danger-btn" on:click=move |_| { clear_open.set(false); spawn_local(app.clear(true)); }>{match group {
+                    Some(_) => "Clear for everyone (admins)".to_owned(),
+                    None => format!("Clear for me and {peer_b}"),
+                }}</button>
                 <button class="link" on:click=move |_| clear_open.set(false)>"Cancel"</button>
             </div>
         </Show>
@@ -335,9 +391,9 @@ fn Conversation(peer: String) -> impl IntoView {
             </div>
         </Show>
 
-        <div class="messages" node_ref=list_ref role="log" aria-label=format!("Messages with {peer_l}") class:dragging=move || dragging.get()
+        <div class="messages" node_ref=list_ref role="log" aria-label=move || if group.is_some() { format!("Messages in {}", title()) } else { format!("Messages with {peer}") } class:dragging=move || dragging.get()
             on:dragover=move |ev: web_sys::DragEvent| {
-                if !app.rooms.paused.get_untracked() {
+                if !paused() {
                     ev.prevent_default();
                     dragging.set(true);
                 }
@@ -346,7 +402,7 @@ fn Conversation(peer: String) -> impl IntoView {
             on:drop=move |ev: web_sys::DragEvent| {
                 ev.prevent_default();
                 dragging.set(false);
-                if !app.rooms.paused.get_untracked() {
+                if !paused() {
                     app.send_files(files_of(ev.data_transfer().and_then(|d| d.files())));
                 }
             }
@@ -387,11 +443,11 @@ fn Conversation(peer: String) -> impl IntoView {
                     app.send_files(files_of(input.files()));
                     input.set_value("");
                 } />
-            <button type="button" class="icon attach" aria-label="Attach files" disabled=move || app.rooms.paused.get()
+            <button type="button" class="icon attach" aria-label="Attach files" disabled=paused
                 on:click=move |_| if let Some(i) = attach_ref.get_untracked() { i.click(); }><Svg icon=Icon::Clip/></button>
             <label for="message" class="sr-only">"Message"</label>
             <textarea id="message" node_ref=input_ref rows="1" placeholder="Write a message…" aria-label="Write a message"
-                disabled=move || app.rooms.paused.get()
+                disabled=paused
                 prop:value=move || draft.get()
                 on:input=move |ev| { draft.set(event_target_value(&ev)); app.typing(); }
                 on:paste=move |ev: web_sys::ClipboardEvent| {
@@ -407,7 +463,7 @@ fn Conversation(peer: String) -> impl IntoView {
                         send();
                     }
                 }></textarea>
-            <button type="submit" class="primary" aria-label="Send" disabled=move || app.rooms.paused.get()>"Send"</button>
+            <button type="submit" class="primary" aria-label="Send" disabled=paused>"Send"</button>
         </form>
     }
 }
@@ -481,9 +537,35 @@ fn Bubble(
     let segments = move || matcher.with(|m| highlight(&text, m.as_ref().unwrap_or(&Matcher::None)));
     let key = msg.key.clone();
     let is_current = move || current.with(|c| c.as_deref() == Some(key.as_str()));
+    let app = expect_context::<App>();
+    // In a group, how many of the others have it: "read by 2 of 3".
+    let is_line = msg.system;
     let state = move || {
-        live.with(|m| m.as_ref().and_then(delivery))
-            .map(|(icon, words)| view! { <Svg icon=icon/><span>{words}</span> })
+        if is_line {
+            return None; // a line of the timeline has no delivery to tell
+        }
+        let seq = live.with(|m| m.as_ref().filter(|m| m.mine).and_then(|m| m.seq));
+        let me = app.account.me.get_untracked().unwrap_or_default();
+        let counted = seq.and_then(|seq| {
+            app.rooms.group.with(|g| g.as_ref().map(|g| crate::state::group_receipt(g, &me, seq)))
+        });
+        let shown = match (live.with(|m| m.as_ref().and_then(delivery)), counted) {
+            (Some((_, _)), Some((read, delivered, total))) if total > 0 && (read > 0 || delivered > 0) => {
+                let words = if read == total {
+                    "read by everyone".to_owned()
+                } else if read > 0 {
+                    format!("read by {read} of {total}")
+                } else if delivered == total {
+                    "delivered to everyone".to_owned()
+                } else {
+                    format!("delivered to {delivered} of {total}")
+                };
+                let icon = if delivered > 0 { Icon::CheckCheck } else { Icon::Check };
+                Some((icon, words))
+            }
+            (d, _) => d,
+        };
+        shown.map(|(icon, words)| view! { <Svg icon=icon/><span>{words}</span> })
     };
     let menu_open = RwSignal::new(false);
     let read = move || live.with(|m| m.as_ref().is_some_and(|m| m.state == Delivery::Read));
@@ -501,7 +583,6 @@ fn Bubble(
     // pruned).
     let cipher =
         RwSignal::new((!msg.envelope.is_empty()).then(|| (ENVELOPE_LABEL.to_owned(), msg.envelope.clone())));
-    let app = expect_context::<App>();
     let toggle_cipher = move || {
         show_cipher.update(|s| *s = !*s);
         let seq = live.with_untracked(|m| m.as_ref().and_then(|m| m.seq));
@@ -513,12 +594,15 @@ fn Bubble(
     let file_key = msg.key.clone();
     let file = move || meta.get().map(|meta| view! { <FileCard msg_key=file_key.clone() meta=meta/> });
     let is_file = msg.file.is_some();
-    // The introduction that moved the conversation to MLS reads as a line of the timeline.
-    let system = !is_file && msg.text == crate::state::MOVED;
+    // The introduction that moved the conversation to MLS, a rename, someone added or gone:
+    // lines of the timeline.
+    let system = msg.system;
+    let sender = msg.sender.clone().filter(|_| !system);
     view! {
         <div class="msg" class:mine=msg.mine class:theirs=!msg.mine class:system=system class:current=is_current class:failed=failed
             class:undecryptable=msg.undecryptable id=format!("m-{}", msg.key)>
             <div class="bubble">
+                {sender.map(|s| view! { <p class="sender small">{s}</p> })}
                 {file}
                 <p class="text" class:sr-only=is_file dir="auto">{move || segments().into_iter().map(|(t, hit)| if hit {
                     view! { <mark>{t}</mark> }.into_any()

@@ -15,7 +15,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::state::{futures_channel, now, App, Delivery, FileMeta, Msg};
+use crate::state::{futures_channel, now, App, Delivery, FileMeta, Msg, Room};
 
 /// Plaintext read from the file per step while encrypting (also the progress granularity).
 const SLICE: f64 = 1024.0 * 1024.0;
@@ -137,7 +137,7 @@ impl App {
     }
 
     async fn send_file(self, file: web_sys::File) {
-        let Some(peer) = self.rooms.active.get_untracked() else { return };
+        let Some(room) = self.rooms.active.get_untracked() else { return };
         if self.rooms.paused.get_untracked() {
             return;
         }
@@ -204,6 +204,8 @@ impl App {
                 undecryptable: false,
                 file: Some(FileMeta { name: payload_name.clone(), size, mime: mime.clone(), stored: None }),
                 seq: None,
+                sender: None,
+                system: false,
             })
         });
         let cancel = register_cancel(&key, true);
@@ -231,9 +233,12 @@ impl App {
         };
         let payload = Payload::File(stored.clone());
         // In a conversation in MLS, the file goes there too (as a text does).
-        let route = match self.mls_route(&peer).await {
-            Ok(route) => route,
-            Err(e) => return fail_msg(self, &key, e.human()),
+        let route = match &room {
+            Room::Group(id) => Some(*id),
+            Room::Direct(peer) => match self.mls_route(peer).await {
+                Ok(route) => route,
+                Err(e) => return fail_msg(self, &key, e.human()),
+            },
         };
         if let Some(conversation) = route {
             self.timeline.msgs.update(|ms| {
@@ -241,12 +246,13 @@ impl App {
                     f.stored = Some(stored.clone());
                 }
             });
-            self.touch_conv(&peer, format!("You: File: {payload_name}"), now(), false);
+            self.touch_conv(&room, format!("You: File: {payload_name}"), now(), false);
             let sent_ms = header.sent_at_ms;
             return self
-                .send_shown(peer, conversation, header.client_msg_id, &payload, vec![resp.blob_id], sent_ms)
+                .send_shown(&room, conversation, header.client_msg_id, &payload, vec![resp.blob_id], sent_ms)
                 .await;
         }
+        let Room::Direct(peer) = room else { return };
         let Some((frame, envelope)) = self.seal(&peer, &header, &payload, vec![resp.blob_id]).await else {
             return fail_msg(self, &key, "could not encrypt the message".into());
         };
@@ -258,7 +264,7 @@ impl App {
                 }
             }
         });
-        self.touch_conv(&peer, format!("You: File: {payload_name}"), now(), false);
+        self.touch_conv(&Room::Direct(peer.clone()), format!("You: File: {payload_name}"), now(), false);
         self.enqueue(peer, frame);
     }
 

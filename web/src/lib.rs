@@ -8,6 +8,7 @@ mod browser;
 mod chat;
 pub mod device;
 pub mod files;
+mod group;
 mod icons;
 mod sidebar;
 pub mod state;
@@ -43,7 +44,7 @@ pub fn App() -> impl IntoView {
     Effect::new(move |_| {
         let active = app.rooms.active.get();
         if app.account.me.get_untracked().is_some() {
-            browser::tab::set("active", active.as_deref());
+            browser::tab::set("active", active.map(|r| r.slug()).as_deref());
         }
     });
     // A notice goes away by itself after a while (or when replaced, or dismissed).

@@ -6,7 +6,7 @@ use leptos::task::spawn_local;
 use crate::icons::{Icon, Svg};
 use sealroom_protocol::ConversationId;
 
-use crate::state::{now, App, Conv};
+use crate::state::{now, App, Conv, Room};
 use crate::text::{last_seen, time_label};
 
 /// Left column.
@@ -14,7 +14,8 @@ use crate::text::{last_seen, time_label};
 pub fn Sidebar() -> impl IntoView {
     let app = expect_context::<App>();
     let query = RwSignal::new(String::new());
-    let menu = RwSignal::new(None::<String>);
+    let menu = RwSignal::new(None::<ConversationId>);
+    let new_group = RwSignal::new(false);
     let find_ref = NodeRef::<leptos::html::Input>::new();
     // After signing in the cursor waits in "Find people" (unless a chat is open).
     Effect::new(move |_| {
@@ -60,10 +61,10 @@ pub fn Sidebar() -> impl IntoView {
         escape.remove();
         outside.remove();
     });
-    let open = move |peer: String| {
+    let open = move |room: Room| {
         query.set(String::new());
         menu.set(None);
-        spawn_local(app.open_chat(peer));
+        spawn_local(app.open_room(room));
     };
     // Keyed by conversation id: a row updates in place when its preview, unread count,
     // presence or pin changes, instead of being rebuilt.
@@ -108,7 +109,7 @@ pub fn Sidebar() -> impl IntoView {
                         _ => {}
                     }>
                     <For each=move || app.rooms.found.get() key=|u| u.clone() let:user>
-                        <li><button class="row" on:click={let u = user.clone(); move |_| open(u.clone())}>
+                        <li><button class="row" on:click={let u = user.clone(); move |_| open(Room::Direct(u.clone()))}>
                             <span class=avatar_class(&user) aria-hidden="true">{initial(&user)}</span>
                             <span class="grow">{user.clone()}</span>
                             <span class="muted">"Start chat"</span>
@@ -123,6 +124,13 @@ pub fn Sidebar() -> impl IntoView {
                     }}
                 </ul>
             </Show>
+            <div class="list-actions">
+                <button class="link small" aria-expanded=move || new_group.get().to_string()
+                    on:click=move |_| new_group.update(|o| *o = !*o)>"+ New group"</button>
+            </div>
+            <Show when=move || new_group.get()>
+                <crate::group::NewGroup open=new_group/>
+            </Show>
             <ul class="convs" aria-label="Conversations"
                 on:keydown=move |ev: web_sys::KeyboardEvent| match ev.key().as_str() {
                     "ArrowDown" if !crate::browser::focus_within(".menu") => { ev.prevent_default(); crate::browser::move_focus(".convs", ".row", 1); }
@@ -132,7 +140,7 @@ pub fn Sidebar() -> impl IntoView {
                 <For each=visible key=|id| *id let:id>
                     {
                         let conv = Memo::new(move |_| app.rooms.convs.with(|cs| cs.iter().find(|c| c.id == id).cloned()));
-                        conv.get_untracked().map(|first| view! { <ConvRow peer=first.peer conv=conv menu=menu on_open=move |p| open(p) /> })
+                        conv.get_untracked().map(|first| view! { <ConvRow room=first.room conv=conv menu=menu on_open=move |r| open(r) /> })
                     }
                 </For>
                 <Show when=move || app.rooms.convs.get().iter().all(|c| c.hidden)>
@@ -162,24 +170,22 @@ pub fn avatar_class(name: &str) -> String {
     format!("avatar hue-{}", hash % 8)
 }
 
-/// One conversation: `peer` is who it is with (fixed for the row); everything else follows
-/// `conv`.
+/// One conversation: `room` is which (fixed for the row); everything else follows `conv`.
 #[component]
 fn ConvRow(
-    peer: String,
+    room: Room,
     conv: Memo<Option<Conv>>,
-    menu: RwSignal<Option<String>>,
-    on_open: impl Fn(String) + Copy + 'static,
+    menu: RwSignal<Option<ConversationId>>,
+    on_open: impl Fn(Room) + Copy + 'static,
 ) -> impl IntoView {
     let app = expect_context::<App>();
     let field = move |f: fn(&Conv) -> String| move || conv.with(|c| c.as_ref().map(f).unwrap_or_default());
-    let p1 = peer.clone();
-    let p2 = peer.clone();
-    let p3 = peer.clone();
-    let p4 = peer.clone();
-    let p5 = peer.clone();
-    let is_active = move || app.rooms.active.get().as_deref() == Some(p5.as_str());
-    let p6 = peer.clone();
+    let id = conv.with_untracked(|c| c.as_ref().map(|c| c.id)).unwrap_or(ConversationId(0));
+    let group = room.group().is_some();
+    let peer = room.peer().unwrap_or_default().to_owned();
+    let title = field(|c| c.title.clone());
+    let r = room.clone();
+    let is_active = move || app.rooms.active.with(|a| a.as_ref() == Some(&r));
     let press = StoredValue::new(None::<Option<leptos::prelude::TimeoutHandle>>);
     let cancel_press = move || {
         if let Some(Some(h)) = press.get_value() {
@@ -189,6 +195,10 @@ fn ConvRow(
     };
     let connected = app.account.online;
     let presence = move || {
+        if group {
+            let n = conv.with(|c| c.as_ref().map_or(0, |c| c.members.len()));
+            return if n == 1 { "1 member".to_owned() } else { format!("{n} members") };
+        }
         if !connected.get() {
             return "presence unknown while offline".to_owned();
         }
@@ -203,9 +213,8 @@ fn ConvRow(
     let unread = move || conv.with(|c| c.as_ref().map_or(0, |c| c.unread));
     let has_unread = move || unread() > 0;
     // An opened menu takes the focus on its first item (arrow keys move it, Escape closes).
-    let p7 = peer.clone();
     Effect::new(move |_| {
-        if menu.get().as_deref() == Some(p7.as_str()) {
+        if menu.get() == Some(id) {
             request_animation_frame(|| crate::browser::move_focus(".menu", "[role=menuitem]", 1));
         }
     });
@@ -219,15 +228,16 @@ fn ConvRow(
         let unread = if n > 0 { format!(", {n} unread") } else { String::new() };
         format!(", {}{unread}, ", presence())
     };
+    let avatar = move || if group { "avatar group".to_owned() } else { avatar_class(&title()) };
+    let r = room.clone();
     view! {
         <li class="conv" class:active=is_active class:unread=has_unread
-            on:contextmenu=move |ev| { ev.prevent_default(); menu.set(Some(p1.clone())); }
+            on:contextmenu=move |ev| { ev.prevent_default(); menu.set(Some(id)); }
             on:pointerdown=move |ev| {
                 // Long-press (touch) opens the same menu as right-click.
                 if ev.pointer_type() == "touch" {
-                    let p = p6.clone();
                     press.set_value(Some(leptos::prelude::set_timeout_with_handle(
-                        move || menu.set(Some(p.clone())),
+                        move || menu.set(Some(id)),
                         std::time::Duration::from_millis(550),
                     ).ok()));
                 }
@@ -236,15 +246,15 @@ fn ConvRow(
             on:pointerleave=move |_| cancel_press()>
             // The button's name is what it shows (so speech input finds it by what one sees),
             // with presence and the unread count added for screen readers.
-            <button class="row" on:click=move |_| on_open(p2.clone())>
-                <span class=avatar_class(&peer) aria-hidden="true">{initial(&peer)}
-                    <span class="dot" class:on=online title=presence></span>
+            <button class="row" on:click=move |_| on_open(r.clone())>
+                <span class=avatar aria-hidden="true">{move || if group { "#".to_owned() } else { initial(&title()) }}
+                    {(!group).then(|| view! { <span class="dot" class:on=online title=presence></span> })}
                 </span>
                 <span class="grow col">
-                    <span class="line"><strong>{peer.clone()}</strong>{move || pinned().then(|| view! {
+                    <span class="line"><strong class="title">{title}</strong>{move || pinned().then(|| view! {
                             <span class="pin" title="Pinned"><Svg icon=Icon::Pin/><span class="sr-only">" (pinned)"</span></span>
                         })}
-                        {let p = peer.clone(); move || app.rooms.key_alerts.with(|k| k.contains_key(&p)).then(|| view! {
+                        {let p = peer.clone(); move || (!p.is_empty() && app.rooms.key_alerts.with(|k| k.contains_key(&p))).then(|| view! {
                             <span class="key-changed" title="Security key changed: sending is paused"><Svg icon=Icon::Alert/>" key changed"</span>
                         })}
                         <span class="sr-only">{label}</span>
@@ -253,33 +263,37 @@ fn ConvRow(
                         {move || has_unread().then(|| view! { <span class="badge" aria-hidden="true">{unread}</span> })}</span>
                 </span>
             </button>
-            <button class="icon menu-btn" aria-label=format!("Options for {peer}") aria-haspopup="menu"
-                on:click=move |_| menu.update(|m| *m = if m.as_deref() == Some(p3.as_str()) { None } else { Some(p3.clone()) })><Svg icon=Icon::More/></button>
-            <Show when=move || menu.get().as_deref() == Some(p4.as_str())>
-                <div class="menu" role="menu" aria-label=format!("Options for {peer}")
+            <button class="icon menu-btn" aria-label=move || format!("Options for {}", title()) aria-haspopup="menu"
+                on:click=move |_| menu.update(|m| *m = if *m == Some(id) { None } else { Some(id) })><Svg icon=Icon::More/></button>
+            <Show when=move || menu.get() == Some(id)>
+                <div class="menu" role="menu" aria-label=move || format!("Options for {}", title())
                     on:keydown=move |ev: web_sys::KeyboardEvent| match ev.key().as_str() {
                         "ArrowDown" => { ev.prevent_default(); crate::browser::move_focus(".menu", "[role=menuitem]", 1); }
                         "ArrowUp" => { ev.prevent_default(); crate::browser::move_focus(".menu", "[role=menuitem]", -1); }
                         _ => {}
                     }>
-                    <button role="menuitem" on:click={let p = peer.clone(); move |_| { menu.set(None); spawn_local(app.set_flags(p.clone(), Some(!pinned()), None)); }}>
+                    <button role="menuitem" on:click=move |_| { menu.set(None); spawn_local(app.set_flags(id, Some(!pinned()), None)); }>
                         {move || if pinned() { "Unpin" } else { "Pin to top" }}</button>
-                    {let p = peer.clone(); let is_blocked = Memo::new(move |_| app.rooms.blocked.with(|b| b.contains(&p)));
-                    let p = peer.clone(); view! {
-                        <button role="menuitem" on:click=move |_| { menu.set(None); spawn_local(app.set_blocked(p.clone(), !is_blocked.get_untracked())); }>
-                            {move || if is_blocked.get() { "Unblock" } else { "Block" }}</button>
-                    }}
-                    <button role="menuitem" on:click={let p = peer.clone(); move |_| {
+                    {(!group).then(|| {
+                        let p = peer.clone();
+                        let is_blocked = Memo::new(move |_| app.rooms.blocked.with(|b| b.contains(&p)));
+                        let p = peer.clone();
+                        view! {
+                            <button role="menuitem" on:click=move |_| { menu.set(None); spawn_local(app.set_blocked(p.clone(), !is_blocked.get_untracked())); }>
+                                {move || if is_blocked.get() { "Unblock" } else { "Block" }}</button>
+                        }
+                    })}
+                    <button role="menuitem" on:click={let r = room.clone(); move |_| {
                         menu.set(None);
-                        if app.rooms.active.get_untracked().as_deref() == Some(p.as_str()) { app.rooms.active.set(None); }
-                        spawn_local(app.set_flags(p.clone(), None, Some(true)));
+                        if app.is_open(&r) { app.rooms.active.set(None); }
+                        spawn_local(app.set_flags(id, None, Some(true)));
                     }}>"Close chat"</button>
-                    <button role="menuitem" on:click={let p = peer.clone(); move |_| {
+                    <button role="menuitem" on:click={let r = room.clone(); move |_| {
                         menu.set(None);
-                        let ok = web_sys::window().and_then(|w| w.confirm_with_message(&format!("Clear your chat with {p}? This cannot be undone.")).ok()).unwrap_or(false);
+                        let ok = web_sys::window().and_then(|w| w.confirm_with_message(&format!("Clear your chat {}? This cannot be undone.", if group { format!("in {}", title()) } else { format!("with {}", title()) })).ok()).unwrap_or(false);
                         if ok {
-                            let p = p.clone();
-                            spawn_local(async move { app.open_chat(p).await; app.clear(false).await; });
+                            let r = r.clone();
+                            spawn_local(async move { app.open_room(r).await; app.clear(false).await; });
                         }
                     }}>"Clear chat for me"</button>
                 </div>
@@ -309,6 +323,7 @@ fn Account() -> impl IntoView {
         <button class="link pad" aria-expanded=move || devices.get().to_string() on:click=move |_| devices.update(|o| *o = !*o)>"Devices"</button>
         <Show when=move || devices.get()>
             <DeviceList/>
+            <HistorySetting/>
         </Show>
     }
 }
@@ -426,5 +441,38 @@ fn ChangePassword() -> impl IntoView {
             })}
             <button type="submit" class="primary" disabled=move || app.account.busy.get().is_some()>"Change password"</button>
         </form>
+    }
+}
+
+/// Strict forward secrecy: whether this user's devices keep a sealed history archive at the
+/// relay, from which a new device (a new browser) reads what was said before it joined.
+#[component]
+fn HistorySetting() -> impl IntoView {
+    let app = expect_context::<App>();
+    let on = RwSignal::new(app.archive_on());
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let change = move |keep: bool| {
+        busy.set(true);
+        error.set(None);
+        spawn_local(async move {
+            match app.set_archive(keep).await {
+                Ok(()) => on.set(keep),
+                Err(e) => error.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <div class="pad history-setting">
+            <label class="check"><input type="checkbox" id="keep-history" prop:checked=move || on.get() disabled=move || busy.get()
+                on:change=move |ev| change(event_target_checked(&ev)) />" Keep history for new devices"</label>
+            <p class="muted small">{move || if on.get() {
+                "On: what your devices read in forward-secret chats is also kept at the server, sealed under a key only your password opens, so a new browser shows your history. Someone who later gets your password and the server's data could read it."
+            } else {
+                "Off (strict forward secrecy): nothing is kept; the server's copy was deleted. A new browser or device starts with no history of forward-secret chats, and a leaked password opens none of it."
+            }}</p>
+            {move || error.get().map(|e| view! { <p class="error small" role="alert">{e}</p> })}
+        </div>
     }
 }

@@ -1030,7 +1030,25 @@ impl MlsDevice {
             // This device's message (no device decrypts its own), or its commit: the relay
             // ordered it, so it takes effect now if the acceptance was lost on the way.
             if message.content_type() == ContentType::Commit && group.pending_commit().is_some() {
+                // What it changed, as for anyone's commit (the timeline's "you added…").
+                let before = Self::members_of(&group)?;
+                let admins = admins_of(group.extensions());
                 group.merge_pending_commit(&self.provider).map_err(protocol)?;
+                let after = Self::members_of(&group)?;
+                let diff = |a: &[MemberDevice], b: &[MemberDevice]| -> Vec<(String, DeviceId)> {
+                    a.iter()
+                        .filter(|m| !b.iter().any(|x| x.device == m.device))
+                        .map(|m| (m.user.clone(), m.device))
+                        .collect()
+                };
+                return Ok(Processed::Commit(CommitSummary {
+                    by: self.username.clone(),
+                    epoch: group.epoch().as_u64(),
+                    added: diff(&after, &before),
+                    removed: diff(&before, &after),
+                    admins_changed: admins_of(group.extensions()) != admins,
+                    self_removed: false,
+                }));
             }
             return Ok(Processed::Own);
         }

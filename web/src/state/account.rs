@@ -75,9 +75,9 @@ impl App {
             app.load_conversations().await;
             app.load_blocks().await;
             // A reload reopens the chat that was open in this tab.
-            if let Some(peer) = reopen {
+            if let Some(room) = reopen.as_deref().and_then(Room::from_slug) {
                 if app.rooms.active.get_untracked().is_none() {
-                    spawn_local(app.open_chat(peer));
+                    spawn_local(app.open_room(room));
                 }
             }
             let socket = Socket::connect(move |f| app.on_frame(f), move |up| app.on_socket(up));
@@ -128,6 +128,14 @@ impl App {
 
     /// Signs out of this session (or all of them) and forgets every key.
     pub async fn sign_out(self, everywhere: bool) {
+        // Without "Remember this browser", this browser's MLS device was for this visit only:
+        // it leaves its groups (the relay removes it; the members commit its removal) and its
+        // state is deleted here.
+        if crate::device::recall().await.is_none() {
+            if let Some(me) = self.account.me.get_untracked() {
+                self.end_device(&me).await;
+            }
+        }
         let path = if everywhere { LogoutAll::PATH } else { Logout::PATH };
         let _ = api::call::<(), ()>("POST", path, None).await;
         self.forget(None);

@@ -1,9 +1,11 @@
 //! The conversation list, opening a chat, flags, clearing and the directory search.
 
 use sealroom_protocol::endpoint::{
-    Block, Blocks, Clear, Conversations, Endpoint, History, SearchUsers, SetFlags, Unblock,
+    Block, Blocks, Clear, Conversations, Endpoint, GetGroup, History, SearchUsers, SetFlags, Unblock,
 };
-use sealroom_protocol::{ClearRequest, ConversationId, ConversationSummary, ErrorCode, MessageId, Username};
+use sealroom_protocol::{
+    ClearRequest, ConversationId, ConversationSummary, ErrorCode, GroupSummary, MessageId, Username,
+};
 
 use super::keys::call;
 use leptos::prelude::*;
@@ -16,8 +18,8 @@ use super::App;
 impl App {
     /// Reloads the conversation list, decrypting previews.
     pub async fn load_conversations(self) {
-        let list = match call::<Conversations>(Conversations::PATH, None).await {
-            Ok(l) => l.conversations,
+        let (list, groups) = match call::<Conversations>(Conversations::PATH, None).await {
+            Ok(l) => (l.conversations, l.groups),
             Err(e) if e.error == ErrorCode::SessionRevoked || e.error == ErrorCode::Unauthorized => {
                 return self.forget(Some("Your session ended. Please sign in again.".into()))
             }
@@ -26,11 +28,46 @@ impl App {
         let newest = list.iter().filter_map(|c| c.last_message.as_ref().map(|m| m.id.0)).max().unwrap_or(0);
         with_keys(|k| k.outbox.advance(MessageId(newest)));
         with_keys(|k| list.iter().for_each(|c| k.vault.directory_mut().learn(c)));
-        let mut out = Vec::with_capacity(list.len());
+        let mut out = Vec::with_capacity(list.len() + groups.len());
         for c in list {
             out.push(self.conv_of(c).await);
         }
+        let names = self.group_names(groups.iter().map(|g| g.id).collect()).await;
+        for g in groups {
+            let name = names.get(&g.id).cloned();
+            out.push(self.group_conv(g, name).await);
+        }
+        sort_convs(&mut out);
         self.rooms.convs.set(out);
+    }
+
+    /// A group's row: its name (from the device), and the newest message of the archive as
+    /// its preview.
+    async fn group_conv(&self, g: GroupSummary, name: Option<String>) -> Conv {
+        let me = self.account.me.get_untracked().unwrap_or_default();
+        let members: Vec<String> = g.members.iter().map(|m| m.to_string()).collect();
+        self.learn_moved(g.id);
+        let newest = self.archived_page(g.id, None, 1).await.0.pop();
+        let (preview, ts) = match newest {
+            Some(m) => (preview_of(&m), m.ts.max(g.last_activity as f64)),
+            None => (String::new(), g.last_activity as f64),
+        };
+        Conv {
+            id: g.id,
+            room: Room::Group(g.id),
+            title: group_title(name.as_deref(), &members, &me),
+            members,
+            preview,
+            ts,
+            unread: g.unread,
+            online: false,
+            last_seen: None,
+            pinned: g.pinned,
+            hidden: g.hidden,
+            unread_up_to: None,
+            markers: Markers::default(),
+            log_read_up_to: g.log_read_up_to,
+        }
     }
 
     pub(crate) async fn conv_of(&self, c: ConversationSummary) -> Conv {
@@ -69,7 +106,9 @@ impl App {
         };
         Conv {
             id: c.id,
-            peer,
+            room: Room::Direct(peer.clone()),
+            title: peer,
+            members: Vec::new(),
             preview,
             ts,
             unread,
@@ -95,23 +134,84 @@ impl App {
         with_keys(|k| k.vault.directory().id(&peer)).flatten()
     }
 
-    /// Opens the chat with `peer` (the relay creates the conversation on the first message).
-    pub async fn open_chat(self, peer: String) {
-        self.rooms.active.set(Some(peer.clone()));
+    /// Opens a chat.
+    pub async fn open_room(self, room: Room) {
+        match room {
+            Room::Direct(peer) => self.open_chat(peer).await,
+            Room::Group(id) => self.open_group_chat(id).await,
+        }
+    }
+
+    /// Shows `room` with nothing in it yet.
+    fn enter(&self, room: Room) {
+        self.rooms.active.set(Some(room));
+        self.rooms.group.set(None);
         self.timeline.msgs.set(Vec::new());
-        crate::files::drop_all(self, false);
+        crate::files::drop_all(*self, false);
         self.timeline.has_more.set(false);
         self.timeline.v1_more.set(false);
         self.timeline.archive_more.set(false);
+        self.timeline.typing_until.set(0.0);
         self.rooms.found.set(Vec::new());
         self.timeline.forward_secret.set(None);
+    }
+
+    /// Opens group `id`: its state at the relay (members, receipts) and its history from the
+    /// archive.
+    pub async fn open_group_chat(self, id: ConversationId) {
+        let room = Room::Group(id);
+        self.enter(room.clone());
+        self.timeline.forward_secret.set(Some(true));
+        self.refresh_group(id).await;
+        let (msgs, more) = self.archived_page(id, None, 50).await;
+        if !self.is_open(&room) {
+            return;
+        }
+        self.timeline.archive_more.set(more);
+        self.timeline.has_more.set(more);
+        self.timeline.msgs.set(msgs);
+        self.apply_group_receipts();
+        self.mark_read_open().await;
+    }
+
+    /// Fetches the open group's state again (members, admins, receipts).
+    pub(crate) async fn refresh_group(&self, id: ConversationId) {
+        match call::<GetGroup>(&GetGroup::path(&[&id]), None).await {
+            Ok(state) if self.is_open(&Room::Group(id)) => {
+                self.rooms.group.set(Some(state));
+                self.apply_group_receipts();
+            }
+            Ok(_) => {}
+            Err(e) if e.error == ErrorCode::NotFound => {
+                if self.is_open(&Room::Group(id)) {
+                    self.rooms.group.set(None);
+                }
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// Sets the delivery state of this user's messages in the open group from its members'
+    /// markers: read once every other member read it, delivered once every one received it.
+    pub(crate) fn apply_group_receipts(&self) {
+        let me = self.account.me.get_untracked().unwrap_or_default();
+        let Some(markers) = self.rooms.group.with_untracked(|g| g.as_ref().map(|g| group_markers(g, &me)))
+        else {
+            return;
+        };
+        self.timeline.msgs.update(|ms| apply_markers(ms, markers));
+    }
+
+    /// Opens the chat with `peer` (the relay creates the conversation on the first message).
+    pub async fn open_chat(self, peer: String) {
+        self.enter(Room::Direct(peer.clone()));
         self.check_peer(&peer, None).await;
         let Some(id) = self.conversation_of(&peer) else {
             // A new chat: its first message opens it, as version 1 (for now: issue 14).
             return self.timeline.forward_secret.set(Some(false));
         };
         let moved = self.moved(id).await.ok();
-        if self.rooms.active.get_untracked().as_deref() == Some(peer.as_str()) {
+        if self.is_open_with(&peer) {
             self.timeline.forward_secret.set(moved);
         }
         let query = sealroom_protocol::HistoryQuery { limit: Some(50), ..Default::default() };
@@ -137,28 +237,27 @@ impl App {
             ..self.markers_of(&peer)
         };
         apply_markers(&mut msgs, peer_markers);
-        if self.rooms.active.get_untracked().as_deref() != Some(peer.as_str()) {
+        if !self.is_open_with(&peer) {
             return;
         }
         self.timeline.v1_more.set(page.has_more);
         self.timeline.archive_more.set(archive_more);
         self.timeline.has_more.set(page.has_more || archive_more);
         self.timeline.msgs.set(msgs);
-        self.mark_read(peer).await;
+        self.mark_read_open().await;
     }
 
     /// How far `peer` has received and read this user's messages, as last heard.
     pub(crate) fn markers_of(&self, peer: &str) -> Markers {
         self.rooms
             .convs
-            .with_untracked(|cs| cs.iter().find(|c| c.peer == peer).map(|c| c.markers))
+            .with_untracked(|cs| cs.iter().find(|c| c.is_with(peer)).map(|c| c.markers))
             .unwrap_or_default()
     }
 
     /// Clears the open chat for this user or both.
     pub async fn clear(self, for_both: bool) {
-        let Some(peer) = self.rooms.active.get_untracked() else { return };
-        let Some(id) = self.conversation_of(&peer) else { return };
+        let Some(id) = self.open_conversation() else { return };
         // Up to the newest message on screen: one arriving meanwhile is not cleared unseen.
         let up_to = self.timeline.msgs.with_untracked(|m| m.iter().filter_map(|m| m.id).max()).map(MessageId);
         match call::<Clear>(&Clear::path(&[&id]), Some(&ClearRequest { for_both, up_to })).await {
@@ -171,8 +270,7 @@ impl App {
     }
 
     /// Pins/unpins or closes a conversation.
-    pub async fn set_flags(self, peer: String, pinned: Option<bool>, hidden: Option<bool>) {
-        let Some(id) = self.conversation_of(&peer) else { return };
+    pub async fn set_flags(self, id: ConversationId, pinned: Option<bool>, hidden: Option<bool>) {
         let body = sealroom_protocol::ConversationFlags { pinned, hidden };
         match call::<SetFlags>(&SetFlags::path(&[&id]), Some(&body)).await {
             Ok(()) => self.load_conversations().await,
@@ -245,9 +343,9 @@ impl App {
         }
     }
 
-    pub(crate) fn touch_conv(&self, peer: &str, preview: String, ts: f64, unread: bool) {
+    pub(crate) fn touch_conv(&self, room: &Room, preview: String, ts: f64, unread: bool) {
         let mut known = true;
-        self.rooms.convs.update(|cs| match cs.iter_mut().find(|c| c.peer == peer) {
+        self.rooms.convs.update(|cs| match cs.iter_mut().find(|c| c.room == *room) {
             Some(c) => {
                 c.preview = preview;
                 c.ts = ts;
@@ -264,5 +362,16 @@ impl App {
             let app = *self;
             spawn_local(async move { app.load_conversations().await });
         }
+    }
+}
+
+/// What the list shows of a message: its text, after "You: " or the sender's name in a group.
+pub(crate) fn preview_of(m: &Msg) -> String {
+    if m.mine {
+        format!("You: {}", m.text)
+    } else if let (Some(sender), false) = (&m.sender, m.system) {
+        format!("{sender}: {}", m.text)
+    } else {
+        m.text.clone()
     }
 }

@@ -12,6 +12,10 @@ use super::keys::with_keys;
 use super::model::*;
 use super::App;
 
+/// How long "typing…" shows after a typing frame (the relay passes one every 1.5 seconds while
+/// someone types).
+const TYPING_SHOWN_MS: f64 = 4000.0;
+
 impl App {
     pub(crate) fn on_socket(&self, up: bool) {
         self.account.online.set(up);
@@ -68,14 +72,31 @@ impl App {
                 spawn_local(async move { app.on_message(message).await })
             }
             ServerFrame::Presence { user, online, last_seen } => self.rooms.convs.update(|cs| {
-                if let Some(c) = cs.iter_mut().find(|c| c.peer == user.as_str()) {
+                if let Some(c) = cs.iter_mut().find(|c| c.is_with(user.as_str())) {
                     c.online = online;
                     c.last_seen = last_seen.map(|t| t as f64);
                 }
             }),
-            ServerFrame::Typing { from, .. } => {
-                if self.rooms.active.get_untracked().as_deref() == Some(from.as_str()) {
-                    self.timeline.typing_until.set(now() + 4000.0);
+            ServerFrame::Typing { from, conversation } => {
+                let here = match self.rooms.active.get_untracked() {
+                    Some(Room::Direct(peer)) => peer == from.as_str(),
+                    Some(Room::Group(id)) => id == conversation,
+                    None => false,
+                };
+                if here {
+                    self.timeline.typing_who.set(from.to_string());
+                    // "typing…" ends by itself when no new frame renews it.
+                    let until = now() + TYPING_SHOWN_MS;
+                    let shown = self.timeline.typing_until;
+                    shown.set(until);
+                    set_timeout(
+                        move || {
+                            if shown.try_get_untracked() == Some(until) {
+                                shown.set(0.0);
+                            }
+                        },
+                        std::time::Duration::from_millis(TYPING_SHOWN_MS as u64 + 50),
+                    );
                 }
             }
             ServerFrame::Delivered { by, up_to, .. } | ServerFrame::Read { by, up_to, .. }
@@ -95,27 +116,26 @@ impl App {
                 // This user read on another tab or device.
                 spawn_local(async move { app.load_conversations().await });
             }
-            ServerFrame::GroupDelivered { by, up_to, .. } => {
-                self.peer_marker(by.as_str(), Mark::Log(up_to), false)
+            ServerFrame::GroupDelivered { by, up_to, conversation } => {
+                self.log_marker(conversation, by.as_str(), up_to, false)
             }
-            ServerFrame::GroupRead { by, up_to, .. } => self.peer_marker(by.as_str(), Mark::Log(up_to), true),
+            ServerFrame::GroupRead { by, up_to, conversation } => {
+                self.log_marker(conversation, by.as_str(), up_to, true)
+            }
             ServerFrame::ChatCleared { conversation, by, up_to, .. } => {
                 let me = self.account.me.get_untracked().unwrap_or_default();
-                let other = if by.as_str() == me {
-                    with_keys(|k| k.vault.directory().peer(conversation).map(|p| p.to_string()))
-                        .flatten()
-                        .unwrap_or_default()
-                } else {
-                    by.to_string()
-                };
-                if self.rooms.active.get_untracked().as_deref() == Some(other.as_str()) {
+                if self.open_conversation() == Some(conversation) {
                     // Version 1 messages up to `up_to` go; in MLS, the relay cleared the archive
                     // up to its newest position, so every MLS message shown goes too.
                     self.timeline
                         .msgs
                         .update(|ms| ms.retain(|m| m.seq.is_none() && m.id.is_none_or(|id| id > up_to.0)));
                     if by.as_str() != me {
-                        self.ui.notice.set(Some(format!("{other} cleared this chat for both of you.")));
+                        self.ui.notice.set(Some(if self.open_group().is_some() {
+                            format!("{by} cleared this group for everyone.")
+                        } else {
+                            format!("{by} cleared this chat for both of you.")
+                        }));
                     }
                 }
                 spawn_local(async move { app.load_conversations().await });
@@ -163,12 +183,32 @@ impl App {
     /// `peer` received (or read) this user's messages up to `mark`.
     pub(crate) fn peer_marker(&self, peer: &str, mark: Mark, read: bool) {
         self.rooms.convs.update(|cs| {
-            if let Some(c) = cs.iter_mut().find(|c| c.peer == peer) {
+            if let Some(c) = cs.iter_mut().find(|c| c.is_with(peer)) {
                 c.markers = c.markers.raised(mark, read);
             }
         });
-        if self.rooms.active.get_untracked().as_deref() == Some(peer) {
+        if self.is_open_with(peer) {
             self.timeline.msgs.update(|ms| raise_markers(ms, mark, read));
+        }
+    }
+
+    /// `by` received (or read) `conversation`'s log up to `up_to`: in a direct chat, the
+    /// peer's marker; in a group, that member's.
+    fn log_marker(&self, conversation: sealroom_protocol::ConversationId, by: &str, up_to: u64, read: bool) {
+        let group = self
+            .rooms
+            .convs
+            .with_untracked(|cs| cs.iter().any(|c| c.id == conversation && c.room.group().is_some()));
+        if !group {
+            return self.peer_marker(by, Mark::Log(up_to), read);
+        }
+        if self.open_group() == Some(conversation) {
+            self.rooms.group.update(|g| {
+                if let Some(g) = g {
+                    raise_member(g, by, up_to, read);
+                }
+            });
+            self.apply_group_receipts();
         }
     }
 
@@ -186,7 +226,7 @@ impl App {
             self.recheck_moved(message.conversation);
         }
         let visible = is_visible();
-        let open = self.rooms.active.get_untracked().as_deref() == Some(peer.as_str());
+        let open = self.is_open_with(&peer);
         if open {
             let mut added = false;
             self.timeline.msgs.update(|ms| {
@@ -198,13 +238,13 @@ impl App {
             if added && !mine {
                 self.timeline.typing_until.set(0.0);
                 if visible {
-                    self.mark_read(peer.clone()).await;
+                    self.mark_read_open().await;
                 }
             }
         }
         let prefix = if mine { "You: " } else { "" };
         self.touch_conv(
-            &peer,
+            &Room::Direct(peer.clone()),
             format!("{prefix}{}", msg.text),
             message.ts as f64,
             !(mine || introduction || open && visible),
@@ -222,8 +262,8 @@ impl App {
     /// The tab became visible again: reset the badge, mark the open chat read, and make sure
     /// the socket is alive (a tab that slept may hold a dead one).
     pub fn on_visible(self) {
-        if let Some(peer) = self.rooms.active.get_untracked() {
-            spawn_local(async move { self.mark_read(peer).await });
+        if self.rooms.active.get_untracked().is_some() {
+            spawn_local(async move { self.mark_read_open().await });
         }
         if !self.account.online.get_untracked() {
             with_keys(|k| k.socket.as_ref().map(Socket::reconnect_now));

@@ -12,7 +12,8 @@
 //! The owner also moves a direct conversation to MLS when both users can (`Op::Route`, the
 //! client core's `groups::route`), sending the introduction from its own outbox.
 //!
-//! What the browser does not do yet (issue 14 goes on): group chats in the interface.
+//! The owner also makes and changes groups (`Op::Create`, `Op::Change`) and says what its
+//! device calls them (`Op::Names`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -22,9 +23,10 @@ use futures::channel::oneshot;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use sealroom_crypto::Payload;
-use sealroom_protocol::endpoint::{Devices, Endpoint, GetGroup, RemoveDevice};
+use sealroom_protocol::endpoint::{Devices, Endpoint, GetGroup, GetMe, RemoveDevice};
 use sealroom_protocol::{BlobId, ClientMsgId, ConversationId, DeviceId, DeviceInfo, ErrorCode, Username};
 use sealroom_session::groups::{self, DirectRoute, DirectStep, EventKind, GroupEvent};
+use sealroom_session::mls::Changes;
 use sealroom_session::VaultCell;
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +57,28 @@ enum Op {
     /// How a message to `peer` goes: the device moves the conversation to MLS first when both
     /// users can (the introduction goes from the owner's tab, as version 1).
     Route { peer: String },
+    /// The names of these groups, as the device knows them (else from the archive).
+    Names { conversations: Vec<ConversationId> },
+    /// Creates a group called `name` with `members` (this user its admin).
+    Create { name: String, members: Vec<String> },
+    /// Changes a group.
+    Change { conversation: ConversationId, change: GroupChange },
+}
+
+/// A change to a group, asked of the device's owner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub(crate) enum GroupChange {
+    /// Adds users with all their devices (admins).
+    Add { users: Vec<String> },
+    /// Removes users with all their devices (admins).
+    Remove { users: Vec<String> },
+    /// This user leaves.
+    Leave,
+    /// Names the group again (any member).
+    Rename { name: String },
+    /// Makes these users its admins (admins).
+    Admins { users: Vec<String> },
 }
 
 /// The owner's answer.
@@ -65,6 +89,12 @@ enum Done {
     Sent { seq: u64, ts: i64 },
     /// A message to the peer goes in this conversation's MLS group (`None`: as version 1).
     Routed { conversation: Option<ConversationId> },
+    /// Groups' names, where known.
+    Names { names: Vec<(ConversationId, String)> },
+    /// A group was made.
+    Created { conversation: ConversationId },
+    /// A change was committed (or the group left).
+    Changed,
 }
 
 /// Why a send did not go.
@@ -92,8 +122,10 @@ enum TabEventKind {
     Message { sender: String, sent_ms: u64, payload: String },
     /// Something the user is told about (a refused entry, a send not confirmed, a removal).
     Notice { text: String },
-    /// Membership or keys changed, or this device joined.
-    Changed,
+    /// Membership or keys changed, or this device joined: what the timeline says of it.
+    Changed { line: Option<String> },
+    /// This user is no longer a member.
+    Gone { text: String },
 }
 
 /// What the tabs post to each other.
@@ -110,6 +142,8 @@ enum TabMsg {
     Answer { to: String, id: u64, result: Result<Done, NotSent> },
     /// What the owner read, in log order.
     Events { events: Vec<TabEvent> },
+    /// The user turned the history archive on or off (in the key backup).
+    Archive { on: bool },
 }
 
 /// The device, in the tab that owns it.
@@ -306,6 +340,7 @@ impl App {
                 }
             }
             TabMsg::Events { events } => self.on_group_events(&events),
+            TabMsg::Archive { on } => spawn_local(self.archive_changed(on)),
         }
     }
 
@@ -356,6 +391,58 @@ impl App {
                 }
                 return Err(refused(format!("the conversation with {peer} kept changing; try again")));
             }
+            Op::Names { conversations } => {
+                let mut names = Vec::new();
+                for c in conversations {
+                    if let Ok(Some(name)) = groups::group_name(&t, &WebVault, dev, c).await {
+                        names.push((c, name));
+                    }
+                }
+                return Ok(Done::Names { names });
+            }
+            Op::Create { name, members } => {
+                let members = usernames(&members).map_err(refused)?;
+                sealroom_crypto::check_group_name(&name)
+                    .map_err(|e| refused(format!("not a group name: {e}")))?;
+                let now_ms = now() as u64;
+                let c = groups::create_group(&t, &WebVault, dev, &members, now_ms).await.map_err(failed)?;
+                self.learn_moved(c);
+                // Named by a message in the group: only its members read it.
+                groups::send(&t, &WebVault, dev, c, &Payload::GroupName(name), now_ms)
+                    .await
+                    .map_err(failed)?;
+                drop(_one);
+                self.sync_groups();
+                return Ok(Done::Created { conversation: c });
+            }
+            Op::Change { conversation: c, change } => {
+                let now_ms = now() as u64;
+                let commit = |changes: Changes| groups::change(&t, &WebVault, dev, c, changes);
+                match change {
+                    GroupChange::Add { users } => {
+                        let users = usernames(&users).map_err(refused)?;
+                        groups::add_members(&t, &WebVault, dev, c, &users, now_ms).await.map(|_| ())
+                    }
+                    GroupChange::Remove { users } => {
+                        commit(Changes { remove_users: users, ..Changes::default() }).await.map(|_| ())
+                    }
+                    GroupChange::Admins { users } => {
+                        commit(Changes { admins: Some(users), ..Changes::default() }).await.map(|_| ())
+                    }
+                    GroupChange::Rename { name } => {
+                        sealroom_crypto::check_group_name(&name)
+                            .map_err(|e| refused(format!("not a group name: {e}")))?;
+                        groups::send(&t, &WebVault, dev, c, &Payload::GroupName(name), now_ms)
+                            .await
+                            .map(|_| ())
+                    }
+                    GroupChange::Leave => groups::leave(&t, dev, c).await,
+                }
+                .map_err(failed)?;
+                drop(_one);
+                self.sync_groups();
+                return Ok(Done::Changed);
+            }
         };
         let payload = payload_of(&payload).ok_or_else(|| refused("a message that does not read".into()))?;
         if let Some(peer) = peer {
@@ -399,7 +486,7 @@ impl App {
                 let read = {
                     let _one = owned.serial.lock().await;
                     match &owned.device {
-                        Ok(dev) => groups::sync(&Fetch(self), &WebVault, dev).await,
+                        Ok(dev) => maintain(self, dev).await,
                         Err(_) => Ok(Vec::new()),
                     }
                 };
@@ -410,7 +497,17 @@ impl App {
                         for frame in groups::delivered_receipts(&events, &me) {
                             super::keys::with_keys(|k| k.socket.as_ref().map(|s| s.send(&frame)));
                         }
-                        self.publish(events.iter().filter_map(tab_event).collect())
+                        let still = |c: ConversationId, user: &str| {
+                            owned.device.as_ref().is_ok_and(|dev| {
+                                use sealroom_session::groups::DeviceCell;
+                                dev.with(|d| {
+                                    d.group_of(c.0.unsigned_abs())
+                                        .and_then(|g| d.members(&g).ok())
+                                        .is_some_and(|ms| ms.iter().any(|m| m.user == user))
+                                })
+                            })
+                        };
+                        self.publish(events.iter().filter_map(|e| tab_event(e, &me, &still)).collect())
                     }
                     Err(e) => {
                         web_sys::console::warn_1(&format!("reading the groups failed: {}", e.human()).into())
@@ -489,30 +586,30 @@ impl App {
         // 1, whose own checks speak to the user.
         match self.ask(Op::Route { peer: peer.to_owned() }).await {
             Ok(Done::Routed { conversation }) => Ok(conversation),
-            Ok(Done::Sent { .. }) | Err(_) => Ok(None),
+            Ok(_) | Err(_) => Ok(None),
         }
     }
 
     /// Sends `payload` to `peer` in their conversation's MLS group: shown at once, then
     /// asked of the device's owner.
-    pub(crate) async fn send_mls(self, peer: String, conversation: ConversationId, payload: Payload) {
+    pub(crate) async fn send_mls(self, room: Room, conversation: ConversationId, payload: Payload) {
         let mut entry = [0u8; 16];
         if getrandom::getrandom(&mut entry).is_err() {
             return;
         }
         let sent_ms = now() as u64;
-        let msg = mls_msg(ClientMsgId(entry).to_b64(), true, Ok(&payload), sent_ms, None);
+        let msg = mls_msg(ClientMsgId(entry).to_b64(), None, true, Ok(&payload), sent_ms, None);
         let text = msg.text.clone();
         self.timeline.msgs.update(|m| m.push(Msg { state: Delivery::Sending, ..msg }));
-        self.touch_conv(&peer, format!("You: {text}"), sent_ms as f64, false);
-        self.send_shown(peer, conversation, entry, &payload, Vec::new(), sent_ms).await;
+        self.touch_conv(&room, format!("You: {text}"), sent_ms as f64, false);
+        self.send_shown(&room, conversation, entry, &payload, Vec::new(), sent_ms).await;
     }
 
     /// Asks the device's owner to send a message already shown (under the key of `entry`) in
-    /// `peer`'s MLS conversation; its state follows the answer.
+    /// `room`'s MLS conversation; its state follows the answer.
     pub(crate) async fn send_shown(
         self,
-        peer: String,
+        room: &Room,
         conversation: ConversationId,
         entry: [u8; 16],
         payload: &Payload,
@@ -523,7 +620,7 @@ impl App {
         let Some(encoded) = b64_payload(payload) else { return };
         let op = Op::Send {
             conversation,
-            peer: Some(peer),
+            peer: room.peer().map(str::to_owned),
             entry: ClientMsgId(entry),
             payload: encoded,
             blobs,
@@ -544,7 +641,7 @@ impl App {
                     m.state = Delivery::Sent;
                 }
             }),
-            Ok(Done::Routed { .. }) => {}
+            Ok(_) => {}
             Err(NotSent { kept: true, .. }) => {
                 with_tabs(|t| t.unanswered.push(u));
             }
@@ -556,17 +653,26 @@ impl App {
         }
     }
 
-    /// What the owner read: messages of direct conversations go to their chat and the list.
+    /// Which chat a conversation's events go to: the direct chat with its peer, or the group.
+    fn room_of(&self, conversation: ConversationId) -> Room {
+        match super::keys::with_keys(|k| k.vault.directory().peer(conversation).map(|p| p.to_string()))
+            .flatten()
+        {
+            Some(peer) => Room::Direct(peer),
+            None => Room::Group(conversation),
+        }
+    }
+
+    /// What the owner read: messages go to their chat and the list; changes to a group become
+    /// lines of its timeline.
     fn on_group_events(self, events: &[TabEvent]) {
         let me = self.account.me.get_untracked().unwrap_or_default();
+        let mut reload = false;
         for e in events {
-            let Some(peer) =
-                super::keys::with_keys(|k| k.vault.directory().peer(e.conversation).map(|p| p.to_string()))
-                    .flatten()
-            else {
-                continue; // a group chat: shown with the group interface
-            };
+            let room = self.room_of(e.conversation);
+            let group = room.group().is_some();
             self.learn_moved(e.conversation);
+            let open = self.is_open(&room);
             match &e.what {
                 TabEventKind::Message { sender, sent_ms, payload } => {
                     let Some(payload) = payload_of(payload) else { continue };
@@ -575,53 +681,168 @@ impl App {
                         relay_ts: sealroom_session::clock_disagrees(*sent_ms, e.ts).then_some(e.ts as f64),
                         ..mls_msg(
                             archived_key(e.conversation, e.seq),
+                            group.then_some(sender.as_str()),
                             mine,
                             Ok(&payload),
                             *sent_ms,
                             Some(e.seq),
                         )
                     };
+                    if let (Payload::GroupName(name), Room::Group(_)) = (&payload, &room) {
+                        self.rooms.convs.update(|cs| {
+                            if let Some(c) = cs.iter_mut().find(|c| c.room == room) {
+                                c.title = group_title(Some(name), &c.members, &me);
+                            }
+                        });
+                    }
+                    let system = msg.system;
+                    let preview = super::conversations::preview_of(&msg);
                     let text = msg.text.clone();
-                    let open = self.rooms.active.get_untracked().as_deref() == Some(peer.as_str());
                     let visible = is_visible();
                     if open {
                         self.timeline.forward_secret.set(Some(true));
-                        let markers = self.markers_of(&peer);
+                        let markers = match &room {
+                            Room::Direct(peer) => Some(self.markers_of(peer)),
+                            Room::Group(_) => None,
+                        };
                         self.timeline.msgs.update(|ms| {
                             if !ms.iter().any(|m| m.seq == Some(e.seq)) {
                                 ms.push(msg);
-                                apply_markers(std::slice::from_mut(ms.last_mut().expect("pushed")), markers);
+                                if let Some(markers) = markers {
+                                    apply_markers(
+                                        std::slice::from_mut(ms.last_mut().expect("pushed")),
+                                        markers,
+                                    );
+                                }
                             }
                         });
+                        if group {
+                            self.apply_group_receipts();
+                        }
                         if !mine {
-                            self.timeline.typing_until.set(0.0);
+                            if self.timeline.typing_who.get_untracked() == *sender || !group {
+                                self.timeline.typing_until.set(0.0);
+                            }
                             if visible {
-                                let peer = peer.clone();
-                                spawn_local(async move { self.mark_read(peer).await });
+                                spawn_local(async move { self.mark_read_open().await });
                             }
                         }
                     }
-                    let prefix = if mine { "You: " } else { "" };
-                    self.touch_conv(
-                        &peer,
-                        format!("{prefix}{text}"),
-                        *sent_ms as f64,
-                        !(mine || open && visible),
-                    );
+                    self.touch_conv(&room, preview, *sent_ms as f64, !(mine || system || open && visible));
+                    let title = self.title_of(&room);
                     if !mine && !open {
-                        self.ui.announcement.set(format!("New message from {peer}."));
+                        self.ui.announcement.set(if group {
+                            format!("New message in {title}.")
+                        } else {
+                            format!("New message from {title}.")
+                        });
                     }
-                    if !mine && !visible {
-                        crate::browser::notify(&peer, &text);
+                    if !mine && !visible && !system {
+                        let from = if group { format!("{sender} in {title}") } else { title };
+                        crate::browser::notify(&from, &text);
                     }
                 }
                 TabEventKind::Notice { text } => {
-                    if self.rooms.active.get_untracked().as_deref() == Some(peer.as_str()) {
+                    if open {
                         self.ui.notice.set(Some(text.clone()));
                     }
                 }
-                TabEventKind::Changed => {}
+                TabEventKind::Changed { line } => {
+                    if !group {
+                        continue;
+                    }
+                    reload = true;
+                    if open {
+                        if let Some(line) = line {
+                            let key = archived_key(e.conversation, e.seq);
+                            let msg = Msg {
+                                system: true,
+                                ..mls_msg(
+                                    key,
+                                    None,
+                                    false,
+                                    Ok(&Payload::Text(line.clone())),
+                                    e.ts.unsigned_abs(),
+                                    Some(e.seq),
+                                )
+                            };
+                            self.timeline.msgs.update(|ms| {
+                                if !ms.iter().any(|m| m.key == msg.key) {
+                                    ms.push(msg);
+                                }
+                            });
+                        }
+                        let app = self;
+                        let id = e.conversation;
+                        spawn_local(async move { app.refresh_group(id).await });
+                    }
+                }
+                TabEventKind::Gone { text } => {
+                    reload = true;
+                    if open {
+                        self.ui.notice.set(Some(text.clone()));
+                        self.rooms.group.set(None);
+                    }
+                }
             }
+        }
+        if reload {
+            spawn_local(async move { self.load_conversations().await });
+        }
+    }
+
+    /// What the list calls a chat.
+    pub(crate) fn title_of(&self, room: &Room) -> String {
+        self.rooms
+            .convs
+            .with_untracked(|cs| cs.iter().find(|c| c.room == *room).map(|c| c.title.clone()))
+            .unwrap_or_else(|| room.peer().unwrap_or("a group").to_owned())
+    }
+
+    /// The names of `groups` the device knows (asked of the owning tab).
+    pub(crate) async fn group_names(self, groups: Vec<ConversationId>) -> BTreeMap<ConversationId, String> {
+        if groups.is_empty() {
+            return BTreeMap::new();
+        }
+        match self.ask(Op::Names { conversations: groups }).await {
+            Ok(Done::Names { names }) => names.into_iter().collect(),
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// Creates a group named `name` with `members` (this user its admin), and opens it.
+    pub(crate) async fn create_group(self, name: String, members: Vec<String>) -> Result<(), String> {
+        match self.ask(Op::Create { name, members }).await {
+            Ok(Done::Created { conversation }) => {
+                self.load_conversations().await;
+                self.open_group_chat(conversation).await;
+                Ok(())
+            }
+            Ok(_) => Err("no answer from this browser's device".into()),
+            Err(e) => Err(e.why),
+        }
+    }
+
+    /// Changes the open group (or leaves it).
+    pub(crate) async fn change_group(
+        self,
+        conversation: ConversationId,
+        change: GroupChange,
+    ) -> Result<(), String> {
+        let leaving = matches!(change, GroupChange::Leave);
+        match self.ask(Op::Change { conversation, change }).await {
+            Ok(_) => {
+                if leaving {
+                    if self.is_open(&Room::Group(conversation)) {
+                        self.rooms.active.set(None);
+                    }
+                    self.load_conversations().await;
+                } else {
+                    self.refresh_group(conversation).await;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.why),
         }
     }
 
@@ -642,11 +863,20 @@ impl App {
         if !page.is_empty() {
             self.learn_moved(conversation);
         }
+        let group = self.room_of(conversation).group().is_some();
         let msgs = page
             .into_iter()
             .map(|m| {
                 let key = archived_key(conversation, m.seq);
-                mls_msg(key, m.sender == me, m.payload.as_ref().map_err(|_| ()), m.sent_ms, Some(m.seq))
+                let sender = group.then_some(m.sender.as_str());
+                mls_msg(
+                    key,
+                    sender,
+                    m.sender == me,
+                    m.payload.as_ref().map_err(|_| ()),
+                    m.sent_ms,
+                    Some(m.seq),
+                )
             })
             .collect();
         (msgs, more)
@@ -655,8 +885,9 @@ impl App {
     /// What the relay stores of the open chat's MLS message at `seq`, for the ciphertext view:
     /// a label saying what it is, and the bytes in base64 (or why there are none).
     pub(crate) async fn stored_copy(self, seq: u64) -> (String, String) {
-        let conversation = self.rooms.active.get_untracked().and_then(|peer| self.conversation_of(&peer));
-        let Some(conversation) = conversation else { return ("Not stored".into(), String::new()) };
+        let Some(conversation) = self.open_conversation() else {
+            return ("Not stored".into(), String::new());
+        };
         match groups::stored_copy(&Fetch(self), conversation, seq).await {
             Ok(groups::StoredCopy::Log(bytes)) => {
                 ("MLS message as stored by the server".into(), sealroom_protocol::encode_b64(&bytes))
@@ -688,6 +919,44 @@ impl App {
         super::keys::call::<RemoveDevice>(&RemoveDevice::path(&[&device]), None).await.map_err(|e| human(&e))
     }
 
+    /// Removes this browser's device of `user` for good: at the relay (it may no longer act,
+    /// and its groups' members take it out) and from IndexedDB, after this tab lets it go.
+    pub(crate) async fn end_device(self, user: &str) {
+        if let Some(id) = BrowserDevice::id_of(user).await {
+            if let Err(why) = self.remove_device(id).await {
+                web_sys::console::warn_1(&format!("this browser's device was not removed: {why}").into());
+            }
+        }
+        self.stop_device();
+        if BrowserDevice::forget(user).await.is_err() {
+            web_sys::console::warn_1(&"this browser's device state could not be deleted".into());
+        }
+    }
+
+    /// Turns the history archive on or off for every device of this user (the key backup
+    /// says which); off deletes what the relay holds. The other tabs take the change from the
+    /// backup.
+    pub(crate) async fn set_archive(self, on: bool) -> Result<(), String> {
+        groups::set_archive(&Fetch(self), &WebVault, on).await.map_err(|e| e.human())?;
+        post(&TabMsg::Archive { on });
+        Ok(())
+    }
+
+    /// Whether the history archive is on.
+    pub(crate) fn archive_on(&self) -> bool {
+        WebVault.with(|v| v.archive_on()).unwrap_or(true)
+    }
+
+    /// Another tab changed the archive setting: this tab's copy of the vault follows (the key
+    /// from the stored backup, so every tab seals under the same one).
+    async fn archive_changed(self, on: bool) {
+        let Ok(me) = super::keys::call::<GetMe>(&GetMe::path(&[]), None).await else { return };
+        WebVault.with(|v| {
+            let _ = v.backup_conflict(&me);
+            let _ = v.set_archive(on);
+        });
+    }
+
     /// Leaves the tabs: the lock is released (another tab takes the device over) and the
     /// channel closed.
     pub(crate) fn stop_device(&self) {
@@ -695,23 +964,101 @@ impl App {
     }
 }
 
+/// What a commit says in the timeline: who came and went (a key update says nothing).
+fn commit_line(
+    s: &sealroom_session::mls::CommitSummary,
+    me: &str,
+    still_member: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let who = |u: &str| if u == me { "you".to_owned() } else { u.to_owned() };
+    let by = if s.by == me { "You".to_owned() } else { s.by.clone() };
+    fn users(list: &[(String, sealroom_session::mls::DeviceId)]) -> Vec<&str> {
+        let mut users: Vec<&str> = list.iter().map(|(u, _)| u.as_str()).collect();
+        users.sort_unstable();
+        users.dedup();
+        users
+    }
+    let added = users(&s.added);
+    // A device removed from a user who stays is that user's news, not a departure.
+    let (removed, devices): (Vec<&str>, Vec<&str>) =
+        users(&s.removed).into_iter().partition(|u| !still_member(u));
+    let mut parts = Vec::new();
+    // A member's own new device joins by itself; anyone else's is added.
+    let (own, others): (Vec<&str>, Vec<&str>) = added.iter().partition(|u| **u == s.by);
+    if !own.is_empty() {
+        parts.push(format!("{by} joined from a new device (their safety number is unchanged: devices are signed by their key)"));
+    }
+    if !others.is_empty() {
+        let names: Vec<String> = others.iter().map(|u| who(u)).collect();
+        parts.push(format!("{by} added {}", names.join(", ")));
+    }
+    if !removed.is_empty() {
+        let names: Vec<String> = removed.iter().map(|u| who(u)).collect();
+        parts.push(format!(
+            "{} no longer in the group",
+            if names.len() == 1 && names[0] != "you" {
+                format!("{} is", names[0])
+            } else if names == ["you"] {
+                "You are".to_owned()
+            } else {
+                format!("{} are", names.join(", "))
+            }
+        ));
+    }
+    if !devices.is_empty() {
+        let names: Vec<String> = devices.iter().map(|u| who(u)).collect();
+        parts.push(if names == ["you"] {
+            "One of your devices was removed".to_owned()
+        } else {
+            format!("A device of {} was removed", names.join(", "))
+        });
+    }
+    if s.admins_changed {
+        parts.push(format!("{by} changed who the admins are"));
+    }
+    // Each part starts as a sentence does, or with a username (never capitalized).
+    (!parts.is_empty()).then(|| parts.join("; ") + ".")
+}
+
 /// An event as the tabs pass it on (`None`: nothing to show).
-fn tab_event(e: &GroupEvent) -> Option<TabEvent> {
+fn tab_event(
+    e: &GroupEvent,
+    me: &str,
+    still_member: &impl Fn(ConversationId, &str) -> bool,
+) -> Option<TabEvent> {
     let what = match &e.what {
         EventKind::Message { sender, sent_ms, payload, .. } => TabEventKind::Message {
             sender: sender.clone(),
             sent_ms: *sent_ms,
             payload: b64_payload(payload)?,
         },
-        EventKind::Joined | EventKind::Commit(_) => TabEventKind::Changed,
-        EventKind::Removed => {
-            TabEventKind::Notice { text: "You are no longer in this conversation's group.".into() }
+        EventKind::Joined => TabEventKind::Changed { line: None },
+        EventKind::Commit(summary) if summary.self_removed => {
+            TabEventKind::Gone { text: format!("{} removed you from this group.", summary.by) }
         }
+        EventKind::Commit(summary) => {
+            TabEventKind::Changed { line: commit_line(summary, me, |u| still_member(e.conversation, u)) }
+        }
+        EventKind::Removed => TabEventKind::Gone { text: "You are no longer in this group.".into() },
         EventKind::Unreadable(why) | EventKind::Refused(why) | EventKind::Unconfirmed(why) => {
             TabEventKind::Notice { text: capitalize(why) }
         }
     };
     Some(TabEvent { conversation: e.conversation, seq: e.seq, ts: e.ts, what })
+}
+
+/// Reads every group's news, then commits what is left to tidy (users who left, removed
+/// devices) and the key updates this device owes, and reads those back: what the CLI's
+/// `maintain` does.
+async fn maintain(app: App, dev: &BrowserDevice) -> Result<Vec<GroupEvent>, Failure> {
+    let t = Fetch(app);
+    let mut events = groups::sync(&t, &WebVault, dev).await?;
+    let committed = groups::tidy(&t, &WebVault, dev).await.unwrap_or(0)
+        + groups::renew(&t, &WebVault, dev, now() as i64).await.unwrap_or(0);
+    if committed > 0 {
+        events.extend(groups::sync(&t, &WebVault, dev).await?);
+    }
+    Ok(events)
 }
 
 /// The key of the message at `seq` in `conversation`'s log.
@@ -720,16 +1067,30 @@ fn archived_key(conversation: ConversationId, seq: u64) -> String {
 }
 
 /// A message of an MLS conversation as the timeline shows it (stored by the relay; `payload`
-/// is `Err` for one that does not open).
-fn mls_msg(key: String, mine: bool, payload: Result<&Payload, ()>, sent_ms: u64, seq: Option<u64>) -> Msg {
+/// is `Err` for one that does not open). `sender` is named in a group.
+fn mls_msg(
+    key: String,
+    sender: Option<&str>,
+    mine: bool,
+    payload: Result<&Payload, ()>,
+    sent_ms: u64,
+    seq: Option<u64>,
+) -> Msg {
     let (text, file, undecryptable) = match payload {
+        Ok(Payload::GroupName(n)) => {
+            let who = if mine { "You" } else { sender.unwrap_or("Someone") };
+            (format!("{who} named the group “{n}”."), None, false)
+        }
         Ok(p) => {
             let (text, file) = describe(p);
             (text, file, false)
         }
         Err(()) => ("This message could not be decrypted.".to_owned(), None, true),
     };
+    let system = matches!(payload, Ok(Payload::Upgrade { .. } | Payload::GroupName(_)));
     Msg {
+        sender: if mine { None } else { sender.map(str::to_owned) },
+        system,
         folded: text.to_lowercase(),
         key,
         id: None,
@@ -765,6 +1126,11 @@ pub(crate) fn describe(payload: &Payload) -> (String, Option<FileMeta>) {
         Payload::GroupName(n) => (format!("Named the group “{n}”."), None),
         _ => ("This message needs a newer version of Sealroom.".into(), None),
     }
+}
+
+/// Usernames, or why one is not.
+fn usernames(names: &[String]) -> Result<Vec<Username>, String> {
+    names.iter().map(|n| Username::parse(n).map_err(|_| format!("“{n}” is not a username"))).collect()
 }
 
 fn js_text(e: &wasm_bindgen::JsValue) -> String {

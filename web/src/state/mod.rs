@@ -29,7 +29,9 @@ mod timeline;
 pub(crate) use crate::browser::futures_channel;
 pub use crate::browser::now;
 pub(crate) use keys::call;
+pub(crate) use mls::GroupChange;
 pub use mls::MOVED;
+pub(crate) use model::capitalize;
 pub use model::*;
 
 /// The reactive state: one handle (Copy) over every area's signals. Actions are its methods;
@@ -70,8 +72,11 @@ pub struct Account {
 pub struct Rooms {
     /// Conversation list.
     pub convs: RwSignal<Vec<Conv>>,
-    /// Open chat's peer.
-    pub active: RwSignal<Option<String>>,
+    /// The open chat.
+    pub active: RwSignal<Option<Room>>,
+    /// The open group's state at the relay: members, admins, receipts (`None` for a direct
+    /// chat, or until fetched).
+    pub group: RwSignal<Option<sealroom_protocol::GroupState>>,
     /// Directory search results.
     pub found: RwSignal<Vec<String>>,
     /// The users this user has blocked.
@@ -102,6 +107,8 @@ pub struct Timeline {
     pub archive_more: RwSignal<bool>,
     /// Peer typing in the open chat (until the time given).
     pub typing_until: RwSignal<f64>,
+    /// Who is typing in the open group.
+    pub typing_who: RwSignal<String>,
     /// The open chat is in MLS (forward-secret), or version 1; `None` until known.
     pub forward_secret: RwSignal<Option<bool>>,
 }
@@ -133,15 +140,19 @@ pub struct Ui {
 impl App {
     /// Fresh state.
     pub fn new() -> Self {
-        let active = RwSignal::new(None::<String>);
+        let active = RwSignal::new(None::<Room>);
         let key_alerts = RwSignal::new(BTreeMap::<String, KeyAlert>::new());
         let key_alert = Memo::new(move |_| {
-            active.with(|a| a.as_ref().and_then(|p| key_alerts.with(|k| k.get(p).cloned())))
+            active.with(|a| {
+                a.as_ref().and_then(Room::peer).and_then(|p| key_alerts.with(|k| k.get(p).cloned()))
+            })
         });
         let blocked = RwSignal::new(std::collections::BTreeSet::<String>::new());
         let paused = Memo::new(move |_| {
             key_alert.with(Option::is_some)
-                || active.with(|a| a.as_ref().is_some_and(|p| blocked.with(|b| b.contains(p))))
+                || active.with(|a| {
+                    a.as_ref().and_then(Room::peer).is_some_and(|p| blocked.with(|b| b.contains(p)))
+                })
         });
         App {
             account: Account {
@@ -159,6 +170,7 @@ impl App {
             rooms: Rooms {
                 convs: RwSignal::new(Vec::new()),
                 active,
+                group: RwSignal::new(None),
                 found: RwSignal::new(Vec::new()),
                 search_query: RwSignal::new(String::new()),
                 blocked,
@@ -173,6 +185,7 @@ impl App {
                 v1_more: RwSignal::new(false),
                 archive_more: RwSignal::new(false),
                 typing_until: RwSignal::new(0.0),
+                typing_who: RwSignal::new(String::new()),
                 forward_secret: RwSignal::new(None),
             },
             transfers: Transfers {
@@ -201,6 +214,29 @@ impl App {
 
     pub(crate) fn fail(&self, e: &ApiError) {
         self.ui.notice.set(Some(human(e)));
+    }
+
+    /// The open group's conversation (not tracked).
+    pub(crate) fn open_group(&self) -> Option<sealroom_protocol::ConversationId> {
+        self.rooms.active.with_untracked(|a| a.as_ref().and_then(Room::group))
+    }
+
+    /// Whether `room` is the open chat (not tracked).
+    pub(crate) fn is_open(&self, room: &Room) -> bool {
+        self.rooms.active.with_untracked(|a| a.as_ref() == Some(room))
+    }
+
+    /// Whether the direct chat with `peer` is open (not tracked).
+    pub(crate) fn is_open_with(&self, peer: &str) -> bool {
+        self.rooms.active.with_untracked(|a| a.as_ref().and_then(Room::peer) == Some(peer))
+    }
+
+    /// The open chat's conversation at the relay, if it has one.
+    pub(crate) fn open_conversation(&self) -> Option<sealroom_protocol::ConversationId> {
+        match self.rooms.active.get_untracked()? {
+            Room::Direct(peer) => self.conversation_of(&peer),
+            Room::Group(id) => Some(id),
+        }
     }
 }
 

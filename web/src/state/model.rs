@@ -1,6 +1,6 @@
 //! The state's plain types and the pure functions over them: no browser, no signals, no keys.
 
-use sealroom_protocol::{ApiError, ClientFrame, ConversationId, ErrorCode, MessageId};
+use sealroom_protocol::{ApiError, ClientFrame, ConversationId, ErrorCode, GroupState, MessageId};
 
 /// Which screen is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,70 @@ pub struct Msg {
     /// Its position in the conversation's MLS log: a forward-secret message (`id` is then
     /// `None`: only version 1 messages have the relay's message ids).
     pub seq: Option<u64>,
+    /// Who wrote it, in a group (shown above others' messages); `None` in a direct chat.
+    pub sender: Option<String>,
+    /// A line of the timeline rather than a message: a move to MLS, a rename, a member
+    /// added or gone, a new device.
+    pub system: bool,
+}
+
+/// Which chat: a direct one, by the peer's name, or a group, by its conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Room {
+    /// With this user.
+    Direct(String),
+    /// This group conversation.
+    Group(ConversationId),
+}
+
+impl Room {
+    /// The peer of a direct chat.
+    pub fn peer(&self) -> Option<&str> {
+        match self {
+            Room::Direct(p) => Some(p),
+            Room::Group(_) => None,
+        }
+    }
+
+    /// The group's conversation.
+    pub fn group(&self) -> Option<ConversationId> {
+        match self {
+            Room::Direct(_) => None,
+            Room::Group(id) => Some(*id),
+        }
+    }
+
+    /// The room a [`slug`](Self::slug) names.
+    pub fn from_slug(slug: &str) -> Option<Room> {
+        match slug.strip_prefix('#') {
+            Some(id) => id.parse().ok().map(|id| Room::Group(ConversationId(id))),
+            None => sealroom_protocol::Username::parse(slug).ok().map(|u| Room::Direct(u.to_string())),
+        }
+    }
+
+    /// A name for it in this tab's storage and in the page (drafts, scroll, element ids):
+    /// the peer's name, or `#` and the group's id (never a username).
+    pub fn slug(&self) -> String {
+        match self {
+            Room::Direct(p) => p.clone(),
+            Room::Group(id) => format!("#{}", id.0),
+        }
+    }
+}
+
+/// A group's name for people: its name, else its other members.
+pub fn group_title(name: Option<&str>, members: &[String], me: &str) -> String {
+    match name {
+        Some(n) if !n.trim().is_empty() => n.to_owned(),
+        _ => {
+            let others: Vec<&str> = members.iter().map(String::as_str).filter(|m| *m != me).collect();
+            if others.is_empty() {
+                "Group".into()
+            } else {
+                others.join(", ")
+            }
+        }
+    }
 }
 
 /// What a file message says about its file.
@@ -78,8 +142,12 @@ pub struct FileMeta {
 pub struct Conv {
     /// The relay's id for it.
     pub id: ConversationId,
-    /// The peer.
-    pub peer: String,
+    /// Which chat it is.
+    pub room: Room,
+    /// What the list shows: the peer's name, or the group's.
+    pub title: String,
+    /// A group's members, this user included (empty for a direct chat).
+    pub members: Vec<String>,
     /// Decrypted preview of the last message.
     pub preview: String,
     /// Last activity.
@@ -101,6 +169,18 @@ pub struct Conv {
     pub markers: Markers,
     /// Up to where this user has read the conversation's MLS log.
     pub log_read_up_to: u64,
+}
+
+impl Conv {
+    /// The peer of a direct chat.
+    pub fn peer(&self) -> Option<&str> {
+        self.room.peer()
+    }
+
+    /// Whether this is the direct chat with `peer`.
+    pub fn is_with(&self, peer: &str) -> bool {
+        self.peer() == Some(peer)
+    }
 }
 
 /// How far someone has received and read a conversation: in version 1 (message ids) and in
@@ -206,6 +286,36 @@ impl Markers {
     }
 }
 
+/// Where a group's slowest other member is: this user's messages are delivered once every
+/// other member received them, and read once every one read them.
+pub fn group_markers(g: &GroupState, me: &str) -> Markers {
+    let others = || g.members.iter().filter(|m| m.user.as_str() != me);
+    Markers {
+        log_delivered: others().map(|m| m.delivered_up_to).min().unwrap_or(0),
+        log_read: others().map(|m| m.read_up_to).min().unwrap_or(0),
+        ..Markers::default()
+    }
+}
+
+/// How many of a group's other members have received and read the message at `seq`, and how
+/// many there are: ("read by 3 of 5").
+pub fn group_receipt(g: &GroupState, me: &str, seq: u64) -> (usize, usize, usize) {
+    let others: Vec<_> = g.members.iter().filter(|m| m.user.as_str() != me).collect();
+    let read = others.iter().filter(|m| m.read_up_to >= seq).count();
+    let delivered = others.iter().filter(|m| m.delivered_up_to.max(m.read_up_to) >= seq).count();
+    (read, delivered, others.len())
+}
+
+/// A member's marker in a group's state rose (never down).
+pub fn raise_member(g: &mut GroupState, who: &str, up_to: u64, read: bool) {
+    if let Some(m) = g.members.iter_mut().find(|m| m.user.as_str() == who) {
+        m.delivered_up_to = m.delivered_up_to.max(up_to);
+        if read {
+            m.read_up_to = m.read_up_to.max(up_to);
+        }
+    }
+}
+
 /// What a username may be, in a sentence.
 pub const USERNAME_RULE: &str = "Usernames are 3–32 letters, digits or _, starting with a letter.";
 
@@ -254,6 +364,8 @@ mod tests {
             undecryptable: false,
             file: None,
             seq: None,
+            sender: None,
+            system: false,
         }
     }
 
@@ -301,7 +413,9 @@ mod tests {
     fn the_list_is_pinned_first_then_newest() {
         let conv = |id, ts, pinned| Conv {
             id: ConversationId(id),
-            peer: format!("p{id}"),
+            room: Room::Direct(format!("p{id}")),
+            title: format!("p{id}"),
+            members: Vec::new(),
             preview: String::new(),
             ts,
             unread: 0,
@@ -322,7 +436,9 @@ mod tests {
     fn what_the_list_fetched_is_acknowledged_per_conversation() {
         let conv = |id, unread_up_to: Option<i64>| Conv {
             id: ConversationId(id),
-            peer: String::new(),
+            room: Room::Group(ConversationId(id)),
+            title: String::new(),
+            members: Vec::new(),
             preview: String::new(),
             ts: 0.0,
             unread: u32::from(unread_up_to.is_some()),
@@ -342,6 +458,51 @@ mod tests {
                 ClientFrame::Delivered { conversation: ConversationId(3), up_to: MessageId(9) },
             ]
         );
+    }
+
+    #[test]
+    fn a_group_without_a_name_is_called_by_its_other_members() {
+        let members = ["alice".to_owned(), "bob".to_owned(), "carol".to_owned()];
+        assert_eq!(group_title(Some("Book club"), &members, "bob"), "Book club");
+        assert_eq!(group_title(None, &members, "bob"), "alice, carol");
+        assert_eq!(group_title(Some("  "), &members, "bob"), "alice, carol");
+        assert_eq!(group_title(None, &members[1..2], "bob"), "Group");
+        assert_eq!(Room::Group(ConversationId(6)).slug(), "#6");
+        for room in [Room::Group(ConversationId(6)), Room::Direct("bob".into())] {
+            assert_eq!(Room::from_slug(&room.slug()), Some(room));
+        }
+        assert_eq!(Room::from_slug("#x"), None);
+    }
+
+    #[test]
+    fn a_group_message_is_read_when_every_other_member_read_it() {
+        use sealroom_protocol::{GroupId, GroupMember, Username};
+        let member = |u: &str, delivered_up_to, read_up_to| GroupMember {
+            user: Username::parse(u).unwrap(),
+            admin: false,
+            delivered_up_to,
+            read_up_to,
+        };
+        let mut g = GroupState {
+            conversation: ConversationId(6),
+            kind: sealroom_protocol::ConversationKind::Group,
+            group_id: GroupId([0; 16]),
+            epoch: 1,
+            members: vec![member("alice", 0, 0), member("bob", 9, 5), member("carol", 7, 7)],
+            removed_devices: vec![],
+        };
+        assert_eq!(
+            group_markers(&g, "alice"),
+            Markers { log_delivered: 7, log_read: 5, ..Markers::default() }
+        );
+        assert_eq!(group_receipt(&g, "alice", 6), (1, 2, 2), "carol read it; both have it");
+        assert_eq!(group_receipt(&g, "alice", 8), (0, 1, 2));
+        raise_member(&mut g, "bob", 8, true);
+        raise_member(&mut g, "carol", 3, true);
+        assert_eq!(group_receipt(&g, "alice", 8), (1, 1, 2), "markers never go down");
+        let mut msgs = vec![in_log(5), in_log(7), in_log(8)];
+        apply_markers(&mut msgs, group_markers(&g, "alice"));
+        assert_eq!(states(&msgs), [Delivery::Read, Delivery::Read, Delivery::Sent], "carol has not got 8");
     }
 
     #[test]

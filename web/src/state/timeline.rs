@@ -3,6 +3,7 @@
 use sealroom_crypto::{MessageHeader, Payload};
 use sealroom_protocol::endpoint::{Endpoint, History, MarkRead};
 use sealroom_protocol::{ClientFrame, ClientMsgId, MessageId, MessageOut, Username};
+
 use sealroom_session::{flows, VaultCell};
 
 use super::keys::call;
@@ -34,6 +35,8 @@ impl App {
             Err(_) => ("This message could not be decrypted.".into(), true),
         };
         Some(Msg {
+            system: file.is_none() && text == super::mls::MOVED,
+            sender: None,
             folded: text.to_lowercase(),
             key: m.client_msg_id.to_b64(),
             id: Some(m.id.0),
@@ -57,8 +60,8 @@ impl App {
     /// Loads the whole history of the open chat, so that search covers all of it (the relay
     /// cannot search: it only has ciphertext).
     pub async fn load_all(self) {
-        let peer = self.rooms.active.get_untracked();
-        while self.timeline.has_more.get_untracked() && self.rooms.active.get_untracked() == peer {
+        let room = self.rooms.active.get_untracked();
+        while self.timeline.has_more.get_untracked() && self.rooms.active.get_untracked() == room {
             let before = self.timeline.msgs.with_untracked(Vec::len);
             self.load_older_page(sealroom_protocol::MAX_PAGE).await;
             if self.timeline.msgs.with_untracked(Vec::len) == before {
@@ -70,15 +73,18 @@ impl App {
     /// The page of history just older than what the chat shows: from version 1 and from the
     /// archive (a conversation that moved has both), merged by the senders' clocks.
     pub(crate) async fn load_older_page(self, limit: u32) {
-        let Some(peer) = self.rooms.active.get_untracked() else { return };
-        let Some(id) = self.conversation_of(&peer) else { return };
+        let Some(room) = self.rooms.active.get_untracked() else { return };
+        let Some(id) = self.open_conversation() else { return };
         let (oldest_id, oldest_seq) = self
             .timeline
             .msgs
             .with_untracked(|m| (m.iter().filter_map(|m| m.id).min(), m.iter().filter_map(|m| m.seq).min()));
         let mut older = Vec::new();
         let mut v1_more = false;
-        let mut peer_markers = self.markers_of(&peer);
+        let mut peer_markers = match room.peer() {
+            Some(peer) => self.markers_of(peer),
+            None => Markers::default(),
+        };
         if let (true, Some(oldest)) = (self.timeline.v1_more.get_untracked(), oldest_id) {
             let query = sealroom_protocol::HistoryQuery {
                 before: Some(MessageId(oldest)),
@@ -101,10 +107,12 @@ impl App {
             older.extend(page);
             archive_more = more;
         }
-        if self.rooms.active.get_untracked().as_deref() != Some(peer.as_str()) {
+        if !self.is_open(&room) {
             return;
         }
-        apply_markers(&mut older, peer_markers);
+        if room.group().is_none() {
+            apply_markers(&mut older, peer_markers);
+        }
         self.timeline.v1_more.set(v1_more);
         self.timeline.archive_more.set(archive_more);
         self.timeline.has_more.set(v1_more || archive_more);
@@ -113,12 +121,16 @@ impl App {
             *msgs = older;
             msgs.sort_by(|a, b| a.ts.total_cmp(&b.ts));
         });
+        if room.group().is_some() {
+            self.apply_group_receipts();
+        }
     }
 
-    /// Marks the open chat with `peer` read up to the newest message it shows: the version 1
-    /// marker over REST, the MLS log's over this tab's socket (only when it rose).
-    pub(crate) async fn mark_read(&self, peer: String) {
-        let Some(id) = self.conversation_of(&peer) else { return };
+    /// Marks the open chat read up to the newest message it shows: the version 1 marker over
+    /// REST, the MLS log's over this tab's socket (only when it rose).
+    pub(crate) async fn mark_read_open(&self) {
+        let Some(room) = self.rooms.active.get_untracked() else { return };
+        let Some(id) = self.open_conversation() else { return };
         let (newest_id, newest_seq) = self
             .timeline
             .msgs
@@ -130,7 +142,7 @@ impl App {
         let read = self
             .rooms
             .convs
-            .with_untracked(|cs| cs.iter().find(|c| c.peer == peer).map(|c| c.log_read_up_to));
+            .with_untracked(|cs| cs.iter().find(|c| c.room == room).map(|c| c.log_read_up_to));
         if let Some(up_to) = newest_seq.filter(|s| read.is_none_or(|r| *s > r)) {
             let frame = ClientFrame::GroupRead { conversation: id, up_to };
             with_keys(|k| k.socket.as_ref().map(|s| s.send(&frame)));
@@ -139,24 +151,30 @@ impl App {
             return;
         }
         self.rooms.convs.update(|cs| {
-            if let Some(c) = cs.iter_mut().find(|c| c.peer == peer) {
+            if let Some(c) = cs.iter_mut().find(|c| c.room == room) {
                 c.unread = 0;
                 c.log_read_up_to = c.log_read_up_to.max(newest_seq.unwrap_or(0));
             }
         });
     }
 
-    /// Encrypts and sends a text to the open chat's peer; queued while offline.
+    /// Encrypts and sends a text to the open chat; queued while offline.
     pub async fn send(self, text: String) {
-        let Some(peer) = self.rooms.active.get_untracked() else { return };
+        let Some(room) = self.rooms.active.get_untracked() else { return };
         if text.trim().is_empty() || self.rooms.paused.get_untracked() {
             // The composer is disabled behind the banner; this is the same rule for Enter.
             return;
         }
+        let peer = match room {
+            Room::Group(id) => return self.send_mls(room, id, Payload::Text(text)).await,
+            Room::Direct(peer) => peer,
+        };
         // A conversation in MLS gets its messages there (forward-secret); one whose state is
         // unknown because the relay cannot be reached is queued as version 1 (see below).
         match self.mls_route(&peer).await {
-            Ok(Some(conversation)) => return self.send_mls(peer, conversation, Payload::Text(text)).await,
+            Ok(Some(conversation)) => {
+                return self.send_mls(Room::Direct(peer), conversation, Payload::Text(text)).await
+            }
             Ok(None) => {}
             Err(e) => return self.ui.notice.set(Some(format!("Cannot send to {peer}: {}", e.human()))),
         }
@@ -174,9 +192,11 @@ impl App {
             return;
         };
         let (text, _) = super::mls::describe(&payload);
-        if self.rooms.active.get_untracked().as_deref() == Some(peer.as_str()) {
+        if self.is_open_with(&peer) {
             self.timeline.msgs.update(|m| {
                 m.push(Msg {
+                    system: text == super::mls::MOVED,
+                    sender: None,
                     folded: text.to_lowercase(),
                     key: ClientMsgId(header.client_msg_id).to_b64(),
                     id: None,
@@ -192,7 +212,7 @@ impl App {
                 })
             });
         }
-        self.touch_conv(&peer, format!("You: {text}"), now(), false);
+        self.touch_conv(&Room::Direct(peer.clone()), format!("You: {text}"), now(), false);
         self.enqueue(peer, frame);
     }
 
@@ -259,9 +279,8 @@ impl App {
 
     /// Tells the peer this user is typing (the relay throttles).
     pub fn typing(&self) {
-        let Some(active) = self.rooms.active.get_untracked() else { return };
         // Only within an existing conversation: the relay relays typing in those only.
-        let Some(conversation) = self.conversation_of(&active) else { return };
+        let Some(conversation) = self.open_conversation() else { return };
         with_keys(|k| k.socket.as_ref().map(|s| s.send(&ClientFrame::Typing { conversation })));
     }
 }
