@@ -1622,6 +1622,34 @@ async fn a_group_made_in_the_browser_carries_names_receipts_typing_and_changes()
         .unwrap();
     wait_text(&a, ".msg.mine .state", "read by everyone").await;
 
+    // What a direct chat does works here: a picture, the ciphertext view, search, pinning.
+    give_files(&b, "attach", PNG).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while image_pixels(&a, ".msg.theirs img.thumb").await.is_null() {
+        assert!(Instant::now() < deadline, "bob's picture did not open in alice's group chat");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        image_pixels(&a, ".msg.theirs img.thumb").await,
+        serde_json::json!([64, 48, [0, 0, 255, 255], [255, 0, 0, 255]])
+    );
+    let (label, cipher) = show_ciphertext(&a, "hello from carol").await;
+    assert!(label.contains("MLS message as stored by the server"), "{label}");
+    assert!(!cipher.contains("hello"), "ciphertext, not the text");
+    a.find(Locator::Css("button[aria-label='Search in chat']")).await.unwrap().click().await.unwrap();
+    wait_css(&a, "#chat-search").await.send_keys("carol").await.unwrap();
+    wait_text(&a, ".searchbar .count", "1 of 1").await;
+    wait_text(&a, ".msg mark", "carol").await;
+    a.find(Locator::Css("button[aria-label='Search in chat']")).await.unwrap().click().await.unwrap();
+    a.find(Locator::Css(".conv .menu-btn")).await.unwrap().click().await.unwrap();
+    a.find(Locator::XPath("//button[@role='menuitem'][text()='Pin to top']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_css(&a, ".conv .pin").await;
+
     // The members panel: alice is the admin; she removes carol.
     a.find(Locator::Css("button[aria-label='Members']")).await.unwrap().click().await.unwrap();
     wait_text(&a, ".members .member", "alice (you)").await;
