@@ -20,6 +20,14 @@ fn web_dist() -> PathBuf {
     dist
 }
 
+/// A relay serving `web/dist`, with `args` besides; chromedriver; a directory for profiles.
+async fn web_scene(args: &[&str]) -> (TestServer, Driver, tempfile::TempDir) {
+    let dist = web_dist();
+    let mut all = vec!["--web-dir", dist.to_str().unwrap()];
+    all.extend_from_slice(args);
+    (TestServer::start_with(&all), Driver::start().await, tempfile::tempdir().unwrap())
+}
+
 /// chromedriver on a free port, killed on drop.
 struct Driver {
     child: Child,
@@ -1316,11 +1324,8 @@ async fn show_ciphertext(c: &Client, text: &str) -> (String, String) {
 /// when the owning tab closes, the second takes the device over and the conversation goes on.
 #[tokio::test]
 async fn a_browser_profiles_tabs_share_one_mls_device_and_hand_it_over_when_the_owner_closes() {
-    let dist = web_dist();
     // The log is pruned every second (of what every device read), as it is every 5 minutes.
-    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap(), "--gc-interval", "1s"]);
-    let driver = Driver::start().await;
-    let profiles = tempfile::tempdir().unwrap();
+    let (server, driver, profiles) = web_scene(&["--gc-interval", "1s"]).await;
     let a = driver.browser(&profiles.path().join("alice")).await;
     let mut bob = server.register("bob").await;
     bob.mls_start().await.unwrap();
@@ -1542,10 +1547,7 @@ async fn settings_list_this_browser_and_the_cli_and_remove_one() {
 /// of the timeline.
 #[tokio::test]
 async fn a_group_made_in_the_browser_carries_names_receipts_typing_and_changes() {
-    let dist = web_dist();
-    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
-    let driver = Driver::start().await;
-    let profiles = tempfile::tempdir().unwrap();
+    let (server, driver, profiles) = web_scene(&[]).await;
     let a = driver.browser(&profiles.path().join("alice")).await;
     let b = driver.browser(&profiles.path().join("bob")).await;
     let mut carol = server.register("carol").await;
@@ -1713,10 +1715,7 @@ async fn a_group_made_in_the_browser_carries_names_receipts_typing_and_changes()
 /// with no history, while her first browser still reads new messages live.
 #[tokio::test]
 async fn a_new_browser_reads_the_history_a_visit_leaves_its_groups_and_strict_mode_keeps_none() {
-    let dist = web_dist();
-    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
-    let driver = Driver::start().await;
-    let profiles = tempfile::tempdir().unwrap();
+    let (server, driver, profiles) = web_scene(&[]).await;
     let a = driver.browser(&profiles.path().join("alice")).await;
     let mut carol = server.register("carol").await;
     carol.mls_start().await.unwrap();
@@ -1805,5 +1804,129 @@ async fn a_new_browser_reads_the_history_a_visit_leaves_its_groups_and_strict_mo
     let page = fresh.find(Locator::Css(".messages")).await.unwrap().text().await.unwrap();
     assert!(!page.contains("said before"), "strict mode keeps no history: {page}");
     close_clean(fresh).await;
+    close_clean(a).await;
+}
+
+/// Issue 14, the browser flavour of the chaos test: one browser profile of alice's with two
+/// tabs in a group with bob and carol (CLI devices). Round after round, bob and carol write,
+/// carol commits (key updates, dave added and removed), and alice's tabs are reloaded, or
+/// closed with another opened in their place (handing the device over), while alice writes
+/// from whichever tab is there. At the end every open tab shows every message, and nothing
+/// reads "could not be decrypted"; bob and carol read everything alice wrote. The seed is
+/// printed (`SEALROOM_CHAOS_SEED` replays it).
+#[tokio::test]
+async fn tabs_that_reload_and_hand_over_at_random_lose_no_message_of_a_group() {
+    let seed = sealroom_tests::Rng::seed_from_env("SEALROOM_CHAOS_SEED");
+    println!("SEALROOM_CHAOS_SEED={seed}");
+    let mut rng = sealroom_tests::Rng::seeded(seed);
+    let (server, driver, profiles) = web_scene(&["--gc-interval", "1s"]).await;
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    let mut bob = server.register("bob").await;
+    let mut carol = server.register("carol").await;
+    let mut dave = server.register("dave").await;
+    for s in [&mut bob, &mut carol, &mut dave] {
+        s.mls_start().await.unwrap();
+    }
+    sign_up(&a, &server.url, "alice", true).await;
+    wait_signing_key(&server, carol.token(), "alice").await;
+    let group = carol.create_group(&["alice", "bob"]).await.unwrap();
+    carol.rename_group(group, "Chaos").await.unwrap();
+    wait_text(&a, ".conv .title", "Chaos").await;
+    open_conv(&a, "Chaos").await;
+    let first = a.window().await.unwrap();
+    let second = a.new_window(true).await.unwrap().handle;
+    a.switch_to_window(second.clone()).await.unwrap();
+    a.goto(&server.url).await.unwrap();
+    wait_text(&a, ".conv .title", "Chaos").await;
+    open_conv(&a, "Chaos").await;
+    let mut tabs = vec![first, second];
+
+    let text = |t: String| sealroom_crypto::Payload::Text(t);
+    let mut expected: Vec<String> = Vec::new();
+    let mut from_alice: Vec<String> = Vec::new();
+    let mut dave_in = false;
+    let (mut bob_got, mut carol_got) = (Vec::new(), Vec::new());
+    for round in 0..8 {
+        bob_got.extend(mls_texts(&mut bob).await);
+        bob.send_group(group, &text(format!("bob {round}"))).await.unwrap();
+        carol_got.extend(mls_texts(&mut carol).await);
+        carol.send_group(group, &text(format!("carol {round}"))).await.unwrap();
+        expected.extend([format!("bob {round}"), format!("carol {round}")]);
+        match rng.below(3) {
+            0 => {
+                carol.update_keys(group).await.unwrap();
+            }
+            1 if dave_in => {
+                carol.remove_members(group, &["dave"]).await.unwrap();
+                dave_in = false;
+            }
+            _ => {
+                if !dave_in {
+                    carol.add_members(group, &["dave"]).await.unwrap();
+                    dave_in = true;
+                }
+            }
+        }
+        let tab = rng.below(tabs.len() as u64) as usize;
+        a.switch_to_window(tabs[tab].clone()).await.unwrap();
+        let action = rng.below(3);
+        println!("round {round}: tab {tab} of {}, action {action}", tabs.len());
+        match action {
+            0 => a.refresh().await.unwrap(),
+            1 => {
+                // This tab closes (it may own the device: the other takes it over) and a new
+                // one opens on the same chat.
+                a.close_window().await.unwrap();
+                tabs.remove(tab);
+                a.switch_to_window(tabs[0].clone()).await.unwrap();
+                let fresh = a.new_window(true).await.unwrap().handle;
+                a.switch_to_window(fresh.clone()).await.unwrap();
+                a.goto(&server.url).await.unwrap();
+                wait_text(&a, ".conv .title", "Chaos").await;
+                open_conv(&a, "Chaos").await;
+                tabs.push(fresh);
+            }
+            _ => {}
+        }
+        let words = format!("alice {round}");
+        send(&a, &words).await;
+        expected.push(words.clone());
+        from_alice.push(words);
+    }
+
+    // Every tab, as it is, ends up showing every message.
+    for tab in &tabs {
+        a.switch_to_window(tab.clone()).await.unwrap();
+        let want = serde_json::to_string(&expected).unwrap();
+        let missing = format!(
+            "const shown = new Set([...document.querySelectorAll('.msg .text')].map(e => e.textContent)); \
+             return {want}.filter(t => !shown.has(t));"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = a.execute(&missing, vec![]).await.unwrap();
+            if left == serde_json::json!([]) {
+                break;
+            }
+            if Instant::now() > deadline {
+                let shown = a
+                    .execute("return [...document.querySelectorAll('.msg')].map(e => e.textContent);", vec![])
+                    .await
+                    .unwrap();
+                panic!("seed {seed}: tab {tab:?} never showed {left}; it shows {shown}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let page = a.find(Locator::Css(".messages")).await.unwrap().text().await.unwrap();
+        assert!(!page.contains("could not be decrypted"), "seed {seed}: {page}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (who, got) in [(&mut bob, &mut bob_got), (&mut carol, &mut carol_got)] {
+        while !from_alice.iter().all(|m| got.contains(m)) {
+            assert!(Instant::now() < deadline, "seed {seed}: alice's messages missing: {got:?}");
+            got.extend(mls_texts(who).await);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     close_clean(a).await;
 }

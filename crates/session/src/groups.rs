@@ -105,6 +105,16 @@ pub enum EventKind {
     /// (the device left the group meanwhile, or the relay refused it): it may or may not have
     /// reached the group the first time. This device forgot it.
     Unconfirmed(String),
+    /// A message this device kept because its sending was not confirmed went now (the relay
+    /// stored it at the event's position, once): its own copy, for what shows it.
+    Resent {
+        /// The entry id it was kept (and appended) under.
+        entry: [u8; 16],
+        /// The sender's clock when it was written.
+        sent_ms: u64,
+        /// What it says.
+        payload: Payload,
+    },
 }
 
 /// What the relay stores of one message of a conversation in MLS (the "show ciphertext" of a
@@ -515,7 +525,15 @@ async fn flush_outbox<T: Transport, V: VaultCell, D: DeviceCell>(
             }
             (Ok(payload), Ok(blobs)) => {
                 match deliver(t, vault, dev, conversation, &pending, &payload, &blobs).await {
-                    Ok(_) => continue,
+                    Ok(at) => {
+                        let what = EventKind::Resent {
+                            entry: pending.client_msg_id,
+                            sent_ms: pending.sent_ms,
+                            payload,
+                        };
+                        events.push(GroupEvent { conversation, seq: at.seq, ts: at.ts, what });
+                        continue;
+                    }
                     Err(e) if unanswered::<T>(&e) => return Err(e),
                     Err(e) => match T::api_error(&e) {
                         Some(a) => format!("{}: {}", a.error, a.message),

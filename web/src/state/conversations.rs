@@ -169,7 +169,8 @@ impl App {
         }
         self.timeline.archive_more.set(more);
         self.timeline.has_more.set(more);
-        self.timeline.msgs.set(msgs);
+        // What arrived live while the page was fetched stays.
+        self.timeline.msgs.update(|shown| *shown = with_arrived(msgs, std::mem::take(shown)));
         self.apply_group_receipts();
         self.mark_read_open().await;
     }
@@ -243,7 +244,7 @@ impl App {
         self.timeline.v1_more.set(page.has_more);
         self.timeline.archive_more.set(archive_more);
         self.timeline.has_more.set(page.has_more || archive_more);
-        self.timeline.msgs.set(msgs);
+        self.timeline.msgs.update(|shown| *shown = with_arrived(msgs, std::mem::take(shown)));
         self.mark_read_open().await;
     }
 

@@ -118,8 +118,15 @@ pub(crate) struct TabEvent {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum TabEventKind {
-    /// A message (the payload encoded, base64).
-    Message { sender: String, sent_ms: u64, payload: String },
+    /// A message (the payload encoded, base64); this device's own carries the entry id a tab
+    /// showed it under while it was sending.
+    Message {
+        sender: String,
+        sent_ms: u64,
+        payload: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entry: Option<ClientMsgId>,
+    },
     /// Something the user is told about (a refused entry, a send not confirmed, a removal).
     Notice { text: String },
     /// Membership or keys changed, or this device joined: what the timeline says of it.
@@ -144,6 +151,9 @@ enum TabMsg {
     Events { events: Vec<TabEvent> },
     /// The user turned the history archive on or off (in the key backup).
     Archive { on: bool },
+    /// The owner read the logs and stored what it read in the archive: a tab whose open chat
+    /// was loaded from the archive meanwhile (a reload, a handover) reads its newest page again.
+    Archived,
 }
 
 /// The device, in the tab that owns it.
@@ -154,6 +164,8 @@ struct Owned {
     serial: futures::lock::Mutex<()>,
     syncing: Cell<bool>,
     sync_again: Cell<bool>,
+    /// No sync has completed since this tab took the device.
+    first_sync: Cell<bool>,
 }
 
 struct Asked {
@@ -261,6 +273,7 @@ impl App {
                 device,
                 serial: futures::lock::Mutex::new(()),
                 syncing: Cell::new(false),
+                first_sync: Cell::new(true),
                 sync_again: Cell::new(false),
             });
             let Some(asks) = with_tabs(|t| {
@@ -341,6 +354,7 @@ impl App {
             }
             TabMsg::Events { events } => self.on_group_events(&events),
             TabMsg::Archive { on } => spawn_local(self.archive_changed(on)),
+            TabMsg::Archived => spawn_local(self.reread_archive()),
         }
     }
 
@@ -462,7 +476,7 @@ impl App {
                 conversation,
                 seq: sent.seq,
                 ts: sent.ts,
-                what: TabEventKind::Message { sender: me, sent_ms, payload },
+                what: TabEventKind::Message { sender: me, sent_ms, payload, entry: Some(entry) },
             };
             self.publish(vec![event]);
         }
@@ -507,7 +521,16 @@ impl App {
                                 })
                             })
                         };
-                        self.publish(events.iter().filter_map(|e| tab_event(e, &me, &still)).collect())
+                        let first = owned.first_sync.replace(false);
+                        self.publish(events.iter().filter_map(|e| tab_event(e, &me, &still)).collect());
+                        if first || !events.is_empty() {
+                            post(&TabMsg::Archived);
+                        }
+                        if first {
+                            // What the last owner read but did not get to show is in the
+                            // archive now (its queue was saved with its cursor): this tab too.
+                            spawn_local(self.reread_archive());
+                        }
                     }
                     Err(e) => {
                         web_sys::console::warn_1(&format!("reading the groups failed: {}", e.human()).into())
@@ -633,12 +656,14 @@ impl App {
         let key = u.key.clone();
         match self.ask(u.op.clone()).await {
             Ok(Done::Sent { seq, .. }) => self.timeline.msgs.update(|ms| {
-                if ms.iter().any(|m| m.seq == Some(seq)) {
-                    // The owner's event came first: one copy.
+                if ms.iter().any(|m| m.seq == Some(seq) && m.key != key) {
+                    // The owner's event came first, as another copy: one copy.
                     ms.retain(|m| m.key != key);
                 } else if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
                     m.seq = Some(seq);
-                    m.state = Delivery::Sent;
+                    if matches!(m.state, Delivery::Sending | Delivery::Failed(_)) {
+                        m.state = Delivery::Sent;
+                    }
                 }
             }),
             Ok(_) => {}
@@ -674,7 +699,7 @@ impl App {
             self.learn_moved(e.conversation);
             let open = self.is_open(&room);
             match &e.what {
-                TabEventKind::Message { sender, sent_ms, payload } => {
+                TabEventKind::Message { sender, sent_ms, payload, entry } => {
                     let Some(payload) = payload_of(payload) else { continue };
                     let mine = *sender == me;
                     let msg = Msg {
@@ -689,6 +714,9 @@ impl App {
                         )
                     };
                     if let (Payload::GroupName(name), Room::Group(_)) = (&payload, &room) {
+                        if self.title_of(&room) == *name {
+                            continue; // sent again unchanged, for members just added
+                        }
                         self.rooms.convs.update(|cs| {
                             if let Some(c) = cs.iter_mut().find(|c| c.room == room) {
                                 c.title = group_title(Some(name), &c.members, &me);
@@ -705,8 +733,22 @@ impl App {
                             Room::Direct(peer) => Some(self.markers_of(peer)),
                             Room::Group(_) => None,
                         };
+                        let shown_as = entry.map(|c| c.to_b64());
                         self.timeline.msgs.update(|ms| {
-                            if !ms.iter().any(|m| m.seq == Some(e.seq)) {
+                            let sending = ms.iter().position(|m| Some(&m.key) == shown_as.as_ref());
+                            let other =
+                                ms.iter().any(|m| m.seq == Some(e.seq) && Some(&m.key) != shown_as.as_ref());
+                            if let Some(i) = sending {
+                                // This tab's copy while it was sending: now stored (once).
+                                if other {
+                                    ms.remove(i);
+                                } else {
+                                    ms[i].seq = Some(e.seq);
+                                    if matches!(ms[i].state, Delivery::Sending | Delivery::Failed(_)) {
+                                        ms[i].state = Delivery::Sent;
+                                    }
+                                }
+                            } else if !other {
                                 ms.push(msg);
                                 if let Some(markers) = markers {
                                     apply_markers(
@@ -791,6 +833,28 @@ impl App {
         }
     }
 
+    /// Reads the newest page of the open chat's archive again and shows what this tab missed
+    /// (it was loading while the owner read it, or the owner that read it went away).
+    async fn reread_archive(self) {
+        let Some(room) = self.rooms.active.get_untracked() else { return };
+        let Some(conversation) = self.open_conversation() else { return };
+        if room.group().is_none() && with_tabs(|t| t.moved.get(&conversation) == Some(&true)) != Some(true) {
+            return;
+        }
+        let (page, _) = self.archived_page(conversation, None, 50).await;
+        if !self.is_open(&room) || page.is_empty() {
+            return;
+        }
+        self.timeline.msgs.update(|shown| *shown = with_arrived(std::mem::take(shown), page));
+        match &room {
+            Room::Group(_) => self.apply_group_receipts(),
+            Room::Direct(peer) => {
+                let markers = self.markers_of(peer);
+                self.timeline.msgs.update(|ms| apply_markers(ms, markers));
+            }
+        }
+    }
+
     /// What the list calls a chat.
     pub(crate) fn title_of(&self, room: &Room) -> String {
         self.rooms
@@ -864,8 +928,14 @@ impl App {
             self.learn_moved(conversation);
         }
         let group = self.room_of(conversation).group().is_some();
+        // A name sent again unchanged (with every member added) is no news: shown once.
+        let mut last_name: Option<String> = None;
         let msgs = page
             .into_iter()
+            .filter(|m| match &m.payload {
+                Ok(Payload::GroupName(n)) => last_name.replace(n.clone()).as_ref() != Some(n),
+                _ => true,
+            })
             .map(|m| {
                 let key = archived_key(conversation, m.seq);
                 let sender = group.then_some(m.sender.as_str());
@@ -1031,6 +1101,14 @@ fn tab_event(
             sender: sender.clone(),
             sent_ms: *sent_ms,
             payload: b64_payload(payload)?,
+            entry: None,
+        },
+        // This device's own message, sent again from its outbox: every tab shows it.
+        EventKind::Resent { entry, sent_ms, payload } => TabEventKind::Message {
+            sender: me.to_owned(),
+            sent_ms: *sent_ms,
+            payload: b64_payload(payload)?,
+            entry: Some(ClientMsgId(*entry)),
         },
         EventKind::Joined => TabEventKind::Changed { line: None },
         EventKind::Commit(summary) if summary.self_removed => {

@@ -341,6 +341,25 @@ pub(crate) fn capitalize(s: &str) -> String {
     }
 }
 
+/// A chat's history as fetched, with what arrived live while it was being fetched (and is not
+/// in it: the same key, log position or message id is one message), in the senders' order.
+pub(crate) fn with_arrived(mut page: Vec<Msg>, arrived: Vec<Msg>) -> Vec<Msg> {
+    for m in arrived {
+        // (A copy still sending has no position yet: the same sender's clock and text.)
+        let known = page.iter().any(|p| {
+            p.key == m.key
+                || (m.seq.is_some() && p.seq == m.seq)
+                || (m.id.is_some() && p.id == m.id)
+                || (p.mine && m.mine && p.ts == m.ts && p.text == m.text)
+        });
+        if !known {
+            page.push(m);
+        }
+    }
+    page.sort_by(|a, b| a.ts.total_cmp(&b.ts));
+    page
+}
+
 /// The list's order: pinned first, then newest activity first.
 pub(crate) fn sort_convs(cs: &mut [Conv]) {
     cs.sort_by(|a, b| b.pinned.cmp(&a.pinned).then(b.ts.total_cmp(&a.ts)));
@@ -407,6 +426,17 @@ mod tests {
 
         let raised = peer.raised(Mark::Log(4), true).raised(Mark::Log(12), false);
         assert_eq!(raised, Markers { log_delivered: 12, log_read: 4, ..peer }, "never down");
+    }
+
+    /// A message that arrived live while the history was fetched is kept, once.
+    #[test]
+    fn what_arrives_while_history_loads_is_kept_once() {
+        let at = |seq: u64, ts: f64| Msg { ts, ..in_log(seq) };
+        let page = vec![at(1, 1.0), at(2, 2.0)];
+        let arrived = vec![at(2, 2.0), at(3, 3.0), Msg { key: "sending".into(), seq: None, ..at(0, 4.0) }];
+        let merged = with_arrived(page, arrived);
+        let keys: Vec<&str> = merged.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(keys, ["s1", "s2", "s3", "sending"]);
     }
 
     #[test]

@@ -590,6 +590,7 @@ fn event_line(e: &GroupEvent) -> Option<String> {
         EventKind::Unreadable(why) => format!("#{c}/{}: cannot read this entry: {why}", e.seq),
         EventKind::Refused(why) => format!("#{c}/{}: refused: {why}", e.seq),
         EventKind::Unconfirmed(why) => format!("#{c}: {why}"),
+        EventKind::Resent { .. } => format!("#{c}/{}: sent a message kept from before", e.seq),
     })
 }
 
