@@ -168,7 +168,8 @@ async fn mls_groups_in_a_new_browser() {
         std::env::var("SEALROOM_BENCH_ARCHIVED").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/dist");
     assert!(dist.join("index.html").exists(), "build web/dist first (cargo xtask bench-web does)");
-    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap()]);
+    // 101 accounts from one address in a minute: over the default registration limit.
+    let server = TestServer::start_with(&["--web-dir", dist.to_str().unwrap(), "--auth-rate-per-ip", "1000"]);
     let mut alice = server.register("alice").await;
     alice.mls_start().await.unwrap();
     let started = Instant::now();
