@@ -20,6 +20,25 @@ fn web_dist() -> PathBuf {
     dist
 }
 
+/// chromedriver's own command (fantoccini has no method for it) to emulate the current tab's
+/// network: `offline` makes its requests fail.
+#[derive(Debug)]
+struct NetworkConditions {
+    offline: bool,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for NetworkConditions {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/chromium/network_conditions", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let conditions = serde_json::json!({"network_conditions": {
+            "offline": self.offline, "latency": 0, "download_throughput": -1, "upload_throughput": -1}});
+        (http::Method::POST, Some(conditions.to_string()))
+    }
+}
+
 /// A relay serving `web/dist`, with `args` besides; chromedriver; a directory for profiles.
 async fn web_scene(args: &[&str]) -> (TestServer, Driver, tempfile::TempDir) {
     let dist = web_dist();
@@ -1807,11 +1826,24 @@ async fn a_new_browser_reads_the_history_a_visit_leaves_its_groups_and_strict_mo
     close_clean(a).await;
 }
 
+/// Waits until this tab shows alice's message `text` as stored by the relay.
+async fn wait_sent(c: &Client, text: &str) {
+    wait_js(
+        c,
+        &format!("{text:?} sent"),
+        &format!(
+            "return [...document.querySelectorAll('.msg.mine')].some(m => \
+             (m.querySelector('.text') || {{}}).textContent === {text:?} && !!m.querySelector('.state.stored'));"
+        ),
+    )
+    .await;
+}
+
 /// Issue 14, the browser flavour of the chaos test: one browser profile of alice's with two
 /// tabs in a group with bob and carol (CLI devices). Round after round, bob and carol write,
-/// carol commits (key updates, dave added and removed), and alice's tabs are reloaded, or
-/// closed with another opened in their place (handing the device over), while alice writes
-/// from whichever tab is there. At the end every open tab shows every message, and nothing
+/// carol commits (key updates, dave added and removed), and alice's tabs are reloaded, cut off
+/// the network for a moment (writing meanwhile), or closed with another opened in their place
+/// (handing the device over), while alice writes from whichever tab is there. At the end every open tab shows every message, and nothing
 /// reads "could not be decrypted"; bob and carol read everything alice wrote. The seed is
 /// printed (`SEALROOM_CHAOS_SEED` replays it).
 #[tokio::test]
@@ -1869,9 +1901,19 @@ async fn tabs_that_reload_and_hand_over_at_random_lose_no_message_of_a_group() {
         }
         let tab = rng.below(tabs.len() as u64) as usize;
         a.switch_to_window(tabs[tab].clone()).await.unwrap();
-        let action = rng.below(3);
+        let action = rng.below(4);
         println!("round {round}: tab {tab} of {}, action {action}", tabs.len());
         match action {
+            3 => {
+                a.issue_cmd(NetworkConditions { offline: true }).await.unwrap();
+                let words = format!("alice offline {round}");
+                send(&a, &words).await;
+                expected.push(words.clone());
+                from_alice.push(words.clone());
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                a.issue_cmd(NetworkConditions { offline: false }).await.unwrap();
+                wait_sent(&a, &words).await;
+            }
             0 => a.refresh().await.unwrap(),
             1 => {
                 // This tab closes (it may own the device: the other takes it over) and a new
@@ -1890,6 +1932,9 @@ async fn tabs_that_reload_and_hand_over_at_random_lose_no_message_of_a_group() {
         }
         let words = format!("alice {round}");
         send(&a, &words).await;
+        // (A tab closed while its message still says "sending" is another case: see the
+        // issue's notes.)
+        wait_sent(&a, &words).await;
         expected.push(words.clone());
         from_alice.push(words);
     }
@@ -1913,7 +1958,9 @@ async fn tabs_that_reload_and_hand_over_at_random_lose_no_message_of_a_group() {
                     .execute("return [...document.querySelectorAll('.msg')].map(e => e.textContent);", vec![])
                     .await
                     .unwrap();
-                panic!("seed {seed}: tab {tab:?} never showed {left}; it shows {shown}");
+                let log = server.sql_rows(&format!("SELECT g.seq || ':' || u.username || ':' || g.content_type FROM group_log g JOIN users u ON u.id = g.sender_id WHERE g.conversation_id = {group} ORDER BY g.seq"));
+                let arch = server.sql_rows(&format!("SELECT a.seq || ':' || a.sender FROM archive a JOIN users u ON u.id = a.user_id WHERE u.username = 'alice' AND a.conversation_id = {group} ORDER BY a.seq"));
+                panic!("seed {seed}: tab {tab:?} never showed {left}; it shows {shown}\nLOG {log:?}\nARCHIVE {arch:?}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -80,6 +80,17 @@ pub fn App() -> impl IntoView {
         let _ = d.add_event_listener_with_callback("visibilitychange", on_visible.as_ref().unchecked_ref());
     }
     on_visible.forget();
+    // The network came back (the socket may not have noticed it went): what waits goes now.
+    let on_online = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
+        if app.account.me.get_untracked().is_some() {
+            app.on_network_back();
+        }
+    });
+    if let Some(w) = web_sys::window() {
+        use wasm_bindgen::JsCast;
+        let _ = w.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
+    }
+    on_online.forget();
     leptos::task::spawn_local(app.resume());
 
     // Switching between "Create account" and "Sign in" keeps the form (and what was typed):

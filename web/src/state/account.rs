@@ -118,6 +118,11 @@ impl App {
                 crate::device::forget().await;
                 self.account.busy.set(None);
             }
+            // The relay did not answer: this browser stays remembered (a reload tries again).
+            Err(e @ Failure::NoAnswer(_)) => {
+                self.account.busy.set(None);
+                self.account.auth_error.set(Some(e.human()));
+            }
             Err(e) => {
                 crate::device::forget().await;
                 self.account.busy.set(None);

@@ -259,6 +259,16 @@ impl App {
         }
     }
 
+    /// The browser is online again: the socket reconnects at once if it dropped, the device
+    /// reads (and sends what it kept), and this tab's unanswered sends are asked again.
+    pub fn on_network_back(self) {
+        if !self.account.online.get_untracked() {
+            with_keys(|k| k.socket.as_ref().map(Socket::reconnect_now));
+        }
+        self.sync_groups();
+        self.resend_unanswered();
+    }
+
     /// The tab became visible again: reset the badge, mark the open chat read, and make sure
     /// the socket is alive (a tab that slept may hold a dead one).
     pub fn on_visible(self) {

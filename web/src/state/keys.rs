@@ -42,8 +42,12 @@ impl VaultCell for WebVault {
 /// Why something did not work: the relay said no, or the client core did.
 #[derive(Debug)]
 pub enum Failure {
-    /// The relay refused (or could not be reached).
+    /// The relay answered with an error.
     Api(ApiError),
+    /// No answer came: the relay could not be reached, or the connection failed before its
+    /// answer was read (the request may or may not have been done). Flows that can repeat
+    /// a request keep it for later, never drop it as refused.
+    NoAnswer(ApiError),
     /// The client core refused.
     Core(sealroom_session::Error),
 }
@@ -59,7 +63,7 @@ impl Failure {
     pub fn human(&self) -> String {
         use sealroom_session::Error as E;
         match self {
-            Failure::Api(e) => human(e),
+            Failure::Api(e) | Failure::NoAnswer(e) => human(e),
             Failure::Core(E::BackupUnreadable) => "Your key backup does not open with this password.".into(),
             Failure::Core(E::IdentityMismatch) => {
                 "The server is publishing a different identity key for you \
@@ -78,10 +82,15 @@ impl Failure {
 
     pub(crate) fn code(&self) -> Option<ErrorCode> {
         match self {
-            Failure::Api(e) => Some(e.error),
+            Failure::Api(e) | Failure::NoAnswer(e) => Some(e.error),
             Failure::Core(_) => None,
         }
     }
+}
+
+/// What `api::call` reports when no answer came (see [`Failure::NoAnswer`]).
+fn no_answer(e: &ApiError) -> bool {
+    e.error == ErrorCode::Internal && e.message.starts_with("server unreachable")
 }
 
 /// The browser's [`Transport`]: `fetch` with the session cookie. Argon2id runs after the page
@@ -93,14 +102,24 @@ impl Transport for Fetch {
     type Error = Failure;
 
     async fn call<E: Endpoint>(&self, path: &str, body: Option<&E::Body>) -> Result<E::Response, Failure> {
-        api::call::<E::Body, E::Response>(E::METHOD.as_str(), path, body).await.map_err(Failure::Api)
+        api::call::<E::Body, E::Response>(E::METHOD.as_str(), path, body).await.map_err(|e| {
+            if no_answer(&e) {
+                Failure::NoAnswer(e)
+            } else {
+                Failure::Api(e)
+            }
+        })
     }
 
     fn api_error(e: &Failure) -> Option<&ApiError> {
         match e {
             Failure::Api(a) => Some(a),
-            Failure::Core(_) => None,
+            Failure::NoAnswer(_) | Failure::Core(_) => None,
         }
+    }
+
+    fn no_answer(e: &Failure) -> bool {
+        matches!(e, Failure::NoAnswer(_))
     }
 
     async fn derive_keys(

@@ -1134,7 +1134,15 @@ async fn maintain(app: App, dev: &BrowserDevice) -> Result<Vec<GroupEvent>, Fail
     let committed = groups::tidy(&t, &WebVault, dev).await.unwrap_or(0)
         + groups::renew(&t, &WebVault, dev, now() as i64).await.unwrap_or(0);
     if committed > 0 {
-        events.extend(groups::sync(&t, &WebVault, dev).await?);
+        match groups::sync(&t, &WebVault, dev).await {
+            Ok(more) => events.extend(more),
+            Err(e) => {
+                // What the first read got is not read again: kept for the next sync.
+                use sealroom_session::groups::DeviceCell;
+                dev.stash(events);
+                return Err(e);
+            }
+        }
     }
     Ok(events)
 }
