@@ -1931,10 +1931,9 @@ async fn tabs_that_reload_and_hand_over_at_random_lose_no_message_of_a_group() {
             _ => {}
         }
         let words = format!("alice {round}");
+        // Not waited for: the next round may close this tab while it still says "sending"
+        // (the device keeps it at once, and the next owner sends it).
         send(&a, &words).await;
-        // (A tab closed while its message still says "sending" is another case: see the
-        // issue's notes.)
-        wait_sent(&a, &words).await;
         expected.push(words.clone());
         from_alice.push(words);
     }

@@ -470,6 +470,41 @@ pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
     send_entry(t, vault, dev, conversation, entry, payload, blobs, now_ms).await
 }
 
+/// Keeps a message in the device's outbox, saved, before it is sent: a caller that may wait for
+/// other flows first (a browser tab queueing behind the device's read) calls this at once, so
+/// that the message survives the caller going away; [`send_entry`] then sends it, and
+/// otherwise the next [`sync`] does. Nothing happens for an entry already kept.
+pub async fn keep_entry<T: Transport, D: DeviceCell>(
+    dev: &D,
+    conversation: ConversationId,
+    entry: [u8; 16],
+    payload: &Payload,
+    blobs: &[BlobId],
+    now_ms: u64,
+) -> Result<(), T::Error> {
+    group_of::<T, D>(dev, conversation)?;
+    if dev.with(|d| d.outbox().iter().any(|p| p.client_msg_id == entry)) {
+        return Ok(());
+    }
+    let pending = mls::PendingSend {
+        conversation: key(conversation),
+        client_msg_id: entry,
+        sent_ms: now_ms,
+        payload: payload.encode().map_err(|e| Error::Mls(MlsError::Protocol(e.to_string())))?,
+        blobs: blobs.iter().map(ToString::to_string).collect(),
+    };
+    dev.with(|d| d.queue_send(pending));
+    dev.save().await?;
+    Ok(())
+}
+
+/// Forgets a message kept by [`keep_entry`] that will not be sent after all.
+pub async fn drop_entry<T: Transport, D: DeviceCell>(dev: &D, entry: [u8; 16]) -> Result<(), T::Error> {
+    dev.with(|d| d.sent(&entry));
+    dev.save().await?;
+    Ok(())
+}
+
 /// [`send_with_blobs`] with the entry id chosen by the caller, so that asking again is safe:
 /// a message this device still keeps under that id goes as it was kept, and one the relay
 /// stored already is not stored again (the browser's tabs ask the tab that owns the device

@@ -380,9 +380,18 @@ impl App {
         let refused = |why: String| NotSent { why, kept: false };
         let owned = with_tabs(|t| t.owned.clone()).flatten().ok_or_else(|| refused("signed out".into()))?;
         let dev = owned.device.as_ref().map_err(|why| refused(why.clone()))?;
+        let failed = |e: Failure| NotSent { kept: sealroom_session::unanswered::<Fetch>(&e), why: e.human() };
+        // A message is kept by the device at once, before waiting for its other flows: if this
+        // tab goes away meanwhile, the next owner's device sends it.
+        if let Op::Send { conversation, entry, payload, blobs, sent_ms, .. } = &op {
+            if let Some(p) = payload_of(payload) {
+                groups::keep_entry::<Fetch, _>(dev, *conversation, entry.0, &p, blobs, *sent_ms)
+                    .await
+                    .map_err(failed)?;
+            }
+        }
         let _one = owned.serial.lock().await;
         let t = Fetch(self);
-        let failed = |e: Failure| NotSent { kept: sealroom_session::unanswered::<Fetch>(&e), why: e.human() };
         let (conversation, peer, entry, payload, blobs, sent_ms) = match op {
             Op::Send { conversation, peer, entry, payload, blobs, sent_ms } => {
                 (conversation, peer, entry, payload, blobs, sent_ms)
@@ -463,7 +472,10 @@ impl App {
             let peer = Username::parse(&peer).map_err(|_| refused("not a username".into()))?;
             match groups::direct(&t, &WebVault, dev, &peer).await.map_err(failed)? {
                 DirectRoute::Mls(c) if c == conversation => {}
-                _ => return Err(refused(format!("the conversation with {peer} is not in MLS"))),
+                _ => {
+                    let _ = groups::drop_entry::<Fetch, _>(dev, entry.0).await;
+                    return Err(refused(format!("the conversation with {peer} is not in MLS")));
+                }
             }
         }
         let sent = groups::send_entry(&t, &WebVault, dev, conversation, entry.0, &payload, &blobs, sent_ms)
