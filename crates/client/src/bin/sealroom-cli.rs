@@ -644,7 +644,11 @@ async fn maintain(session: &mut Session) -> Result<Vec<GroupEvent>, ClientError>
     let mut events = session.sync_groups().await?;
     let committed = session.tidy_groups().await? + session.renew_groups().await?;
     if committed > 0 {
-        events.extend(session.sync_groups().await?);
+        // What the first read got is not read again: it is returned even if this one fails.
+        match session.sync_groups().await {
+            Ok(more) => events.extend(more),
+            Err(e) => note!("reading the groups again after tidying failed: {e}"),
+        }
     }
     Ok(events)
 }
