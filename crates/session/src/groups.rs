@@ -486,16 +486,27 @@ pub async fn keep_entry<T: Transport, D: DeviceCell>(
     if dev.with(|d| d.outbox().iter().any(|p| p.client_msg_id == entry)) {
         return Ok(());
     }
-    let pending = mls::PendingSend {
+    let pending = pending_send::<T>(conversation, entry, payload, blobs, now_ms)?;
+    dev.with(|d| d.queue_send(pending));
+    dev.save().await?;
+    Ok(())
+}
+
+/// A message for the device's outbox.
+fn pending_send<T: Transport>(
+    conversation: ConversationId,
+    entry: [u8; 16],
+    payload: &Payload,
+    blobs: &[BlobId],
+    now_ms: u64,
+) -> Result<mls::PendingSend, T::Error> {
+    Ok(mls::PendingSend {
         conversation: key(conversation),
         client_msg_id: entry,
         sent_ms: now_ms,
         payload: payload.encode().map_err(|e| Error::Mls(MlsError::Protocol(e.to_string())))?,
         blobs: blobs.iter().map(ToString::to_string).collect(),
-    };
-    dev.with(|d| d.queue_send(pending));
-    dev.save().await?;
-    Ok(())
+    })
 }
 
 /// Forgets a message kept by [`keep_entry`] that will not be sent after all.
@@ -528,13 +539,7 @@ pub async fn send_entry<T: Transport, V: VaultCell, D: DeviceCell>(
     let mut refused = Vec::new();
     flush_outbox(t, vault, dev, &mut refused).await?;
     dev.stash(refused);
-    let pending = mls::PendingSend {
-        conversation: key(conversation),
-        client_msg_id: entry,
-        sent_ms: now_ms,
-        payload: payload.encode().map_err(|e| Error::Mls(MlsError::Protocol(e.to_string())))?,
-        blobs: blobs.iter().map(ToString::to_string).collect(),
-    };
+    let pending = pending_send::<T>(conversation, entry, payload, blobs, now_ms)?;
     // Saved with the encrypted message, before the relay is asked.
     dev.with(|d| d.queue_send(pending.clone()));
     deliver(t, vault, dev, conversation, &pending, payload, blobs).await

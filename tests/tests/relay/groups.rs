@@ -921,6 +921,17 @@ async fn receipts_and_unread_in_mls_count_log_positions() {
     assert_eq!(bob_read, Some(second.seq), "as the direct conversation's list said");
 }
 
+/// Registers users who each start an MLS device.
+async fn with_devices<const N: usize>(server: &TestServer, names: [&str; N]) -> [Session; N] {
+    let mut sessions = Vec::with_capacity(N);
+    for name in names {
+        let mut s = server.register(name).await;
+        s.mls_start().await.unwrap();
+        sessions.push(s);
+    }
+    sessions.try_into().unwrap_or_else(|_| unreachable!("one session per name"))
+}
+
 /// The next frame that is not about presence.
 async fn receipt(conn: &mut sealroom_client::Connection) -> ServerFrame {
     loop {
@@ -992,12 +1003,7 @@ async fn a_reply_in_mls_shares_presence_and_the_pruned_log_keeps_it() {
 #[tokio::test]
 async fn a_blocked_users_mls_messages_are_withheld_and_the_group_stays_whole() {
     let server = TestServer::start();
-    let mut alice = server.register("alice").await;
-    let mut bob = server.register("bob").await;
-    let mut carol = server.register("carol").await;
-    for s in [&mut alice, &mut bob, &mut carol] {
-        s.mls_start().await.unwrap();
-    }
+    let [mut alice, mut bob, mut carol] = with_devices(&server, ["alice", "bob", "carol"]).await;
     let Sent::Mls(direct, _) = bob.send_to("alice", &text("before"), false).await.unwrap() else {
         panic!("both can")
     };
@@ -1049,12 +1055,7 @@ async fn a_blocked_users_mls_messages_are_withheld_and_the_group_stays_whole() {
 #[tokio::test]
 async fn groups_are_in_the_conversation_list_with_unread_pins_and_reopening() {
     let server = TestServer::start();
-    let mut alice = server.register("alice").await;
-    let mut bob = server.register("bob").await;
-    let mut carol = server.register("carol").await;
-    for s in [&mut alice, &mut bob, &mut carol] {
-        s.mls_start().await.unwrap();
-    }
+    let [mut alice, bob, mut carol] = with_devices(&server, ["alice", "bob", "carol"]).await;
     // A moved direct conversation stays in the direct list only.
     alice.send_to("bob", &text("direct"), false).await.unwrap();
     let group = alice.create_group(&["bob", "carol"]).await.unwrap();

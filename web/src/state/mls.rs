@@ -381,16 +381,23 @@ impl App {
         let owned = with_tabs(|t| t.owned.clone()).flatten().ok_or_else(|| refused("signed out".into()))?;
         let dev = owned.device.as_ref().map_err(|why| refused(why.clone()))?;
         let failed = |e: Failure| NotSent { kept: sealroom_session::unanswered::<Fetch>(&e), why: e.human() };
-        // A message is kept by the device at once, before waiting for its other flows: if this
-        // tab goes away meanwhile, the next owner's device sends it.
-        if let Op::Send { conversation, entry, payload, blobs, sent_ms, .. } = &op {
+        // A message that must wait (for the device's other flows, or behind messages it kept
+        // earlier) is kept by the device at once: if this tab goes away meanwhile, the next
+        // owner's device sends it. Without a wait, `send_entry` keeps it itself, saved before
+        // the relay is asked: no extra write on the common path.
+        let free = owned.serial.try_lock();
+        let waits = free.is_none() || groups::DeviceCell::with(dev, |d| !d.outbox().is_empty());
+        if let (true, Op::Send { conversation, entry, payload, blobs, sent_ms, .. }) = (waits, &op) {
             if let Some(p) = payload_of(payload) {
                 groups::keep_entry::<Fetch, _>(dev, *conversation, entry.0, &p, blobs, *sent_ms)
                     .await
                     .map_err(failed)?;
             }
         }
-        let _one = owned.serial.lock().await;
+        let _one = match free {
+            Some(free) => free,
+            None => owned.serial.lock().await,
+        };
         let t = Fetch(self);
         let (conversation, peer, entry, payload, blobs, sent_ms) = match op {
             Op::Send { conversation, peer, entry, payload, blobs, sent_ms } => {
