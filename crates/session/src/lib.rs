@@ -44,6 +44,8 @@ pub mod flows;
 pub mod groups;
 #[cfg(feature = "mls")]
 pub mod mls;
+#[cfg(feature = "mls")]
+mod mls_crypto;
 mod outbox;
 pub mod password;
 mod vault;

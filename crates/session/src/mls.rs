@@ -26,8 +26,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
-use openmls_basic_credential::SignatureKeyPair;
-use openmls_rust_crypto::{MemoryStorage, RustCrypto};
+use openmls_memory_storage::MemoryStorage;
+
+use crate::mls_crypto::{LeafSigner, SuiteCrypto};
 use openmls_traits::OpenMlsProvider;
 use sealroom_crypto::{
     open_device_state, seal_device_state, DeviceCertificate, DeviceStateKey, Payload, SigningPublic,
@@ -118,25 +119,26 @@ impl<F: Fn(&str) -> Option<SigningPublic>> Pins for F {
     }
 }
 
-/// OpenMLS's pure-Rust crypto with an in-memory store that [`MlsDevice::seal`] writes out.
+/// The one-ciphersuite crypto (`mls_crypto`) with an in-memory store that [`MlsDevice::seal`]
+/// writes out.
 #[derive(Debug, Default)]
 struct Provider {
-    crypto: RustCrypto,
+    crypto: SuiteCrypto,
     storage: MemoryStorage,
 }
 
 impl OpenMlsProvider for Provider {
-    type CryptoProvider = RustCrypto;
-    type RandProvider = RustCrypto;
+    type CryptoProvider = SuiteCrypto;
+    type RandProvider = SuiteCrypto;
     type StorageProvider = MemoryStorage;
 
     fn storage(&self) -> &MemoryStorage {
         &self.storage
     }
-    fn crypto(&self) -> &RustCrypto {
+    fn crypto(&self) -> &SuiteCrypto {
         &self.crypto
     }
-    fn rand(&self) -> &RustCrypto {
+    fn rand(&self) -> &SuiteCrypto {
         &self.crypto
     }
 }
@@ -305,7 +307,7 @@ pub struct CommitSummary {
 pub struct MlsDevice {
     username: String,
     certificate: DeviceCertificate,
-    signer: SignatureKeyPair,
+    signer: LeafSigner,
     provider: Provider,
     groups: BTreeMap<GroupId, GroupEntry>,
     /// Group names by conversation, as the newest `GroupName` this device read or sent.
@@ -489,7 +491,7 @@ impl MlsDevice {
     /// A new device of `username`: a fresh leaf signature key and device id, and the
     /// certificate `identity` issues for them.
     pub fn new(identity: &SigningSecret, username: &str, now_ms: u64) -> Result<Self, MlsError> {
-        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(protocol)?;
+        let signer = LeafSigner::generate().map_err(protocol)?;
         let mut device_id = [0u8; DEVICE_ID_LEN];
         getrandom_fill(&mut device_id)?;
         let leaf_key: [u8; 32] =
@@ -1301,12 +1303,7 @@ impl MlsDevice {
         }
         let provider = Provider::default();
         provider.restore(values);
-        let signer = SignatureKeyPair::read(
-            provider.storage(),
-            &certificate.leaf_key,
-            CIPHERSUITE.signature_algorithm(),
-        )
-        .ok_or(MlsError::State)?;
+        let signer = LeafSigner::read(provider.storage(), &certificate.leaf_key).ok_or(MlsError::State)?;
         Ok(MlsDevice {
             username: username.to_owned(),
             certificate,
@@ -1364,10 +1361,7 @@ pub fn random_id() -> Result<[u8; 16], MlsError> {
 }
 
 fn getrandom_fill(buf: &mut [u8]) -> Result<(), MlsError> {
-    use openmls_traits::random::OpenMlsRand as _;
-    let bytes: Vec<u8> = RustCrypto::default().random_vec(buf.len()).map_err(protocol)?;
-    buf.copy_from_slice(&bytes);
-    Ok(())
+    crate::mls_crypto::fill_random(buf).map_err(protocol)
 }
 
 #[cfg(test)]
