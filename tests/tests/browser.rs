@@ -1560,13 +1560,15 @@ async fn settings_list_this_browser_and_the_cli_and_remove_one() {
 }
 
 /// Issue 14: group chats in the browser. Alice makes a group in her browser with bob (another
-/// browser) and carol (the CLI's library): its name and every message, with the sender's name,
-/// reach everyone; typing and "read by N of M" show; the members panel lists who is an admin;
-/// an admin removes a member, who then gets nothing more; a rename and a departure are lines
-/// of the timeline.
+/// browser, then a second browser profile of his too) and carol (the CLI's library); alice has
+/// a second tab. Its name and every message, with the sender's name, reach every tab and
+/// profile; typing and "read by N of M" show in both of alice's tabs; the members panel lists
+/// who is an admin; an admin removes a member, who then gets nothing more; a rename, a new
+/// device, a member's changed key (with the safety number; only the direct chat pauses) and a
+/// departure are lines of the timeline.
 #[tokio::test]
 async fn a_group_made_in_the_browser_carries_names_receipts_typing_and_changes() {
-    let (server, driver, profiles) = web_scene(&[]).await;
+    let (mut server, driver, profiles) = web_scene(&[]).await;
     let a = driver.browser(&profiles.path().join("alice")).await;
     let b = driver.browser(&profiles.path().join("bob")).await;
     let mut carol = server.register("carol").await;
@@ -1600,16 +1602,43 @@ async fn a_group_made_in_the_browser_carries_names_receipts_typing_and_changes()
     open_conv(&b, "Book club").await;
     wait_text(&b, ".msg.system .text", "alice named the group “Book club”.").await;
 
+    // Bob's second browser profile (a new device of his, which joins by itself) and a second
+    // tab of alice's profile (no device of its own: it works through the first tab's).
+    let b2 = driver.browser(&profiles.path().join("bob-laptop")).await;
+    sign_in(&b2, &server.url, "bob").await;
+    wait_text(&b2, ".conv .title", "Book club").await;
+    open_conv(&b2, "Book club").await;
+    wait_text(&b2, ".msg.system .text", "alice named the group “Book club”.").await;
+    wait_text(&a, ".msg.system .text", "bob joined from a new device").await;
+    let a_first = a.window().await.unwrap();
+    let a_second = a.new_window(true).await.unwrap().handle;
+    a.switch_to_window(a_second.clone()).await.unwrap();
+    a.goto(&server.url).await.unwrap();
+    wait_text(&a, ".conv .title", "Book club").await;
+    open_conv(&a, "Book club").await;
+    wait_text(&a, ".msg.system .text", "You named the group “Book club”.").await;
+    a.switch_to_window(a_first.clone()).await.unwrap();
+
     // Messages, with their senders' names, both ways.
     let text = |t: &str| sealroom_crypto::Payload::Text(t.into());
     carol.send_group(group, &text("hello from carol")).await.unwrap();
-    for c in [&a, &b] {
+    for c in [&a, &b, &b2] {
         wait_text(c, ".msg.theirs .text", "hello from carol").await;
         wait_text(c, ".msg.theirs .sender", "carol").await;
     }
     send(&b, "hi all, bob here").await;
     wait_text(&a, ".msg.theirs .text", "hi all, bob here").await;
     wait_text(&a, ".msg.theirs .sender", "bob").await;
+    wait_text(&b2, ".msg.mine .text", "hi all, bob here").await;
+    a.switch_to_window(a_second.clone()).await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "hello from carol").await;
+    wait_text(&a, ".msg.theirs .text", "hi all, bob here").await;
+    send(&a, "from alice's second tab").await;
+    for c in [&a, &b, &b2] {
+        wait_text(c, ".msg .text", "from alice's second tab").await;
+    }
+    a.switch_to_window(a_first.clone()).await.unwrap();
+    wait_text(&a, ".msg.mine .text", "from alice's second tab").await;
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !got.contains(&"hi all, bob here".to_string()) {
@@ -1631,6 +1660,21 @@ async fn a_group_made_in_the_browser_carries_names_receipts_typing_and_changes()
         assert!(Instant::now() < deadline, "alice never saw bob typing: {head}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // And in her second tab, and in bob's other browser it is not shown (it is bob).
+    a.switch_to_window(a_second.clone()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        input.send_keys("b").await.unwrap();
+        let head = a.find(Locator::Css(".chat-head")).await.unwrap().text().await.unwrap();
+        if head.contains("bob is typing…") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alice's second tab never saw bob typing: {head}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let head = b2.find(Locator::Css(".chat-head")).await.unwrap().text().await.unwrap();
+    assert!(!head.contains("typing"), "bob's own typing is not shown to him: {head}");
+    a.switch_to_window(a_first.clone()).await.unwrap();
 
     // Receipts: bob's open chat reads alice's message at once; carol reads it later.
     send(&a, "alice's question").await;
@@ -1642,6 +1686,9 @@ async fn a_group_made_in_the_browser_carries_names_receipts_typing_and_changes()
         .await
         .unwrap();
     wait_text(&a, ".msg.mine .state", "read by everyone").await;
+    a.switch_to_window(a_second.clone()).await.unwrap();
+    wait_text(&a, ".msg.mine .state", "read by everyone").await;
+    a.switch_to_window(a_first.clone()).await.unwrap();
 
     // What a direct chat does works here: a picture, the ciphertext view, search, pinning.
     give_files(&b, "attach", PNG).await;
@@ -1714,6 +1761,36 @@ async fn a_group_made_in_the_browser_carries_names_receipts_typing_and_changes()
         "bob is no admin"
     );
 
+    // Bob's security key changes in the directory (a relay that swaps it, or his new key):
+    // after the reconnect, alice's group timeline says so with the new safety number; the group
+    // goes on, and only her direct chat with bob is paused.
+    server.stop();
+    server.sql(
+        "UPDATE users SET identity_key = X'0900000000000000000000000000000000000000000000000000000000000000' \
+         WHERE username = 'bob'",
+    );
+    server.start_again_same_port();
+    wait_text(&a, ".msg.key-change", "bob's security key has changed").await;
+    let number = a.find(Locator::Css(".msg.key-change .safety")).await.unwrap().text().await.unwrap();
+    assert!(number.chars().filter(char::is_ascii_digit).count() >= 30, "a safety number: {number}");
+    wait_text(&a, ".members .member", "security key changed").await;
+    a.find(Locator::XPath("//div[contains(@class,'members')]//button[text()='Close']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    a.execute("document.querySelector('.msg.key-change').scrollIntoView();", vec![]).await.unwrap();
+    std::fs::write(artifacts().join("group-key-change.png"), a.screenshot().await.unwrap()).unwrap();
+    send(&a, "the group goes on").await;
+    wait_text(&b, ".msg.theirs .text", "the group goes on").await;
+    a.find(Locator::XPath("//button[text()='Open the chat with bob']")).await.unwrap().click().await.unwrap();
+    wait_text(&a, ".banner.danger", "security key has changed").await;
+    let input = wait_css(&a, "textarea[aria-label='Write a message']").await;
+    assert!(!input.is_enabled().await.unwrap(), "writing to bob directly is paused");
+    open_conv(&a, "Readers").await;
+    wait_text(&a, ".msg.key-change", "bob's security key has changed").await;
+
     // Bob leaves: the group is gone from his list, and alice's timeline says so.
     b.find(Locator::XPath("//button[text()='Leave group']")).await.unwrap().click().await.unwrap();
     b.find(Locator::XPath("//button[text()='Leave']")).await.unwrap().click().await.unwrap();
@@ -1724,6 +1801,7 @@ async fn a_group_made_in_the_browser_carries_names_receipts_typing_and_changes()
     assert!(!page.contains("could not be decrypted"), "{page}");
     close_clean(a).await;
     close_clean(b).await;
+    close_clean(b2).await;
 }
 
 /// Issue 14: history on every browser, devices for one visit, strict forward secrecy. Alice

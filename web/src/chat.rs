@@ -425,6 +425,7 @@ fn Conversation(room: Room) -> impl IntoView {
                 <MessageRow row=Memo::new(move |_| rows.with(|rs| rs.iter().find(|r| r.msg.key == k).cloned()))
                     matcher=matcher current=Signal::derive(current_key)/>
             </For>
+            {move || group.map(|_| view! { <MemberKeyChanges/> })}
             <Show when=move || anchor.get().is_some()>
                 <button class="link center" on:click=move |_| anchor.set(None)>"Back to latest messages"</button>
             </Show>
@@ -741,5 +742,45 @@ fn FileCard(msg_key: String, meta: FileMeta) -> impl IntoView {
                 _ => None,
             }}
         </div>
+    }
+}
+
+/// Lines at the end of a group's timeline for members whose security key changed: the new
+/// safety number, what it means for the group, and the way to their direct chat, where the new
+/// key is compared and accepted.
+#[component]
+fn MemberKeyChanges() -> impl IntoView {
+    let app = expect_context::<App>();
+    let changed = Memo::new(move |_| {
+        let members: Vec<String> = app
+            .rooms
+            .group
+            .with(|g| g.iter().flat_map(|g| g.members.iter().map(|m| m.user.to_string())).collect());
+        app.rooms
+            .key_alerts
+            .with(|alerts| members.iter().filter_map(|m| alerts.get(m).cloned()).collect::<Vec<_>>())
+    });
+    move || {
+        changed
+            .get()
+            .into_iter()
+            .map(|alert| {
+                let peer = alert.peer.clone();
+                let to_chat = peer.clone();
+                view! {
+                    <div class="msg system key-change" role="status">
+                        <div class="bubble">
+                            <p class="text">{format!("{peer}'s security key has changed. The new safety number:")}</p>
+                            <p class="safety">{alert.safety_number.clone()}</p>
+                            <p class="small">{format!(
+                                "This group goes on with the devices of {peer}'s you already had; one signed with a new key of theirs is let in only after you accept it. Writing to {peer} directly is paused until you compare the number with them and accept it there."
+                            )}</p>
+                            <button class="link" on:click=move |_| spawn_local(app.open_chat(to_chat.clone()))>
+                                {format!("Open the chat with {peer}")}</button>
+                        </div>
+                    </div>
+                }
+            })
+            .collect_view()
     }
 }

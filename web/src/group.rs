@@ -143,6 +143,8 @@ pub fn Members(id: ConversationId, open: RwSignal<bool>) -> impl IntoView {
                         let u_remove = user.clone();
                         let u_verified = user.clone();
                         let u_mark = user.clone();
+                        let u_changed = user.clone();
+                        let changed = Memo::new(move |_| app.rooms.key_alerts.with(|k| k.contains_key(&u_changed)));
                         let verified = Memo::new(move |_| { verified_tick.get(); !mine && app.is_verified(&u_verified) });
                         view! {
                             <li class="member">
@@ -151,8 +153,13 @@ pub fn Members(id: ConversationId, open: RwSignal<bool>) -> impl IntoView {
                                     <span class="member-name">{if mine { format!("{user} (you)") } else { user.clone() }}
                                         {admin.then(|| view! { <span class="tag">"admin"</span> })}</span>
                                     {(!mine).then(|| view! {
-                                        <span class="small" class:verified=move || verified.get() class:muted=move || !verified.get()>
-                                            {move || if verified.get() { "✔ verified" } else { "not verified" }}</span>
+                                        <span class="small" class:verified=move || verified.get() && !changed.get()
+                                            class:key-changed=move || changed.get() class:muted=move || !verified.get() && !changed.get()>
+                                            {move || match (changed.get(), verified.get()) {
+                                                (true, _) => "security key changed",
+                                                (false, true) => "✔ verified",
+                                                (false, false) => "not verified",
+                                            }}</span>
                                     })}
                                 </span>
                                 {(!mine).then(|| view! {

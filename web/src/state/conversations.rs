@@ -15,6 +15,12 @@ use super::keys::with_keys;
 use super::model::*;
 use super::App;
 
+thread_local! {
+    /// Group members whose key was checked against the directory on this connection.
+    static MEMBERS_CHECKED: std::cell::RefCell<std::collections::BTreeSet<String>> =
+        Default::default();
+}
+
 impl App {
     /// Reloads the conversation list, decrypting previews.
     pub async fn load_conversations(self) {
@@ -39,6 +45,42 @@ impl App {
         }
         sort_convs(&mut out);
         self.rooms.convs.set(out);
+    }
+
+    /// After a reconnect (when a changed key shows for a direct chat's peer too, through the
+    /// list), the open group's members are checked again.
+    pub(crate) fn recheck_group_members(&self) {
+        MEMBERS_CHECKED.with(|c| c.borrow_mut().clear());
+        if matches!(self.rooms.active.get_untracked(), Some(Room::Group(_))) {
+            self.check_group_members();
+        }
+    }
+
+    /// Checks, against the directory, the keys of the open group's members that this user has
+    /// pinned (a member never pinned is pinned by the group's own flows on first use), each
+    /// once per connection. A changed key shows as a line of the group's timeline, and writing
+    /// to that member directly stops until it is accepted (`check_peer`); the group is not
+    /// paused, since its leaves are checked against the pinned signing keys.
+    pub(crate) fn check_group_members(&self) {
+        let me = self.account.me.get_untracked().unwrap_or_default();
+        let members: Vec<String> = self.rooms.group.with_untracked(|g| {
+            g.iter().flat_map(|g| g.members.iter().map(|m| m.user.to_string())).collect()
+        });
+        let due: Vec<String> = members
+            .into_iter()
+            .filter(|m| *m != me)
+            .filter(|m| with_keys(|k| k.vault.pins().contains_key(m.as_str())).unwrap_or(false))
+            .filter(|m| MEMBERS_CHECKED.with(|c| c.borrow_mut().insert(m.clone())))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let app = *self;
+        spawn_local(async move {
+            for member in due {
+                app.check_peer(&member, None).await;
+            }
+        });
     }
 
     /// A group's row: its name (from the device), and the newest message of the archive as
@@ -163,6 +205,7 @@ impl App {
         self.enter(room.clone());
         self.timeline.forward_secret.set(Some(true));
         self.refresh_group(id).await;
+        self.check_group_members();
         let (msgs, more) = self.archived_page(id, None, 50).await;
         if !self.is_open(&room) {
             return;

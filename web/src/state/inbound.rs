@@ -43,6 +43,7 @@ impl App {
                 if with_keys(|k| k.outbox.cursor().0 > 0).unwrap_or(false) {
                     spawn_local(async move { app.load_conversations().await });
                 }
+                self.recheck_group_members();
                 // What the groups' logs got meanwhile, and this tab's unanswered sends.
                 self.sync_groups();
                 self.resend_unanswered();
