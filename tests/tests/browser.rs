@@ -1147,6 +1147,34 @@ async fn axe_violations(c: &Client) -> Vec<String> {
     serde_json::from_value(found).unwrap()
 }
 
+/// axe-core's serious and critical violations of the page as it is now, at 1440×900 and at
+/// 360×740, in the light and the dark theme, each as "screen size theme: rule: target…"; a
+/// screenshot of each goes to the artifacts.
+async fn axe_everywhere(c: &Client, screen: &str) -> Vec<String> {
+    let mut report = Vec::new();
+    for (w, h) in [(1440, 900), (360, 740)] {
+        c.set_window_size(w, h).await.unwrap();
+        for theme in ["light", "dark"] {
+            c.execute(&format!("document.documentElement.dataset.theme = '{theme}'; return 1;"), vec![])
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let slug: String =
+                screen.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' }).collect();
+            std::fs::write(
+                artifacts().join(format!("screen-{slug}-{w}x{h}-{theme}.png")),
+                c.screenshot().await.unwrap(),
+            )
+            .unwrap();
+            for v in axe_violations(c).await {
+                report.push(format!("{screen} {w}x{h} {theme}: {v}"));
+            }
+        }
+    }
+    c.set_window_size(1440, 900).await.unwrap();
+    report
+}
+
 /// Issue 10: axe-core finds no serious or critical accessibility violation on any screen, in
 /// the light and the dark theme, at 1440×900 and at 360×740.
 #[tokio::test]
@@ -1154,28 +1182,7 @@ async fn every_screen_passes_the_accessibility_check_in_both_themes_at_both_size
     let Scene { server, mut bob, driver, profiles } = Scene::new().await;
     let c = driver.browser(&profiles.path().join("alice")).await;
     let mut report = Vec::new();
-    let mut check = async |c: &Client, screen: &str| {
-        for (w, h) in [(1440, 900), (360, 740)] {
-            c.set_window_size(w, h).await.unwrap();
-            for theme in ["light", "dark"] {
-                c.execute(&format!("document.documentElement.dataset.theme = '{theme}'; return 1;"), vec![])
-                    .await
-                    .unwrap();
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                let slug: String =
-                    screen.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' }).collect();
-                std::fs::write(
-                    artifacts().join(format!("screen-{slug}-{w}x{h}-{theme}.png")),
-                    c.screenshot().await.unwrap(),
-                )
-                .unwrap();
-                for v in axe_violations(c).await {
-                    report.push(format!("{screen} {w}x{h} {theme}: {v}"));
-                }
-            }
-        }
-        c.set_window_size(1440, 900).await.unwrap();
-    };
+    let mut check = async |c: &Client, screen: &str| report.extend(axe_everywhere(c, screen).await);
 
     c.goto(&server.url).await.unwrap();
     wait_css(&c, "form.card #username").await;
@@ -2052,5 +2059,107 @@ async fn tabs_that_reload_and_hand_over_at_random_lose_no_message_of_a_group() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    close_clean(a).await;
+}
+
+/// Issue 14, bad input: the new-group form says what is wrong with each thing a person can
+/// type, in words, and makes no group until the input is right; a name at the limit is kept
+/// whole. Keyboard only: the form opens with the cursor in the name, Tab and Enter fill and send
+/// it, Escape closes it; the members panel opens and closes from the keyboard too.
+#[tokio::test]
+async fn the_new_group_form_explains_every_bad_input_and_works_from_the_keyboard() {
+    const TAB: &str = "\u{e004}";
+    const ESCAPE: &str = "\u{e00c}";
+    let (server, driver, profiles) = web_scene(&[]).await;
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    let mut bob = server.register("bob").await;
+    bob.mls_start().await.unwrap();
+    // Carol has no MLS device yet (only version 1): no group can take her in.
+    let _carol = server.register("carol").await;
+    sign_up(&a, &server.url, "alice", true).await;
+    wait_signing_key(&server, bob.token(), "alice").await;
+    let typed = |keys: String| {
+        let a = a.clone();
+        async move { a.active_element().await.unwrap().send_keys(&keys).await.unwrap() }
+    };
+
+    a.find(Locator::XPath("//button[contains(., 'New group')]"))
+        .await
+        .unwrap()
+        .send_keys(ENTER)
+        .await
+        .unwrap();
+    wait_css(&a, "#group-name").await;
+    assert_eq!(focused_id(&a).await, "group-name", "the cursor starts in the name");
+    typed(ESCAPE.into()).await;
+    wait_gone(&a, "form.new-group").await;
+
+    let attempt = async |name: &str, people: &str| -> String {
+        if a.find_all(Locator::Css("form.new-group")).await.unwrap().is_empty() {
+            a.find(Locator::XPath("//button[contains(., 'New group')]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        }
+        let n = wait_css(&a, "#group-name").await;
+        n.clear().await.unwrap();
+        n.send_keys(name).await.unwrap();
+        let p = a.find(Locator::Id("group-members")).await.unwrap();
+        p.clear().await.unwrap();
+        // Typing clears what was said about the last try.
+        p.send_keys(&format!("{people} \u{e003}")).await.unwrap();
+        wait_gone(&a, "form.new-group .error").await;
+        p.send_keys(ENTER).await.unwrap();
+        wait_css(&a, "form.new-group .error").await.text().await.unwrap()
+    };
+    let said = attempt("", "bob").await;
+    assert!(said.contains("Give the group a name"), "{said}");
+    let said = attempt("   ", "bob").await;
+    assert!(said.contains("Give the group a name"), "{said}");
+    let said = attempt("Plans", "").await;
+    assert!(said.contains("Add at least one person"), "{said}");
+    let said = attempt("Plans", "alice, ALICE").await;
+    assert!(said.contains("Add at least one person"), "only herself: {said}");
+    let said = attempt("Plans", "nobodyhere").await;
+    assert_eq!(said, "No user named nobodyhere");
+    let said = attempt("Plans", "bob!, <script>").await;
+    assert_eq!(said, "“bob!” is not a username");
+    let said = attempt("Plans", "carol").await;
+    assert_eq!(said, "carol has not set up a device for group conversations yet", "her name as it is");
+    let said = attempt("Plans", "bob, nobodyhere").await;
+    assert_eq!(said, "No user named nobodyhere", "one unknown name among good ones stops it all");
+    let said = attempt(&"Ω".repeat(100), "bob").await;
+    assert!(
+        said.contains("too long") && said.contains("at most 128 bytes") && said.contains("has 200"),
+        "{said}"
+    );
+    let mut report = axe_everywhere(&a, "new group form with an error").await;
+    assert!(a.find_all(Locator::Css(".conv")).await.unwrap().is_empty(), "no group was made");
+    assert!(bob.group_list().await.unwrap().is_empty(), "bob is in no group");
+
+    // Right at last, from the keyboard: a name of 128 bytes (the limit) is kept whole.
+    let long: String = "Ω".repeat(50) + &"x".repeat(28);
+    let n = wait_css(&a, "#group-name").await;
+    n.clear().await.unwrap();
+    n.send_keys(&long).await.unwrap();
+    typed(TAB.into()).await;
+    assert_eq!(focused_id(&a).await, "group-members");
+    typed(format!("\u{e009}a\u{e000}bob{ENTER}")).await;
+    wait_text(&a, ".chat-head", "2 members").await;
+    let title = a.find(Locator::Css(".chat-head .chat-title")).await.unwrap().text().await.unwrap();
+    assert_eq!(title, long);
+    assert_eq!(focused_id(&a).await, "message", "the cursor waits in the new group's composer");
+
+    // The members panel from the keyboard: Enter opens it, Escape closes it and returns to the
+    // composer.
+    a.find(Locator::Css("button[aria-label='Members']")).await.unwrap().send_keys(ENTER).await.unwrap();
+    wait_text(&a, ".members .member", "bob").await;
+    report.extend(axe_everywhere(&a, "group chat with the members panel").await);
+    a.find(Locator::Css("button[aria-label='Members']")).await.unwrap().send_keys(ESCAPE).await.unwrap();
+    wait_gone(&a, ".members").await;
+    assert_eq!(focused_id(&a).await, "message");
+    assert!(report.is_empty(), "accessibility violations:\n{}", report.join("\n"));
     close_clean(a).await;
 }

@@ -21,6 +21,34 @@ pub fn names_in(text: &str, me: &str) -> Vec<String> {
     out
 }
 
+/// What is wrong with a group name a person typed, in words (the rule is
+/// `sealroom_crypto::check_group_name`'s): `None` when it is fine.
+pub fn name_problem(name: &str) -> Option<String> {
+    let max = sealroom_crypto::MAX_GROUP_NAME;
+    if name.trim().is_empty() {
+        Some("Give the group a name.".into())
+    } else if name.len() > max {
+        Some(format!(
+            "That name is too long: a group name has at most {max} bytes, and this one has {}. Accented and non-Latin letters take two to four bytes each.",
+            name.len()
+        ))
+    } else if name.chars().any(char::is_control) {
+        Some("A group name cannot contain tabs, line breaks or other control characters.".into())
+    } else {
+        None
+    }
+}
+
+/// An error from the device for the form: capitalized, unless it starts with one of `names`
+/// (usernames are lowercase, and shown as they are).
+fn said(e: &str, names: &[String]) -> String {
+    if names.iter().any(|n| e.starts_with(&format!("{n} "))) {
+        e.to_owned()
+    } else {
+        crate::state::capitalize(e)
+    }
+}
+
 /// "New group": a name and the people in it.
 #[component]
 pub fn NewGroup(open: RwSignal<bool>) -> impl IntoView {
@@ -39,8 +67,8 @@ pub fn NewGroup(open: RwSignal<bool>) -> impl IntoView {
         let me = app.account.me.get_untracked().unwrap_or_default();
         let members = names_in(&people.get_untracked(), &me);
         let n = name.get_untracked().trim().to_owned();
-        if n.is_empty() {
-            return error.set(Some("Give the group a name.".into()));
+        if let Some(problem) = name_problem(&n) {
+            return error.set(Some(problem));
         }
         if members.is_empty() {
             return error.set(Some("Add at least one person, by username.".into()));
@@ -48,13 +76,13 @@ pub fn NewGroup(open: RwSignal<bool>) -> impl IntoView {
         error.set(None);
         busy.set(true);
         spawn_local(async move {
-            match app.create_group(n, members).await {
+            match app.create_group(n, members.clone()).await {
                 Ok(()) => {
                     open.set(false);
                     name.set(String::new());
                     people.set(String::new());
                 }
-                Err(e) => error.set(Some(crate::state::capitalize(&e))),
+                Err(e) => error.set(Some(said(&e, &members))),
             }
             busy.set(false);
         });
@@ -63,10 +91,10 @@ pub fn NewGroup(open: RwSignal<bool>) -> impl IntoView {
         <form class="panel new-group" aria-label="New group" on:submit=move |ev| { ev.prevent_default(); create(); }>
             <label for="group-name">"Group name"</label>
             <input id="group-name" node_ref=name_ref maxlength="128" autocomplete="off" prop:value=move || name.get()
-                on:input=move |ev| name.set(event_target_value(&ev)) />
+                on:input=move |ev| { name.set(event_target_value(&ev)); error.set(None); } />
             <label for="group-members">"People (usernames, separated by commas)"</label>
             <input id="group-members" autocomplete="off" placeholder="ana, ben" prop:value=move || people.get()
-                on:input=move |ev| people.set(event_target_value(&ev)) />
+                on:input=move |ev| { people.set(event_target_value(&ev)); error.set(None); } />
             <p class="muted small">"Everyone's messages in the group are forward-secret (MLS). You will be its admin."</p>
             {move || error.get().map(|e| view! { <p class="error small" role="alert">{e}</p> })}
             <div class="row-buttons">
@@ -105,9 +133,14 @@ pub fn Members(id: ConversationId, open: RwSignal<bool>) -> impl IntoView {
     let run = move |what: &'static str, change: GroupChange| {
         busy.set(Some(what));
         error.set(None);
+        let mut names =
+            members.with_untracked(|ms| ms.iter().flatten().map(|(u, _)| u.clone()).collect::<Vec<_>>());
+        if let GroupChange::Add { users } = &change {
+            names.extend(users.iter().cloned());
+        }
         spawn_local(async move {
             if let Err(e) = app.change_group(id, change).await {
-                error.set(Some(crate::state::capitalize(&e)));
+                error.set(Some(said(&e, &names)));
             }
             busy.set(None);
         });
@@ -125,6 +158,9 @@ pub fn Members(id: ConversationId, open: RwSignal<bool>) -> impl IntoView {
         let name = renaming.get_untracked().trim().to_owned();
         if name.is_empty() {
             return;
+        }
+        if let Some(problem) = name_problem(&name) {
+            return error.set(Some(problem));
         }
         renaming.set(String::new());
         run("Renaming…", GroupChange::Rename { name });

@@ -17,6 +17,7 @@ pub fn Sidebar() -> impl IntoView {
     let menu = RwSignal::new(None::<ConversationId>);
     let new_group = RwSignal::new(false);
     let find_ref = NodeRef::<leptos::html::Input>::new();
+    let new_group_ref = NodeRef::<leptos::html::Button>::new();
     // After signing in the cursor waits in "Find people" (unless a chat is open).
     Effect::new(move |_| {
         if let Some(i) = find_ref.get() {
@@ -32,6 +33,13 @@ pub fn Sidebar() -> impl IntoView {
         }
         if menu.try_get_untracked().flatten().is_some() {
             menu.set(None);
+            ev.prevent_default();
+        } else if new_group.try_get_untracked() == Some(true) && crate::browser::focus_within(".new-group") {
+            // "New group" closes, and the cursor goes back to the button that opened it.
+            new_group.set(false);
+            if let Some(b) = new_group_ref.get_untracked() {
+                let _ = b.focus();
+            }
             ev.prevent_default();
         } else if crate::browser::focus_within(".search-users, .found") && !query.get_untracked().is_empty() {
             query.set(String::new());
@@ -125,7 +133,7 @@ pub fn Sidebar() -> impl IntoView {
                 </ul>
             </Show>
             <div class="list-actions">
-                <button class="link small" aria-expanded=move || new_group.get().to_string()
+                <button class="link small" node_ref=new_group_ref aria-expanded=move || new_group.get().to_string()
                     on:click=move |_| new_group.update(|o| *o = !*o)>"+ New group"</button>
             </div>
             <Show when=move || new_group.get()>

@@ -76,6 +76,8 @@ impl Failure {
                 "{}'s security key has changed. Compare the new safety number before sending.",
                 c.peer
             ),
+            // It starts with a username, which is shown as it is (lowercase).
+            Failure::Core(e @ E::NoSigningKey(_)) => e.to_string(),
             Failure::Core(e) => capitalize(&e.to_string()),
         }
     }
