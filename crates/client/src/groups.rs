@@ -317,6 +317,12 @@ impl Session {
         group_flow!(self, sync())
     }
 
+    /// Catches up as every device does ([`flows::maintain`]): reads every group's news, commits
+    /// what is left to tidy and the updates this device owes, and reads those back.
+    pub async fn maintain_groups(&mut self) -> Result<flows::Maintained<ClientError>> {
+        group_flow!(self, maintain(crate::now_ms()))
+    }
+
     /// Commits the removal of users who left and of removed devices from this device's groups.
     pub async fn tidy_groups(&mut self) -> Result<usize> {
         group_flow!(self, tidy())

@@ -1198,6 +1198,47 @@ pub async fn renew<T: Transport, V: VaultCell, D: DeviceCell>(
     Ok(committed)
 }
 
+/// What [`maintain`] read, and the first thing that failed after its first read.
+#[derive(Debug)]
+pub struct Maintained<E> {
+    /// Everything read, in log order (the first read's, then the read after the commits).
+    pub events: Vec<GroupEvent>,
+    /// Tidying, renewing or the read after them failed: nothing read is lost (it is in
+    /// `events`), and what was not done is tried again by the next `maintain`.
+    pub failed: Option<E>,
+}
+
+/// What a device does whenever it catches up, in the browser and in the CLI alike: reads every
+/// group's news ([`sync`]), commits what is left to tidy ([`tidy`]: users who left, removed
+/// devices) and the updates it owes ([`renew`]), and reads those commits back. Only the first
+/// read's failure is an error: after it, what was read is always returned, with what failed.
+pub async fn maintain<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    now_ms: i64,
+) -> Result<Maintained<T::Error>, T::Error> {
+    let mut events = sync(t, vault, dev).await?;
+    let mut failed = None;
+    let mut committed = 0;
+    match tidy(t, vault, dev).await {
+        Ok(n) => committed += n,
+        Err(e) => failed = Some(e),
+    }
+    match renew(t, vault, dev, now_ms).await {
+        Ok(n) => committed += n,
+        Err(e) => failed = failed.or(Some(e)),
+    }
+    if committed > 0 {
+        match sync(t, vault, dev).await {
+            Ok(more) => events.extend(more),
+            // What that read got before failing, the next sync returns (stashed by `sync`).
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    Ok(Maintained { events, failed })
+}
+
 /// Commits, in each group this device is in, the removal of users who left and of removed
 /// devices (anyone may; whoever is first does it, the others find nothing left to do).
 pub async fn tidy<T: Transport, V: VaultCell, D: DeviceCell>(

@@ -1144,26 +1144,14 @@ fn tab_event(
     Some(TabEvent { conversation: e.conversation, seq: e.seq, ts: e.ts, what })
 }
 
-/// Reads every group's news, then commits what is left to tidy (users who left, removed
-/// devices) and the key updates this device owes, and reads those back: what the CLI's
-/// `maintain` does.
+/// The device's catching up ([`groups::maintain`], as in the CLI). What failed after the first
+/// read is only logged: what was read is shown, and the next read tries the rest again.
 async fn maintain(app: App, dev: &BrowserDevice) -> Result<Vec<GroupEvent>, Failure> {
-    let t = Fetch(app);
-    let mut events = groups::sync(&t, &WebVault, dev).await?;
-    let committed = groups::tidy(&t, &WebVault, dev).await.unwrap_or(0)
-        + groups::renew(&t, &WebVault, dev, now() as i64).await.unwrap_or(0);
-    if committed > 0 {
-        match groups::sync(&t, &WebVault, dev).await {
-            Ok(more) => events.extend(more),
-            Err(e) => {
-                // What the first read got is not read again: kept for the next sync.
-                use sealroom_session::groups::DeviceCell;
-                dev.stash(events);
-                return Err(e);
-            }
-        }
+    let done = groups::maintain(&Fetch(app), &WebVault, dev, now() as i64).await?;
+    if let Some(e) = done.failed {
+        web_sys::console::warn_1(&format!("tidying or renewing the groups failed: {}", e.human()).into());
     }
-    Ok(events)
+    Ok(done.events)
 }
 
 /// The key of the message at `seq` in `conversation`'s log.

@@ -639,18 +639,14 @@ async fn catch_up(session: &mut Session) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// [`catch_up`], returning what was read.
+/// [`catch_up`], returning what was read (what failed after the first read is noted: what was
+/// read is never dropped for it).
 async fn maintain(session: &mut Session) -> Result<Vec<GroupEvent>, ClientError> {
-    let mut events = session.sync_groups().await?;
-    let committed = session.tidy_groups().await? + session.renew_groups().await?;
-    if committed > 0 {
-        // What the first read got is not read again: it is returned even if this one fails.
-        match session.sync_groups().await {
-            Ok(more) => events.extend(more),
-            Err(e) => note!("reading the groups again after tidying failed: {e}"),
-        }
+    let done = session.maintain_groups().await?;
+    if let Some(e) = done.failed {
+        note!("tidying or renewing the groups failed (tried again next time): {e}");
     }
-    Ok(events)
+    Ok(done.events)
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
