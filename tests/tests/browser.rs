@@ -134,7 +134,17 @@ async fn wait_text(c: &Client, css: &str, needle: &str) {
 async fn wait_js(c: &Client, what: &str, script: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while c.execute(script, vec![]).await.unwrap() != serde_json::json!(true) {
-        assert!(Instant::now() < deadline, "{what} did not happen");
+        if Instant::now() > deadline {
+            let shown = c
+                .execute(
+                    "return [...document.querySelectorAll('.msg')].map(m => m.className + ': ' + \
+                     m.innerText.replace(/\\s+/g, ' ')).join('\\n') || document.body.innerText;",
+                    vec![],
+                )
+                .await
+                .unwrap_or_default();
+            panic!("{what} did not happen; the page shows:\n{}", shown.as_str().unwrap_or_default());
+        }
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }

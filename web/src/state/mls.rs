@@ -135,6 +135,9 @@ enum TabEventKind {
     Gone { text: String },
 }
 
+/// The most entries a tab reads again from the archive when the owner says it stored news.
+const REREAD_PAGE: u32 = 50;
+
 /// What the tabs post to each other.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -152,8 +155,14 @@ enum TabMsg {
     /// The user turned the history archive on or off (in the key backup).
     Archive { on: bool },
     /// The owner read the logs and stored what it read in the archive: a tab whose open chat
-    /// was loaded from the archive meanwhile (a reload, a handover) reads its newest page again.
-    Archived,
+    /// was loaded from the archive meanwhile (a reload, a handover) reads its newest entries
+    /// again, if that chat got news.
+    Archived {
+        /// The conversations that got news, with how many events each; `None` (a new owner's
+        /// first read, which may show what the last owner read): every tab rereads its open chat.
+        #[serde(default)]
+        news: Option<Vec<(ConversationId, u32)>>,
+    },
 }
 
 /// The device, in the tab that owns it.
@@ -354,7 +363,19 @@ impl App {
             }
             TabMsg::Events { events } => self.on_group_events(&events),
             TabMsg::Archive { on } => spawn_local(self.archive_changed(on)),
-            TabMsg::Archived => spawn_local(self.reread_archive()),
+            TabMsg::Archived { news } => {
+                let open = self.open_conversation();
+                let size = match news {
+                    None => Some(REREAD_PAGE),
+                    // A few more than arrived: the tab may have missed them all.
+                    Some(news) => {
+                        news.iter().find(|(c, _)| Some(*c) == open).map(|(_, n)| (n + 10).min(REREAD_PAGE))
+                    }
+                };
+                if let Some(size) = size {
+                    spawn_local(self.reread_archive(size));
+                }
+            }
         }
     }
 
@@ -542,13 +563,20 @@ impl App {
                         };
                         let first = owned.first_sync.replace(false);
                         self.publish(events.iter().filter_map(|e| tab_event(e, &me, &still)).collect());
-                        if first || !events.is_empty() {
-                            post(&TabMsg::Archived);
-                        }
                         if first {
+                            post(&TabMsg::Archived { news: None });
                             // What the last owner read but did not get to show is in the
                             // archive now (its queue was saved with its cursor): this tab too.
-                            spawn_local(self.reread_archive());
+                            spawn_local(self.reread_archive(REREAD_PAGE));
+                        } else if !events.is_empty() {
+                            let mut news: Vec<(ConversationId, u32)> = Vec::new();
+                            for e in &events {
+                                match news.iter_mut().find(|(c, _)| *c == e.conversation) {
+                                    Some((_, n)) => *n = n.saturating_add(1),
+                                    None => news.push((e.conversation, 1)),
+                                }
+                            }
+                            post(&TabMsg::Archived { news: Some(news) });
                         }
                     }
                     Err(e) => {
@@ -674,17 +702,22 @@ impl App {
     async fn deliver(self, u: Unanswered) {
         let key = u.key.clone();
         match self.ask(u.op.clone()).await {
-            Ok(Done::Sent { seq, .. }) => self.timeline.msgs.update(|ms| {
-                if ms.iter().any(|m| m.seq == Some(seq) && m.key != key) {
-                    // The owner's event came first, as another copy: one copy.
-                    ms.retain(|m| m.key != key);
-                } else if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
-                    m.seq = Some(seq);
-                    if matches!(m.state, Delivery::Sending | Delivery::Failed(_)) {
-                        m.state = Delivery::Sent;
+            Ok(Done::Sent { seq, .. }) => {
+                self.timeline.msgs.update(|ms| {
+                    if ms.iter().any(|m| m.seq == Some(seq) && m.key != key) {
+                        // The owner's event came first, as another copy: one copy.
+                        ms.retain(|m| m.key != key);
+                    } else if let Some(m) = ms.iter_mut().find(|m| m.key == key) {
+                        m.seq = Some(seq);
+                        if matches!(m.state, Delivery::Sending | Delivery::Failed(_)) {
+                            m.state = Delivery::Sent;
+                        }
                     }
-                }
-            }),
+                });
+                // A receipt can come before the send's answer (the device saves and archives
+                // after the relay stored it): what the peers have read already covers it.
+                self.apply_open_markers(seq);
+            }
             Ok(_) => {}
             Err(NotSent { kept: true, .. }) => {
                 with_tabs(|t| t.unanswered.push(u));
@@ -694,6 +727,23 @@ impl App {
                     m.state = Delivery::Failed(why);
                 }
             }),
+        }
+    }
+
+    /// Applies the open chat's receipts (the peer's markers, or each member's) to its message
+    /// at log position `seq`.
+    fn apply_open_markers(&self, seq: u64) {
+        match self.rooms.active.get_untracked() {
+            Some(Room::Direct(peer)) => {
+                let markers = self.markers_of(&peer);
+                self.timeline.msgs.update(|ms| {
+                    if let Some(m) = ms.iter_mut().find(|m| m.seq == Some(seq)) {
+                        apply_markers(std::slice::from_mut(m), markers);
+                    }
+                });
+            }
+            Some(Room::Group(_)) => self.apply_group_receipts(),
+            None => {}
         }
     }
 
@@ -765,6 +815,9 @@ impl App {
                                     ms[i].seq = Some(e.seq);
                                     if matches!(ms[i].state, Delivery::Sending | Delivery::Failed(_)) {
                                         ms[i].state = Delivery::Sent;
+                                    }
+                                    if let Some(markers) = markers {
+                                        apply_markers(std::slice::from_mut(&mut ms[i]), markers);
                                     }
                                 }
                             } else if !other {
@@ -854,13 +907,13 @@ impl App {
 
     /// Reads the newest page of the open chat's archive again and shows what this tab missed
     /// (it was loading while the owner read it, or the owner that read it went away).
-    async fn reread_archive(self) {
+    async fn reread_archive(self, size: u32) {
         let Some(room) = self.rooms.active.get_untracked() else { return };
         let Some(conversation) = self.open_conversation() else { return };
         if room.group().is_none() && with_tabs(|t| t.moved.get(&conversation) == Some(&true)) != Some(true) {
             return;
         }
-        let (page, _) = self.archived_page(conversation, None, 50).await;
+        let (page, _) = self.archived_page(conversation, None, size).await;
         if !self.is_open(&room) || page.is_empty() {
             return;
         }
