@@ -467,7 +467,9 @@ pub async fn send_with_blobs<T: Transport, V: VaultCell, D: DeviceCell>(
     now_ms: u64,
 ) -> Result<AppendedEntry, T::Error> {
     let entry = mls::random_id().map_err(Error::from)?;
-    send_entry(t, vault, dev, conversation, entry, payload, blobs, now_ms).await
+    let sent = send_entry(t, vault, dev, conversation, entry, payload, blobs, now_ms).await?;
+    after_send(t, vault, dev, &[(conversation, sent.ts)]).await;
+    Ok(sent)
 }
 
 /// Keeps a message in the device's outbox, saved, before it is sent: a caller that may wait for
@@ -519,7 +521,9 @@ pub async fn drop_entry<T: Transport, D: DeviceCell>(dev: &D, entry: [u8; 16]) -
 /// [`send_with_blobs`] with the entry id chosen by the caller, so that asking again is safe:
 /// a message this device still keeps under that id goes as it was kept, and one the relay
 /// stored already is not stored again (the browser's tabs ask the tab that owns the device
-/// this way, and ask again when that tab goes away without answering).
+/// this way, and ask again when that tab goes away without answering). It returns as soon as
+/// the relay stored the message and the device saved that: the caller reports it sent, then
+/// runs [`after_send`].
 #[allow(clippy::too_many_arguments)]
 pub async fn send_entry<T: Transport, V: VaultCell, D: DeviceCell>(
     t: &T,
@@ -555,6 +559,23 @@ async fn flush_outbox<T: Transport, V: VaultCell, D: DeviceCell>(
     events: &mut Vec<GroupEvent>,
 ) -> Result<(), T::Error> {
     let outbox = dev.with(|d| d.outbox().to_vec());
+    let mut sent = Vec::new();
+    let flushed = flush_kept(t, vault, dev, outbox, events, &mut sent).await;
+    if !sent.is_empty() {
+        after_send(t, vault, dev, &sent).await;
+    }
+    flushed
+}
+
+/// [`flush_outbox`]'s sending; what went is added to `sent` (conversation, relay's time).
+async fn flush_kept<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    outbox: Vec<mls::PendingSend>,
+    events: &mut Vec<GroupEvent>,
+    sent: &mut Vec<(ConversationId, i64)>,
+) -> Result<(), T::Error> {
     for pending in outbox {
         let conversation = ConversationId(i64::try_from(pending.conversation).unwrap_or(i64::MAX));
         let payload = Payload::decode(&pending.payload);
@@ -566,6 +587,7 @@ async fn flush_outbox<T: Transport, V: VaultCell, D: DeviceCell>(
             (Ok(payload), Ok(blobs)) => {
                 match deliver(t, vault, dev, conversation, &pending, &payload, &blobs).await {
                     Ok(at) => {
+                        sent.push((conversation, at.ts));
                         let what = EventKind::Resent {
                             entry: pending.client_msg_id,
                             sent_ms: pending.sent_ms,
@@ -599,7 +621,8 @@ async fn flush_outbox<T: Transport, V: VaultCell, D: DeviceCell>(
 }
 
 /// Sends a kept message in the group's current epoch (encrypting it again after a commit came
-/// first), then archives and forgets it. A refusal forgets it too; without an answer it stays.
+/// first), then queues its archive copy and forgets it, in one save ([`after_send`] uploads the
+/// copy). A refusal forgets it too; without an answer it stays.
 async fn deliver<T: Transport, V: VaultCell, D: DeviceCell>(
     t: &T,
     vault: &V,
@@ -660,16 +683,26 @@ async fn deliver<T: Transport, V: VaultCell, D: DeviceCell>(
             dev.save().await?;
         }
     }
-    let appended = sent?;
-    // The message is sent: an archive upload or a due update that fails now is done by the
-    // next sync or send.
+    sent
+}
+
+/// What follows a send once it is reported sent ([`send`] does it itself; a caller of
+/// [`send_entry`] does it after telling its user): the archive upload of what was sent and an
+/// update the group is due. Neither fails the send: what fails now the next sync or send does.
+pub async fn after_send<T: Transport, V: VaultCell, D: DeviceCell>(
+    t: &T,
+    vault: &V,
+    dev: &D,
+    sent: &[(ConversationId, i64)],
+) {
     let _ = flush_archive(t, vault, dev).await;
-    if let Some(group) = dev.with(|d| d.group_of(key(conversation))) {
-        if update_due(dev, &group, appended.ts) {
-            let _ = change(t, vault, dev, conversation, Changes::default()).await;
+    for (conversation, ts) in sent {
+        if let Some(group) = dev.with(|d| d.group_of(key(*conversation))) {
+            if update_due(dev, &group, *ts) {
+                let _ = change(t, vault, dev, *conversation, Changes::default()).await;
+            }
         }
     }
-    Ok(appended)
 }
 
 /// Leaves a group: the relay stops routing it to this user at once, a remaining member commits

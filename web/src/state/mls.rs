@@ -520,6 +520,14 @@ impl App {
             };
             self.publish(vec![event]);
         }
+        // "Sent" first; the archive upload and a due update after, as the device's next flow.
+        let later = owned.clone();
+        spawn_local(async move {
+            let _one = later.serial.lock().await;
+            if let Ok(dev) = &later.device {
+                groups::after_send(&Fetch(self), &WebVault, dev, &[(conversation, sent.ts)]).await;
+            }
+        });
         Ok(Done::Sent { seq: sent.seq, ts: sent.ts })
     }
 
