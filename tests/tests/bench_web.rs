@@ -19,7 +19,21 @@ async fn time_in_page(c: &fantoccini::Client, script: &str) -> f64 {
     c.update_timeouts(fantoccini::wd::TimeoutConfiguration::new(Some(Duration::from_secs(120)), None, None))
         .await
         .unwrap();
-    let v = c.execute_async(script, vec![]).await.unwrap();
+    let v = match c.execute_async(script, vec![]).await {
+        Ok(v) => v,
+        Err(e) => {
+            let shown = c
+                .execute(
+                    "return [...document.querySelectorAll('.msg, .notice, [role=alert]')].map(m => \
+                     m.className + ': ' + m.innerText.replace(/\\s+/g, ' ')).slice(-12) \
+                     .concat((window.__warns || []).map(w => 'warning: ' + w)).join('\\n');",
+                    vec![],
+                )
+                .await
+                .unwrap_or_default();
+            panic!("the timed script failed ({e}); the page shows:\n{}", shown.as_str().unwrap_or_default());
+        }
+    };
     v.as_f64().unwrap_or_else(|| panic!("script returned {v}"))
 }
 
@@ -213,6 +227,14 @@ async fn mls_groups_in_a_new_browser() {
     c.goto(&server.url).await.unwrap();
     c.wait().at_most(Duration::from_secs(60)).for_element(Locator::Id("tab-signin")).await.unwrap();
     c.find(Locator::Id("tab-signin")).await.unwrap().click().await.unwrap();
+    // What the page warns about (a failed read of the groups) is shown if a step fails.
+    c.execute(
+        "window.__warns = []; const w = console.warn.bind(console); \
+         console.warn = (...a) => { window.__warns.push(a.map(String).join(' ')); w(...a); }; return 1;",
+        vec![],
+    )
+    .await
+    .unwrap();
     c.find(Locator::Id("username")).await.unwrap().send_keys("alice").await.unwrap();
     c.find(Locator::Id("password")).await.unwrap().send_keys("password-of-alice").await.unwrap();
     let signin = time_in_page(

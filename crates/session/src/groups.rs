@@ -535,6 +535,12 @@ pub async fn send_entry<T: Transport, V: VaultCell, D: DeviceCell>(
     blobs: &[BlobId],
     now_ms: u64,
 ) -> Result<AppendedEntry, T::Error> {
+    if dev.with(|d| d.group_of(key(conversation))).is_none() {
+        // A device that has not joined this group yet (a new browser whose first read is still
+        // joining its user's groups): it catches up, which joins every group of its user it is
+        // not in, and sends then. Not a member at all: refused below.
+        catch_up(t, vault, dev).await?;
+    }
     group_of::<T, D>(dev, conversation)?;
     let kept = dev.with(|d| d.outbox().iter().find(|p| p.client_msg_id == entry).cloned());
     if let Some(pending) = kept {
