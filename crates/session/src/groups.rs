@@ -484,7 +484,8 @@ pub async fn keep_entry<T: Transport, D: DeviceCell>(
     blobs: &[BlobId],
     now_ms: u64,
 ) -> Result<(), T::Error> {
-    group_of::<T, D>(dev, conversation)?;
+    // Not checked against the device's groups: the flow it waits for may be the read that
+    // joins this group (a new device); `send_entry` decides, and forgets it if it cannot go.
     if dev.with(|d| d.outbox().iter().any(|p| p.client_msg_id == entry)) {
         return Ok(());
     }
@@ -541,7 +542,14 @@ pub async fn send_entry<T: Transport, V: VaultCell, D: DeviceCell>(
         // not in, and sends then. Not a member at all: refused below.
         catch_up(t, vault, dev).await?;
     }
-    group_of::<T, D>(dev, conversation)?;
+    if let Err(e) = group_of::<T, D>(dev, conversation) {
+        // Not a member after all: a copy kept for it goes too.
+        if dev.with(|d| d.outbox().iter().any(|p| p.client_msg_id == entry)) {
+            dev.with(|d| d.sent(&entry));
+            dev.save().await?;
+        }
+        return Err(e);
+    }
     let kept = dev.with(|d| d.outbox().iter().find(|p| p.client_msg_id == entry).cloned());
     if let Some(pending) = kept {
         return deliver(t, vault, dev, conversation, &pending, payload, blobs).await;

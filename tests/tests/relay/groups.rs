@@ -1144,3 +1144,32 @@ async fn groups_are_in_the_conversation_list_with_unread_pins_and_reopening() {
     assert_eq!(names, ["alice", "carol"]);
     assert_eq!(bob.conversations().await.unwrap().len(), 1, "bob's direct conversation with alice");
 }
+
+/// A new device that sends in a group before its first read joined it joins it first (it
+/// catches up), and the message goes: it is not refused as "not in that group". A user who is
+/// not a member is still refused, and nothing is kept for later.
+#[tokio::test]
+async fn a_new_device_that_sends_before_joining_joins_first() {
+    let server = TestServer::start();
+    let [mut alice, mut bob, mut carol] = with_devices(&server, ["alice", "bob", "carol"]).await;
+    let group = alice.create_group(&["bob"]).await.unwrap();
+    bob.sync_groups().await.unwrap();
+
+    let mut bob2 = second_device(&server, "bob").await;
+    let sent = bob2.send_group(group, &Payload::Text("from bob's new device".into())).await.unwrap();
+    let texts: Vec<String> = alice
+        .sync_groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.what {
+            EventKind::Message { payload: Payload::Text(t), .. } => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["from bob's new device"], "sent at {}", sent.seq);
+
+    let err = carol.send_group(group, &Payload::Text("not a member".into())).await.unwrap_err();
+    assert!(err.to_string().contains("not in that group"), "{err}");
+    assert!(carol.sync_groups().await.unwrap().is_empty(), "nothing kept to send later");
+}
