@@ -1667,28 +1667,10 @@ async fn a_group_made_in_the_browser_carries_names_receipts_typing_and_changes()
     // Typing: "bob is typing…" in alice's header (the relay passes one typing frame per
     // conversation every few seconds, and bob's message above ended the last one: he types on).
     let input = wait_css(&b, "textarea[aria-label='Write a message']").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        input.send_keys("a").await.unwrap();
-        let head = a.find(Locator::Css(".chat-head")).await.unwrap().text().await.unwrap();
-        if head.contains("bob is typing…") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "alice never saw bob typing: {head}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    typing_seen(&a, &input, "bob is typing…", "alice's first tab").await;
     // And in her second tab, and in bob's other browser it is not shown (it is bob).
     a.switch_to_window(a_second.clone()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        input.send_keys("b").await.unwrap();
-        let head = a.find(Locator::Css(".chat-head")).await.unwrap().text().await.unwrap();
-        if head.contains("bob is typing…") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "alice's second tab never saw bob typing: {head}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    typing_seen(&a, &input, "bob is typing…", "alice's second tab").await;
     let head = b2.find(Locator::Css(".chat-head")).await.unwrap().text().await.unwrap();
     assert!(!head.contains("typing"), "bob's own typing is not shown to him: {head}");
     a.switch_to_window(a_first.clone()).await.unwrap();
@@ -1819,6 +1801,21 @@ async fn a_group_made_in_the_browser_carries_names_receipts_typing_and_changes()
     close_clean(a).await;
     close_clean(b).await;
     close_clean(b2).await;
+}
+
+/// Types into `input` (another page's composer) until `c`'s chat header says `shown` (the relay
+/// passes one typing frame per conversation every few seconds).
+async fn typing_seen(c: &Client, input: &fantoccini::elements::Element, shown: &str, who: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        input.send_keys("a").await.unwrap();
+        let head = c.find(Locator::Css(".chat-head")).await.unwrap().text().await.unwrap();
+        if head.contains(shown) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{who} never showed {shown:?}: {head}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Issue 14: history on every browser, devices for one visit, strict forward secrecy. Alice

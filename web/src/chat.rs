@@ -752,10 +752,7 @@ fn FileCard(msg_key: String, meta: FileMeta) -> impl IntoView {
 fn MemberKeyChanges() -> impl IntoView {
     let app = expect_context::<App>();
     let changed = Memo::new(move |_| {
-        let members: Vec<String> = app
-            .rooms
-            .group
-            .with(|g| g.iter().flat_map(|g| g.members.iter().map(|m| m.user.to_string())).collect());
+        let members = app.rooms.group.with(crate::state::member_names);
         app.rooms
             .key_alerts
             .with(|alerts| members.iter().filter_map(|m| alerts.get(m).cloned()).collect::<Vec<_>>())

@@ -63,9 +63,7 @@ impl App {
     /// paused, since its leaves are checked against the pinned signing keys.
     pub(crate) fn check_group_members(&self) {
         let me = self.account.me.get_untracked().unwrap_or_default();
-        let members: Vec<String> = self.rooms.group.with_untracked(|g| {
-            g.iter().flat_map(|g| g.members.iter().map(|m| m.user.to_string())).collect()
-        });
+        let members = self.rooms.group.with_untracked(member_names);
         let due: Vec<String> = members
             .into_iter()
             .filter(|m| *m != me)

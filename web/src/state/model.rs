@@ -286,6 +286,11 @@ impl Markers {
     }
 }
 
+/// The usernames of the open group's members (none while no group is open).
+pub fn member_names(g: &Option<GroupState>) -> Vec<String> {
+    g.iter().flat_map(|g| g.members.iter().map(|m| m.user.to_string())).collect()
+}
+
 /// Where a group's slowest other member is: this user's messages are delivered once every
 /// other member received them, and read once every one read them.
 pub fn group_markers(g: &GroupState, me: &str) -> Markers {
