@@ -46,6 +46,28 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// The database the relays of this test process run on: `SEALROOM_TEST_DATABASE=postgres`
+/// gives each relay a fresh database in the process's own PostgreSQL cluster
+/// ([`sealroom_testkit::postgres`]); unset or `sqlite`, a file in its data dir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// The default: `<data-dir>/sealroom.db`.
+    Sqlite,
+    /// A database of its own in the test cluster.
+    Postgres,
+}
+
+impl Database {
+    /// The database chosen for this test process.
+    pub fn chosen() -> Database {
+        match std::env::var("SEALROOM_TEST_DATABASE").as_deref() {
+            Ok("postgres") => Database::Postgres,
+            Ok("sqlite") | Err(_) => Database::Sqlite,
+            Ok(other) => panic!("SEALROOM_TEST_DATABASE={other}: say sqlite or postgres"),
+        }
+    }
+}
+
 /// A running relay.
 #[derive(Debug)]
 pub struct TestServer {
@@ -55,6 +77,8 @@ pub struct TestServer {
     /// Holds the data dir and the server log.
     pub root: tempfile::TempDir,
     extra: Vec<String>,
+    /// The PostgreSQL database's URL, when it runs on one ([`Database::chosen`]).
+    database_url: Option<String>,
 }
 
 impl TestServer {
@@ -66,11 +90,16 @@ impl TestServer {
     /// A relay with extra command-line flags.
     pub fn start_with(extra: &[&str]) -> Self {
         let root = tempfile::tempdir().expect("temp dir");
+        let database_url = match Database::chosen() {
+            Database::Sqlite => None,
+            Database::Postgres => Some(sealroom_testkit::postgres().database()),
+        };
         let mut s = TestServer {
             child: None,
             url: String::new(),
             root,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            database_url,
         };
         s.spawn();
         s
@@ -102,6 +131,7 @@ impl TestServer {
             .args(["serve", "--bind", bind, "--data-dir"])
             .arg(self.data_dir())
             .args(["--log", "info,sealroom_server=debug"])
+            .args(self.database_url.iter().flat_map(|url| ["--database-url", url]))
             .args(&self.extra)
             .env_remove("SEALROOM_JWT_SECRET")
             .stdout(Stdio::piped())
@@ -148,9 +178,46 @@ impl TestServer {
         }
     }
 
-    /// Runs a SQL query against the stored database with Python's sqlite3 and returns the
-    /// rows, one per line, columns joined by `|`.
+    /// The database this relay runs on.
+    pub fn database(&self) -> Database {
+        if self.database_url.is_some() {
+            Database::Postgres
+        } else {
+            Database::Sqlite
+        }
+    }
+
+    /// Where the relay's database is, as `sealroom-bench --db` takes it: the SQLite file, or
+    /// the PostgreSQL URL.
+    pub fn database_location(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => self.data_dir().join("sealroom.db").display().to_string(),
+        }
+    }
+
+    /// SQL for a byte column in upper-case hex (`hex(…)` is SQLite's own).
+    pub fn hex_sql(&self, column: &str) -> String {
+        match self.database() {
+            Database::Sqlite => format!("hex({column})"),
+            Database::Postgres => format!("upper(encode({column}, 'hex'))"),
+        }
+    }
+
+    /// A byte string as an SQL literal of the relay's database (`X'…'`, or `'\x…'::bytea`).
+    pub fn bytes_sql(&self, bytes: &[u8]) -> String {
+        match self.database() {
+            Database::Sqlite => format!("X'{}'", hex::encode(bytes)),
+            Database::Postgres => format!("'\\x{}'::bytea", hex::encode(bytes)),
+        }
+    }
+
+    /// Runs a SQL query against the stored database (Python's sqlite3, or `psql`) and returns
+    /// the rows, one per line, columns joined by `|`.
     pub fn sql_rows(&self, query: &str) -> Vec<String> {
+        if let Some(url) = &self.database_url {
+            return sealroom_testkit::psql(url, query);
+        }
         let out = self.python_sqlite(
             "import sqlite3,sys\nfor r in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print('|'.join(map(str, r)))",
             query,
@@ -170,11 +237,25 @@ impl TestServer {
         out
     }
 
-    /// Takes the database's write lock from another process (`BEGIN IMMEDIATE`) and holds it
-    /// until the returned guard is released or dropped: every write of the relay waits (up to
-    /// its busy timeout) while reads go on.
+    /// Takes the database's write lock from another process (SQLite's `BEGIN IMMEDIATE`, or
+    /// the relay's advisory write lock on PostgreSQL) and holds it until the returned guard is
+    /// released or dropped: every write of the relay waits (up to its busy or lock timeout)
+    /// while reads go on.
     pub fn hold_write_lock(&self) -> WriteLock {
         use std::io::BufRead;
+        if let Some(url) = &self.database_url {
+            let mut child = sealroom_testkit::psql_session(url);
+            let mut stdin = child.stdin.take().expect("piped");
+            std::io::Write::write_all(
+                &mut stdin,
+                b"BEGIN;\nSELECT 'locked' FROM (SELECT pg_advisory_xact_lock(8315159405413756781)) AS held;\n",
+            )
+            .unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).unwrap();
+            assert_eq!(line.trim(), "locked", "the lock holder took the lock");
+            return WriteLock { child, stdin: Some((stdin, b"COMMIT;\n")) };
+        }
         let script = "import sqlite3, sys\n\
             c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n\
             c.execute('BEGIN IMMEDIATE')\n\
@@ -191,7 +272,8 @@ impl TestServer {
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "locked", "the lock holder took the lock");
-        WriteLock { child }
+        let stdin = child.stdin.take().expect("piped");
+        WriteLock { child, stdin: Some((stdin, b"done\n")) }
     }
 
     /// Stops and starts again on the same data dir (a new port).
@@ -236,6 +318,10 @@ impl TestServer {
         }
         let mut out = Vec::new();
         walk(self.root.path(), &mut out);
+        if let Some(url) = &self.database_url {
+            // Everything the database holds, as PostgreSQL would back it up.
+            out.push((PathBuf::from("pg_dump"), sealroom_testkit::pg_dump(url)));
+        }
         out
     }
 
@@ -258,9 +344,13 @@ impl TestServer {
             .expect("sealroom-cli runs")
     }
 
-    /// Runs a raw SQL statement against the stored database with Python's sqlite3 (the relay
-    /// should be stopped): how tests play a malicious or broken server.
+    /// Runs a raw SQL statement against the stored database (Python's sqlite3, or `psql`; the
+    /// relay should be stopped): how tests play a malicious or broken server.
     pub fn sql(&self, statement: &str) {
+        if let Some(url) = &self.database_url {
+            sealroom_testkit::psql(url, statement);
+            return;
+        }
         self.python_sqlite(
             "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()",
             statement,
@@ -287,6 +377,8 @@ pub async fn metric(base_url: &str, name: &str) -> Option<f64> {
 #[derive(Debug)]
 pub struct WriteLock {
     child: Child,
+    /// Its input, and what to write there to let go.
+    stdin: Option<(std::process::ChildStdin, &'static [u8])>,
 }
 
 impl WriteLock {
@@ -297,8 +389,8 @@ impl WriteLock {
 
     fn finish(&mut self) {
         use std::io::Write;
-        if let Some(mut stdin) = self.child.stdin.take() {
-            let _ = stdin.write_all(b"done\n");
+        if let Some((mut stdin, release)) = self.stdin.take() {
+            let _ = stdin.write_all(release);
         }
         let _ = self.child.wait();
     }

@@ -114,10 +114,16 @@ struct Tally {
 impl Tally {
     /// Runs a cargo test command, echoing its output live while counting its results.
     fn cargo(&mut self, label: &str, args: &[&str]) -> Result {
+        self.cargo_env(label, args, &[])
+    }
+
+    /// [`Tally::cargo`] with extra environment variables.
+    fn cargo_env(&mut self, label: &str, args: &[&str], env: &[(&str, &str)]) -> Result {
         step(label);
         let started = Instant::now();
         let mut child = Command::new("cargo")
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(root())
             .stdout(Stdio::piped())
             .spawn()
@@ -170,6 +176,11 @@ fn test() -> Result {
         tally
             .cargo("native tests (whole workspace)", &["test", "--workspace", "--all-targets", "--locked"])?;
         tally.cargo("doc tests", &["test", "--workspace", "--doc", "--locked"])?;
+        tally.cargo_env(
+            "the end-to-end relay suite again, on PostgreSQL (a throwaway cluster on a free port)",
+            &["test", "-p", "sealroom-tests", "--test", "relay", "--locked"],
+            &[("SEALROOM_TEST_DATABASE", "postgres")],
+        )?;
         tally.cargo(
             "crypto in headless Chromium (wasm-bindgen-test)",
             &[

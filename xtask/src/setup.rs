@@ -1,7 +1,8 @@
 //! Installs the toolchain the project needs, skipping whatever is already there.
 //!
 //! Versions are the tested recipe for these machines: wasm-bindgen-cli must equal the
-//! `wasm-bindgen` in Cargo.lock; Chromium and chromedriver come from Debian's packages.
+//! `wasm-bindgen` in Cargo.lock; Chromium, chromedriver, PostgreSQL and NATS come from Debian's
+//! packages.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,6 +14,7 @@ pub fn ensure_all() -> Result {
     ensure_wasm_target()?;
     ensure_wasm_bindgen()?;
     ensure_chromium()?;
+    ensure_services()?;
     ensure_web_tools()?;
     ensure_axe()?;
     Ok(())
@@ -224,6 +226,24 @@ pub fn ensure_chromium() -> Result {
     // openssl makes the throwaway certificate of the TLS test.
     step("installing chromium, chromium-driver and openssl from Debian's packages");
     apt_install(&["chromium", "chromium-driver", "openssl"])
+}
+
+/// PostgreSQL (its server programs, `psql` and libpq, which the relay links) and NATS, for
+/// the scale-out tests. The tests start their own throwaway cluster and NATS servers on free
+/// ports (crates/testkit); a service the package starts on the machine is never used.
+pub fn ensure_services() -> Result {
+    let have = |p: &str| std::path::Path::new(p).exists();
+    let postgres = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|v| v.path().join("bin/initdb").exists());
+    let libpq = have("/usr/include/postgresql/libpq-fe.h");
+    if postgres && libpq && have("/usr/bin/nats-server") {
+        return Ok(());
+    }
+    step("installing postgresql, libpq-dev and nats-server from Debian's packages");
+    apt_install(&["postgresql", "libpq-dev", "nats-server"])
 }
 
 /// Installs Debian packages (through sudo when not root).

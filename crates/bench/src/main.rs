@@ -100,7 +100,7 @@ struct Target {
     /// The relay, `http://127.0.0.1:PORT` (loopback only).
     #[arg(long)]
     url: String,
-    /// Its SQLite file, to count what was stored.
+    /// Its database, to count what was stored: the SQLite file, or the `postgres://` URL.
     #[arg(long)]
     db: Option<String>,
     /// The target is the reference relay (`sealroom-bench reference`).
@@ -490,8 +490,14 @@ fn count_stored(target: &Target) -> anyhow::Result<Option<i64>> {
         n: i64,
     }
     let Some(db) = &target.db else { return Ok(None) };
-    let mut conn = SqliteConnection::establish(db).with_context(|| format!("opening {db}"))?;
-    let rows: Vec<Count> = diesel::sql_query("SELECT COUNT(*) AS n FROM messages").load(&mut conn)?;
+    let count = diesel::sql_query("SELECT COUNT(*) AS n FROM messages");
+    let rows: Vec<Count> = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        let mut conn = diesel::PgConnection::establish(db).context("opening the PostgreSQL database")?;
+        count.load(&mut conn)?
+    } else {
+        let mut conn = SqliteConnection::establish(db).with_context(|| format!("opening {db}"))?;
+        count.load(&mut conn)?
+    };
     Ok(rows.first().map(|c| c.n))
 }
 

@@ -121,7 +121,7 @@ impl BlobStore {
 
     /// Blob files with no database row (a crash between rename and insert, or a failed
     /// removal): deletes them. Runs at start.
-    pub fn sweep_orphans(&self, conn: &mut store::SqliteConnection) -> Result<usize, StartError> {
+    pub fn sweep_orphans(&self, conn: &mut store::DbConn) -> Result<usize, StartError> {
         let mut removed = 0;
         let listing = std::fs::read_dir(&self.dir)
             .map_err(StartError::io(format!("cannot read {}", self.dir.display())))?;

@@ -37,7 +37,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// SQLite database path or URL [default: <data-dir>/sealroom.db].
+    /// The database: a SQLite file path, or `postgres://USER:PASSWORD@HOST/DB` [default:
+    /// <data-dir>/sealroom.db].
     #[arg(long, env = "SEALROOM_DATABASE_URL")]
     pub database_url: Option<String>,
 

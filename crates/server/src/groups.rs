@@ -19,7 +19,7 @@ use crate::auth::AuthUser;
 use crate::error::{Result, ServerError};
 use crate::hub::encode;
 use crate::store::mls::{self as store_mls, Appended, CommitEffects, NewEntry};
-use crate::store::{self, SqliteConnection, StoreError};
+use crate::store::{self, DbConn, StoreError};
 use crate::{policy, Relay};
 
 fn invalid(why: impl Into<String>) -> ServerError {
@@ -40,7 +40,7 @@ pub async fn publish_signing_key(state: &Relay, me: &AuthUser, key: SigningKey) 
     }
 }
 
-fn device_info(conn: &mut SqliteConnection, d: store_mls::DeviceRow) -> Result<DeviceInfo> {
+fn device_info(conn: &mut DbConn, d: store_mls::DeviceRow) -> Result<DeviceInfo> {
     let corrupt = |what| StoreError::Corrupt { what, row: d.user_id.0 };
     let left = store_mls::key_packages_left(conn, &d.id)?;
     Ok(DeviceInfo {
@@ -107,7 +107,7 @@ pub async fn remove_device(state: &Relay, me: &AuthUser, device: DeviceId) -> Re
 const LAST_SEEN_STEP_MS: i64 = 60_000;
 
 /// A device acted at `now`.
-fn seen(conn: &mut SqliteConnection, device: &store_mls::DeviceRow, now: i64) -> Result<()> {
+fn seen(conn: &mut DbConn, device: &store_mls::DeviceRow, now: i64) -> Result<()> {
     if now - device.last_seen >= LAST_SEEN_STEP_MS {
         store_mls::device_seen(conn, &device.id, now)?;
     }
@@ -198,7 +198,7 @@ pub async fn claim_key_packages(
 }
 
 /// Names for user ids (one query).
-fn names_of(conn: &mut SqliteConnection, ids: &[UserId]) -> Result<HashMap<UserId, Username>> {
+fn names_of(conn: &mut DbConn, ids: &[UserId]) -> Result<HashMap<UserId, Username>> {
     Ok(store::usernames(conn, ids)?
         .into_iter()
         .filter_map(|(id, name)| Some((id, Username::parse(&name).ok()?)))
@@ -206,7 +206,7 @@ fn names_of(conn: &mut SqliteConnection, ids: &[UserId]) -> Result<HashMap<UserI
 }
 
 /// Ids for user names; an unknown one is refused.
-fn ids_of(conn: &mut SqliteConnection, names: &[Username]) -> Result<Vec<UserId>> {
+fn ids_of(conn: &mut DbConn, names: &[Username]) -> Result<Vec<UserId>> {
     names
         .iter()
         .map(|n| {
@@ -219,7 +219,7 @@ fn ids_of(conn: &mut SqliteConnection, names: &[Username]) -> Result<Vec<UserId>
 
 /// A group as its members see it.
 fn group_state(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     group: &store_mls::GroupRow,
     members: &[(UserId, bool)],
     seen_since: i64,

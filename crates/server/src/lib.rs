@@ -20,6 +20,7 @@ pub mod accounts;
 pub mod auth;
 pub mod blobs;
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod groups;
 pub mod hub;
@@ -251,7 +252,7 @@ pub async fn serve(mut config: ServeArgs) -> Result<(), error::StartError> {
     .map_err(error::StartError::io(format!("cannot listen on {}", config.bind)))?;
     println!("listening on {scheme}://{addr}");
     tracing::info!(
-        database = %config.database_url(),
+        database = %crate::db::redacted(&config.database_url()),
         web = ?config.web_dir(),
         single_session = config.single_session,
         "sealroom relay started"

@@ -79,18 +79,14 @@ pub fn origin(origin: Option<&str>, host: &str, allowed: &[String]) -> Result<()
 
 /// `me`'s membership in `conversation`, which sending, reading, markers, clearing, flags and
 /// typing all need. Not a member, or no such conversation: `not_found` alike.
-pub fn conversation(
-    conn: &mut store::SqliteConnection,
-    me: UserId,
-    conversation: ConversationId,
-) -> Result<MemberRow> {
+pub fn conversation(conn: &mut store::DbConn, me: UserId, conversation: ConversationId) -> Result<MemberRow> {
     store::member(conn, me, conversation)?
         .ok_or_else(|| ServerError::api(ErrorCode::NotFound, "no such conversation"))
 }
 
 /// Whether member `m` may clear their conversation for every member (`for_all`): in a
 /// group, only its admins; in a direct conversation, either user.
-pub fn clear_for(conn: &mut store::SqliteConnection, m: &MemberRow, for_all: bool) -> Result<()> {
+pub fn clear_for(conn: &mut store::DbConn, m: &MemberRow, for_all: bool) -> Result<()> {
     if !for_all {
         return Ok(());
     }
@@ -108,7 +104,7 @@ pub fn clear_for(conn: &mut store::SqliteConnection, m: &MemberRow, for_all: boo
 }
 
 /// With whom `me` may open a direct conversation: any existing user but themselves.
-pub fn direct_peer(conn: &mut store::SqliteConnection, me: &AuthUser, peer: &Username) -> Result<UserRow> {
+pub fn direct_peer(conn: &mut store::DbConn, me: &AuthUser, peer: &Username) -> Result<UserRow> {
     if *peer == me.username {
         return Err(ServerError::api(
             ErrorCode::InvalidField,
@@ -122,7 +118,7 @@ pub fn direct_peer(conn: &mut store::SqliteConnection, me: &AuthUser, peer: &Use
 /// Who sees `me` typing in a conversation they are a member of: the other members, but only
 /// once it has a message (a conversation only opened is not yet the peer's to see), and not
 /// those who blocked `me`.
-pub fn typing_audience(conn: &mut store::SqliteConnection, me: &MemberRow) -> Result<Vec<UserId>> {
+pub fn typing_audience(conn: &mut store::DbConn, me: &MemberRow) -> Result<Vec<UserId>> {
     if !store::written_to(conn, me.conversation_id)? {
         return Ok(vec![]);
     }
@@ -135,7 +131,7 @@ pub fn typing_audience(conn: &mut store::SqliteConnection, me: &MemberRow) -> Re
 }
 
 /// Whom `me` may block or unblock: any existing user but themselves.
-pub fn block_target(conn: &mut store::SqliteConnection, me: &AuthUser, name: &Username) -> Result<UserRow> {
+pub fn block_target(conn: &mut store::DbConn, me: &AuthUser, name: &Username) -> Result<UserRow> {
     if *name == me.username {
         return Err(ServerError::api(ErrorCode::InvalidField, "you cannot block yourself"));
     }
@@ -167,7 +163,7 @@ pub fn unknown_blob(id: &str) -> ServerError {
 }
 
 /// Stored message `id`, if `me` is a member of its conversation and has not cleared it.
-pub fn message(conn: &mut store::SqliteConnection, me: UserId, id: MessageId) -> Result<MessageRow> {
+pub fn message(conn: &mut store::DbConn, me: UserId, id: MessageId) -> Result<MessageRow> {
     store::visible_message(conn, me, id)?
         .ok_or_else(|| ServerError::api(ErrorCode::NotFound, "no such message"))
 }
@@ -178,7 +174,7 @@ fn no_blob() -> ServerError {
 
 /// Blob `id` may be downloaded by `me`: a direct message that references it is still visible
 /// to them, or a group message carries it in a group they are (or were, then) a member of.
-pub fn download(conn: &mut store::SqliteConnection, me: UserId, id: &BlobId) -> Result<()> {
+pub fn download(conn: &mut store::DbConn, me: UserId, id: &BlobId) -> Result<()> {
     let id = id.to_string();
     if store::downloadable_blob(conn, me, &id)?.is_some() || store::mls::group_blob_visible(conn, me, &id)? {
         Ok(())
@@ -188,7 +184,7 @@ pub fn download(conn: &mut store::SqliteConnection, me: UserId, id: &BlobId) -> 
 }
 
 /// Withdraws blob `id` if `me` uploaded it and no message references it yet.
-pub fn withdraw(conn: &mut store::SqliteConnection, me: UserId, id: &BlobId) -> Result<()> {
+pub fn withdraw(conn: &mut store::DbConn, me: UserId, id: &BlobId) -> Result<()> {
     if store::delete_unattached_blob(conn, me, &id.to_string())? {
         Ok(())
     } else {
@@ -199,7 +195,7 @@ pub fn withdraw(conn: &mut store::SqliteConnection, me: UserId, id: &BlobId) -> 
 /// Who is told when `user` comes online or goes offline, and whose presence and last-seen
 /// `user` is shown (the same people, both ways): those with whom `user` has a conversation in
 /// which both have written and which neither has closed, unless either blocked the other.
-pub fn presence_audience(conn: &mut store::SqliteConnection, user: UserId) -> Result<Vec<UserId>> {
+pub fn presence_audience(conn: &mut store::DbConn, user: UserId) -> Result<Vec<UserId>> {
     let blocks = store::blocks_either_way(conn, user)?;
     Ok(store::peers_of(conn, user)?.into_iter().filter(|p| !blocks.contains(p)).collect())
 }
@@ -207,17 +203,13 @@ pub fn presence_audience(conn: &mut store::SqliteConnection, user: UserId) -> Re
 /// Whose names `me` may find by prefix in the directory: the people they already share a
 /// conversation with. Anyone else is found only by their exact name, so the directory cannot be
 /// listed a letter at a time.
-pub fn directory_scope(conn: &mut store::SqliteConnection, me: UserId) -> Result<Vec<UserId>> {
+pub fn directory_scope(conn: &mut store::DbConn, me: UserId) -> Result<Vec<UserId>> {
     Ok(store::contacts_of(conn, me)?)
 }
 
 /// One of `me`'s devices that may act: registered by `me` and not removed. Someone else's
 /// device answers like an unknown one.
-pub fn device(
-    conn: &mut store::SqliteConnection,
-    me: UserId,
-    id: &DeviceId,
-) -> Result<store::mls::DeviceRow> {
+pub fn device(conn: &mut store::DbConn, me: UserId, id: &DeviceId) -> Result<store::mls::DeviceRow> {
     match store::mls::device(conn, &id.0)? {
         Some(d) if d.user_id == me && d.revoked_at.is_none() => Ok(d),
         Some(d) if d.user_id == me => Err(ServerError::api(
@@ -238,7 +230,7 @@ pub fn claim(limiter: &crate::ratelimit::RateLimiter, me: UserId, user: &Usernam
 }
 
 /// Whether `me` may archive the message at `seq` of group `id` (in their own archive).
-pub fn archive(conn: &mut store::SqliteConnection, me: UserId, id: ConversationId, seq: u64) -> Result<()> {
+pub fn archive(conn: &mut store::DbConn, me: UserId, id: ConversationId, seq: u64) -> Result<()> {
     let seq = i64::try_from(seq).unwrap_or(i64::MAX);
     if store::mls::may_archive(conn, me, id, seq)? {
         Ok(())
@@ -253,7 +245,7 @@ pub fn archive(conn: &mut store::SqliteConnection, me: UserId, id: ConversationI
 /// `me`'s group conversation `id` with its members: not a member, not a group, or no such
 /// conversation: `not_found` alike.
 pub fn group(
-    conn: &mut store::SqliteConnection,
+    conn: &mut store::DbConn,
     me: UserId,
     id: ConversationId,
 ) -> Result<(store::mls::GroupRow, Vec<(UserId, bool)>)> {
@@ -398,7 +390,7 @@ pub fn metrics(
 
 /// Whether `me` may move conversation `id` to MLS: one of its two users, while it has no group.
 /// Another user's conversation, a group or none at all: `not_found` alike.
-pub fn move_to_mls(conn: &mut store::SqliteConnection, me: UserId, id: ConversationId) -> Result<()> {
+pub fn move_to_mls(conn: &mut store::DbConn, me: UserId, id: ConversationId) -> Result<()> {
     let not_found = || ServerError::api(ErrorCode::NotFound, "no such direct conversation");
     store::member(conn, me, id)?.ok_or_else(not_found)?;
     if store::conversation_kind(conn, id)? != sealroom_protocol::ConversationKind::Direct {

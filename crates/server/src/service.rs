@@ -20,7 +20,7 @@ use crate::store::{self, ConversationRow, MessageRow, Refused, StoreError};
 use crate::{policy, Relay};
 
 /// Turns rows into wire messages, resolving user ids to names (one query for all of them).
-pub fn to_wire(conn: &mut store::SqliteConnection, rows: Vec<MessageRow>) -> Result<Vec<MessageOut>> {
+pub fn to_wire(conn: &mut store::DbConn, rows: Vec<MessageRow>) -> Result<Vec<MessageOut>> {
     let mut ids: Vec<UserId> = rows.iter().flat_map(|r| [r.sender_id, r.recipient_id]).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -46,11 +46,7 @@ fn wire_message(r: MessageRow, name: impl Fn(UserId) -> Option<String>) -> Resul
 }
 
 /// The user ids of `conversation`'s members other than `me`.
-fn others(
-    conn: &mut store::SqliteConnection,
-    conversation: ConversationId,
-    me: UserId,
-) -> Result<Vec<UserId>> {
+fn others(conn: &mut store::DbConn, conversation: ConversationId, me: UserId) -> Result<Vec<UserId>> {
     Ok(store::other_members(conn, conversation, me)?.into_iter().map(|m| m.user_id).collect())
 }
 
@@ -261,7 +257,7 @@ pub const SYNC_PAGE_BYTES: usize = 1 << 20;
 /// List rows and the names of everyone their last messages mention (one more query for all
 /// of them, whoever the rows' messages claim to involve).
 fn rows_with_names(
-    conn: &mut store::SqliteConnection,
+    conn: &mut store::DbConn,
     me: UserId,
     only: Option<ConversationId>,
 ) -> Result<(Vec<ConversationRow>, Names)> {

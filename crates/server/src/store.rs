@@ -6,13 +6,9 @@
 //! SQLite runs in WAL mode with foreign keys on, a busy timeout, and `synchronous = FULL`, so a
 //! message is on disk before the relay acknowledges it.
 
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
-pub use diesel::sqlite::SqliteConnection;
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use sealroom_protocol::{ConversationId, ConversationKind, MessageId, UserId};
 
 use crate::schema::{blobs, blocks, conversations, members, message_blobs, messages, sessions, users};
@@ -20,13 +16,8 @@ use crate::schema::{blobs, blocks, conversations, members, message_blobs, messag
 #[path = "store_mls.rs"]
 pub mod mls;
 
-/// Migrations compiled into the binary and applied at start.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
-
-/// The connection pool.
-pub type DbPool = Pool<ConnectionManager<SqliteConnection>>;
-/// One pooled connection.
-pub type Conn = PooledConnection<ConnectionManager<SqliteConnection>>;
+pub use crate::db::{Conn, DbConn, DbPool};
+use crate::on_backend;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -56,37 +47,20 @@ pub enum StoreError {
 /// Result of a storage function.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-#[derive(Debug)]
-struct Pragmas;
-
-/// Every connection's settings: wait for the write lock rather than fail, enforce foreign
-/// keys, fsync every commit, a page cache of at most 2 MiB (SQLite's default, stated: the
-/// pool holds it per connection), and temporary files in memory. The last matters to the group
-/// commit: every write runs in a savepoint, whose undo copies of pages (the sub-journal) SQLite
-/// otherwise spills to a temporary file past 64 KiB, one `pwrite` per page (14 % of the
-/// writer's time in a profile). It holds at most the pages one batch changes.
-const PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; \
-     PRAGMA cache_size = -2048; PRAGMA temp_store = MEMORY;";
-
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(PRAGMAS).map_err(diesel::r2d2::Error::QueryError)
-    }
-}
-
 /// Runs `f` in a transaction of its own (`BEGIN IMMEDIATE`, taking the write lock at once), or
 /// in a savepoint when the caller already holds one (the [group commit](crate::writer)'s).
-pub fn atomically<T, E, F>(conn: &mut SqliteConnection, f: F) -> Result<T, E>
+pub fn atomically<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
-    F: FnOnce(&mut SqliteConnection) -> Result<T, E>,
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<DieselError>,
 {
-    use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    let depth = AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth()?;
+    use diesel::connection::TransactionManager;
+    let depth = <DbConn as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()?;
     if depth.is_some() {
         savepoint(conn, f)
     } else {
-        conn.immediate_transaction(f)
+        crate::db::write_transaction(conn, f)
     }
 }
 
@@ -99,9 +73,9 @@ where
 /// Each type here has one SQL text, so diesel's statement cache keeps it by type. The store's
 /// tests run every one of them, as diesel's DSL would check them at compile time.
 mod hot {
+    use crate::db::{DbConn, MultiBackend};
     use diesel::query_builder::{AstPass, QueryFragment, QueryId};
     use diesel::sql_types::{BigInt, Bool};
-    use diesel::sqlite::{Sqlite, SqliteConnection};
     use diesel::{QueryResult, RunQueryDsl};
 
     /// Statements without parameters.
@@ -111,14 +85,14 @@ mod hot {
             #[derive(Debug, Clone, Copy, QueryId)]
             pub struct $name;
 
-            impl QueryFragment<Sqlite> for $name {
-                fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+            impl QueryFragment<MultiBackend> for $name {
+                fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
                     out.push_sql($sql);
                     Ok(())
                 }
             }
 
-            impl RunQueryDsl<SqliteConnection> for $name {}
+            impl RunQueryDsl<DbConn> for $name {}
         )*};
     }
 
@@ -140,8 +114,8 @@ mod hot {
         pub limit: i64,
     }
 
-    impl QueryFragment<Sqlite> for ChargeQuota {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+    impl QueryFragment<MultiBackend> for ChargeQuota {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
             out.push_sql("UPDATE users SET message_bytes = message_bytes + ");
             out.push_bind_param::<BigInt, _>(&self.size)?;
             out.push_sql(" WHERE id = ");
@@ -152,7 +126,7 @@ mod hot {
         }
     }
 
-    impl RunQueryDsl<SqliteConnection> for ChargeQuota {}
+    impl RunQueryDsl<DbConn> for ChargeQuota {}
 
     /// Sets a conversation's last activity.
     #[derive(Debug, Clone, Copy, QueryId)]
@@ -161,8 +135,8 @@ mod hot {
         pub at: i64,
     }
 
-    impl QueryFragment<Sqlite> for Touch {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+    impl QueryFragment<MultiBackend> for Touch {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
             out.push_sql("UPDATE conversations SET last_activity = ");
             out.push_bind_param::<BigInt, _>(&self.at)?;
             out.push_sql(" WHERE id = ");
@@ -171,7 +145,7 @@ mod hot {
         }
     }
 
-    impl RunQueryDsl<SqliteConnection> for Touch {}
+    impl RunQueryDsl<DbConn> for Touch {}
 
     /// Sets a member's delivery marker, and its read marker when `read` (receipts).
     #[derive(Debug, Clone, Copy, QueryId)]
@@ -184,8 +158,8 @@ mod hot {
         pub set_read: bool,
     }
 
-    impl QueryFragment<Sqlite> for Markers {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+    impl QueryFragment<MultiBackend> for Markers {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
             // One text for both: the read marker is set to itself when not `set_read`.
             out.push_sql("UPDATE members SET delivered_up_to = ");
             out.push_bind_param::<BigInt, _>(&self.delivered)?;
@@ -201,16 +175,16 @@ mod hot {
         }
     }
 
-    impl RunQueryDsl<SqliteConnection> for Markers {}
+    impl RunQueryDsl<DbConn> for Markers {}
 }
 
 /// Runs `f` inside a savepoint of the transaction the connection is in: kept if `f` succeeds,
 /// rolled back (and only it) if `f` fails. Its statements are prepared once ([`hot`]);
 /// diesel's nested `transaction` parses them on every call, and the group commit runs a
 /// savepoint for every write.
-pub fn savepoint<T, E, F>(conn: &mut SqliteConnection, f: F) -> Result<T, E>
+pub fn savepoint<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
-    F: FnOnce(&mut SqliteConnection) -> Result<T, E>,
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<DieselError>,
 {
     hot::Savepoint.execute(conn)?;
@@ -227,40 +201,6 @@ where
     }
 }
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-/// Opens (creating if needed) the database, applies migrations, returns the pool.
-pub fn open(database_url: &str) -> StoreResult<DbPool> {
-    // WAL is a property of the file: switch it once, on one connection, before the pool opens
-    // several at the same time (which would race for the lock the switch needs).
-    let mut first = SqliteConnection::establish(database_url)
-        .map_err(|e| StoreError::Open(format!("{database_url}: {e}")))?;
-    // Migrations run with foreign keys off, as SQLite's way to rebuild a table requires (else
-    // dropping the old table would cascade into every row that refers to it); every reference
-    // is checked once they are done, and the relay refuses to start on a violation.
-    first.batch_execute(
-        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = OFF;",
-    )?;
-    first.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Open(format!("migrations: {e}")))?;
-    let violations: i64 = diesel::sql_query("SELECT COUNT(*) AS n FROM pragma_foreign_key_check")
-        .get_result::<Count>(&mut first)?
-        .n;
-    if violations > 0 {
-        return Err(StoreError::Open(format!("{violations} rows refer to rows that do not exist")));
-    }
-    drop(first);
-    let manager = ConnectionManager::<SqliteConnection>::new(database_url);
-    Pool::builder()
-        .max_size(8)
-        .connection_customizer(Box::new(Pragmas))
-        .build(manager)
-        .map_err(|e| StoreError::Open(format!("{database_url}: {e}")))
-}
-
 /// The database behind a connection pool for reads and rare writes, and the
 /// [group-commit writer](crate::writer) for the hot ones. Storage functions are blocking;
 /// [`Store::run`] runs them on the blocking pool, [`Store::write`] on the writer's thread.
@@ -273,14 +213,9 @@ pub struct Store {
 impl Store {
     /// Opens the database at `database_url` ([`open`]) and starts its writer.
     pub fn open(database_url: &str) -> StoreResult<Self> {
-        let pool = open(database_url)?;
+        let pool = crate::db::open(database_url, 8)?;
         let url = database_url.to_owned();
-        let writer = crate::writer::Writer::start(move || {
-            let mut conn =
-                SqliteConnection::establish(&url).map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
-            conn.batch_execute(PRAGMAS)?;
-            Ok(conn)
-        })?;
+        let writer = crate::writer::Writer::start(move || crate::db::connect(&url))?;
         Ok(Store { pool, writer })
     }
 
@@ -288,7 +223,7 @@ impl Store {
     /// queued one after another are stored in that order ([`crate::writer`]).
     pub fn write<T, F>(&self, f: F) -> impl std::future::Future<Output = crate::error::Result<T>> + 'static
     where
-        F: FnOnce(&mut SqliteConnection) -> crate::error::Result<T> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> crate::error::Result<T> + Send + 'static,
         T: Send + 'static,
     {
         self.writer.write(f)
@@ -359,11 +294,12 @@ pub struct NewUser<'a> {
     pub created_at: i64,
 }
 
-pub fn insert_user(conn: &mut SqliteConnection, new: &NewUser<'_>) -> StoreResult<UserRow> {
-    Ok(diesel::insert_into(users::table).values(new).returning(UserRow::as_returning()).get_result(conn)?)
+pub fn insert_user(conn: &mut DbConn, new: &NewUser<'_>) -> StoreResult<UserRow> {
+    let insert = diesel::insert_into(users::table).values(new);
+    Ok(on_backend!(conn, c => insert.returning(UserRow::as_returning()).get_result(c))?)
 }
 
-pub fn user_by_name(conn: &mut SqliteConnection, name: &str) -> StoreResult<Option<UserRow>> {
+pub fn user_by_name(conn: &mut DbConn, name: &str) -> StoreResult<Option<UserRow>> {
     Ok(users::table
         .filter(users::username.eq(name))
         .select(UserRow::as_select())
@@ -371,7 +307,7 @@ pub fn user_by_name(conn: &mut SqliteConnection, name: &str) -> StoreResult<Opti
         .optional()?)
 }
 
-pub fn user_by_id(conn: &mut SqliteConnection, id: UserId) -> StoreResult<Option<UserRow>> {
+pub fn user_by_id(conn: &mut DbConn, id: UserId) -> StoreResult<Option<UserRow>> {
     Ok(users::table.find(id).select(UserRow::as_select()).get_result(conn).optional()?)
 }
 
@@ -381,7 +317,7 @@ pub type DirectoryRow = (String, Vec<u8>, Option<Vec<u8>>);
 /// The user named exactly `prefix`, and those among `among` whose name starts with it, by
 /// name, never `me`.
 pub fn search_users(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     me: UserId,
     prefix: &str,
     among: &[UserId],
@@ -403,7 +339,7 @@ pub fn search_users(
 }
 
 /// Everyone who shares a conversation with `user` (written to or only opened).
-pub fn contacts_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<UserId>> {
+pub fn contacts_of(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<UserId>> {
     let mine: Vec<ConversationId> =
         members::table.filter(members::user_id.eq(user)).select(members::conversation_id).load(conn)?;
     Ok(members::table
@@ -415,11 +351,11 @@ pub fn contacts_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec
 }
 
 /// One user's name (a statement prepared once, unlike [`usernames`]'s list of varying length).
-pub fn username(conn: &mut SqliteConnection, id: UserId) -> StoreResult<Option<String>> {
+pub fn username(conn: &mut DbConn, id: UserId) -> StoreResult<Option<String>> {
     Ok(users::table.find(id).select(users::username).get_result(conn).optional()?)
 }
 
-pub fn usernames(conn: &mut SqliteConnection, ids: &[UserId]) -> StoreResult<Vec<(UserId, String)>> {
+pub fn usernames(conn: &mut DbConn, ids: &[UserId]) -> StoreResult<Vec<(UserId, String)>> {
     Ok(users::table.filter(users::id.eq_any(ids)).select((users::id, users::username)).load(conn)?)
 }
 
@@ -427,7 +363,7 @@ pub fn usernames(conn: &mut SqliteConnection, ids: &[UserId]) -> StoreResult<Vec
 /// An `EXISTS` that stops at the first such message: counting them all made every send slower
 /// as the conversation grew (found by the soak: one count scanned thousands of rows per send).
 pub fn wrote_before(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation: ConversationId,
     sender: UserId,
     before: MessageId,
@@ -443,19 +379,16 @@ pub fn wrote_before(
 }
 
 /// Bytes of envelopes `user` has stored as a sender (what the message quota counts).
-pub fn message_bytes(conn: &mut SqliteConnection, user: UserId) -> StoreResult<i64> {
+pub fn message_bytes(conn: &mut DbConn, user: UserId) -> StoreResult<i64> {
     Ok(users::table.find(user).select(users::message_bytes).get_result(conn)?)
 }
 
 /// A user's name and when they were last seen.
-pub fn name_and_last_seen(
-    conn: &mut SqliteConnection,
-    user: UserId,
-) -> StoreResult<Option<(String, Option<i64>)>> {
+pub fn name_and_last_seen(conn: &mut DbConn, user: UserId) -> StoreResult<Option<(String, Option<i64>)>> {
     Ok(users::table.find(user).select((users::username, users::last_seen)).get_result(conn).optional()?)
 }
 
-pub fn set_last_seen(conn: &mut SqliteConnection, user: UserId, at: i64) -> StoreResult<()> {
+pub fn set_last_seen(conn: &mut DbConn, user: UserId, at: i64) -> StoreResult<()> {
     diesel::update(users::table.find(user)).set(users::last_seen.eq(at)).execute(conn)?;
     Ok(())
 }
@@ -463,7 +396,7 @@ pub fn set_last_seen(conn: &mut SqliteConnection, user: UserId, at: i64) -> Stor
 /// Replaces the key backup if `expected_version` is current; returns the new version, or
 /// `None` when the stored version differs (a stale write).
 pub fn update_key_backup(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: UserId,
     backup: &[u8],
     expected_version: i64,
@@ -476,7 +409,7 @@ pub fn update_key_backup(
 
 /// Deletes session rows that expired or were revoked before `before` (ms): they can never
 /// authenticate again. Returns how many went.
-pub fn prune_sessions(conn: &mut SqliteConnection, before: i64) -> StoreResult<usize> {
+pub fn prune_sessions(conn: &mut DbConn, before: i64) -> StoreResult<usize> {
     Ok(diesel::delete(
         sessions::table.filter(sessions::expires_at.lt(before).or(sessions::revoked_at.lt(before))),
     )
@@ -485,7 +418,7 @@ pub fn prune_sessions(conn: &mut SqliteConnection, before: i64) -> StoreResult<u
 
 /// New credential, KDF salt/params and backup for a user (caller wraps in a transaction).
 pub fn change_password(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: UserId,
     auth_hash: &str,
     salt: &[u8],
@@ -516,18 +449,18 @@ pub struct SessionRow {
     pub revoked_at: Option<i64>,
 }
 
-pub fn insert_session(conn: &mut SqliteConnection, s: &SessionRow) -> StoreResult<()> {
+pub fn insert_session(conn: &mut DbConn, s: &SessionRow) -> StoreResult<()> {
     diesel::insert_into(sessions::table).values(s).execute(conn)?;
     Ok(())
 }
 
-pub fn session(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<SessionRow>> {
+pub fn session(conn: &mut DbConn, id: &str) -> StoreResult<Option<SessionRow>> {
     Ok(sessions::table.find(id).select(SessionRow::as_select()).get_result(conn).optional()?)
 }
 
 /// Revokes the user's live sessions except `keep`; returns the revoked ids.
 pub fn revoke_sessions(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: UserId,
     keep: Option<&str>,
     at: i64,
@@ -544,7 +477,7 @@ pub fn revoke_sessions(
     Ok(revoke)
 }
 
-pub fn revoke_session(conn: &mut SqliteConnection, id: &str, at: i64) -> StoreResult<()> {
+pub fn revoke_session(conn: &mut DbConn, id: &str, at: i64) -> StoreResult<()> {
     diesel::update(sessions::table.find(id).filter(sessions::revoked_at.is_null()))
         .set(sessions::revoked_at.eq(at))
         .execute(conn)?;
@@ -588,10 +521,7 @@ fn parse_kind(kind: &str, row: ConversationId) -> StoreResult<ConversationKind> 
 }
 
 /// What kind of conversation `conversation` is (it must exist).
-pub fn conversation_kind(
-    conn: &mut SqliteConnection,
-    conversation: ConversationId,
-) -> StoreResult<ConversationKind> {
+pub fn conversation_kind(conn: &mut DbConn, conversation: ConversationId) -> StoreResult<ConversationKind> {
     let kind: String =
         conversations::table.find(conversation).select(conversations::kind).get_result(conn)?;
     parse_kind(&kind, conversation)
@@ -599,7 +529,7 @@ pub fn conversation_kind(
 
 /// This user's membership row in `conversation`, if they are a member.
 pub fn member(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: UserId,
     conversation: ConversationId,
 ) -> StoreResult<Option<MemberRow>> {
@@ -611,7 +541,7 @@ pub fn member(
 }
 
 /// Every member of `conversation`.
-pub fn members_of(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<Vec<MemberRow>> {
+pub fn members_of(conn: &mut DbConn, conversation: ConversationId) -> StoreResult<Vec<MemberRow>> {
     Ok(members::table
         .filter(members::conversation_id.eq(conversation))
         .select(MemberRow::as_select())
@@ -619,7 +549,7 @@ pub fn members_of(conn: &mut SqliteConnection, conversation: ConversationId) -> 
 }
 
 pub fn other_members(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation: ConversationId,
     user: UserId,
 ) -> StoreResult<Vec<MemberRow>> {
@@ -633,7 +563,7 @@ pub fn other_members(
 /// Ids of every user with whom `user` shares presence: a conversation in which both have
 /// written and which neither has closed. Someone who once wrote to `user`, a conversation only
 /// opened, or one either side closed shares nothing.
-pub fn peers_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<UserId>> {
+pub fn peers_of(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<UserId>> {
     #[derive(QueryableByName)]
     struct Peer {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -644,7 +574,7 @@ pub fn peers_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<Us
     let peers: Vec<Peer> = diesel::sql_query(
         "SELECT DISTINCT other.user_id FROM members mine
            JOIN members other ON other.conversation_id = mine.conversation_id AND other.user_id != mine.user_id
-          WHERE mine.user_id = ?1 AND NOT mine.hidden AND NOT other.hidden
+          WHERE mine.user_id = $1 AND NOT mine.hidden AND NOT other.hidden
             AND (EXISTS (SELECT 1 FROM messages x WHERE x.conversation_id = mine.conversation_id
                           AND x.sender_id = mine.user_id AND NOT x.withheld)
                  OR EXISTS (SELECT 1 FROM log_messages z WHERE z.conversation_id = mine.conversation_id
@@ -661,7 +591,7 @@ pub fn peers_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<Us
 }
 
 /// Whether `conversation` has ever had a message.
-pub fn written_to(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<bool> {
+pub fn written_to(conn: &mut DbConn, conversation: ConversationId) -> StoreResult<bool> {
     let activity: i64 =
         conversations::table.find(conversation).select(conversations::last_activity).get_result(conn)?;
     Ok(activity > 0)
@@ -670,12 +600,7 @@ pub fn written_to(conn: &mut SqliteConnection, conversation: ConversationId) -> 
 /// The direct conversation of `me` and `peer` (two distinct users), created on first use.
 /// A new one is visible to `me` at once and to `peer` from its first message; opening it
 /// again shows it to `me` if they had closed it.
-pub fn open_direct(
-    conn: &mut SqliteConnection,
-    me: UserId,
-    peer: UserId,
-    now: i64,
-) -> StoreResult<ConversationId> {
+pub fn open_direct(conn: &mut DbConn, me: UserId, peer: UserId, now: i64) -> StoreResult<ConversationId> {
     atomically(conn, |conn| {
         let (lo, hi) = if me < peer { (me, peer) } else { (peer, me) };
         if let Some(id) = conversations::table
@@ -698,12 +623,11 @@ pub fn open_direct(
             ))
             .returning(conversations::id)
             .get_result(conn)?;
-        diesel::insert_into(members::table)
-            .values(&vec![
-                (members::conversation_id.eq(id), members::user_id.eq(me), members::hidden.eq(false)),
-                (members::conversation_id.eq(id), members::user_id.eq(peer), members::hidden.eq(true)),
-            ])
-            .execute(conn)?;
+        let rows = vec![
+            (members::conversation_id.eq(id), members::user_id.eq(me), members::hidden.eq(false)),
+            (members::conversation_id.eq(id), members::user_id.eq(peer), members::hidden.eq(true)),
+        ];
+        on_backend!(conn, c => diesel::insert_into(members::table).values(&rows).execute(c))?;
         Ok(id)
     })
 }
@@ -782,19 +706,20 @@ impl ConversationRow {
 /// and flags, the unread count and the newest visible message: one query, however many
 /// conversations there are.
 pub fn conversation_rows(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: UserId,
     only: Option<ConversationId>,
 ) -> StoreResult<Vec<ConversationRow>> {
-    Ok(diesel::sql_query(
+    let greatest = crate::db::greatest(conn);
+    Ok(diesel::sql_query(format!(
         "SELECT c.id, c.kind, c.last_activity, m.read_up_to, m.pinned, m.hidden,
                 (SELECT COUNT(*) FROM messages x
                   WHERE x.conversation_id = c.id AND x.sender_id != m.user_id
-                    AND x.id > MAX(m.read_up_to, m.cleared_up_to)
+                    AND x.id > {greatest}(m.read_up_to, m.cleared_up_to)
                     AND NOT (x.recipient_id = m.user_id AND x.withheld))
                 + (SELECT COUNT(*) FROM log_messages z
                     WHERE z.conversation_id = c.id AND z.sender_id != m.user_id
-                      AND z.seq > MAX(m.log_read_up_to, m.archive_cleared_up_to)
+                      AND z.seq > {greatest}(m.log_read_up_to, m.archive_cleared_up_to)
                       AND NOT EXISTS (SELECT 1 FROM log_withheld w WHERE w.user_id = m.user_id AND w.seq = z.seq)) AS unread,
                 p.user_id AS peer_id, u.username AS peer_name, u.identity_key AS peer_identity_key,
                 u.last_seen AS peer_last_seen, p.delivered_up_to AS peer_delivered_up_to,
@@ -811,9 +736,9 @@ pub fn conversation_rows(
            LEFT JOIN messages l ON l.id = (SELECT MAX(y.id) FROM messages y
                                            WHERE y.conversation_id = c.id AND y.id > m.cleared_up_to
                                              AND NOT (y.recipient_id = m.user_id AND y.withheld))
-          WHERE m.user_id = ? AND (? IS NULL OR c.id = ?)
+          WHERE m.user_id = $1 AND ($2 IS NULL OR c.id = $3)
             AND NOT (c.last_activity = 0 AND m.hidden)",
-    )
+    ))
     .bind::<BigInt, _>(user)
     .bind::<Nullable<BigInt>, _>(only)
     .bind::<Nullable<BigInt>, _>(only)
@@ -871,7 +796,7 @@ pub struct NewMessage<'a> {
 /// Every blob must have been uploaded by the sender; otherwise nothing is stored. The envelope
 /// counts against the sender's `quota` of stored message bytes.
 pub fn store_message(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     message: &NewMessage<'_>,
     quota: i64,
 ) -> StoreResult<Result<Stored, Refused>> {
@@ -922,18 +847,16 @@ pub fn store_message(
         if charged == 0 {
             return Ok(Err(Refused::Quota));
         }
-        let row = diesel::insert_into(messages::table)
-            .values((
-                messages::conversation_id.eq(conversation),
-                messages::sender_id.eq(sender),
-                messages::recipient_id.eq(recipient),
-                messages::client_msg_id.eq(client_msg_id),
-                messages::envelope.eq(envelope),
-                messages::created_at.eq(now),
-                messages::withheld.eq(withheld),
-            ))
-            .returning(MessageRow::as_returning())
-            .get_result(conn)?;
+        let insert = diesel::insert_into(messages::table).values((
+            messages::conversation_id.eq(conversation),
+            messages::sender_id.eq(sender),
+            messages::recipient_id.eq(recipient),
+            messages::client_msg_id.eq(client_msg_id),
+            messages::envelope.eq(envelope),
+            messages::created_at.eq(now),
+            messages::withheld.eq(withheld),
+        ));
+        let row = on_backend!(conn, c => insert.returning(MessageRow::as_returning()).get_result(c))?;
         hot::Touch { conversation: conversation.0, at: now }.execute(conn)?;
         // Reopen it for those who closed it (but a withheld message reopens nothing for the
         // recipient who blocked the sender). Only rows that change are written, and nothing
@@ -958,7 +881,7 @@ pub fn store_message(
                 .iter()
                 .map(|b| (message_blobs::message_id.eq(row.id), message_blobs::blob_id.eq(b)))
                 .collect();
-            diesel::insert_into(message_blobs::table).values(&links).execute(conn)?;
+            on_backend!(conn, c => diesel::insert_into(message_blobs::table).values(&links).execute(c))?;
             diesel::update(blobs::table.filter(blobs::id.eq_any(&ids)))
                 .set(blobs::attached.eq(true))
                 .execute(conn)?;
@@ -978,7 +901,7 @@ fn shown_to(user: UserId) -> _ {
 /// Messages of every conversation of `user` after `since` that the user has not cleared,
 /// oldest first.
 pub fn messages_since(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: UserId,
     since: MessageId,
     limit: i64,
@@ -999,7 +922,7 @@ pub fn messages_since(
 
 /// A page of one conversation's history (as seen by the member), ascending by id.
 pub fn history(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     m: &MemberRow,
     before: Option<MessageId>,
     after: Option<MessageId>,
@@ -1024,7 +947,7 @@ pub fn history(
     Ok(rows)
 }
 
-fn max_message_id(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<MessageId> {
+fn max_message_id(conn: &mut DbConn, conversation: ConversationId) -> StoreResult<MessageId> {
     Ok(messages::table
         .filter(messages::conversation_id.eq(conversation))
         .select(diesel::dsl::max(messages::id))
@@ -1033,12 +956,7 @@ fn max_message_id(conn: &mut SqliteConnection, conversation: ConversationId) -> 
 }
 
 /// Raises a member's delivered or read marker (never lowers it); read implies delivered.
-pub fn raise_marker(
-    conn: &mut SqliteConnection,
-    m: &MemberRow,
-    up_to: MessageId,
-    read: bool,
-) -> StoreResult<()> {
+pub fn raise_marker(conn: &mut DbConn, m: &MemberRow, up_to: MessageId, read: bool) -> StoreResult<()> {
     let delivered = m.delivered_up_to.max(up_to);
     hot::Markers {
         conversation: m.conversation_id.0,
@@ -1056,7 +974,7 @@ pub fn raise_marker(
 /// references. Returns the id cleared up to and the ids of the deleted blobs (whose files the
 /// caller removes after the commit).
 pub fn clear(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     m: &MemberRow,
     for_all: bool,
     requested: Option<MessageId>,
@@ -1089,11 +1007,12 @@ pub fn clear(
             .distinct()
             .load(conn)?;
         // Their senders get the bytes back under their message quota.
-        diesel::sql_query(
-            "UPDATE users SET message_bytes = MAX(0, message_bytes - COALESCE((SELECT SUM(LENGTH(x.envelope))
-                FROM messages x WHERE x.sender_id = users.id AND x.conversation_id = ?1 AND x.id <= ?2), 0))
-              WHERE id IN (SELECT sender_id FROM messages WHERE conversation_id = ?1 AND id <= ?2)",
-        )
+        let greatest = crate::db::greatest(conn);
+        diesel::sql_query(format!(
+            "UPDATE users SET message_bytes = {greatest}(0, message_bytes - COALESCE((SELECT SUM(LENGTH(x.envelope))
+                FROM messages x WHERE x.sender_id = users.id AND x.conversation_id = $1 AND x.id <= $2), 0))
+              WHERE id IN (SELECT sender_id FROM messages WHERE conversation_id = $1 AND id <= $2)",
+        ))
         .bind::<diesel::sql_types::BigInt, _>(m.conversation_id.0)
         .bind::<diesel::sql_types::BigInt, _>(floor.unwrap_or(MessageId(0)).0)
         .execute(conn)?;
@@ -1116,7 +1035,7 @@ pub fn clear(
 /// every member's), up to the newest position any of them could still archive (the log keeps
 /// every entry until the archives have it), and marks that position so a device that reads the
 /// log late does not archive them again.
-fn clear_archive(conn: &mut SqliteConnection, m: &MemberRow, for_all: bool) -> StoreResult<()> {
+fn clear_archive(conn: &mut DbConn, m: &MemberRow, for_all: bool) -> StoreResult<()> {
     use crate::schema::{archive, group_log};
     let in_log: Option<i64> = group_log::table
         .filter(group_log::conversation_id.eq(m.conversation_id))
@@ -1154,7 +1073,7 @@ fn clear_archive(conn: &mut SqliteConnection, m: &MemberRow, for_all: bool) -> S
 }
 
 pub fn set_flags(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     m: &MemberRow,
     pinned: Option<bool>,
     hidden: Option<bool>,
@@ -1170,11 +1089,7 @@ pub fn set_flags(
 }
 
 /// The message `id` if `user` is one of its conversation's members and has not cleared it.
-pub fn visible_message(
-    conn: &mut SqliteConnection,
-    user: UserId,
-    id: MessageId,
-) -> StoreResult<Option<MessageRow>> {
+pub fn visible_message(conn: &mut DbConn, user: UserId, id: MessageId) -> StoreResult<Option<MessageRow>> {
     Ok(messages::table
         .inner_join(
             members::table
@@ -1192,27 +1107,29 @@ pub fn visible_message(
 // Blocks
 
 /// Whether `blocker` has blocked `blocked`.
-pub fn is_blocked(conn: &mut SqliteConnection, blocker: UserId, blocked: UserId) -> StoreResult<bool> {
+pub fn is_blocked(conn: &mut DbConn, blocker: UserId, blocked: UserId) -> StoreResult<bool> {
     Ok(diesel::select(diesel::dsl::exists(blocks::table.find((blocker, blocked)))).get_result(conn)?)
 }
 
 /// `user` blocks `other` (again is no change).
-pub fn block(conn: &mut SqliteConnection, user: UserId, other: UserId, now: i64) -> StoreResult<()> {
-    diesel::insert_into(blocks::table)
-        .values((blocks::user_id.eq(user), blocks::blocked_id.eq(other), blocks::created_at.eq(now)))
-        .on_conflict_do_nothing()
-        .execute(conn)?;
+pub fn block(conn: &mut DbConn, user: UserId, other: UserId, now: i64) -> StoreResult<()> {
+    let insert = diesel::insert_into(blocks::table).values((
+        blocks::user_id.eq(user),
+        blocks::blocked_id.eq(other),
+        blocks::created_at.eq(now),
+    ));
+    on_backend!(conn, c => insert.on_conflict_do_nothing().execute(c))?;
     Ok(())
 }
 
 /// `user` unblocks `other` (not blocked is no change).
-pub fn unblock(conn: &mut SqliteConnection, user: UserId, other: UserId) -> StoreResult<()> {
+pub fn unblock(conn: &mut DbConn, user: UserId, other: UserId) -> StoreResult<()> {
     diesel::delete(blocks::table.find((user, other))).execute(conn)?;
     Ok(())
 }
 
 /// The names of those `user` has blocked, by name.
-pub fn blocked_by(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<String>> {
+pub fn blocked_by(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<String>> {
     Ok(blocks::table
         .inner_join(users::table.on(users::id.eq(blocks::blocked_id)))
         .filter(blocks::user_id.eq(user))
@@ -1222,25 +1139,25 @@ pub fn blocked_by(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<
 }
 
 /// Those who have blocked `user`.
-pub fn blockers_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<UserId>> {
+pub fn blockers_of(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<UserId>> {
     Ok(blocks::table.filter(blocks::blocked_id.eq(user)).select(blocks::user_id).load(conn)?)
 }
 
 /// Everyone `user` blocked or who blocked `user`, in one query.
-pub fn blocks_either_way(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<UserId>> {
+pub fn blocks_either_way(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<UserId>> {
     let blocked = blocks::table.filter(blocks::user_id.eq(user)).select(blocks::blocked_id);
     let blockers = blocks::table.filter(blocks::blocked_id.eq(user)).select(blocks::user_id);
-    Ok(blocked.union(blockers).load(conn)?)
+    Ok(on_backend!(conn, c => blocked.union(blockers).load(c))?)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Attachment blobs
 
 /// Bytes of blobs `owner` has stored.
-pub fn blob_usage(conn: &mut SqliteConnection, owner: UserId) -> StoreResult<i64> {
+pub fn blob_usage(conn: &mut DbConn, owner: UserId) -> StoreResult<i64> {
     Ok(blobs::table
         .filter(blobs::owner_id.eq(owner))
-        .select(diesel::dsl::sql::<BigInt>("COALESCE(SUM(size), 0)"))
+        .select(diesel::dsl::sql::<BigInt>("CAST(COALESCE(SUM(size), 0) AS BIGINT)"))
         .get_result::<i64>(conn)?)
 }
 
@@ -1248,7 +1165,7 @@ pub fn blob_usage(conn: &mut SqliteConnection, owner: UserId) -> StoreResult<i64
 /// and nothing is stored). One immediate transaction, so concurrent uploads cannot both
 /// squeeze under the quota.
 pub fn insert_blob(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     id: &str,
     owner: UserId,
     size: i64,
@@ -1273,7 +1190,7 @@ pub fn insert_blob(
 
 /// The size of blob `id` if `user` may download it: a message referencing it is visible to
 /// `user` in one of their conversations.
-pub fn downloadable_blob(conn: &mut SqliteConnection, user: UserId, id: &str) -> StoreResult<Option<i64>> {
+pub fn downloadable_blob(conn: &mut DbConn, user: UserId, id: &str) -> StoreResult<Option<i64>> {
     let visible = message_blobs::table
         .inner_join(messages::table)
         .inner_join(
@@ -1292,7 +1209,7 @@ pub fn downloadable_blob(conn: &mut SqliteConnection, user: UserId, id: &str) ->
 }
 
 /// Deletes `owner`'s blob `id` if no message references it yet; true if it did.
-pub fn delete_unattached_blob(conn: &mut SqliteConnection, owner: UserId, id: &str) -> StoreResult<bool> {
+pub fn delete_unattached_blob(conn: &mut DbConn, owner: UserId, id: &str) -> StoreResult<bool> {
     let n = diesel::delete(
         blobs::table
             .filter(blobs::id.eq(id))
@@ -1304,7 +1221,7 @@ pub fn delete_unattached_blob(conn: &mut SqliteConnection, owner: UserId, id: &s
 }
 
 /// Deletes the blobs created before `before` that no message ever referenced; returns their ids.
-pub fn expire_unattached_blobs(conn: &mut SqliteConnection, before: i64) -> StoreResult<Vec<String>> {
+pub fn expire_unattached_blobs(conn: &mut DbConn, before: i64) -> StoreResult<Vec<String>> {
     atomically(conn, |conn| {
         let ids: Vec<String> = blobs::table
             .filter(blobs::attached.eq(false))
@@ -1317,6 +1234,6 @@ pub fn expire_unattached_blobs(conn: &mut SqliteConnection, before: i64) -> Stor
 }
 
 /// Whether a blob row exists (used when sweeping files without one).
-pub fn blob_exists(conn: &mut SqliteConnection, id: &str) -> StoreResult<bool> {
+pub fn blob_exists(conn: &mut DbConn, id: &str) -> StoreResult<bool> {
     Ok(diesel::select(diesel::dsl::exists(blobs::table.filter(blobs::id.eq(id)))).get_result(conn)?)
 }

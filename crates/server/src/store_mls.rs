@@ -9,7 +9,8 @@
 use diesel::prelude::*;
 use sealroom_protocol::{ConversationId, UserId};
 
-use super::{atomically, StoreResult};
+use super::{atomically, DbConn, StoreResult};
+use crate::on_backend;
 use crate::schema::{
     archive, blobs, conversations, devices, group_blobs, group_log, key_packages, log_messages, log_withheld,
     members, mls_groups, past_members, users, welcomes,
@@ -46,7 +47,7 @@ pub enum Registered {
 
 /// The user's identity signing key: set once. `false` when another one is already published
 /// (a changed key is a new identity, not an update).
-pub fn publish_signing_key(conn: &mut SqliteConnection, user: UserId, key: &[u8]) -> StoreResult<bool> {
+pub fn publish_signing_key(conn: &mut DbConn, user: UserId, key: &[u8]) -> StoreResult<bool> {
     atomically(conn, |conn| {
         let current: Option<Vec<u8>> = users::table.find(user).select(users::signing_key).get_result(conn)?;
         match current {
@@ -60,13 +61,13 @@ pub fn publish_signing_key(conn: &mut SqliteConnection, user: UserId, key: &[u8]
 }
 
 /// A user's published signing key.
-pub fn signing_key(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Option<Vec<u8>>> {
+pub fn signing_key(conn: &mut DbConn, user: UserId) -> StoreResult<Option<Vec<u8>>> {
     Ok(users::table.find(user).select(users::signing_key).get_result(conn).optional()?.flatten())
 }
 
 /// Records one of `user`'s devices with its certificate.
 pub fn register_device(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: UserId,
     id: &[u8],
     certificate: &[u8],
@@ -97,7 +98,7 @@ pub fn register_device(
 }
 
 /// A user's devices, revoked ones included, oldest first.
-pub fn devices_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<DeviceRow>> {
+pub fn devices_of(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<DeviceRow>> {
     Ok(devices::table
         .filter(devices::user_id.eq(user))
         .order((devices::created_at, devices::id))
@@ -105,19 +106,19 @@ pub fn devices_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<
 }
 
 /// One device, whoever's it is, revoked or not.
-pub fn device(conn: &mut SqliteConnection, id: &[u8]) -> StoreResult<Option<DeviceRow>> {
+pub fn device(conn: &mut DbConn, id: &[u8]) -> StoreResult<Option<DeviceRow>> {
     Ok(devices::table.find(id).first(conn).optional()?)
 }
 
 /// A device acted: its last-seen time moves on.
-pub fn device_seen(conn: &mut SqliteConnection, id: &[u8], now: i64) -> StoreResult<()> {
+pub fn device_seen(conn: &mut DbConn, id: &[u8], now: i64) -> StoreResult<()> {
     diesel::update(devices::table.find(id)).set(devices::last_seen.eq(now)).execute(conn)?;
     Ok(())
 }
 
 /// Which of `ids` are active devices of one of `users`.
 pub fn active_devices_among(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     ids: &[Vec<u8>],
     users: &[UserId],
 ) -> StoreResult<Vec<(Vec<u8>, UserId)>> {
@@ -134,7 +135,7 @@ pub fn active_devices_among(
 /// user whose every device is idle keeps them: they are away, not gone, and a device of theirs
 /// that comes back reads on.
 pub fn revoked_devices_in(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation: ConversationId,
     seen_since: i64,
 ) -> StoreResult<Vec<Vec<u8>>> {
@@ -157,7 +158,7 @@ pub fn revoked_devices_in(
 }
 
 /// One device, if it is `user`'s and not revoked.
-pub fn active_device(conn: &mut SqliteConnection, user: UserId, id: &[u8]) -> StoreResult<Option<DeviceRow>> {
+pub fn active_device(conn: &mut DbConn, user: UserId, id: &[u8]) -> StoreResult<Option<DeviceRow>> {
     Ok(devices::table
         .find(id)
         .filter(devices::user_id.eq(user))
@@ -168,7 +169,7 @@ pub fn active_device(conn: &mut SqliteConnection, user: UserId, id: &[u8]) -> St
 
 /// Revokes one of `user`'s devices: its key packages and Welcomes go; `false` if there is no
 /// such active device.
-pub fn revoke_device(conn: &mut SqliteConnection, user: UserId, id: &[u8], now: i64) -> StoreResult<bool> {
+pub fn revoke_device(conn: &mut DbConn, user: UserId, id: &[u8], now: i64) -> StoreResult<bool> {
     atomically(conn, |conn| {
         let n = diesel::update(
             devices::table.find(id).filter(devices::user_id.eq(user)).filter(devices::revoked_at.is_null()),
@@ -186,7 +187,7 @@ pub fn revoke_device(conn: &mut SqliteConnection, user: UserId, id: &[u8], now: 
 /// Adds one-use key packages to a device (and replaces its last-resort one, if given). Refused
 /// (`false`, nothing stored) when the device would hold more than `max` one-use packages.
 pub fn add_key_packages(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     device: &[u8],
     packages: &[Vec<u8>],
     last_resort: Option<&[u8]>,
@@ -211,7 +212,7 @@ pub fn add_key_packages(
                 )
             })
             .collect();
-        diesel::insert_into(key_packages::table).values(&rows).execute(conn)?;
+        on_backend!(conn, c => diesel::insert_into(key_packages::table).values(&rows).execute(c))?;
         if let Some(p) = last_resort {
             diesel::delete(
                 key_packages::table
@@ -232,7 +233,7 @@ pub fn add_key_packages(
 }
 
 /// How many one-use key packages a device has left.
-pub fn key_packages_left(conn: &mut SqliteConnection, device: &[u8]) -> StoreResult<i64> {
+pub fn key_packages_left(conn: &mut DbConn, device: &[u8]) -> StoreResult<i64> {
     Ok(key_packages::table
         .filter(key_packages::device_id.eq(device))
         .filter(key_packages::last_resort.eq(false))
@@ -243,7 +244,7 @@ pub fn key_packages_left(conn: &mut SqliteConnection, device: &[u8]) -> StoreRes
 /// One key package for every active device of `user`: a one-use package (deleted as it is
 /// handed out) or, when none is left, the last-resort one (kept). A device with neither is
 /// left out.
-pub fn claim_key_packages(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+pub fn claim_key_packages(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
     atomically(conn, |conn| {
         let ids: Vec<Vec<u8>> = devices::table
             .filter(devices::user_id.eq(user))
@@ -272,7 +273,7 @@ pub fn claim_key_packages(conn: &mut SqliteConnection, user: UserId) -> StoreRes
 
 /// A new group conversation with `creator` as its only member and admin, at epoch 0.
 pub fn create_group(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     creator: UserId,
     group_id: &[u8],
     group_info: &[u8],
@@ -298,13 +299,13 @@ pub fn create_group(
     })
 }
 
-fn group_id_taken(conn: &mut SqliteConnection, group_id: &[u8]) -> StoreResult<bool> {
+fn group_id_taken(conn: &mut DbConn, group_id: &[u8]) -> StoreResult<bool> {
     Ok(mls_groups::table.filter(mls_groups::group_id.eq(group_id)).count().get_result::<i64>(conn)? > 0)
 }
 
 /// A conversation's group at epoch 0.
 fn insert_group(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation: ConversationId,
     group_id: &[u8],
     group_info: &[u8],
@@ -335,7 +336,7 @@ pub enum Attached {
 /// users' devices. Both users become admins (neither may add or remove anyone: the policy
 /// keeps a direct conversation to its two users), and both see it from now on.
 pub fn attach_group(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation: ConversationId,
     group_id: &[u8],
     group_info: &[u8],
@@ -391,7 +392,7 @@ const GROUP_COLUMNS: GroupColumns = (
 
 /// The group of a conversation (`None` for a direct one not moved to MLS, or no such
 /// conversation).
-pub fn group(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<Option<GroupRow>> {
+pub fn group(conn: &mut DbConn, conversation: ConversationId) -> StoreResult<Option<GroupRow>> {
     Ok(mls_groups::table
         .inner_join(conversations::table)
         .filter(mls_groups::conversation_id.eq(conversation))
@@ -401,7 +402,7 @@ pub fn group(conn: &mut SqliteConnection, conversation: ConversationId) -> Store
 }
 
 /// The groups `user` is a member of, by conversation id.
-pub fn groups_of(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<GroupRow>> {
+pub fn groups_of(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<GroupRow>> {
     let mine = members::table.filter(members::user_id.eq(user)).select(members::conversation_id);
     Ok(mls_groups::table
         .inner_join(conversations::table)
@@ -431,25 +432,26 @@ pub struct GroupListRow {
 }
 
 /// The groups (not moved direct conversations) `user` is a member of, for the list.
-pub fn group_list(conn: &mut SqliteConnection, user: UserId) -> StoreResult<Vec<GroupListRow>> {
-    Ok(diesel::sql_query(
+pub fn group_list(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<GroupListRow>> {
+    let greatest = crate::db::greatest(conn);
+    Ok(diesel::sql_query(format!(
         "SELECT c.id, c.last_activity, m.pinned, m.hidden, m.log_read_up_to,
                 (SELECT COUNT(*) FROM log_messages z
                   WHERE z.conversation_id = c.id AND z.sender_id != m.user_id
-                    AND z.seq > MAX(m.log_read_up_to, m.archive_cleared_up_to)
+                    AND z.seq > {greatest}(m.log_read_up_to, m.archive_cleared_up_to)
                     AND NOT EXISTS (SELECT 1 FROM log_withheld w
                                      WHERE w.user_id = m.user_id AND w.seq = z.seq)) AS unread
            FROM members m
            JOIN conversations c ON c.id = m.conversation_id AND c.kind = 'group'
-          WHERE m.user_id = ?",
-    )
+          WHERE m.user_id = $1",
+    ))
     .bind::<diesel::sql_types::BigInt, _>(user)
     .load(conn)?)
 }
 
 /// The members' names of each of `groups`, by conversation (names sorted).
 pub fn member_names(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     groups: &[ConversationId],
 ) -> StoreResult<Vec<(ConversationId, String)>> {
     Ok(members::table
@@ -461,7 +463,7 @@ pub fn member_names(
 }
 
 /// The position of a group's newest log entry (0 for none).
-pub fn last_seq(conn: &mut SqliteConnection, conversation: ConversationId) -> StoreResult<i64> {
+pub fn last_seq(conn: &mut DbConn, conversation: ConversationId) -> StoreResult<i64> {
     Ok(group_log::table
         .filter(group_log::conversation_id.eq(conversation))
         .select(diesel::dsl::max(group_log::seq))
@@ -473,7 +475,7 @@ pub fn last_seq(conn: &mut SqliteConnection, conversation: ConversationId) -> St
 /// (read implies delivered), to `up_to` but never past the log's newest position nor down.
 /// Returns the marker as it is now (`None`: the conversation has no log).
 pub fn raise_log_marker(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation: ConversationId,
     user: UserId,
     up_to: i64,
@@ -502,7 +504,7 @@ pub fn raise_log_marker(
 
 /// Each member's delivered and read markers in a group's log.
 pub fn log_markers(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation: ConversationId,
 ) -> StoreResult<std::collections::HashMap<UserId, (i64, i64)>> {
     let rows: Vec<(UserId, i64, i64)> = members::table
@@ -513,14 +515,14 @@ pub fn log_markers(
 }
 
 /// The users an entry is withheld from (they blocked its sender when it was appended).
-pub fn withheld_from(conn: &mut SqliteConnection, seq: i64) -> StoreResult<Vec<UserId>> {
+pub fn withheld_from(conn: &mut DbConn, seq: i64) -> StoreResult<Vec<UserId>> {
     Ok(log_withheld::table.filter(log_withheld::seq.eq(seq)).select(log_withheld::user_id).load(conn)?)
 }
 
 /// Whether the application message at `seq` is the first thing `sender` wrote in
 /// `conversation` (no earlier message in its log, nor a relayed version 1 message).
 pub fn first_words(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation: ConversationId,
     sender: UserId,
     seq: i64,
@@ -545,7 +547,7 @@ pub fn first_words(
 
 /// `user` leaves a group: the relay stops routing it to them (their devices may still archive
 /// what the log held until now).
-pub fn leave(conn: &mut SqliteConnection, conversation: ConversationId, user: UserId) -> StoreResult<bool> {
+pub fn leave(conn: &mut DbConn, conversation: ConversationId, user: UserId) -> StoreResult<bool> {
     atomically(conn, |conn| {
         let left = diesel::delete(members::table.find((conversation, user))).execute(conn)? == 1;
         if left {
@@ -558,29 +560,26 @@ pub fn leave(conn: &mut SqliteConnection, conversation: ConversationId, user: Us
 
 /// Records that `user` stopped being a member of a group at log position `until`.
 fn member_until(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation: ConversationId,
     user: UserId,
     until: i64,
 ) -> StoreResult<()> {
-    diesel::insert_into(past_members::table)
-        .values((
-            past_members::conversation_id.eq(conversation),
-            past_members::user_id.eq(user),
-            past_members::until_seq.eq(until),
-        ))
+    let insert = diesel::insert_into(past_members::table).values((
+        past_members::conversation_id.eq(conversation),
+        past_members::user_id.eq(user),
+        past_members::until_seq.eq(until),
+    ));
+    on_backend!(conn, c => insert
         .on_conflict((past_members::conversation_id, past_members::user_id))
         .do_update()
         .set(past_members::until_seq.eq(until))
-        .execute(conn)?;
+        .execute(c))?;
     Ok(())
 }
 
 /// A group's members and whether each is an admin.
-pub fn group_members(
-    conn: &mut SqliteConnection,
-    conversation: ConversationId,
-) -> StoreResult<Vec<(UserId, bool)>> {
+pub fn group_members(conn: &mut DbConn, conversation: ConversationId) -> StoreResult<Vec<(UserId, bool)>> {
     Ok(members::table
         .filter(members::conversation_id.eq(conversation))
         .order(members::user_id)
@@ -645,7 +644,7 @@ pub enum Appended {
 /// epoch; a commit also advances the epoch, replaces the GroupInfo, files the Welcome and
 /// changes membership, all in one transaction.
 pub fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     e: &NewEntry<'_>,
     commit: Option<&CommitEffects<'_>>,
 ) -> StoreResult<Appended> {
@@ -698,9 +697,9 @@ pub fn append(
             // Withheld from every member who blocked the sender (docs/PROTOCOL.md "Blocking").
             diesel::sql_query(
                 "INSERT INTO log_withheld (conversation_id, seq, user_id)
-                 SELECT ?1, ?2, b.user_id FROM blocks b
-                   JOIN members m ON m.user_id = b.user_id AND m.conversation_id = ?1
-                  WHERE b.blocked_id = ?3",
+                 SELECT $1, $2, b.user_id FROM blocks b
+                   JOIN members m ON m.user_id = b.user_id AND m.conversation_id = $1
+                  WHERE b.blocked_id = $3",
             )
             .bind::<diesel::sql_types::BigInt, _>(e.conversation.0)
             .bind::<diesel::sql_types::BigInt, _>(seq)
@@ -709,10 +708,10 @@ pub fn append(
             // Reopens it for those who closed it, as a version 1 message does (but not for a
             // member from whom it is withheld).
             diesel::sql_query(
-                "UPDATE members SET hidden = 0
-                  WHERE conversation_id = ?1 AND hidden
+                "UPDATE members SET hidden = FALSE
+                  WHERE conversation_id = $1 AND hidden
                     AND NOT EXISTS (SELECT 1 FROM log_withheld w
-                                     WHERE w.user_id = members.user_id AND w.seq = ?2)",
+                                     WHERE w.user_id = members.user_id AND w.seq = $2)",
             )
             .bind::<diesel::sql_types::BigInt, _>(e.conversation.0)
             .bind::<diesel::sql_types::BigInt, _>(seq)
@@ -735,7 +734,7 @@ pub fn append(
                     )
                 })
                 .collect();
-            diesel::insert_into(group_blobs::table).values(&links).execute(conn)?;
+            on_backend!(conn, c => diesel::insert_into(group_blobs::table).values(&links).execute(c))?;
             diesel::update(blobs::table.filter(blobs::id.eq_any(&ids)))
                 .set(blobs::attached.eq(true))
                 .execute(conn)?;
@@ -746,15 +745,13 @@ pub fn append(
                 .execute(conn)?;
             for user in c.added {
                 // What was said before they joined is not theirs to read: not unread either.
-                diesel::insert_into(members::table)
-                    .values((
-                        members::conversation_id.eq(e.conversation),
-                        members::user_id.eq(user),
-                        members::log_delivered_up_to.eq(seq),
-                        members::log_read_up_to.eq(seq),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(conn)?;
+                let insert = diesel::insert_into(members::table).values((
+                    members::conversation_id.eq(e.conversation),
+                    members::user_id.eq(user),
+                    members::log_delivered_up_to.eq(seq),
+                    members::log_read_up_to.eq(seq),
+                ));
+                on_backend!(conn, c => insert.on_conflict_do_nothing().execute(c))?;
             }
             for user in c.removed {
                 diesel::delete(members::table.find((e.conversation, user))).execute(conn)?;
@@ -778,7 +775,7 @@ pub fn append(
                         )
                     })
                     .collect();
-                diesel::insert_into(welcomes::table).values(&rows).execute(conn)?;
+                on_backend!(conn, c => diesel::insert_into(welcomes::table).values(&rows).execute(c))?;
             }
         }
         Ok(Appended::At(seq))
@@ -801,12 +798,7 @@ pub struct EntryRow {
 /// Entries after `since` of every group `user` is a member of, and of the groups they were a
 /// member of up to where they stopped (the commit that removed them included: their devices
 /// read what was sent while they were in, and their removal), oldest first, at most `limit`.
-pub fn log_since(
-    conn: &mut SqliteConnection,
-    user: UserId,
-    since: i64,
-    limit: i64,
-) -> StoreResult<Vec<EntryRow>> {
+pub fn log_since(conn: &mut DbConn, user: UserId, since: i64, limit: i64) -> StoreResult<Vec<EntryRow>> {
     use diesel::sql_types::Bool;
     let mine: Vec<ConversationId> =
         members::table.filter(members::user_id.eq(user)).select(members::conversation_id).load(conn)?;
@@ -815,7 +807,7 @@ pub fn log_since(
         .filter(past_members::until_seq.gt(since))
         .select((past_members::conversation_id, past_members::until_seq))
         .load(conn)?;
-    let mut visible: Box<dyn BoxableExpression<group_log::table, diesel::sqlite::Sqlite, SqlType = Bool>> =
+    let mut visible: Box<dyn BoxableExpression<group_log::table, crate::db::MultiBackend, SqlType = Bool>> =
         Box::new(group_log::conversation_id.eq_any(mine));
     for (conversation, until) in past {
         visible =
@@ -851,7 +843,7 @@ pub struct WelcomeRow {
 }
 
 /// The Welcomes waiting for `device`, oldest first.
-pub fn welcomes_for(conn: &mut SqliteConnection, device: &[u8]) -> StoreResult<Vec<WelcomeRow>> {
+pub fn welcomes_for(conn: &mut DbConn, device: &[u8]) -> StoreResult<Vec<WelcomeRow>> {
     Ok(welcomes::table
         .filter(welcomes::device_id.eq(device))
         .order(welcomes::id)
@@ -860,7 +852,7 @@ pub fn welcomes_for(conn: &mut SqliteConnection, device: &[u8]) -> StoreResult<V
 }
 
 /// A device has taken its Welcomes up to `up_to`: they go.
-pub fn welcomes_taken(conn: &mut SqliteConnection, device: &[u8], up_to: i64) -> StoreResult<usize> {
+pub fn welcomes_taken(conn: &mut DbConn, device: &[u8], up_to: i64) -> StoreResult<usize> {
     Ok(diesel::delete(welcomes::table.filter(welcomes::device_id.eq(device)).filter(welcomes::id.le(up_to)))
         .execute(conn)?)
 }
@@ -868,7 +860,7 @@ pub fn welcomes_taken(conn: &mut SqliteConnection, device: &[u8], up_to: i64) ->
 /// Whether `user`'s devices may archive the message at `seq` of a group: it is in the log so
 /// far, and the user is a member, or was one until at least that position.
 pub fn may_archive(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: UserId,
     conversation: ConversationId,
     seq: i64,
@@ -900,12 +892,7 @@ pub struct ArchiveRow {
 
 /// Adds entries to `user`'s archive; one already there (same conversation and position) is
 /// kept as it is. Returns how many were new.
-pub fn archive_add(
-    conn: &mut SqliteConnection,
-    user: UserId,
-    entries: &[ArchiveRow],
-    now: i64,
-) -> StoreResult<usize> {
+pub fn archive_add(conn: &mut DbConn, user: UserId, entries: &[ArchiveRow], now: i64) -> StoreResult<usize> {
     atomically(conn, |conn| {
         let mut added = 0;
         // Where the user cleared each conversation (an upload is mostly one conversation's).
@@ -927,18 +914,16 @@ pub fn archive_add(
             if floor.is_some_and(|c| e.seq <= c) {
                 continue;
             }
-            added += diesel::insert_into(archive::table)
-                .values((
-                    archive::user_id.eq(user),
-                    archive::conversation_id.eq(e.conversation_id),
-                    archive::seq.eq(e.seq),
-                    archive::sender.eq(&e.sender),
-                    archive::sent_ms.eq(e.sent_ms),
-                    archive::entry.eq(&e.entry),
-                    archive::created_at.eq(now),
-                ))
-                .on_conflict_do_nothing()
-                .execute(conn)?;
+            let insert = diesel::insert_into(archive::table).values((
+                archive::user_id.eq(user),
+                archive::conversation_id.eq(e.conversation_id),
+                archive::seq.eq(e.seq),
+                archive::sender.eq(&e.sender),
+                archive::sent_ms.eq(e.sent_ms),
+                archive::entry.eq(&e.entry),
+                archive::created_at.eq(now),
+            ));
+            added += on_backend!(conn, c => insert.on_conflict_do_nothing().execute(c))?;
         }
         Ok(added)
     })
@@ -947,7 +932,7 @@ pub fn archive_add(
 /// The newest `limit` entries of one conversation in `user`'s archive below `before`, newest
 /// first.
 pub fn archive_page(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     user: UserId,
     conversation: ConversationId,
     before: i64,
@@ -965,10 +950,7 @@ pub fn archive_page(
 
 /// The conversations in `user`'s archive: (conversation, entries, newest position), the most
 /// recent first.
-pub fn archive_list(
-    conn: &mut SqliteConnection,
-    user: UserId,
-) -> StoreResult<Vec<(ConversationId, i64, i64)>> {
+pub fn archive_list(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<(ConversationId, i64, i64)>> {
     let mut rows: Vec<(ConversationId, i64, Option<i64>)> = archive::table
         .filter(archive::user_id.eq(user))
         .group_by(archive::conversation_id)
@@ -979,13 +961,13 @@ pub fn archive_list(
 }
 
 /// Deletes `user`'s whole archive; returns how many entries went.
-pub fn archive_delete(conn: &mut SqliteConnection, user: UserId) -> StoreResult<usize> {
+pub fn archive_delete(conn: &mut DbConn, user: UserId) -> StoreResult<usize> {
     Ok(diesel::delete(archive::table.filter(archive::user_id.eq(user))).execute(conn)?)
 }
 
 /// Whether `user` may download blob `id` as a group attachment: a group message carries it, in
 /// a group they are a member of, or were until at least that message.
-pub fn group_blob_visible(conn: &mut SqliteConnection, user: UserId, id: &str) -> StoreResult<bool> {
+pub fn group_blob_visible(conn: &mut DbConn, user: UserId, id: &str) -> StoreResult<bool> {
     let links: Vec<(ConversationId, i64)> = group_blobs::table
         .filter(group_blobs::blob_id.eq(id))
         .select((group_blobs::conversation_id, group_blobs::seq))
@@ -1005,7 +987,7 @@ pub fn group_blob_visible(conn: &mut SqliteConnection, user: UserId, id: &str) -
 }
 
 /// Records that `device` has read its groups' logs up to `position` (never moving back).
-pub fn log_read(conn: &mut SqliteConnection, device: &[u8], position: i64) -> StoreResult<()> {
+pub fn log_read(conn: &mut DbConn, device: &[u8], position: i64) -> StoreResult<()> {
     diesel::update(devices::table.find(device).filter(devices::log_cursor.lt(position)))
         .set(devices::log_cursor.eq(position))
         .execute(conn)?;
@@ -1016,7 +998,7 @@ pub fn log_read(conn: &mut SqliteConnection, device: &[u8], position: i64) -> St
 /// a member (seen since `seen_since`), and of a past member up to where they left, has read
 /// past them. The newest entry of each group stays (it marks how far the log has come).
 /// Returns how many entries went.
-pub fn prune_log(conn: &mut SqliteConnection, seen_since: i64) -> StoreResult<usize> {
+pub fn prune_log(conn: &mut DbConn, seen_since: i64) -> StoreResult<usize> {
     let groups: Vec<(ConversationId, Option<i64>)> = group_log::table
         .group_by(group_log::conversation_id)
         .select((group_log::conversation_id, diesel::dsl::max(group_log::seq)))
@@ -1052,25 +1034,26 @@ pub fn prune_log(conn: &mut SqliteConnection, seen_since: i64) -> StoreResult<us
             // The message index goes where every member has read or cleared past it.
             let read: Option<i64> = members::table
                 .filter(members::conversation_id.eq(conversation))
-                .select(diesel::dsl::min(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                    "MAX(log_read_up_to, archive_cleared_up_to)",
-                )))
+                .select(diesel::dsl::min(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+                    "{}(log_read_up_to, archive_cleared_up_to)",
+                    crate::db::greatest(conn)
+                ))))
                 .get_result(conn)?;
             // Each sender's newest stays: it says they wrote here (presence is shared where
             // both did).
             diesel::sql_query(
-                "DELETE FROM log_messages WHERE conversation_id = ?1 AND seq <= ?2
+                "DELETE FROM log_messages WHERE conversation_id = $1 AND seq <= $2
                    AND seq < (SELECT MAX(y.seq) FROM log_messages y
-                               WHERE y.conversation_id = ?1 AND y.sender_id = log_messages.sender_id)",
+                               WHERE y.conversation_id = $1 AND y.sender_id = log_messages.sender_id)",
             )
             .bind::<diesel::sql_types::BigInt, _>(conversation.0)
             .bind::<diesel::sql_types::BigInt, _>(read.unwrap_or(0))
             .execute(conn)?;
             // What was withheld matters while the log or the index still has the message.
             diesel::sql_query(
-                "DELETE FROM log_withheld WHERE conversation_id = ?1
-                   AND seq NOT IN (SELECT seq FROM group_log WHERE conversation_id = ?1)
-                   AND seq NOT IN (SELECT seq FROM log_messages WHERE conversation_id = ?1)",
+                "DELETE FROM log_withheld WHERE conversation_id = $1
+                   AND seq NOT IN (SELECT seq FROM group_log WHERE conversation_id = $1)
+                   AND seq NOT IN (SELECT seq FROM log_messages WHERE conversation_id = $1)",
             )
             .bind::<diesel::sql_types::BigInt, _>(conversation.0)
             .execute(conn)?;

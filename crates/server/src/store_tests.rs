@@ -2,9 +2,9 @@
 //! opening direct conversations, the one-query conversation list, and services driven through
 //! a plain [`Relay`].
 
+use crate::db::DbConn;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 use diesel_migrations::MigrationHarness;
 use sealroom_protocol::{
     BlobId, ClientMsgId, ConversationFlags, ConversationId, ConversationKind, Envelope, ErrorCode,
@@ -13,15 +13,39 @@ use sealroom_protocol::{
 
 use crate::auth::AuthUser;
 use crate::config::Cli;
+use crate::db::SQLITE_MIGRATIONS;
 use crate::error::ServerError;
-use crate::store::{self, NewUser, Refused, Store, MIGRATIONS};
+use crate::store::{self, NewUser, Refused, Store};
 use crate::{service, Relay};
 
 fn url(dir: &tempfile::TempDir) -> String {
     dir.path().join("sealroom.db").to_string_lossy().into_owned()
 }
 
-fn add_user(conn: &mut SqliteConnection, name: &str) -> UserId {
+/// The two databases every store test runs on.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database: a file in a temp dir, or a new database in the test process's
+/// PostgreSQL cluster ([`sealroom_testkit::postgres`]).
+struct Fresh {
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+fn fresh(backend: Backend) -> Fresh {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::Sqlite => url(&dir),
+        Backend::Postgres => sealroom_testkit::postgres().database(),
+    };
+    Fresh { url, dir }
+}
+
+fn add_user(conn: &mut DbConn, name: &str) -> UserId {
     store::insert_user(
         conn,
         &NewUser {
@@ -40,7 +64,7 @@ fn add_user(conn: &mut SqliteConnection, name: &str) -> UserId {
     .id
 }
 
-fn send(conn: &mut SqliteConnection, from: UserId, c: ConversationId, n: u8, blobs: &[String]) -> MessageId {
+fn send(conn: &mut DbConn, from: UserId, c: ConversationId, n: u8, blobs: &[String]) -> MessageId {
     let m = store::NewMessage {
         sender: from,
         conversation: c,
@@ -57,9 +81,9 @@ fn a_v1_database_with_messages_and_attachments_migrates_in_place() {
     let dir = tempfile::tempdir().unwrap();
     // A v1 relay's database: only the migrations v1 shipped with, and rows it wrote.
     {
-        let mut conn = SqliteConnection::establish(&url(&dir)).unwrap();
-        conn.run_next_migration(MIGRATIONS).unwrap();
-        conn.run_next_migration(MIGRATIONS).unwrap();
+        let mut conn = DbConn::establish(&url(&dir)).unwrap();
+        conn.run_next_migration(SQLITE_MIGRATIONS).unwrap();
+        conn.run_next_migration(SQLITE_MIGRATIONS).unwrap();
         conn.batch_execute(
             "INSERT INTO users (id, username, auth_hash, kdf_salt, kdf_m_kib, kdf_t, kdf_p, identity_key,
                                 key_backup, created_at, last_seen)
@@ -117,16 +141,15 @@ fn a_v1_database_with_messages_and_attachments_migrates_in_place() {
     assert_eq!(store::open_direct(conn, alice, UserId(3), 6).unwrap(), ConversationId(6));
 }
 
-#[test]
-fn a_direct_conversation_opened_is_the_peers_only_from_its_first_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&url(&dir)).unwrap();
+fn a_direct_conversation_opened_is_the_peers_only_from_its_first_message(backend: Backend) {
+    let db = fresh(backend);
+    let store = Store::open(&db.url).unwrap();
     let conn = &mut store.conn().unwrap();
     let (alice, bob) = (add_user(conn, "alice"), add_user(conn, "bob"));
 
     let c = store::open_direct(conn, alice, bob, 100).unwrap();
     assert_eq!(store::open_direct(conn, alice, bob, 101).unwrap(), c, "found, not created twice");
-    let row = |conn: &mut SqliteConnection, u| store::conversation_rows(conn, u, Some(c)).unwrap().remove(0);
+    let row = |conn: &mut DbConn, u| store::conversation_rows(conn, u, Some(c)).unwrap().remove(0);
     assert!(!row(conn, alice).hidden);
     assert!(
         store::conversation_rows(conn, bob, None).unwrap().is_empty(),
@@ -150,10 +173,9 @@ fn a_direct_conversation_opened_is_the_peers_only_from_its_first_message() {
     assert!(store::peers_of(conn, alice).unwrap().is_empty(), "closed by one side: nothing shared");
 }
 
-#[test]
-fn the_conversation_list_is_one_query_that_respects_clears_and_markers() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&url(&dir)).unwrap();
+fn the_conversation_list_is_one_query_that_respects_clears_and_markers(backend: Backend) {
+    let db = fresh(backend);
+    let store = Store::open(&db.url).unwrap();
     let conn = &mut store.conn().unwrap();
     let (alice, bob, carol) = (add_user(conn, "alice"), add_user(conn, "bob"), add_user(conn, "carol"));
     let ab = store::open_direct(conn, alice, bob, 1).unwrap();
@@ -183,10 +205,9 @@ fn the_conversation_list_is_one_query_that_respects_clears_and_markers() {
     assert!(carols.last_message().is_some());
 }
 
-#[test]
-fn a_message_is_refused_whole_when_a_blob_is_not_the_senders() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&url(&dir)).unwrap();
+fn a_message_is_refused_whole_when_a_blob_is_not_the_senders(backend: Backend) {
+    let db = fresh(backend);
+    let store = Store::open(&db.url).unwrap();
     let conn = &mut store.conn().unwrap();
     let (alice, bob) = (add_user(conn, "alice"), add_user(conn, "bob"));
     let c = store::open_direct(conn, alice, bob, 1).unwrap();
@@ -216,10 +237,15 @@ fn user(id: UserId, name: &str) -> AuthUser {
     }
 }
 
-#[tokio::test]
-async fn services_run_on_a_plain_relay_and_ask_the_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let cli = <Cli as clap::Parser>::parse_from(["sealroom", "--data-dir", dir.path().to_str().unwrap()]);
+async fn services_run_on_a_plain_relay_and_ask_the_policy(backend: Backend) {
+    let db = fresh(backend);
+    let cli = <Cli as clap::Parser>::parse_from([
+        "sealroom",
+        "--data-dir",
+        db.dir.path().to_str().unwrap(),
+        "--database-url",
+        &db.url,
+    ]);
     let relay = Relay::open(cli.serve).unwrap();
     let mut conn = relay.store.conn().unwrap();
     let (a, b, c) = (add_user(&mut conn, "alice"), add_user(&mut conn, "bob"), add_user(&mut conn, "carol"));
@@ -269,10 +295,9 @@ async fn services_run_on_a_plain_relay_and_ask_the_policy() {
     assert!(matches!(nobody, Err(ServerError::Api(e)) if e.error == ErrorCode::UnknownRecipient));
 }
 
-#[test]
-fn sessions_that_can_never_authenticate_again_are_pruned() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&url(&dir)).unwrap();
+fn sessions_that_can_never_authenticate_again_are_pruned(backend: Backend) {
+    let db = fresh(backend);
+    let store = Store::open(&db.url).unwrap();
     let mut conn = store.conn().unwrap();
     let alice = add_user(&mut conn, "alice");
     let row = |id: &str, expires_at: i64, revoked_at: Option<i64>| store::SessionRow {
@@ -300,10 +325,9 @@ fn sessions_that_can_never_authenticate_again_are_pruned() {
 
 /// Issue 12: clear-for-both had no `up_to`, so it could delete a message the clearer never
 /// saw. It clears up to what the clearer names, and markers only move up.
-#[test]
-fn clearing_for_both_stops_at_what_the_clearer_saw() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&url(&dir)).unwrap();
+fn clearing_for_both_stops_at_what_the_clearer_saw(backend: Backend) {
+    let db = fresh(backend);
+    let store = Store::open(&db.url).unwrap();
     let conn = &mut store.conn().unwrap();
     let (alice, bob) = (add_user(conn, "alice"), add_user(conn, "bob"));
     let c = store::open_direct(conn, alice, bob, 1).unwrap();
@@ -313,7 +337,7 @@ fn clearing_for_both_stops_at_what_the_clearer_saw() {
     let m = store::member(conn, alice, c).unwrap().unwrap();
     let (up_to, _) = store::clear(conn, &m, true, Some(MessageId(2))).unwrap();
     assert_eq!(up_to, MessageId(2));
-    let ids = |conn: &mut SqliteConnection, who| {
+    let ids = |conn: &mut DbConn, who| {
         let m = store::member(conn, who, c).unwrap().unwrap();
         store::history(conn, &m, None, None, 50).unwrap().iter().map(|r| r.id).collect::<Vec<_>>()
     };
@@ -333,14 +357,13 @@ fn clearing_for_both_stops_at_what_the_clearer_saw() {
 /// Issue 12: one socket stored 520 maximum-size envelopes in 6.6 s, with no limit. Stored
 /// bytes count against the sender's quota, in the same transaction as the insert, and clearing
 /// for both gives them back.
-#[test]
-fn the_message_quota_counts_what_a_sender_stores_and_clearing_frees_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&url(&dir)).unwrap();
+fn the_message_quota_counts_what_a_sender_stores_and_clearing_frees_it(backend: Backend) {
+    let db = fresh(backend);
+    let store = Store::open(&db.url).unwrap();
     let conn = &mut store.conn().unwrap();
     let (alice, bob) = (add_user(conn, "alice"), add_user(conn, "bob"));
     let c = store::open_direct(conn, alice, bob, 1).unwrap();
-    let put = |conn: &mut SqliteConnection, n: u8| {
+    let put = |conn: &mut DbConn, n: u8| {
         let m = store::NewMessage {
             sender: alice,
             conversation: c,
@@ -366,19 +389,17 @@ fn the_message_quota_counts_what_a_sender_stores_and_clearing_frees_it() {
 /// receipts move only the markers they name, a message sets the conversation's activity and
 /// reopens it for whoever closed it (but a withheld one only for its sender), and savepoints
 /// nest, keep and undo.
-#[test]
-fn the_hot_statements_move_markers_activity_and_closed_conversations_as_before() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&url(&dir)).unwrap();
+fn the_hot_statements_move_markers_activity_and_closed_conversations_as_before(backend: Backend) {
+    let db = fresh(backend);
+    let store = Store::open(&db.url).unwrap();
     let conn = &mut store.conn().unwrap();
     let (alice, bob) = (add_user(conn, "alice"), add_user(conn, "bob"));
     let c = store::open_direct(conn, alice, bob, 1).unwrap();
     let m1 = send(conn, alice, c, 1, &[]);
     let m2 = send(conn, alice, c, 2, &[]);
-    let member = |conn: &mut SqliteConnection, u| store::member(conn, u, c).unwrap().unwrap();
-    let activity = |conn: &mut SqliteConnection| {
-        store::conversation_rows(conn, alice, Some(c)).unwrap()[0].last_activity
-    };
+    let member = |conn: &mut DbConn, u| store::member(conn, u, c).unwrap().unwrap();
+    let activity =
+        |conn: &mut DbConn| store::conversation_rows(conn, alice, Some(c)).unwrap()[0].last_activity;
     assert_eq!(activity(conn), 1_002, "the newest message's time");
 
     // Delivered only: the read marker stays; then read: both move; never down.
@@ -411,7 +432,7 @@ fn the_hot_statements_move_markers_activity_and_closed_conversations_as_before()
 
     // Savepoints: an inner one undone, the outer kept; both inside one transaction.
     let before = store::member(conn, alice, c).unwrap().unwrap().pinned;
-    conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
+    crate::db::write_transaction::<_, diesel::result::Error, _>(conn, |conn| {
         store::savepoint::<_, diesel::result::Error, _>(conn, |conn| {
             let row = member(conn, alice);
             store::set_flags(conn, &row, Some(!before), None).unwrap();
@@ -429,11 +450,10 @@ fn the_hot_statements_move_markers_activity_and_closed_conversations_as_before()
     assert!(!member(conn, bob).pinned, "the inner savepoint undone");
 }
 
-#[test]
-fn mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once() {
+fn mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once(backend: Backend) {
     use store::mls::{self, Appended, CommitEffects, NewEntry, Registered};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&url(&dir)).unwrap();
+    let db = fresh(backend);
+    let store = Store::open(&db.url).unwrap();
     let conn = &mut store.conn().unwrap();
     let (alice, bob, carol) = (add_user(conn, "alice"), add_user(conn, "bob"), add_user(conn, "carol"));
 
@@ -457,9 +477,8 @@ fn mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once()
     );
     assert!(!mls::add_key_packages(conn, &b1, &[b"kp3".to_vec()], None, 2).unwrap(), "over the limit");
     assert!(mls::add_key_packages(conn, &b2, &[], Some(b"last b2"), 2).unwrap());
-    let claimed = |conn: &mut SqliteConnection| -> Vec<(Vec<u8>, Vec<u8>)> {
-        mls::claim_key_packages(conn, bob).unwrap()
-    };
+    let claimed =
+        |conn: &mut DbConn| -> Vec<(Vec<u8>, Vec<u8>)> { mls::claim_key_packages(conn, bob).unwrap() };
     assert_eq!(claimed(conn), [(b1.clone(), b"kp1".to_vec()), (b2.clone(), b"last b2".to_vec())]);
     assert_eq!(claimed(conn), [(b1.clone(), b"kp2".to_vec()), (b2.clone(), b"last b2".to_vec())]);
     assert_eq!(claimed(conn), [(b1.clone(), b"last b1".to_vec()), (b2.clone(), b"last b2".to_vec())]);
@@ -527,7 +546,7 @@ fn mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once()
     };
     assert!(msg > commit_seq);
     // Each member reads the log of their groups; carol, no member, reads nothing.
-    let seqs = |conn: &mut SqliteConnection, u, since| -> Vec<i64> {
+    let seqs = |conn: &mut DbConn, u, since| -> Vec<i64> {
         mls::log_since(conn, u, since, 100).unwrap().iter().map(|e| e.seq).collect()
     };
     assert_eq!(seqs(conn, bob, 0), [commit_seq, msg]);
@@ -566,4 +585,30 @@ fn mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once()
     assert!(
         mls::may_archive(conn, alice, g, after).unwrap() && !mls::may_archive(conn, carol, g, msg).unwrap()
     );
+}
+
+/// Each test above, once on each database.
+macro_rules! on_both {
+    ($backend:ident: $($name:ident),*; async: $($async_name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                super::$name(super::Backend::$backend)
+            }
+        )*
+        $(
+            #[tokio::test]
+            async fn $async_name() {
+                super::$async_name(super::Backend::$backend).await
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    on_both!(Sqlite: a_direct_conversation_opened_is_the_peers_only_from_its_first_message, the_conversation_list_is_one_query_that_respects_clears_and_markers, a_message_is_refused_whole_when_a_blob_is_not_the_senders, sessions_that_can_never_authenticate_again_are_pruned, clearing_for_both_stops_at_what_the_clearer_saw, the_message_quota_counts_what_a_sender_stores_and_clearing_frees_it, the_hot_statements_move_markers_activity_and_closed_conversations_as_before, mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once; async: services_run_on_a_plain_relay_and_ask_the_policy);
+}
+
+mod postgres {
+    on_both!(Postgres: a_direct_conversation_opened_is_the_peers_only_from_its_first_message, the_conversation_list_is_one_query_that_respects_clears_and_markers, a_message_is_refused_whole_when_a_blob_is_not_the_senders, sessions_that_can_never_authenticate_again_are_pruned, clearing_for_both_stops_at_what_the_clearer_saw, the_message_quota_counts_what_a_sender_stores_and_clearing_frees_it, the_hot_statements_move_markers_activity_and_closed_conversations_as_before, mls_storage_orders_one_commit_per_epoch_and_hands_out_each_key_package_once; async: services_run_on_a_plain_relay_and_ask_the_policy);
 }

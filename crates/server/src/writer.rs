@@ -13,9 +13,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use crate::db::DbConn;
+use diesel::connection::{SimpleConnection, TransactionManager};
 use diesel::result::Error as DieselError;
-use diesel::sqlite::SqliteConnection;
 use tokio::sync::oneshot;
 
 use crate::error::{Result, ServerError};
@@ -30,7 +30,7 @@ pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_mill
 /// What the writer is asked to do: run in a savepoint, then hear how the commit went.
 trait Job: Send {
     /// Runs the write inside the batch's transaction, keeping its outcome.
-    fn run(&mut self, conn: &mut SqliteConnection);
+    fn run(&mut self, conn: &mut DbConn);
     /// Answers the caller: its outcome if the batch committed, else the commit's error.
     fn answer(self: Box<Self>, commit: std::result::Result<(), &str>);
 }
@@ -44,9 +44,9 @@ struct Pending<T, F> {
 impl<T, F> Job for Pending<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&mut SqliteConnection) -> Result<T> + Send + 'static,
+    F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
 {
-    fn run(&mut self, conn: &mut SqliteConnection) {
+    fn run(&mut self, conn: &mut DbConn) {
         if let Some(work) = self.work.take() {
             self.outcome = Some(in_savepoint(conn, work));
         }
@@ -67,10 +67,7 @@ where
 }
 
 /// Runs `work` in a savepoint: kept if it succeeds, rolled back alone if it fails or panics.
-fn in_savepoint<T>(
-    conn: &mut SqliteConnection,
-    work: impl FnOnce(&mut SqliteConnection) -> Result<T>,
-) -> Result<T> {
+fn in_savepoint<T>(conn: &mut DbConn, work: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
     let mut outcome = None;
     let savepoint = crate::store::savepoint::<(), DieselError, _>(conn, |conn| {
         let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
@@ -123,30 +120,20 @@ impl Writer {
     /// passively every [`CHECKPOINT_EVERY`], which copies committed pages into the database
     /// file without blocking the writer or readers.
     pub fn start(
-        connect: impl Fn() -> std::result::Result<SqliteConnection, StoreError> + Send + 'static,
+        connect: impl Fn() -> std::result::Result<DbConn, StoreError> + Send + 'static,
     ) -> std::result::Result<Self, StoreError> {
-        let mut conn = connect()?;
-        conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")?;
-        let mut checkpointer = connect()?;
+        let conn = without_autocheckpoint(connect()?)?;
+        // On PostgreSQL the server itself checkpoints: no thread for it here.
+        let checkpointer = if conn.is_sqlite() { Some(connect()?) } else { None };
         let (queue, jobs) = mpsc::channel::<Box<dyn Job>>();
         let stats = Arc::new(WriterStats::default());
         let counts = stats.clone();
         let alive = Arc::downgrade(&stats);
         std::thread::Builder::new()
             .name("sealroom-writer".into())
-            .spawn(move || {
-                run(
-                    conn,
-                    || {
-                        let mut conn = connect()?;
-                        conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")?;
-                        Ok(conn)
-                    },
-                    &jobs,
-                    &counts,
-                )
-            })
+            .spawn(move || run(conn, || without_autocheckpoint(connect()?), &jobs, &counts))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+        let Some(mut checkpointer) = checkpointer else { return Ok(Writer { queue, stats }) };
         std::thread::Builder::new()
             .name("sealroom-checkpoint".into())
             .spawn(move || {
@@ -167,7 +154,7 @@ impl Writer {
     pub fn write<T, F>(&self, work: F) -> impl std::future::Future<Output = Result<T>> + 'static
     where
         T: Send + 'static,
-        F: FnOnce(&mut SqliteConnection) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let queued = self.queue.send(Box::new(Pending { work: Some(work), outcome: None, reply })).is_ok();
@@ -186,8 +173,8 @@ impl Writer {
 }
 
 fn run(
-    mut conn: SqliteConnection,
-    connect: impl Fn() -> std::result::Result<SqliteConnection, StoreError>,
+    mut conn: DbConn,
+    connect: impl Fn() -> std::result::Result<DbConn, StoreError>,
     jobs: &mpsc::Receiver<Box<dyn Job>>,
     stats: &WriterStats,
 ) {
@@ -199,7 +186,7 @@ fn run(
                 Err(_) => break,
             }
         }
-        let committed = conn.immediate_transaction::<(), DieselError, _>(|conn| {
+        let committed = crate::db::write_transaction::<(), DieselError, _>(&mut conn, |conn| {
             for job in &mut batch {
                 job.run(conn);
             }
@@ -218,7 +205,9 @@ fn run(
         // After a failed commit the connection may be left inside a broken transaction: start
         // afresh rather than fail every later batch.
         if failure.is_some()
-            || AnsiTransactionManager::transaction_manager_status_mut(&mut conn).transaction_depth().is_err()
+            || <DbConn as diesel::Connection>::TransactionManager::transaction_manager_status_mut(&mut conn)
+                .transaction_depth()
+                .is_err()
         {
             match connect() {
                 Ok(fresh) => conn = fresh,
@@ -227,7 +216,17 @@ fn run(
         }
     }
     // Leave the WAL tidy for whoever opens the file next.
-    let _ = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);");
+    if conn.is_sqlite() {
+        let _ = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);");
+    }
+}
+
+/// The writer's SQLite connection leaves checkpoints to the checkpoint thread.
+fn without_autocheckpoint(mut conn: DbConn) -> std::result::Result<DbConn, StoreError> {
+    if conn.is_sqlite() {
+        conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")?;
+    }
+    Ok(conn)
 }
 
 #[cfg(test)]
@@ -237,9 +236,9 @@ mod tests {
     use diesel::Connection;
     use diesel::RunQueryDsl;
 
-    fn open(path: &std::path::Path) -> std::result::Result<SqliteConnection, StoreError> {
-        let mut conn = SqliteConnection::establish(&path.display().to_string())
-            .map_err(|e| StoreError::Open(e.to_string()))?;
+    fn open(path: &std::path::Path) -> std::result::Result<DbConn, StoreError> {
+        let mut conn =
+            DbConn::establish(&path.display().to_string()).map_err(|e| StoreError::Open(e.to_string()))?;
         conn.batch_execute(
             "PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS t (v INTEGER NOT NULL UNIQUE);",
         )?;

@@ -39,7 +39,7 @@ fn assert_counted(line: &serde_json::Value, messages: u64) {
 #[test]
 fn the_load_generator_counts_every_message_on_sealroom_and_on_the_reference() {
     let server = TestServer::start_with(&["--auth-rate-per-ip", "1000"]);
-    let db = server.data_dir().join("sealroom.db").display().to_string();
+    let db = server.database_location();
     let line = bench("throughput", &server.url, &db, "--pairs 3 --messages-per-sender 40 --window 8");
     assert_counted(&line, 120);
     assert_eq!(line["target"], "sealroom");

@@ -191,7 +191,12 @@ fn the_cli_refuses_a_changed_peer_key_until_accepted() {
     assert!(first.trim().parse::<u64>().is_ok(), "version 1: {first}");
     // Play a malicious relay: swap bob's identity key in the directory.
     server.stop();
-    server.sql("UPDATE users SET identity_key = X'0900000000000000000000000000000000000000000000000000000000000000' WHERE username = 'bob'");
+    let key = server.bytes_sql(&{
+        let mut k = [0; 32];
+        k[0] = 9;
+        k
+    });
+    server.sql(&format!("UPDATE users SET identity_key = {key} WHERE username = 'bob'"));
     server.restart();
     let out = server.cli("alice", "pass-phrase-a", &["send", "bob", "second"]);
     fails(&out, "identity key has changed");

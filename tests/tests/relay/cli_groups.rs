@@ -252,8 +252,9 @@ fn a_device_file_on_disk_cannot_decrypt_a_message_it_has_already_read() {
     d.ok("alice", 'a', &["send", &g, "read once, then gone"]);
     // The message as the relay stores it: the newest application message of the group.
     let rows = server.sql_rows(&format!(
-        "SELECT hex(data) FROM group_log WHERE conversation_id = {} AND content_type = 1 \
+        "SELECT {} FROM group_log WHERE conversation_id = {} AND content_type = 1 \
          ORDER BY seq DESC LIMIT 1",
+        server.hex_sql("data"),
         conversation.0
     ));
     let entry = hex::decode(&rows[0]).unwrap();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sealroom_crypto::Payload;
 use sealroom_protocol::{ClientFrame, HistoryQuery, MessageId, ServerFrame};
-use sealroom_tests::{expect_frame, expect_no_frame, metric, TestServer};
+use sealroom_tests::{expect_frame, expect_no_frame, metric, Database, TestServer};
 
 fn text(p: &Payload) -> &str {
     match p {
@@ -173,7 +173,11 @@ async fn history_survives_a_restart_and_nothing_stored_is_plaintext() {
 
     server.stop();
     let files = server.all_stored_bytes();
-    assert!(files.iter().any(|(p, _)| p.ends_with("sealroom.db")));
+    let database = match server.database() {
+        Database::Sqlite => "sealroom.db",
+        Database::Postgres => "pg_dump",
+    };
+    assert!(files.iter().any(|(p, _)| p.ends_with(database)), "the database is among what is searched");
     let password_markers = ["password-of-alice", "password-of-bob"];
     for (path, bytes) in &files {
         for needle in secrets.iter().chain(password_markers.iter()) {
@@ -425,9 +429,10 @@ async fn sends_pipelined_past_the_frame_budget_are_all_acked_and_stored_in_order
     assert_eq!(acked.iter().map(|(c, _)| *c).collect::<Vec<_>>(), sent, "acks in the order sent");
     assert!(acked.windows(2).all(|w| w[0].1 < w[1].1), "stored in the order sent");
     // The rows themselves, in id order: the burst after the first message, as sent.
-    let stored = server.sql_rows(
-        "SELECT hex(client_msg_id) FROM messages WHERE sender_id = (SELECT id FROM users WHERE username = 'alice') ORDER BY id",
-    );
+    let stored = server.sql_rows(&format!(
+        "SELECT {} FROM messages WHERE sender_id = (SELECT id FROM users WHERE username = 'alice') ORDER BY id",
+        server.hex_sql("client_msg_id")
+    ));
     let hex = |c: &sealroom_protocol::ClientMsgId| c.0.iter().map(|b| format!("{b:02X}")).collect::<String>();
     assert_eq!(stored[1..], sent.iter().map(hex).collect::<Vec<_>>()[..]);
 }
