@@ -79,6 +79,59 @@ pub struct TestServer {
     extra: Vec<String>,
     /// The PostgreSQL database's URL, when it runs on one ([`Database::chosen`]).
     database_url: Option<String>,
+    /// The data dir, when it is shared with other nodes ([`Cluster`]).
+    shared_data: Option<PathBuf>,
+}
+
+/// Several relay nodes on one PostgreSQL database and one NATS server, sharing one data dir
+/// (blobs, JWT secret), as docs/ARCHITECTURE.md describes scale-out.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The nodes, each on its own port.
+    pub nodes: Vec<TestServer>,
+    /// The NATS server between them (stop and start it to play an outage).
+    pub nats: sealroom_testkit::Nats,
+    /// The shared database.
+    pub database_url: String,
+    /// The shared data dir.
+    pub data: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `n` nodes, started one after another.
+    pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[])
+    }
+
+    /// `n` nodes with extra flags each.
+    pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        let nats = sealroom_testkit::Nats::new();
+        let database_url = sealroom_testkit::postgres().database();
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut cluster = Cluster { nodes: Vec::new(), nats, database_url, data };
+        for _ in 0..n {
+            let node = cluster.node(extra);
+            cluster.nodes.push(node);
+        }
+        cluster
+    }
+
+    /// Starts one more node (not added to [`Cluster::nodes`]).
+    pub fn node(&self, extra: &[&str]) -> TestServer {
+        let mut flags = vec!["--nats-url".to_owned(), self.nats.url()];
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let mut s = TestServer {
+            child: None,
+            url: String::new(),
+            root: tempfile::tempdir().expect("temp dir"),
+            extra: flags,
+            database_url: Some(self.database_url.clone()),
+            shared_data: Some(self.data.path().to_path_buf()),
+        };
+        s.spawn();
+        s.wait_healthy();
+        s
+    }
 }
 
 impl TestServer {
@@ -100,9 +153,31 @@ impl TestServer {
             root,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             database_url,
+            shared_data: None,
         };
         s.spawn();
         s
+    }
+
+    /// Waits (up to 30 s) until `/healthz` answers 200: a node among several listens before
+    /// it has reached NATS, and says so there, as a load balancer would ask.
+    pub fn wait_healthy(&self) {
+        use std::io::{Read, Write};
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = std::net::TcpStream::connect(&addr).ok().and_then(|mut s| {
+                s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+                let mut reply = String::new();
+                s.read_to_string(&mut reply).ok()?;
+                reply.split_whitespace().nth(1).map(str::to_owned)
+            });
+            if status.as_deref() == Some("200") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} never became healthy (last: {status:?})", self.url);
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The relay's process id, while it runs.
@@ -112,7 +187,7 @@ impl TestServer {
 
     /// The data dir.
     pub fn data_dir(&self) -> PathBuf {
-        self.root.path().join("data")
+        self.shared_data.clone().unwrap_or_else(|| self.root.path().join("data"))
     }
 
     /// The server's log (stderr), all runs appended.
@@ -760,5 +835,52 @@ impl std::fmt::Debug for LossyProxy {
 impl Drop for LossyProxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A TCP load balancer with failover, as a reverse proxy in front of relay nodes: each new
+/// connection goes to the first of its backends (in its order) that accepts one, so clients
+/// behind it move to another node when theirs dies.
+#[derive(Debug)]
+pub struct FailoverProxy {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl FailoverProxy {
+    /// Forwards to `backends` (relay URLs, `http://127.0.0.1:PORT`), preferring them in order.
+    pub fn start(backends: &[&str]) -> FailoverProxy {
+        use std::net::{SocketAddr, TcpListener, TcpStream};
+        let backends: Vec<SocketAddr> = backends
+            .iter()
+            .map(|u| u.trim_start_matches("http://").parse().expect("http://127.0.0.1:PORT"))
+            .collect();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Some(server) = backends
+                    .iter()
+                    .find_map(|b| TcpStream::connect_timeout(b, Duration::from_millis(300)).ok())
+                else {
+                    continue; // No node: the client sees its connection close.
+                };
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                };
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else { continue };
+                pipe(client, server);
+                pipe(s2, c2);
+            }
+        });
+        FailoverProxy { url }
+    }
+
+    /// A client through this proxy.
+    pub fn client(&self) -> Client {
+        Client::new(&self.url).expect("valid URL")
     }
 }

@@ -389,10 +389,17 @@ pub struct BlockList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
-    /// "ok".
+    /// "ok", or "unavailable" (with status 503) while the database or the message bus is
+    /// unreachable: a load balancer sends no one to this node then.
     pub status: String,
     /// Server version.
     pub version: String,
+    /// The database: "ok" or "unreachable".
+    pub database: String,
+    /// Among several relay nodes, the message bus between them (NATS): "ok" or
+    /// "unreachable"; absent on a single relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<String>,
 }
 
 /// `POST /api/blobs` (201): the stored upload.

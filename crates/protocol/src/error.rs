@@ -68,6 +68,9 @@ pub enum ErrorCode {
     DeviceRevoked,
     /// The user's signing key is set and cannot be replaced, or a device id is taken.
     Conflict,
+    /// The relay cannot do this now: it lost its database or, among several nodes, its message
+    /// bus. It recovers by itself; retry shortly (another node may answer at once).
+    Unavailable,
     /// Something failed on the server; details are in its log, not here.
     Internal,
 }
@@ -104,6 +107,7 @@ impl ErrorCode {
         ErrorCode::GroupFull,
         ErrorCode::DeviceRevoked,
         ErrorCode::Conflict,
+        ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
 
@@ -121,6 +125,7 @@ impl ErrorCode {
             MethodNotAllowed => 405,
             RateLimited => 429,
             Internal => 500,
+            Unavailable => 503,
         }
     }
 
@@ -157,6 +162,7 @@ impl ErrorCode {
             GroupFull => "group_full",
             DeviceRevoked => "device_revoked",
             Conflict => "conflict",
+            Unavailable => "unavailable",
             Internal => "internal",
         }
     }

@@ -233,6 +233,19 @@ fn rest_bodies() {
     // A relay from before groups were listed leaves `groups` out.
     let old: ConversationsResponse = serde_json::from_value(json!({"conversations": []})).unwrap();
     assert!(old.groups.is_empty());
+    // `/healthz`: a single relay says nothing of NATS; a node among several does.
+    let single = Health { status: "ok".into(), version: "0.1.0".into(), database: "ok".into(), nats: None };
+    round_trip(&single, json!({"status": "ok", "version": "0.1.0", "database": "ok"}));
+    let node = Health {
+        status: "unavailable".into(),
+        version: "0.1.0".into(),
+        database: "ok".into(),
+        nats: Some("unreachable".into()),
+    };
+    round_trip(
+        &node,
+        json!({"status": "unavailable", "version": "0.1.0", "database": "ok", "nats": "unreachable"}),
+    );
 }
 
 #[test]
@@ -268,6 +281,7 @@ fn every_error_code_has_its_wire_name_and_a_status() {
         GroupFull,
         DeviceRevoked,
         Conflict,
+        Unavailable,
         Internal,
     ];
     for code in every {
@@ -280,6 +294,8 @@ fn every_error_code_has_its_wire_name_and_a_status() {
     assert_eq!(MethodNotAllowed.http_status(), 405);
     assert_eq!(StaleEpoch.as_str(), "stale_epoch");
     assert_eq!(StaleEpoch.http_status(), 409);
+    assert_eq!(serde_json::to_value(Unavailable).unwrap(), json!("unavailable"));
+    assert_eq!(Unavailable.http_status(), 503);
 }
 
 #[test]

@@ -36,7 +36,8 @@ impl std::fmt::Debug for ServerSecret {
 
 impl ServerSecret {
     /// From `SEALROOM_JWT_SECRET` if set (at least 32 bytes), else from `<data_dir>/jwt_secret`,
-    /// generating that file (mode 0600) on first start.
+    /// generating that file (mode 0600) on first start. Relay nodes share it through a shared
+    /// data dir, or are each given the same `SEALROOM_JWT_SECRET`.
     pub fn load(data_dir: &Path) -> Result<Self, StartError> {
         if let Ok(s) = std::env::var("SEALROOM_JWT_SECRET") {
             if s.len() < 32 {
@@ -61,9 +62,22 @@ impl ServerSecret {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = vec![0u8; 64];
                 OsRng.fill_bytes(&mut bytes);
-                write_private(&path, hex::encode(&bytes).as_bytes())?;
-                tracing::info!(path = %path.display(), "generated a new JWT secret");
-                Ok(ServerSecret(bytes))
+                // Written whole beside it, then linked into place, which fails if it exists:
+                // relay nodes sharing the directory and starting together agree on one secret.
+                let fresh = data_dir.join(format!(".jwt_secret.{}.new", std::process::id()));
+                let _ = std::fs::remove_file(&fresh);
+                write_private(&fresh, hex::encode(&bytes).as_bytes())?;
+                let linked = std::fs::hard_link(&fresh, &path);
+                let _ = std::fs::remove_file(&fresh);
+                match linked {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "generated a new JWT secret");
+                        Ok(ServerSecret(bytes))
+                    }
+                    // Another node generated it first: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(data_dir),
+                    Err(e) => Err(StartError::io(format!("cannot create {}", path.display()))(e)),
+                }
             }
             Err(e) => Err(StartError::io(format!("cannot read {}", path.display()))(e)),
         }

@@ -63,12 +63,17 @@ impl Drop for InFlight<'_> {
 pub struct BlobStore {
     dir: PathBuf,
     tmp: PathBuf,
+    /// Shared with other relay nodes.
+    shared: bool,
 }
 
 impl BlobStore {
     /// Opens (creating) `<data_dir>/blobs` and empties its `tmp` folder: a part file there is
     /// an upload that never finished.
-    pub fn open(data_dir: &Path) -> Result<Self, StartError> {
+    ///
+    /// `shared`: the directory is shared with other relay nodes, which may be uploading right
+    /// now; only what has not changed for [`SHARED_GRACE`] is another node's leftover.
+    pub fn open(data_dir: &Path, shared: bool) -> Result<Self, StartError> {
         let dir = data_dir.join("blobs");
         let tmp = dir.join("tmp");
         std::fs::create_dir_all(&tmp)
@@ -78,14 +83,14 @@ impl BlobStore {
             .map_err(StartError::io(format!("cannot read {}", tmp.display())))?
             .flatten()
         {
-            if std::fs::remove_file(entry.path()).is_ok() {
+            if (!shared || settled(&entry.path())) && std::fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
         }
         if removed > 0 {
             tracing::info!(removed, "removed unfinished uploads");
         }
-        Ok(BlobStore { dir, tmp })
+        Ok(BlobStore { dir, tmp, shared })
     }
 
     /// The file of blob `id` (the id is validated, so it is a plain file name).
@@ -128,6 +133,10 @@ impl BlobStore {
         for entry in listing.flatten() {
             let name = entry.file_name();
             let Some(id) = name.to_str().and_then(|n| BlobId::parse(n).ok()) else { continue };
+            // Another node may be between its rename and its insert right now.
+            if self.shared && !settled(&entry.path()) {
+                continue;
+            }
             if !store::blob_exists(conn, id.as_str())? {
                 std::fs::remove_file(entry.path())
                     .map_err(StartError::io(format!("cannot remove {}", entry.path().display())))?;
@@ -136,6 +145,20 @@ impl BlobStore {
         }
         Ok(removed)
     }
+}
+
+/// How long a file in a blob directory shared by several nodes must have been left alone
+/// before a starting node may take it for a leftover: an upload in progress writes far more
+/// often (`--upload-idle-timeout`), and a rename is followed by its insert within a commit.
+pub const SHARED_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whether `path` was last modified over [`SHARED_GRACE`] ago.
+fn settled(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > SHARED_GRACE)
 }
 
 /// A part file that deletes itself unless the upload commits.

@@ -42,6 +42,13 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// NATS server(s) for fan-out between relay nodes, e.g. `nats://127.0.0.1:4222` (several
+    /// comma-separated). With it, this relay is one node among several on one PostgreSQL
+    /// database; their data dir (or at least its `blobs/` and `jwt_secret`) must be one shared
+    /// directory. README, "Several relay nodes".
+    #[arg(long, env = "SEALROOM_NATS_URL")]
+    pub nats_url: Option<String>,
+
     /// Directory of the built web client, served at `/` [default: ./web/dist if it exists].
     #[arg(long, env = "SEALROOM_WEB_DIR")]
     pub web_dir: Option<PathBuf>,

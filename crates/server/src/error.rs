@@ -60,6 +60,13 @@ impl ServerError {
                 ErrorCode::RateLimited,
                 format!("the server is busy checking passwords; try again in {secs} s"),
             ),
+            ServerError::Store(e) if e.is_unreachable() => {
+                tracing::warn!(error = %e, "the database is unreachable");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the relay cannot reach its database; try again shortly",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "internal error");
                 ApiError::new(ErrorCode::Internal, "internal error")
@@ -75,6 +82,7 @@ impl ResponseError for ServerError {
                 StatusCode::from_u16(e.error.http_status()).unwrap_or(StatusCode::BAD_REQUEST)
             }
             ServerError::RateLimited(_) | ServerError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+            ServerError::Store(e) if e.is_unreachable() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -102,6 +102,8 @@ pub enum Refused {
     ShuttingDown,
     /// The user already holds the most connections allowed.
     TooMany,
+    /// The node cannot fan out right now (it lost NATS): the client should retry shortly.
+    Unavailable,
 }
 
 /// Serializes a frame once for any number of recipients.
@@ -138,6 +140,14 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
     fn close_all(&self);
     /// Open connections.
     fn connection_count(&self) -> usize;
+    /// Whether the message bus between nodes is up; `None` on a single node, which has none.
+    fn bus_connected(&self) -> Option<bool> {
+        None
+    }
+    /// Times this node dropped its connections so that they catch up (a bus outage or gap).
+    fn resyncs(&self) -> u64 {
+        0
+    }
 }
 
 impl Fanout for Hub {
@@ -282,5 +292,19 @@ impl Hub {
     /// Number of open connections.
     pub fn connection_count(&self) -> usize {
         self.lock().users.values().map(Vec::len).sum()
+    }
+
+    /// The users with a connection here.
+    pub fn users(&self) -> Vec<UserId> {
+        self.lock().users.keys().copied().collect()
+    }
+
+    /// Drops every connection without a word (each closes with 1013, "reconnect", as a slow
+    /// one does, and catches up with `sync` when it is back); returns how many there were.
+    pub fn drop_all(&self) -> usize {
+        let mut inner = self.lock();
+        let n = inner.users.values().map(Vec::len).sum();
+        inner.users.clear();
+        n
     }
 }

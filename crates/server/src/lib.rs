@@ -26,6 +26,7 @@ pub mod groups;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod nats;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;

@@ -81,7 +81,7 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format, with the group commit's counts.
-    pub fn render(&self, writer: &crate::writer::WriterStats) -> String {
+    pub fn render(&self, writer: &crate::writer::WriterStats, fanout: &dyn crate::hub::Fanout) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP sealroom_connections Open WebSocket connections.");
         let _ = writeln!(out, "# TYPE sealroom_connections gauge");
@@ -124,6 +124,21 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        if let Some(up) = fanout.bus_connected() {
+            let _ = writeln!(
+                out,
+                "# HELP sealroom_nats_connected Whether this node is connected to NATS (1) or not (0)."
+            );
+            let _ = writeln!(out, "# TYPE sealroom_nats_connected gauge");
+            let _ = writeln!(out, "sealroom_nats_connected {}", u8::from(up));
+            let _ = writeln!(
+                out,
+                "# HELP sealroom_nats_resyncs_total Times this node dropped its connections so that they catch up \
+                 from the database (NATS came back, dropped messages, or another node's events had a gap)."
+            );
+            let _ = writeln!(out, "# TYPE sealroom_nats_resyncs_total counter");
+            let _ = writeln!(out, "sealroom_nats_resyncs_total {}", fanout.resyncs());
         }
         let _ = writeln!(out, "# HELP sealroom_errors_total Errors returned to clients, by code.");
         let _ = writeln!(out, "# TYPE sealroom_errors_total counter");

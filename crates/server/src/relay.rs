@@ -13,7 +13,7 @@ use crate::{auth, blobs, hub, metrics, ratelimit};
 pub struct Relay {
     /// The database.
     pub store: Store,
-    /// Live connections (in-process on one node).
+    /// Live connections: the in-process hub on one node, through NATS among several.
     pub fanout: Box<dyn hub::Fanout>,
     /// Attachment files on disk.
     pub blobs: blobs::BlobStore,
@@ -52,9 +52,17 @@ impl Relay {
     /// Opens the data dir's secret, database and blob store (sweeping stray blob files), with
     /// the in-process hub for fan-out.
     pub fn open(config: ServeArgs) -> Result<Self, StartError> {
+        let several = config.nats_url.is_some();
+        if several && crate::db::Backend::of(&config.database_url()) != crate::db::Backend::Postgres {
+            return Err(StartError::Invalid(
+                "--nats-url makes this relay one node among several, which need one shared database: \
+                 give --database-url postgres://…"
+                    .into(),
+            ));
+        }
         let secret = auth::ServerSecret::load(&config.data_dir)?;
         let store = Store::open(&config.database_url())?;
-        let blob_store = blobs::BlobStore::open(&config.data_dir)?;
+        let blob_store = blobs::BlobStore::open(&config.data_dir, several)?;
         let orphans = blob_store.sweep_orphans(&mut *store.conn()?)?;
         if orphans > 0 {
             tracing::warn!(removed = orphans, "removed blob files that had no database row");
@@ -66,7 +74,13 @@ impl Relay {
             uploads: std::sync::Mutex::default(),
             proxies,
             store,
-            fanout: Box::new(hub::Hub::new(config.max_connections_per_user)),
+            fanout: match &config.nats_url {
+                Some(url) => Box::new(crate::nats::NatsFanout::start(
+                    url,
+                    hub::Hub::new(config.max_connections_per_user),
+                )?),
+                None => Box::new(hub::Hub::new(config.max_connections_per_user)),
+            },
             blobs: blob_store,
             clock: Clock,
             secret,

@@ -504,17 +504,25 @@ async fn openapi_document() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(body.as_str())
 }
 
-/// `GET /healthz`: the database answers.
+/// `GET /healthz`: whether the database answers (within 3 s) and, among several nodes, NATS
+/// is connected; 503 when either is not.
 pub async fn healthz(state: web::Data<Relay>) -> Result<HttpResponse> {
-    state
-        .store
-        .run(|conn| {
-            use diesel::RunQueryDsl;
-            diesel::sql_query("SELECT 1").execute(&mut **conn).map_err(crate::store::StoreError::from)?;
-            Ok(())
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
+    let probe = state.store.run(|conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT 1").execute(&mut **conn).map_err(crate::store::StoreError::from)?;
+        Ok(())
+    });
+    let database = matches!(tokio::time::timeout(std::time::Duration::from_secs(3), probe).await, Ok(Ok(())));
+    let nats = state.fanout.bus_connected();
+    let word = |up: bool| if up { "ok" } else { "unreachable" }.to_owned();
+    let healthy = database && nats != Some(false);
+    let body = Health {
+        status: if healthy { "ok" } else { "unavailable" }.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        database: word(database),
+        nats: nats.map(word),
+    };
+    Ok(if healthy { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() }.json(body))
 }
 
 /// `GET /metrics`: Prometheus text format, for `Authorization: Bearer <--metrics-token>`;
@@ -527,7 +535,7 @@ pub async fn metrics(req: HttpRequest, state: web::Data<Relay>) -> Result<HttpRe
     )?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(state.store.writer_stats())))
+        .body(state.metrics.render(state.store.writer_stats(), state.fanout.as_ref())))
 }
 
 /// JSON, query and path extractor errors as API errors with stable codes.

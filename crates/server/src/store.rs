@@ -44,6 +44,21 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the database could not be reached at all (no connection from the pool, or one
+    /// that broke), as opposed to a statement it refused: the relay answers `unavailable`.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Database(DieselError::DatabaseError(kind, _)) => {
+                matches!(kind, DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand)
+            }
+            StoreError::Commit(why) => why.contains("connection") || why.contains("server closed"),
+            _ => false,
+        }
+    }
+}
+
 /// Result of a storage function.
 pub type StoreResult<T> = Result<T, StoreError>;
 

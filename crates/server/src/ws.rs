@@ -213,7 +213,15 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     let Some(_slot) = state.slots.take() else {
         let max = state.slots.max();
         let why = format!("this relay holds at most {max} connections; try again later");
-        return Box::pin(refuse_connection(&state, conn, why, CloseCode::Again, "relay full")).await;
+        return Box::pin(refuse_connection(
+            &state,
+            conn,
+            ErrorCode::RateLimited,
+            why,
+            CloseCode::Again,
+            "relay full",
+        ))
+        .await;
     };
     let (tx, mut rx) = mpsc::channel::<Outbound>(QUEUE);
     let (conn_id, first) = match state.fanout.register(user.id, &user.session_id, tx) {
@@ -225,8 +233,21 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
         Err(Refused::TooMany) => {
             let max = state.config.max_connections_per_user;
             let why = format!("at most {max} connections per user; close one first");
-            return Box::pin(refuse_connection(&state, conn, why, CloseCode::Policy, "too many connections"))
-                .await;
+            let refusal = refuse_connection(
+                &state,
+                conn,
+                ErrorCode::RateLimited,
+                why,
+                CloseCode::Policy,
+                "too many connections",
+            );
+            return Box::pin(refusal).await;
+        }
+        Err(Refused::Unavailable) => {
+            let why = "this relay node has lost its message bus; reconnect shortly".to_owned();
+            let refusal =
+                refuse_connection(&state, conn, ErrorCode::Unavailable, why, CloseCode::Again, "unavailable");
+            return Box::pin(refusal).await;
         }
     };
     // A logout, logout-everywhere or password change that ran while this handshake was in
@@ -269,17 +290,18 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Turns a connection away past a connection limit: a `rate_limited` error frame saying why,
-/// then the close.
+/// Turns a connection away past a connection limit (`rate_limited`) or while the node cannot
+/// fan out (`unavailable`): an error frame saying why, then the close.
 async fn refuse_connection<T: AsyncRead + AsyncWrite + Unpin>(
     state: &Relay,
     mut conn: WsConn<T>,
+    error: ErrorCode,
     why: String,
     code: CloseCode,
     reason: &str,
 ) {
-    state.metrics.error(ErrorCode::RateLimited);
-    let refusal = ServerFrame::error(ApiError::new(ErrorCode::RateLimited, why), None);
+    state.metrics.error(error);
+    let refusal = ServerFrame::error(ApiError::new(error, why), None);
     conn.queue_text(&encode(&refusal));
     conn.close(Some(CloseReason { code, description: Some(reason.into()) })).await;
 }

@@ -286,3 +286,58 @@ pub fn pg_dump(url: &str) -> Vec<u8> {
 fn pg_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
 }
+
+/// A NATS server of this test's own on 127.0.0.1 (Debian's `nats-server`), on a free port that
+/// it keeps across [`Nats::stop`] and [`Nats::start`]; stopped when dropped.
+#[derive(Debug)]
+pub struct Nats {
+    port: u16,
+    server: Option<Child>,
+}
+
+impl Nats {
+    /// Starts one on a free port.
+    pub fn new() -> Nats {
+        let mut nats = Nats { port: free_port(), server: None };
+        nats.start();
+        nats
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on its port.
+    pub fn start(&mut self) {
+        assert!(self.server.is_none(), "NATS is running already");
+        let program = Path::new("/usr/bin/nats-server");
+        let program = if program.exists() { program.to_path_buf() } else { PathBuf::from("nats-server") };
+        let args: Vec<String> = ["-a", "127.0.0.1", "-p", &self.port.to_string()].map(str::to_owned).to_vec();
+        let server = spawn_for_process_lifetime(&program, &args, "TERM", |cmd| {
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        });
+        self.server = Some(server);
+        wait_for_port(self.port, Duration::from_secs(20), "nats-server");
+    }
+
+    /// Stops it at once (SIGKILL: connections drop, nothing is flushed), and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+impl Default for Nats {
+    fn default() -> Self {
+        Nats::new()
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

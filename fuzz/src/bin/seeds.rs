@@ -274,7 +274,15 @@ fn main() {
                 },
             ),
             tagged(19, &BlockList { users: vec![name("mallory")] }),
-            tagged(20, &Health { status: "ok".into(), version: "0.1.0".into() }),
+            tagged(
+                20,
+                &Health {
+                    status: "ok".into(),
+                    version: "0.1.0".into(),
+                    database: "ok".into(),
+                    nats: Some("ok".into()),
+                },
+            ),
             tagged(21, &UploadResponse { blob_id: blob, size: 100 }),
             tagged(
                 22,

@@ -15,6 +15,7 @@ mod crash;
 mod files;
 mod groups;
 mod messaging;
+mod nodes;
 mod openapi;
 mod sessions;
 mod webapp;

@@ -166,9 +166,10 @@ impl App {
                 }
             }
             ServerFrame::Error { code, message, client_msg_id: None } => match code {
-                // Slowing down is handled where it applies; a relay going away is what the
-                // offline banner says while this client reconnects.
-                ErrorCode::RateLimited | ErrorCode::Internal => {}
+                // Slowing down is handled where it applies; a relay going away (or a node that
+                // lost its message bus) is what the offline banner says while this client
+                // reconnects.
+                ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable => {}
                 _ => self.ui.connection_notice.set(Some(human(&ApiError::new(code, message)))),
             },
             // News in this user's groups: the tab that owns the device reads it (the others

@@ -331,6 +331,7 @@ pub fn human(e: &ApiError) -> String {
         ErrorCode::InvalidUsername => USERNAME_RULE.into(),
         ErrorCode::InvalidCredentials => "Wrong username or password.".into(),
         ErrorCode::RateLimited => format!("Too many attempts. {}", capitalize(&e.message)),
+        ErrorCode::Unavailable => "The server is busy recovering. Try again in a moment.".into(),
         ErrorCode::Internal if e.message.starts_with("server unreachable") => {
             "The server is unreachable. Check your connection and try again.".into()
         }

@@ -1,0 +1,476 @@
+//! Fan-out between relay nodes over NATS (`--nats-url`): each node holds its own live
+//! connections in a [`Hub`] and tells the others, through one NATS subject, what their
+//! connections must hear.
+//!
+//! **The database stays the record; NATS only says "look now".** A node commits a message
+//! (or receipt, clear, …) and only then publishes it, so a lost NATS notification can cost
+//! latency but never a message: whenever a node may have missed one, it drops its own live
+//! connections (close 1013, "reconnect"), and every client reconnects (to it or another node)
+//! and catches up from the database, after the last message id it has, which the database
+//! assigns strictly increasing in commit order (docs/ARCHITECTURE.md, "Storage"). A node may
+//! have missed one when:
+//!
+//! - its NATS connection dropped and came back (what was published meanwhile is gone: NATS core
+//!   keeps nothing);
+//! - NATS dropped messages for it (a slow consumer);
+//! - another node's events arrive with a gap in that node's sequence (a publish it could not
+//!   make, or one lost on the way).
+//!
+//! No frame reaches a connection twice: the node where an event starts delivers it to its own
+//! connections and publishes it; the others (`no_echo`: never the publisher) deliver it to
+//! theirs, and each connection lives on exactly one node.
+//!
+//! **Presence across nodes.** Each node publishes when a user's first connection on it opens
+//! and their last one closes, and every [`HEARTBEAT`] the whole set of users it holds, so a
+//! node that starts (or comes back) learns who is online elsewhere within one heartbeat, and a
+//! node that dies is forgotten after [`NODE_TIMEOUT`]. A user is online if any node holds one
+//! of their connections; "came online" and "went offline" are announced when the first
+//! connection anywhere opens and the last one anywhere closes.
+//!
+//! **While NATS is unreachable** the node says so in `/healthz` and refuses new WebSocket
+//! connections (`unavailable`), which clients retry; NATS's client reconnects by itself, and
+//! the node then drops its connections so that they catch up.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sealroom_protocol::UserId;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::hub::{Fanout, Hub, Outbound, Refused};
+
+/// The one subject every node publishes on and listens to.
+pub const SUBJECT: &str = "sealroom.fanout";
+/// How often a node says whom it holds.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A node not heard from for this long is gone: its users count as offline there.
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(7);
+/// Events waiting to be published; past it, events are dropped and the other nodes see the gap
+/// in this node's sequence (and catch up).
+const OUTBOX: usize = 65_536;
+
+/// What one node tells the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum Event {
+    /// Deliver the frame that follows the header to every connection of `user`.
+    Deliver { user: i64 },
+    /// End these sessions' connections with `session_revoked` (logout, logout everywhere,
+    /// password change, single-session sign-in).
+    Revoke { user: i64, sessions: Vec<String>, reason: String },
+    /// `user`'s first connection on the node opened (`online`), or their last one closed.
+    Presence { user: i64, online: bool },
+    /// Every user the node holds a connection of.
+    Heartbeat { online: Vec<i64> },
+}
+
+/// An event's header: who sent it and its place in that node's sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Header {
+    node: u64,
+    seq: u64,
+    #[serde(flatten)]
+    event: Event,
+}
+
+/// A NATS message: the JSON header, a newline, and for `deliver` the frame as it goes to the
+/// client (kept as it is: no second encoding of a large envelope).
+fn encode(header: &Header, frame: Option<&str>) -> Bytes {
+    let mut out = serde_json::to_vec(header).unwrap_or_default();
+    out.push(b'\n');
+    if let Some(frame) = frame {
+        out.extend_from_slice(frame.as_bytes());
+    }
+    Bytes::from(out)
+}
+
+fn decode(payload: &[u8]) -> Option<(Header, &str)> {
+    let split = payload.iter().position(|b| *b == b'\n')?;
+    let header = serde_json::from_slice(&payload[..split]).ok()?;
+    let frame = std::str::from_utf8(&payload[split + 1..]).ok()?;
+    Some((header, frame))
+}
+
+/// What this node knows of the others.
+#[derive(Debug, Default)]
+struct Others {
+    /// Per node: when it was last heard from, the last sequence number seen, its users.
+    nodes: HashMap<u64, Node>,
+}
+
+#[derive(Debug)]
+struct Node {
+    seen: Instant,
+    seq: u64,
+    online: HashSet<UserId>,
+}
+
+impl Others {
+    fn online(&self, user: UserId) -> bool {
+        self.nodes.values().any(|n| n.seen.elapsed() < NODE_TIMEOUT && n.online.contains(&user))
+    }
+}
+
+/// The [`Fanout`] of a node among several.
+#[derive(Debug)]
+pub struct NatsFanout {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    node: u64,
+    hub: Hub,
+    others: Mutex<Others>,
+    /// Whether the NATS connection is up (and this node's subscription with it).
+    connected: AtomicBool,
+    /// Whether the subscription was made once (NATS's client remakes it on every reconnect).
+    subscribed: AtomicBool,
+    /// The next sequence number, and the queue to the publisher (in sequence order).
+    outbox: Mutex<(u64, mpsc::Sender<Bytes>)>,
+    /// Gaps seen, NATS reconnects and slow-consumer drops: times this node made its
+    /// connections catch up.
+    resyncs: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    fn others(&self) -> std::sync::MutexGuard<'_, Others> {
+        self.others.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an event for the other nodes, numbered in the order queued. A full queue drops
+    /// it, and the number with it: the others see the gap.
+    fn publish(&self, event: Event, frame: Option<&str>) {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        outbox.0 += 1;
+        let header = Header { node: self.node, seq: outbox.0, event };
+        if outbox.1.try_send(encode(&header, frame)).is_err() {
+            tracing::warn!("the NATS outbox is full: an event is dropped, and the other nodes will catch up");
+        }
+    }
+
+    /// Drops every connection this node holds, so that each reconnects and catches up from
+    /// the database.
+    fn resync(&self, why: &str) {
+        let dropped = self.hub.drop_all();
+        self.resyncs.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(connections = dropped, why, "dropping this node's connections so that they catch up");
+    }
+
+    fn local_users(&self) -> Vec<i64> {
+        self.hub.users().into_iter().map(|u| u.0).collect()
+    }
+
+    /// Applies an event from another node.
+    fn receive(&self, header: Header, frame: &str) {
+        if header.node == self.node {
+            return; // `no_echo` keeps our own away; this is a node with our id.
+        }
+        let gap = {
+            let mut others = self.others();
+            let node = others.nodes.entry(header.node).or_insert_with(|| Node {
+                seen: Instant::now(),
+                seq: header.seq.saturating_sub(1),
+                online: HashSet::new(),
+            });
+            let gap = header.seq != node.seq.wrapping_add(1);
+            node.seq = header.seq;
+            node.seen = Instant::now();
+            match &header.event {
+                Event::Presence { user, online: true } => {
+                    node.online.insert(UserId(*user));
+                }
+                Event::Presence { user, online: false } => {
+                    node.online.remove(&UserId(*user));
+                }
+                Event::Heartbeat { online } => node.online = online.iter().copied().map(UserId).collect(),
+                Event::Deliver { .. } | Event::Revoke { .. } => {}
+            }
+            gap
+        };
+        match header.event {
+            Event::Deliver { user } => self.hub.send_to_user(UserId(user), &Arc::from(frame), None),
+            Event::Revoke { user, sessions, reason } => {
+                self.hub.revoke_sessions(UserId(user), &sessions, &reason)
+            }
+            Event::Presence { .. } | Event::Heartbeat { .. } => {}
+        }
+        if gap {
+            self.resync("a gap in another node's events");
+        }
+    }
+}
+
+impl NatsFanout {
+    /// Starts fan-out through the NATS server at `url`, on a thread of its own with its own
+    /// runtime. Returns at once: the connection is made (and remade) in the background, and
+    /// [`Fanout::bus_connected`] says whether it is up.
+    pub fn start(url: &str, hub: Hub) -> Result<NatsFanout, crate::error::StartError> {
+        let node = {
+            use rand_core::RngCore;
+            rand_core::OsRng.next_u64()
+        };
+        let (tx, rx) = mpsc::channel(OUTBOX);
+        let shared = Arc::new(Shared {
+            node,
+            hub,
+            others: Mutex::default(),
+            connected: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            outbox: Mutex::new((0, tx)),
+            resyncs: Default::default(),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sealroom-nats")
+            .enable_all()
+            .build()
+            .map_err(|e| crate::error::StartError::io("cannot start the NATS runtime")(e))?;
+        let options = {
+            let events = Arc::downgrade(&shared);
+            async_nats::ConnectOptions::new()
+                .name(format!("sealroom-{node:016x}"))
+                .no_echo()
+                .retry_on_initial_connect()
+                .max_reconnects(None)
+                .connection_timeout(Duration::from_secs(2))
+                .ping_interval(Duration::from_secs(2))
+                .reconnect_delay_callback(|attempts| {
+                    Duration::from_millis((attempts as u64 * 100).min(1_000))
+                })
+                .event_callback(move |event| {
+                    let shared = events.upgrade();
+                    async move {
+                        if let Some(shared) = shared {
+                            on_event(&shared, event);
+                        }
+                    }
+                })
+        };
+        let url = url.to_owned();
+        let task = shared.clone();
+        std::thread::Builder::new()
+            .name("sealroom-nats".into())
+            .spawn(move || runtime.block_on(run(task, options, url, rx)))
+            .map_err(crate::error::StartError::io("cannot start the NATS thread"))?;
+        Ok(NatsFanout { shared })
+    }
+
+    /// This node's id on the bus.
+    pub fn node(&self) -> u64 {
+        self.shared.node
+    }
+}
+
+/// NATS's connection events: up, down, and dropped messages.
+fn on_event(shared: &Shared, event: async_nats::Event) {
+    match event {
+        async_nats::Event::Connected => {
+            if !shared.subscribed.load(Ordering::SeqCst) {
+                return; // The first connection: up once subscribed (`run`).
+            }
+            let was = shared.connected.swap(true, Ordering::SeqCst);
+            tracing::info!("connected to NATS");
+            if !was {
+                // What the others published while we were away is gone: start afresh with
+                // every node's sequence, and have our connections catch up. (The first
+                // connection at start finds none to drop.)
+                shared.others().nodes.clear();
+                shared.resync("NATS is back");
+                shared.publish(Event::Heartbeat { online: shared.local_users() }, None);
+            }
+        }
+        async_nats::Event::Disconnected => {
+            shared.connected.store(false, Ordering::SeqCst);
+            tracing::warn!("lost the connection to NATS; refusing new connections until it is back");
+        }
+        async_nats::Event::SlowConsumer(_) => shared.resync("NATS dropped messages for this node"),
+        other => tracing::warn!(event = %other, "NATS"),
+    }
+}
+
+/// The node's NATS loop: connect, then publish what is queued, apply what arrives, and say
+/// whom it holds every [`HEARTBEAT`].
+async fn run(
+    shared: Arc<Shared>,
+    options: async_nats::ConnectOptions,
+    url: String,
+    mut outbox: mpsc::Receiver<Bytes>,
+) {
+    let client = match options.connect(url.as_str()).await {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot use the NATS URL; this node fans out to no other");
+            return;
+        }
+    };
+    let mut subscription = loop {
+        match client.subscribe(SUBJECT).await {
+            // Flushed: the server has the subscription before this node takes connections.
+            Ok(s) if client.flush().await.is_ok() => break s,
+            Ok(_) => tracing::warn!("cannot reach NATS yet; retrying"),
+            Err(e) => tracing::warn!(error = %e, "cannot subscribe to NATS yet; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    shared.subscribed.store(true, Ordering::SeqCst);
+    shared.connected.store(true, Ordering::SeqCst);
+    tracing::info!(node = format_args!("{:016x}", shared.node), "fanning out through NATS");
+    shared.publish(Event::Heartbeat { online: shared.local_users() }, None);
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            queued = outbox.recv() => {
+                let Some(payload) = queued else { break };
+                if let Err(e) = client.publish(SUBJECT, payload).await {
+                    // Lost: the others see the gap in our sequence and catch up.
+                    tracing::warn!(error = %e, "a NATS publish failed");
+                }
+            }
+            message = subscription.next() => {
+                let Some(message) = message else { break };
+                match decode(&message.payload) {
+                    Some((header, frame)) => shared.receive(header, frame),
+                    None => tracing::warn!(bytes = message.payload.len(), "an event on the bus that is not ours"),
+                }
+            }
+            _ = heartbeat.tick() => {
+                shared.publish(Event::Heartbeat { online: shared.local_users() }, None);
+                // Forget nodes that stopped speaking.
+                shared.others().nodes.retain(|_, n| n.seen.elapsed() < NODE_TIMEOUT * 4);
+            }
+        }
+    }
+}
+
+impl Fanout for NatsFanout {
+    fn register(
+        &self,
+        user: UserId,
+        session_id: &str,
+        tx: mpsc::Sender<Outbound>,
+    ) -> Result<(u64, bool), Refused> {
+        if !self.shared.connected.load(Ordering::SeqCst) {
+            return Err(Refused::Unavailable);
+        }
+        let (id, first_here) = self.shared.hub.register(user, session_id, tx)?;
+        if first_here {
+            self.shared.publish(Event::Presence { user: user.0, online: true }, None);
+        }
+        Ok((id, first_here && !self.shared.others().online(user)))
+    }
+
+    fn unregister(&self, user: UserId, conn: u64) -> bool {
+        let none_here = self.shared.hub.unregister(user, conn);
+        if none_here {
+            self.shared.publish(Event::Presence { user: user.0, online: false }, None);
+        }
+        none_here && !self.shared.others().online(user)
+    }
+
+    fn is_online(&self, user: UserId) -> bool {
+        self.shared.hub.is_online(user) || self.shared.others().online(user)
+    }
+
+    fn send_to_user(&self, user: UserId, frame: &Arc<str>, except: Option<u64>) {
+        self.shared.hub.send_to_user(user, frame, except);
+        self.shared.publish(Event::Deliver { user: user.0 }, Some(frame));
+    }
+
+    fn revoke_sessions(&self, user: UserId, session_ids: &[String], reason: &str) {
+        self.shared.hub.revoke_sessions(user, session_ids, reason);
+        self.shared.publish(
+            Event::Revoke { user: user.0, sessions: session_ids.to_vec(), reason: reason.to_owned() },
+            None,
+        );
+    }
+
+    fn close_all(&self) {
+        self.shared.hub.close_all();
+    }
+
+    fn connection_count(&self) -> usize {
+        self.shared.hub.connection_count()
+    }
+
+    fn bus_connected(&self) -> Option<bool> {
+        Some(self.shared.connected.load(Ordering::SeqCst))
+    }
+
+    fn resyncs(&self) -> u64 {
+        self.shared.resyncs.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_keep_their_frame_as_it_was() {
+        let frame = r#"{"type":"message","envelope":"AAEC\n"}"#;
+        let header = Header { node: 7, seq: 42, event: Event::Deliver { user: 3 } };
+        let bytes = encode(&header, Some(frame));
+        assert!(bytes.starts_with(br#"{"node":7,"seq":42,"t":"deliver","user":3}"#), "{bytes:?}");
+        let (back, text) = decode(&bytes).unwrap();
+        assert_eq!((back, text), (header, frame));
+        let beat = Header { node: 1, seq: 1, event: Event::Heartbeat { online: vec![1, 2] } };
+        assert_eq!(decode(&encode(&beat, None)).unwrap(), (beat, ""));
+        assert!(decode(b"no newline").is_none());
+        assert!(decode(b"{\"node\":1}\n").is_none(), "an incomplete header is not ours");
+    }
+
+    fn shared() -> (Arc<Shared>, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(8);
+        let shared = Arc::new(Shared {
+            node: 1,
+            hub: Hub::default(),
+            others: Mutex::default(),
+            connected: AtomicBool::new(true),
+            subscribed: AtomicBool::new(true),
+            outbox: Mutex::new((0, tx)),
+            resyncs: Default::default(),
+        });
+        (shared, rx)
+    }
+
+    #[test]
+    fn a_gap_in_another_nodes_sequence_makes_this_nodes_connections_catch_up() {
+        let (shared, _outbox) = shared();
+        let (tx, mut rx) = mpsc::channel(8);
+        shared.hub.register(UserId(5), "s", tx).unwrap();
+        let deliver = |seq| Header { node: 2, seq, event: Event::Deliver { user: 5 } };
+        shared.receive(deliver(10), "first");
+        shared.receive(deliver(11), "second");
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if &*f == "first"));
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if &*f == "second"));
+        assert_eq!(shared.resyncs.load(Ordering::Relaxed), 0, "in order: nothing missed");
+        shared.receive(deliver(13), "after a gap");
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if &*f == "after a gap"));
+        assert_eq!(shared.resyncs.load(Ordering::Relaxed), 1);
+        assert!(
+            matches!(rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)),
+            "the connection was dropped, to reconnect and catch up"
+        );
+    }
+
+    #[test]
+    fn presence_counts_every_node_and_forgets_one_that_stops_speaking() {
+        let (shared, _outbox) = shared();
+        let alice = UserId(1);
+        assert!(!shared.others().online(alice));
+        shared.receive(Header { node: 2, seq: 1, event: Event::Presence { user: 1, online: true } }, "");
+        assert!(shared.others().online(alice));
+        shared.receive(Header { node: 2, seq: 2, event: Event::Heartbeat { online: vec![] } }, "");
+        assert!(!shared.others().online(alice), "the heartbeat is the whole set");
+        shared.receive(Header { node: 3, seq: 1, event: Event::Heartbeat { online: vec![1] } }, "");
+        assert!(shared.others().online(alice));
+        shared.others().nodes.get_mut(&3).unwrap().seen = Instant::now() - NODE_TIMEOUT;
+        assert!(!shared.others().online(alice), "a node not heard from is gone");
+    }
+}
