@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use sealroom_tests::TestServer;
+use sealroom_tests::{Cluster, TestServer};
 
 const ENTER: &str = "\u{E007}";
 
@@ -2169,4 +2169,48 @@ async fn the_new_group_form_explains_every_bad_input_and_works_from_the_keyboard
     assert_eq!(focused_id(&a).await, "message");
     assert!(report.is_empty(), "accessibility violations:\n{}", report.join("\n"));
     close_clean(a).await;
+}
+
+/// Issue 15: two people, each in a browser connected to a different relay node (one
+/// PostgreSQL database, one NATS server between the nodes), chat live: messages, read
+/// receipts, typing and presence cross from node to node.
+#[tokio::test]
+async fn two_people_on_two_relay_nodes_chat_in_real_browsers() {
+    let dist = web_dist();
+    let cluster = Cluster::start_with(2, &["--web-dir", dist.to_str().unwrap()]);
+    let (node_a, node_b) = (&cluster.nodes[0].url, &cluster.nodes[1].url);
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    let b = driver.browser(&profiles.path().join("bob")).await;
+    sign_up(&a, node_a, "alice", false).await;
+    sign_up(&b, node_b, "bob", false).await;
+
+    a.find(Locator::Id("find")).await.unwrap().send_keys("bob").await.unwrap();
+    wait_text(&a, ".found .row", "bob").await;
+    a.find(Locator::Css(".found .row")).await.unwrap().click().await.unwrap();
+    wait_text(&a, ".chat-head", "bob").await;
+    send(&a, "hello bob, from node A").await;
+    wait_text(&a, ".chat-head .enc", "Forward-secret (MLS)").await;
+    // It reaches bob's list on node B live, and opens there.
+    wait_text(&b, ".conv .preview", "hello bob, from node A").await;
+    b.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
+    wait_text(&b, ".msg.theirs .text", "hello bob, from node A").await;
+    // Read by bob on node B: alice on node A sees it.
+    wait_text(&a, ".msg.mine .state", "read").await;
+    send(&b, "hi alice, from node B").await;
+    wait_text(&a, ".msg.theirs .text", "hi alice, from node B").await;
+    // Both have written: each sees the other online, though on another node.
+    wait_css(&a, ".conv .dot.on").await;
+    wait_css(&b, ".conv .dot.on").await;
+    // Typing crosses too.
+    let input = wait_css(&b, "textarea[aria-label='Write a message']").await;
+    typing_seen(&a, &input, "typing", "alice on node A").await;
+    input.send_keys(" typed on node B").await.unwrap();
+    input.send_keys(ENTER).await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "typed on node B").await;
+    std::fs::write(artifacts().join("two-nodes-alice.png"), a.screenshot().await.unwrap()).unwrap();
+    std::fs::write(artifacts().join("two-nodes-bob.png"), b.screenshot().await.unwrap()).unwrap();
+    close_clean(a).await;
+    close_clean(b).await;
 }
