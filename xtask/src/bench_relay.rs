@@ -31,10 +31,10 @@ const RUNS: &[(&str, &[&str])] = &[
 const ROUNDS: usize = 2;
 
 /// A `sealroom-bench` JSON line.
-type Line = serde_json::Value;
+pub(crate) type Line = serde_json::Value;
 
 /// A number of a JSON line (NaN when absent, as for the percentiles of an empty run).
-fn num(line: &Line, field: &str) -> f64 {
+pub(crate) fn num(line: &Line, field: &str) -> f64 {
     line[field].as_f64().unwrap_or(f64::NAN)
 }
 
@@ -53,7 +53,7 @@ impl Drop for Relay {
 }
 
 /// A directory removed on drop.
-struct TempDir(std::path::PathBuf);
+pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -61,7 +61,7 @@ impl Drop for TempDir {
     }
 }
 
-fn pinned(core: usize, program: &std::path::Path) -> Command {
+pub(crate) fn pinned(core: usize, program: &std::path::Path) -> Command {
     if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
         && crate::setup::output("taskset", &["--version"]).is_some()
     {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
+mod bench_nodes;
 mod bench_relay;
 mod fuzz;
 mod setup;
@@ -34,6 +35,9 @@ commands:
   bench-files  a 50 MiB attachment up and down through a release relay, with its memory
   bench-relay  Sealroom beside the minimal reference relay (sealroom-bench, release, pinned
                to one core each): throughput and open-loop latency, nothing lost or doubled
+  bench-nodes  one relay on SQLite, one on PostgreSQL, two nodes on PostgreSQL + NATS, with
+               the same load generator and settings (release, pinned): throughput, latency,
+               idle connections and memory per connection, nothing lost or doubled
   soak         minutes of mixed load on a release relay (SEALROOM_SOAK_SECS, default 180):
                nothing lost, memory and file descriptors flat
   vectors      regenerate crates/crypto/tests/vectors/v1.json from the code
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Some("bench-files") => bench_files(),
         Some("soak") => soak(),
         Some("bench-relay") => bench_relay::command(),
+        Some("bench-nodes") => bench_nodes::command(),
         Some("vectors") => vectors(),
         Some("fuzz") => fuzz::command(&args[1..]),
         Some("-h" | "--help" | "help") | None => {

@@ -239,7 +239,7 @@ pub fn ensure_services() -> Result {
         .flatten()
         .any(|v| v.path().join("bin/initdb").exists());
     let libpq = have("/usr/include/postgresql/libpq-fe.h");
-    if postgres && libpq && have("/usr/bin/nats-server") {
+    if postgres && libpq && (have("/usr/sbin/nats-server") || have("/usr/bin/nats-server")) {
         return Ok(());
     }
     step("installing postgresql, libpq-dev and nats-server from Debian's packages");

@@ -109,6 +109,33 @@ struct Target {
     /// The relay's process id, to report its CPU use (and memory, in `idle`) from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Another relay node of the same deployment (`http://127.0.0.1:PORT`): receivers connect
+    /// there, senders to `--url`, so every message crosses from node to node (issue 15).
+    #[arg(long)]
+    receivers_url: Option<String>,
+    /// That node's process id: its CPU time counts with the first's.
+    #[arg(long)]
+    receivers_pid: Option<u32>,
+}
+
+impl Target {
+    /// The relay CPU time so far, of every node given.
+    fn server_cpu(&self) -> Option<f64> {
+        let first = cpu_seconds(self.server_pid);
+        match self.receivers_pid {
+            Some(pid) => Some(first? + cpu_seconds(Some(pid))?),
+            None => first,
+        }
+    }
+
+    /// The target as the receivers see it.
+    fn for_receivers(&self) -> Target {
+        let mut t = self.clone();
+        if let Some(url) = &self.receivers_url {
+            t.url = url.clone();
+        }
+        t
+    }
 }
 
 /// CPU time a process has used so far, in seconds, from /proc (utime + stime, in clock ticks
@@ -334,15 +361,17 @@ async fn drive(target: &Target, set: Vec<Pair>, load: Load) -> anyhow::Result<Ou
     let expected: usize = set.iter().map(|p| p.envelopes.len()).sum();
     // Receivers first, all connected before anyone sends.
     let mut receivers = Vec::new();
+    let receiving = target.for_receivers();
+    loopback_only(&receiving)?;
     for pair in &set {
-        receivers.push(connect(target, &pair.receiver).await?);
+        receivers.push(connect(&receiving, &pair.receiver).await?);
     }
     let mut senders = Vec::new();
     for pair in &set {
         senders.push(connect(target, &pair.sender).await?);
     }
     let run = (sealroom_client::now_ms() % i64::from(u32::MAX)) as u32;
-    let cpu_before = (cpu_seconds(None), cpu_seconds(target.server_pid));
+    let cpu_before = (cpu_seconds(None), target.server_cpu());
     let start = Instant::now();
     // When each message was (due to be) sent, per pair.
     let due: Arc<Vec<Vec<std::sync::OnceLock<Instant>>>> = Arc::new(
@@ -462,7 +491,7 @@ async fn drive(target: &Target, set: Vec<Pair>, load: Load) -> anyhow::Result<Ou
     let wall = start.elapsed().as_secs_f64().max(1e-9);
     let share = |before: Option<f64>, after: Option<f64>| Some((after? - before?) / wall);
     let generator_cpu = share(cpu_before.0, cpu_seconds(None));
-    let server_cpu = share(cpu_before.1, cpu_seconds(target.server_pid));
+    let server_cpu = share(cpu_before.1, target.server_cpu());
     let stored = match (stored_before, count_stored(target)?) {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,

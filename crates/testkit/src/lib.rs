@@ -311,8 +311,12 @@ impl Nats {
     /// Starts it (again) on its port.
     pub fn start(&mut self) {
         assert!(self.server.is_none(), "NATS is running already");
-        let program = Path::new("/usr/bin/nats-server");
-        let program = if program.exists() { program.to_path_buf() } else { PathBuf::from("nats-server") };
+        // Debian installs it in /usr/sbin, which not every user's PATH has.
+        let program = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("nats-server"));
         let args: Vec<String> = ["-a", "127.0.0.1", "-p", &self.port.to_string()].map(str::to_owned).to_vec();
         let server = spawn_for_process_lifetime(&program, &args, "TERM", |cmd| {
             cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
