@@ -140,6 +140,20 @@ impl TestServer {
         Self::start_with(&[])
     }
 
+    /// A relay on the database at `database_url` (whatever [`Database::chosen`] says).
+    pub fn start_on(database_url: &str, extra: &[&str]) -> Self {
+        let mut s = TestServer {
+            child: None,
+            url: String::new(),
+            root: tempfile::tempdir().expect("temp dir"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            database_url: Some(database_url.to_owned()),
+            shared_data: None,
+        };
+        s.spawn();
+        s
+    }
+
     /// A relay with extra command-line flags.
     pub fn start_with(extra: &[&str]) -> Self {
         let root = tempfile::tempdir().expect("temp dir");

@@ -237,6 +237,9 @@ pub fn open(url: &str, max_size: u32) -> Result<DbPool, StoreError> {
     drop(first);
     Pool::builder()
         .max_size(max_size)
+        // A request waits this long for a connection when the database is unreachable, then
+        // gets `unavailable` (r2d2's default is 30 s).
+        .connection_timeout(std::time::Duration::from_secs(5))
         .connection_customizer(Box::new(Prepare))
         .build(ConnectionManager::<DbConn>::new(url))
         .map_err(|e| StoreError::Open(format!("{}: {e}", redacted(url))))

@@ -112,29 +112,38 @@ fn remove_stale(prefix: &str) {
     }
 }
 
-/// A PostgreSQL cluster for this test process.
+/// A PostgreSQL cluster: the test process's shared one ([`postgres`]), or one of a test's own
+/// ([`Postgres::dedicated`]) that it may stop and start again.
 #[derive(Debug)]
 pub struct Postgres {
     port: u16,
     dir: PathBuf,
     next: AtomicU32,
-    _server: Child,
+    server: std::sync::Mutex<Option<Child>>,
 }
 
 /// The test process's PostgreSQL cluster, started on first use.
 pub fn postgres() -> &'static Postgres {
     static CLUSTER: OnceLock<Postgres> = OnceLock::new();
-    CLUSTER.get_or_init(Postgres::start)
+    CLUSTER.get_or_init(Postgres::dedicated)
 }
 
 /// The superuser `initdb` creates.
 const SUPERUSER: &str = "sealroom";
 
+/// Makes `cmd` run as [`unprivileged`]'s user, when there is one.
+fn as_postgres_user(cmd: &mut Command) {
+    if let Some((uid, gid)) = unprivileged() {
+        cmd.uid(uid).gid(gid);
+    }
+}
+
 impl Postgres {
-    fn start() -> Postgres {
+    /// A new cluster of the caller's own: `initdb` in a fresh directory, started on a free
+    /// port.
+    pub fn dedicated() -> Postgres {
         remove_stale("sealroom-pg-");
-        let bin = pg_bin();
-        let initdb = bin.join("initdb");
+        let initdb = pg_bin().join("initdb");
         assert!(
             initdb.exists(),
             "PostgreSQL's initdb is not installed ({}): `cargo xtask test` installs Debian's postgresql",
@@ -142,69 +151,93 @@ impl Postgres {
         );
         let dir = std::env::temp_dir().join(format!("sealroom-pg-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("cluster dir");
-        let user = unprivileged();
-        if let Some((uid, gid)) = user {
+        if let Some((uid, gid)) = unprivileged() {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown the cluster dir");
         }
-        let data = dir.join("data");
-        let as_user = |cmd: &mut Command| {
-            if let Some((uid, gid)) = user {
-                cmd.uid(uid).gid(gid);
-            }
-        };
         let mut init = Command::new(&initdb);
         init.args(["--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--username", SUPERUSER, "-D"])
-            .arg(&data)
+            .arg(dir.join("data"))
             .stdout(Stdio::null());
-        as_user(&mut init);
+        as_postgres_user(&mut init);
         let out = init.output().expect("initdb runs");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         // A free port, tried until the server takes one (another process may take it first).
         for _ in 0..5 {
-            let port = free_port();
-            let log = std::fs::File::create(dir.join("server.log")).expect("log file");
-            if user.is_some() {
-                let _ =
-                    std::os::unix::fs::chown(dir.join("server.log"), user.map(|u| u.0), user.map(|u| u.1));
-            }
-            let args: Vec<String> = [
-                "-D",
-                &data.to_string_lossy(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                &format!("port={port}"),
-                "-c",
-                "unix_socket_directories=",
-                "-c",
-                "max_connections=400",
-                "-c",
-                "shared_buffers=64MB",
-                "-c",
-                "log_min_messages=warning",
-            ]
-            .map(str::to_owned)
-            .to_vec();
-            // SIGINT is PostgreSQL's fast shutdown: it ends its sessions and stops cleanly.
-            let mut server = spawn_for_process_lifetime(&bin.join("postgres"), &args, "INT", |cmd| {
-                cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-                as_user(cmd);
-            });
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Ok(Some(_)) = server.try_wait() {
-                    break; // Exited: most likely the port was taken. Try another.
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    let pg = Postgres { port, dir, next: AtomicU32::new(0), _server: server };
-                    pg.wait_ready();
-                    return pg;
-                }
-                assert!(Instant::now() < deadline, "PostgreSQL did not start: {}", pg_log(&dir));
-                std::thread::sleep(Duration::from_millis(50));
+            let pg = Postgres {
+                port: free_port(),
+                dir: dir.clone(),
+                next: AtomicU32::new(0),
+                server: Default::default(),
+            };
+            if pg.launch() {
+                return pg;
             }
         }
         panic!("PostgreSQL did not start: {}", pg_log(&dir));
+    }
+
+    /// Starts the server on its port; false if it exited at once (the port was taken).
+    fn launch(&self) -> bool {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .expect("log file");
+        if let Some((uid, gid)) = unprivileged() {
+            let _ = std::os::unix::fs::chown(self.dir.join("server.log"), Some(uid), Some(gid));
+        }
+        let args: Vec<String> = [
+            "-D",
+            &self.dir.join("data").to_string_lossy(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            &format!("port={}", self.port),
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=400",
+            "-c",
+            "shared_buffers=64MB",
+            "-c",
+            "log_min_messages=warning",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        // SIGINT is PostgreSQL's fast shutdown: it ends its sessions and stops cleanly.
+        let mut server = spawn_for_process_lifetime(&pg_bin().join("postgres"), &args, "INT", |cmd| {
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+            as_postgres_user(cmd);
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(_)) = server.try_wait() {
+                return false;
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                *self.server.lock().unwrap() = Some(server);
+                self.wait_ready();
+                return true;
+            }
+            assert!(Instant::now() < deadline, "PostgreSQL did not start: {}", pg_log(&self.dir));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (fast shutdown: its sessions end) and waits for it.
+    pub fn stop(&self) {
+        if let Some(mut server) = self.server.lock().unwrap().take() {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(server.id() as i32).expect("a pid"),
+                rustix::process::Signal::INT,
+            );
+            let _ = server.wait();
+        }
+    }
+
+    /// Starts it again on its port, after [`Postgres::stop`].
+    pub fn start(&self) {
+        assert!(self.launch(), "PostgreSQL did not start again on port {}: {}", self.port, pg_log(&self.dir));
     }
 
     /// Waits until the server accepts sessions (it listens before it has finished starting).
@@ -244,6 +277,13 @@ impl Postgres {
     /// joined by `|` (`psql -At`).
     pub fn psql(&self, database: &str, sql: &str) -> Vec<String> {
         psql(&self.url(database), sql)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

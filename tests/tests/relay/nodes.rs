@@ -434,3 +434,43 @@ async fn nats_stopped_mid_load_loses_nothing_and_live_delivery_resumes_by_itself
     .await;
     drop(nats);
 }
+
+#[tokio::test]
+async fn a_relay_that_loses_postgresql_says_so_refuses_work_clearly_and_recovers_by_itself() {
+    let pg = sealroom_testkit::Postgres::dedicated();
+    let server = TestServer::start_on(&pg.database(), &[]);
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    alice.send_text("bob", "before the outage", false).await.unwrap();
+
+    pg.stop();
+    let (status, body) = health(&server).await;
+    assert_eq!(
+        (status, body["database"].as_str(), body["status"].as_str()),
+        (503, Some("unreachable"), Some("unavailable"))
+    );
+    match alice.conversations().await {
+        Err(ClientError::Api(e)) => assert_eq!(e.error, ErrorCode::Unavailable, "{e:?}"),
+        other => panic!("a request while the database is down: {:?}", other.map(|c| c.len())),
+    }
+
+    pg.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while health(&server).await.0 != 200 {
+        assert!(Instant::now() < deadline, "the relay did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Writes work again (the writer's connection is made anew), and nothing stored was lost.
+    let mut sent = None;
+    while sent.is_none() {
+        match alice.send_text("bob", "after the outage", false).await {
+            Ok(id) => sent = Some(id),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "sending never worked again: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let texts: Vec<String> = bob.history("alice", 10).await.unwrap().iter().map(|m| m.text()).collect();
+    assert_eq!(texts, ["before the outage", "after the outage"]);
+}
