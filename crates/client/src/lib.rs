@@ -66,6 +66,9 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("sealroom-client/", env!("CARGO_PKG_VERSION")))
+            // The relay closes an idle keep-alive connection after 5 s; a request sent on one
+            // at that moment fails (IncompleteMessage). Idle ones are dropped here first.
+            .pool_idle_timeout(std::time::Duration::from_secs(3))
             .build()
             .map_err(ClientError::Http)?;
         Ok(Client { http, base, state_dir: None })

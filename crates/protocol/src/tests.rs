@@ -121,6 +121,7 @@ fn server_frames() {
         },
         json!({"type": "chat_cleared", "conversation": 3, "by": "alice", "for_both": true, "up_to": 7}),
     );
+    round_trip(&ServerFrame::CatchUp { since: MessageId(41) }, json!({"type": "catch_up", "since": 41}));
     round_trip(
         &ServerFrame::SessionRevoked { reason: "logged out".into() },
         json!({"type": "session_revoked", "reason": "logged out"}),

@@ -214,6 +214,14 @@ pub enum ServerFrame {
         /// Who left.
         user: Username,
     },
+    /// The relay may have failed to pass on messages after `since` (one of its nodes lost its
+    /// message bus, or another node died): lower the sync position to `since` if it is past
+    /// it. The connection closes next (1013); reconnect and `sync`. Messages already had may
+    /// come again through that sync: they are the same, by id.
+    CatchUp {
+        /// Sync from here.
+        since: MessageId,
+    },
     /// This session was logged out or replaced; the connection closes next.
     SessionRevoked {
         /// Why, for people.

@@ -299,11 +299,20 @@ impl Hub {
         self.lock().users.keys().copied().collect()
     }
 
-    /// Drops every connection without a word (each closes with 1013, "reconnect", as a slow
-    /// one does, and catches up with `sync` when it is back); returns how many there were.
-    pub fn drop_all(&self) -> usize {
+    /// Tells every connection to sync from `since` when it is back ([`ServerFrame::CatchUp`])
+    /// and closes it (1013, "catch up"); returns how many there were.
+    pub fn catch_up_all(&self, since: sealroom_protocol::MessageId) -> usize {
+        let frame = encode(&ServerFrame::CatchUp { since });
         let mut inner = self.lock();
-        let n = inner.users.values().map(Vec::len).sum();
+        let mut n = 0;
+        for conns in inner.users.values() {
+            for c in conns {
+                n += 1;
+                // A full queue: the connection is dropped anyway (1013), and its client syncs
+                // from its own position.
+                let _ = c.tx.try_send(Outbound::Close(Box::new((frame.clone(), 1013, "catch up"))));
+            }
+        }
         inner.users.clear();
         n
     }

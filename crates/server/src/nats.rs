@@ -14,7 +14,9 @@
 //!   keeps nothing);
 //! - NATS dropped messages for it (a slow consumer);
 //! - another node's events arrive with a gap in that node's sequence (a publish it could not
-//!   make, or one lost on the way).
+//!   make, or one lost on the way);
+//! - another node went silent for [`NODE_TIMEOUT`] without saying goodbye: it died, perhaps
+//!   between committing a message and publishing it.
 //!
 //! No frame reaches a connection twice: the node where an event starts delivers it to its own
 //! connections and publishes it; the others (`no_echo`: never the publisher) deliver it to
@@ -31,14 +33,14 @@
 //! connections (`unavailable`), which clients retry; NATS's client reconnects by itself, and
 //! the node then drops its connections so that they catch up.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use sealroom_protocol::UserId;
+use sealroom_protocol::{MessageId, UserId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -47,9 +49,22 @@ use crate::hub::{Fanout, Hub, Outbound, Refused};
 /// The one subject every node publishes on and listens to.
 pub const SUBJECT: &str = "sealroom.fanout";
 /// How often a node says whom it holds.
-pub const HEARTBEAT: Duration = Duration::from_secs(2);
-/// A node not heard from for this long is gone: its users count as offline there.
-pub const NODE_TIMEOUT: Duration = Duration::from_secs(7);
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node not heard from for this long is gone: its users count as offline there, and every
+/// other node makes its connections catch up (it may have committed messages it never
+/// published).
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(4);
+/// How far before trouble began the connections are told to sync from: events are relayed
+/// within milliseconds, so what was committed this long before was certainly passed on.
+pub const MARGIN: Duration = Duration::from_secs(5);
+/// How long a publish may wait for NATS before it is given up.
+const PUBLISH_WAIT: Duration = Duration::from_secs(2);
+/// How long the samples of the newest message id are kept.
+const SAMPLES: Duration = Duration::from_secs(120);
+
+/// Reads the newest message id from the database (on a blocking thread).
+pub type NewestId = Box<dyn Fn() -> Option<i64> + Send + Sync>;
+
 /// Events waiting to be published; past it, events are dropped and the other nodes see the gap
 /// in this node's sequence (and catch up).
 const OUTBOX: usize = 65_536;
@@ -67,6 +82,8 @@ enum Event {
     Presence { user: i64, online: bool },
     /// Every user the node holds a connection of.
     Heartbeat { online: Vec<i64> },
+    /// The node is shutting down cleanly, having published all it committed: forget it.
+    Goodbye,
 }
 
 /// An event's header: who sent it and its place in that node's sequence.
@@ -136,6 +153,10 @@ struct Shared {
     /// Gaps seen, NATS reconnects and slow-consumer drops: times this node made its
     /// connections catch up.
     resyncs: std::sync::atomic::AtomicU64,
+    /// The newest message id, sampled every [`HEARTBEAT`]: where a catch-up starts.
+    samples: Mutex<VecDeque<(Instant, i64)>>,
+    /// When the NATS connection was lost (until it is back).
+    lost_at: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -154,12 +175,27 @@ impl Shared {
         }
     }
 
-    /// Drops every connection this node holds, so that each reconnects and catches up from
-    /// the database.
-    fn resync(&self, why: &str) {
-        let dropped = self.hub.drop_all();
+    /// The newest message id committed before `at`, as sampled (each sample is stamped once
+    /// its read has returned, so everything committed after the stamp has a higher id); 0 when
+    /// there is no sample that old (a node younger than the trouble: sync everything).
+    fn floor(&self, at: Option<Instant>) -> MessageId {
+        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let before = at.and_then(|t| samples.iter().rev().find(|(when, _)| *when <= t));
+        MessageId(before.map_or(0, |(_, id)| *id))
+    }
+
+    /// Tells every connection this node holds to sync from before `trouble` began, and closes
+    /// them: each reconnects (to this node or another) and catches up from the database.
+    fn resync(&self, why: &str, trouble: Instant) {
+        let since = self.floor(trouble.checked_sub(MARGIN));
+        let dropped = self.hub.catch_up_all(since);
         self.resyncs.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(connections = dropped, why, "dropping this node's connections so that they catch up");
+        tracing::warn!(
+            connections = dropped,
+            since = since.0,
+            why,
+            "dropping this node's connections so that they catch up"
+        );
     }
 
     fn local_users(&self) -> Vec<i64> {
@@ -171,7 +207,7 @@ impl Shared {
         if header.node == self.node {
             return; // `no_echo` keeps our own away; this is a node with our id.
         }
-        let gap = {
+        let (gap, last_heard) = {
             let mut others = self.others();
             let node = others.nodes.entry(header.node).or_insert_with(|| Node {
                 seen: Instant::now(),
@@ -179,6 +215,7 @@ impl Shared {
                 online: HashSet::new(),
             });
             let gap = header.seq != node.seq.wrapping_add(1);
+            let last_heard = node.seen;
             node.seq = header.seq;
             node.seen = Instant::now();
             match &header.event {
@@ -189,19 +226,22 @@ impl Shared {
                     node.online.remove(&UserId(*user));
                 }
                 Event::Heartbeat { online } => node.online = online.iter().copied().map(UserId).collect(),
-                Event::Deliver { .. } | Event::Revoke { .. } => {}
+                Event::Deliver { .. } | Event::Revoke { .. } | Event::Goodbye => {}
             }
-            gap
+            if header.event == Event::Goodbye {
+                others.nodes.remove(&header.node);
+            }
+            (gap, last_heard)
         };
         match header.event {
             Event::Deliver { user } => self.hub.send_to_user(UserId(user), &Arc::from(frame), None),
             Event::Revoke { user, sessions, reason } => {
                 self.hub.revoke_sessions(UserId(user), &sessions, &reason)
             }
-            Event::Presence { .. } | Event::Heartbeat { .. } => {}
+            Event::Presence { .. } | Event::Heartbeat { .. } | Event::Goodbye => {}
         }
         if gap {
-            self.resync("a gap in another node's events");
+            self.resync("a gap in another node's events", last_heard);
         }
     }
 }
@@ -210,7 +250,7 @@ impl NatsFanout {
     /// Starts fan-out through the NATS server at `url`, on a thread of its own with its own
     /// runtime. Returns at once: the connection is made (and remade) in the background, and
     /// [`Fanout::bus_connected`] says whether it is up.
-    pub fn start(url: &str, hub: Hub) -> Result<NatsFanout, crate::error::StartError> {
+    pub fn start(url: &str, hub: Hub, newest: NewestId) -> Result<NatsFanout, crate::error::StartError> {
         let node = {
             use rand_core::RngCore;
             rand_core::OsRng.next_u64()
@@ -224,6 +264,8 @@ impl NatsFanout {
             subscribed: AtomicBool::new(false),
             outbox: Mutex::new((0, tx)),
             resyncs: Default::default(),
+            samples: Mutex::default(),
+            lost_at: Mutex::default(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -256,7 +298,7 @@ impl NatsFanout {
         let task = shared.clone();
         std::thread::Builder::new()
             .name("sealroom-nats".into())
-            .spawn(move || runtime.block_on(run(task, options, url, rx)))
+            .spawn(move || runtime.block_on(run(task, options, url, rx, newest)))
             .map_err(crate::error::StartError::io("cannot start the NATS thread"))?;
         Ok(NatsFanout { shared })
     }
@@ -277,19 +319,22 @@ fn on_event(shared: &Shared, event: async_nats::Event) {
             let was = shared.connected.swap(true, Ordering::SeqCst);
             tracing::info!("connected to NATS");
             if !was {
-                // What the others published while we were away is gone: start afresh with
-                // every node's sequence, and have our connections catch up. (The first
-                // connection at start finds none to drop.)
-                shared.others().nodes.clear();
-                shared.resync("NATS is back");
+                // What the others published while we were away is gone: our connections catch
+                // up from before we lost it. (Each node's sequence is kept: a gap in what the
+                // others buffered meanwhile is a gap still.)
+                let lost = shared.lost_at.lock().unwrap_or_else(|p| p.into_inner()).take();
+                shared.resync("NATS is back", lost.unwrap_or_else(Instant::now));
                 shared.publish(Event::Heartbeat { online: shared.local_users() }, None);
             }
         }
         async_nats::Event::Disconnected => {
             shared.connected.store(false, Ordering::SeqCst);
+            shared.lost_at.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Instant::now);
             tracing::warn!("lost the connection to NATS; refusing new connections until it is back");
         }
-        async_nats::Event::SlowConsumer(_) => shared.resync("NATS dropped messages for this node"),
+        async_nats::Event::SlowConsumer(_) => {
+            shared.resync("NATS dropped messages for this node", Instant::now())
+        }
         other => tracing::warn!(event = %other, "NATS"),
     }
 }
@@ -301,7 +346,9 @@ async fn run(
     options: async_nats::ConnectOptions,
     url: String,
     mut outbox: mpsc::Receiver<Bytes>,
+    newest: NewestId,
 ) {
+    let newest: Arc<NewestId> = Arc::new(newest);
     let client = match options.connect(url.as_str()).await {
         Ok(client) => client,
         Err(e) => {
@@ -322,16 +369,22 @@ async fn run(
     shared.connected.store(true, Ordering::SeqCst);
     tracing::info!(node = format_args!("{:016x}", shared.node), "fanning out through NATS");
     shared.publish(Event::Heartbeat { online: shared.local_users() }, None);
+    // Publishing runs apart, so that a publish waiting on NATS never holds up what arrives or
+    // the heartbeat's checks. One that cannot go out within PUBLISH_WAIT is given up: the
+    // others see the gap in this node's sequence, and catch up.
+    let publisher = client.clone();
+    tokio::spawn(async move {
+        while let Some(payload) = outbox.recv().await {
+            match tokio::time::timeout(PUBLISH_WAIT, publisher.publish(SUBJECT, payload)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "a NATS publish failed"),
+                Err(_) => tracing::warn!("a NATS publish waited too long and was dropped"),
+            }
+        }
+    });
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
-            queued = outbox.recv() => {
-                let Some(payload) = queued else { break };
-                if let Err(e) = client.publish(SUBJECT, payload).await {
-                    // Lost: the others see the gap in our sequence and catch up.
-                    tracing::warn!(error = %e, "a NATS publish failed");
-                }
-            }
             message = subscription.next() => {
                 let Some(message) = message else { break };
                 match decode(&message.payload) {
@@ -341,8 +394,27 @@ async fn run(
             }
             _ = heartbeat.tick() => {
                 shared.publish(Event::Heartbeat { online: shared.local_users() }, None);
-                // Forget nodes that stopped speaking.
-                shared.others().nodes.retain(|_, n| n.seen.elapsed() < NODE_TIMEOUT * 4);
+                let (read, samples) = (newest.clone(), shared.clone());
+                tokio::task::spawn_blocking(move || {
+                    if let Some(id) = read() {
+                        let mut s = samples.samples.lock().unwrap_or_else(|p| p.into_inner());
+                        s.push_back((Instant::now(), id));
+                        while s.front().is_some_and(|(t, _)| t.elapsed() > SAMPLES) {
+                            s.pop_front();
+                        }
+                    }
+                });
+                // A node that stopped speaking without a goodbye died (or lost NATS): what it
+                // committed last may never have been published. Forget it, and catch up.
+                let silent = {
+                    let mut others = shared.others();
+                    let last = others.nodes.values().filter(|n| n.seen.elapsed() >= NODE_TIMEOUT).map(|n| n.seen).min();
+                    others.nodes.retain(|_, n| n.seen.elapsed() < NODE_TIMEOUT);
+                    last
+                };
+                if let (Some(last), true) = (silent, shared.connected.load(Ordering::SeqCst)) {
+                    shared.resync("another node went silent", last);
+                }
             }
         }
     }
@@ -392,6 +464,7 @@ impl Fanout for NatsFanout {
 
     fn close_all(&self) {
         self.shared.hub.close_all();
+        self.shared.publish(Event::Goodbye, None);
     }
 
     fn connection_count(&self) -> usize {
@@ -435,6 +508,8 @@ mod tests {
             subscribed: AtomicBool::new(true),
             outbox: Mutex::new((0, tx)),
             resyncs: Default::default(),
+            samples: Mutex::default(),
+            lost_at: Mutex::default(),
         });
         (shared, rx)
     }
@@ -453,10 +528,23 @@ mod tests {
         shared.receive(deliver(13), "after a gap");
         assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if &*f == "after a gap"));
         assert_eq!(shared.resyncs.load(Ordering::Relaxed), 1);
-        assert!(
-            matches!(rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)),
-            "the connection was dropped, to reconnect and catch up"
-        );
+        match rx.try_recv() {
+            Ok(Outbound::Close(closing)) => assert_eq!(closing.1, 1013),
+            other => panic!("expected the catch-up and close, got {other:?}"),
+        }
+        // Told to sync from the newest id committed well before the trouble began.
+        let (tx, mut rx) = mpsc::channel(8);
+        shared.hub.register(UserId(5), "s", tx).unwrap();
+        shared.samples.lock().unwrap().push_back((Instant::now() - MARGIN * 3, 7));
+        shared.samples.lock().unwrap().push_back((Instant::now(), 9));
+        shared.receive(deliver(20), "after another gap");
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if &*f == "after another gap"));
+        match rx.try_recv() {
+            Ok(Outbound::Close(closing)) => {
+                assert_eq!(&*closing.0, r#"{"type":"catch_up","since":7}"#);
+            }
+            other => panic!("expected the catch-up and close, got {other:?}"),
+        }
     }
 
     #[test]

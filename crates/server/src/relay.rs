@@ -70,17 +70,24 @@ impl Relay {
         let window = Duration::from_secs(60);
         let proxies =
             crate::proxy::TrustedProxies::parse(&config.trusted_proxies).map_err(StartError::Invalid)?;
+        let fanout: Box<dyn hub::Fanout> = match &config.nats_url {
+            Some(url) => {
+                let db = store.clone();
+                let newest: crate::nats::NewestId =
+                    Box::new(move || crate::store::newest_message_id(&mut *db.conn().ok()?).ok());
+                Box::new(crate::nats::NatsFanout::start(
+                    url,
+                    hub::Hub::new(config.max_connections_per_user),
+                    newest,
+                )?)
+            }
+            None => Box::new(hub::Hub::new(config.max_connections_per_user)),
+        };
         Ok(Relay {
             uploads: std::sync::Mutex::default(),
             proxies,
             store,
-            fanout: match &config.nats_url {
-                Some(url) => Box::new(crate::nats::NatsFanout::start(
-                    url,
-                    hub::Hub::new(config.max_connections_per_user),
-                )?),
-                None => Box::new(hub::Hub::new(config.max_connections_per_user)),
-            },
+            fanout,
             blobs: blob_store,
             clock: Clock,
             secret,

@@ -56,22 +56,26 @@ fn others(conn: &mut store::DbConn, conversation: ConversationId, me: UserId) ->
 ///
 /// The write is queued for the group commit when this is called, not when the future is first
 /// polled, so a connection's sends are stored in the order it made them even while it goes on
-/// reading frames; nothing is relayed or acknowledged before the commit.
-pub fn send<'a>(
-    state: &'a Relay,
-    me: &'a AuthUser,
+/// reading frames; nothing is relayed or acknowledged before the commit. The relaying runs on
+/// a task of its own: once the commit lands the message is relayed whatever becomes of the
+/// caller (a sender whose connection drops mid-send still has it relayed, and its resend,
+/// answered from the stored copy, relays nothing).
+pub fn send(
+    state: actix_web::web::Data<Relay>,
+    me: AuthUser,
     conversation: ConversationId,
     client_msg_id: ClientMsgId,
     envelope: Envelope,
     blobs: Vec<BlobId>,
     except_conn: Option<u64>,
-) -> impl std::future::Future<Output = Result<MessageOut>> + 'a {
-    let queued = queue_send(state, me, conversation, client_msg_id, envelope, blobs);
-    async move {
+) -> impl std::future::Future<Output = Result<MessageOut>> + 'static {
+    let queued = queue_send(&state, &me, conversation, client_msg_id, envelope, blobs);
+    let relayed = tokio::spawn(async move {
         let (message, new, audience, introduce) = queued?.await?;
-        relay_sent(state, me, &message, new, audience, introduce, except_conn);
+        relay_sent(&state, &me, &message, new, audience, introduce, except_conn);
         Ok(message)
-    }
+    });
+    async move { relayed.await.map_err(|_| ServerError::Blocking)? }
 }
 
 /// What a stored message is to be relayed to: the message, whether it is new, the other

@@ -605,6 +605,14 @@ pub fn peers_of(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<UserId>> {
     Ok(peers.into_iter().map(|p| UserId(p.user_id)).collect())
 }
 
+/// The newest message id (0 when there is none): where nodes tell connections to catch up
+/// from ([`crate::nats`]).
+pub fn newest_message_id(conn: &mut DbConn) -> StoreResult<i64> {
+    let newest: Option<MessageId> =
+        messages::table.select(diesel::dsl::max(messages::id)).get_result(conn)?;
+    Ok(newest.map_or(0, |m| m.0))
+}
+
 /// Whether `conversation` has ever had a message.
 pub fn written_to(conn: &mut DbConn, conversation: ConversationId) -> StoreResult<bool> {
     let activity: i64 =

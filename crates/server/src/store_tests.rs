@@ -246,7 +246,7 @@ async fn services_run_on_a_plain_relay_and_ask_the_policy(backend: Backend) {
         "--database-url",
         &db.url,
     ]);
-    let relay = Relay::open(cli.serve).unwrap();
+    let relay = actix_web::web::Data::new(Relay::open(cli.serve).unwrap());
     let mut conn = relay.store.conn().unwrap();
     let (a, b, c) = (add_user(&mut conn, "alice"), add_user(&mut conn, "bob"), add_user(&mut conn, "carol"));
     drop(conn);
@@ -256,9 +256,17 @@ async fn services_run_on_a_plain_relay_and_ask_the_policy(backend: Backend) {
     assert_eq!(opened.members, [alice.username.clone(), bob.username.clone()]);
     assert!(service::conversations(&relay, &bob).await.unwrap().iter().all(|s| s.hidden));
     let envelope = Envelope::new(vec![5; 60]).unwrap();
-    let sent = service::send(&relay, &alice, opened.id, ClientMsgId([1; 16]), envelope.clone(), vec![], None)
-        .await
-        .unwrap();
+    let sent = service::send(
+        relay.clone(),
+        alice.clone(),
+        opened.id,
+        ClientMsgId([1; 16]),
+        envelope.clone(),
+        vec![],
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!((sent.conversation, sent.from.as_str(), sent.to.as_str()), (opened.id, "alice", "bob"));
     let page = service::history(&relay, &bob, opened.id, HistoryQuery::default()).await.unwrap();
     assert_eq!(page.messages, std::slice::from_ref(&sent));
@@ -270,9 +278,17 @@ async fn services_run_on_a_plain_relay_and_ask_the_policy(backend: Backend) {
         service::history(&relay, &carol, opened.id, HistoryQuery::default()).await.map(|_| ())
     ));
     assert!(not_found(
-        service::send(&relay, &carol, opened.id, ClientMsgId([2; 16]), envelope.clone(), vec![], None)
-            .await
-            .map(|_| ())
+        service::send(
+            relay.clone(),
+            carol.clone(),
+            opened.id,
+            ClientMsgId([2; 16]),
+            envelope.clone(),
+            vec![],
+            None
+        )
+        .await
+        .map(|_| ())
     ));
     assert!(not_found(service::mark(&relay, &carol, opened.id, sent.id, true).await));
     assert!(not_found(service::clear(&relay, &carol, opened.id, true, None).await.map(|_| ())));
@@ -283,8 +299,16 @@ async fn services_run_on_a_plain_relay_and_ask_the_policy(backend: Backend) {
     assert!(not_found(service::typing(&relay, &carol, opened.id).await));
     assert!(not_found(service::message(&relay, &carol, sent.id).await.map(|_| ())));
     let blob = BlobId::parse("q1w2e3r4t5y6u7i8o9p0-_").unwrap();
-    let unknown_blob =
-        service::send(&relay, &alice, opened.id, ClientMsgId([3; 16]), envelope, vec![blob], None).await;
+    let unknown_blob = service::send(
+        relay.clone(),
+        alice.clone(),
+        opened.id,
+        ClientMsgId([3; 16]),
+        envelope,
+        vec![blob],
+        None,
+    )
+    .await;
     assert!(matches!(unknown_blob, Err(ServerError::Api(e)) if e.error == ErrorCode::UnknownBlob));
     let page = service::history(&relay, &alice, opened.id, HistoryQuery::default()).await.unwrap();
     assert_eq!(page.messages.len(), 1, "only the one message alice sent");

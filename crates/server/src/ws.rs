@@ -335,7 +335,7 @@ impl Answer {
 
 /// The connection's loop; returns how it ends.
 async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
-    state: &Relay,
+    state: &web::Data<Relay>,
     user: &AuthUser,
     conn_id: u64,
     conn: &mut WsConn<T>,
@@ -477,7 +477,7 @@ fn done(result: Result<()>) -> Answer {
 /// queued here, in the order the frames came; what waits (a commit, a sync's output budget)
 /// waits in the returned future, while the connection goes on reading and relaying.
 fn handle<'a>(
-    state: &'a Relay,
+    state: &'a web::Data<Relay>,
     user: &'a AuthUser,
     conn_id: u64,
     frame: ClientFrame,
@@ -494,8 +494,15 @@ fn handle<'a>(
             format!("this server speaks protocol {PROTOCOL_VERSION}, not {protocol}"),
         ))),
         ClientFrame::Send { conversation, client_msg_id, envelope, blobs } => {
-            let sent =
-                service::send(state, user, conversation, client_msg_id, envelope, blobs, Some(conn_id));
+            let sent = service::send(
+                state.clone(),
+                user.clone(),
+                conversation,
+                client_msg_id,
+                envelope,
+                blobs,
+                Some(conn_id),
+            );
             async move {
                 let frame = match sent.await {
                     Ok(m) => ServerFrame::Ack { client_msg_id, id: m.id, ts: m.ts },

@@ -133,6 +133,14 @@ impl Outbox {
                 self.advance(message.id);
                 OutboxEvent::Nothing
             }
+            // The relay may have missed telling us of messages after `since`: the sync on the
+            // reconnect that follows starts there (what comes again is the same, by id).
+            ServerFrame::CatchUp { since } => {
+                if *since < self.cursor {
+                    self.cursor = *since;
+                }
+                OutboxEvent::Nothing
+            }
             ServerFrame::Synced { up_to, more } => {
                 self.advance(*up_to);
                 if *more {

@@ -457,6 +457,14 @@ fn the_outbox_resends_what_was_not_acknowledged_and_holds_changed_peers() {
         OutboxEvent::Nothing
     );
     assert_eq!(outbox.cursor(), MessageId(40));
+    // Except when the relay says it may have missed telling us of some: then it goes back,
+    // never forward.
+    assert_eq!(outbox.on_frame(&ServerFrame::CatchUp { since: MessageId(25) }), OutboxEvent::Nothing);
+    assert_eq!(outbox.cursor(), MessageId(25));
+    outbox.on_frame(&ServerFrame::CatchUp { since: MessageId(30) });
+    assert_eq!(outbox.cursor(), MessageId(25));
+    assert_eq!(outbox.on_hello(|_| true)[0], ClientFrame::Sync { since: MessageId(25) });
+    outbox.advance(MessageId(40));
     assert!(outbox.withdraw(ClientMsgId([3; 16])));
     assert!(outbox.queued().is_empty());
 }

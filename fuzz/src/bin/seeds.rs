@@ -154,6 +154,7 @@ fn main() {
                 for_both: true,
                 up_to: MessageId(7),
             },
+            ServerFrame::CatchUp { since: MessageId(41) },
             ServerFrame::SessionRevoked { reason: "logged out".into() },
             ServerFrame::GroupAck { client_msg_id: id, seq: 12, ts: 2 },
             ServerFrame::GroupDelivered { conversation: conv, by: name("bob"), up_to: 12 },

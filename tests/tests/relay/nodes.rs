@@ -226,26 +226,72 @@ async fn a_file_uploaded_through_one_node_downloads_through_another() {
     assert!(std::fs::read(&out).unwrap() == bytes, "the file comes back whole through node B");
 }
 
-/// A second device that listens: every message frame its connections hear, per connection
-/// (it reconnects whenever one drops, until `stop`).
-async fn listen_until_stopped(session: Session, stop: Arc<AtomicBool>) -> Vec<Vec<MessageId>> {
+/// A second device that listens as a client does: it keeps its sync position (the client
+/// core's `Outbox`: the newest id it has, lowered by a `catch_up` frame), and on every
+/// (re)connect catches up from there, on a connection of its own, so that the live one hears
+/// only what the relay pushes. Returns what each live connection heard, and what the
+/// catch-ups brought.
+async fn listen_until_stopped(
+    session: Session,
+    stop: Arc<AtomicBool>,
+) -> (Vec<Vec<MessageId>>, HashSet<MessageId>) {
+    let mut position = sealroom_session::Outbox::default();
     let mut connections = Vec::new();
-    while !stop.load(Ordering::SeqCst) {
+    let mut caught = HashSet::new();
+    // A connection the relay dropped is followed by a reconnect and a catch-up, even once
+    // stopping (as a client would: the relay may have dropped it to make it catch up).
+    let mut dropped = false;
+    while !stop.load(Ordering::SeqCst) || std::mem::take(&mut dropped) {
+        dropped = false;
         let Ok(mut conn) = session.connect().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        // Registered first, then the catch-up: nothing falls between the two.
+        let Ok(mut sync) = session.connect().await else { continue };
+        let mut since = position.cursor();
+        'sync: loop {
+            if sync.send(&ClientFrame::Sync { since }).await.is_err() {
+                break;
+            }
+            loop {
+                match sync.next_within(Duration::from_secs(10)).await {
+                    Ok(ServerFrame::Message { message }) => {
+                        caught.insert(message.id);
+                    }
+                    Ok(frame @ ServerFrame::Synced { up_to, more }) => {
+                        position.on_frame(&frame);
+                        if more {
+                            since = up_to;
+                            continue 'sync;
+                        }
+                        break 'sync;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break 'sync,
+                }
+            }
+        }
+        sync.close().await;
         let mut heard = Vec::new();
         while !stop.load(Ordering::SeqCst) {
             match conn.next_within(Duration::from_millis(200)).await {
-                Ok(ServerFrame::Message { message }) => heard.push(message.id),
-                Ok(_) | Err(ClientError::Timeout) => {}
-                Err(_) => break,
+                Ok(frame) => {
+                    if let ServerFrame::Message { message } = &frame {
+                        heard.push(message.id);
+                    }
+                    position.on_frame(&frame);
+                }
+                Err(ClientError::Timeout) => {}
+                Err(_) => {
+                    dropped = true;
+                    break;
+                }
             }
         }
         connections.push(heard);
     }
-    connections
+    (connections, caught)
 }
 
 /// Every connection heard each message at most once.
@@ -299,18 +345,30 @@ async fn under_load(cluster: &Cluster, disrupt: impl FnOnce() + Send + 'static) 
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(1500));
             disrupt();
-            std::thread::sleep(Duration::from_secs(3));
+            // Long enough for the nodes to notice a dead one (nats::NODE_TIMEOUT) and settle.
+            std::thread::sleep(Duration::from_secs(7));
             stop.store(true, Ordering::SeqCst);
         })
     };
+    // The listeners stop a second after the senders have drained, so that they can hear all
+    // that was sent.
+    let listening = Arc::new(AtomicBool::new(false));
     let (sender_a, sender_b) = (alice, bob);
-    let ((a_sent, a_acked, a_connects), (b_sent, b_acked, b_connects), alice_heard, bob_heard) =
+    let senders = async {
+        let done = tokio::join!(
+            send_until_stopped(sender_a, bob_name.clone(), to_bob, stop.clone(), Some(7)),
+            send_until_stopped(sender_b, alice_name.clone(), to_alice, stop.clone(), Some(7)),
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        listening.store(true, Ordering::SeqCst);
+        done
+    };
+    let (((a_sent, a_acked, a_connects), (b_sent, b_acked, b_connects)), alice_heard, bob_heard) =
         tokio::time::timeout(Duration::from_secs(180), async {
             tokio::join!(
-                send_until_stopped(sender_a, bob_name.clone(), to_bob, stop.clone(), Some(7)),
-                send_until_stopped(sender_b, alice_name.clone(), to_alice, stop.clone(), Some(7)),
-                listen_until_stopped(alice_ears, stop.clone()),
-                listen_until_stopped(bob_ears, stop.clone()),
+                senders,
+                listen_until_stopped(alice_ears, listening.clone()),
+                listen_until_stopped(bob_ears, listening.clone()),
             )
         })
         .await
@@ -322,15 +380,39 @@ async fn under_load(cluster: &Cluster, disrupt: impl FnOnce() + Send + 'static) 
         b_sent.len()
     );
     assert!(a_sent.len() > 20 && b_sent.len() > 20, "too little load around the disruption");
-    assert_each_heard_once("alice", &alice_heard);
-    assert_each_heard_once("bob", &bob_heard);
-    // Live delivery came back by itself: the listeners' last connections, made after the
-    // disruption, heard the other side's messages as they were sent.
-    for (who, heard) in [("alice", &alice_heard), ("bob", &bob_heard)] {
+    // SEALROOM_DUMP_LOGS=1: what the nodes said about NATS and catching up.
+    if std::env::var_os("SEALROOM_DUMP_LOGS").is_some() {
+        for node in &cluster.nodes {
+            let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+            for line in log.lines().filter(|l| l.contains("NATS") || l.contains("catch up")) {
+                eprintln!("{}: {line}", node.url);
+            }
+        }
+    }
+    assert_each_heard_once("alice", &alice_heard.0);
+    assert_each_heard_once("bob", &bob_heard.0);
+    // Nothing was lost to either listener: every message of the conversation (both sides')
+    // reached it, pushed live or brought by the catch-up after a reconnect (from where the
+    // relay's `catch_up` said to start, when it may have missed passing some on). And live
+    // delivery came back by itself: the last connections heard the other side.
+    let all: std::collections::BTreeSet<MessageId> =
+        a_acked.values().chain(b_acked.values()).copied().collect();
+    for (who, (heard, caught)) in [("alice", &alice_heard), ("bob", &bob_heard)] {
+        let had: HashSet<MessageId> = heard.iter().flatten().chain(caught.iter()).copied().collect();
+        let missed: Vec<_> = all.iter().filter(|id| !had.contains(id)).collect();
+        let from_alice: HashSet<MessageId> = a_acked.values().copied().collect();
         assert!(
-            heard.last().is_some_and(|last| last.len() > 10),
-            "{who}'s last connection heard nothing: {heard:?}"
+            missed.is_empty(),
+            "{who} never had {} of the {} messages (first: {:?}, from alice: {}); catch-ups brought {}; \
+             the last connection heard up to {:?}",
+            missed.len(),
+            all.len(),
+            &missed[..missed.len().min(10)],
+            missed.iter().filter(|m| from_alice.contains(m)).count(),
+            caught.len(),
+            heard.last().and_then(|l| l.iter().max())
         );
+        assert!(heard.last().is_some_and(|l| l.len() > 20), "{who}'s last connection heard too little");
     }
     let mut bob = via_b.client().login("bob", "password-of-bob").await.unwrap();
     let mut alice = via_a.client().login("alice", "password-of-alice").await.unwrap();

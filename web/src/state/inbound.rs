@@ -141,6 +141,10 @@ impl App {
                 }
                 spawn_local(async move { app.load_conversations().await });
             }
+            // The relay lowers the sync position; the reconnect that follows syncs from there.
+            ServerFrame::CatchUp { .. } => {
+                with_keys(|k| k.outbox.on_frame(&frame));
+            }
             ServerFrame::SessionRevoked { reason } => self.forget(Some(format!("Signed out: {reason}."))),
             ServerFrame::Error { client_msg_id: Some(_), .. } => {
                 match with_keys(|k| k.outbox.on_frame(&frame)) {
