@@ -88,9 +88,10 @@ where
 /// Each type here has one SQL text, so diesel's statement cache keeps it by type. The store's
 /// tests run every one of them, as diesel's DSL would check them at compile time.
 mod hot {
-    use crate::db::{DbConn, MultiBackend};
+    use diesel::backend::Backend;
     use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-    use diesel::sql_types::{BigInt, Bool};
+    use diesel::serialize::ToSql;
+    use diesel::sql_types::{BigInt, Bool, HasSqlType};
     use diesel::{QueryResult, RunQueryDsl};
 
     /// Statements without parameters.
@@ -100,14 +101,14 @@ mod hot {
             #[derive(Debug, Clone, Copy, QueryId)]
             pub struct $name;
 
-            impl QueryFragment<MultiBackend> for $name {
-                fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+            impl<DB: Backend> QueryFragment<DB> for $name {
+                fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
                     out.push_sql($sql);
                     Ok(())
                 }
             }
 
-            impl RunQueryDsl<DbConn> for $name {}
+            impl<C> RunQueryDsl<C> for $name {}
         )*};
     }
 
@@ -129,8 +130,13 @@ mod hot {
         pub limit: i64,
     }
 
-    impl QueryFragment<MultiBackend> for ChargeQuota {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+    impl<DB> QueryFragment<DB> for ChargeQuota
+    where
+        DB: Backend + HasSqlType<BigInt> + HasSqlType<Bool>,
+        i64: ToSql<BigInt, DB>,
+        bool: ToSql<Bool, DB>,
+    {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
             out.push_sql("UPDATE users SET message_bytes = message_bytes + ");
             out.push_bind_param::<BigInt, _>(&self.size)?;
             out.push_sql(" WHERE id = ");
@@ -141,7 +147,7 @@ mod hot {
         }
     }
 
-    impl RunQueryDsl<DbConn> for ChargeQuota {}
+    impl<C> RunQueryDsl<C> for ChargeQuota {}
 
     /// Sets a conversation's last activity.
     #[derive(Debug, Clone, Copy, QueryId)]
@@ -150,8 +156,13 @@ mod hot {
         pub at: i64,
     }
 
-    impl QueryFragment<MultiBackend> for Touch {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+    impl<DB> QueryFragment<DB> for Touch
+    where
+        DB: Backend + HasSqlType<BigInt> + HasSqlType<Bool>,
+        i64: ToSql<BigInt, DB>,
+        bool: ToSql<Bool, DB>,
+    {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
             out.push_sql("UPDATE conversations SET last_activity = ");
             out.push_bind_param::<BigInt, _>(&self.at)?;
             out.push_sql(" WHERE id = ");
@@ -160,7 +171,7 @@ mod hot {
         }
     }
 
-    impl RunQueryDsl<DbConn> for Touch {}
+    impl<C> RunQueryDsl<C> for Touch {}
 
     /// Sets a member's delivery marker, and its read marker when `read` (receipts).
     #[derive(Debug, Clone, Copy, QueryId)]
@@ -173,8 +184,13 @@ mod hot {
         pub set_read: bool,
     }
 
-    impl QueryFragment<MultiBackend> for Markers {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+    impl<DB> QueryFragment<DB> for Markers
+    where
+        DB: Backend + HasSqlType<BigInt> + HasSqlType<Bool>,
+        i64: ToSql<BigInt, DB>,
+        bool: ToSql<Bool, DB>,
+    {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
             // One text for both: the read marker is set to itself when not `set_read`.
             out.push_sql("UPDATE members SET delivered_up_to = ");
             out.push_bind_param::<BigInt, _>(&self.delivered)?;
@@ -190,7 +206,34 @@ mod hot {
         }
     }
 
-    impl RunQueryDsl<DbConn> for Markers {}
+    impl<C> RunQueryDsl<C> for Markers {}
+}
+
+/// The relay's hot path on SQLite's own connection ([`hot_path!`]).
+mod on_sqlite {
+    use super::*;
+    type Conn = crate::db::SqliteConnection;
+    include!("store_hot.rs");
+}
+
+/// The relay's hot path on PostgreSQL's own connection ([`hot_path!`]).
+mod on_postgres {
+    use super::*;
+    type Conn = crate::db::PgConnection;
+    include!("store_hot.rs");
+}
+
+/// Runs one function of the hot path (`store_hot.rs`: the statements every sent message and
+/// receipt runs) on the concrete connection inside a `&mut DbConn`. Diesel's `MultiConnection`
+/// writes each statement's SQL text and converts its binds anew on every execution, prepared
+/// or not; on the connection itself a cached statement is found by its type and only bound.
+macro_rules! hot_path {
+    ($conn:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match &mut *$conn {
+            DbConn::Sqlite(c) => on_sqlite::$f(c, $($arg),*),
+            DbConn::Postgres(c) => on_postgres::$f(c, $($arg),*),
+        }
+    };
 }
 
 /// Runs `f` inside a savepoint of the transaction the connection is in: kept if `f` succeeds,
@@ -202,15 +245,14 @@ where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<DieselError>,
 {
-    hot::Savepoint.execute(conn)?;
+    on_backend!(conn, c => hot::Savepoint.execute(c))?;
     match f(conn) {
         Ok(value) => {
-            hot::Release.execute(conn)?;
+            on_backend!(conn, c => hot::Release.execute(c))?;
             Ok(value)
         }
         Err(e) => {
-            hot::RollbackTo.execute(conn)?;
-            hot::Release.execute(conn)?;
+            on_backend!(conn, c => hot::RollbackTo.execute(c).and_then(|_| hot::Release.execute(c)))?;
             Err(e)
         }
     }
@@ -367,7 +409,7 @@ pub fn contacts_of(conn: &mut DbConn, user: UserId) -> StoreResult<Vec<UserId>> 
 
 /// One user's name (a statement prepared once, unlike [`usernames`]'s list of varying length).
 pub fn username(conn: &mut DbConn, id: UserId) -> StoreResult<Option<String>> {
-    Ok(users::table.find(id).select(users::username).get_result(conn).optional()?)
+    hot_path!(conn, username(id))
 }
 
 pub fn usernames(conn: &mut DbConn, ids: &[UserId]) -> StoreResult<Vec<(UserId, String)>> {
@@ -383,14 +425,7 @@ pub fn wrote_before(
     sender: UserId,
     before: MessageId,
 ) -> StoreResult<bool> {
-    Ok(diesel::select(diesel::dsl::exists(
-        messages::table
-            .filter(messages::sender_id.eq(sender))
-            .filter(messages::id.lt(before))
-            .filter(messages::conversation_id.eq(conversation))
-            .filter(messages::withheld.eq(false)),
-    ))
-    .get_result(conn)?)
+    hot_path!(conn, wrote_before(conversation, sender, before))
 }
 
 /// Bytes of envelopes `user` has stored as a sender (what the message quota counts).
@@ -548,19 +583,12 @@ pub fn member(
     user: UserId,
     conversation: ConversationId,
 ) -> StoreResult<Option<MemberRow>> {
-    Ok(members::table
-        .find((conversation, user))
-        .select(MemberRow::as_select())
-        .get_result(conn)
-        .optional()?)
+    hot_path!(conn, member(user, conversation))
 }
 
 /// Every member of `conversation`.
 pub fn members_of(conn: &mut DbConn, conversation: ConversationId) -> StoreResult<Vec<MemberRow>> {
-    Ok(members::table
-        .filter(members::conversation_id.eq(conversation))
-        .select(MemberRow::as_select())
-        .load(conn)?)
+    hot_path!(conn, members_of(conversation))
 }
 
 pub fn other_members(
@@ -568,11 +596,7 @@ pub fn other_members(
     conversation: ConversationId,
     user: UserId,
 ) -> StoreResult<Vec<MemberRow>> {
-    Ok(members::table
-        .filter(members::conversation_id.eq(conversation))
-        .filter(members::user_id.ne(user))
-        .select(MemberRow::as_select())
-        .load(conn)?)
+    hot_path!(conn, other_members(conversation, user))
 }
 
 /// Ids of every user with whom `user` shares presence: a conversation in which both have
@@ -823,94 +847,7 @@ pub fn store_message(
     message: &NewMessage<'_>,
     quota: i64,
 ) -> StoreResult<Result<Stored, Refused>> {
-    let NewMessage { sender, conversation, client_msg_id, envelope, blob_ids, now } = *message;
-    atomically(conn, |conn| {
-        if let Some((row, withheld)) = messages::table
-            .filter(messages::sender_id.eq(sender))
-            .filter(messages::client_msg_id.eq(client_msg_id))
-            .select((MessageRow::as_select(), messages::withheld))
-            .get_result(conn)
-            .optional()?
-        {
-            // A resend is the same message to the same place; anything else reusing the id
-            // would be acked as a message it is not.
-            if row.conversation_id != conversation || row.envelope != envelope {
-                return Ok(Err(Refused::IdReused));
-            }
-            return Ok(Ok(Stored { row, new: false, withheld }));
-        }
-        if !blob_ids.is_empty() {
-            let owned: Vec<String> = blobs::table
-                .filter(blobs::id.eq_any(blob_ids))
-                .filter(blobs::owner_id.eq(sender))
-                .select(blobs::id)
-                .load(conn)?;
-            if let Some(missing) = blob_ids.iter().find(|id| !owned.contains(id)) {
-                return Ok(Err(Refused::Blob(missing.clone())));
-            }
-        }
-        // A group's messages go to its log (store::mls), never here. (A direct conversation
-        // moved to MLS still takes version 1 messages from clients that cannot do MLS yet.)
-        let group: i64 = conversations::table
-            .find(conversation)
-            .filter(conversations::kind.eq("group"))
-            .count()
-            .get_result(conn)?;
-        if group > 0 {
-            return Ok(Err(Refused::Group));
-        }
-        let members = members_of(conn, conversation)?;
-        // A direct conversation has exactly one other member: the recipient.
-        let Some(recipient) = members.iter().find(|m| m.user_id != sender).map(|m| m.user_id) else {
-            return Ok(Err(Refused::NoRecipient));
-        };
-        let withheld = is_blocked(conn, recipient, sender)?;
-        let size = envelope.len() as i64;
-        let charged = hot::ChargeQuota { user: sender.0, size, limit: quota - size }.execute(conn)?;
-        if charged == 0 {
-            return Ok(Err(Refused::Quota));
-        }
-        let insert = diesel::insert_into(messages::table).values((
-            messages::conversation_id.eq(conversation),
-            messages::sender_id.eq(sender),
-            messages::recipient_id.eq(recipient),
-            messages::client_msg_id.eq(client_msg_id),
-            messages::envelope.eq(envelope),
-            messages::created_at.eq(now),
-            messages::withheld.eq(withheld),
-        ));
-        let row = on_backend!(conn, c => insert.returning(MessageRow::as_returning()).get_result(c))?;
-        hot::Touch { conversation: conversation.0, at: now }.execute(conn)?;
-        // Reopen it for those who closed it (but a withheld message reopens nothing for the
-        // recipient who blocked the sender). Only rows that change are written, and nothing
-        // is when no one closed it, as is usual.
-        if members.iter().any(|m| m.hidden && (!withheld || m.user_id == sender)) {
-            let closed = members::table
-                .filter(members::conversation_id.eq(conversation))
-                .filter(members::hidden.eq(true));
-            if withheld {
-                diesel::update(closed.filter(members::user_id.eq(sender)))
-                    .set(members::hidden.eq(false))
-                    .execute(conn)?;
-            } else {
-                diesel::update(closed).set(members::hidden.eq(false)).execute(conn)?;
-            }
-        }
-        if !blob_ids.is_empty() {
-            let mut ids = blob_ids.to_vec();
-            ids.sort_unstable();
-            ids.dedup();
-            let links: Vec<_> = ids
-                .iter()
-                .map(|b| (message_blobs::message_id.eq(row.id), message_blobs::blob_id.eq(b)))
-                .collect();
-            on_backend!(conn, c => diesel::insert_into(message_blobs::table).values(&links).execute(c))?;
-            diesel::update(blobs::table.filter(blobs::id.eq_any(&ids)))
-                .set(blobs::attached.eq(true))
-                .execute(conn)?;
-        }
-        Ok(Ok(Stored { row, new: true, withheld }))
-    })
+    atomically(conn, |conn| hot_path!(conn, store_message(message, quota)))
 }
 
 /// The messages `user` may see as a member: all but those withheld from them because they
@@ -980,16 +917,7 @@ fn max_message_id(conn: &mut DbConn, conversation: ConversationId) -> StoreResul
 
 /// Raises a member's delivered or read marker (never lowers it); read implies delivered.
 pub fn raise_marker(conn: &mut DbConn, m: &MemberRow, up_to: MessageId, read: bool) -> StoreResult<()> {
-    let delivered = m.delivered_up_to.max(up_to);
-    hot::Markers {
-        conversation: m.conversation_id.0,
-        user: m.user_id.0,
-        delivered: delivered.0,
-        read: m.read_up_to.max(up_to).0,
-        set_read: read,
-    }
-    .execute(conn)?;
-    Ok(())
+    hot_path!(conn, raise_marker(m, up_to, read))
 }
 
 /// Clears the conversation up to its newest message, for this member or for every member;
@@ -1131,7 +1059,7 @@ pub fn visible_message(conn: &mut DbConn, user: UserId, id: MessageId) -> StoreR
 
 /// Whether `blocker` has blocked `blocked`.
 pub fn is_blocked(conn: &mut DbConn, blocker: UserId, blocked: UserId) -> StoreResult<bool> {
-    Ok(diesel::select(diesel::dsl::exists(blocks::table.find((blocker, blocked)))).get_result(conn)?)
+    hot_path!(conn, is_blocked(blocker, blocked))
 }
 
 /// `user` blocks `other` (again is no change).
