@@ -5,6 +5,7 @@
 //! reconnects and syncs, losing nothing, since every message is stored before it is relayed).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sealroom_protocol::{ServerFrame, UserId};
@@ -23,11 +24,51 @@ pub enum Outbound {
     Close(Box<(Arc<str>, u16, &'static str)>),
 }
 
+/// How the hub reaches one connection: its queue, and where its client is to catch up from
+/// when the hub drops it for that ([`Hub::catch_up_all`]). The second is kept apart from the
+/// queue so that it reaches the client even when the queue is too full for one more frame:
+/// the connection's writer says it once the queue runs dry ([`Mailbox::open`]).
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    tx: mpsc::Sender<Outbound>,
+    catch_up: Arc<AtomicI64>,
+}
+
+/// No catch-up asked for.
+const NO_CATCH_UP: i64 = i64::MAX;
+
+impl Mailbox {
+    /// A connection's mailbox (for the hub) and its receiving end (for its writer), with room
+    /// for `queue` frames.
+    pub fn open(queue: usize) -> (Mailbox, Inbox) {
+        let (tx, rx) = mpsc::channel(queue);
+        let catch_up = Arc::new(AtomicI64::new(NO_CATCH_UP));
+        (Mailbox { tx, catch_up: catch_up.clone() }, Inbox { rx, catch_up })
+    }
+}
+
+/// What a connection's writer reads: frames, then (once the hub let go) whether to tell the
+/// client to catch up.
+#[derive(Debug)]
+pub struct Inbox {
+    /// The frames, in order; closed when the hub drops the connection.
+    pub rx: mpsc::Receiver<Outbound>,
+    catch_up: Arc<AtomicI64>,
+}
+
+impl Inbox {
+    /// Where the client is to catch up from, if the hub dropped the connection for that.
+    pub fn catch_up(&self) -> Option<sealroom_protocol::MessageId> {
+        let since = self.catch_up.load(Ordering::SeqCst);
+        (since != NO_CATCH_UP).then_some(sealroom_protocol::MessageId(since))
+    }
+}
+
 #[derive(Debug)]
 struct Conn {
     id: u64,
     session_id: String,
-    tx: mpsc::Sender<Outbound>,
+    mailbox: Mailbox,
 }
 
 #[derive(Debug, Default)]
@@ -122,12 +163,7 @@ pub fn encode(frame: &ServerFrame) -> Arc<str> {
 pub trait Fanout: Send + Sync + std::fmt::Debug {
     /// Adds a connection; its id and whether the user just came online. Refused while closing
     /// and past the per-user cap.
-    fn register(
-        &self,
-        user: UserId,
-        session_id: &str,
-        tx: mpsc::Sender<Outbound>,
-    ) -> Result<(u64, bool), Refused>;
+    fn register(&self, user: UserId, session_id: &str, mailbox: Mailbox) -> Result<(u64, bool), Refused>;
     /// Removes a connection; whether the user now has none.
     fn unregister(&self, user: UserId, conn: u64) -> bool;
     /// Whether the user has a live connection (presence is asked of the fanout).
@@ -151,13 +187,8 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
 }
 
 impl Fanout for Hub {
-    fn register(
-        &self,
-        user: UserId,
-        session_id: &str,
-        tx: mpsc::Sender<Outbound>,
-    ) -> Result<(u64, bool), Refused> {
-        Hub::register(self, user, session_id, tx)
+    fn register(&self, user: UserId, session_id: &str, mailbox: Mailbox) -> Result<(u64, bool), Refused> {
+        Hub::register(self, user, session_id, mailbox)
     }
     fn unregister(&self, user: UserId, conn: u64) -> bool {
         Hub::unregister(self, user, conn)
@@ -194,12 +225,7 @@ impl Hub {
     /// Adds a connection; returns its id and whether the user just came online. Refused while
     /// the server is shutting down, or when the user holds `max_per_user` connections already
     /// (checked and added under one lock, so parallel handshakes cannot pass it together).
-    pub fn register(
-        &self,
-        user: UserId,
-        session_id: &str,
-        tx: mpsc::Sender<Outbound>,
-    ) -> Result<(u64, bool), Refused> {
+    pub fn register(&self, user: UserId, session_id: &str, mailbox: Mailbox) -> Result<(u64, bool), Refused> {
         let mut inner = self.lock();
         if inner.closing {
             return Err(Refused::ShuttingDown);
@@ -211,7 +237,7 @@ impl Hub {
         let id = inner.next_id;
         let conns = inner.users.entry(user).or_default();
         let first = conns.is_empty();
-        conns.push(Conn { id, session_id: session_id.to_owned(), tx });
+        conns.push(Conn { id, session_id: session_id.to_owned(), mailbox });
         Ok((id, first))
     }
 
@@ -241,7 +267,7 @@ impl Hub {
             if Some(c.id) == except {
                 return true;
             }
-            match c.tx.try_send(Outbound::Frame(frame.clone())) {
+            match c.mailbox.tx.try_send(Outbound::Frame(frame.clone())) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     tracing::warn!(user = user.0, conn = c.id, "dropping a connection that does not keep up");
@@ -259,7 +285,11 @@ impl Hub {
         let Some(conns) = inner.users.get_mut(&user) else { return };
         conns.retain(|c| {
             if session_ids.contains(&c.session_id) {
-                let _ = c.tx.try_send(Outbound::Close(Box::new((frame.clone(), 4001, "session revoked"))));
+                let _ = c.mailbox.tx.try_send(Outbound::Close(Box::new((
+                    frame.clone(),
+                    4001,
+                    "session revoked",
+                ))));
                 false
             } else {
                 true
@@ -282,8 +312,11 @@ impl Hub {
         });
         for conns in inner.users.values() {
             for c in conns {
-                let _ =
-                    c.tx.try_send(Outbound::Close(Box::new((frame.clone(), 1001, "server shutting down"))));
+                let _ = c.mailbox.tx.try_send(Outbound::Close(Box::new((
+                    frame.clone(),
+                    1001,
+                    "server shutting down",
+                ))));
             }
         }
         inner.users.clear();
@@ -308,9 +341,10 @@ impl Hub {
         for conns in inner.users.values() {
             for c in conns {
                 n += 1;
-                // A full queue: the connection is dropped anyway (1013), and its client syncs
-                // from its own position.
-                let _ = c.tx.try_send(Outbound::Close(Box::new((frame.clone(), 1013, "catch up"))));
+                // Said in the queue when there is room; else by the connection's writer once
+                // it has sent what is queued (the hub lets go of the queue here).
+                c.mailbox.catch_up.fetch_min(since.0, Ordering::SeqCst);
+                let _ = c.mailbox.tx.try_send(Outbound::Close(Box::new((frame.clone(), 1013, "catch up"))));
             }
         }
         inner.users.clear();

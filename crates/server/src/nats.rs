@@ -44,7 +44,7 @@ use sealroom_protocol::{MessageId, UserId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::hub::{Fanout, Hub, Outbound, Refused};
+use crate::hub::{Fanout, Hub, Mailbox, Refused};
 
 /// The one subject every node publishes on and listens to.
 pub const SUBJECT: &str = "sealroom.fanout";
@@ -86,11 +86,18 @@ enum Event {
     Goodbye,
 }
 
-/// An event's header: who sent it and its place in that node's sequence.
+/// An event's header: who sent it, its place in that node's sequence, and when that node
+/// queued it (ms since the Unix epoch, by its clock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Header {
     node: u64,
     seq: u64,
+    /// What the message behind a lost event was committed before (give or take the time
+    /// between a commit and its relaying): a gap is caught up from before the last event
+    /// heard in order was queued, not from when the gap is noticed, which may be much later
+    /// when the sender's events waited out a NATS outage in its queue.
+    #[serde(default)]
+    at: i64,
     #[serde(flatten)]
     event: Event,
 }
@@ -123,6 +130,9 @@ struct Others {
 #[derive(Debug)]
 struct Node {
     seen: Instant,
+    /// When the last event in order was queued: the earlier of its `at` and when it arrived
+    /// here (ms), so that a sender's clock ahead of ours never moves a catch-up later.
+    last: i64,
     seq: u64,
     online: HashSet<UserId>,
 }
@@ -153,10 +163,11 @@ struct Shared {
     /// Gaps seen, NATS reconnects and slow-consumer drops: times this node made its
     /// connections catch up.
     resyncs: std::sync::atomic::AtomicU64,
-    /// The newest message id, sampled every [`HEARTBEAT`]: where a catch-up starts.
-    samples: Mutex<VecDeque<(Instant, i64)>>,
-    /// When the NATS connection was lost (until it is back).
-    lost_at: Mutex<Option<Instant>>,
+    /// The newest message id, sampled every [`HEARTBEAT`] (stamped in ms since the epoch):
+    /// where a catch-up starts.
+    samples: Mutex<VecDeque<(i64, i64)>>,
+    /// When the NATS connection was lost (ms since the epoch; until it is back).
+    lost_at: Mutex<Option<i64>>,
 }
 
 impl Shared {
@@ -169,7 +180,7 @@ impl Shared {
     fn publish(&self, event: Event, frame: Option<&str>) {
         let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
         outbox.0 += 1;
-        let header = Header { node: self.node, seq: outbox.0, event };
+        let header = Header { node: self.node, seq: outbox.0, at: crate::now_ms(), event };
         if outbox.1.try_send(encode(&header, frame)).is_err() {
             tracing::warn!("the NATS outbox is full: an event is dropped, and the other nodes will catch up");
         }
@@ -178,21 +189,23 @@ impl Shared {
     /// The newest message id committed before `at`, as sampled (each sample is stamped once
     /// its read has returned, so everything committed after the stamp has a higher id); 0 when
     /// there is no sample that old (a node younger than the trouble: sync everything).
-    fn floor(&self, at: Option<Instant>) -> MessageId {
+    fn floor(&self, at: i64) -> MessageId {
         let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        let before = at.and_then(|t| samples.iter().rev().find(|(when, _)| *when <= t));
+        let before = samples.iter().rev().find(|(when, _)| *when <= at);
         MessageId(before.map_or(0, |(_, id)| *id))
     }
 
-    /// Tells every connection this node holds to sync from before `trouble` began, and closes
-    /// them: each reconnects (to this node or another) and catches up from the database.
-    fn resync(&self, why: &str, trouble: Instant) {
-        let since = self.floor(trouble.checked_sub(MARGIN));
+    /// Tells every connection this node holds to sync from before `trouble` began (ms since
+    /// the epoch), and closes them: each reconnects (to this node or another) and catches up
+    /// from the database.
+    fn resync(&self, why: &str, trouble: i64) {
+        let since = self.floor(trouble - MARGIN.as_millis() as i64);
         let dropped = self.hub.catch_up_all(since);
         self.resyncs.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             connections = dropped,
             since = since.0,
+            trouble_ms_ago = crate::now_ms() - trouble,
             why,
             "dropping this node's connections so that they catch up"
         );
@@ -207,17 +220,22 @@ impl Shared {
         if header.node == self.node {
             return; // `no_echo` keeps our own away; this is a node with our id.
         }
-        let (gap, last_heard) = {
+        let now = crate::now_ms();
+        // An event from a node without a clock stamp (an older version) counts as queued now.
+        let queued = if header.at > 0 { header.at.min(now) } else { now };
+        let (gap, last_in_order) = {
             let mut others = self.others();
             let node = others.nodes.entry(header.node).or_insert_with(|| Node {
                 seen: Instant::now(),
+                last: queued,
                 seq: header.seq.saturating_sub(1),
                 online: HashSet::new(),
             });
             let gap = header.seq != node.seq.wrapping_add(1);
-            let last_heard = node.seen;
+            let last_in_order = node.last;
             node.seq = header.seq;
             node.seen = Instant::now();
+            node.last = queued;
             match &header.event {
                 Event::Presence { user, online: true } => {
                     node.online.insert(UserId(*user));
@@ -231,17 +249,19 @@ impl Shared {
             if header.event == Event::Goodbye {
                 others.nodes.remove(&header.node);
             }
-            (gap, last_heard)
+            (gap, last_in_order)
         };
+        // First the catch-up, then what came: a connection that this frame would drop as too
+        // slow (its queue full) must still hear where to catch up from.
+        if gap {
+            self.resync("a gap in another node's events", last_in_order);
+        }
         match header.event {
             Event::Deliver { user } => self.hub.send_to_user(UserId(user), &Arc::from(frame), None),
             Event::Revoke { user, sessions, reason } => {
                 self.hub.revoke_sessions(UserId(user), &sessions, &reason)
             }
             Event::Presence { .. } | Event::Heartbeat { .. } | Event::Goodbye => {}
-        }
-        if gap {
-            self.resync("a gap in another node's events", last_heard);
         }
     }
 }
@@ -323,17 +343,17 @@ fn on_event(shared: &Shared, event: async_nats::Event) {
                 // up from before we lost it. (Each node's sequence is kept: a gap in what the
                 // others buffered meanwhile is a gap still.)
                 let lost = shared.lost_at.lock().unwrap_or_else(|p| p.into_inner()).take();
-                shared.resync("NATS is back", lost.unwrap_or_else(Instant::now));
+                shared.resync("NATS is back", lost.unwrap_or_else(crate::now_ms));
                 shared.publish(Event::Heartbeat { online: shared.local_users() }, None);
             }
         }
         async_nats::Event::Disconnected => {
             shared.connected.store(false, Ordering::SeqCst);
-            shared.lost_at.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Instant::now);
+            shared.lost_at.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(crate::now_ms);
             tracing::warn!("lost the connection to NATS; refusing new connections until it is back");
         }
         async_nats::Event::SlowConsumer(_) => {
-            shared.resync("NATS dropped messages for this node", Instant::now())
+            shared.resync("NATS dropped messages for this node", crate::now_ms())
         }
         other => tracing::warn!(event = %other, "NATS"),
     }
@@ -398,8 +418,9 @@ async fn run(
                 tokio::task::spawn_blocking(move || {
                     if let Some(id) = read() {
                         let mut s = samples.samples.lock().unwrap_or_else(|p| p.into_inner());
-                        s.push_back((Instant::now(), id));
-                        while s.front().is_some_and(|(t, _)| t.elapsed() > SAMPLES) {
+                        let now = crate::now_ms();
+                        s.push_back((now, id));
+                        while s.front().is_some_and(|(t, _)| now - t > SAMPLES.as_millis() as i64) {
                             s.pop_front();
                         }
                     }
@@ -408,7 +429,7 @@ async fn run(
                 // committed last may never have been published. Forget it, and catch up.
                 let silent = {
                     let mut others = shared.others();
-                    let last = others.nodes.values().filter(|n| n.seen.elapsed() >= NODE_TIMEOUT).map(|n| n.seen).min();
+                    let last = others.nodes.values().filter(|n| n.seen.elapsed() >= NODE_TIMEOUT).map(|n| n.last).min();
                     others.nodes.retain(|_, n| n.seen.elapsed() < NODE_TIMEOUT);
                     last
                 };
@@ -421,16 +442,11 @@ async fn run(
 }
 
 impl Fanout for NatsFanout {
-    fn register(
-        &self,
-        user: UserId,
-        session_id: &str,
-        tx: mpsc::Sender<Outbound>,
-    ) -> Result<(u64, bool), Refused> {
+    fn register(&self, user: UserId, session_id: &str, mailbox: Mailbox) -> Result<(u64, bool), Refused> {
         if !self.shared.connected.load(Ordering::SeqCst) {
             return Err(Refused::Unavailable);
         }
-        let (id, first_here) = self.shared.hub.register(user, session_id, tx)?;
+        let (id, first_here) = self.shared.hub.register(user, session_id, mailbox)?;
         if first_here {
             self.shared.publish(Event::Presence { user: user.0, online: true }, None);
         }
@@ -483,19 +499,27 @@ impl Fanout for NatsFanout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Outbound;
 
     #[test]
     fn events_keep_their_frame_as_it_was() {
         let frame = r#"{"type":"message","envelope":"AAEC\n"}"#;
-        let header = Header { node: 7, seq: 42, event: Event::Deliver { user: 3 } };
+        let header = Header { node: 7, seq: 42, at: 1_764_000_000_123, event: Event::Deliver { user: 3 } };
         let bytes = encode(&header, Some(frame));
-        assert!(bytes.starts_with(br#"{"node":7,"seq":42,"t":"deliver","user":3}"#), "{bytes:?}");
+        assert!(
+            bytes.starts_with(br#"{"node":7,"seq":42,"at":1764000000123,"t":"deliver","user":3}"#),
+            "{bytes:?}"
+        );
         let (back, text) = decode(&bytes).unwrap();
         assert_eq!((back, text), (header, frame));
-        let beat = Header { node: 1, seq: 1, event: Event::Heartbeat { online: vec![1, 2] } };
+        let beat =
+            Header { node: 1, seq: 1, at: 1_700_000_000_000, event: Event::Heartbeat { online: vec![1, 2] } };
         assert_eq!(decode(&encode(&beat, None)).unwrap(), (beat, ""));
         assert!(decode(b"no newline").is_none());
         assert!(decode(b"{\"node\":1}\n").is_none(), "an incomplete header is not ours");
+        // A node of the version before `at` is understood (as if it queued its events now).
+        let (old, _) = decode(b"{\"node\":7,\"seq\":1,\"t\":\"goodbye\"}\n").unwrap();
+        assert_eq!(old, Header { node: 7, seq: 1, at: 0, event: Event::Goodbye });
     }
 
     fn shared() -> (Arc<Shared>, mpsc::Receiver<Bytes>) {
@@ -515,36 +539,59 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_in_another_nodes_sequence_makes_this_nodes_connections_catch_up() {
+    fn a_gap_in_another_nodes_sequence_makes_this_nodes_connections_catch_up_from_before_it() {
         let (shared, _outbox) = shared();
-        let (tx, mut rx) = mpsc::channel(8);
-        shared.hub.register(UserId(5), "s", tx).unwrap();
-        let deliver = |seq| Header { node: 2, seq, event: Event::Deliver { user: 5 } };
-        shared.receive(deliver(10), "first");
-        shared.receive(deliver(11), "second");
-        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if &*f == "first"));
-        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if &*f == "second"));
-        assert_eq!(shared.resyncs.load(Ordering::Relaxed), 0, "in order: nothing missed");
-        shared.receive(deliver(13), "after a gap");
-        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if &*f == "after a gap"));
-        assert_eq!(shared.resyncs.load(Ordering::Relaxed), 1);
-        match rx.try_recv() {
-            Ok(Outbound::Close(closing)) => assert_eq!(closing.1, 1013),
-            other => panic!("expected the catch-up and close, got {other:?}"),
+        let now = crate::now_ms();
+        let secs = |n: i64| n * 1000;
+        {
+            let mut samples = shared.samples.lock().unwrap();
+            samples.push_back((now - secs(20), 5));
+            samples.push_back((now - secs(10), 7));
+            samples.push_back((now - secs(1), 9));
         }
-        // Told to sync from the newest id committed well before the trouble began.
-        let (tx, mut rx) = mpsc::channel(8);
-        shared.hub.register(UserId(5), "s", tx).unwrap();
-        shared.samples.lock().unwrap().push_back((Instant::now() - MARGIN * 3, 7));
-        shared.samples.lock().unwrap().push_back((Instant::now(), 9));
-        shared.receive(deliver(20), "after another gap");
-        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if &*f == "after another gap"));
-        match rx.try_recv() {
+        let (mailbox, mut inbox) = Mailbox::open(8);
+        shared.hub.register(UserId(5), "s", mailbox).unwrap();
+        let deliver = |seq, at| Header { node: 2, seq, at, event: Event::Deliver { user: 5 } };
+        // Events that waited 8 s in the other node's queue (it had lost NATS) arrive in order.
+        shared.receive(deliver(10, now - secs(8)), "first");
+        shared.receive(deliver(11, now - secs(8)), "second");
+        assert!(matches!(inbox.rx.try_recv(), Ok(Outbound::Frame(f)) if &*f == "first"));
+        assert!(matches!(inbox.rx.try_recv(), Ok(Outbound::Frame(f)) if &*f == "second"));
+        assert_eq!(shared.resyncs.load(Ordering::Relaxed), 0, "in order: nothing missed");
+        // Then one is missing. What it carried may have been committed right after the last
+        // event in order was queued, 8 s ago: the catch-up starts from the newest id sampled
+        // MARGIN before that (5, sampled 20 s ago), not from before the gap was noticed (7).
+        shared.receive(deliver(13, now), "after a gap");
+        assert_eq!(shared.resyncs.load(Ordering::Relaxed), 1);
+        match inbox.rx.try_recv() {
             Ok(Outbound::Close(closing)) => {
-                assert_eq!(&*closing.0, r#"{"type":"catch_up","since":7}"#);
+                assert_eq!(&*closing.0, r#"{"type":"catch_up","since":5}"#);
+                assert_eq!(closing.1, 1013);
             }
             other => panic!("expected the catch-up and close, got {other:?}"),
         }
+        assert!(
+            matches!(inbox.rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)),
+            "the frame after the gap goes to the connections that catch up from the database"
+        );
+        assert_eq!(inbox.catch_up(), Some(MessageId(5)));
+
+        // A connection whose queue is too full for the catch-up frame still hears it: the hub
+        // lets go of its queue, and its writer says where to catch up from once the queued
+        // frames are out.
+        let (mailbox, mut inbox) = Mailbox::open(1);
+        shared.hub.register(UserId(5), "s", mailbox).unwrap();
+        shared.receive(deliver(14, now), "fills the queue");
+        assert_eq!(inbox.catch_up(), None);
+        shared.receive(deliver(16, now), "after another gap");
+        assert_eq!(shared.resyncs.load(Ordering::Relaxed), 2);
+        assert!(matches!(inbox.rx.try_recv(), Ok(Outbound::Frame(f)) if &*f == "fills the queue"));
+        assert!(matches!(inbox.rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)));
+        assert_eq!(
+            inbox.catch_up(),
+            Some(MessageId(7)),
+            "the newest id sampled MARGIN before the last in order"
+        );
     }
 
     #[test]
@@ -552,11 +599,12 @@ mod tests {
         let (shared, _outbox) = shared();
         let alice = UserId(1);
         assert!(!shared.others().online(alice));
-        shared.receive(Header { node: 2, seq: 1, event: Event::Presence { user: 1, online: true } }, "");
+        shared
+            .receive(Header { node: 2, seq: 1, at: 0, event: Event::Presence { user: 1, online: true } }, "");
         assert!(shared.others().online(alice));
-        shared.receive(Header { node: 2, seq: 2, event: Event::Heartbeat { online: vec![] } }, "");
+        shared.receive(Header { node: 2, seq: 2, at: 0, event: Event::Heartbeat { online: vec![] } }, "");
         assert!(!shared.others().online(alice), "the heartbeat is the whole set");
-        shared.receive(Header { node: 3, seq: 1, event: Event::Heartbeat { online: vec![1] } }, "");
+        shared.receive(Header { node: 3, seq: 1, at: 0, event: Event::Heartbeat { online: vec![1] } }, "");
         assert!(shared.others().online(alice));
         shared.others().nodes.get_mut(&3).unwrap().seen = Instant::now() - NODE_TIMEOUT;
         assert!(!shared.others().online(alice), "a node not heard from is gone");

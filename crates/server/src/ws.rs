@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::{self, AuthUser};
 use crate::error::{Result, ServerError};
-use crate::hub::{encode, Outbound, Refused, QUEUE};
+use crate::hub::{encode, Inbox, Mailbox, Outbound, Refused, QUEUE};
 use crate::wsconn::{Incoming, WsConn, WsError};
 use crate::{now_ms, service, Relay};
 
@@ -223,8 +223,8 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
         ))
         .await;
     };
-    let (tx, mut rx) = mpsc::channel::<Outbound>(QUEUE);
-    let (conn_id, first) = match state.fanout.register(user.id, &user.session_id, tx) {
+    let (mailbox, mut inbox) = Mailbox::open(QUEUE);
+    let (conn_id, first) = match state.fanout.register(user.id, &user.session_id, mailbox) {
         Ok(registered) => registered,
         Err(Refused::ShuttingDown) => {
             let reason = CloseReason { code: CloseCode::Away, description: Some("shutting down".into()) };
@@ -275,7 +275,7 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
         server_time: now_ms(),
     };
     let end = match conn.text(&encode(&hello)).await {
-        Ok(()) => serve(&state, &user, conn_id, &mut conn, &mut rx).await,
+        Ok(()) => serve(&state, &user, conn_id, &mut conn, &mut inbox).await,
         Err(_) => End::Gone,
     };
     // (The close, like the refusals above, is boxed: the future of every connection would
@@ -339,7 +339,7 @@ async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
     user: &AuthUser,
     conn_id: u64,
     conn: &mut WsConn<T>,
-    rx: &mut mpsc::Receiver<Outbound>,
+    inbox: &mut Inbox,
 ) -> End {
     let idle = Duration::from_secs(state.config.ws_idle_timeout);
     let mut last_heard = Instant::now();
@@ -423,7 +423,7 @@ async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
                 }
                 if let Err(e) = conn.flush().await { return gone(e); }
             }
-            out = rx.recv() => {
+            out = inbox.rx.recv() => {
                 // Whatever else the hub has queued goes out in the same write.
                 let mut next = out;
                 for _ in 0..OUTBOUND_BATCH {
@@ -434,10 +434,16 @@ async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
                             conn.queue_text(&text);
                             return close(CloseCode::Other(code), why);
                         }
-                        // The hub dropped us (too slow, or shutting down without a frame).
-                        None => return close(CloseCode::Again, "reconnect"),
+                        // The hub dropped us: to catch up (its frame saying so did not fit in
+                        // the queue), or too slow, or shutting down without a frame.
+                        None => {
+                            if let Some(since) = inbox.catch_up() {
+                                conn.queue_text(&encode(&ServerFrame::CatchUp { since }));
+                            }
+                            return close(CloseCode::Again, "reconnect");
+                        }
                     }
-                    match rx.try_recv() {
+                    match inbox.rx.try_recv() {
                         Ok(more) => next = Some(more),
                         Err(mpsc::error::TryRecvError::Empty) => break,
                         Err(mpsc::error::TryRecvError::Disconnected) => next = None,

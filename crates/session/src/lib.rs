@@ -34,6 +34,9 @@
 //! assert_eq!(frames.len(), 1);
 //! let ack = ServerFrame::Ack { client_msg_id: ClientMsgId([7; 16]), id: MessageId(5), ts: 1 };
 //! assert_eq!(outbox.on_frame(&ack), OutboxEvent::Acked { client_msg_id: ClientMsgId([7; 16]), id: MessageId(5), ts: 1 });
+//! // The cursor moves once the sync is complete: everything up to it has arrived.
+//! assert_eq!(outbox.cursor(), MessageId(0));
+//! outbox.on_frame(&ServerFrame::Synced { up_to: MessageId(3), more: false });
 //! assert_eq!(outbox.cursor(), MessageId(5));
 //! ```
 #![deny(missing_docs)]

@@ -56,15 +56,24 @@ pub enum OutboxEvent {
 }
 
 /// Messages sent but not yet acknowledged, and the id up to which this client has everything.
+///
+/// The cursor only ever stands where everything up to it is known to have arrived. While a
+/// sync is under way ([`Outbox::on_hello`] until the last `synced`), messages pushed live (and
+/// acks) may be far ahead of what the sync has brought so far: they are kept apart and count
+/// only once the sync is complete. Otherwise a connection lost mid-sync would leave the cursor
+/// past messages that neither the sync nor the live pushes ever brought, and the next sync
+/// would start after them.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     queue: Vec<Queued>,
     cursor: MessageId,
+    /// While a sync is under way: the highest id pushed live or acknowledged meanwhile.
+    syncing: Option<MessageId>,
 }
 
 impl Default for Outbox {
     fn default() -> Self {
-        Outbox { queue: Vec::new(), cursor: MessageId(0) }
+        Outbox { queue: Vec::new(), cursor: MessageId(0), syncing: None }
     }
 }
 
@@ -92,7 +101,7 @@ impl Outbox {
         self.queue.len() != before
     }
 
-    /// The highest message id this client has seen.
+    /// The id up to which this client has every message.
     pub fn cursor(&self) -> MessageId {
         self.cursor
     }
@@ -104,9 +113,21 @@ impl Outbox {
         }
     }
 
+    /// A message with this id arrived (pushed live or by a sync, or acknowledged): it moves
+    /// the cursor, or, while a sync is under way, counts once that is complete.
+    pub fn arrived(&mut self, id: MessageId) {
+        match &mut self.syncing {
+            Some(ahead) => *ahead = (*ahead).max(id),
+            None => self.advance(id),
+        }
+    }
+
     /// A (re)connect: catch up from the cursor, then resend everything not yet acknowledged,
-    /// except to peers `held` says to hold back (a peer whose key changed).
-    pub fn on_hello(&self, held: impl Fn(&Username) -> bool) -> Vec<ClientFrame> {
+    /// except to peers `held` says to hold back (a peer whose key changed). Send the frames on
+    /// the new connection, which must be the one the relay pushes to from now on.
+    pub fn on_hello(&mut self, held: impl Fn(&Username) -> bool) -> Vec<ClientFrame> {
+        // What earlier connections pushed beyond the last complete sync is not counted on.
+        self.syncing = Some(self.cursor);
         let mut out = vec![ClientFrame::Sync { since: self.cursor }];
         out.extend(self.queue.iter().filter(|q| !held(&q.peer)).map(|q| q.frame.clone()));
         out
@@ -117,7 +138,7 @@ impl Outbox {
         match frame {
             ServerFrame::Ack { client_msg_id, id, ts } => {
                 self.withdraw(*client_msg_id);
-                self.advance(*id);
+                self.arrived(*id);
                 OutboxEvent::Acked { client_msg_id: *client_msg_id, id: *id, ts: *ts }
             }
             ServerFrame::Error { code: ErrorCode::RateLimited, client_msg_id: Some(id), .. }
@@ -130,7 +151,7 @@ impl Outbox {
                 OutboxEvent::Failed { client_msg_id: *id, code: *code, message: message.clone() }
             }
             ServerFrame::Message { message } => {
-                self.advance(message.id);
+                self.arrived(message.id);
                 OutboxEvent::Nothing
             }
             // The relay may have missed telling us of messages after `since`: the sync on the
@@ -139,13 +160,20 @@ impl Outbox {
                 if *since < self.cursor {
                     self.cursor = *since;
                 }
+                // Nothing counts again until the sync after the reconnect is complete.
+                self.syncing = Some(self.cursor);
                 OutboxEvent::Nothing
             }
+            // Each batch brings everything up to `up_to`. The last completes the sync: with
+            // the live pushes to this connection meanwhile, the client has everything.
             ServerFrame::Synced { up_to, more } => {
                 self.advance(*up_to);
                 if *more {
                     OutboxEvent::SyncMore(ClientFrame::Sync { since: *up_to })
                 } else {
+                    if let Some(ahead) = self.syncing.take() {
+                        self.advance(ahead);
+                    }
                     OutboxEvent::Nothing
                 }
             }

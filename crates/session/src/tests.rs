@@ -427,7 +427,9 @@ fn the_outbox_resends_what_was_not_acknowledged_and_holds_changed_peers() {
     let frames = outbox.on_hello(|p| p.as_str() == "carol");
     assert_eq!(&frames[1..], &[send_frame("bob", 1), send_frame("bob", 3)]);
 
-    // An ack removes it and moves the cursor; a resend after that would not include it.
+    // The sync completes; after it, an ack removes the message and moves the cursor; a resend
+    // after that would not include it.
+    outbox.on_frame(&ServerFrame::Synced { up_to: MessageId(0), more: false });
     let ack = ServerFrame::Ack { client_msg_id: ClientMsgId([1; 16]), id: MessageId(10), ts: 9 };
     assert!(matches!(outbox.on_frame(&ack), OutboxEvent::Acked { id: MessageId(10), .. }));
     assert_eq!(outbox.cursor(), MessageId(10));
@@ -617,4 +619,44 @@ fn the_list_does_not_count_an_unread_introduction() {
     assert_eq!(crate::unread_shown(&read, true), 3, "read already: the relay did not count it");
     let none = sealroom_protocol::ConversationSummary { unread: 0, ..summary };
     assert_eq!(crate::unread_shown(&none, true), 0);
+}
+
+/// What arrives while a sync is under way counts only once the sync is complete: a connection
+/// lost mid-sync must not leave the cursor past messages that neither the sync nor the live
+/// pushes brought (found by the NATS-outage test: a sync cut short, then live pushes far
+/// ahead, then a reconnect that synced from past 500 messages never received).
+#[test]
+fn the_cursor_never_passes_what_an_unfinished_sync_has_not_brought() {
+    let message = |id| ServerFrame::Message {
+        message: sealroom_protocol::MessageOut {
+            id: MessageId(id),
+            conversation: conversation_of("alice", "bob"),
+            from: name("bob"),
+            to: name("alice"),
+            client_msg_id: ClientMsgId([0; 16]),
+            envelope: sealroom_protocol::Envelope::new(vec![1; 80]).expect("envelope"),
+            ts: 1,
+        },
+    };
+    let mut outbox = Outbox::default();
+    assert_eq!(outbox.on_hello(|_| false), vec![ClientFrame::Sync { since: MessageId(0) }]);
+    // A first batch, then pushes far ahead, then the connection is lost.
+    outbox.on_frame(&ServerFrame::Synced { up_to: MessageId(500), more: true });
+    outbox.on_frame(&message(2262));
+    let ack = ServerFrame::Ack { client_msg_id: ClientMsgId([1; 16]), id: MessageId(2300), ts: 9 };
+    outbox.on_frame(&ack);
+    assert_eq!(outbox.cursor(), MessageId(500), "only what the sync brought");
+    // The reconnect syncs from there; once its last batch is in, the pushes count.
+    assert_eq!(outbox.on_hello(|_| false), vec![ClientFrame::Sync { since: MessageId(500) }]);
+    outbox.on_frame(&message(2400));
+    outbox.on_frame(&ServerFrame::Synced { up_to: MessageId(2350), more: false });
+    assert_eq!(outbox.cursor(), MessageId(2400));
+    // Between syncs, pushes move it at once.
+    outbox.on_frame(&message(2401));
+    assert_eq!(outbox.cursor(), MessageId(2401));
+    // A catch-up: back, and nothing counts until the next sync is complete.
+    outbox.on_frame(&ServerFrame::CatchUp { since: MessageId(1000) });
+    outbox.on_frame(&message(2402));
+    assert_eq!(outbox.cursor(), MessageId(1000));
+    assert_eq!(outbox.on_hello(|_| false), vec![ClientFrame::Sync { since: MessageId(1000) }]);
 }

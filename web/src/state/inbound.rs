@@ -69,7 +69,7 @@ impl App {
                 }
             }
             ServerFrame::Message { message } => {
-                with_keys(|k| k.outbox.advance(message.id));
+                with_keys(|k| k.outbox.arrived(message.id));
                 spawn_local(async move { app.on_message(message).await })
             }
             ServerFrame::Presence { user, online, last_seen } => self.rooms.convs.update(|cs| {
