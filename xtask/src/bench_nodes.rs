@@ -5,7 +5,6 @@
 //! PostgreSQL and NATS (started here, on free ports, by sealroom-testkit) are not pinned.
 //! Prints every run's JSON line and the table for docs/BENCHMARKS.md.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -52,39 +51,18 @@ struct Running {
 }
 
 fn start_node(dir: &std::path::Path, database: Option<&str>, nats: Option<&str>) -> Result<Node> {
-    let mut c = pinned(0, &root().join("target/release/sealroom"));
-    c.args([
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--log",
-        "warn",
-        "--auth-rate-per-ip",
-        "1000000",
-        // The idle runs hold up to 1,000 connections per user.
-        "--max-connections-per-user",
-        "1000",
-        "--data-dir",
-    ])
-    .arg(dir);
+    let mut extra = Vec::new();
     if let Some(url) = database {
-        c.args(["--database-url", url]);
+        extra.extend(["--database-url", url]);
     }
     if let Some(url) = nats {
-        c.args(["--nats-url", url]);
+        extra.extend(["--nats-url", url]);
     }
-    let mut child = c.stdout(Stdio::piped()).spawn().map_err(|e| format!("starting a relay: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut url = None;
-    for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
-        if let Some(addr) = line.split("listening on ").nth(1) {
-            url = Some(addr.trim().to_owned());
-            break;
-        }
-    }
-    let url = url.ok_or("the relay did not say where it listens")?;
+    let (child, url) = crate::bench_relay::spawn_relay(dir, &extra)?;
+    // Killed on drop, also if it never becomes healthy.
+    let node = Node { child, url };
     // A node among several takes connections once it has reached NATS.
-    let addr = url.trim_start_matches("http://").to_owned();
+    let addr = node.url.trim_start_matches("http://").to_owned();
     for _ in 0..200 {
         use std::io::{Read, Write};
         let healthy = std::net::TcpStream::connect(&addr).ok().is_some_and(|mut s| {
@@ -94,11 +72,11 @@ fn start_node(dir: &std::path::Path, database: Option<&str>, nats: Option<&str>)
             reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")
         });
         if healthy {
-            return Ok(Node { child, url });
+            return Ok(node);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!("{url} never became healthy"))
+    Err(format!("{} never became healthy", node.url))
 }
 
 fn start(setup: usize, round: usize) -> Result<Running> {

@@ -73,45 +73,54 @@ pub(crate) fn pinned(core: usize, program: &std::path::Path) -> Command {
     }
 }
 
+/// Starts the release relay pinned to core 0 with the benchmark's settings, on `dir` and with
+/// `extra` arguments; returns it and the URL it says it listens on.
+pub(crate) fn spawn_relay(dir: &std::path::Path, extra: &[&str]) -> Result<(Child, String)> {
+    let mut c = pinned(0, &root().join("target/release/sealroom"));
+    c.args([
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--log",
+        "warn",
+        "--auth-rate-per-ip",
+        "1000000",
+        // The idle runs hold up to 1,000 connections per user.
+        "--max-connections-per-user",
+        "1000",
+        "--data-dir",
+    ])
+    .arg(dir)
+    .args(extra);
+    listening(c)
+}
+
+/// Spawns `command` (a relay) and reads the URL from its "listening on" line.
+fn listening(mut command: Command) -> Result<(Child, String)> {
+    let mut child = command.stdout(Stdio::piped()).spawn().map_err(|e| format!("starting a relay: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+        if let Some(addr) = line.split("listening on ").nth(1) {
+            return Ok((child, addr.trim().to_owned()));
+        }
+    }
+    let _ = child.kill();
+    Err("the relay did not say where it listens".into())
+}
+
 fn start(reference: bool, round: usize) -> Result<Relay> {
     let dir =
         std::env::temp_dir().join(format!("sealroom-bench-relay-{}-{round}-{reference}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let release = root().join("target/release");
-    let (mut command, db) = if reference {
+    let ((child, url), db) = if reference {
         let db = dir.join("reference.db");
-        let mut c = pinned(0, &release.join("sealroom-bench"));
+        let mut c = pinned(0, &root().join("target/release/sealroom-bench"));
         c.args(["reference", "--bind", "127.0.0.1:0", "--db"]).arg(&db);
-        (c, db)
+        (listening(c)?, db)
     } else {
-        let mut c = pinned(0, &release.join("sealroom"));
-        c.args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-            "--auth-rate-per-ip",
-            "1000000",
-            // The idle runs hold up to 1,000 connections per user.
-            "--max-connections-per-user",
-            "1000",
-            "--data-dir",
-        ])
-        .arg(&dir);
-        (c, dir.join("sealroom.db"))
+        (spawn_relay(&dir, &[])?, dir.join("sealroom.db"))
     };
-    let mut child = command.stdout(Stdio::piped()).spawn().map_err(|e| format!("starting a relay: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut url = None;
-    for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
-        if let Some(addr) = line.split("listening on ").nth(1) {
-            url = Some(addr.trim().to_owned());
-            break;
-        }
-    }
-    let url = url.ok_or("the relay did not say where it listens")?;
     Ok(Relay { child, url, db: db.display().to_string(), _dir: TempDir(dir) })
 }
 

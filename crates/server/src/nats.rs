@@ -266,11 +266,32 @@ impl Shared {
     }
 }
 
+/// The servers `--nats-url` names: comma-separated, each `nats://host:port` (or `host:port`,
+/// or `tls://…`), checked before the node starts.
+fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, crate::error::StartError> {
+    let servers = url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<async_nats::ServerAddr>().map_err(|e| {
+                crate::error::StartError::Invalid(format!("--nats-url {}: {e}", crate::db::redacted(s)))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err(crate::error::StartError::Invalid("--nats-url names no NATS server".into()));
+    }
+    Ok(servers)
+}
+
 impl NatsFanout {
-    /// Starts fan-out through the NATS server at `url`, on a thread of its own with its own
-    /// runtime. Returns at once: the connection is made (and remade) in the background, and
-    /// [`Fanout::bus_connected`] says whether it is up.
+    /// Starts fan-out through the NATS server(s) at `url` (several comma-separated), on a
+    /// thread of its own with its own runtime. Returns at once: the connection is made (and
+    /// remade) in the background, and [`Fanout::bus_connected`] says whether it is up. A URL
+    /// that names no NATS server is refused here, saying which part (without its password).
     pub fn start(url: &str, hub: Hub, newest: NewestId) -> Result<NatsFanout, crate::error::StartError> {
+        let servers = servers(url)?;
         let node = {
             use rand_core::RngCore;
             rand_core::OsRng.next_u64()
@@ -314,11 +335,10 @@ impl NatsFanout {
                     }
                 })
         };
-        let url = url.to_owned();
         let task = shared.clone();
         std::thread::Builder::new()
             .name("sealroom-nats".into())
-            .spawn(move || runtime.block_on(run(task, options, url, rx, newest)))
+            .spawn(move || runtime.block_on(run(task, options, servers, rx, newest)))
             .map_err(crate::error::StartError::io("cannot start the NATS thread"))?;
         Ok(NatsFanout { shared })
     }
@@ -364,12 +384,12 @@ fn on_event(shared: &Shared, event: async_nats::Event) {
 async fn run(
     shared: Arc<Shared>,
     options: async_nats::ConnectOptions,
-    url: String,
+    servers: Vec<async_nats::ServerAddr>,
     mut outbox: mpsc::Receiver<Bytes>,
     newest: NewestId,
 ) {
     let newest: Arc<NewestId> = Arc::new(newest);
-    let client = match options.connect(url.as_str()).await {
+    let client = match options.connect(servers).await {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "cannot use the NATS URL; this node fans out to no other");

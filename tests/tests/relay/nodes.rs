@@ -573,3 +573,43 @@ async fn a_relay_that_loses_postgresql_says_so_refuses_work_clearly_and_recovers
     let texts: Vec<String> = bob.history("alice", 10).await.unwrap().iter().map(|m| m.text()).collect();
     assert_eq!(texts, ["before the outage", "after the outage"]);
 }
+
+/// A node refuses to start on what it cannot run on, and says why (never a password): NATS
+/// without a shared PostgreSQL database, a NATS URL that names no NATS server, a database it
+/// cannot reach. And several NATS servers, comma-separated, are one option: a node given a
+/// dead one and a live one fans out through the live one.
+#[tokio::test]
+async fn a_node_refuses_to_start_on_what_it_cannot_run_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = sealroom_testkit::postgres().database();
+    let refusals: [(&[&str], &[&str]); 4] = [
+        (&["--nats-url", "nats://127.0.0.1:4222"], &["--nats-url", "--database-url postgres://"]),
+        (&["--database-url", &database, "--nats-url", "http://nats.example:4222"], &["--nats-url", "scheme"]),
+        (&["--database-url", &database, "--nats-url", " , "], &["--nats-url names no NATS server"]),
+        (
+            &["--database-url", "postgres://relay:hunter2@127.0.0.1:1/sealroom"],
+            &["cannot open the database", "postgres://relay:***@127.0.0.1:1/sealroom"],
+        ),
+    ];
+    for (args, says) in refusals {
+        let out = std::process::Command::new(sealroom_tests::bin("sealroom"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "started with {args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(says.iter().all(|s| err.contains(s)), "{args:?}: {err}");
+        assert!(!err.contains("hunter2"), "the password was printed: {err}");
+    }
+    // A dead NATS server first, a live one second: the node comes up through the second.
+    let nats = sealroom_testkit::Nats::new();
+    let servers = format!("nats://127.0.0.1:1, {}", nats.url());
+    let node = TestServer::start_on(&database, &["--nats-url", &servers]);
+    node.wait_healthy();
+    let (status, body) = health(&node).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["nats"], "ok", "{body}");
+}
