@@ -184,6 +184,12 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
     fn resyncs(&self) -> u64 {
         0
     }
+    /// Users whose every connection was on another node that died or shut down, for this
+    /// node to announce offline to their peers (taken once, by the relay at start). `None` on
+    /// a single relay, where a user's last connection closing says so.
+    fn take_departures(&self) -> Option<mpsc::UnboundedReceiver<UserId>> {
+        None
+    }
 }
 
 impl Fanout for Hub {

@@ -280,6 +280,24 @@ pub async fn serve(mut config: ServeArgs) -> Result<(), error::StartError> {
             }
         }
     });
+    // Among several nodes: users whose node died (or shut down) with their every connection
+    // are announced offline to their peers, as their last connection closing would have.
+    if let Some(mut departures) = state.fanout.take_departures() {
+        let relay = state.clone();
+        actix_web::rt::spawn(async move {
+            while let Some(user) = departures.recv().await {
+                if relay.fanout.is_online(user) {
+                    continue; // back already, on another node
+                }
+                let named = relay.store.run(move |conn| Ok(store::username(conn, user)?)).await;
+                let Ok(Some(name)) = named else { continue };
+                let Ok(name) = sealroom_protocol::Username::parse(&name) else { continue };
+                if let Err(e) = service::broadcast_presence(&relay, user, &name, false).await {
+                    tracing::warn!(error = %e, user = user.0, "announcing a departed user offline failed");
+                }
+            }
+        });
+    }
     let server = builder.run();
     let handle = server.handle();
     actix_web::rt::spawn(async move {

@@ -168,6 +168,10 @@ struct Shared {
     samples: Mutex<VecDeque<(i64, i64)>>,
     /// When the NATS connection was lost (ms since the epoch; until it is back).
     lost_at: Mutex<Option<i64>>,
+    /// Users left offline everywhere by a node that went away ([`Fanout::take_departures`]).
+    departures: mpsc::UnboundedSender<UserId>,
+    /// Its receiving end, until the relay takes it.
+    departed: Mutex<Option<mpsc::UnboundedReceiver<UserId>>>,
 }
 
 impl Shared {
@@ -211,6 +215,24 @@ impl Shared {
         );
     }
 
+    /// Another node went away (silent, or said goodbye) holding connections of `held`: those
+    /// of them now connected nowhere are announced offline to their peers. By one node only,
+    /// the lowest-numbered of those left, so that peers hear it once.
+    fn departed(&self, held: HashSet<UserId>) {
+        let users: Vec<UserId> = {
+            let others = self.others();
+            if held.is_empty() || others.nodes.keys().any(|n| *n < self.node) {
+                return;
+            }
+            held.into_iter().filter(|u| !others.online(*u)).collect()
+        };
+        for user in users {
+            if !self.hub.is_online(user) {
+                let _ = self.departures.send(user);
+            }
+        }
+    }
+
     fn local_users(&self) -> Vec<i64> {
         self.hub.users().into_iter().map(|u| u.0).collect()
     }
@@ -223,7 +245,7 @@ impl Shared {
         let now = crate::now_ms();
         // An event from a node without a clock stamp (an older version) counts as queued now.
         let queued = if header.at > 0 { header.at.min(now) } else { now };
-        let (gap, last_in_order) = {
+        let (gap, last_in_order, gone) = {
             let mut others = self.others();
             let node = others.nodes.entry(header.node).or_insert_with(|| Node {
                 seen: Instant::now(),
@@ -246,11 +268,16 @@ impl Shared {
                 Event::Heartbeat { online } => node.online = online.iter().copied().map(UserId).collect(),
                 Event::Deliver { .. } | Event::Revoke { .. } | Event::Goodbye => {}
             }
-            if header.event == Event::Goodbye {
-                others.nodes.remove(&header.node);
-            }
-            (gap, last_in_order)
+            let gone = if header.event == Event::Goodbye {
+                others.nodes.remove(&header.node).map(|n| n.online)
+            } else {
+                None
+            };
+            (gap, last_in_order, gone)
         };
+        if let Some(held) = gone {
+            self.departed(held);
+        }
         // First the catch-up, then what came: a connection that this frame would drop as too
         // slow (its queue full) must still hear where to catch up from.
         if gap {
@@ -297,6 +324,7 @@ impl NatsFanout {
             rand_core::OsRng.next_u64()
         };
         let (tx, rx) = mpsc::channel(OUTBOX);
+        let (departures, departed) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             node,
             hub,
@@ -307,6 +335,8 @@ impl NatsFanout {
             resyncs: Default::default(),
             samples: Mutex::default(),
             lost_at: Mutex::default(),
+            departures,
+            departed: Mutex::new(Some(departed)),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -447,14 +477,22 @@ async fn run(
                 });
                 // A node that stopped speaking without a goodbye died (or lost NATS): what it
                 // committed last may never have been published. Forget it, and catch up.
-                let silent = {
+                let (silent, held) = {
                     let mut others = shared.others();
                     let last = others.nodes.values().filter(|n| n.seen.elapsed() >= NODE_TIMEOUT).map(|n| n.last).min();
-                    others.nodes.retain(|_, n| n.seen.elapsed() < NODE_TIMEOUT);
-                    last
+                    let mut held = HashSet::new();
+                    others.nodes.retain(|_, n| {
+                        let alive = n.seen.elapsed() < NODE_TIMEOUT;
+                        if !alive {
+                            held.extend(n.online.drain());
+                        }
+                        alive
+                    });
+                    (last, held)
                 };
                 if let (Some(last), true) = (silent, shared.connected.load(Ordering::SeqCst)) {
                     shared.resync("another node went silent", last);
+                    shared.departed(held);
                 }
             }
         }
@@ -514,6 +552,10 @@ impl Fanout for NatsFanout {
     fn resyncs(&self) -> u64 {
         self.shared.resyncs.load(Ordering::Relaxed)
     }
+
+    fn take_departures(&self) -> Option<mpsc::UnboundedReceiver<UserId>> {
+        self.shared.departed.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 #[cfg(test)]
@@ -544,6 +586,7 @@ mod tests {
 
     fn shared() -> (Arc<Shared>, mpsc::Receiver<Bytes>) {
         let (tx, rx) = mpsc::channel(8);
+        let (departures, departed) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             node: 1,
             hub: Hub::default(),
@@ -554,6 +597,8 @@ mod tests {
             resyncs: Default::default(),
             samples: Mutex::default(),
             lost_at: Mutex::default(),
+            departures,
+            departed: Mutex::new(Some(departed)),
         });
         (shared, rx)
     }
@@ -612,6 +657,26 @@ mod tests {
             Some(MessageId(7)),
             "the newest id sampled MARGIN before the last in order"
         );
+    }
+
+    #[test]
+    fn the_users_a_departed_node_held_alone_are_announced_offline_by_the_lowest_node_left() {
+        let (shared, _outbox) = shared();
+        let mut departures = shared.departed.lock().unwrap().take().unwrap();
+        let beat =
+            |node, seq, online: Vec<i64>| Header { node, seq, at: 0, event: Event::Heartbeat { online } };
+        // Node 2 holds users 5 and 6; 6 has a connection here too.
+        let (mailbox, _inbox) = Mailbox::open(8);
+        shared.hub.register(UserId(6), "s", mailbox).unwrap();
+        shared.receive(beat(2, 1, vec![5, 6]), "");
+        shared.receive(Header { node: 2, seq: 2, at: 0, event: Event::Goodbye }, "");
+        assert_eq!(departures.try_recv().ok(), Some(UserId(5)));
+        assert!(departures.try_recv().is_err(), "6 is still online, here");
+        // With a lower-numbered node left (0), that one announces, not this one.
+        shared.receive(beat(0, 1, vec![]), "");
+        shared.receive(beat(3, 1, vec![7]), "");
+        shared.receive(Header { node: 3, seq: 2, at: 0, event: Event::Goodbye }, "");
+        assert!(departures.try_recv().is_err());
     }
 
     #[test]

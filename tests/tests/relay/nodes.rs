@@ -613,3 +613,34 @@ async fn a_node_refuses_to_start_on_what_it_cannot_run_on() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["nats"], "ok", "{body}");
 }
+
+/// A node that dies takes its users' connections with it, and no connection closing tells
+/// anyone: the nodes left announce them offline to their peers once they notice (a node silent
+/// for 4 s), as the last connection closing would have, with a last-seen time. (Noticing also
+/// makes every connection catch up, so peers mostly learn it from their conversation list on
+/// the reconnect that follows; before this, that list said "online" with no last seen.)
+#[tokio::test]
+async fn the_users_of_a_node_that_dies_are_announced_offline_to_their_peers() {
+    let cluster = Cluster::start(2);
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut alice = a.register("alice").await;
+    let mut bob = b.register("bob").await;
+    let _alice_ws = alice.connect().await.unwrap();
+    let _bob_ws = bob.connect().await.unwrap();
+    // Both have written: they share presence.
+    alice.send_text("bob", "hello", false).await.unwrap();
+    bob.send_text("alice", "hello", false).await.unwrap();
+    let list = bob.conversations().await.unwrap();
+    assert!(list[0].peer_online && list[0].peer_last_seen.is_none(), "alice is online on node A: {list:?}");
+    let victim = a.pid().unwrap();
+    std::process::Command::new("kill").args(["-KILL", &victim.to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = bob.conversations().await.unwrap();
+        if !list[0].peer_online && list[0].peer_last_seen.is_some_and(|t| t > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alice was never announced offline: {list:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
