@@ -15,7 +15,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::state::{futures_channel, now, App, Delivery, FileMeta, Msg, Room};
+use crate::state::{futures_channel, next_event, now, App, Delivery, FileMeta, Msg, Room};
 
 /// Plaintext read from the file per step while encrypting (also the progress granularity).
 const SLICE: f64 = 1024.0 * 1024.0;
@@ -246,7 +246,7 @@ impl App {
                     f.stored = Some(stored.clone());
                 }
             });
-            self.touch_conv(&room, format!("You: File: {payload_name}"), now(), false);
+            self.touch_conv(&room, format!("You: File: {payload_name}"), now(), false, next_event());
             let sent_ms = header.sent_at_ms;
             return self
                 .send_shown(&room, conversation, header.client_msg_id, &payload, vec![resp.blob_id], sent_ms)
@@ -264,7 +264,13 @@ impl App {
                 }
             }
         });
-        self.touch_conv(&Room::Direct(peer.clone()), format!("You: File: {payload_name}"), now(), false);
+        self.touch_conv(
+            &Room::Direct(peer.clone()),
+            format!("You: File: {payload_name}"),
+            now(),
+            false,
+            next_event(),
+        );
         self.enqueue(peer, frame);
     }
 

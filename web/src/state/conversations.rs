@@ -19,11 +19,25 @@ thread_local! {
     /// Group members whose key was checked against the directory on this connection.
     static MEMBERS_CHECKED: std::cell::RefCell<std::collections::BTreeSet<String>> =
         Default::default();
+    /// The last number [`next_event`] gave.
+    static EVENTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A number for something that changes a conversation's preview (a message arriving, a
+/// send, the list being fetched), taken when it happens: the list shows the preview of the
+/// latest, although decrypting an earlier message may finish after a later one's.
+pub(crate) fn next_event() -> u64 {
+    EVENTS.with(|e| {
+        e.set(e.get() + 1);
+        e.get()
+    })
 }
 
 impl App {
     /// Reloads the conversation list, decrypting previews.
     pub async fn load_conversations(self) {
+        // What arrives after this is newer than what the list is about to say.
+        let event = next_event();
         let (list, groups) = match call::<Conversations>(Conversations::PATH, None).await {
             Ok(l) => (l.conversations, l.groups),
             Err(e) if e.error == ErrorCode::SessionRevoked || e.error == ErrorCode::Unauthorized => {
@@ -36,12 +50,12 @@ impl App {
         with_keys(|k| list.iter().for_each(|c| k.vault.directory_mut().learn(c)));
         let mut out = Vec::with_capacity(list.len() + groups.len());
         for c in list {
-            out.push(self.conv_of(c).await);
+            out.push(self.conv_of(c, event).await);
         }
         let names = self.group_names(groups.iter().map(|g| g.id).collect()).await;
         for g in groups {
             let name = names.get(&g.id).cloned();
-            out.push(self.group_conv(g, name).await);
+            out.push(self.group_conv(g, name, event).await);
         }
         sort_convs(&mut out);
         self.rooms.convs.set(out);
@@ -83,7 +97,7 @@ impl App {
 
     /// A group's row: its name (from the device), and the newest message of the archive as
     /// its preview.
-    async fn group_conv(&self, g: GroupSummary, name: Option<String>) -> Conv {
+    async fn group_conv(&self, g: GroupSummary, name: Option<String>, event: u64) -> Conv {
         let me = self.account.me.get_untracked().unwrap_or_default();
         let members: Vec<String> = g.members.iter().map(|m| m.to_string()).collect();
         self.learn_moved(g.id);
@@ -98,6 +112,7 @@ impl App {
             title: group_title(name.as_deref(), &members, &me),
             members,
             preview,
+            preview_event: event,
             ts,
             unread: g.unread,
             online: false,
@@ -110,7 +125,7 @@ impl App {
         }
     }
 
-    pub(crate) async fn conv_of(&self, c: ConversationSummary) -> Conv {
+    pub(crate) async fn conv_of(&self, c: ConversationSummary, event: u64) -> Conv {
         let peer = c.peer.to_string();
         self.check_peer(&peer, Some(c.peer_identity_key)).await;
         let last = match &c.last_message {
@@ -150,6 +165,7 @@ impl App {
             title: peer,
             members: Vec::new(),
             preview,
+            preview_event: event,
             ts,
             unread,
             online: c.peer_online,
@@ -385,12 +401,18 @@ impl App {
         }
     }
 
-    pub(crate) fn touch_conv(&self, room: &Room, preview: String, ts: f64, unread: bool) {
+    /// A message was sent or arrived in `room`: its preview, time and unread count.
+    /// `event` ([`next_event`]) is when it happened: the preview and time change only if it
+    /// is later than what set them.
+    pub(crate) fn touch_conv(&self, room: &Room, preview: String, ts: f64, unread: bool, event: u64) {
         let mut known = true;
         self.rooms.convs.update(|cs| match cs.iter_mut().find(|c| c.room == *room) {
             Some(c) => {
-                c.preview = preview;
-                c.ts = ts;
+                if event >= c.preview_event {
+                    c.preview = preview;
+                    c.preview_event = event;
+                    c.ts = ts;
+                }
                 c.hidden = false;
                 if unread {
                     c.unread += 1;

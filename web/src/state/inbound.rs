@@ -8,6 +8,7 @@ use crate::browser::{is_visible, notify, now};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use super::conversations::next_event;
 use super::keys::with_keys;
 use super::model::*;
 use super::App;
@@ -219,6 +220,8 @@ impl App {
     }
 
     pub(crate) async fn on_message(self, message: MessageOut) {
+        // Taken on arrival (before the first await: messages start in the order they came).
+        let event = next_event();
         let me = self.account.me.get_untracked().unwrap_or_default();
         let mine = message.from.as_str() == me;
         let peer = if mine { message.to.to_string() } else { message.from.to_string() };
@@ -254,6 +257,7 @@ impl App {
             format!("{prefix}{}", msg.text),
             message.ts as f64,
             !(mine || introduction || open && visible),
+            event,
         );
         // Screen readers hear of a message in another chat (the open chat's history is itself
         // a live log).

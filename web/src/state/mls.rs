@@ -30,6 +30,7 @@ use sealroom_session::mls::Changes;
 use sealroom_session::VaultCell;
 use serde::{Deserialize, Serialize};
 
+use super::conversations::next_event;
 use super::keys::{Failure, Fetch, WebVault};
 use super::model::*;
 use super::App;
@@ -679,7 +680,7 @@ impl App {
         let msg = mls_msg(ClientMsgId(entry).to_b64(), None, true, Ok(&payload), sent_ms, None);
         let text = msg.text.clone();
         self.timeline.msgs.update(|m| m.push(Msg { state: Delivery::Sending, ..msg }));
-        self.touch_conv(&room, format!("You: {text}"), sent_ms as f64, false);
+        self.touch_conv(&room, format!("You: {text}"), sent_ms as f64, false, next_event());
         self.send_shown(&room, conversation, entry, &payload, Vec::new(), sent_ms).await;
     }
 
@@ -850,7 +851,13 @@ impl App {
                             }
                         }
                     }
-                    self.touch_conv(&room, preview, *sent_ms as f64, !(mine || system || open && visible));
+                    self.touch_conv(
+                        &room,
+                        preview,
+                        *sent_ms as f64,
+                        !(mine || system || open && visible),
+                        next_event(),
+                    );
                     let title = self.title_of(&room);
                     if !mine && !open {
                         self.ui.announcement.set(if group {

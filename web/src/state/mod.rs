@@ -28,6 +28,7 @@ mod timeline;
 
 pub(crate) use crate::browser::futures_channel;
 pub use crate::browser::now;
+pub(crate) use conversations::next_event;
 pub(crate) use keys::call;
 pub(crate) use mls::GroupChange;
 pub use mls::MOVED;

@@ -150,6 +150,9 @@ pub struct Conv {
     pub members: Vec<String>,
     /// Decrypted preview of the last message.
     pub preview: String,
+    /// Which event set the preview ([`super::conversations::next_event`]): a later one only
+    /// replaces it, whatever order their decryptions finish in.
+    pub preview_event: u64,
     /// Last activity.
     pub ts: f64,
     /// Unread messages.
@@ -453,6 +456,7 @@ mod tests {
             title: format!("p{id}"),
             members: Vec::new(),
             preview: String::new(),
+            preview_event: 0,
             ts,
             unread: 0,
             online: false,
@@ -476,6 +480,7 @@ mod tests {
             title: String::new(),
             members: Vec::new(),
             preview: String::new(),
+            preview_event: 0,
             ts: 0.0,
             unread: u32::from(unread_up_to.is_some()),
             online: false,

@@ -10,6 +10,7 @@ use super::keys::call;
 use crate::browser::now;
 use leptos::prelude::*;
 
+use super::conversations::next_event;
 use super::keys::{with_keys, Failure, Fetch, WebVault};
 use super::model::*;
 use super::App;
@@ -212,7 +213,7 @@ impl App {
                 })
             });
         }
-        self.touch_conv(&Room::Direct(peer.clone()), format!("You: {text}"), now(), false);
+        self.touch_conv(&Room::Direct(peer.clone()), format!("You: {text}"), now(), false, next_event());
         self.enqueue(peer, frame);
     }
 
