@@ -255,6 +255,7 @@ async fn listen_until_stopped(
         position.on_hello(|_| false);
         let mut since = position.cursor();
         trace.push(format!("connection {}: sync from {since:?}", connections.len()));
+        let mut sync_failed = false;
         'sync: loop {
             if sync.send(&ClientFrame::Sync { since }).await.is_err() {
                 break;
@@ -275,6 +276,8 @@ async fn listen_until_stopped(
                     Ok(frame) => trace.push(format!("  (sync connection: {frame:?})")),
                     Err(e) => {
                         trace.push(format!("  sync ended early: {e}"));
+                        // As a client whose connection dropped mid-sync: start again.
+                        sync_failed = true;
                         break 'sync;
                     }
                 }
@@ -282,6 +285,11 @@ async fn listen_until_stopped(
         }
         trace.push(format!("  synced to {:?}; {} caught so far", position.cursor(), caught.len()));
         sync.close().await;
+        if sync_failed {
+            conn.close().await;
+            dropped = true;
+            continue;
+        }
         let mut heard = Vec::new();
         while !stop.load(Ordering::SeqCst) {
             match conn.next_within(Duration::from_millis(200)).await {
