@@ -8,7 +8,7 @@ use sealroom_protocol::*;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else { return };
-    match which % 43 {
+    match which % 47 {
         // Requests: what the relay decodes.
         0 => request::<PreloginRequest>(body),
         1 => request::<RegisterRequest>(body),
@@ -68,6 +68,11 @@ fuzz_target!(|data: &[u8]| {
         39 => request::<ArchiveUpload>(body),
         40 => query::<ArchiveQuery>(body),
         41 => json_body::<ArchivePage>(body),
-        _ => json_body::<ArchiveList>(body),
+        42 => json_body::<ArchiveList>(body),
+        // Running a relay: the invite request, responses.
+        43 => request::<CreateInviteRequest>(body),
+        44 => json_body::<ServerInfo>(body),
+        45 => json_body::<CreatedInvite>(body),
+        _ => json_body::<InviteList>(body),
     }
 });

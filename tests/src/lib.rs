@@ -433,6 +433,37 @@ impl TestServer {
             .expect("sealroom-cli runs")
     }
 
+    /// Runs `sealroom admin --data-dir … [--database-url …] ARGS…` on this relay's data, as
+    /// its operator would (the relay may be running); panics with its output unless it exits 0.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let out = self.admin_output(args);
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "sealroom admin {args:?} failed: {stdout}\n{stderr}");
+        stdout.into_owned()
+    }
+
+    /// [`TestServer::admin`]'s output, whatever its exit status.
+    pub fn admin_output(&self, args: &[&str]) -> Output {
+        Command::new(bin("sealroom"))
+            .arg("admin")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(self.database_url.iter().flat_map(|url| ["--database-url", url]))
+            .args(args)
+            .env_remove("SEALROOM_DATABASE_URL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("sealroom admin runs")
+    }
+
+    /// `sealroom admin --json ARGS…`, parsed.
+    pub fn admin_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.admin(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("sealroom admin {args:?}: {e}: {out}"))
+    }
+
     /// Runs a raw SQL statement against the stored database (Python's sqlite3, or `psql`; the
     /// relay should be stopped): how tests play a malicious or broken server.
     pub fn sql(&self, statement: &str) {

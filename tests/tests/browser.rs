@@ -2214,3 +2214,47 @@ async fn two_people_on_two_relay_nodes_chat_in_real_browsers() {
     close_clean(a).await;
     close_clean(b).await;
 }
+
+#[tokio::test]
+async fn an_invite_only_relay_asks_for_a_code_and_the_operator_can_disable_an_account_mid_chat() {
+    let (server, driver, profiles) = web_scene(&["--registration", "invite"]).await;
+    let mut bob =
+        server.client().register_invited("bob", "password-of-bob", Some(&invite(&server))).await.unwrap();
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    a.goto(&server.url).await.unwrap();
+    watch_console(&a).await;
+    // The form asks for a code once it knows the relay wants one.
+    let code_field = wait_css(&a, "input#invite").await;
+    a.find(Locator::XPath("//label[text()='Invite code']")).await.unwrap();
+    fill_credentials(&a, "alice", "pw-alice-long").await;
+    a.find(Locator::Id("confirm")).await.unwrap().send_keys("pw-alice-long").await.unwrap();
+    // A wrong code: told so, nothing made.
+    code_field.send_keys("WRONG-CODE-0000-0000").await.unwrap();
+    a.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+    wait_text(&a, "form.card .error", "invite code is not valid").await;
+    std::fs::write(artifacts().join("invite-wrong-code.png"), a.screenshot().await.unwrap()).unwrap();
+    // The right one, typed in lower case.
+    code_field.clear().await.unwrap();
+    code_field.send_keys(&invite(&server).to_lowercase()).await.unwrap();
+    a.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+    wait_css(&a, ".sidebar").await;
+    bob.send_text("alice", "hello alice", false).await.unwrap();
+    wait_text(&a, ".conv .preview", "hello alice").await;
+
+    // The operator disables alice while her chat is open: she is signed out at once, told why,
+    // and cannot sign in again.
+    server.admin(&["disable", "alice"]);
+    wait_text(&a, "form.card", "disabled by the relay's operator").await;
+    submit_sign_in(&a, "alice").await;
+    wait_text(&a, "form.card .error", "disabled by the server's operator").await;
+    std::fs::write(artifacts().join("disabled-account.png"), a.screenshot().await.unwrap()).unwrap();
+    server.admin(&["enable", "alice"]);
+    a.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
+    wait_css(&a, ".sidebar").await;
+    close_clean(a).await;
+}
+
+/// A one-use invite code from the relay's operator.
+fn invite(server: &TestServer) -> String {
+    server.admin(&["invites", "create"]).lines().last().unwrap().trim().to_owned()
+}

@@ -5,6 +5,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::icons::{Icon, Svg};
+use sealroom_protocol::Registration;
+
 use crate::state::{App, Screen};
 use crate::strength::PasswordCheck;
 
@@ -54,7 +56,11 @@ pub fn AuthScreen() -> impl IntoView {
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let confirm = RwSignal::new(String::new());
+    let invite = RwSignal::new(String::new());
     let signing_up = move || app.account.screen.get() == Screen::SignUp;
+    let needs_invite = move || app.account.registration.get() == Registration::Invite;
+    let closed = move || signing_up() && app.account.registration.get() == Registration::Closed;
+    spawn_local(app.load_server_info());
     let check = PasswordCheck::new(password.into(), username.into(), Signal::derive(signing_up));
     let username_ref = NodeRef::<leptos::html::Input>::new();
     let choose = move |screen: Screen| {
@@ -82,12 +88,19 @@ pub fn AuthScreen() -> impl IntoView {
                 app.account.auth_error.set(Some(crate::state::USERNAME_RULE.into()));
                 return;
             }
+            let code = Some(invite.get_untracked()).filter(|c| !c.trim().is_empty());
+            if needs_invite() && code.is_none() {
+                app.account
+                    .auth_error
+                    .set(Some("This server is invite-only: enter the invite code you were given.".into()));
+                return;
+            }
             spawn_local(async move {
                 if let Some(why) = refuse_weak(check, app.account.busy).await {
                     app.account.auth_error.set(Some(why));
                     return;
                 }
-                app.sign_up(u, p).await;
+                app.sign_up(u, p, code).await;
             });
         } else {
             spawn_local(app.sign_in(u, p));
@@ -134,7 +147,17 @@ pub fn AuthScreen() -> impl IntoView {
                     <label for="confirm">"Repeat password"</label>
                     <input id="confirm" name="confirm" type="password" autocomplete="new-password" required
                         prop:value=move || confirm.get() on:input=move |ev| { app.account.auth_error.set(None); confirm.set(event_target_value(&ev)); } />
+                    <Show when=needs_invite>
+                        <label for="invite">"Invite code"</label>
+                        <input id="invite" name="invite" type="text" autocomplete="off" autocapitalize="characters"
+                            spellcheck="false" required placeholder="XXXX-XXXX-XXXX-XXXX" aria-describedby="invite-hint"
+                            prop:value=move || invite.get() on:input=move |ev| { app.account.auth_error.set(None); invite.set(event_target_value(&ev)); } />
+                        <p class="small muted" id="invite-hint">"This server is invite-only. Its operator or an admin can give you a code."</p>
+                    </Show>
                     <p class="small notice-reset">{NO_RESET}</p>
+                </Show>
+                <Show when=closed>
+                    <p class="notice" role="status" id="registration-closed">"This server is not taking new accounts. If you already have one, sign in."</p>
                 </Show>
                 <label class="check remember">
                     <input type="checkbox" id="shared" prop:checked=move || !app.account.remember.get()
@@ -143,7 +166,7 @@ pub fn AuthScreen() -> impl IntoView {
                 </label>
                 {move || app.account.auth_error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
                 {move || app.account.busy.get().map(|b| view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>{b}</p> })}
-                <button type="submit" class="primary" disabled=move || app.account.busy.get().is_some()>
+                <button type="submit" class="primary" disabled=move || app.account.busy.get().is_some() || closed()>
                     {move || if signing_up() { "Create account" } else { "Sign in" }}
                 </button>
             </form>

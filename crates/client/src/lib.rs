@@ -172,8 +172,19 @@ impl Client {
     /// backup sealed here ([`sealroom_session::flows::register`]). Argon2id runs on a
     /// blocking thread.
     pub async fn register(&self, username: &str, password: &str) -> Result<Session> {
+        self.register_invited(username, password, None).await
+    }
+
+    /// [`register`](Self::register) with an invite code, for a relay whose registration is
+    /// invite-only.
+    pub async fn register_invited(
+        &self,
+        username: &str,
+        password: &str,
+        invite: Option<&str>,
+    ) -> Result<Session> {
         let username = parse(username)?;
-        let (resp, vault) = flows::register(&self.transport(None), &username, password).await?;
+        let (resp, vault) = flows::register(&self.transport(None), &username, password, invite).await?;
         Ok(Session::start(self.clone(), resp, vault))
     }
 

@@ -91,6 +91,113 @@ pub struct RegisterRequest {
     pub identity_key: IdentityKey,
     /// The sealed key backup.
     pub key_backup: SealedBackup,
+    /// An invite code, needed when the relay's registration is `invite` (see [`ServerInfo`]);
+    /// as the user typed it (case, spaces and dashes do not matter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
+}
+
+/// Who may create an account on this relay (`--registration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    /// Anyone.
+    Open,
+    /// Whoever has an invite code.
+    Invite,
+    /// No one: the operator creates no accounts through sign-up.
+    Closed,
+}
+
+impl Registration {
+    /// The wire (and command-line) word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Registration::Open => "open",
+            Registration::Invite => "invite",
+            Registration::Closed => "closed",
+        }
+    }
+}
+
+/// `GET /api/server`: what a sign-up form needs to know before anyone is signed in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServerInfo {
+    /// Who may register.
+    pub registration: Registration,
+}
+
+/// `POST /api/admin/invites` (relay admins only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateInviteRequest {
+    /// Sign-ups the code allows (1 to 10,000).
+    pub max_uses: u32,
+    /// Seconds until the code expires (at most a year); none: it never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
+    /// A note for the admins (whom it is for), at most 200 characters.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Where an invite stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InviteState {
+    /// It can still be used.
+    Active,
+    /// Every use is taken.
+    UsedUp,
+    /// Past its expiry.
+    Expired,
+    /// Revoked by an admin.
+    Revoked,
+}
+
+/// An invite as admins see it. The code itself is shown once, when it is created: the relay
+/// keeps only a hash of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InviteInfo {
+    /// Its id (to revoke it).
+    pub id: i64,
+    /// The admins' note.
+    pub note: String,
+    /// Sign-ups allowed.
+    pub max_uses: u32,
+    /// Sign-ups made with it.
+    pub uses: u32,
+    /// When it was made.
+    pub created_at: i64,
+    /// When it expires, if ever.
+    pub expires_at: Option<i64>,
+    /// The admin who made it (none: the admin CLI).
+    pub created_by: Option<Username>,
+    /// Where it stands now.
+    pub state: InviteState,
+}
+
+/// A new invite, with its code (shown this once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedInvite {
+    /// The code to hand to the people invited.
+    pub code: String,
+    /// The invite.
+    pub invite: InviteInfo,
+}
+
+/// `GET /api/admin/invites`: every invite, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InviteList {
+    /// The invites.
+    pub invites: Vec<InviteInfo>,
 }
 
 /// `POST /api/login`.
@@ -120,6 +227,10 @@ pub struct Me {
     pub key_backup_version: i64,
     /// Account creation time.
     pub created_at: i64,
+    /// Whether this user administers the relay (may manage invites); granted by the operator
+    /// with `sealroom admin grant-admin`.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// Answer to register, login and password change. Browsers also get the token as an

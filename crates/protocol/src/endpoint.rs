@@ -206,6 +206,14 @@ endpoints! {
     ArchivedHistory, Get, "/api/archive/{id}", () => ArchivePage;
     /// Deletes this user's whole history archive (turning it off: strict forward secrecy).
     DeleteArchive, Delete, "/api/archive", () => ();
+    /// Who may register here (needs no session).
+    GetServerInfo, Get, "/api/server", () => ServerInfo;
+    /// Creates an invite code (relay admins only).
+    CreateInvite, Post, "/api/admin/invites", CreateInviteRequest => CreatedInvite, created;
+    /// Every invite, newest first (relay admins only).
+    Invites, Get, "/api/admin/invites", () => InviteList;
+    /// Revokes invite `{id}` (relay admins only).
+    RevokeInvite, Delete, "/api/admin/invites/{id}", () => ();
     /// This API's OpenAPI 3.1 description (generated from these declarations).
     OpenApiDocument, Get, "/api/openapi.json", () => serde_json::Value;
 }

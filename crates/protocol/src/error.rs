@@ -53,6 +53,14 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// A key backup update was based on an older version than the stored one.
     StaleBackupVersion,
+    /// Registration needs an invite code here and none was given.
+    InviteRequired,
+    /// The invite code is wrong, used up, expired or revoked.
+    InviteInvalid,
+    /// This relay takes no new accounts.
+    RegistrationClosed,
+    /// The operator disabled this account: it may not sign in.
+    AccountDisabled,
     /// Key derivation parameters outside the accepted range.
     KdfParamsRejected,
     /// The client speaks a protocol version the server does not.
@@ -60,7 +68,8 @@ pub enum ErrorCode {
     /// A group entry was made in an epoch other than the group's current one (a concurrent
     /// commit won): process the log up to the current epoch, then retry.
     StaleEpoch,
-    /// Only a group's admins may add members, remove others or change the admins.
+    /// Only a group's admins may add members, remove others or change the admins; only the
+    /// relay's admins may manage invites.
     NotAdmin,
     /// The group would have more members than the relay allows.
     GroupFull,
@@ -100,6 +109,10 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::MethodNotAllowed,
         ErrorCode::StaleBackupVersion,
+        ErrorCode::InviteRequired,
+        ErrorCode::InviteInvalid,
+        ErrorCode::RegistrationClosed,
+        ErrorCode::AccountDisabled,
         ErrorCode::KdfParamsRejected,
         ErrorCode::UnsupportedProtocol,
         ErrorCode::StaleEpoch,
@@ -118,7 +131,8 @@ impl ErrorCode {
             InvalidJson | UnknownFrame | InvalidField | InvalidBase64 | InvalidLength | InvalidUsername
             | KdfParamsRejected | UnsupportedProtocol => 400,
             Unauthorized | SessionRevoked | TokenExpired | InvalidCredentials => 401,
-            BadOrigin | NotAdmin | DeviceRevoked => 403,
+            BadOrigin | NotAdmin | DeviceRevoked | InviteRequired | InviteInvalid | RegistrationClosed
+            | AccountDisabled => 403,
             NotFound | UnknownRecipient | UnknownBlob => 404,
             UsernameTaken | StaleBackupVersion | StaleEpoch | GroupFull | Conflict => 409,
             FrameTooLarge | EnvelopeTooLarge | PayloadTooLarge | QuotaExceeded => 413,
@@ -155,6 +169,10 @@ impl ErrorCode {
             RateLimited => "rate_limited",
             MethodNotAllowed => "method_not_allowed",
             StaleBackupVersion => "stale_backup_version",
+            InviteRequired => "invite_required",
+            InviteInvalid => "invite_invalid",
+            RegistrationClosed => "registration_closed",
+            AccountDisabled => "account_disabled",
             KdfParamsRejected => "kdf_params_rejected",
             UnsupportedProtocol => "unsupported_protocol",
             StaleEpoch => "stale_epoch",

@@ -121,6 +121,10 @@ bodies!(
     crate::MessageOut,
     crate::UploadResponse,
     crate::StorageInfo,
+    crate::ServerInfo,
+    crate::CreateInviteRequest,
+    crate::CreatedInvite,
+    crate::InviteList,
 );
 
 /// One endpoint as an OpenAPI operation.
@@ -160,7 +164,7 @@ impl Operation {
 }
 
 /// Endpoints that need no session.
-const PUBLIC: &[&str] = &["Prelogin", "Register", "Login", "OpenApiDocument"];
+const PUBLIC: &[&str] = &["Prelogin", "Register", "Login", "GetServerInfo", "OpenApiDocument"];
 
 fn schema_ref(name: &str) -> RefOr<Schema> {
     RefOr::Ref(utoipa::openapi::Ref::from_schema_name(name))
@@ -423,6 +427,9 @@ fn nested_schemas() -> Vec<(Cow<'static, str>, RefOr<Schema>)> {
         s::<crate::ArchiveEntryIn>(),
         s::<crate::ArchiveEntry>(),
         s::<crate::ArchivedConversation>(),
+        s::<crate::Registration>(),
+        s::<crate::InviteInfo>(),
+        s::<crate::InviteState>(),
     ]
 }
 

@@ -146,9 +146,58 @@ fn rest_bodies() {
             kdf: KdfParams { m_kib: 65536, t: 3, p: 1 },
             identity_key: IdentityKey([1; 32]),
             key_backup: SealedBackup::new(vec![9, 9]).unwrap(),
+            invite: None,
         },
         json!({"username": "alice", "auth_key": KEY_B64, "salt": "AwMDAwMDAwMDAwMDAwMDAw==",
                "kdf": {"m_kib": 65536, "t": 3, "p": 1}, "identity_key": KEY_B64, "key_backup": "CQk="}),
+    );
+    round_trip(
+        &RegisterRequest {
+            username: alice(),
+            auth_key: AuthKeyBytes([1; 32]),
+            salt: Salt([3; 16]),
+            kdf: KdfParams { m_kib: 65536, t: 3, p: 1 },
+            identity_key: IdentityKey([1; 32]),
+            key_backup: SealedBackup::new(vec![9, 9]).unwrap(),
+            invite: Some("7kq2-m9xd-4htr-wb6n".into()),
+        },
+        json!({"username": "alice", "auth_key": KEY_B64, "salt": "AwMDAwMDAwMDAwMDAwMDAw==",
+               "kdf": {"m_kib": 65536, "t": 3, "p": 1}, "identity_key": KEY_B64, "key_backup": "CQk=",
+               "invite": "7kq2-m9xd-4htr-wb6n"}),
+    );
+    round_trip(&ServerInfo { registration: Registration::Invite }, json!({"registration": "invite"}));
+    round_trip(&ServerInfo { registration: Registration::Open }, json!({"registration": "open"}));
+    round_trip(&ServerInfo { registration: Registration::Closed }, json!({"registration": "closed"}));
+    round_trip(
+        &CreateInviteRequest { max_uses: 5, expires_in_secs: Some(86_400), note: "the Smiths".into() },
+        json!({"max_uses": 5, "expires_in_secs": 86400, "note": "the Smiths"}),
+    );
+    let invite = InviteInfo {
+        id: 3,
+        note: "the Smiths".into(),
+        max_uses: 5,
+        uses: 1,
+        created_at: 1000,
+        expires_at: Some(2000),
+        created_by: Some(alice()),
+        state: InviteState::Active,
+    };
+    round_trip(
+        &CreatedInvite { code: "7KQ2-M9XD-4HTR-WB6N".into(), invite: invite.clone() },
+        json!({"code": "7KQ2-M9XD-4HTR-WB6N", "invite": {"id": 3, "note": "the Smiths", "max_uses": 5,
+               "uses": 1, "created_at": 1000, "expires_at": 2000, "created_by": "alice", "state": "active"}}),
+    );
+    round_trip(
+        &InviteList {
+            invites: vec![InviteInfo {
+                created_by: None,
+                expires_at: None,
+                state: InviteState::UsedUp,
+                ..invite
+            }],
+        },
+        json!({"invites": [{"id": 3, "note": "the Smiths", "max_uses": 5, "uses": 1, "created_at": 1000,
+               "expires_at": null, "created_by": null, "state": "used_up"}]}),
     );
     round_trip(
         &PreloginResponse { salt: Salt([3; 16]), kdf: KdfParams { m_kib: 65536, t: 3, p: 1 } },
@@ -275,6 +324,10 @@ fn every_error_code_has_its_wire_name_and_a_status() {
         RateLimited,
         MethodNotAllowed,
         StaleBackupVersion,
+        InviteRequired,
+        InviteInvalid,
+        RegistrationClosed,
+        AccountDisabled,
         KdfParamsRejected,
         UnsupportedProtocol,
         StaleEpoch,
@@ -297,6 +350,11 @@ fn every_error_code_has_its_wire_name_and_a_status() {
     assert_eq!(StaleEpoch.http_status(), 409);
     assert_eq!(serde_json::to_value(Unavailable).unwrap(), json!("unavailable"));
     assert_eq!(Unavailable.http_status(), 503);
+    assert_eq!(serde_json::to_value(InviteRequired).unwrap(), json!("invite_required"));
+    assert_eq!(serde_json::to_value(InviteInvalid).unwrap(), json!("invite_invalid"));
+    assert_eq!(serde_json::to_value(RegistrationClosed).unwrap(), json!("registration_closed"));
+    assert_eq!(serde_json::to_value(AccountDisabled).unwrap(), json!("account_disabled"));
+    assert_eq!(RegistrationClosed.http_status(), 403);
 }
 
 #[test]

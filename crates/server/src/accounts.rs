@@ -106,6 +106,7 @@ pub fn me_of(row: &store::UserRow) -> Result<Me> {
         key_backup: SealedBackup::new(row.key_backup.clone()).map_err(|_| bad("key backup"))?,
         key_backup_version: row.key_backup_version,
         created_at: row.created_at,
+        admin: row.is_admin,
     })
 }
 
@@ -124,6 +125,7 @@ async fn start_session(state: &Relay, user: store::UserRow) -> Result<Granted> {
     let revoked = state
         .store
         .write(move |conn| {
+            crate::policy::may_sign_in(conn, row.user_id)?;
             store::insert_session(conn, &row)?;
             if single {
                 Ok(store::revoke_sessions(conn, row.user_id, Some(&row.id), now)?)
@@ -171,6 +173,7 @@ pub async fn prelogin(state: &Relay, name: Username) -> Result<PreloginResponse>
 pub async fn register(state: &Relay, ip: &str, body: RegisterRequest) -> Result<Granted> {
     limit(&state.auth_ip_total, ip)?;
     limit(&state.auth_ip_limit, ip)?;
+    let invite = crate::policy::registration(state.config.registration(), body.invite.as_deref())?;
     check_kdf(&body.kdf)?;
     let auth_key = body.auth_key;
     let hash = state.hash(move || auth::hash_auth_key(&auth_key.0)).await??;
@@ -189,16 +192,24 @@ pub async fn register(state: &Relay, ip: &str, body: RegisterRequest) -> Result<
                 key_backup: body.key_backup.as_bytes(),
                 created_at: now,
             };
-            store::insert_user(conn, &new).map_err(|e| {
+            // The invite's use is taken in the same transaction: a sign-up that fails after it
+            // (a taken name) gives it back.
+            let invite = match &invite {
+                Some(hash) => Some(crate::policy::redeemed(store::admin::redeem_invite(conn, hash, now)?)?),
+                None => None,
+            };
+            let user = store::insert_user(conn, &new).map_err(|e| {
                 if store::is_unique_violation(&e) {
                     ServerError::api(ErrorCode::UsernameTaken, format!("the name {} is taken", body.username))
                 } else {
                     e.into()
                 }
-            })
+            })?;
+            Ok((user, invite))
         })
         .await?;
-    tracing::info!(user = user.id.0, "registered");
+    let (user, invite) = user;
+    tracing::info!(user = user.id.0, invite, "registered");
     start_session(state, user).await
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use sealroom_protocol::Registration;
 
 /// Sealroom relay: accounts, sessions and an end-to-end encrypted message relay. It stores
 /// only ciphertext and public keys; it never sees a password, a private key or a plaintext.
@@ -23,7 +24,125 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the relay (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Manage accounts, sessions and invites on a relay's database, also while it runs (every
+    /// change reaches its live connections within a second).
+    Admin(AdminArgs),
+}
+
+/// The database a command works on: the same flags (and environment) as `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The relay's data directory.
+    #[arg(long, env = "SEALROOM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// The database: a SQLite file path, or `postgres://USER:PASSWORD@HOST/DB` [default:
+    /// <data-dir>/sealroom.db].
+    #[arg(long, env = "SEALROOM_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// The database URL, defaulting into the data dir.
+    pub fn database_url(&self) -> String {
+        database_url(&self.data_dir, self.database_url.as_deref())
+    }
+}
+
+fn database_url(data_dir: &std::path::Path, url: Option<&str>) -> String {
+    url.map(str::to_owned).unwrap_or_else(|| data_dir.join("sealroom.db").to_string_lossy().into_owned())
+}
+
+/// `sealroom admin`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// Where the relay's data is.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print JSON (one document) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// `sealroom admin …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// Every account: name, created, last seen, devices, storage used, admin, disabled.
+    Users,
+    /// Disables an account: its sessions and sockets end at once, and it may not sign in.
+    Disable {
+        /// The username.
+        user: String,
+    },
+    /// Lets a disabled account sign in again.
+    Enable {
+        /// The username.
+        user: String,
+    },
+    /// A user's sessions (signed-in browsers and CLIs), newest first.
+    Sessions {
+        /// The username.
+        user: String,
+    },
+    /// Ends one session of a user (its id from `sessions`), or all of them.
+    Revoke {
+        /// The username.
+        user: String,
+        /// The session; without it, every session of the user.
+        session: Option<String>,
+    },
+    /// Invite codes (for `--registration invite`).
+    #[command(subcommand)]
+    Invites(InviteCommand),
+    /// Makes a user a relay admin: they may manage invites in the web client.
+    GrantAdmin {
+        /// The username.
+        user: String,
+    },
+    /// Takes a user's relay admin role away.
+    RevokeAdmin {
+        /// The username.
+        user: String,
+    },
+    /// Users, messages, stored bytes and open connections.
+    Stats,
+    /// Everything the relay stores for one user (names, times, sizes, and the ciphertext as
+    /// base64), to show that nothing in it is readable.
+    Inspect {
+        /// The username.
+        user: String,
+        /// Most entries of each kind to print (newest first).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+/// `sealroom admin invites …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum InviteCommand {
+    /// Makes an invite code; prints it as the last line.
+    Create {
+        /// Sign-ups it allows.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Lifetime (e.g. 12h, 7d, 30d), or `never`.
+        #[arg(long, default_value = "7d")]
+        expires: String,
+        /// A note for yourself: whom it is for.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Every invite, newest first (codes are not kept, so not shown).
+    List,
+    /// Revokes an invite by its id (from `list`).
+    Revoke {
+        /// The invite's id.
+        id: i64,
+    },
 }
 
 /// Options of `sealroom serve`.
@@ -160,6 +279,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_GC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub gc_interval: Duration,
 
+    /// Who may create an account: `open` (anyone), `invite` (with a code from `sealroom admin
+    /// invites create` or a relay admin), `closed` (no one) [default: open when listening on
+    /// loopback only, invite otherwise; said at start].
+    #[arg(long, env = "SEALROOM_REGISTRATION", value_parser = parse_registration)]
+    pub registration: Option<Registration>,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `sealroom_server=debug`.
     #[arg(long, env = "SEALROOM_LOG", default_value = "info")]
     pub log: String,
@@ -174,9 +299,17 @@ impl ServeArgs {
 
     /// The database URL, defaulting into the data dir.
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("sealroom.db").to_string_lossy().into_owned())
+        database_url(&self.data_dir, self.database_url.as_deref())
+    }
+
+    /// Who may register: as asked, else open on loopback only and invite-only beyond it (a
+    /// relay others can reach is not open to the world unless the operator says so).
+    pub fn registration(&self) -> Registration {
+        self.registration.unwrap_or(if self.bind.ip().is_loopback() {
+            Registration::Open
+        } else {
+            Registration::Invite
+        })
     }
 
     /// The web dir, defaulting to ./web/dist when it exists.
@@ -185,6 +318,15 @@ impl ServeArgs {
             let d = PathBuf::from("web/dist");
             d.join("index.html").exists().then_some(d)
         })
+    }
+}
+
+fn parse_registration(text: &str) -> Result<Registration, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "open" => Ok(Registration::Open),
+        "invite" => Ok(Registration::Invite),
+        "closed" => Ok(Registration::Closed),
+        other => Err(format!("`{other}` is not one of open, invite, closed")),
     }
 }
 
@@ -265,5 +407,46 @@ mod tests {
         let cli = Cli::try_parse_from(["sealroom", "serve", "--token-ttl", "12h"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Serve(a)) if a.token_ttl == Duration::from_secs(43_200)));
         assert!(Cli::try_parse_from(["sealroom", "--bind", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn registration_is_open_on_loopback_and_invite_only_beyond_unless_told() {
+        let serve = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["sealroom", "serve"], args].concat()).unwrap();
+            match cli.command {
+                Some(Command::Serve(a)) => a.registration(),
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(serve(&["--bind", "127.0.0.1:8080"]), Registration::Open);
+        assert_eq!(serve(&["--bind", "[::1]:8080"]), Registration::Open);
+        assert_eq!(serve(&["--bind", "0.0.0.0:8080"]), Registration::Invite);
+        assert_eq!(serve(&["--bind", "192.168.1.5:443"]), Registration::Invite);
+        assert_eq!(serve(&["--bind", "0.0.0.0:8080", "--registration", "open"]), Registration::Open);
+        assert_eq!(serve(&["--registration", "Closed"]), Registration::Closed);
+        assert!(Cli::try_parse_from(["sealroom", "--registration", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn admin_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "sealroom",
+            "admin",
+            "--data-dir",
+            "/x",
+            "invites",
+            "create",
+            "--uses",
+            "3",
+        ])
+        .unwrap();
+        let Some(Command::Admin(a)) = cli.command else { panic!("admin") };
+        assert_eq!(a.store.database_url(), "/x/sealroom.db");
+        assert!(matches!(a.command, AdminCommand::Invites(InviteCommand::Create { uses: 3, .. })));
+        let cli = Cli::try_parse_from(["sealroom", "admin", "revoke", "bob", "--json"]).unwrap();
+        let Some(Command::Admin(a)) = cli.command else { panic!("admin") };
+        assert!(a.json);
+        assert!(matches!(a.command, AdminCommand::Revoke { session: None, .. }));
+        assert!(Cli::try_parse_from(["sealroom", "admin", "teleport"]).is_err());
     }
 }

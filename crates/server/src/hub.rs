@@ -172,6 +172,11 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
     fn send_to_user(&self, user: UserId, frame: &Arc<str>, except: Option<u64>);
     /// Tells these sessions' connections they were revoked, and closes them.
     fn revoke_sessions(&self, user: UserId, session_ids: &[String], reason: &str);
+    /// The same for this node's connections only: for sessions ended by `sealroom admin`,
+    /// which every node reads for itself ([`crate::admin::watch_kicks`]).
+    fn revoke_here(&self, user: UserId, session_ids: &[String], reason: &str) {
+        self.revoke_sessions(user, session_ids, reason)
+    }
     /// Shutdown: refuses new connections and asks every open one to reconnect later.
     fn close_all(&self);
     /// Open connections.

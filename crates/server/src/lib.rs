@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod blobs;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod db;
 pub mod error;
 pub mod groups;
 pub mod hub;
+pub mod invites;
 pub mod limits;
 pub mod metrics;
 pub mod nats;
@@ -256,8 +258,13 @@ pub async fn serve(mut config: ServeArgs) -> Result<(), error::StartError> {
         database = %crate::db::redacted(&config.database_url()),
         web = ?config.web_dir(),
         single_session = config.single_session,
+        registration = config.registration().as_str(),
         "sealroom relay started"
     );
+    println!("{}", registration_notice(&config));
+    actix_web::rt::spawn(admin::watch_kicks(state.clone()));
+    let node = format!("{}-{}", std::process::id(), auth::new_session_id().get(..8).unwrap_or("relay"));
+    actix_web::rt::spawn(admin::report_connections(state.clone(), node.clone()));
     let gc_state = state.clone();
     actix_web::rt::spawn(async move {
         let mut tick = tokio::time::interval(gc_state.config.gc_interval);
@@ -273,6 +280,12 @@ pub async fn serve(mut config: ServeArgs) -> Result<(), error::StartError> {
             }
             // Sessions that can never authenticate again (a day of grace, for the logs).
             let before = gc_state.clock.now_ms() - 24 * 3600 * 1000;
+            let kicks_before = gc_state.clock.now_ms() - 3600 * 1000;
+            if let Err(e) =
+                gc_state.store.write(move |conn| Ok(store::admin::prune_kicks(conn, kicks_before)?)).await
+            {
+                tracing::warn!(error = %e, "pruning admin kicks failed");
+            }
             match gc_state.store.write(move |conn| Ok(store::prune_sessions(conn, before)?)).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "pruned expired and revoked sessions"),
@@ -306,11 +319,33 @@ pub async fn serve(mut config: ServeArgs) -> Result<(), error::StartError> {
         state.fanout.close_all();
         // Give writers a moment to flush their close frames.
         tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = state.store.write(move |conn| Ok(store::admin::forget_relay(conn, &node)?)).await;
         handle.stop(true).await;
     });
     server.await.map_err(error::StartError::io("the HTTP server failed"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `serve` says at start about who may register.
+fn registration_notice(config: &ServeArgs) -> String {
+    let how = match config.registration() {
+        sealroom_protocol::Registration::Open => {
+            "open: anyone who can reach this relay may create an account"
+        }
+        sealroom_protocol::Registration::Invite => {
+            "invite: sign-up needs a code from `sealroom admin invites create`"
+        }
+        sealroom_protocol::Registration::Closed => "closed: no one may create an account",
+    };
+    let why = if config.registration.is_some() {
+        ""
+    } else if config.bind.ip().is_loopback() {
+        " (the default on loopback; --registration to change)"
+    } else {
+        " (the default beyond loopback; --registration open to let anyone in)"
+    };
+    format!("registration {how}{why}")
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<(), error::StartError> {

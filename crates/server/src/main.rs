@@ -7,7 +7,15 @@ use sealroom_server::config::{Cli, Command};
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
-        Some(Command::Serve(args)) => args,
+        Some(Command::Serve(args)) => *args,
+        Some(Command::Admin(args)) => {
+            // Only warnings and errors: the output is the command's.
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+                .with_writer(std::io::stderr)
+                .init();
+            return sealroom_server::admin::run(args).await;
+        }
         None => cli.serve,
     };
     tracing_subscriber::fmt()

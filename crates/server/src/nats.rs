@@ -536,6 +536,10 @@ impl Fanout for NatsFanout {
         );
     }
 
+    fn revoke_here(&self, user: UserId, session_ids: &[String], reason: &str) {
+        self.shared.hub.revoke_sessions(user, session_ids, reason);
+    }
+
     fn close_all(&self) {
         self.shared.hub.close_all();
         self.shared.publish(Event::Goodbye, None);

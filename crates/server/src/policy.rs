@@ -8,6 +8,9 @@
 //!
 //! | question | who may | answer otherwise |
 //! |---|---|---|
+//! | create an account | anyone while registration is `open`; with a live invite code while it is `invite`; no one while `closed` | `registration_closed`, `invite_required`, `invite_invalid` |
+//! | sign in, or start any session | users the operator has not disabled (told only after the password is right, so only they learn it) | `account_disabled` |
+//! | make, list or revoke invites | relay admins (the operator's `sealroom admin grant-admin`) | `not_admin` |
 //! | use a token | its session exists, is the token's user's, not revoked, not expired | `unauthorized`, `session_revoked`, `token_expired` |
 //! | act on a connected socket | its session has not expired since the handshake | `token_expired` (and the socket closes) |
 //! | use the session cookie from a page | the relay's own origin or a configured one | `bad_origin` |
@@ -37,7 +40,9 @@
 //! | read, list or delete an archive | its user only (the path names no one else's) | (not possible) |
 //! | see a user's presence | the people who share a conversation with them in which both wrote and that neither closed, neither blocking the other | (not sent) |
 
-use sealroom_protocol::{BlobId, ConversationId, DeviceId, ErrorCode, MessageId, UserId, Username};
+use sealroom_protocol::{
+    BlobId, ConversationId, DeviceId, ErrorCode, MessageId, Registration, UserId, Username,
+};
 
 use crate::auth::{AuthUser, Claims};
 use crate::error::{Result, ServerError};
@@ -52,6 +57,50 @@ pub fn session(claims: Claims, row: Option<SessionRow>, now: i64) -> Result<Auth
             Ok(AuthUser { id: s.user_id, username, session_id: claims.sid, expires_at: s.expires_at })
         }
         _ => Err(ServerError::api(ErrorCode::SessionRevoked, "this session was logged out")),
+    }
+}
+
+/// Whether a sign-up may go ahead under `mode`, and with which invite (the hash to redeem,
+/// inside the registering transaction). A code given while registration is open is ignored.
+pub fn registration(mode: Registration, invite: Option<&str>) -> Result<Option<[u8; 32]>> {
+    match (mode, invite.map(str::trim).filter(|c| !c.is_empty())) {
+        (Registration::Open, _) => Ok(None),
+        (Registration::Closed, _) => Err(ServerError::api(
+            ErrorCode::RegistrationClosed,
+            "this relay takes no new accounts; ask its operator",
+        )),
+        (Registration::Invite, None) => Err(ServerError::api(
+            ErrorCode::InviteRequired,
+            "this relay needs an invite code to sign up; ask its operator or an admin for one",
+        )),
+        (Registration::Invite, Some(code)) => crate::invites::hash_typed(code).map(Some),
+    }
+}
+
+/// The invite a sign-up redeemed (`None`: none was live under that code).
+pub fn redeemed(invite: Option<i64>) -> Result<i64> {
+    invite.ok_or_else(|| ServerError::api(ErrorCode::InviteInvalid, crate::invites::invalid_message()))
+}
+
+/// A session may start only for a user the operator has not disabled. Asked inside the
+/// transaction that records the session, so a disable racing a sign-in cannot leave one.
+pub fn may_sign_in(conn: &mut store::DbConn, user: UserId) -> Result<()> {
+    match store::admin::disabled(conn, user)? {
+        Some(false) => Ok(()),
+        Some(true) => Err(ServerError::api(
+            ErrorCode::AccountDisabled,
+            "this account has been disabled by the relay's operator",
+        )),
+        None => Err(ServerError::api(ErrorCode::InvalidCredentials, "wrong username or password")),
+    }
+}
+
+/// Invites are managed by relay admins.
+pub fn relay_admin(conn: &mut store::DbConn, me: UserId) -> Result<()> {
+    if store::admin::is_admin(conn, me)? {
+        Ok(())
+    } else {
+        Err(ServerError::api(ErrorCode::NotAdmin, "only the relay's admins may manage invites"))
     }
 }
 

@@ -98,6 +98,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         e::Archive => archive_list,
         e::ArchivedHistory => archived_history,
         e::DeleteArchive => delete_archive,
+        e::GetServerInfo => server_info,
+        e::CreateInvite => create_invite,
+        e::Invites => invites,
+        e::RevokeInvite => revoke_invite,
         e::OpenApiDocument => openapi_document,
     );
     cfg.service(scope.default_service(web::to(|req: HttpRequest| async move {
@@ -496,6 +500,41 @@ async fn delete_archive(state: web::Data<Relay>, user: AuthUser) -> Result<HttpR
 
 /// `GET /api/openapi.json`: the OpenAPI description of this API, generated from the endpoint
 /// declarations and the wire types (built once).
+async fn server_info(state: web::Data<Relay>) -> HttpResponse {
+    HttpResponse::Ok().json(sealroom_protocol::ServerInfo { registration: state.config.registration() })
+}
+
+async fn create_invite(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    body: web::Json<JsonObject<sealroom_protocol::CreateInviteRequest>>,
+) -> Result<HttpResponse> {
+    let me = user.id;
+    state.store.run(move |conn| crate::policy::relay_admin(conn, me)).await?;
+    let created =
+        crate::invites::create(&state.store, state.clock.now_ms(), Some(me), body.into_inner().into_inner())
+            .await?;
+    Ok(success::<sealroom_protocol::endpoint::CreateInvite>(&created))
+}
+
+async fn invites(state: web::Data<Relay>, user: AuthUser) -> Result<HttpResponse> {
+    let me = user.id;
+    state.store.run(move |conn| crate::policy::relay_admin(conn, me)).await?;
+    Ok(HttpResponse::Ok().json(crate::invites::list(&state.store, state.clock.now_ms()).await?))
+}
+
+async fn revoke_invite(
+    state: web::Data<Relay>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let me = user.id;
+    state.store.run(move |conn| crate::policy::relay_admin(conn, me)).await?;
+    let id = path.parse::<i64>().map_err(|_| ServerError::api(ErrorCode::NotFound, "no such invite"))?;
+    crate::invites::revoke(&state.store, id, state.clock.now_ms()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 async fn openapi_document() -> HttpResponse {
     static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let body = DOCUMENT.get_or_init(|| {

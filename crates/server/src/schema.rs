@@ -16,6 +16,40 @@ diesel::table! {
         last_seen -> Nullable<BigInt>,
         message_bytes -> BigInt,
         signing_key -> Nullable<Binary>,
+        disabled_at -> Nullable<BigInt>,
+        is_admin -> Bool,
+    }
+}
+
+diesel::table! {
+    invites (id) {
+        id -> BigInt,
+        code_hash -> Binary,
+        note -> Text,
+        max_uses -> BigInt,
+        uses -> BigInt,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        created_by -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    kicks (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        session_id -> Text,
+        reason -> Text,
+        at -> BigInt,
+    }
+}
+
+diesel::table! {
+    relay_status (node) {
+        node -> Text,
+        connections -> BigInt,
+        updated_at -> BigInt,
     }
 }
 
@@ -206,6 +240,9 @@ diesel::joinable!(message_blobs -> messages (message_id));
 diesel::joinable!(message_blobs -> blobs (blob_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
+    invites,
+    kicks,
+    relay_status,
     sessions,
     conversations,
     members,

@@ -16,6 +16,9 @@ use crate::schema::{blobs, blocks, conversations, members, message_blobs, messag
 #[path = "store_mls.rs"]
 pub mod mls;
 
+#[path = "store_admin.rs"]
+pub mod admin;
+
 pub use crate::db::{Conn, DbConn, DbPool};
 use crate::on_backend;
 
@@ -335,6 +338,8 @@ pub struct UserRow {
     pub key_backup_version: i64,
     pub created_at: i64,
     pub last_seen: Option<i64>,
+    pub disabled_at: Option<i64>,
+    pub is_admin: bool,
 }
 
 #[derive(Debug, Insertable)]

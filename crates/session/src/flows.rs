@@ -32,6 +32,7 @@ pub async fn register<T: Transport>(
     t: &T,
     username: &Username,
     password: &str,
+    invite: Option<&str>,
 ) -> Result<(SessionResponse, Vault), T::Error> {
     check_new_password(password, username.as_str())?;
     let salt = sealroom_crypto::generate_salt().map_err(Error::from)?;
@@ -47,6 +48,7 @@ pub async fn register<T: Transport>(
         kdf: wire_kdf(KdfParams::PRODUCTION),
         identity_key: IdentityKey(*public.as_bytes()),
         key_backup: SealedBackup::new(sealed).map_err(Error::from)?,
+        invite: invite.map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned),
     };
     let resp = t.call::<Register>(&Register::path(&[]), Some(&req)).await?;
     let mut vault = unlock(t, &resp.user, keys.backup_key)?;

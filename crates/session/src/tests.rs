@@ -69,6 +69,7 @@ impl MemRelay {
                     key_backup: req.key_backup,
                     key_backup_version: 1,
                     created_at: 0,
+                    admin: false,
                 };
                 self.accounts.borrow_mut().insert(
                     req.username.to_string(),
@@ -193,7 +194,7 @@ fn name(n: &str) -> Username {
 
 fn register(relay: &MemRelay, n: &str) -> Mutex<Vault> {
     let (_, vault) =
-        block_on(flows::register(relay, &name(n), &format!("password of {n}"))).expect("register");
+        block_on(flows::register(relay, &name(n), &format!("password of {n}"), None)).expect("register");
     Mutex::new(vault)
 }
 
@@ -231,7 +232,7 @@ fn sign_in_stops_when_the_relay_publishes_another_identity_key() {
 #[test]
 fn weak_passwords_are_refused_before_any_key_is_made() {
     let relay = MemRelay::default();
-    let result = block_on(flows::register(&relay, &name("alice"), "short"));
+    let result = block_on(flows::register(&relay, &name("alice"), "short", None));
     assert!(matches!(result, Err(TestError::Core(Error::WeakPassword(_)))));
     assert!(relay.accounts.borrow().is_empty());
 }

@@ -74,6 +74,20 @@ fn me() -> Me {
         key_backup: SealedBackup::new(vec![2; 80]).expect("backup"),
         key_backup_version: 4,
         created_at: 1_732_000_000_000,
+        admin: false,
+    }
+}
+
+fn invite() -> InviteInfo {
+    InviteInfo {
+        id: 3,
+        note: "the Smiths".into(),
+        max_uses: 5,
+        uses: 1,
+        created_at: 1_732_000_000_000,
+        expires_at: Some(1_732_086_400_000),
+        created_by: Some(name("alice")),
+        state: InviteState::Active,
     }
 }
 
@@ -203,6 +217,7 @@ fn main() {
                     kdf,
                     identity_key: IdentityKey([1; 32]),
                     key_backup: backup(),
+                    invite: Some("7kq2-m9xd-4htr-wb6n".into()),
                 },
             ),
             tagged(2, &LoginRequest { username: name("alice"), auth_key: key() }),
@@ -430,6 +445,11 @@ fn main() {
                     conversations: vec![ArchivedConversation { conversation: conv, entries: 3, last_seq: 12 }],
                 },
             ),
+            // Running a relay: invites, and who may register.
+            tagged(43, &CreateInviteRequest { max_uses: 5, expires_in_secs: Some(86_400), note: "the Smiths".into() }),
+            tagged(44, &ServerInfo { registration: Registration::Invite }),
+            tagged(45, &CreatedInvite { code: "7KQ2-M9XD-4HTR-WB6N".into(), invite: invite() }),
+            tagged(46, &InviteList { invites: vec![invite()] }),
         ],
     );
 

@@ -140,6 +140,10 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
     let mut new_group_info = vec![0, 1, 0, 4];
     new_group_info.extend_from_slice(&[5; 20]);
 
+    // Alice administers the relay (granted by its operator while it runs); one invite to revoke.
+    server.admin(&["grant-admin", "alice"]);
+    server.admin(&["invites", "create"]);
+
     let json = |text: String| Some(("application/json", text));
     let fake_key = sealroom_protocol::encode_b64(&[7u8; 32]);
     let fake_salt = sealroom_protocol::encode_b64(&[7u8; 16]);
@@ -154,6 +158,7 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
         GetMessage, GetUser, History, Login, Logout, LogoutAll, MarkRead, OpenApiDocument, OpenDirect,
         Prelogin, PutKeyBackup, Register, SearchUsers, SetFlags, Unblock, UploadBlob,
     };
+    use endpoint::{CreateInvite, GetServerInfo, Invites, RevokeInvite};
     let probes = vec![
         probe::<GetMe>(GetMe::path(&[]), None),
         probe::<PutKeyBackup>(
@@ -268,13 +273,19 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
         probe::<RemoveDevice>(RemoveDevice::path(&[&device]), None)
             .other(404, Some("not_found"))
             .right(204, None),
+        probe::<CreateInvite>(CreateInvite::path(&[]), json(r#"{"max_uses":3,"note":"for dave"}"#.into()))
+            .other(403, Some("not_admin"))
+            .right(201, None),
+        probe::<Invites>(Invites::path(&[]), None).other(403, Some("not_admin")),
+        probe::<RevokeInvite>(RevokeInvite::path(&[&1]), None).other(403, Some("not_admin")).right(204, None),
         probe::<Logout>(Logout::path(&[]), None).other(204, None).right(204, None).ends_session(),
         probe::<LogoutAll>(LogoutAll::path(&[]), None).other(204, None).right(204, None).ends_session(),
     ];
 
-    // Every endpoint that needs a session is probed; the three that start one and the API's
-    // description are public.
-    let public: BTreeSet<_> = [Prelogin::PATH, Register::PATH, Login::PATH, OpenApiDocument::PATH].into();
+    // Every endpoint that needs a session is probed; the three that start one, who may
+    // register, and the API's description are public.
+    let public: BTreeSet<_> =
+        [Prelogin::PATH, Register::PATH, Login::PATH, GetServerInfo::PATH, OpenApiDocument::PATH].into();
     let probed: BTreeSet<_> = probes.iter().map(|p| p.endpoint).collect();
     for e in endpoint::ALL.iter().filter(|e| !public.contains(e.1)) {
         assert!(probed.contains(e), "endpoint {:?} {} is not in the authorization matrix", e.0, e.1);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sealroom_crypto::BackupKey;
 use sealroom_protocol::endpoint::{Logout, LogoutAll};
-use sealroom_protocol::{Endpoint, ErrorCode, IdentityKey, Username};
+use sealroom_protocol::{Endpoint, ErrorCode, IdentityKey, Registration, Username};
 use sealroom_session::{flows, KeyChange, Outbox, PeerKey, Vault, VaultCell};
 
 use super::keys::{Keys, KEYS};
@@ -19,18 +19,35 @@ use super::App;
 
 impl App {
     /// Creates an account: keys are made here, the password never leaves the browser.
-    pub async fn sign_up(self, username: String, password: String) {
+    pub async fn sign_up(self, username: String, password: String, invite: Option<String>) {
         self.account.auth_error.set(None);
         let username = match Username::parse(&username) {
             Ok(u) => u,
             Err(_) => return self.account.auth_error.set(Some(USERNAME_RULE.into())),
         };
-        match flows::register(&Fetch(self), &username, &password).await {
+        match flows::register(&Fetch(self), &username, &password, invite.as_deref()).await {
             Ok((resp, vault)) => self.start(resp.user.username, vault, self.account.remember.get_untracked()),
             Err(e) => {
                 self.account.busy.set(None);
+                // The form learns the relay's policy from the refusal too (if its first look
+                // failed, or the operator changed it since).
+                if let Failure::Api(api) = &e {
+                    match api.error {
+                        ErrorCode::InviteRequired => self.account.registration.set(Registration::Invite),
+                        ErrorCode::RegistrationClosed => self.account.registration.set(Registration::Closed),
+                        _ => {}
+                    }
+                }
                 self.account.auth_error.set(Some(e.human()));
             }
+        }
+    }
+
+    /// Asks the relay who may register, for the sign-up form.
+    pub async fn load_server_info(self) {
+        use sealroom_protocol::endpoint::GetServerInfo;
+        if let Ok(info) = super::call::<GetServerInfo>(GetServerInfo::PATH, None).await {
+            self.account.registration.set(info.registration);
         }
     }
 

@@ -66,6 +66,8 @@ pub struct Account {
     pub remember: RwSignal<bool>,
     /// The WebSocket is up.
     pub online: RwSignal<bool>,
+    /// Who may create an account on this relay (`GET /api/server`; open until it answers).
+    pub registration: RwSignal<sealroom_protocol::Registration>,
 }
 
 /// The conversation list, the open chat and peers' key alerts.
@@ -167,6 +169,7 @@ impl App {
                 auth_error: RwSignal::new(None),
                 remember: RwSignal::new(true),
                 online: RwSignal::new(false),
+                registration: RwSignal::new(sealroom_protocol::Registration::Open),
             },
             rooms: Rooms {
                 convs: RwSignal::new(Vec::new()),

@@ -333,6 +333,18 @@ pub fn human(e: &ApiError) -> String {
         ErrorCode::UsernameTaken => "That name is taken. Try another.".into(),
         ErrorCode::InvalidUsername => USERNAME_RULE.into(),
         ErrorCode::InvalidCredentials => "Wrong username or password.".into(),
+        ErrorCode::InviteRequired => {
+            "This server is invite-only: enter the invite code you were given.".into()
+        }
+        ErrorCode::InviteInvalid => {
+            "That invite code is not valid: it may be mistyped, used up, expired or revoked.".into()
+        }
+        ErrorCode::RegistrationClosed => {
+            "This server is not taking new accounts. Ask its operator if you should have one.".into()
+        }
+        ErrorCode::AccountDisabled => {
+            "This account has been disabled by the server's operator. Ask them why.".into()
+        }
         ErrorCode::RateLimited => format!("Too many attempts. {}", capitalize(&e.message)),
         ErrorCode::Unavailable => "The server is busy recovering. Try again in a moment.".into(),
         ErrorCode::Internal if e.message.starts_with("server unreachable") => {

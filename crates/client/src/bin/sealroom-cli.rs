@@ -44,7 +44,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create the account (keys are made here; the server sees only public and sealed data).
-    Register,
+    Register {
+        /// An invite code, for a relay whose registration is invite-only.
+        #[arg(long, env = "SEALROOM_INVITE")]
+        invite: Option<String>,
+    },
     /// End this device's session (the next command signs in anew).
     Logout,
     /// End every session of this account, on every device.
@@ -346,8 +350,8 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         None => Client::new(&cli.server)?,
     };
     let password = secret("SEALROOM_PASSWORD", "Password: ")?;
-    if let Command::Register = cli.command {
-        let mut session = client.register(&cli.user, &password).await?;
+    if let Command::Register { invite } = &cli.command {
+        let mut session = client.register_invited(&cli.user, &password, invite.as_deref()).await?;
         session.save();
         // This state dir becomes a device others can add to groups at once.
         session.mls_start().await?;
@@ -366,7 +370,7 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
     let mut out = std::io::stdout().lock();
     let io = |e: std::io::Error| ClientError::Usage(format!("cannot write output: {e}"));
     match command {
-        Command::Register | Command::Logout | Command::LogoutEverywhere => {
+        Command::Register { .. } | Command::Logout | Command::LogoutEverywhere => {
             return Err(ClientError::Usage("handled before the command runs".into()))
         }
         Command::Send { peer, text, accept_new_key } => {
