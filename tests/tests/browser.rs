@@ -2251,6 +2251,32 @@ async fn an_invite_only_relay_asks_for_a_code_and_the_operator_can_disable_an_ac
     server.admin(&["enable", "alice"]);
     a.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
     wait_css(&a, ".sidebar").await;
+
+    // Made a relay admin, alice makes an invite in the account menu, for carol.
+    server.admin(&["grant-admin", "alice"]);
+    a.refresh().await.unwrap();
+    wait_css(&a, "#invites-toggle").await.click().await.unwrap();
+    let uses = wait_css(&a, "#invite-uses").await;
+    uses.clear().await.unwrap();
+    uses.send_keys("2").await.unwrap();
+    a.find(Locator::Id("invite-note")).await.unwrap().send_keys("for carol").await.unwrap();
+    a.find(Locator::XPath("//button[text()='Create invite']")).await.unwrap().click().await.unwrap();
+    let code = wait_css(&a, "#new-invite-code").await.text().await.unwrap();
+    wait_text(&a, ".invite-list .invite", "for carol").await;
+    std::fs::write(artifacts().join("invites-panel.png"), a.screenshot().await.unwrap()).unwrap();
+    server.client().register_invited("carol", "password-of-carol", Some(&code)).await.unwrap();
+    // Revoked there, it lets nobody else in.
+    a.find(Locator::XPath(
+        "//li[contains(@class,'invite')][.//span[text()='for carol']]//button[text()='Revoke']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_text(&a, ".invite-list .invite", "revoked").await;
+    let refused = server.client().register_invited("dave", "password-of-dave", Some(&code)).await;
+    assert!(refused.unwrap_err().to_string().contains("invite_invalid"));
     close_clean(a).await;
 }
 

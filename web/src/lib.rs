@@ -2,6 +2,7 @@
 //! the relay sees only public keys, sealed backups and envelopes.
 #![deny(missing_docs)]
 
+mod admin;
 pub mod api;
 mod auth;
 mod browser;

@@ -315,6 +315,8 @@ fn ConvRow(
 fn Account() -> impl IntoView {
     let open = RwSignal::new(false);
     let devices = RwSignal::new(false);
+    let invites = RwSignal::new(false);
+    let admin = crate::admin::admin_signal();
     view! {
         <label class="pad notify-setting">"Notifications "
             <select id="notifications" on:change=move |ev| crate::browser::NotifyLevel::parse(&event_target_value(&ev)).store()
@@ -332,6 +334,12 @@ fn Account() -> impl IntoView {
         <Show when=move || devices.get()>
             <DeviceList/>
             <HistorySetting/>
+        </Show>
+        <Show when=move || admin.get()>
+            <button class="link pad" id="invites-toggle" aria-expanded=move || invites.get().to_string() on:click=move |_| invites.update(|o| *o = !*o)>"Invites"</button>
+            <Show when=move || invites.get()>
+                <crate::admin::InvitePanel/>
+            </Show>
         </Show>
     }
 }
