@@ -154,6 +154,25 @@ impl TestServer {
         s
     }
 
+    /// A relay on an existing data dir (and database URL): one restored from a backup.
+    pub fn start_in(data_dir: PathBuf, database_url: Option<String>, extra: &[&str]) -> Self {
+        let mut s = TestServer {
+            child: None,
+            url: String::new(),
+            root: tempfile::tempdir().expect("temp dir"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            database_url,
+            shared_data: Some(data_dir),
+        };
+        s.spawn();
+        s
+    }
+
+    /// The database URL this relay was given (`None`: SQLite in its data dir).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
     /// A relay with extra command-line flags.
     pub fn start_with(extra: &[&str]) -> Self {
         let root = tempfile::tempdir().expect("temp dir");

@@ -28,6 +28,34 @@ pub enum Command {
     /// Manage accounts, sessions and invites on a relay's database, also while it runs (every
     /// change reaches its live connections within a second).
     Admin(AdminArgs),
+    /// Copies the relay's data (database, attachments, JWT secret) into a new directory: one
+    /// consistent snapshot, taken while the relay runs and clients keep sending.
+    Backup(BackupArgs),
+    /// Restores a backup into a new data directory (and, for PostgreSQL, an empty database);
+    /// never over an existing relay's data.
+    Restore(RestoreArgs),
+}
+
+/// `sealroom backup`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The relay to back up.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// A directory that does not exist yet, or is empty.
+    #[arg(long)]
+    pub to: PathBuf,
+}
+
+/// `sealroom restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup directory (`sealroom backup --to`).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Where to restore: a new data dir (and database URL, for PostgreSQL: an empty database).
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// The database a command works on: the same flags (and environment) as `serve`.

@@ -19,6 +19,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod backup;
 pub mod blobs;
 pub mod config;
 pub mod db;

@@ -7,6 +7,7 @@ mod access;
 mod admin;
 mod architecture;
 mod authz;
+mod backup;
 mod bad_input;
 mod bench;
 mod chaos;
