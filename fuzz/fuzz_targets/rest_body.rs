@@ -8,7 +8,7 @@ use sealroom_protocol::*;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else { return };
-    match which % 47 {
+    match which % 48 {
         // Requests: what the relay decodes.
         0 => request::<PreloginRequest>(body),
         1 => request::<RegisterRequest>(body),
@@ -73,6 +73,7 @@ fuzz_target!(|data: &[u8]| {
         43 => request::<CreateInviteRequest>(body),
         44 => json_body::<ServerInfo>(body),
         45 => json_body::<CreatedInvite>(body),
-        _ => json_body::<InviteList>(body),
+        46 => json_body::<InviteList>(body),
+        _ => request::<DeleteAccountRequest>(body),
     }
 });

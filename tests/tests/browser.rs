@@ -2284,3 +2284,51 @@ async fn an_invite_only_relay_asks_for_a_code_and_the_operator_can_disable_an_ac
 fn invite(server: &TestServer) -> String {
     server.admin(&["invites", "create"]).lines().last().unwrap().trim().to_owned()
 }
+
+#[tokio::test]
+async fn a_peer_who_deleted_their_account_is_shown_so_and_an_account_is_deleted_from_the_page() {
+    let Scene { server, mut bob, driver, profiles } = Scene::new().await;
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    sign_up(&a, &server.url, "alice", true).await;
+    bob.send_text("alice", "before I go", false).await.unwrap();
+    wait_text(&a, ".conv .preview", "before I go").await;
+    bob.delete_account("pw-bob-long").await.unwrap();
+
+    // alice's history with bob stays; the chat says he deleted his account and takes no text.
+    a.refresh().await.unwrap();
+    wait_css(&a, ".conv .row").await.click().await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "before I go").await;
+    wait_text(&a, ".banner.deleted-peer", "bob deleted their account").await;
+    assert!(
+        !wait_css(&a, "textarea#message").await.is_enabled().await.unwrap(),
+        "nothing can be sent to bob"
+    );
+    std::fs::write(artifacts().join("deleted-peer.png"), a.screenshot().await.unwrap()).unwrap();
+
+    // alice deletes her own account from the account menu: a wrong password first.
+    a.find(Locator::Id("delete-toggle")).await.unwrap().click().await.unwrap();
+    let field = wait_css(&a, "#delete-password").await;
+    field.send_keys("not my password").await.unwrap();
+    a.find(Locator::XPath("//button[text()='Delete my account for good']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&a, ".delete-account .error", "That password is wrong").await;
+    field.clear().await.unwrap();
+    field.send_keys("pw-alice-long").await.unwrap();
+    a.find(Locator::XPath("//button[text()='Delete my account for good']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&a, "form.card", "Your account was deleted").await;
+    let gone = server.client().login("alice", "pw-alice-long").await.unwrap_err().to_string();
+    assert!(gone.contains("invalid_credentials"), "{gone}");
+    // A reload opens on the account form: nothing of alice is remembered in this browser.
+    a.refresh().await.unwrap();
+    wait_css(&a, "form.card #username").await;
+    close_clean(a).await;
+}

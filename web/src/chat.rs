@@ -190,7 +190,9 @@ fn Conversation(room: Room) -> impl IntoView {
         group.is_some()
             && app.rooms.convs.with(|cs| !cs.is_empty() && !cs.iter().any(|c| c.room == room_in_list))
     });
-    let paused = move || app.rooms.paused.get() || not_member.get();
+    // A peer who deleted their account: their history stays, nothing can be sent to them.
+    let peer_deleted = Memo::new(move |_| conv.with(|c| c.as_ref().is_some_and(|c| c.deleted)));
+    let paused = move || app.rooms.paused.get() || not_member.get() || peer_deleted.get();
     // The unread divider marks what was unread when the chat was opened (opening it marks
     // everything read at once, so the live count is 0 by the time the history shows).
     let unread_on_open = conv.with_untracked(|c| c.as_ref().map_or(0, |c| c.unread));
@@ -319,6 +321,9 @@ fn Conversation(room: Room) -> impl IntoView {
             <button class="icon" aria-label="Clear chat" on:click=move |_| clear_open.update(|s| *s = !*s)><Svg icon=Icon::Trash/></button>
         </header>
 
+        {move || peer_deleted.get().then(|| view! {
+            <div class="banner notice deleted-peer" role="status">{format!("{} deleted their account. Your history with them stays here; nothing can be sent to them.", title())}</div>
+        })}
         {move || not_member.get().then(|| view! {
             <div class="banner notice" role="status">"You are no longer in this group: nothing sent to it from now on reaches you."</div>
         })}

@@ -207,6 +207,9 @@ fn ConvRow(
             let n = conv.with(|c| c.as_ref().map_or(0, |c| c.members.len()));
             return if n == 1 { "1 member".to_owned() } else { format!("{n} members") };
         }
+        if conv.with(|c| c.as_ref().is_some_and(|c| c.deleted)) {
+            return "deleted account".to_owned();
+        }
         if !connected.get() {
             return "presence unknown while offline".to_owned();
         }
@@ -316,6 +319,7 @@ fn Account() -> impl IntoView {
     let open = RwSignal::new(false);
     let devices = RwSignal::new(false);
     let invites = RwSignal::new(false);
+    let delete = RwSignal::new(false);
     let admin = crate::admin::admin_signal();
     view! {
         <label class="pad notify-setting">"Notifications "
@@ -334,6 +338,10 @@ fn Account() -> impl IntoView {
         <Show when=move || devices.get()>
             <DeviceList/>
             <HistorySetting/>
+        </Show>
+        <button class="link pad" id="delete-toggle" aria-expanded=move || delete.get().to_string() on:click=move |_| delete.update(|o| *o = !*o)>"Delete account"</button>
+        <Show when=move || delete.get()>
+            <DeleteAccount/>
         </Show>
         <Show when=move || admin.get()>
             <button class="link pad" id="invites-toggle" aria-expanded=move || invites.get().to_string() on:click=move |_| invites.update(|o| *o = !*o)>"Invites"</button>
@@ -403,6 +411,34 @@ fn DeviceList() -> impl IntoView {
                 }.into_any(),
             }}
         </section>
+    }
+}
+
+/// Deleting the account, with the password.
+#[component]
+fn DeleteAccount() -> impl IntoView {
+    let app = expect_context::<App>();
+    let password = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let p = password.get_untracked();
+        spawn_local(async move {
+            if let Err(e) = app.delete_account(p).await {
+                error.try_set(Some(e));
+            }
+        });
+    };
+    view! {
+        <form class="account pad delete-account" on:submit=submit>
+            <p class="small">"Deleting your account ends every session and removes your key backup, your devices and your history archive from this server. What you sent stays with the people you sent it to; they see a deleted account. Your name stays taken for a while, so nobody can pass as you to them. There is no undo."</p>
+            <label for="delete-password">"Your password"</label>
+            <input id="delete-password" type="password" autocomplete="current-password" required
+                prop:value=move || password.get() on:input=move |ev| { error.set(None); password.set(event_target_value(&ev)); } />
+            {move || app.account.busy.get().map(|b| view! { <p class="busy" role="status"><span class="spinner" aria-hidden="true"></span>{b}</p> })}
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            <button type="submit" class="danger-btn" disabled=move || app.account.busy.get().is_some()>"Delete my account for good"</button>
+        </form>
     }
 }
 

@@ -670,6 +670,14 @@ impl Session {
         self.client.call::<Logout>(Logout::PATH, Some(&self.token), None).await
     }
 
+    /// Deletes this account (the password proves it): every session ends, and this device's
+    /// saved session is forgotten.
+    pub async fn delete_account(mut self, password: &str) -> Result<()> {
+        flow!(self, delete_account(password))?;
+        self.forget();
+        Ok(())
+    }
+
     /// Ends every session of this user (and forgets this one on this device).
     pub async fn logout_everywhere(self) -> Result<()> {
         self.forget();

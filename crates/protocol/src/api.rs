@@ -286,6 +286,19 @@ pub struct KeyBackupVersion {
     pub key_backup_version: i64,
 }
 
+/// `POST /api/me/delete`: deletes this account, proven with the password's credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccountRequest {
+    /// The current credential.
+    pub auth_key: AuthKeyBytes,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// A user in the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -298,6 +311,10 @@ pub struct UserInfo {
     /// device certificates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<crate::SigningKey>,
+    /// They deleted their account: what they sent still decrypts (with this identity key), and
+    /// nothing can be sent to them.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
 }
 
 /// `GET /api/users?prefix=…&limit=…`.
@@ -375,6 +392,9 @@ pub struct ConversationSummary {
     pub peer_log_delivered_up_to: u64,
     /// Up to where the peer has read the log.
     pub peer_log_read_up_to: u64,
+    /// The peer deleted their account (shown as a deleted user; nothing can be sent to them).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub peer_deleted: bool,
     /// Pinned to the top by this user.
     pub pinned: bool,
     /// Closed by this user (reopens on the next message).

@@ -129,6 +129,9 @@ endpoints! {
     ChangePassword, Post, "/api/password", ChangePasswordRequest => Me;
     /// This user, with the sealed key backup.
     GetMe, Get, "/api/me", () => Me;
+    /// Deletes this account (password required): sessions end, the key backup, devices and
+    /// archive go; what they sent stays with its recipients.
+    DeleteAccount, Post, "/api/me/delete", DeleteAccountRequest => ();
     /// Stores a re-sealed key backup, guarded by its version.
     PutKeyBackup, Put, "/api/me/key-backup", UpdateKeyBackupRequest => KeyBackupVersion;
     /// Users by name prefix (`?prefix=…&limit=…`).

@@ -122,6 +122,7 @@ bodies!(
     crate::UploadResponse,
     crate::StorageInfo,
     crate::ServerInfo,
+    crate::DeleteAccountRequest,
     crate::CreateInviteRequest,
     crate::CreatedInvite,
     crate::InviteList,

@@ -166,6 +166,15 @@ fn rest_bodies() {
                "invite": "7kq2-m9xd-4htr-wb6n"}),
     );
     round_trip(&ServerInfo { registration: Registration::Invite }, json!({"registration": "invite"}));
+    round_trip(&DeleteAccountRequest { auth_key: AuthKeyBytes([1; 32]) }, json!({"auth_key": KEY_B64}));
+    round_trip(
+        &UserInfo { username: bob(), identity_key: IdentityKey([1; 32]), signing_key: None, deleted: true },
+        json!({"username": "bob", "identity_key": KEY_B64, "deleted": true}),
+    );
+    round_trip(
+        &UserInfo { username: bob(), identity_key: IdentityKey([1; 32]), signing_key: None, deleted: false },
+        json!({"username": "bob", "identity_key": KEY_B64}),
+    );
     round_trip(&ServerInfo { registration: Registration::Open }, json!({"registration": "open"}));
     round_trip(&ServerInfo { registration: Registration::Closed }, json!({"registration": "closed"}));
     round_trip(
@@ -258,6 +267,7 @@ fn rest_bodies() {
             pinned: false,
             hidden: false,
             last_activity: 10,
+            peer_deleted: false,
         },
         json!({"id": 3, "kind": "direct", "members": ["alice", "bob"],
                "peer": "bob", "peer_identity_key": KEY_B64, "last_message": {"id": 7, "conversation": 3, "from": "alice", "to": "bob",
@@ -266,6 +276,15 @@ fn rest_bodies() {
                "read_up_to": 5, "log_read_up_to": 14, "peer_log_delivered_up_to": 16, "peer_log_read_up_to": 15,
                "pinned": false, "hidden": false, "last_activity": 10}),
     );
+    // A peer who deleted their account: `peer_deleted` appears only then.
+    let summary: ConversationSummary = serde_json::from_value(json!({"id": 3, "kind": "direct",
+        "members": ["alice", "bob"], "peer": "bob", "peer_identity_key": KEY_B64, "last_message": null,
+        "unread": 0, "peer_online": false, "peer_last_seen": null, "peer_delivered_up_to": 0,
+        "peer_read_up_to": 0, "read_up_to": 0, "log_read_up_to": 0, "peer_log_delivered_up_to": 0,
+        "peer_log_read_up_to": 0, "pinned": false, "hidden": false, "last_activity": 10, "peer_deleted": true}))
+    .unwrap();
+    assert!(summary.peer_deleted);
+    assert_eq!(serde_json::to_value(&summary).unwrap()["peer_deleted"], json!(true));
     let group = GroupSummary {
         id: ConversationId(6),
         members: vec![alice(), bob()],
@@ -533,11 +552,12 @@ fn group_bodies() {
             username: bob(),
             identity_key: IdentityKey([1; 32]),
             signing_key: Some(SigningKey([1; 32])),
+            deleted: false,
         },
         json!({"username": "bob", "identity_key": KEY_B64, "signing_key": KEY_B64}),
     );
     round_trip(
-        &UserInfo { username: bob(), identity_key: IdentityKey([1; 32]), signing_key: None },
+        &UserInfo { username: bob(), identity_key: IdentityKey([1; 32]), signing_key: None, deleted: false },
         json!({"username": "bob", "identity_key": KEY_B64}),
     );
     round_trip(

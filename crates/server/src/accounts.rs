@@ -174,6 +174,7 @@ pub async fn register(state: &Relay, ip: &str, body: RegisterRequest) -> Result<
     limit(&state.auth_ip_total, ip)?;
     limit(&state.auth_ip_limit, ip)?;
     let invite = crate::policy::registration(state.config.registration(), body.invite.as_deref())?;
+    crate::policy::new_name(&body.username)?;
     check_kdf(&body.kdf)?;
     let auth_key = body.auth_key;
     let hash = state.hash(move || auth::hash_auth_key(&auth_key.0)).await??;
@@ -232,6 +233,58 @@ pub async fn login(state: &Relay, ip: &str, body: LoginRequest) -> Result<Grante
             Err(attempt.failed(ServerError::api(ErrorCode::InvalidCredentials, "wrong username or password")))
         }
     }
+}
+
+/// Deletes this user's account, proven with the password ([`delete_user`] says what goes).
+/// Counts against the same limits as a password change.
+pub async fn delete_account(
+    state: &Relay,
+    ip: &str,
+    user: &AuthUser,
+    body: sealroom_protocol::DeleteAccountRequest,
+) -> Result<()> {
+    limit(&state.auth_ip_total, ip)?;
+    limit(&state.password_changes, user.username.as_str())?;
+    let id = user.id;
+    let stored = state.store.run(move |conn| Ok(store::user_by_id(conn, id)?)).await?.map(|u| u.auth_hash);
+    let attempt = Attempt::reserve(state, ip, user.username.as_str())?;
+    let key = body.auth_key;
+    if !state.hash(move || auth::verify_auth_key(&key.0, stored.as_deref())).await? {
+        return Err(attempt.failed(ServerError::api(ErrorCode::InvalidCredentials, "the password is wrong")));
+    }
+    drop(attempt);
+    delete_user(state, id, &user.username, "you deleted your account").await
+}
+
+/// Deletes an account and tells everyone concerned at once (the user's sockets close, the
+/// members of their groups hear they left, their peers see them offline). What goes: the
+/// credential, sessions, key backup, devices and their key packages, the history archive,
+/// unsent uploads, their blocks and their group memberships. What stays: the user row as a
+/// tombstone (name, identity key: peers' history still decrypts and names them), and every
+/// message and attachment they sent, with its recipients. `sealroom admin delete` runs the
+/// same storage function ([`store::admin::delete_user`]).
+pub async fn delete_user(
+    state: &Relay,
+    id: sealroom_protocol::UserId,
+    name: &Username,
+    reason: &str,
+) -> Result<()> {
+    let now = state.clock.now_ms();
+    let deleted = state.store.write(move |conn| Ok(store::admin::delete_user(conn, id, now)?)).await?;
+    let Some(deleted) = deleted else { return Ok(()) };
+    state.fanout.revoke_sessions(id, &deleted.sessions, reason);
+    for (group, remaining) in &deleted.groups {
+        let frame = crate::hub::encode(&sealroom_protocol::ServerFrame::Left {
+            conversation: *group,
+            user: name.clone(),
+        });
+        for user in remaining {
+            state.fanout.send_to_user(*user, &frame, None);
+        }
+    }
+    state.blobs.remove(deleted.blobs).await;
+    tracing::info!(user = id.0, groups = deleted.groups.len(), "account deleted");
+    Ok(())
 }
 
 /// Ends this session everywhere it is connected.
@@ -368,6 +421,7 @@ pub async fn search_users(state: &Relay, me: &AuthUser, prefix: String, limit: i
                 username: Username::parse(&name).ok()?,
                 identity_key: IdentityKey::from_slice(&key).ok()?,
                 signing_key: signing.and_then(|k| SigningKey::from_slice(&k).ok()),
+                deleted: false,
             })
         })
         .collect())
@@ -390,5 +444,5 @@ pub async fn user(state: &Relay, name: Username) -> Result<UserInfo> {
     let identity_key = IdentityKey::from_slice(&row.identity_key).map_err(|_| corrupt("identity key"))?;
     let signing_key =
         signing.map(|k| SigningKey::from_slice(&k)).transpose().map_err(|_| corrupt("signing key"))?;
-    Ok(UserInfo { username: name, identity_key, signing_key })
+    Ok(UserInfo { username: name, identity_key, signing_key, deleted: row.auth_hash.is_empty() })
 }

@@ -51,7 +51,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     size(u.message_bytes),
                     size(u.file_bytes),
                     if u.admin { "yes" } else { "" }.into(),
-                    u.disabled_at.map(utc).unwrap_or_default(),
+                    match (u.deleted, u.disabled_at) {
+                        (true, _) => "account deleted".into(),
+                        (false, at) => at.map(utc).unwrap_or_default(),
+                    },
                 ]);
             }
             print_table(&table);
@@ -76,6 +79,40 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     format!("{user} was already disabled; ended {ended} sessions")
                 }
             })?;
+        }
+        AdminCommand::Delete { user, yes } => {
+            if !yes {
+                bail!("deleting {user}'s account cannot be undone: add --yes to go ahead");
+            }
+            let row = find(&store, &user).await?;
+            let reason = "this account was deleted by the relay's operator";
+            let deleted = store
+                .write(move |conn| {
+                    let deleted = stored::delete_user(conn, row.id, now)?;
+                    if let Some(d) = &deleted {
+                        stored::insert_kicks(conn, row.id, &d.sessions, reason, now)?;
+                    }
+                    Ok(deleted)
+                })
+                .await?;
+            let Some(deleted) = deleted else { bail!("{user}'s account was deleted before") };
+            // Unsent uploads' files (a running relay's own sweep would remove them too).
+            let blobs = crate::blobs::BlobStore::open(&args.store.data_dir, true)?;
+            blobs.remove(deleted.blobs.clone()).await;
+            tracing::info!(user = row.id.0, "account deleted by the admin CLI");
+            report(
+                json,
+                &Done { user: &user, changed: true, sessions_ended: deleted.sessions.len() },
+                || {
+                    format!(
+                        "deleted {user}: ended {} sessions, left {} groups, removed {} unsent uploads; \
+                     what they sent stays with its recipients",
+                        deleted.sessions.len(),
+                        deleted.groups.len(),
+                        deleted.blobs.len()
+                    )
+                },
+            )?;
         }
         AdminCommand::Enable { user } => {
             let row = find(&store, &user).await?;
@@ -282,6 +319,8 @@ struct UserLine {
     file_bytes: i64,
     admin: bool,
     disabled_at: Option<i64>,
+    /// The account was deleted (the row is its tombstone).
+    deleted: bool,
 }
 
 impl UserLine {
@@ -296,6 +335,7 @@ impl UserLine {
             file_bytes: o.blob_bytes,
             admin: o.user.is_admin,
             disabled_at: o.user.disabled_at,
+            deleted: o.user.auth_hash.is_empty(),
         }
     }
 }

@@ -116,6 +116,16 @@ pub enum AdminCommand {
         /// The username.
         user: String,
     },
+    /// Deletes an account, as its user can in the web client or CLI: sessions end at once; the
+    /// credential, key backup, devices, archive, unsent uploads and group memberships go; what
+    /// they sent stays with its recipients, who see a deleted user. Asks for --yes.
+    Delete {
+        /// The username.
+        user: String,
+        /// Yes, delete it (there is no undo).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Ends one session of a user (its id from `sessions`), or all of them.
     Revoke {
         /// The username.
@@ -301,6 +311,11 @@ pub struct ServeArgs {
     /// groups take it out of them; it joins again by itself when it comes back.
     #[arg(long, env = "SEALROOM_DEVICE_IDLE", default_value = "90d", value_parser = parse_duration)]
     pub device_idle: Duration,
+
+    /// How long the name of a deleted account stays taken, so nobody can take it and pass as
+    /// its owner to their old contacts; after that it can be registered again.
+    #[arg(long, env = "SEALROOM_DELETED_NAME_HOLD", default_value = "365d", value_parser = parse_duration)]
+    pub deleted_name_hold: Duration,
 
     /// How often the relay tidies up: unsent uploads past their lifetime, dead sessions, group
     /// log entries every device has read.

@@ -281,6 +281,20 @@ pub async fn serve(mut config: ServeArgs) -> Result<(), error::StartError> {
             }
             // Sessions that can never authenticate again (a day of grace, for the logs).
             let before = gc_state.clock.now_ms() - 24 * 3600 * 1000;
+            let now = gc_state.clock.now_ms();
+            let hold = i64::try_from(gc_state.config.deleted_name_hold.as_millis()).unwrap_or(i64::MAX);
+            let released = gc_state
+                .store
+                .write(move |conn| {
+                    let mut suffix = || auth::new_session_id()[..8].to_owned();
+                    Ok(store::admin::release_names(conn, now.saturating_sub(hold), now, &mut suffix)?)
+                })
+                .await;
+            match released {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(released = n, "names of deleted accounts are free again"),
+                Err(e) => tracing::warn!(error = %e, "releasing deleted accounts' names failed"),
+            }
             let kicks_before = gc_state.clock.now_ms() - 3600 * 1000;
             if let Err(e) =
                 gc_state.store.write(move |conn| Ok(store::admin::prune_kicks(conn, kicks_before)?)).await

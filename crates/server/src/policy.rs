@@ -14,7 +14,9 @@
 //! | use a token | its session exists, is the token's user's, not revoked, not expired | `unauthorized`, `session_revoked`, `token_expired` |
 //! | act on a connected socket | its session has not expired since the handshake | `token_expired` (and the socket closes) |
 //! | use the session cookie from a page | the relay's own origin or a configured one | `bad_origin` |
-//! | open a direct conversation with a user | anyone, with an existing user other than themselves | `unknown_recipient`, `invalid_field` |
+//! | open a direct conversation with a user | anyone, with an existing user other than themselves who has not deleted their account | `unknown_recipient`, `invalid_field` |
+//! | send in a direct conversation | its members, while the other has not deleted their account | `unknown_recipient` |
+//! | delete an account | its user, with the password | `invalid_credentials`, `rate_limited` |
 //! | send to, read, mark, clear, flag, type into a conversation | its members | `not_found` |
 //! | clear a group for every member | its admins (clearing for oneself: any member) | `not_admin` |
 //! | see someone type | the other members, once the conversation has a message | (not sent) |
@@ -160,8 +162,25 @@ pub fn direct_peer(conn: &mut store::DbConn, me: &AuthUser, peer: &Username) -> 
             "you cannot start a conversation with yourself",
         ));
     }
-    store::user_by_name(conn, peer.as_str())?
-        .ok_or_else(|| ServerError::api(ErrorCode::UnknownRecipient, format!("no user named {peer}")))
+    match store::user_by_name(conn, peer.as_str())? {
+        Some(row) if row.auth_hash.is_empty() => {
+            Err(ServerError::api(ErrorCode::UnknownRecipient, format!("{peer} deleted their account")))
+        }
+        Some(row) => Ok(row),
+        None => Err(ServerError::api(ErrorCode::UnknownRecipient, format!("no user named {peer}"))),
+    }
+}
+
+/// A new account's name: not one of the names deleted accounts are renamed to once their
+/// names are free again ([`store::admin::RELEASED_PREFIX`]).
+pub fn new_name(name: &Username) -> Result<()> {
+    if name.as_str().starts_with(store::admin::RELEASED_PREFIX) {
+        return Err(ServerError::api(
+            ErrorCode::InvalidUsername,
+            format!("names starting with {} are kept for deleted accounts", store::admin::RELEASED_PREFIX),
+        ));
+    }
+    Ok(())
 }
 
 /// Who sees `me` typing in a conversation they are a member of: the other members, but only

@@ -61,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         e::LogoutAll => logout_all,
         e::ChangePassword => change_password,
         e::GetMe => me,
+        e::DeleteAccount => delete_account,
         e::PutKeyBackup => update_key_backup,
         e::SearchUsers => search_users,
         e::GetUser => get_user,
@@ -500,6 +501,18 @@ async fn delete_archive(state: web::Data<Relay>, user: AuthUser) -> Result<HttpR
 
 /// `GET /api/openapi.json`: the OpenAPI description of this API, generated from the endpoint
 /// declarations and the wire types (built once).
+async fn delete_account(
+    req: HttpRequest,
+    state: web::Data<Relay>,
+    user: AuthUser,
+    body: web::Json<JsonObject<sealroom_protocol::DeleteAccountRequest>>,
+) -> Result<HttpResponse> {
+    accounts::delete_account(&state, &state.proxies.client_of(&req), &user, body.into_inner().into_inner())
+        .await?;
+    // The cookie goes with the account.
+    Ok(HttpResponse::NoContent().cookie(removal_cookie(&state)).finish())
+}
+
 async fn server_info(state: web::Data<Relay>) -> HttpResponse {
     HttpResponse::Ok().json(sealroom_protocol::ServerInfo { registration: state.config.registration() })
 }

@@ -36,6 +36,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    deleted_users (user_id) {
+        user_id -> BigInt,
+        deleted_at -> BigInt,
+        name_released_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     kicks (id) {
         id -> BigInt,
         user_id -> BigInt,
@@ -241,6 +249,7 @@ diesel::joinable!(message_blobs -> blobs (blob_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     invites,
+    deleted_users,
     kicks,
     relay_status,
     sessions,

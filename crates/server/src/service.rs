@@ -124,6 +124,9 @@ fn queue_send(
                         "no one else is in this conversation",
                     ))
                 }
+                Err(Refused::RecipientDeleted) => {
+                    return Err(ServerError::api(ErrorCode::UnknownRecipient, "they deleted their account"))
+                }
                 Err(Refused::Quota) => {
                     return Err(ServerError::api(
                         ErrorCode::QuotaExceeded,
@@ -310,6 +313,7 @@ fn summary(state: &Relay, me: &AuthUser, row: ConversationRow, names: &Names) ->
         log_read_up_to: u64::try_from(row.log_read_up_to).unwrap_or(0),
         peer_log_delivered_up_to: u64::try_from(row.peer_log_delivered_up_to).unwrap_or(0),
         peer_log_read_up_to: u64::try_from(row.peer_log_read_up_to).unwrap_or(0),
+        peer_deleted: row.peer_deleted,
         pinned: row.pinned,
         hidden: row.hidden,
         last_activity: row.last_activity,

@@ -389,6 +389,8 @@ pub fn search_users(
     let pattern = format!("{}%", prefix.replace('_', "\\_"));
     Ok(users::table
         .filter(users::id.ne(me))
+        // Deleted accounts are not in the directory (GetUser still answers for them).
+        .filter(users::auth_hash.ne(""))
         .filter(
             users::username
                 .eq(prefix)
@@ -707,6 +709,9 @@ pub struct ConversationRow {
     pub peer_name: String,
     #[diesel(sql_type = Binary)]
     pub peer_identity_key: Vec<u8>,
+    /// The peer deleted their account.
+    #[diesel(sql_type = Bool)]
+    pub peer_deleted: bool,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub peer_last_seen: Option<i64>,
     #[diesel(sql_type = BigInt)]
@@ -774,6 +779,7 @@ pub fn conversation_rows(
                       AND z.seq > {greatest}(m.log_read_up_to, m.archive_cleared_up_to)
                       AND NOT EXISTS (SELECT 1 FROM log_withheld w WHERE w.user_id = m.user_id AND w.seq = z.seq)) AS unread,
                 p.user_id AS peer_id, u.username AS peer_name, u.identity_key AS peer_identity_key,
+                u.auth_hash = '' AS peer_deleted,
                 u.last_seen AS peer_last_seen, p.delivered_up_to AS peer_delivered_up_to,
                 p.read_up_to AS peer_read_up_to, m.log_read_up_to,
                 p.log_delivered_up_to AS peer_log_delivered_up_to, p.log_read_up_to AS peer_log_read_up_to,
@@ -815,6 +821,8 @@ pub enum Refused {
     Blob(String),
     /// The conversation has no other member to address.
     NoRecipient,
+    /// The other member deleted their account.
+    RecipientDeleted,
     /// The conversation is a group: its messages are MLS messages in its log.
     Group,
     /// Storing it would take the sender past their message quota.

@@ -5,13 +5,14 @@
 use diesel::dsl::{count_star, sql};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use sealroom_protocol::UserId;
+use sealroom_protocol::{ConversationId, UserId};
 
 use crate::on_backend;
 
 use super::{DbConn, SessionRow, StoreResult, UserRow};
 use crate::schema::{
-    archive, blobs, devices, group_log, invites, key_packages, kicks, messages, relay_status, sessions, users,
+    archive, blobs, blocks, deleted_users, devices, group_log, invites, key_packages, kicks, messages,
+    relay_status, sessions, users,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -400,3 +401,103 @@ pub fn inspect(conn: &mut DbConn, user: UserRow, limit: i64) -> StoreResult<Insp
         .load(conn)?;
     Ok(Inspection { user, sessions, devices, messages, group_entries, blobs, archive })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Deleting an account
+
+/// What deleting an account ended, for the caller to tell the running relays.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Sessions ended (their sockets are to be closed).
+    pub sessions: Vec<String>,
+    /// Groups left, each with the members who remain (to be told).
+    pub groups: Vec<(ConversationId, Vec<UserId>)>,
+    /// Unsent uploads whose rows went (their files are to be removed).
+    pub blobs: Vec<String>,
+}
+
+/// Deletes `user`'s account, keeping its row as a tombstone (see the migration
+/// `deleted_users`): `None` when it was deleted before.
+pub fn delete_user(conn: &mut DbConn, user: UserId, now: i64) -> StoreResult<Option<Deleted>> {
+    super::atomically(conn, |conn| {
+        let before = deleted_users::table.find(user.0).count().get_result::<i64>(conn)?;
+        if before > 0 {
+            return Ok(None);
+        }
+        diesel::insert_into(deleted_users::table)
+            .values((deleted_users::user_id.eq(user.0), deleted_users::deleted_at.eq(now)))
+            .execute(conn)?;
+        let sessions = super::revoke_sessions(conn, user, None, now)?;
+        // The credential can never verify again; the sealed key backup goes.
+        diesel::update(users::table.find(user))
+            .set((
+                users::auth_hash.eq(""),
+                users::key_backup.eq(vec![0u8]),
+                users::is_admin.eq(false),
+                users::disabled_at.eq(Some(now)),
+            ))
+            .execute(conn)?;
+        let active: Vec<Vec<u8>> = devices::table
+            .filter(devices::user_id.eq(user))
+            .filter(devices::revoked_at.is_null())
+            .select(devices::id)
+            .load(conn)?;
+        for device in active {
+            super::mls::revoke_device(conn, user, &device, now)?;
+        }
+        super::mls::archive_delete(conn, user)?;
+        let blobs: Vec<String> = blobs::table
+            .filter(blobs::owner_id.eq(user))
+            .filter(blobs::attached.eq(false))
+            .select(blobs::id)
+            .load(conn)?;
+        diesel::delete(blobs::table.filter(blobs::id.eq_any(&blobs))).execute(conn)?;
+        diesel::delete(blocks::table.filter(blocks::user_id.eq(user))).execute(conn)?;
+        let mut groups = Vec::new();
+        for group in super::mls::groups_of(conn, user)? {
+            if group.is_direct() {
+                continue; // a direct conversation stays, as history, with the tombstone
+            }
+            let id = group.conversation_id;
+            if super::mls::leave(conn, id, user)? {
+                let remaining = super::members_of(conn, id)?.into_iter().map(|m| m.user_id).collect();
+                groups.push((id, remaining));
+            }
+        }
+        Ok(Some(Deleted { sessions, groups, blobs }))
+    })
+}
+
+/// Whether `user` deleted their account.
+pub fn is_deleted(conn: &mut DbConn, user: UserId) -> StoreResult<bool> {
+    Ok(deleted_users::table.find(user.0).count().get_result::<i64>(conn)? > 0)
+}
+
+/// Frees the names of accounts deleted before `before`: each tombstone is renamed to
+/// `deleted_<its id>_<random>` (a name registration refuses), so the name can be registered
+/// again. Returns how many.
+pub fn release_names(
+    conn: &mut DbConn,
+    before: i64,
+    now: i64,
+    suffix: &mut dyn FnMut() -> String,
+) -> StoreResult<usize> {
+    let due: Vec<i64> = deleted_users::table
+        .filter(deleted_users::name_released_at.is_null())
+        .filter(deleted_users::deleted_at.lt(before))
+        .select(deleted_users::user_id)
+        .load(conn)?;
+    for id in &due {
+        diesel::update(users::table.find(UserId(*id)))
+            .set(users::username.eq(format!("{}{id}_{}", RELEASED_PREFIX, suffix())))
+            .execute(conn)?;
+        diesel::update(deleted_users::table.find(id))
+            .set(deleted_users::name_released_at.eq(Some(now)))
+            .execute(conn)?;
+    }
+    Ok(due.len())
+}
+
+/// How a deleted account's row is renamed once its name is free again; no one may register a
+/// name that starts so.
+pub const RELEASED_PREFIX: &str = "deleted_";

@@ -123,6 +123,11 @@ pub(super) fn store_message(
     let Some(recipient) = members.iter().find(|m| m.user_id != sender).map(|m| m.user_id) else {
         return Ok(Err(Refused::NoRecipient));
     };
+    // A deleted account's row stays (its peers' history names it) with an empty credential.
+    let deleted = users::table.find(recipient).select(users::auth_hash.eq("")).get_result::<bool>(conn)?;
+    if deleted {
+        return Ok(Err(Refused::RecipientDeleted));
+    }
     let withheld = is_blocked(conn, recipient, sender)?;
     let size = envelope.len() as i64;
     let charged = hot::ChargeQuota { user: sender.0, size, limit: quota - size }.execute(conn)?;

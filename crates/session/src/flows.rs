@@ -5,12 +5,12 @@
 
 use sealroom_crypto::{seal_backup, BackupContents, IdentitySecret, KdfParams, MessageHeader, Payload};
 use sealroom_protocol::endpoint::{
-    ChangePassword, GetMe, GetUser, Login, OpenDirect, Prelogin, PutKeyBackup, Register,
+    ChangePassword, DeleteAccount, GetMe, GetUser, Login, OpenDirect, Prelogin, PutKeyBackup, Register,
 };
 use sealroom_protocol::{
-    AuthKeyBytes, ChangePasswordRequest, ClientMsgId, ConversationId, ConversationSummary, Endpoint,
-    Envelope, ErrorCode, IdentityKey, LoginRequest, Me, MessageOut, OpenDirectRequest, PreloginRequest,
-    RegisterRequest, Salt, SealedBackup, SessionResponse, Username,
+    AuthKeyBytes, ChangePasswordRequest, ClientMsgId, ConversationId, ConversationSummary,
+    DeleteAccountRequest, Endpoint, Envelope, ErrorCode, IdentityKey, LoginRequest, Me, MessageOut,
+    OpenDirectRequest, PreloginRequest, RegisterRequest, Salt, SealedBackup, SessionResponse, Username,
 };
 
 use crate::{check_new_password, Error, Opened, PeerKey, Transport, Vault, VaultCell};
@@ -75,6 +75,19 @@ async fn keys_for<T: Transport>(
         .call::<Prelogin>(&Prelogin::path(&[]), Some(&PreloginRequest { username: username.clone() }))
         .await?;
     t.derive_keys(password, &pre.salt.0, crypto_kdf(&pre.kdf)).await
+}
+
+/// Deletes the signed-in account: the password is proven to the relay as when signing in
+/// (its credential, derived here), never sent.
+pub async fn delete_account<T: Transport, V: VaultCell>(
+    t: &T,
+    vault: &V,
+    password: &str,
+) -> Result<(), T::Error> {
+    let username = vault.with(|v| v.username().clone()).ok_or(Error::SignedOut)?;
+    let keys = keys_for(t, &username, password).await?;
+    let req = DeleteAccountRequest { auth_key: AuthKeyBytes(*keys.auth_key.as_bytes()) };
+    t.call::<DeleteAccount>(&DeleteAccount::path(&[]), Some(&req)).await
 }
 
 /// Signs in on any device: derives the keys, logs in, unseals the backup and checks that its

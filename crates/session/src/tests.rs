@@ -134,6 +134,7 @@ impl MemRelay {
                     username: a.me.username.clone(),
                     identity_key: a.me.identity_key,
                     signing_key: None,
+                    deleted: false,
                 }))
             }
             _ => Err(api(ErrorCode::NotFound)),
@@ -528,6 +529,7 @@ fn summary_with(peer: &str, id: i64) -> sealroom_protocol::ConversationSummary {
         pinned: false,
         hidden: false,
         last_activity: 0,
+        peer_deleted: false,
     }
 }
 

@@ -203,6 +203,7 @@ fn main() {
         pinned: false,
         hidden: false,
         last_activity: 4,
+        peer_deleted: false,
     };
     write(
         "rest_body",
@@ -253,6 +254,7 @@ fn main() {
                     username: name("bob"),
                     identity_key: IdentityKey([3; 32]),
                     signing_key: Some(SigningKey([4; 32])),
+                    deleted: true,
                 },
             ),
             tagged(
@@ -262,6 +264,7 @@ fn main() {
                         username: name("bob"),
                         identity_key: IdentityKey([3; 32]),
                         signing_key: None,
+                        deleted: false,
                     }],
                 },
             ),
@@ -450,6 +453,7 @@ fn main() {
             tagged(44, &ServerInfo { registration: Registration::Invite }),
             tagged(45, &CreatedInvite { code: "7KQ2-M9XD-4HTR-WB6N".into(), invite: invite() }),
             tagged(46, &InviteList { invites: vec![invite()] }),
+            tagged(47, &DeleteAccountRequest { auth_key: key() }),
         ],
     );
 

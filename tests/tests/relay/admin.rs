@@ -274,3 +274,94 @@ async fn admin_commands_reach_a_running_relay_and_its_live_sockets() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no relay database"));
     assert!(!elsewhere.path().join("nothing-here").exists(), "no database is made where there was none");
 }
+
+#[tokio::test]
+async fn a_deleted_account_ends_at_once_keeps_its_peers_history_and_holds_its_name_for_a_while() {
+    let server = TestServer::start_with(&["--deleted-name-hold", "3s", "--gc-interval", "1s"]);
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    let to_bob = alice.send_text("bob", "hi bob", false).await.unwrap();
+    let to_alice = bob.send_text("alice", "hi alice", false).await.unwrap();
+    let bob_phone = server.client().login("bob", "password-of-bob").await.unwrap();
+    let mut phone_ws = bob_phone.connect().await.unwrap();
+    let bob_key = bob.identity_key();
+
+    // A wrong password deletes nothing.
+    let api = |path: &str| format!("{}{path}", server.url);
+    let err = server.client().login("bob", "password-of-bob").await.unwrap().delete_account("wrong").await;
+    assert!(err.unwrap_err().to_string().contains("invalid_credentials"));
+    server.client().login("bob", "password-of-bob").await.unwrap();
+
+    // The right one: every session and socket ends at once.
+    bob.delete_account("password-of-bob").await.unwrap();
+    let f = expect_frame(&mut phone_ws, "revoked", |f| matches!(f, ServerFrame::SessionRevoked { .. })).await;
+    let ServerFrame::SessionRevoked { reason } = f else { unreachable!() };
+    assert!(reason.contains("deleted"), "{reason}");
+    let (status, _, _) = raw(Method::GET, &api("/api/me"), Some(bob_phone.token()), None).await;
+    assert_eq!(status, 401);
+    let err = server.client().login("bob", "password-of-bob").await.unwrap_err().to_string();
+    assert!(err.contains("invalid_credentials"), "{err}");
+    // Nobody can take the name while it is held.
+    let err = server.client().register("bob", "password-of-the-new-bob").await.unwrap_err().to_string();
+    assert!(err.contains("username_taken"), "{err}");
+
+    // alice keeps her history, sees a deleted user, and cannot write to them.
+    let history = alice.history("bob", 10).await.unwrap();
+    assert_eq!(history.iter().map(|m| m.id).collect::<Vec<_>>(), [to_bob, to_alice]);
+    let (_, list, _) = raw(Method::GET, &api("/api/conversations"), Some(alice.token()), None).await;
+    assert_eq!(list["conversations"][0]["peer"], "bob");
+    assert_eq!(list["conversations"][0]["peer_deleted"], true, "{list}");
+    let (_, info, _) = raw(Method::GET, &api("/api/users/bob"), Some(alice.token()), None).await;
+    assert_eq!(info["deleted"], true, "{info}");
+    let (_, found, _) = raw(Method::GET, &api("/api/users?prefix=bo"), Some(alice.token()), None).await;
+    assert_eq!(found["users"], serde_json::json!([]), "not in the directory");
+    let err = alice.send_text("bob", "are you there?", false).await.unwrap_err().to_string();
+    assert!(err.contains("unknown_recipient") && err.contains("deleted"), "{err}");
+    // What the relay still holds of bob: the tombstone, no credential, no key backup.
+    let inspected = server.admin_json(&["inspect", "bob"]);
+    assert_eq!(inspected["user"]["auth_hash"], "");
+    assert_eq!(inspected["user"]["key_backup"], "AA==");
+    assert_eq!(
+        inspected["sessions"].as_array().unwrap().iter().filter(|s| s["revoked_at"].is_null()).count(),
+        0
+    );
+
+    // Once the hold is over, the name is free; the old conversation still shows a deleted user.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let new_bob = loop {
+        match server.client().register("bob", "password-of-the-new-bob").await {
+            Ok(s) => break s,
+            Err(e) => assert!(
+                e.to_string().contains("username_taken") && std::time::Instant::now() < deadline,
+                "{e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_ne!(new_bob.identity_key(), bob_key, "a new person, with new keys");
+    let (_, list, _) = raw(Method::GET, &api("/api/conversations"), Some(alice.token()), None).await;
+    let old = &list["conversations"][0];
+    assert!(old["peer"].as_str().unwrap().starts_with("deleted_"), "{list}");
+    assert_eq!(old["peer_deleted"], true);
+    let err = server.client().register("deleted_1_abc", "some long password").await.unwrap_err().to_string();
+    assert!(err.contains("invalid_username"), "{err}");
+
+    // The operator deletes an account the same way, with its sockets; the CLI user their own.
+    let carol = server.register("carol").await;
+    let mut carol_ws = carol.connect().await.unwrap();
+    let refused = server.admin_output(&["delete", "carol"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    assert!(server.admin(&["delete", "carol", "--yes"]).contains("deleted carol"));
+    let f = expect_frame(&mut carol_ws, "revoked", |f| matches!(f, ServerFrame::SessionRevoked { .. })).await;
+    let ServerFrame::SessionRevoked { reason } = f else { unreachable!() };
+    assert!(reason.contains("operator"), "{reason}");
+    let out = server.cli("dave", "password of dave", &["register"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = server.cli("dave", "password of dave", &["delete-account"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--yes"), "{out:?}");
+    let out = server.cli("dave", "password of dave", &["delete-account", "--yes"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deleted the account dave"), "{out:?}");
+    let users = server.admin_json(&["users"]);
+    let dave = users.as_array().unwrap().iter().find(|u| u["name"] == "dave").expect("dave's tombstone");
+    assert_eq!(dave["deleted"], true, "{users}");
+}

@@ -158,7 +158,7 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
         GetMessage, GetUser, History, Login, Logout, LogoutAll, MarkRead, OpenApiDocument, OpenDirect,
         Prelogin, PutKeyBackup, Register, SearchUsers, SetFlags, Unblock, UploadBlob,
     };
-    use endpoint::{CreateInvite, GetServerInfo, Invites, RevokeInvite};
+    use endpoint::{CreateInvite, DeleteAccount, GetServerInfo, Invites, RevokeInvite};
     let probes = vec![
         probe::<GetMe>(GetMe::path(&[]), None),
         probe::<PutKeyBackup>(
@@ -273,6 +273,10 @@ async fn every_endpoint_answers_each_kind_of_caller_as_it_should() {
         probe::<RemoveDevice>(RemoveDevice::path(&[&device]), None)
             .other(404, Some("not_found"))
             .right(204, None),
+        // A wrong password: nobody's account is deleted here (tests/tests/relay/admin.rs does).
+        probe::<DeleteAccount>(DeleteAccount::path(&[]), json(format!(r#"{{"auth_key":"{fake_key}"}}"#)))
+            .other(401, Some("invalid_credentials"))
+            .right(401, Some("invalid_credentials")),
         probe::<CreateInvite>(CreateInvite::path(&[]), json(r#"{"max_uses":3,"note":"for dave"}"#.into()))
             .other(403, Some("not_admin"))
             .right(201, None),

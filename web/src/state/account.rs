@@ -120,6 +120,24 @@ impl App {
         Ok(())
     }
 
+    /// Deletes this account (the password proves it to the relay, derived here); then this
+    /// browser forgets it: session, remembered key and MLS device.
+    pub async fn delete_account(self, password: String) -> Result<(), String> {
+        let me = self.account.me.get_untracked();
+        self.account.busy.set(Some("Checking your password…".into()));
+        let result = flows::delete_account(&Fetch(self), &WebVault, &password).await;
+        self.account.busy.set(None);
+        result.map_err(|e| match e.code() {
+            Some(ErrorCode::InvalidCredentials) => "That password is wrong.".to_owned(),
+            _ => e.human(),
+        })?;
+        if let Some(me) = me {
+            let _ = crate::device::BrowserDevice::forget(&me).await;
+        }
+        self.forget(Some("Your account was deleted, with everything it kept on this server.".into()));
+        Ok(())
+    }
+
     /// Reopens a remembered browser without the password, while its session is valid.
     pub async fn resume(self) {
         let Some(saved) = crate::device::recall().await else { return };

@@ -122,6 +122,7 @@ impl App {
             unread_up_to: None,
             markers: Markers::default(),
             log_read_up_to: g.log_read_up_to,
+            deleted: false,
         }
     }
 
@@ -180,6 +181,7 @@ impl App {
                 log_read: c.peer_log_read_up_to,
             },
             log_read_up_to: c.log_read_up_to,
+            deleted: c.peer_deleted,
         }
     }
 

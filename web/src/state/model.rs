@@ -172,6 +172,8 @@ pub struct Conv {
     pub markers: Markers,
     /// Up to where this user has read the conversation's MLS log.
     pub log_read_up_to: u64,
+    /// The peer deleted their account: the history stays readable, nothing can be sent.
+    pub deleted: bool,
 }
 
 impl Conv {
@@ -478,6 +480,7 @@ mod tests {
             unread_up_to: None,
             markers: Markers::default(),
             log_read_up_to: 0,
+            deleted: false,
         };
         let mut cs = vec![conv(1, 10.0, false), conv(2, 30.0, false), conv(3, 5.0, true)];
         sort_convs(&mut cs);
@@ -502,6 +505,7 @@ mod tests {
             unread_up_to: unread_up_to.map(MessageId),
             markers: Markers::default(),
             log_read_up_to: 0,
+            deleted: false,
         };
         let frames = fetched_receipts(&[conv(1, Some(7)), conv(2, None), conv(3, Some(9))]);
         assert_eq!(

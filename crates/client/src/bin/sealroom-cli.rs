@@ -53,6 +53,14 @@ enum Command {
     Logout,
     /// End every session of this account, on every device.
     LogoutEverywhere,
+    /// Delete this account for good (password required): every session ends; your key backup,
+    /// devices and history archive go; what you sent stays with its recipients, who see a
+    /// deleted user. Asks for --yes.
+    DeleteAccount {
+        /// Yes, delete it (there is no undo).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Send a text; prints the acknowledged message id (in a group, `#ID/POSITION`).
     Send {
         /// Recipient: a username, or `#ID` for a group.
@@ -358,10 +366,19 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         println!("registered {}", session.username());
         return Ok(());
     }
+    if let Command::DeleteAccount { yes: false } = cli.command {
+        return Err(ClientError::Usage("deleting an account cannot be undone: add --yes to go ahead".into()));
+    }
     let mut session = client.sign_in(&cli.user, &password).await?;
     match cli.command {
         Command::Logout => session.logout().await,
         Command::LogoutEverywhere => session.logout_everywhere().await,
+        Command::DeleteAccount { yes: true } => {
+            let name = session.username().to_owned();
+            session.delete_account(&password).await?;
+            println!("deleted the account {name}");
+            Ok(())
+        }
         other => command(&mut session, other).await,
     }
 }
@@ -370,7 +387,10 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
     let mut out = std::io::stdout().lock();
     let io = |e: std::io::Error| ClientError::Usage(format!("cannot write output: {e}"));
     match command {
-        Command::Register { .. } | Command::Logout | Command::LogoutEverywhere => {
+        Command::Register { .. }
+        | Command::Logout
+        | Command::LogoutEverywhere
+        | Command::DeleteAccount { .. } => {
             return Err(ClientError::Usage("handled before the command runs".into()))
         }
         Command::Send { peer, text, accept_new_key } => {
