@@ -2217,7 +2217,7 @@ async fn two_people_on_two_relay_nodes_chat_in_real_browsers() {
 
 #[tokio::test]
 async fn an_invite_only_relay_asks_for_a_code_and_the_operator_can_disable_an_account_mid_chat() {
-    let (server, driver, profiles) = web_scene(&["--registration", "invite"]).await;
+    let (server, driver, profiles) = web_scene(&["--registration", "invite", "--retention-days", "30"]).await;
     let mut bob =
         server.client().register_invited("bob", "password-of-bob", Some(&invite(&server))).await.unwrap();
     let a = driver.browser(&profiles.path().join("alice")).await;
@@ -2238,6 +2238,8 @@ async fn an_invite_only_relay_asks_for_a_code_and_the_operator_can_disable_an_ac
     code_field.send_keys(&invite(&server).to_lowercase()).await.unwrap();
     a.find(Locator::Css("form.card button.primary")).await.unwrap().click().await.unwrap();
     wait_css(&a, ".sidebar").await;
+    // The relay keeps messages for 30 days, and says so.
+    wait_text(&a, "#retention", "deletes messages after 30 days").await;
     bob.send_text("alice", "hello alice", false).await.unwrap();
     wait_text(&a, ".conv .preview", "hello alice").await;
 

@@ -321,7 +321,15 @@ fn Account() -> impl IntoView {
     let invites = RwSignal::new(false);
     let delete = RwSignal::new(false);
     let admin = crate::admin::admin_signal();
+    let app = expect_context::<App>();
+    spawn_local(app.load_server_info());
     view! {
+        {move || app.account.retention_days.get().map(|days| view! {
+            <p class="small muted pad retention" id="retention">{format!(
+                "This server deletes messages after {days} {}: older history is gone for everyone.",
+                if days == 1 { "day" } else { "days" }
+            )}</p>
+        })}
         <label class="pad notify-setting">"Notifications "
             <select id="notifications" on:change=move |ev| crate::browser::NotifyLevel::parse(&event_target_value(&ev)).store()
                 prop:value=crate::browser::NotifyLevel::load().as_str()>

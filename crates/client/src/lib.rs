@@ -168,6 +168,12 @@ impl Client {
         Http { client: self, token }
     }
 
+    /// Who may register here, and how long the relay keeps messages (no session needed).
+    pub async fn server_info(&self) -> Result<sealroom_protocol::ServerInfo> {
+        use sealroom_protocol::endpoint::GetServerInfo;
+        self.call::<GetServerInfo>(GetServerInfo::PATH, None, None).await
+    }
+
     /// Creates an account: the identity key and the password keys are made here and the
     /// backup sealed here ([`sealroom_session::flows::register`]). Argon2id runs on a
     /// blocking thread.
@@ -676,6 +682,11 @@ impl Session {
         flow!(self, delete_account(password))?;
         self.forget();
         Ok(())
+    }
+
+    /// [`Client::server_info`] of this session's relay.
+    pub async fn server_info(&self) -> Result<sealroom_protocol::ServerInfo> {
+        self.client.server_info().await
     }
 
     /// Ends every session of this user (and forgets this one on this device).

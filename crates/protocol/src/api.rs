@@ -127,6 +127,9 @@ impl Registration {
 pub struct ServerInfo {
     /// Who may register.
     pub registration: Registration,
+    /// Messages older than this many days are deleted by the relay (none: kept until cleared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
 
 /// `POST /api/admin/invites` (relay admins only).

@@ -165,7 +165,14 @@ fn rest_bodies() {
                "kdf": {"m_kib": 65536, "t": 3, "p": 1}, "identity_key": KEY_B64, "key_backup": "CQk=",
                "invite": "7kq2-m9xd-4htr-wb6n"}),
     );
-    round_trip(&ServerInfo { registration: Registration::Invite }, json!({"registration": "invite"}));
+    round_trip(
+        &ServerInfo { registration: Registration::Invite, retention_days: None },
+        json!({"registration": "invite"}),
+    );
+    round_trip(
+        &ServerInfo { registration: Registration::Open, retention_days: Some(30) },
+        json!({"registration": "open", "retention_days": 30}),
+    );
     round_trip(&DeleteAccountRequest { auth_key: AuthKeyBytes([1; 32]) }, json!({"auth_key": KEY_B64}));
     round_trip(
         &UserInfo { username: bob(), identity_key: IdentityKey([1; 32]), signing_key: None, deleted: true },
@@ -175,8 +182,14 @@ fn rest_bodies() {
         &UserInfo { username: bob(), identity_key: IdentityKey([1; 32]), signing_key: None, deleted: false },
         json!({"username": "bob", "identity_key": KEY_B64}),
     );
-    round_trip(&ServerInfo { registration: Registration::Open }, json!({"registration": "open"}));
-    round_trip(&ServerInfo { registration: Registration::Closed }, json!({"registration": "closed"}));
+    round_trip(
+        &ServerInfo { registration: Registration::Open, retention_days: None },
+        json!({"registration": "open"}),
+    );
+    round_trip(
+        &ServerInfo { registration: Registration::Closed, retention_days: None },
+        json!({"registration": "closed"}),
+    );
     round_trip(
         &CreateInviteRequest { max_uses: 5, expires_in_secs: Some(86_400), note: "the Smiths".into() },
         json!({"max_uses": 5, "expires_in_secs": 86400, "note": "the Smiths"}),

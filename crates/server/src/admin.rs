@@ -548,6 +548,28 @@ pub async fn watch_kicks(relay: actix_web::web::Data<Relay>) {
     }
 }
 
+/// A running relay's side, with `--retention-days`: deletes what is older, in batches (each its
+/// own short write, so sending never waits long behind it).
+pub async fn apply_retention(relay: &Relay, days: u32) -> crate::error::Result<()> {
+    let before = relay.clock.now_ms() - i64::from(days) * 86_400_000;
+    let (mut messages, mut files) = (0, 0);
+    loop {
+        let (n, freed) =
+            relay.store.write(move |conn| Ok(stored::expire_messages(conn, before, 1000)?)).await?;
+        files += freed.len();
+        relay.blobs.remove(freed).await;
+        messages += n;
+        if n < 1000 {
+            break;
+        }
+    }
+    let archived = relay.store.write(move |conn| Ok(stored::expire_archive(conn, before)?)).await?;
+    if messages + archived > 0 {
+        tracing::info!(messages, files, archived, days, "deleted what is past the retention period");
+    }
+    Ok(())
+}
+
 /// A running relay's side: its open connections, every 5 s, for `sealroom admin stats`; the
 /// row goes when the relay stops.
 pub async fn report_connections(relay: actix_web::web::Data<Relay>, node: String) {

@@ -312,6 +312,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALROOM_DEVICE_IDLE", default_value = "90d", value_parser = parse_duration)]
     pub device_idle: Duration,
 
+    /// Delete messages (and the attachments only they carry, and history-archive entries)
+    /// older than this many days, every --gc-interval; clients say that history is limited.
+    /// Without it, everything is kept until its users clear it.
+    #[arg(long, env = "SEALROOM_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_days: Option<u32>,
+
     /// How long the name of a deleted account stays taken, so nobody can take it and pass as
     /// its owner to their old contacts; after that it can be registered again.
     #[arg(long, env = "SEALROOM_DELETED_NAME_HOLD", default_value = "365d", value_parser = parse_duration)]

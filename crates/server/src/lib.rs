@@ -276,6 +276,11 @@ pub async fn serve(mut config: ServeArgs) -> Result<(), error::StartError> {
                 Ok(n) => tracing::info!(removed = n, "pruned group log entries every device has read"),
                 Err(e) => tracing::warn!(error = %e, "pruning group logs failed"),
             }
+            if let Some(days) = gc_state.config.retention_days {
+                if let Err(e) = admin::apply_retention(&gc_state, days).await {
+                    tracing::warn!(error = %e, "deleting messages past the retention period failed");
+                }
+            }
             if let Err(e) = blobs::expire(&gc_state).await {
                 tracing::warn!(error = %e, "expiring unsent attachments failed");
             }

@@ -514,7 +514,10 @@ async fn delete_account(
 }
 
 async fn server_info(state: web::Data<Relay>) -> HttpResponse {
-    HttpResponse::Ok().json(sealroom_protocol::ServerInfo { registration: state.config.registration() })
+    HttpResponse::Ok().json(sealroom_protocol::ServerInfo {
+        registration: state.config.registration(),
+        retention_days: state.config.retention_days,
+    })
 }
 
 async fn create_invite(

@@ -501,3 +501,57 @@ pub fn release_names(
 /// How a deleted account's row is renamed once its name is free again; no one may register a
 /// name that starts so.
 pub const RELEASED_PREFIX: &str = "deleted_";
+
+// ---------------------------------------------------------------------------------------------
+// Retention
+
+/// Deletes up to `batch` direct messages written before `before` (oldest first), with what
+/// only they referenced: their senders get the bytes back under their quota, and attachments
+/// no other message references go. Returns how many messages went and the freed blobs' ids.
+pub fn expire_messages(conn: &mut DbConn, before: i64, batch: i64) -> StoreResult<(usize, Vec<String>)> {
+    use crate::schema::{group_blobs, message_blobs};
+    super::atomically(conn, |conn| {
+        let ids: Vec<i64> = messages::table
+            .filter(messages::created_at.lt(before))
+            .order(messages::id)
+            .limit(batch)
+            .select(messages::id)
+            .load(conn)?;
+        let Some(&last) = ids.last() else { return Ok((0, Vec::new())) };
+        let touched: Vec<String> = message_blobs::table
+            .filter(message_blobs::message_id.eq_any(&ids))
+            .select(message_blobs::blob_id)
+            .distinct()
+            .load(conn)?;
+        let greatest = crate::db::greatest(conn);
+        diesel::sql_query(format!(
+            "UPDATE users SET message_bytes = {greatest}(0, message_bytes - COALESCE((SELECT SUM(LENGTH(x.envelope))
+                FROM messages x WHERE x.sender_id = users.id AND x.created_at < $1 AND x.id <= $2), 0))
+              WHERE id IN (SELECT sender_id FROM messages WHERE created_at < $1 AND id <= $2)",
+        ))
+        .bind::<BigInt, _>(before)
+        .bind::<BigInt, _>(last)
+        .execute(conn)?;
+        let n = diesel::delete(
+            messages::table.filter(messages::created_at.lt(before)).filter(messages::id.le(last)),
+        )
+        .execute(conn)?;
+        let freed: Vec<String> = blobs::table
+            .filter(blobs::id.eq_any(&touched))
+            .filter(diesel::dsl::not(diesel::dsl::exists(
+                message_blobs::table.filter(message_blobs::blob_id.eq(blobs::id)),
+            )))
+            .filter(diesel::dsl::not(diesel::dsl::exists(
+                group_blobs::table.filter(group_blobs::blob_id.eq(blobs::id)),
+            )))
+            .select(blobs::id)
+            .load(conn)?;
+        diesel::delete(blobs::table.filter(blobs::id.eq_any(&freed))).execute(conn)?;
+        Ok((n, freed))
+    })
+}
+
+/// Deletes history-archive entries of messages sent before `before`.
+pub fn expire_archive(conn: &mut DbConn, before: i64) -> StoreResult<usize> {
+    Ok(diesel::delete(archive::table.filter(archive::sent_ms.lt(before))).execute(conn)?)
+}

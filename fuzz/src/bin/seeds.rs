@@ -450,7 +450,7 @@ fn main() {
             ),
             // Running a relay: invites, and who may register.
             tagged(43, &CreateInviteRequest { max_uses: 5, expires_in_secs: Some(86_400), note: "the Smiths".into() }),
-            tagged(44, &ServerInfo { registration: Registration::Invite }),
+            tagged(44, &ServerInfo { registration: Registration::Invite, retention_days: Some(30) }),
             tagged(45, &CreatedInvite { code: "7KQ2-M9XD-4HTR-WB6N".into(), invite: invite() }),
             tagged(46, &InviteList { invites: vec![invite()] }),
             tagged(47, &DeleteAccountRequest { auth_key: key() }),

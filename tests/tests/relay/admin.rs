@@ -365,3 +365,57 @@ async fn a_deleted_account_ends_at_once_keeps_its_peers_history_and_holds_its_na
     let dave = users.as_array().unwrap().iter().find(|u| u["name"] == "dave").expect("dave's tombstone");
     assert_eq!(dave["deleted"], true, "{users}");
 }
+
+#[tokio::test]
+async fn retention_deletes_what_is_older_refunds_its_quota_and_clients_are_told() {
+    let mut server = TestServer::start_with(&["--retention-days", "1", "--gc-interval", "1s"]);
+    let (status, info, _) = raw(Method::GET, &format!("{}/api/server", server.url), None, None).await;
+    assert_eq!((status.as_u16(), &info["retention_days"]), (200, &serde_json::json!(1)));
+    let mut alice = server.register("alice").await;
+    let mut bob = server.register("bob").await;
+    let old = alice.send_text("bob", "from the day before yesterday", false).await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("old.txt");
+    std::fs::write(&path, b"an old file").unwrap();
+    let old_file = alice.send_file("bob", &path, false).await.unwrap();
+    let file = match bob.message(old_file).await.unwrap().payload {
+        sealroom_crypto::Payload::File(f) => f,
+        other => panic!("a file message, not {other:?}"),
+    };
+    let new = alice.send_text("bob", "from today", false).await.unwrap();
+    let bytes_before = server.admin_json(&["users"])[0]["message_bytes"].as_i64().unwrap();
+
+    // Two of them were written two days ago (as far as the relay's records go).
+    server.stop();
+    server.sql(&format!(
+        "UPDATE messages SET created_at = created_at - 2 * 86400000 WHERE id IN ({}, {})",
+        old.0, old_file.0
+    ));
+    server.restart();
+    let mut bob = server.client().login("bob", "password-of-bob").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ids: Vec<_> = bob.history("alice", 10).await.unwrap().iter().map(|m| m.id).collect();
+        if ids == [new] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still there: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The old file went with its message; alice's quota got its bytes back.
+    let out = files.path().join("again.txt");
+    let err = bob.download_file(&file, &out, false).await.unwrap_err().to_string();
+    assert!(err.contains("not_found"), "{err}");
+    let blobs = std::fs::read_dir(server.data_dir().join("blobs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .count();
+    assert_eq!(blobs, 0, "the attachment's file is gone too");
+    let bytes_after = server.admin_json(&["users"])[0]["message_bytes"].as_i64().unwrap();
+    assert!(bytes_after < bytes_before && bytes_after > 0, "{bytes_before} -> {bytes_after}");
+    // The CLI says history is limited.
+    let out = server.cli("bob", "password-of-bob", &["history", "alice"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("deletes messages after 1 day:"), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("from today"), "{out:?}");
+}

@@ -43,11 +43,12 @@ impl App {
         }
     }
 
-    /// Asks the relay who may register, for the sign-up form.
+    /// Asks the relay who may register (for the sign-up form) and how long it keeps messages.
     pub async fn load_server_info(self) {
         use sealroom_protocol::endpoint::GetServerInfo;
         if let Ok(info) = super::call::<GetServerInfo>(GetServerInfo::PATH, None).await {
-            self.account.registration.set(info.registration);
+            self.account.registration.try_set(info.registration);
+            self.account.retention_days.try_set(info.retention_days);
         }
     }
 

@@ -68,6 +68,8 @@ pub struct Account {
     pub online: RwSignal<bool>,
     /// Who may create an account on this relay (`GET /api/server`; open until it answers).
     pub registration: RwSignal<sealroom_protocol::Registration>,
+    /// Days after which the relay deletes messages (`None`: it keeps them).
+    pub retention_days: RwSignal<Option<u32>>,
 }
 
 /// The conversation list, the open chat and peers' key alerts.
@@ -170,6 +172,7 @@ impl App {
                 remember: RwSignal::new(true),
                 online: RwSignal::new(false),
                 registration: RwSignal::new(sealroom_protocol::Registration::Open),
+                retention_days: RwSignal::new(None),
             },
             rooms: Rooms {
                 convs: RwSignal::new(Vec::new()),

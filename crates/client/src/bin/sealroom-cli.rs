@@ -440,27 +440,33 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
             let name = file.name.replace(['\t', '\n', '\r'], " ");
             writeln!(out, "{name}\t{}\t{}", file.size, file.mime).map_err(io)?;
         }
-        Command::History { peer, limit } => match target(&peer)? {
-            Target::Peer(peer) => {
-                if !session.archive_on() && session.direct_moved(&peer).await? {
-                    note!("archive off: this conversation's forward-secret messages are not kept");
-                }
-                for m in session.direct_history(&peer, limit).await? {
-                    match m {
-                        DirectMessage::V1(m) => print_message(&mut out, &m),
-                        DirectMessage::Mls(group, m) => print_archived(&mut out, group, &m),
+        Command::History { peer, limit } => {
+            if let Some(days) = session.server_info().await.ok().and_then(|i| i.retention_days) {
+                let unit = if days == 1 { "day" } else { "days" };
+                note!("this server deletes messages after {days} {unit}: older history is gone");
+            }
+            match target(&peer)? {
+                Target::Peer(peer) => {
+                    if !session.archive_on() && session.direct_moved(&peer).await? {
+                        note!("archive off: this conversation's forward-secret messages are not kept");
                     }
-                    .map_err(io)?;
+                    for m in session.direct_history(&peer, limit).await? {
+                        match m {
+                            DirectMessage::V1(m) => print_message(&mut out, &m),
+                            DirectMessage::Mls(group, m) => print_archived(&mut out, group, &m),
+                        }
+                        .map_err(io)?;
+                    }
+                }
+                Target::Group(group) => {
+                    // This device's own reading goes to the archive first.
+                    report(session.sync_groups().await?);
+                    for m in session.archived_latest(group, limit).await? {
+                        print_archived(&mut out, group, &m).map_err(io)?;
+                    }
                 }
             }
-            Target::Group(group) => {
-                // This device's own reading goes to the archive first.
-                report(session.sync_groups().await?);
-                for m in session.archived_latest(group, limit).await? {
-                    print_archived(&mut out, group, &m).map_err(io)?;
-                }
-            }
-        },
+        }
         Command::Listen { count, timeout } => {
             drop(out);
             listen(session, count, timeout).await?;
