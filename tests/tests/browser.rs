@@ -2334,3 +2334,55 @@ async fn a_peer_who_deleted_their_account_is_shown_so_and_an_account_is_deleted_
     wait_css(&a, "form.card #username").await;
     close_clean(a).await;
 }
+
+#[tokio::test]
+async fn the_history_is_exported_decrypted_in_the_browser_as_json_and_a_page() {
+    let Scene { server, mut bob, driver, profiles } = Scene::new().await;
+    let a = driver.browser(&profiles.path().join("alice")).await;
+    sign_up(&a, &server.url, "alice", true).await;
+    bob.send_text("alice", "first <i>of all</i>", false).await.unwrap();
+    wait_text(&a, ".conv .preview", "of all").await;
+    a.find(Locator::Css(".conv .row")).await.unwrap().click().await.unwrap();
+    send(&a, "and my answer").await;
+    wait_sent(&a, "and my answer").await;
+    bob.send_text("alice", "the last word", false).await.unwrap();
+    wait_text(&a, ".msg.theirs .text", "the last word").await;
+
+    a.find(Locator::Id("export-toggle")).await.unwrap().click().await.unwrap();
+    wait_css(&a, "#export-start").await.click().await.unwrap();
+    let link = wait_css(&a, "#export-json").await;
+    assert_eq!(link.attr("download").await.unwrap().as_deref(), Some("sealroom-export.json"));
+    // Saved as the user would: a click on each link (into the profile's download folder).
+    let downloads = profiles.path().join("alice").join("downloads");
+    let read = |id: &'static str, name: &'static str| {
+        let (a, path) = (a.clone(), downloads.join(name));
+        async move {
+            a.find(Locator::Id(id)).await.unwrap().click().await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    if !text.is_empty() {
+                        return text;
+                    }
+                }
+                assert!(Instant::now() < deadline, "{name} was never saved");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&read("export-json", "sealroom-export.json").await).unwrap();
+    assert_eq!(json["user"], "alice");
+    let texts: Vec<&str> = json["conversations"][0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["first <i>of all</i>", "and my answer", "the last word"]);
+    let html = read("export-html", "sealroom-export.html").await;
+    assert!(html.contains("first &lt;i&gt;of all&lt;/i&gt;") && html.contains("the last word"), "{html}");
+    std::fs::write(artifacts().join("export.html"), &html).unwrap();
+    std::fs::write(artifacts().join("export-panel.png"), a.screenshot().await.unwrap()).unwrap();
+    close_clean(a).await;
+}

@@ -8,6 +8,7 @@ mod auth;
 mod browser;
 mod chat;
 pub mod device;
+mod export;
 pub mod files;
 mod group;
 mod icons;

@@ -320,6 +320,7 @@ fn Account() -> impl IntoView {
     let devices = RwSignal::new(false);
     let invites = RwSignal::new(false);
     let delete = RwSignal::new(false);
+    let export = RwSignal::new(false);
     let admin = crate::admin::admin_signal();
     let app = expect_context::<App>();
     spawn_local(app.load_server_info());
@@ -346,6 +347,10 @@ fn Account() -> impl IntoView {
         <Show when=move || devices.get()>
             <DeviceList/>
             <HistorySetting/>
+        </Show>
+        <button class="link pad" id="export-toggle" aria-expanded=move || export.get().to_string() on:click=move |_| export.update(|o| *o = !*o)>"Export my history"</button>
+        <Show when=move || export.get()>
+            <crate::export::ExportHistory/>
         </Show>
         <button class="link pad" id="delete-toggle" aria-expanded=move || delete.get().to_string() on:click=move |_| delete.update(|o| *o = !*o)>"Delete account"</button>
         <Show when=move || delete.get()>

@@ -684,6 +684,21 @@ impl Session {
         Ok(())
     }
 
+    /// Everything this user can read, decrypted here, as an export
+    /// ([`sealroom_session::export::collect`]); `progress` hears the messages so far. Sync the
+    /// groups first ([`Session::sync_groups`]) so this device's own reading is in the archive.
+    pub async fn export(&mut self, progress: impl FnMut(usize)) -> Result<sealroom_session::export::Export> {
+        let server = self.client.base.to_string();
+        let t = Http { client: &self.client, token: Some(&self.token) };
+        let cell = Mutex::new(&mut self.vault);
+        sealroom_session::export::collect(&t, &cell, &server, now_ms(), progress).await
+    }
+
+    /// The relay's address.
+    pub fn server_url(&self) -> &str {
+        self.client.base.as_str()
+    }
+
     /// [`Client::server_info`] of this session's relay.
     pub async fn server_info(&self) -> Result<sealroom_protocol::ServerInfo> {
         self.client.server_info().await

@@ -28,6 +28,7 @@ pub mod limits;
 pub mod mls;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod time;
 mod username;
 pub mod ws;
 

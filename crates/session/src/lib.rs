@@ -42,6 +42,7 @@
 #![deny(missing_docs)]
 
 mod directory;
+pub mod export;
 pub mod flows;
 #[cfg(feature = "mls")]
 pub mod groups;

@@ -344,3 +344,71 @@ fn the_cli_reuses_its_session_until_logout() {
     assert_eq!(live("alice"), "0");
     assert!(!file.exists(), "the saved session is forgotten");
 }
+
+#[test]
+fn export_writes_the_whole_decrypted_history_as_json_and_a_page_that_opens_anywhere() {
+    let server = TestServer::start();
+    ok(&server.cli("alice", "pass-phrase-a", &["register"]));
+    ok(&server.cli("bob", "pass-phrase-b", &["register"]));
+    ok(&server.cli("carol", "pass-phrase-c", &["register"]));
+    let said = ["hello bob", "<b>bold</b> & \"quoted\"", "line one\nline two"];
+    for text in said {
+        ok(&server.cli("alice", "pass-phrase-a", &["send", "bob", text]));
+    }
+    ok(&server.cli("bob", "pass-phrase-b", &["send", "alice", "hi alice"]));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, b"some notes").unwrap();
+    ok(&server.cli("alice", "pass-phrase-a", &["send-file", "bob", file.to_str().unwrap()]));
+    let created =
+        ok(&server.cli("alice", "pass-phrase-a", &["group", "create", "Book club", "--member", "carol"]));
+    let group = created.split_whitespace().find(|w| w.starts_with('#')).expect("the group's #ID").to_owned();
+    ok(&server.cli("carol", "pass-phrase-c", &["group", "sync"]));
+    ok(&server.cli("carol", "pass-phrase-c", &["send", &group, "chapter three tonight"]));
+
+    let out = dir.path().join("export");
+    let done = ok(&server.cli("alice", "pass-phrase-a", &["export", "--out", out.to_str().unwrap()]));
+    assert!(done.contains("exported"), "{done}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sealroom-export.json")).unwrap()).unwrap();
+    assert_eq!(json["format"], "sealroom-export/1");
+    assert_eq!(json["user"], "alice");
+    // The conversation with bob is the history, in order.
+    let with_bob = json["conversations"].as_array().unwrap().iter().find(|c| c["title"] == "bob").unwrap();
+    let texts: Vec<&str> =
+        with_bob["messages"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts, ["hello bob", "<b>bold</b> & \"quoted\"", "line one\nline two", "hi alice"]);
+    // One entry for each line `history` prints (the move to MLS included), nothing left out.
+    let history = ok(&server.cli("alice", "pass-phrase-a", &["history", "bob"]));
+    assert_eq!(
+        history.lines().count(),
+        with_bob["messages"].as_array().unwrap().len(),
+        "{history}\n{with_bob}"
+    );
+    let files: Vec<&serde_json::Value> =
+        with_bob["messages"].as_array().unwrap().iter().filter(|m| m["file"].is_object()).collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        (files[0]["file"]["name"].as_str(), files[0]["file"]["size"].as_u64()),
+        (Some("notes.txt"), Some(10))
+    );
+    // The group, from alice's archive, under its name.
+    let club =
+        json["conversations"].as_array().unwrap().iter().find(|c| c["kind"] == "group").expect("the group");
+    assert_eq!(club["title"], "Book club");
+    assert!(
+        club["messages"].as_array().unwrap().iter().any(|m| m["text"] == "chapter three tonight"),
+        "{club}"
+    );
+    // The page: everything escaped, nothing loaded from anywhere.
+    let html = std::fs::read_to_string(out.join("sealroom-export.html")).unwrap();
+    assert!(html.contains("&lt;b&gt;bold&lt;/b&gt; &amp; &quot;quoted&quot;"), "{html}");
+    assert!(!html.contains("<b>bold"), "{html}");
+    assert!(html.contains("chapter three tonight") && html.contains("notes.txt"));
+    assert!(!html.contains("src=") && !html.contains("<script"), "the page loads nothing");
+    // Never over an earlier export.
+    fails(
+        &server.cli("alice", "pass-phrase-a", &["export", "--out", out.to_str().unwrap()]),
+        "already holds an export",
+    );
+}

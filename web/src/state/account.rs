@@ -139,6 +139,26 @@ impl App {
         Ok(())
     }
 
+    /// Everything this user can read, decrypted in this browser, as an export; `progress`
+    /// shows the messages so far.
+    pub async fn export_history(
+        self,
+        progress: RwSignal<Option<usize>>,
+    ) -> Result<sealroom_session::export::Export, String> {
+        let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
+        sealroom_session::export::collect(
+            &Fetch(self),
+            &WebVault,
+            &origin,
+            crate::browser::now() as i64,
+            |n| {
+                progress.try_set(Some(n));
+            },
+        )
+        .await
+        .map_err(|e| e.human())
+    }
+
     /// Reopens a remembered browser without the password, while its session is valid.
     pub async fn resume(self) {
         let Some(saved) = crate::device::recall().await else { return };

@@ -102,6 +102,13 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Export your whole history, decrypted here, into DIR: sealroom-export.json (every message)
+    /// and sealroom-export.html (one page that opens in any browser). Progress on stderr.
+    Export {
+        /// The directory to write into (made if missing; existing exports are not overwritten).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Print incoming messages as they arrive (a group's first: everything this device has not
     /// read yet). Group events (joins, membership changes) go to stderr.
     Listen {
@@ -383,6 +390,42 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
     }
 }
 
+/// `export`: everything this user can read, decrypted here (the shared client core's
+/// [`sealroom_session::export::collect`], as in the web client).
+async fn export(session: &mut Session, dir: &std::path::Path) -> Result<(), ClientError> {
+    let io = |e: std::io::Error| ClientError::Usage(format!("cannot write the export: {e}"));
+    let (json_path, html_path) = (dir.join("sealroom-export.json"), dir.join("sealroom-export.html"));
+    if json_path.exists() || html_path.exists() {
+        return Err(ClientError::Usage(format!("{} already holds an export", dir.display())));
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    if session.archive_on() {
+        // This device's own reading goes to the archive first.
+        report(session.sync_groups().await?);
+    } else {
+        note!("archive off: forward-secret messages are not kept, so only version 1 messages are exported");
+    }
+    let mut shown = 0;
+    let export = session
+        .export(|n| {
+            if n >= shown + 500 {
+                shown = n;
+                note!("{n} messages…");
+            }
+        })
+        .await?;
+    std::fs::write(&json_path, export.to_json()).map_err(io)?;
+    std::fs::write(&html_path, export.to_html()).map_err(io)?;
+    println!(
+        "exported {} messages in {} conversations to {} and {}",
+        export.message_count(),
+        export.conversations.len(),
+        json_path.display(),
+        html_path.display()
+    );
+    Ok(())
+}
+
 async fn command(session: &mut Session, command: Command) -> Result<(), ClientError> {
     let mut out = std::io::stdout().lock();
     let io = |e: std::io::Error| ClientError::Usage(format!("cannot write output: {e}"));
@@ -470,6 +513,10 @@ async fn command(session: &mut Session, command: Command) -> Result<(), ClientEr
         Command::Listen { count, timeout } => {
             drop(out);
             listen(session, count, timeout).await?;
+        }
+        Command::Export { out: dir } => {
+            drop(out);
+            export(session, &dir).await?;
         }
         Command::Conversations => {
             // Conversations in MLS: their newest message may be in the history archive.
