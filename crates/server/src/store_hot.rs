@@ -123,12 +123,15 @@ pub(super) fn store_message(
     let Some(recipient) = members.iter().find(|m| m.user_id != sender).map(|m| m.user_id) else {
         return Ok(Err(Refused::NoRecipient));
     };
-    // A deleted account's row stays (its peers' history names it) with an empty credential.
-    let deleted = users::table.find(recipient).select(users::auth_hash.eq("")).get_result::<bool>(conn)?;
+    // One statement: whether the recipient deleted their account (the row stays, so their
+    // peers' history names them, with an empty credential) and whether they blocked the sender.
+    let (deleted, withheld): (bool, bool) = users::table
+        .find(recipient)
+        .select((users::auth_hash.eq(""), diesel::dsl::exists(blocks::table.find((recipient, sender)))))
+        .get_result(conn)?;
     if deleted {
         return Ok(Err(Refused::RecipientDeleted));
     }
-    let withheld = is_blocked(conn, recipient, sender)?;
     let size = envelope.len() as i64;
     let charged = hot::ChargeQuota { user: sender.0, size, limit: quota - size }.execute(conn)?;
     if charged == 0 {
