@@ -75,11 +75,9 @@ pub fn backup(store: &StoreArgs, to: &Path) -> anyhow::Result<Manifest> {
         }
         Backend::Postgres => {
             let target = to.join(PG_FILE);
-            run(Command::new("pg_dump")
+            run(postgres_tool("pg_dump", &url)
                 .args(["--format=custom", "--no-owner", "--no-privileges", "--file"])
-                .arg(&target)
-                .arg("--dbname")
-                .arg(&url))
+                .arg(&target))
             .context("copying the database (pg_dump)")?;
         }
     }
@@ -179,9 +177,8 @@ pub fn restore(from: &Path, store: &StoreArgs) -> anyhow::Result<Manifest> {
                     crate::db::redacted(&url)
                 );
             }
-            run(Command::new("pg_restore")
-                .args(["--no-owner", "--no-privileges", "--exit-on-error", "--dbname"])
-                .arg(&url)
+            run(postgres_tool("pg_restore", &url)
+                .args(["--no-owner", "--no-privileges", "--exit-on-error"])
                 .arg(from.join(PG_FILE)))
             .context("restoring the database (pg_restore)")?;
         }
@@ -256,6 +253,18 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// `pg_dump` or `pg_restore` on the database `url` names; its password goes in the child's
+/// environment (`PGPASSWORD`), never in its arguments, which every user of the machine can read.
+fn postgres_tool(program: &str, url: &str) -> Command {
+    let (url, password) = crate::db::split_password(url);
+    let mut cmd = Command::new(program);
+    cmd.arg("--dbname").arg(url);
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    cmd
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {

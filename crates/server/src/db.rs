@@ -111,13 +111,34 @@ impl Backend {
 /// `url` without its password, for logs and errors: `postgres://user:secret@host/db` →
 /// `postgres://user:***@host/db`, and a `password=` parameter's value likewise.
 pub fn redacted(url: &str) -> String {
+    with_password(url, &mut |_| Some("***"))
+}
+
+/// `url` with its password taken out, and the password (percent-decoded): for a child process
+/// (`pg_dump`), which gets the password in `PGPASSWORD` rather than in its arguments, which
+/// every user of the machine can read.
+pub fn split_password(url: &str) -> (String, Option<String>) {
+    let mut password = None;
+    let rest = with_password(url, &mut |p| {
+        password = Some(percent_decoded(p));
+        None
+    });
+    (rest, password)
+}
+
+/// `url` with each password (in the authority or a `password=` parameter) replaced by what
+/// `swap` says, or removed when it says `None`.
+fn with_password(url: &str, swap: &mut dyn FnMut(&str) -> Option<&'static str>) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     // The authority ends at the first '/', '?' or '#'; its credentials at its last '@'.
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     let authority = match authority.rsplit_once('@') {
         Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
+            Some((user, password)) => match swap(password) {
+                Some(mask) => format!("{user}:{mask}@{host}"),
+                None => format!("{user}@{host}"),
+            },
             None => authority.to_owned(),
         },
         None => authority.to_owned(),
@@ -126,13 +147,41 @@ pub fn redacted(url: &str) -> String {
         Some((path, query)) => {
             let query: Vec<String> = query
                 .split('&')
-                .map(|kv| if kv.starts_with("password=") { "password=***".to_owned() } else { kv.to_owned() })
+                .filter_map(|kv| match kv.strip_prefix("password=") {
+                    Some(p) => swap(p).map(|mask| format!("password={mask}")),
+                    None => Some(kv.to_owned()),
+                })
                 .collect();
-            format!("{path}?{}", query.join("&"))
+            if query.is_empty() {
+                path.to_owned()
+            } else {
+                format!("{path}?{}", query.join("&"))
+            }
         }
         None => tail.to_owned(),
     };
     format!("{scheme}://{authority}{tail}")
+}
+
+/// `%XX` escapes decoded (anything malformed kept as it is).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// SQLite migrations, from the first release on.
@@ -313,5 +362,19 @@ mod tests {
             "postgres://db/x?user=a&password=***&x=1"
         );
         assert_eq!(redacted("./data/sealroom.db"), "./data/sealroom.db");
+    }
+
+    #[test]
+    fn a_child_process_gets_the_url_without_its_password_and_the_password_apart() {
+        assert_eq!(
+            split_password("postgres://sealroom:p%40ss%3Aword@db:5432/sealroom?sslmode=require"),
+            ("postgres://sealroom@db:5432/sealroom?sslmode=require".to_owned(), Some("p@ss:word".to_owned()))
+        );
+        assert_eq!(
+            split_password("postgres://db/x?user=a&password=y%20z"),
+            ("postgres://db/x?user=a".to_owned(), Some("y z".to_owned()))
+        );
+        assert_eq!(split_password("postgres://a@db/x"), ("postgres://a@db/x".to_owned(), None));
+        assert_eq!(percent_decoded("100%"), "100%");
     }
 }
