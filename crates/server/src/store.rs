@@ -970,28 +970,45 @@ pub fn clear(
             .select(message_blobs::blob_id)
             .distinct()
             .load(conn)?;
-        // Their senders get the bytes back under their message quota.
-        let greatest = crate::db::greatest(conn);
-        diesel::sql_query(format!(
-            "UPDATE users SET message_bytes = {greatest}(0, message_bytes - COALESCE((SELECT SUM(LENGTH(x.envelope))
-                FROM messages x WHERE x.sender_id = users.id AND x.conversation_id = $1 AND x.id <= $2), 0))
-              WHERE id IN (SELECT sender_id FROM messages WHERE conversation_id = $1 AND id <= $2)",
-        ))
-        .bind::<diesel::sql_types::BigInt, _>(m.conversation_id.0)
-        .bind::<diesel::sql_types::BigInt, _>(floor.unwrap_or(MessageId(0)).0)
-        .execute(conn)?;
+        refund_senders(conn, "conversation_id =", m.conversation_id.0, floor.unwrap_or(MessageId(0)).0)?;
         diesel::delete(doomed).execute(conn)?;
-        // The links went with the messages (ON DELETE CASCADE); a blob with none left is garbage.
-        let freed: Vec<String> = blobs::table
-            .filter(blobs::id.eq_any(&touched))
-            .filter(diesel::dsl::not(diesel::dsl::exists(
-                message_blobs::table.filter(message_blobs::blob_id.eq(blobs::id)),
-            )))
-            .select(blobs::id)
-            .load(conn)?;
-        diesel::delete(blobs::table.filter(blobs::id.eq_any(&freed))).execute(conn)?;
-        Ok((up_to, freed))
+        Ok((up_to, free_unreferenced_blobs(conn, &touched)?))
     })
+}
+
+/// Gives the senders of the messages about to be deleted — those whose `condition` (a column
+/// and an operator, e.g. `"conversation_id ="`) holds for `value`, up to message `up_to` —
+/// their bytes back under their message quota.
+pub(crate) fn refund_senders(conn: &mut DbConn, condition: &str, value: i64, up_to: i64) -> StoreResult<()> {
+    let greatest = crate::db::greatest(conn);
+    diesel::sql_query(format!(
+        "UPDATE users SET message_bytes = {greatest}(0, message_bytes - COALESCE((SELECT SUM(LENGTH(x.envelope))
+            FROM messages x WHERE x.sender_id = users.id AND x.{condition} $1 AND x.id <= $2), 0))
+          WHERE id IN (SELECT sender_id FROM messages WHERE {condition} $1 AND id <= $2)",
+    ))
+    .bind::<BigInt, _>(value)
+    .bind::<BigInt, _>(up_to)
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Deletes those of `touched` (blobs whose messages were just deleted; the links went with
+/// them, ON DELETE CASCADE) that no message or group message references any more; returns
+/// their ids, for the files to go.
+pub(crate) fn free_unreferenced_blobs(conn: &mut DbConn, touched: &[String]) -> StoreResult<Vec<String>> {
+    use crate::schema::group_blobs;
+    let freed: Vec<String> = blobs::table
+        .filter(blobs::id.eq_any(touched))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            message_blobs::table.filter(message_blobs::blob_id.eq(blobs::id)),
+        )))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            group_blobs::table.filter(group_blobs::blob_id.eq(blobs::id)),
+        )))
+        .select(blobs::id)
+        .load(conn)?;
+    diesel::delete(blobs::table.filter(blobs::id.eq_any(&freed))).execute(conn)?;
+    Ok(freed)
 }
 
 /// The history-archive half of [`clear`] (a conversation in MLS keeps its messages in its

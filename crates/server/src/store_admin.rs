@@ -509,7 +509,7 @@ pub const RELEASED_PREFIX: &str = "deleted_";
 /// only they referenced: their senders get the bytes back under their quota, and attachments
 /// no other message references go. Returns how many messages went and the freed blobs' ids.
 pub fn expire_messages(conn: &mut DbConn, before: i64, batch: i64) -> StoreResult<(usize, Vec<String>)> {
-    use crate::schema::{group_blobs, message_blobs};
+    use crate::schema::message_blobs;
     super::atomically(conn, |conn| {
         let ids: Vec<i64> = messages::table
             .filter(messages::created_at.lt(before))
@@ -523,30 +523,12 @@ pub fn expire_messages(conn: &mut DbConn, before: i64, batch: i64) -> StoreResul
             .select(message_blobs::blob_id)
             .distinct()
             .load(conn)?;
-        let greatest = crate::db::greatest(conn);
-        diesel::sql_query(format!(
-            "UPDATE users SET message_bytes = {greatest}(0, message_bytes - COALESCE((SELECT SUM(LENGTH(x.envelope))
-                FROM messages x WHERE x.sender_id = users.id AND x.created_at < $1 AND x.id <= $2), 0))
-              WHERE id IN (SELECT sender_id FROM messages WHERE created_at < $1 AND id <= $2)",
-        ))
-        .bind::<BigInt, _>(before)
-        .bind::<BigInt, _>(last)
-        .execute(conn)?;
+        super::refund_senders(conn, "created_at <", before, last)?;
         let n = diesel::delete(
             messages::table.filter(messages::created_at.lt(before)).filter(messages::id.le(last)),
         )
         .execute(conn)?;
-        let freed: Vec<String> = blobs::table
-            .filter(blobs::id.eq_any(&touched))
-            .filter(diesel::dsl::not(diesel::dsl::exists(
-                message_blobs::table.filter(message_blobs::blob_id.eq(blobs::id)),
-            )))
-            .filter(diesel::dsl::not(diesel::dsl::exists(
-                group_blobs::table.filter(group_blobs::blob_id.eq(blobs::id)),
-            )))
-            .select(blobs::id)
-            .load(conn)?;
-        diesel::delete(blobs::table.filter(blobs::id.eq_any(&freed))).execute(conn)?;
+        let freed = super::free_unreferenced_blobs(conn, &touched)?;
         Ok((n, freed))
     })
 }

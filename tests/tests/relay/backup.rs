@@ -1,18 +1,23 @@
 //! `sealroom backup` while clients send, and `sealroom restore` into a fresh data dir.
 
 use std::cell::{Cell, RefCell};
+use std::path::Path;
 use std::time::Duration;
 
 use sealroom_crypto::Payload;
 use sealroom_tests::{bin, Database, TestServer};
 
-fn operator(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    std::process::Command::new(bin("sealroom"))
-        .args(args)
-        .env_remove("SEALROOM_DATABASE_URL")
-        .env_remove("SEALROOM_DATA_DIR")
-        .output()
-        .expect("sealroom runs")
+/// `sealroom COMMAND --FLAG PATH … [--database-url URL]`, as an operator runs it.
+fn operator(command: &str, paths: &[(&str, &Path)], database_url: Option<&str>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(bin("sealroom"));
+    cmd.arg(command);
+    for (flag, path) in paths {
+        cmd.arg(flag).arg(path);
+    }
+    if let Some(url) = database_url {
+        cmd.args(["--database-url", url]);
+    }
+    cmd.env_remove("SEALROOM_DATABASE_URL").env_remove("SEALROOM_DATA_DIR").output().expect("sealroom runs")
 }
 
 fn words(out: &std::process::Output) -> String {
@@ -49,18 +54,9 @@ async fn a_backup_taken_while_clients_send_restores_every_message_acknowledged_b
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let before: Vec<_> = acked.borrow().clone();
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "backup".into(),
-            "--data-dir".into(),
-            server.data_dir().into(),
-            "--to".into(),
-            to.clone().into(),
-        ];
-        if let Some(url) = server.database_url() {
-            args.extend(["--database-url".into(), url.into()]);
-        }
+        let (data, to, url) = (server.data_dir(), to.clone(), server.database_url().map(str::to_owned));
         let out = tokio::task::spawn_blocking(move || {
-            operator(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>())
+            operator("backup", &[("--data-dir", &data), ("--to", &to)], url.as_deref())
         })
         .await
         .unwrap();
@@ -75,30 +71,12 @@ async fn a_backup_taken_while_clients_send_restores_every_message_acknowledged_b
     assert!(during > 0, "alice kept sending while the backup ran");
 
     // Into the same directory again: refused, nothing touched.
-    let mut again: Vec<std::ffi::OsString> = vec![
-        "backup".into(),
-        "--data-dir".into(),
-        server.data_dir().into(),
-        "--to".into(),
-        to.clone().into(),
-    ];
-    if let Some(url) = server.database_url() {
-        again.extend(["--database-url".into(), url.into()]);
-    }
-    let again = operator(&again.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    let again =
+        operator("backup", &[("--data-dir", &server.data_dir()), ("--to", &to)], server.database_url());
     assert!(!again.status.success() && words(&again).contains("not empty"), "{}", words(&again));
     // Over the running relay's own data: refused.
-    let mut over: Vec<std::ffi::OsString> = vec![
-        "restore".into(),
-        "--from".into(),
-        to.clone().into(),
-        "--data-dir".into(),
-        server.data_dir().into(),
-    ];
-    if let Some(url) = server.database_url() {
-        over.extend(["--database-url".into(), url.into()]);
-    }
-    let refused = operator(&over.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    let refused =
+        operator("restore", &[("--from", &to), ("--data-dir", &server.data_dir())], server.database_url());
     assert!(!refused.status.success(), "{}", words(&refused));
 
     // Restore into a fresh data dir (and, on PostgreSQL, an empty database) and start a relay.
@@ -108,12 +86,7 @@ async fn a_backup_taken_while_clients_send_restores_every_message_acknowledged_b
         Database::Sqlite => None,
         Database::Postgres => Some(sealroom_testkit::postgres().database()),
     };
-    let mut args: Vec<std::ffi::OsString> =
-        vec!["restore".into(), "--from".into(), to.clone().into(), "--data-dir".into(), data.clone().into()];
-    if let Some(url) = &database_url {
-        args.extend(["--database-url".into(), url.into()]);
-    }
-    let out = operator(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    let out = operator("restore", &[("--from", &to), ("--data-dir", &data)], database_url.as_deref());
     assert!(out.status.success(), "{}", words(&out));
     assert!(words(&out).contains("sealroom serve --data-dir"), "{}", words(&out));
     drop(server);
